@@ -1,0 +1,435 @@
+//! Query parameters of the two sockets, validated in the reference's declaration order with
+//! its exact 400 texts (reference section 2.2 and 2.3). The first failing parameter wins.
+
+use crate::format::FormatType;
+
+/// A parameter problem; its `Display` is the text of the 400 response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParamError(pub String);
+
+/// What the client sends and receives on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketPayload {
+    Json,
+    Avro,
+}
+
+/// Where a consumer without a committed offset starts (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+    /// Fail when the group has no committed offset.
+    None,
+}
+
+impl OffsetReset {
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+            OffsetReset::None => "error",
+        }
+    }
+}
+
+/// `isolation.level` of a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    ReadCommitted,
+    ReadUncommitted,
+}
+
+impl Isolation {
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
+/// Server settings that change which producer parameters are required.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProducerRules {
+    pub sessions_enabled: bool,
+    pub exactly_once_enabled: bool,
+}
+
+/// Validated `/socket/in` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducerParams {
+    pub client_id: String,
+    pub instance_id: Option<String>,
+    pub topic: String,
+    pub socket_payload: SocketPayload,
+    pub key_type: Option<FormatType>,
+    pub val_type: FormatType,
+    pub transactional: bool,
+}
+
+/// Validated `/socket/out` parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerParams {
+    pub client_id: String,
+    pub group_id: String,
+    pub topic: String,
+    pub socket_payload: SocketPayload,
+    pub key_type: Option<FormatType>,
+    pub val_type: FormatType,
+    pub offset_reset: OffsetReset,
+    /// Start at the first record at or after this time (ms) when the group has no offset.
+    pub from_timestamp: Option<i64>,
+    pub isolation: Isolation,
+    /// At most this many records per second; `None` or 0 is unlimited.
+    pub rate: Option<u32>,
+    /// Up to this many records per frame; `None` or 0 is one record per frame.
+    pub batch_size: Option<u32>,
+    pub auto_commit: bool,
+}
+
+/// Query parameters as sent; the first occurrence of a name wins.
+pub struct Query<'a> {
+    pairs: &'a [(String, String)],
+}
+
+impl<'a> Query<'a> {
+    pub fn new(pairs: &'a [(String, String)]) -> Self {
+        Query { pairs }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn required(&self, name: &str) -> Result<&'a str, ParamError> {
+        match self.get(name) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(ParamError(format!("Request param '{name}' is missing."))),
+        }
+    }
+
+    fn optional(&self, name: &str) -> Option<&'a str> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    fn format(&self, name: &str) -> Result<Option<FormatType>, ParamError> {
+        self.optional(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|e: crate::format::UnknownFormat| ParamError(e.to_string()))
+            })
+            .transpose()
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, ParamError> {
+        let Some(v) = self.optional(name) else {
+            return Ok(default);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(true),
+            "false" | "no" | "off" | "0" => Ok(false),
+            _ => Err(ParamError(format!("'{v}' is not a valid Boolean value"))),
+        }
+    }
+
+    fn non_negative(&self, name: &str) -> Result<Option<u32>, ParamError> {
+        let Some(v) = self.optional(name) else {
+            return Ok(None);
+        };
+        let n: i32 = v
+            .parse()
+            .map_err(|_| ParamError(format!("'{v}' is not a valid 32-bit signed integer value")))?;
+        u32::try_from(n).map(Some).map_err(|_| {
+            ParamError(format!(
+                "Request param '{name}' must not be negative, got {n}."
+            ))
+        })
+    }
+
+    fn payload(&self) -> Result<SocketPayload, ParamError> {
+        match self
+            .optional("socketPayload")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("json") => Ok(SocketPayload::Json),
+            Some("avro") => Ok(SocketPayload::Avro),
+            Some(_) => Err(ParamError(format!(
+                "'{}' is not a valid socket payload",
+                self.get("socketPayload").unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+/// Validates `/socket/in` parameters (reference 2.2, steps 1 to 5).
+pub fn producer_params(q: &Query<'_>, rules: ProducerRules) -> Result<ProducerParams, ParamError> {
+    let client_id = q.required("clientId")?.to_owned();
+    let instance_id = q.optional("instanceId").map(str::to_owned);
+    let topic = q.required("topic")?.to_owned();
+    let socket_payload = q.payload()?;
+    let key_type = q.format("keyType")?;
+    let val_type = q.format("valType")?.unwrap_or(FormatType::String);
+    let transactional = q.boolean("transactional", false)?;
+
+    if transactional && !(rules.sessions_enabled && rules.exactly_once_enabled) {
+        return Err(ParamError(
+            "Unable to provide transactional producer. Server is not configured to allow producer transactions."
+                .to_owned(),
+        ));
+    }
+    if transactional && instance_id.is_none() {
+        return Err(ParamError(
+            "Request param 'instanceId' is required when using transactional.".to_owned(),
+        ));
+    }
+    if rules.sessions_enabled
+        && !rules.exactly_once_enabled
+        && !transactional
+        && instance_id.is_none()
+    {
+        return Err(ParamError(
+            "Request param 'instanceId' is required when producer sessions are enabled on the proxy server."
+                .to_owned(),
+        ));
+    }
+    Ok(ProducerParams {
+        client_id,
+        instance_id,
+        topic,
+        socket_payload,
+        key_type,
+        val_type,
+        transactional,
+    })
+}
+
+/// Validates `/socket/out` parameters (reference 2.3, plus `offset` and `fromTimestamp`).
+pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
+    let client_id = q.required("clientId")?.to_owned();
+    let group_id = q
+        .optional("groupId")
+        .map_or_else(|| format!("{client_id}-group"), str::to_owned);
+    let topic = q.required("topic")?.to_owned();
+    let socket_payload = q.payload()?;
+    let key_type = q.format("keyType")?;
+    let val_type = q.format("valType")?.unwrap_or(FormatType::String);
+    let mut offset_reset = match q.optional("offsetResetStrategy") {
+        None => OffsetReset::Earliest,
+        Some(v) => offset_reset(v)
+            .ok_or_else(|| ParamError(format!("{v} is not a valid offset reset strategy")))?,
+    };
+    if let Some(v) = q.optional("offset") {
+        offset_reset = match offset_reset_strict(v) {
+            Some(o) => o,
+            None => {
+                return Err(ParamError(format!(
+                    "'{v}' is not a valid offset. Please use one of 'earliest' or 'latest'."
+                )))
+            }
+        };
+    }
+    let from_timestamp = match q.optional("fromTimestamp") {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(|| {
+            ParamError(format!(
+                "'{v}' is not a valid fromTimestamp. Please use milliseconds since the epoch."
+            ))
+        })?),
+    };
+    let isolation = match q.optional("isolationLevel").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("read_uncommitted") => Isolation::ReadUncommitted,
+        Some("read_committed") => Isolation::ReadCommitted,
+        Some(_) => {
+            return Err(ParamError(format!(
+                "Read isolation '{}' is not a valid value. Please use one of 'read_committed' or 'read_uncommitted'.",
+                q.get("isolationLevel").unwrap_or_default()
+            )))
+        }
+    };
+    let rate = q.non_negative("rate")?;
+    let batch_size = q.non_negative("batchSize")?;
+    let auto_commit = q.boolean("autoCommit", true)?;
+    Ok(ConsumerParams {
+        client_id,
+        group_id,
+        topic,
+        socket_payload,
+        key_type,
+        val_type,
+        offset_reset,
+        from_timestamp,
+        isolation,
+        rate,
+        batch_size,
+        auto_commit,
+    })
+}
+
+fn offset_reset(v: &str) -> Option<OffsetReset> {
+    match v.to_ascii_lowercase().as_str() {
+        "none" => Some(OffsetReset::None),
+        _ => offset_reset_strict(v),
+    }
+}
+
+fn offset_reset_strict(v: &str) -> Option<OffsetReset> {
+    match v.to_ascii_lowercase().as_str() {
+        "earliest" => Some(OffsetReset::Earliest),
+        "latest" => Some(OffsetReset::Latest),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(s: &str) -> Vec<(String, String)> {
+        s.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect()
+    }
+
+    fn prod(s: &str, rules: ProducerRules) -> Result<ProducerParams, String> {
+        producer_params(&Query::new(&q(s)), rules).map_err(|e| e.0)
+    }
+
+    fn cons(s: &str) -> Result<ConsumerParams, String> {
+        consumer_params(&Query::new(&q(s))).map_err(|e| e.0)
+    }
+
+    const NONE: ProducerRules = ProducerRules {
+        sessions_enabled: false,
+        exactly_once_enabled: false,
+    };
+    const SESSIONS: ProducerRules = ProducerRules {
+        sessions_enabled: true,
+        exactly_once_enabled: false,
+    };
+    const EOS: ProducerRules = ProducerRules {
+        sessions_enabled: true,
+        exactly_once_enabled: true,
+    };
+
+    #[test]
+    fn producer_texts_match_the_reference() {
+        assert_eq!(
+            prod("topic=t", NONE).unwrap_err(),
+            "Request param 'clientId' is missing."
+        );
+        assert_eq!(
+            prod("clientId=c", NONE).unwrap_err(),
+            "Request param 'topic' is missing."
+        );
+        assert_eq!(
+            prod("clientId=c&topic=t&socketPayload=protobuf", NONE).unwrap_err(),
+            "'protobuf' is not a valid socket payload"
+        );
+        assert_eq!(
+            prod("clientId=c&topic=t&valType=foo", NONE).unwrap_err(),
+            "'foo' is not a valid format type"
+        );
+        assert_eq!(
+            prod("clientId=c&topic=t&transactional=x", NONE).unwrap_err(),
+            "'x' is not a valid Boolean value"
+        );
+        assert_eq!(
+            prod("clientId=c&topic=t&transactional=true", NONE).unwrap_err(),
+            "Unable to provide transactional producer. Server is not configured to allow producer transactions."
+        );
+        assert_eq!(
+            prod("clientId=c&topic=t&transactional=true", EOS).unwrap_err(),
+            "Request param 'instanceId' is required when using transactional."
+        );
+        assert_eq!(
+            prod("clientId=c&topic=t", SESSIONS).unwrap_err(),
+            "Request param 'instanceId' is required when producer sessions are enabled on the proxy server."
+        );
+        assert!(
+            prod("clientId=c&topic=t&transactional=true&instanceId=i", EOS)
+                .unwrap()
+                .transactional
+        );
+    }
+
+    #[test]
+    fn producer_defaults() {
+        let p = prod("clientId=c&topic=t", NONE).unwrap();
+        assert_eq!(p.val_type, FormatType::String);
+        assert_eq!(p.key_type, None);
+        assert_eq!(p.socket_payload, SocketPayload::Json);
+        assert!(!p.transactional);
+    }
+
+    #[test]
+    fn first_failing_parameter_in_declaration_order_wins() {
+        assert_eq!(
+            prod("socketPayload=x&valType=y", NONE).unwrap_err(),
+            "Request param 'clientId' is missing."
+        );
+        assert_eq!(
+            prod("clientId=c&topic=t&keyType=a&valType=b", NONE).unwrap_err(),
+            "'a' is not a valid format type"
+        );
+    }
+
+    #[test]
+    fn consumer_texts_and_defaults() {
+        assert_eq!(
+            cons("topic=t").unwrap_err(),
+            "Request param 'clientId' is missing."
+        );
+        assert_eq!(
+            cons("clientId=c&topic=t&isolationLevel=uncommitted").unwrap_err(),
+            "Read isolation 'uncommitted' is not a valid value. Please use one of 'read_committed' or 'read_uncommitted'."
+        );
+        assert_eq!(
+            cons("clientId=c&topic=t&offsetResetStrategy=x").unwrap_err(),
+            "x is not a valid offset reset strategy"
+        );
+        assert_eq!(
+            cons("clientId=c&topic=t&rate=abc").unwrap_err(),
+            "'abc' is not a valid 32-bit signed integer value"
+        );
+        let c = cons("clientId=c&topic=t").unwrap();
+        assert_eq!(c.group_id, "c-group");
+        assert!(c.auto_commit);
+        assert_eq!(c.offset_reset, OffsetReset::Earliest);
+        assert_eq!(c.isolation, Isolation::ReadUncommitted);
+        let c = cons("clientId=c&topic=t&offsetResetStrategy=LATEST&isolationLevel=read_committed&rate=100&batchSize=100&autoCommit=false").unwrap();
+        assert_eq!(
+            (
+                c.offset_reset,
+                c.isolation,
+                c.rate,
+                c.batch_size,
+                c.auto_commit
+            ),
+            (
+                OffsetReset::Latest,
+                Isolation::ReadCommitted,
+                Some(100),
+                Some(100),
+                false
+            )
+        );
+        assert_eq!(
+            cons("clientId=c&topic=t&offset=latest")
+                .unwrap()
+                .offset_reset,
+            OffsetReset::Latest
+        );
+        assert!(cons("clientId=c&topic=t&fromTimestamp=yesterday").is_err());
+        assert!(cons("clientId=c&topic=t&batchSize=-1").is_err());
+    }
+}

@@ -1,0 +1,421 @@
+//! Frames of the produce socket (`/socket/in`): the records a client sends and the results
+//! the proxy answers with, one per record, in input order.
+//!
+//! A text frame holds one record object or (new) a JSON array of them. Each record becomes a
+//! [`ProducerRecord`] ready for Kafka, or a [`FrameError`] that is answered in the record's
+//! place; a bad record never ends the socket.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{ErrorCode, ErrorFrame, FrameError};
+use crate::format::{json_kind, FormatType};
+
+/// A Kafka header: name and optional value bytes.
+pub type Header = (String, Option<Vec<u8>>);
+
+/// A record decoded from a produce frame, in Kafka's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducerRecord {
+    /// `None` when the record has no key.
+    pub key: Option<Vec<u8>>,
+    /// `None` is a tombstone (`"value": {"value": null}`).
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    /// The client's correlation id, echoed in the result.
+    pub message_id: Option<String>,
+}
+
+impl ProducerRecord {
+    /// Bytes this record occupies in memory (key, value, headers): used to bound in-flight data.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
+    }
+}
+
+/// One record of a frame: decoded, or the error that answers it.
+pub type RecordOutcome = Result<ProducerRecord, FrameError>;
+
+/// What one text frame holds.
+#[derive(Debug)]
+pub enum ProduceFrame {
+    /// A single record object (or a frame that could not be parsed at all).
+    Single(RecordOutcome),
+    /// A JSON array of records: answered with one array frame of results.
+    Batch(Vec<RecordOutcome>),
+}
+
+impl ProduceFrame {
+    /// Number of results this frame will be answered with.
+    pub fn len(&self) -> usize {
+        match self {
+            ProduceFrame::Single(_) => 1,
+            ProduceFrame::Batch(records) => records.len(),
+        }
+    }
+
+    /// True for an empty array frame.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How records of one socket are decoded: the socket's `keyType` and `valType`.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordDecoder {
+    pub key_type: Option<FormatType>,
+    pub val_type: FormatType,
+}
+
+impl RecordDecoder {
+    /// Parses one text frame.
+    pub fn parse_frame(&self, text: &str) -> ProduceFrame {
+        let parsed: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return ProduceFrame::Single(Err(FrameError::new(
+                    ErrorCode::InvalidJson,
+                    format!("the frame is not valid JSON: {e}"),
+                )))
+            }
+        };
+        match parsed {
+            Value::Array(items) => {
+                ProduceFrame::Batch(items.into_iter().map(|v| self.record(v)).collect())
+            }
+            other => ProduceFrame::Single(self.record(other)),
+        }
+    }
+
+    /// Decodes one record object.
+    pub fn record(&self, value: Value) -> RecordOutcome {
+        let Value::Object(mut obj) = value else {
+            return Err(FrameError::new(
+                ErrorCode::InvalidFrame,
+                format!("a record must be a JSON object, got {}", json_kind(&value)),
+            ));
+        };
+        // The id first, so that every later error can echo it.
+        let message_id = match obj.remove("messageId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                return Err(FrameError::new(
+                    ErrorCode::InvalidFrame,
+                    format!("'messageId' must be a string, got {}", json_kind(&other)),
+                ))
+            }
+        };
+        let with_id = |e: FrameError| e.with_message_id(message_id.clone());
+
+        let value = match obj.remove("value") {
+            None => {
+                return Err(with_id(FrameError::new(
+                    ErrorCode::InvalidFrame,
+                    "the record has no 'value' object",
+                )))
+            }
+            Some(v) => formatted(v, "value")
+                .and_then(|inner| {
+                    encode_opt(self.val_type, inner, ErrorCode::InvalidValue, "value")
+                })
+                .map_err(with_id)?,
+        };
+        let key = match obj.remove("key") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let inner = formatted(v, "key").map_err(with_id)?;
+                match (self.key_type, inner) {
+                    (_, Value::Null) => None,
+                    (Some(kt), inner) => {
+                        encode_opt(kt, inner, ErrorCode::InvalidKey, "key").map_err(with_id)?
+                    }
+                    (None, _) => {
+                        return Err(with_id(FrameError::new(
+                            ErrorCode::InvalidKey,
+                            "the record has a key but the socket was opened without 'keyType'",
+                        )))
+                    }
+                }
+            }
+        };
+        let headers = match obj.remove("headers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => headers(v).map_err(with_id)?,
+        };
+        Ok(ProducerRecord {
+            key,
+            value,
+            headers,
+            message_id,
+        })
+    }
+}
+
+/// Unwraps `{"value": ..., "format": ...}`, checking `format` names a format type when present.
+/// As in the reference, the socket's type decides the encoding, not `format`.
+fn formatted(v: Value, field: &str) -> Result<Value, FrameError> {
+    let Value::Object(mut obj) = v else {
+        return Err(FrameError::new(
+            ErrorCode::InvalidFrame,
+            format!(
+                "'{field}' must be an object {{\"value\", \"format\"}}, got {}",
+                json_kind(&v)
+            ),
+        ));
+    };
+    match obj.remove("format") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) => {
+            name.parse::<FormatType>()
+                .map_err(|e| FrameError::new(ErrorCode::InvalidFormat, e.to_string()))?;
+        }
+        Some(other) => {
+            return Err(FrameError::new(
+                ErrorCode::InvalidFormat,
+                format!(
+                    "'{field}.format' must be a string, got {}",
+                    json_kind(&other)
+                ),
+            ))
+        }
+    }
+    Ok(obj.remove("value").unwrap_or(Value::Null))
+}
+
+fn encode_opt(
+    format: FormatType,
+    v: Value,
+    code: ErrorCode,
+    field: &str,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    format
+        .encode(&v)
+        .map(Some)
+        .map_err(|e| FrameError::new(code, format!("'{field}' does not match its type: {e}")))
+}
+
+fn headers(v: Value) -> Result<Vec<Header>, FrameError> {
+    let bad = |what: String| FrameError::new(ErrorCode::InvalidFrame, format!("'headers' {what}"));
+    let Value::Array(items) = v else {
+        return Err(bad(format!(
+            "must be an array of {{\"key\", \"value\"}}, got {}",
+            json_kind(&v)
+        )));
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let Value::Object(mut h) = item else {
+                return Err(bad(format!(
+                    "entries must be objects, got {}",
+                    json_kind(&item)
+                )));
+            };
+            let key = match h.remove("key") {
+                Some(Value::String(k)) => k,
+                _ => return Err(bad("entries need a string 'key'".to_owned())),
+            };
+            let value = match h.remove("value") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.into_bytes()),
+                Some(other) => {
+                    return Err(bad(format!(
+                        "value of '{key}' must be a string, got {}",
+                        json_kind(&other)
+                    )))
+                }
+            };
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// The result of one record Kafka acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProduceResult<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    /// The name the reference server sends.
+    pub client_message_id: Option<&'a str>,
+    /// The name the seed README documents; same value.
+    pub message_id: Option<&'a str>,
+}
+
+/// A record's answer: its result, or the error in its place.
+pub enum Answer<'a> {
+    Ok(ProduceResult<'a>),
+    Err(ErrorFrame<'a>),
+}
+
+impl Serialize for Answer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Answer::Ok(r) => r.serialize(s),
+            Answer::Err(e) => e.serialize(s),
+        }
+    }
+}
+
+/// Renders the answer frame of a single record.
+pub fn render_answer(answer: &Answer<'_>) -> String {
+    serde_json::to_string(answer).expect("answers always serialise")
+}
+
+/// Renders the answer frame of an array frame.
+pub fn render_answers(answers: &[Answer<'_>]) -> String {
+    serde_json::to_string(answers).expect("answers always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STRINGS: RecordDecoder = RecordDecoder {
+        key_type: Some(FormatType::String),
+        val_type: FormatType::String,
+    };
+
+    fn single(d: RecordDecoder, text: &str) -> RecordOutcome {
+        match d.parse_frame(text) {
+            ProduceFrame::Single(r) => r,
+            ProduceFrame::Batch(_) => panic!("expected a single record"),
+        }
+    }
+
+    #[test]
+    fn full_record_decodes() {
+        let r = single(
+            STRINGS,
+            r#"{"key":{"value":"k","format":"string"},"value":{"value":"v","format":"string"},
+                "headers":[{"key":"h","value":"x"}],"messageId":"m1"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(r.value.as_deref(), Some(&b"v"[..]));
+        assert_eq!(r.headers, vec![("h".to_owned(), Some(b"x".to_vec()))]);
+        assert_eq!(r.message_id.as_deref(), Some("m1"));
+    }
+
+    #[test]
+    fn value_is_encoded_by_val_type_not_by_format() {
+        let d = RecordDecoder {
+            key_type: None,
+            val_type: FormatType::Json,
+        };
+        let r = single(d, r#"{"value":{"value":{"a":1},"format":"string"}}"#).unwrap();
+        assert_eq!(r.value.as_deref(), Some(&br#"{"a":1}"#[..]));
+    }
+
+    #[test]
+    fn errors_echo_the_message_id() {
+        let e = single(
+            STRINGS,
+            r#"{"value":{"value":1,"format":"string"},"messageId":"m7"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidValue);
+        assert_eq!(e.message_id.as_deref(), Some("m7"));
+    }
+
+    #[test]
+    fn malformed_records_get_specific_codes() {
+        let cases = [
+            ("{", ErrorCode::InvalidJson),
+            ("42", ErrorCode::InvalidFrame),
+            (r#"{"key":{"value":"k"}}"#, ErrorCode::InvalidFrame),
+            (r#"{"value":"bare"}"#, ErrorCode::InvalidFrame),
+            (
+                r#"{"value":{"value":"v","format":"protobuf"}}"#,
+                ErrorCode::InvalidFormat,
+            ),
+            (
+                r#"{"value":{"value":"v"},"headers":{"a":"b"}}"#,
+                ErrorCode::InvalidFrame,
+            ),
+            (
+                r#"{"value":{"value":"v"},"headers":[{"key":1}]}"#,
+                ErrorCode::InvalidFrame,
+            ),
+            (
+                r#"{"value":{"value":"v"},"messageId":5}"#,
+                ErrorCode::InvalidFrame,
+            ),
+            (
+                r#"{"key":{"value":7},"value":{"value":"v"}}"#,
+                ErrorCode::InvalidKey,
+            ),
+        ];
+        for (text, code) in cases {
+            let e = single(STRINGS, text).unwrap_err();
+            assert_eq!(e.code, code, "{text}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn key_without_key_type_is_refused_but_null_key_is_fine() {
+        let d = RecordDecoder {
+            key_type: None,
+            val_type: FormatType::String,
+        };
+        assert_eq!(
+            single(d, r#"{"key":{"value":"k"},"value":{"value":"v"}}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidKey
+        );
+        assert_eq!(
+            single(d, r#"{"key":{"value":null},"value":{"value":"v"}}"#)
+                .unwrap()
+                .key,
+            None
+        );
+    }
+
+    #[test]
+    fn array_frames_are_batches_with_errors_in_place() {
+        let ProduceFrame::Batch(items) = STRINGS.parse_frame(
+            r#"[{"value":{"value":"a"}}, {"value":{"value":2}}, {"value":{"value":"c"}}]"#,
+        ) else {
+            panic!("expected a batch")
+        };
+        assert!(items[0].is_ok() && items[1].is_err() && items[2].is_ok());
+    }
+
+    #[test]
+    fn results_carry_both_id_names() {
+        let r = ProduceResult {
+            topic: "t",
+            partition: 1,
+            offset: 2,
+            timestamp: 3,
+            client_message_id: Some("m"),
+            message_id: Some("m"),
+        };
+        assert_eq!(
+            render_answer(&Answer::Ok(r)),
+            r#"{"topic":"t","partition":1,"offset":2,"timestamp":3,"clientMessageId":"m","messageId":"m"}"#
+        );
+    }
+
+    #[test]
+    fn null_value_is_a_tombstone() {
+        assert_eq!(
+            single(STRINGS, r#"{"value":{"value":null,"format":"string"}}"#)
+                .unwrap()
+                .value,
+            None
+        );
+    }
+}

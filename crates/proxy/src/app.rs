@@ -1,0 +1,146 @@
+//! Wiring and lifecycle: the only place that builds the concrete Kafka clients and the router.
+//!
+//! Start: check Kafka is reachable (with retries), mark ready, bind, serve.
+//! Stop (SIGTERM/SIGINT): stop accepting, tell sockets to close (1001 after they answered
+//! what is in flight), wait for them up to the grace period, flush the producer, exit.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::kafka::Kafka;
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the Kafka clients: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("Kafka at {bootstrap} is not reachable after {attempts} attempts: {last}")]
+    Unreachable {
+        bootstrap: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A started proxy: its address and a handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Waits until the proxy has stopped.
+    pub async fn wait(self) -> Result<(), StartError> {
+        self.task.await.expect("the server task never panics")
+    }
+}
+
+/// Starts the proxy: reaches Kafka, binds the listener and serves in a background task.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let kafka = Kafka::new(&config)?;
+    wait_for_kafka(&kafka, &config).await?;
+
+    let addr = SocketAddr::new(config.server.bind_interface, config.server.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener.local_addr().map_err(StartError::Serve)?;
+    let shutdown = CancellationToken::new();
+    let state = AppState {
+        config: config.clone(),
+        kafka: kafka.clone(),
+        shutdown: shutdown.clone(),
+        sockets: TaskTracker::new(),
+        started: Arc::new(AtomicBool::new(false)),
+    };
+    state.started.store(true, Ordering::Release);
+    let app = router(state.clone());
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let served = serve.await.map_err(StartError::Serve);
+        drain(&state, &kafka).await;
+        served
+    });
+    tracing::info!(%addr, server_id = %config.server.server_id, bootstrap = %config.kafka.bootstrap_hosts, "listening");
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// Waits for open sockets to close (they answer in-flight records first), then flushes.
+async fn drain(state: &AppState, kafka: &Kafka) {
+    let grace = state.config.server.shutdown_grace;
+    state.sockets.close();
+    if tokio::time::timeout(grace, state.sockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = state.sockets.len(),
+            "sockets still open after the grace period; closing anyway"
+        );
+    }
+    kafka.flush(Duration::from_secs(5)).await;
+    tracing::info!("stopped");
+}
+
+async fn wait_for_kafka(kafka: &Kafka, config: &Config) -> Result<(), StartError> {
+    let attempts = config.kafka.broker_resolution_retries.max(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        match kafka.brokers(Duration::from_secs(5)).await {
+            Ok(b) if !b.is_empty() => {
+                tracing::info!(brokers = b.len(), "Kafka is reachable");
+                return Ok(());
+            }
+            Ok(_) => last = "no brokers in the metadata".to_owned(),
+            Err(e) => last = e.to_string(),
+        }
+        tracing::warn!(attempt, attempts, error = %last, "Kafka is not reachable yet");
+        if attempt < attempts {
+            tokio::time::sleep(config.kafka.broker_resolution_retry_interval).await;
+        }
+    }
+    Err(StartError::Unreachable {
+        bootstrap: config.kafka.bootstrap_hosts.clone(),
+        attempts,
+        last,
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler never fails");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

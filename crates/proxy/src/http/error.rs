@@ -1,0 +1,78 @@
+//! Errors before the upgrade: one enum, mapped once to a status and a JSON body
+//! `{"message": "..."}` (rendered like the reference: two-space indent, ` : ` separators).
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// Why a request was refused before any WebSocket upgrade.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter is missing or malformed (reference texts).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Topic {0} does not exist")]
+    TopicNotFound(String),
+    #[error("This is not the resource you are looking for.")]
+    NotFound,
+    #[error("HTTP method not allowed, supported methods: {0}")]
+    MethodNotAllowed(&'static str),
+    #[error("Expected WebSocket Upgrade request")]
+    NotAnUpgrade,
+    /// Kafka cannot be reached or answered with an error; details go to the log.
+    #[error("{0}")]
+    KafkaUnavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::TopicNotFound(_) | ApiError::NotAnUpgrade => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::KafkaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// `{"message": text}` in the reference's rendering.
+pub fn message_body(text: &str) -> String {
+    let quoted = serde_json::to_string(text).expect("strings always serialise");
+    format!("{{\n  \"message\" : {quoted}\n}}")
+}
+
+/// A JSON response with the given status and raw body.
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status(), message_body(&self.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_matches_the_reference_rendering() {
+        assert_eq!(
+            message_body("This is not the resource you are looking for."),
+            "{\n  \"message\" : \"This is not the resource you are looking for.\"\n}"
+        );
+        assert_eq!(
+            ApiError::TopicNotFound("t".into()).to_string(),
+            "Topic t does not exist"
+        );
+        assert_eq!(
+            ApiError::TopicNotFound("t".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! HTTP surface of the main listener: routes, the WebSocket upgrades, and status endpoints.
+//!
+//! Everything that can be refused is refused before the upgrade, with a JSON body
+//! ([`error::ApiError`]); after the upgrade the socket belongs to a [`crate::pipeline`] loop.
+
+pub mod error;
+mod sockets;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::http::error::{json_response, message_body, ApiError};
+use crate::kafka::Kafka;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub kafka: Kafka,
+    /// Cancelled when the server starts shutting down; sockets close with 1001.
+    pub shutdown: CancellationToken,
+    /// Tracks socket tasks so that shutdown can wait for them to drain.
+    pub sockets: TaskTracker,
+    /// Set once start-up finished (Kafka reached, internal state loaded).
+    pub started: Arc<AtomicBool>,
+}
+
+/// Builds the main router. Tests call it directly.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthcheck", get(healthcheck))
+        .route("/ready", get(ready))
+        .route("/kafka/cluster/info", get(cluster_info))
+        .route("/socket/in", get(sockets::produce))
+        .route("/socket/out", get(sockets::consume))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn healthcheck() -> Response {
+    json_response(
+        StatusCode::OK,
+        "{ \"response\": \"I'm healthy\" }".to_owned(),
+    )
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            message_body("The proxy is shutting down."),
+        );
+    }
+    if !state.started.load(Ordering::Acquire) {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            message_body("The proxy is starting."),
+        );
+    }
+    match state.kafka.brokers(Duration::from_secs(2)).await {
+        Ok(b) if !b.is_empty() => {
+            json_response(StatusCode::OK, "{ \"response\": \"ready\" }".to_owned())
+        }
+        Ok(_) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            message_body("Kafka has no brokers available."),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: Kafka is not reachable");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message_body("Kafka is not reachable."),
+            )
+        }
+    }
+}
+
+async fn cluster_info(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let brokers = state
+        .kafka
+        .brokers(Duration::from_secs(10))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cluster info: Kafka is not reachable");
+            ApiError::KafkaUnavailable("Kafka is not reachable.".to_owned())
+        })?;
+    Ok(Json(brokers).into_response())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("GET")
+}

@@ -1,0 +1,149 @@
+//! The two WebSocket endpoints: validate, check the topic, prepare Kafka, then upgrade and
+//! hand the socket to its pipeline loop.
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use wsproxy_protocol::consume::RecordEncoder;
+use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
+use wsproxy_protocol::produce::RecordDecoder;
+
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::pipeline::{consume, produce};
+
+/// `GET /socket/in`.
+pub async fn produce(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref())?;
+    let rules = ProducerRules {
+        sessions_enabled: state.config.producer.sessions_enabled,
+        exactly_once_enabled: state.config.producer.exactly_once_enabled,
+    };
+    let p = params::producer_params(&Query::new(&pairs), rules)
+        .map_err(|e| ApiError::BadRequest(e.0))?;
+    refuse_avro(p.socket_payload)?;
+    if p.transactional {
+        return Err(ApiError::BadRequest(
+            "Transactional producing is not available on this proxy version yet.".to_owned(),
+        ));
+    }
+    let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    ensure_topic(&state, &p.topic).await?;
+
+    let cfg = &state.config;
+    let settings = produce::ProduceSettings {
+        topic: p.topic.clone(),
+        decoder: RecordDecoder {
+            key_type: p.key_type,
+            val_type: p.val_type,
+        },
+        max_in_flight_records: cfg.producer.max_in_flight_records,
+        max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
+        max_frame_bytes: cfg.socket.max_frame_bytes,
+        keep_alive: cfg.socket.keep_alive,
+    };
+    let (kafka, shutdown, token) = (
+        state.kafka.clone(),
+        state.shutdown.clone(),
+        state.sockets.token(),
+    );
+    tracing::debug!(client_id = %p.client_id, topic = %p.topic, "producer socket opened");
+    Ok(
+        configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+            produce::run(socket, kafka, settings, shutdown).await;
+            tracing::debug!(client_id = %p.client_id, "producer socket closed");
+            drop(token);
+        }),
+    )
+}
+
+/// `GET /socket/out`.
+pub async fn consume(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref())?;
+    let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
+    refuse_avro(p.socket_payload)?;
+    let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    ensure_topic(&state, &p.topic).await?;
+
+    let consumer = state.kafka.consumer(&p).await.map_err(|e| {
+        tracing::warn!(error = %e, group = %p.group_id, "could not create a consumer");
+        ApiError::Internal(format!(
+            "An unexpected error occurred when trying to establish the WebSocket consumer {} in session {}.",
+            p.client_id, p.group_id
+        ))
+    })?;
+    let cfg = &state.config;
+    let batch = p.batch_size.unwrap_or(0) as usize;
+    let settings = consume::ConsumeSettings {
+        topic: p.topic.clone(),
+        encoder: RecordEncoder {
+            key_type: p.key_type,
+            val_type: p.val_type,
+        },
+        batch_size: batch.max(1),
+        batched: batch > 0,
+        rate: p.rate,
+        auto_commit: p.auto_commit,
+        commit_stack_max_size: cfg.consumer.commit_stack_max_size,
+        commit_max_age: cfg.consumer.commit_auto_enabled.then_some((
+            cfg.consumer.commit_auto_interval,
+            cfg.consumer.commit_auto_max_age,
+        )),
+        keep_alive: cfg.socket.keep_alive,
+    };
+    let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
+    tracing::debug!(client_id = %p.client_id, group = %p.group_id, topic = %p.topic, "consumer socket opened");
+    Ok(
+        configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+            consume::run(socket, consumer, settings, shutdown).await;
+            tracing::debug!(client_id = %p.client_id, "consumer socket closed");
+            drop(token);
+        }),
+    )
+}
+
+/// Applies the configured WebSocket limits (tungstenite's defaults are unbounded).
+fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+    let s = &state.config.socket;
+    ws.read_buffer_size(s.read_buffer_bytes)
+        .write_buffer_size(s.write_buffer_bytes)
+        .max_write_buffer_size(s.write_buffer_bytes + s.hard_max_frame_bytes + 1024 * 1024)
+        .max_message_size(s.hard_max_frame_bytes)
+        .max_frame_size(s.hard_max_frame_bytes)
+}
+
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(raw.unwrap_or_default())
+        .map_err(|e| ApiError::BadRequest(format!("The query string cannot be parsed: {e}")))
+}
+
+fn refuse_avro(payload: SocketPayload) -> Result<(), ApiError> {
+    match payload {
+        SocketPayload::Json => Ok(()),
+        SocketPayload::Avro => Err(ApiError::BadRequest(
+            "Socket payload 'avro' is not supported by this proxy version yet. Use socketPayload=json.".to_owned(),
+        )),
+    }
+}
+
+async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> {
+    match state.kafka.topic_partitions(topic).await {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(ApiError::TopicNotFound(topic.to_owned())),
+        Err(e) => {
+            tracing::warn!(error = %e, topic, "topic lookup failed");
+            Err(ApiError::KafkaUnavailable(
+                "Kafka is not reachable; the topic could not be checked.".to_owned(),
+            ))
+        }
+    }
+}

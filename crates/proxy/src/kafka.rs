@@ -1,0 +1,331 @@
+//! The only module that names rdkafka: the shared producer, per-socket consumers, metadata
+//! lookups, and the mapping of Kafka errors to error codes.
+//!
+//! One producer serves every produce socket (librdkafka clients cost threads and hundreds of
+//! KiB each); a consumer group member needs its own client, so each consume socket gets one,
+//! with its prefetch capped so that slow sockets cost bounded memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use wsproxy_protocol::params::ConsumerParams;
+use wsproxy_protocol::produce::ProducerRecord;
+use wsproxy_protocol::ErrorCode;
+
+use crate::config::Config;
+
+/// Timeout of metadata lookups made while a client waits for its upgrade.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Long-lived Kafka clients shared by all sockets.
+#[derive(Clone)]
+pub struct Kafka {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    producer: FutureProducer,
+    base: ClientConfig,
+    consumer_queued_max_kbytes: u32,
+    consumer_session_timeout_ms: u32,
+}
+
+/// A broker as `/kafka/cluster/info` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    /// librdkafka's metadata does not carry the rack.
+    pub rack: Option<String>,
+}
+
+/// Why a record could not be handed to the producer.
+pub enum EnqueueError {
+    /// librdkafka's local queue is full: wait for acknowledgements and try again.
+    QueueFull,
+    /// The record itself was refused (too large, unknown partition, ...).
+    Refused(ErrorCode, String),
+}
+
+/// A Kafka failure for one record, already mapped to a code and a client-safe message.
+#[derive(Debug, Clone)]
+pub struct RecordFailure {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Where Kafka put an acknowledged record.
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+impl Kafka {
+    /// Builds the shared clients. Nothing is sent to Kafka yet.
+    pub fn new(config: &Config) -> Result<Kafka, KafkaError> {
+        let base = base_config(config);
+        let mut producer_cfg = base.clone();
+        let p = &config.producer;
+        producer_cfg
+            .set("client.id", format!("wsproxy-{}", config.server.server_id))
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("allow.auto.create.topics", "false")
+            .set("linger.ms", p.linger_ms.to_string())
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", p.queue_max_kbytes.to_string())
+            .set("delivery.timeout.ms", p.delivery_timeout_ms.to_string())
+            .set("compression.type", &p.compression_type);
+        let producer: FutureProducer = producer_cfg.create()?;
+        Ok(Kafka {
+            inner: Arc::new(Inner {
+                producer,
+                base,
+                consumer_queued_max_kbytes: config.consumer.queued_max_kbytes,
+                consumer_session_timeout_ms: config.consumer.session_timeout_ms,
+            }),
+        })
+    }
+
+    /// Hands one record to the shared producer. The future resolves once Kafka acknowledged it.
+    pub fn enqueue(
+        &self,
+        topic: &str,
+        record: &ProducerRecord,
+    ) -> Result<DeliveryFuture, EnqueueError> {
+        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+        if let Some(k) = &record.key {
+            fr = fr.key(k.as_slice());
+        }
+        if let Some(v) = &record.value {
+            fr = fr.payload(v.as_slice());
+        }
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: value.as_deref(),
+                });
+            }
+            fr = fr.headers(headers);
+        }
+        self.inner
+            .producer
+            .send_result(fr)
+            .map_err(|(e, _)| match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::QueueFull) => EnqueueError::QueueFull,
+                _ => {
+                    let f = record_failure(&e);
+                    EnqueueError::Refused(f.code, f.message)
+                }
+            })
+    }
+
+    /// Waits for everything handed to the producer to be acknowledged, up to `timeout`.
+    pub async fn flush(&self, timeout: Duration) {
+        let kafka = self.clone();
+        let _ = tokio::task::spawn_blocking(move || kafka.inner.producer.flush(timeout)).await;
+    }
+
+    /// Number of partitions of `topic`, or `None` when it does not exist.
+    pub async fn topic_partitions(&self, topic: &str) -> Result<Option<usize>, KafkaError> {
+        let kafka = self.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let md = kafka
+                .inner
+                .producer
+                .client()
+                .fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+                return Ok(None);
+            };
+            match t.error() {
+                None => Ok(Some(t.partitions().len())),
+                Some(e) => match RDKafkaErrorCode::from(e) {
+                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+                        Ok(None)
+                    }
+                    code => Err(KafkaError::MetadataFetch(code)),
+                },
+            }
+        })
+        .await
+        .expect("metadata task never panics")
+    }
+
+    /// The brokers of the cluster.
+    pub async fn brokers(&self, timeout: Duration) -> Result<Vec<BrokerInfo>, KafkaError> {
+        let kafka = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = kafka
+                .inner
+                .producer
+                .client()
+                .fetch_metadata(None, timeout)?;
+            Ok(md
+                .brokers()
+                .iter()
+                .map(|b| BrokerInfo {
+                    id: b.id(),
+                    host: b.host().to_owned(),
+                    port: b.port(),
+                    rack: None,
+                })
+                .collect())
+        })
+        .await
+        .expect("metadata task never panics")
+    }
+
+    /// A consumer for one socket, subscribed to its topic.
+    pub async fn consumer(&self, params: &ConsumerParams) -> Result<StreamConsumer, KafkaError> {
+        let mut cfg = self.inner.base.clone();
+        cfg.set("group.id", &params.group_id)
+            .set("client.id", &params.client_id)
+            // Offsets are stored only after a record was written to the socket, so even
+            // autoCommit=true never commits what the client did not get.
+            .set(
+                "enable.auto.commit",
+                if params.auto_commit { "true" } else { "false" },
+            )
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set("auto.offset.reset", params.offset_reset.as_kafka())
+            .set("isolation.level", params.isolation.as_kafka())
+            .set("allow.auto.create.topics", "false")
+            .set(
+                "session.timeout.ms",
+                self.inner.consumer_session_timeout_ms.to_string(),
+            )
+            .set(
+                "queued.max.messages.kbytes",
+                self.inner.consumer_queued_max_kbytes.to_string(),
+            )
+            .set("queued.min.messages", "1000")
+            .set("fetch.max.bytes", "5242880")
+            .set("max.partition.fetch.bytes", "1048576");
+        if let Some(ts) = params.from_timestamp {
+            let cfg = cfg.clone();
+            let (topic, ts) = (params.topic.clone(), ts);
+            tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts))
+                .await
+                .expect("start-offset task never panics")?;
+        }
+        let consumer: StreamConsumer = cfg.create()?;
+        consumer.subscribe(&[&params.topic])?;
+        Ok(consumer)
+    }
+}
+
+/// For `fromTimestamp`: commits, for every partition where the group has no committed offset
+/// yet, the first offset at or after `ts`. Partitions with a commit are left alone. A group
+/// with active members refuses the commit; their positions stand.
+fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = cfg.create()?;
+    let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut wanted = TopicPartitionList::new();
+    for p in &partitions {
+        wanted.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(wanted, METADATA_TIMEOUT)?;
+    let mut times = TopicPartitionList::new();
+    for e in committed.elements() {
+        if !matches!(e.offset(), Offset::Offset(_)) {
+            times.add_partition_offset(topic, e.partition(), Offset::Offset(ts))?;
+        }
+    }
+    if times.count() == 0 {
+        return Ok(());
+    }
+    let found = consumer.offsets_for_times(times, METADATA_TIMEOUT)?;
+    let mut commit = TopicPartitionList::new();
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for e in found.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => o,
+            // No record at or after ts: start at the end of the partition.
+            _ => *ends.entry(e.partition()).or_insert_with(|| {
+                consumer
+                    .fetch_watermarks(topic, e.partition(), METADATA_TIMEOUT)
+                    .map(|(_, hi)| hi)
+                    .unwrap_or(0)
+            }),
+        };
+        commit.add_partition_offset(topic, e.partition(), Offset::Offset(offset))?;
+    }
+    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+        tracing::info!(topic, error = %e, "fromTimestamp: start offsets not committed (group active?)");
+    }
+    Ok(())
+}
+
+/// The settings every client shares: bootstrap, security, timeouts.
+fn base_config(config: &Config) -> ClientConfig {
+    let k = &config.kafka;
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &k.bootstrap_hosts)
+        .set("security.protocol", &k.security_protocol)
+        .set("socket.timeout.ms", k.request_timeout_ms.to_string())
+        .set("retry.backoff.ms", k.retry_backoff_ms.to_string())
+        .set("log.connection.close", "false");
+    cfg
+}
+
+/// Maps a Kafka error for one record to a code and a message safe to show the client.
+pub fn record_failure(e: &KafkaError) -> RecordFailure {
+    use RDKafkaErrorCode as C;
+    let code = match e.rdkafka_error_code() {
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => ErrorCode::RecordTooLarge,
+        Some(
+            C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed,
+        ) => ErrorCode::NotAuthorized,
+        Some(C::MessageTimedOut | C::RequestTimedOut | C::OperationTimedOut) => ErrorCode::TimedOut,
+        _ => ErrorCode::KafkaError,
+    };
+    let message = match code {
+        ErrorCode::RecordTooLarge => {
+            format!("Kafka refused the record because it is too large ({e})")
+        }
+        ErrorCode::NotAuthorized => format!("Kafka refused the record: not authorised ({e})"),
+        ErrorCode::TimedOut => format!("Kafka did not acknowledge the record in time ({e})"),
+        _ => format!("Kafka refused the record ({e})"),
+    };
+    RecordFailure { code, message }
+}
+
+/// Resolves a delivery future into an acknowledgement or a failure.
+pub async fn delivered(fut: DeliveryFuture) -> Result<Ack, RecordFailure> {
+    match fut.await {
+        Ok(Ok(d)) => Ok(Ack {
+            partition: d.partition,
+            offset: d.offset,
+            timestamp: d.timestamp.to_millis().unwrap_or(-1),
+        }),
+        Ok(Err((e, _))) => Err(record_failure(&e)),
+        Err(_canceled) => Err(RecordFailure {
+            code: ErrorCode::KafkaError,
+            message: "the producer shut down before Kafka acknowledged the record".to_owned(),
+        }),
+    }
+}

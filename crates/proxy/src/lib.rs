@@ -1,0 +1,20 @@
+//! Kafka WebSocket Proxy: lets any WebSocket client produce to and consume from Apache Kafka.
+//!
+//! Module map (data flows socket → pipeline → kafka for produce, and back for consume):
+//! - [`config`] — the typed configuration tree from `WSPROXY_*` and flags.
+//! - [`app`] — wiring and lifecycle (start-up checks, serve, graceful shutdown).
+//! - [`http`] — routes, WebSocket upgrades, pre-upgrade errors.
+//! - [`pipeline`] — one socket's produce or consume loop, commit stack, rate limit, close codes.
+//! - [`kafka`] — the only module that names rdkafka.
+//! - [`demo`] — the zero-setup in-process cluster behind `--demo`.
+//! - [`telemetry`] — logging.
+//!
+//! The wire contract itself (frames, formats, parameters) lives in the `wsproxy-protocol` crate.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod kafka;
+pub mod pipeline;
+pub mod telemetry;

@@ -1,0 +1,121 @@
+//! `kafka-websocket-proxy`: parse flags and environment, run the proxy, map failures to exit
+//! codes (2: invalid configuration, 1: could not start or failed while running).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kafka_websocket_proxy::config::{Config, Overrides, ENV_VARS};
+use kafka_websocket_proxy::{app, demo, telemetry};
+
+/// A WebSocket proxy for Apache Kafka. Configure with WSPROXY_* environment variables
+/// (see --help-env); flags override them.
+#[derive(Parser, Debug)]
+#[command(name = "kafka-websocket-proxy", version, about)]
+struct Cli {
+    /// Kafka bootstrap servers (overrides WSPROXY_KAFKA_BOOTSTRAP_HOSTS).
+    #[arg(long, value_name = "HOST:PORT,...")]
+    bootstrap_hosts: Option<String>,
+    /// Port of the main listener (overrides WSPROXY_PORT).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address of the main listener (overrides WSPROXY_BIND_INTERFACE).
+    #[arg(long, value_name = "IP")]
+    bind: Option<IpAddr>,
+    /// Unique id of this node (overrides WSPROXY_SERVER_ID).
+    #[arg(long)]
+    server_id: Option<String>,
+    /// Start an in-process Kafka (librdkafka mock cluster) and the proxy against it.
+    #[arg(long)]
+    demo: bool,
+    /// Topics the demo cluster creates (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "demo", requires = "demo")]
+    demo_topics: Vec<String>,
+    /// Print every environment variable the proxy reads, with its default, and exit.
+    #[arg(long)]
+    help_env: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.help_env {
+        for v in ENV_VARS {
+            println!(
+                "{:45} {:>12}  {}",
+                v.name,
+                if v.default.is_empty() { "-" } else { v.default },
+                v.help
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    let vars: HashMap<String, String> = std::env::vars().collect();
+    telemetry::init_logging(&vars);
+
+    let demo = if cli.demo {
+        match demo::Demo::start(&cli.demo_topics) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+    let overrides = Overrides {
+        bootstrap_hosts: demo
+            .as_ref()
+            .map(demo::Demo::bootstrap)
+            .or(cli.bootstrap_hosts),
+        port: cli.port,
+        bind_interface: cli.bind,
+        server_id: cli.server_id,
+    };
+    let config = match Config::load(&vars, &overrides, true) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!(
+                "error: invalid configuration ({} problem{}):",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            for e in &errors {
+                eprintln!("  - {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let bootstrap = config.kafka.bootstrap_hosts.clone();
+    let running = match app::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if demo.is_some() {
+        let topic = cli.demo_topics.first().map_or("demo", String::as_str);
+        println!(
+            "{}",
+            demo::instructions(running.addr.port(), topic, &bootstrap)
+        );
+    }
+    let stop = running.shutdown.clone();
+    tokio::spawn(async move {
+        app::shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        stop.cancel();
+    });
+    let result = running.wait().await;
+    drop(demo);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! One consume socket's data path: records from the socket's own group member, out at the
+//! pace the socket drains; commits in when `autoCommit=false`.
+//!
+//! Backpressure is structural: the next record is taken from the consumer only after the
+//! previous frame was written, and the consumer's prefetch is capped, so a stalled client
+//! costs bounded memory. Offsets are stored (for auto-commit) or stashed (for manual commits)
+//! only after the frame carrying the record was flushed to the socket.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, RecordEncoder};
+use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
+use wsproxy_protocol::ErrorCode;
+
+use crate::pipeline::close;
+use crate::pipeline::commit_stack::CommitStack;
+use crate::pipeline::rate_limit::RateLimit;
+
+/// Settings of one consume socket.
+#[derive(Clone)]
+pub struct ConsumeSettings {
+    pub topic: String,
+    pub encoder: RecordEncoder,
+    /// Records per frame; 1 sends single objects, more sends arrays.
+    pub batch_size: usize,
+    pub batched: bool,
+    pub rate: Option<u32>,
+    pub auto_commit: bool,
+    pub commit_stack_max_size: usize,
+    /// Commit records of a manual-commit socket once they are this old.
+    pub commit_max_age: Option<(Duration, Duration)>,
+    pub keep_alive: Duration,
+}
+
+/// A rendered record (or record error) and where it came from.
+struct Item {
+    text: String,
+    position: Option<(i32, i64, i64)>,
+}
+
+/// Runs the socket until the client leaves, Kafka fails for good, or the server shuts down.
+pub async fn run<S>(
+    socket: S,
+    consumer: StreamConsumer,
+    settings: ConsumeSettings,
+    shutdown: CancellationToken,
+) where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    let (mut tx, mut rx) = socket.split();
+    // Next offsets per partition: stored (auto-commit) or committed by the client (manual).
+    let mut progress: HashMap<i32, i64> = HashMap::new();
+    let close_frame = {
+        let mut stream = consumer.stream();
+        let mut stack = CommitStack::new(settings.commit_stack_max_size);
+        let mut limit = RateLimit::new(
+            settings.rate,
+            settings.batch_size,
+            std::time::Instant::now(),
+        );
+        let mut keep_alive = interval(settings.keep_alive);
+        keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut expiry = interval(
+            settings
+                .commit_max_age
+                .map_or(Duration::from_secs(3600), |(every, _)| every),
+        );
+        expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_sent = Instant::now();
+
+        loop {
+            let wait = limit
+                .as_mut()
+                .map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
+            let throttled = wait.is_some_and(|w| w > Instant::now());
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Some(close::going_away()),
+                msg = rx.next() => match msg {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(Message::Text(text))) if !settings.auto_commit => {
+                        if let Some(err) = commit(&consumer, &settings.topic, &mut stack, &mut progress, text.as_str()) {
+                            if tx.send(Message::Text(err.into())).await.is_err() { break None; }
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) if !settings.auto_commit => {
+                        let e = FrameError::new(ErrorCode::UnsupportedFrame, "commits are JSON text frames: {\"wsProxyMessageId\": \"<id>\"}");
+                        if tx.send(Message::Text(error_frame(&e, None).into())).await.is_err() { break None; }
+                    }
+                    // With autoCommit=true the reference ignores inbound frames.
+                    Some(Ok(_)) => {}
+                },
+                _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
+                first = stream.next(), if !throttled => {
+                    let Some(first) = first else { break Some(close::kafka_failure("the consumer stopped")) };
+                    let max = limit.as_mut().map_or(settings.batch_size, |l| l.available(std::time::Instant::now()).clamp(1, settings.batch_size));
+                    let mut items = Vec::with_capacity(max);
+                    if let Err(fatal) = render(first, &settings, &mut items) {
+                        break Some(close::kafka_failure(&fatal));
+                    }
+                    let mut fatal = None;
+                    while items.len() < max {
+                        let Some(Some(next)) = stream.next().now_or_never() else { break };
+                        if let Err(e) = render(next, &settings, &mut items) { fatal = Some(e); break; }
+                    }
+                    if let Some(l) = limit.as_mut() { l.take(items.len()); }
+                    if send_items(&mut tx, &items, settings.batched).await.is_err() { break None; }
+                    last_sent = Instant::now();
+                    let now = std::time::Instant::now();
+                    for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position) {
+                        if settings.auto_commit {
+                            // Fails only for partitions revoked meanwhile; the next owner reads them.
+                            let _ = consumer.store_offset(&settings.topic, partition, offset);
+                            progress.insert(partition, offset + 1);
+                        } else {
+                            stack.stash(partition, offset, timestamp, now);
+                        }
+                    }
+                    if let Some(reason) = fatal { break Some(close::kafka_failure(&reason)); }
+                }
+                _ = keep_alive.tick() => {
+                    if last_sent.elapsed() >= settings.keep_alive {
+                        if tx.send(Message::Ping(Vec::new().into())).await.is_err() { break None; }
+                        last_sent = Instant::now();
+                    }
+                }
+                _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
+                    let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
+                    let due = stack.expired(std::time::Instant::now(), max_age);
+                    progress.extend(due.iter().copied());
+                    commit_offsets(&consumer, &settings.topic, &due);
+                }
+            }
+        }
+    };
+    if let Some(frame) = close_frame {
+        let _ = tx.send(Message::Close(Some(frame))).await;
+    } else {
+        let _ = tx
+            .send(Message::Close(Some(CloseFrame {
+                code: 1000,
+                reason: "".into(),
+            })))
+            .await;
+    }
+    let _ = tx.close().await;
+    // A last synchronous commit of what the client got (auto) or committed (manual), so that
+    // nothing is lost to an in-flight async commit; then leave the group. Both block.
+    let topic = settings.topic.clone();
+    let _ = tokio::task::spawn_blocking(move || final_commit(consumer, &topic, &progress)).await;
+}
+
+/// Renders one polled result into `items`; `Err` is a failure that ends the socket.
+fn render(
+    polled: KafkaResult<BorrowedMessage<'_>>,
+    settings: &ConsumeSettings,
+    items: &mut Vec<Item>,
+) -> Result<(), String> {
+    let m = match polled {
+        Ok(m) => m,
+        Err(e) => return consumer_error(e),
+    };
+    let headers: Vec<(&str, Option<&[u8]>)> = m
+        .headers()
+        .map(|hs| hs.iter().map(|h| (h.key, h.value)).collect())
+        .unwrap_or_default();
+    let view = KafkaRecordView {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        key: m.key(),
+        value: m.payload(),
+        headers: &headers,
+    };
+    let text = match settings.encoder.record(&view) {
+        Ok(out) => serde_json::to_string(&out).expect("records always serialise"),
+        Err(e) => error_frame(&e, Some(&view)),
+    };
+    items.push(Item {
+        text,
+        position: Some((view.partition, view.offset, view.timestamp)),
+    });
+    Ok(())
+}
+
+/// Errors from the consumer: authorization and a deleted topic end the socket; anything else
+/// is transient (librdkafka retries) and only logged.
+fn consumer_error(e: KafkaError) -> Result<(), String> {
+    match e.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic,
+        ) => Err(e.to_string()),
+        _ => {
+            tracing::warn!(error = %e, "consumer error (retrying)");
+            Ok(())
+        }
+    }
+}
+
+async fn send_items<S>(tx: &mut S, items: &[Item], batched: bool) -> Result<(), axum::Error>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    if items.is_empty() {
+        return Ok(());
+    }
+    if batched {
+        let mut text =
+            String::with_capacity(items.iter().map(|i| i.text.len() + 1).sum::<usize>() + 2);
+        text.push('[');
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                text.push(',');
+            }
+            text.push_str(&item.text);
+        }
+        text.push(']');
+        tx.feed(Message::Text(text.into())).await?;
+    } else {
+        for item in items {
+            tx.feed(Message::Text(item.text.clone().into())).await?;
+        }
+    }
+    tx.flush().await
+}
+
+/// Handles a commit frame; returns the error frame to send, if any.
+fn commit(
+    consumer: &StreamConsumer,
+    topic: &str,
+    stack: &mut CommitStack,
+    progress: &mut HashMap<i32, i64>,
+    text: &str,
+) -> Option<String> {
+    let id = match parse_commit(text) {
+        Ok(id) => id,
+        Err(e) => return Some(error_frame(&e, None)),
+    };
+    let unknown = |why: &str| {
+        Some(error_frame(
+            &FrameError::new(
+                ErrorCode::UnknownMessageId,
+                format!("cannot commit '{id}': {why}"),
+            ),
+            None,
+        ))
+    };
+    if id.topic != topic {
+        return unknown(&format!(
+            "it names topic '{}', this socket reads '{topic}'",
+            id.topic
+        ));
+    }
+    match stack.commit(id.partition, id.offset, id.timestamp) {
+        Ok(next) => match commit_offsets_result(consumer, topic, &[(id.partition, next)]) {
+            Ok(()) => {
+                progress.insert(id.partition, next);
+                None
+            }
+            Err(e) => Some(error_frame(
+                &FrameError::new(
+                    ErrorCode::CommitFailed,
+                    format!("Kafka refused the commit of '{id}': {e}"),
+                ),
+                None,
+            )),
+        },
+        Err(_) => unknown("this socket did not send it, or it was already committed"),
+    }
+}
+
+fn commit_offsets(consumer: &StreamConsumer, topic: &str, offsets: &[(i32, i64)]) {
+    if let Err(e) = commit_offsets_result(consumer, topic, offsets) {
+        tracing::warn!(error = %e, "auto-commit of old records failed");
+    }
+}
+
+fn commit_offsets_result(
+    consumer: &StreamConsumer,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> KafkaResult<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))?;
+    }
+    consumer.commit(&tpl, CommitMode::Async)
+}
+
+/// A consumer error frame, naming the record when there is one.
+fn error_frame(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
+    let id = record.map(|r| format!("{}-{}-{}-{}", r.topic, r.partition, r.offset, r.timestamp));
+    let frame = ConsumerErrorFrame {
+        error: ErrorBody {
+            code: e.code,
+            message: &e.message,
+        },
+        ws_proxy_message_id: id.as_deref(),
+        topic: record.map(|r| r.topic),
+        partition: record.map(|r| r.partition),
+        offset: record.map(|r| r.offset),
+    };
+    serde_json::to_string(&frame).expect("error frames always serialise")
+}
+
+/// Commits `progress` for the partitions still assigned, synchronously, then closes.
+fn final_commit(consumer: StreamConsumer, topic: &str, progress: &HashMap<i32, i64>) {
+    let owned = consumer.assignment().unwrap_or_default();
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in progress {
+        if owned.find_partition(topic, *p).is_some() {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+        }
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(error = %e, "final commit failed; uncommitted records will be delivered again");
+        }
+    }
+    drop(consumer);
+}

@@ -1,0 +1,15 @@
+//! One socket's data path, from the WebSocket to Kafka and back.
+//!
+//! - [`produce`] — `/socket/in`, records to the shared producer, results in input order.
+//! - [`consume`] — `/socket/out`, a group member per socket, records out at the socket's pace.
+//! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
+//! - [`close`] — close codes and reasons.
+//!
+//! The loops are generic over the socket's `Stream`/`Sink`, so tests can drive them with any
+//! WebSocket implementation.
+
+pub mod close;
+pub mod commit_stack;
+pub mod consume;
+pub mod produce;
+pub mod rate_limit;

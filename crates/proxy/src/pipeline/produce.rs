@@ -1,0 +1,237 @@
+//! One produce socket's data path: frames in, records to Kafka, results out in input order.
+//!
+//! Each frame becomes one entry of an ordered queue whose future resolves to the frame's answer
+//! (a result or an error per record). Answers leave in the order frames came in, whatever
+//! order Kafka acknowledges in. While too many records or bytes are unacknowledged, the socket
+//! is not read: the client's TCP window fills and it slows down, so memory stays bounded.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use wsproxy_protocol::error::FrameError;
+use wsproxy_protocol::produce::{
+    render_answer, render_answers, Answer, ProduceFrame, ProduceResult, RecordDecoder,
+    RecordOutcome,
+};
+use wsproxy_protocol::ErrorCode;
+
+use crate::kafka::{delivered, Ack, EnqueueError, Kafka, RecordFailure};
+use crate::pipeline::close;
+
+/// Settings of one produce socket.
+#[derive(Clone)]
+pub struct ProduceSettings {
+    pub topic: String,
+    pub decoder: RecordDecoder,
+    pub max_in_flight_records: usize,
+    pub max_in_flight_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub keep_alive: Duration,
+}
+
+/// A frame's answer once all its records are settled, with what it held in flight.
+struct Settled {
+    text: String,
+    records: usize,
+    bytes: usize,
+}
+
+type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
+
+/// The outcome of one record: where Kafka put it, or why not.
+type RecordResult = (Option<String>, Result<Ack, FrameError>);
+
+/// Runs the socket until the client closes it, the connection fails, or the server shuts down.
+pub async fn run<S>(socket: S, kafka: Kafka, settings: ProduceSettings, shutdown: CancellationToken)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    let (mut tx, mut rx) = socket.split();
+    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let (mut in_flight_records, mut in_flight_bytes) = (0usize, 0usize);
+    let mut keep_alive = interval(settings.keep_alive);
+    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_sent = Instant::now();
+    let mut reading = true;
+    let mut close_frame: Option<CloseFrame> = None;
+
+    loop {
+        let may_read = reading
+            && in_flight_records < settings.max_in_flight_records
+            && in_flight_bytes < settings.max_in_flight_bytes;
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled(), if reading => {
+                // Stop taking records; answer what is in flight, then close with 1001.
+                reading = false;
+                close_frame = Some(close::going_away());
+            }
+            Some(first) = pending.next(), if !pending.is_empty() => {
+                // Coalesce: send every answer that is already settled, then flush once.
+                let mut batch = vec![first];
+                while let Some(Some(more)) = pending.next().now_or_never() {
+                    batch.push(more);
+                    if batch.len() >= 1024 { break; }
+                }
+                for s in batch {
+                    in_flight_records -= s.records;
+                    in_flight_bytes -= s.bytes;
+                    if tx.feed(Message::Text(s.text.into())).await.is_err() { return; }
+                }
+                if tx.flush().await.is_err() { return; }
+                last_sent = Instant::now();
+            }
+            msg = rx.next(), if may_read => {
+                let frame = match msg {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
+                        // The client is gone or done: answer what is in flight if it still
+                        // listens (a client close), then stop.
+                        reading = false;
+                        close_frame = Some(close::normal());
+                        continue;
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        if text.len() > settings.max_frame_bytes {
+                            Err(FrameError::new(ErrorCode::FrameTooLarge, format!(
+                                "the frame has {} bytes; the limit is {} (WSPROXY_WS_MAX_FRAME_SIZE)",
+                                text.len(), settings.max_frame_bytes)))
+                        } else if text.trim().is_empty() {
+                            continue; // the reference ignores empty frames
+                        } else {
+                            Ok(settings.decoder.parse_frame(text.as_str()))
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => Err(FrameError::new(
+                        ErrorCode::UnsupportedFrame,
+                        "binary frames are not accepted on a socket with socketPayload=json; send JSON text frames",
+                    )),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                };
+                let frame = frame.unwrap_or_else(|e| ProduceFrame::Single(Err(e)));
+                let (entry, records, bytes) = submit(&kafka, &settings.topic, frame).await;
+                in_flight_records += records;
+                in_flight_bytes += bytes;
+                pending.push_back(entry);
+            }
+            _ = keep_alive.tick() => {
+                if last_sent.elapsed() >= settings.keep_alive {
+                    if tx.send(Message::Ping(Vec::new().into())).await.is_err() { return; }
+                    last_sent = Instant::now();
+                }
+            }
+        }
+        if !reading && pending.is_empty() {
+            let _ = tx.send(Message::Close(close_frame.take())).await;
+            let _ = tx.close().await;
+            return;
+        }
+    }
+}
+
+/// Hands a frame's records to Kafka and returns the future of its answer.
+async fn submit(kafka: &Kafka, topic: &str, frame: ProduceFrame) -> (Pending, usize, usize) {
+    match frame {
+        ProduceFrame::Single(outcome) => {
+            let (fut, bytes) = enqueue(kafka, topic, outcome).await;
+            let topic = topic.to_owned();
+            let entry = async move {
+                let (id, result) = fut.await;
+                let text = render_answer(&answer(&topic, id.as_deref(), &result));
+                Settled {
+                    text,
+                    records: 1,
+                    bytes,
+                }
+            };
+            (Box::pin(entry), 1, bytes)
+        }
+        ProduceFrame::Batch(outcomes) => {
+            let mut futs = Vec::with_capacity(outcomes.len());
+            let mut bytes = 0;
+            for outcome in outcomes {
+                let (fut, b) = enqueue(kafka, topic, outcome).await;
+                bytes += b;
+                futs.push(fut);
+            }
+            let records = futs.len();
+            let topic = topic.to_owned();
+            let entry = async move {
+                let results = futures::future::join_all(futs).await;
+                let answers: Vec<Answer<'_>> = results
+                    .iter()
+                    .map(|(id, r)| answer(&topic, id.as_deref(), r))
+                    .collect();
+                Settled {
+                    text: render_answers(&answers),
+                    records,
+                    bytes,
+                }
+            };
+            (Box::pin(entry), records, bytes)
+        }
+    }
+}
+
+type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
+
+/// Enqueues one record, waiting while librdkafka's queue is full (backpressure).
+async fn enqueue(kafka: &Kafka, topic: &str, outcome: RecordOutcome) -> (RecordFuture, usize) {
+    let record = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            let id = e.message_id.clone();
+            return (Box::pin(std::future::ready((id, Err(e)))), 0);
+        }
+    };
+    let bytes = record.size();
+    let mut backoff = Duration::from_micros(500);
+    loop {
+        match kafka.enqueue(topic, &record) {
+            Ok(delivery) => {
+                let id = record.message_id;
+                let fut = async move {
+                    let r = delivered(delivery)
+                        .await
+                        .map_err(|RecordFailure { code, message }| {
+                            FrameError::new(code, message).with_message_id(id.clone())
+                        });
+                    (id, r)
+                };
+                return (Box::pin(fut), bytes);
+            }
+            Err(EnqueueError::QueueFull) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(50));
+            }
+            Err(EnqueueError::Refused(code, message)) => {
+                let id = record.message_id;
+                let e = FrameError::new(code, message).with_message_id(id.clone());
+                return (Box::pin(std::future::ready((id, Err(e)))), 0);
+            }
+        }
+    }
+}
+
+fn answer<'a>(
+    topic: &'a str,
+    id: Option<&'a str>,
+    result: &'a Result<Ack, FrameError>,
+) -> Answer<'a> {
+    match result {
+        Ok(ack) => Answer::Ok(ProduceResult {
+            topic,
+            partition: ack.partition,
+            offset: ack.offset,
+            timestamp: ack.timestamp,
+            client_message_id: id,
+            message_id: id,
+        }),
+        Err(e) => Answer::Err(e.frame()),
+    }
+}
