@@ -1,0 +1,115 @@
+//! The test bed itself: the broker is real Apache Kafka, the independent client reads what
+//! rdkafka wrote, and the binary behaves as a process should (flags, config errors, signals).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+#[tokio::test]
+async fn rdkafka_round_trip_through_the_real_broker_read_by_an_independent_client() {
+    let info = kafka_tool(&["version"], "");
+    println!("independent client and broker: {info}");
+    let topic = unique("testbed");
+    create_topic(&topic, 2).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    for i in 0..10 {
+        let (k, v) = (format!("k{i}"), format!("v{i}"));
+        producer
+            .send(FutureRecord::to(&topic).key(&k).payload(&v), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let got = read_back(&topic, 10, "string", "string");
+    assert_eq!(got.len(), 10);
+    let mut values: Vec<String> = got.iter().map(|r| r["value"].as_str().unwrap().to_owned()).collect();
+    values.sort();
+    let mut want: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert_eq!(values, want);
+    for r in &got {
+        assert_eq!(r["key"].as_str().unwrap()[1..], r["value"].as_str().unwrap()[1..]);
+    }
+}
+
+#[test]
+fn version_and_help_list_every_flag() {
+    let bin = env!("CARGO_BIN_EXE_kafka-websocket-proxy");
+    let v = Command::new(bin).arg("--version").output().unwrap();
+    assert!(v.status.success());
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), format!("kafka-websocket-proxy {}", env!("CARGO_PKG_VERSION")));
+    let h = String::from_utf8(Command::new(bin).arg("--help").output().unwrap().stdout).unwrap();
+    for flag in ["--bootstrap-hosts", "--port", "--bind", "--server-id", "--demo", "--demo-topics", "--help-env", "--version"] {
+        assert!(h.contains(flag), "--help lacks {flag}:\n{h}");
+    }
+    let env = String::from_utf8(Command::new(bin).arg("--help-env").output().unwrap().stdout).unwrap();
+    for var in ["WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "WSPROXY_PORT", "WSPROXY_SERVER_ID", "WSPROXY_CH_MAX_STACK_SIZE"] {
+        assert!(env.contains(var), "--help-env lacks {var}");
+    }
+}
+
+#[test]
+fn invalid_configuration_names_every_bad_key_and_exits_2_before_binding() {
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .env_clear()
+        .env("WSPROXY_PORT", "70000")
+        .env("WSPROXY_CH_MAX_STACK_SIZE", "lots")
+        .env("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", "3 fortnights")
+        .env("WSPROXY_BIND_INTERFACE", "127.0.0.1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["WSPROXY_PORT", "WSPROXY_CH_MAX_STACK_SIZE", "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", "WSPROXY_KAFKA_BOOTSTRAP_HOSTS"] {
+        assert!(err.contains(key), "stderr does not name {key}:\n{err}");
+    }
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+}
+
+#[test]
+fn unreachable_kafka_fails_start_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .env_clear()
+        .env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", format!("127.0.0.1:{}", free_port()))
+        .env("WSPROXY_BROKER_RESOLUTION_RETRIES", "2")
+        .env("WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL", "100ms")
+        .env("WSPROXY_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not reachable after 2 attempts"), "{err}");
+}
+
+#[tokio::test]
+async fn healthcheck_is_the_reference_body_and_sigterm_stops_cleanly() {
+    let mut proxy = Proxy::start(&[]).await;
+    let (status, headers, body) = http(proxy.port, "GET", "/healthcheck", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "{ \"response\": \"I'm healthy\" }");
+    assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"));
+    let (status, _, body) = http(proxy.port, "GET", "/no/such/path", &[]).await.unwrap();
+    assert_eq!((status, body.as_str()), (404, "{\n  \"message\" : \"This is not the resource you are looking for.\"\n}"));
+    let (status, _, body) = http(proxy.port, "POST", "/healthcheck", &[]).await.unwrap();
+    assert_eq!(status, 405, "{body}");
+    let (status, _, body) = http(proxy.port, "GET", "/ready", &[]).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = http(proxy.port, "GET", "/kafka/cluster/info", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    let brokers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(brokers[0]["port"], 9092, "{body}");
+    assert!(brokers[0].get("rack").is_some());
+
+    let status = proxy.signal_and_wait("TERM", Duration::from_secs(15)).expect("exits after SIGTERM");
+    assert!(status.success(), "exit status {status}\n{}", proxy.log_text());
+    assert!(proxy.log_text().contains("stopped"));
+}

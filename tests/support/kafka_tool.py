@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""An independent Kafka client for the end-to-end tests (confluent-kafka, not the proxy's code).
+
+Commands (all print JSON on stdout):
+  create TOPIC PARTITIONS [CONFIG=VALUE ...]   create a topic
+  produce TOPIC                                 records from stdin, one JSON per line:
+      {"key": <typed>, "value": <typed>, "headers": [[k, v]], "partition": n}
+      where <typed> is null or {"format": f, "value": v}, encoded the way Kafka's Java
+      serializers do (big-endian) -- independently of the proxy's codecs.
+  consume TOPIC N [TIMEOUT_S] [KEY_FORMAT] [VALUE_FORMAT]
+      read N records from the beginning (no group commits); decode keys and values with the
+      given formats (or 'raw' for base64) and print one JSON line per record
+  committed GROUP TOPIC                         the group's committed offsets
+  version                                       client library versions and the broker's
+"""
+import base64
+import json
+import os
+import struct
+import sys
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+BOOT = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def encode(typed):
+    if typed is None:
+        return None
+    f, v = typed["format"].lower(), typed["value"]
+    if v is None:
+        return None
+    if f == "string":
+        return v.encode("utf-8")
+    if f == "json":
+        return json.dumps(v, separators=(",", ":")).encode("utf-8")
+    if f == "int":
+        return struct.pack(">i", v)
+    if f == "short":
+        return struct.pack(">h", v)
+    if f == "long":
+        return struct.pack(">q", v)
+    if f == "double":
+        return struct.pack(">d", v)
+    if f == "float":
+        return struct.pack(">f", v)
+    if f in ("bytearray", "byte_array", "avro", "raw"):
+        return base64.b64decode(v)
+    raise SystemExit(f"unknown format {f}")
+
+
+def decode(f, b):
+    if b is None:
+        return None
+    f = f.lower()
+    if f == "string":
+        return b.decode("utf-8")
+    if f == "json":
+        return json.loads(b.decode("utf-8"))
+    if f == "int":
+        return struct.unpack(">i", b)[0]
+    if f == "short":
+        return struct.unpack(">h", b)[0]
+    if f == "long":
+        return struct.unpack(">q", b)[0]
+    if f == "double":
+        return struct.unpack(">d", b)[0]
+    if f == "float":
+        return struct.unpack(">f", b)[0]
+    return base64.b64encode(b).decode("ascii")
+
+
+def create(topic, partitions, *configs):
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    cfg = dict(c.split("=", 1) for c in configs)
+    fut = admin.create_topics([NewTopic(topic, int(partitions), 1, config=cfg)], operation_timeout=30)
+    for f in fut.values():
+        f.result()
+    print(json.dumps({"created": topic}))
+
+
+def produce(topic):
+    p = Producer({"bootstrap.servers": BOOT, "linger.ms": 5, "acks": "all"})
+    errors = []
+    count = 0
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        kw = {}
+        if r.get("partition") is not None:
+            kw["partition"] = r["partition"]
+        headers = [(k, v.encode() if v is not None else None) for k, v in r.get("headers", [])]
+        p.produce(topic, key=encode(r.get("key")), value=encode(r.get("value")), headers=headers or None,
+                  on_delivery=lambda e, m: e and errors.append(str(e)), **kw)
+        count += 1
+        p.poll(0)
+    left = p.flush(30)
+    print(json.dumps({"produced": count, "errors": errors, "unflushed": left}))
+    if errors or left:
+        sys.exit(1)
+
+
+def consume(topic, n, timeout=30, key_format="raw", value_format="raw"):
+    n, timeout = int(n), float(timeout)
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": f"kafka-tool-{os.getpid()}-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < n and time.time() < deadline:
+        for m in c.consume(min(1000, n - len(got)), 0.5):
+            if m.error():
+                print(json.dumps({"error": str(m.error())}), file=sys.stderr)
+                continue
+            got.append({
+                "partition": m.partition(), "offset": m.offset(), "timestamp": m.timestamp()[1],
+                "key": decode(key_format, m.key()), "value": decode(value_format, m.value()),
+                "headers": [[k, v.decode() if v is not None else None] for k, v in (m.headers() or [])],
+            })
+    c.close()
+    got.sort(key=lambda r: (r["partition"], r["offset"]))
+    for r in got:
+        print(json.dumps(r))
+
+
+def committed(group, topic):
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": group})
+    md = c.list_topics(topic, timeout=10)
+    parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+    print(json.dumps({str(tp.partition): tp.offset for tp in c.committed(parts, timeout=10)}))
+    c.close()
+
+
+def version():
+    import confluent_kafka
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    md = admin.list_topics(timeout=10)
+    print(json.dumps({"confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+                      "brokers": [f"{b.host}:{b.port}" for b in md.brokers.values()], "cluster_id": md.cluster_id}))
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"create": create, "produce": produce, "consume": consume, "committed": committed, "version": version}[cmd](*args)
