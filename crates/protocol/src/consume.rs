@@ -23,11 +23,7 @@ pub struct MessageId {
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}-{}-{}-{}",
-            self.topic, self.partition, self.offset, self.timestamp
-        )
+        write!(f, "{}-{}-{}-{}", self.topic, self.partition, self.offset, self.timestamp)
     }
 }
 
@@ -40,12 +36,7 @@ impl MessageId {
         if topic.is_empty() {
             return None;
         }
-        Some(MessageId {
-            topic: topic.to_owned(),
-            partition: i32::try_from(partition).ok()?,
-            offset,
-            timestamp,
-        })
+        Some(MessageId { topic: topic.to_owned(), partition: i32::try_from(partition).ok()?, offset, timestamp })
     }
 }
 
@@ -116,16 +107,15 @@ pub struct RecordEncoder {
 impl RecordEncoder {
     /// Renders one Kafka record, or says why its bytes do not decode.
     pub fn record<'a>(&self, r: &KafkaRecordView<'a>) -> Result<ConsumerRecordOut<'a>, FrameError> {
-        let id = MessageId {
-            topic: r.topic.to_owned(),
-            partition: r.partition,
-            offset: r.offset,
-            timestamp: r.timestamp,
-        };
+        let id =
+            MessageId { topic: r.topic.to_owned(), partition: r.partition, offset: r.offset, timestamp: r.timestamp };
         let decode_err = |what: &str, e: FormatError| {
             FrameError::new(
                 ErrorCode::DecodeError,
-                format!("the {what} of record {id} (topic {}, partition {}, offset {}) does not decode: {e}", r.topic, r.partition, r.offset),
+                format!(
+                    "the {what} of record {id} (topic {}, partition {}, offset {}) does not decode: {e}",
+                    r.topic, r.partition, r.offset
+                ),
             )
         };
         let key = match r.key {
@@ -133,34 +123,20 @@ impl RecordEncoder {
             Some(bytes) => {
                 // Without keyType a key would be lost; show it as bytes (the reference rendered `{}`).
                 let kt = self.key_type.unwrap_or(FormatType::ByteArray);
-                Some(FormattedOut {
-                    value: kt.decode(bytes).map_err(|e| decode_err("key", e))?,
-                    format: kt.name(),
-                })
+                Some(FormattedOut { value: kt.decode(bytes).map_err(|e| decode_err("key", e))?, format: kt.name() })
             }
         };
         let value = match r.value {
             None => None,
             Some(bytes) => Some(FormattedOut {
-                value: self
-                    .val_type
-                    .decode(bytes)
-                    .map_err(|e| decode_err("value", e))?,
+                value: self.val_type.decode(bytes).map_err(|e| decode_err("value", e))?,
                 format: self.val_type.name(),
             }),
         };
         let headers = if r.headers.is_empty() {
             None
         } else {
-            Some(
-                r.headers
-                    .iter()
-                    .map(|(k, v)| HeaderOut {
-                        key: k,
-                        value: v.map(String::from_utf8_lossy),
-                    })
-                    .collect(),
-            )
+            Some(r.headers.iter().map(|(k, v)| HeaderOut { key: k, value: v.map(String::from_utf8_lossy) }).collect())
         };
         Ok(ConsumerRecordOut {
             ws_proxy_message_id: id.to_string(),
@@ -185,10 +161,7 @@ pub struct CommitFrame {
 /// Parses a commit frame into the id it names.
 pub fn parse_commit(text: &str) -> Result<MessageId, FrameError> {
     let frame: CommitFrame = serde_json::from_str(text).map_err(|e| {
-        FrameError::new(
-            ErrorCode::InvalidFrame,
-            format!("a commit must be {{\"wsProxyMessageId\": \"<id>\"}}: {e}"),
-        )
+        FrameError::new(ErrorCode::InvalidFrame, format!("a commit must be {{\"wsProxyMessageId\": \"<id>\"}}: {e}"))
     })?;
     MessageId::parse(&frame.ws_proxy_message_id).ok_or_else(|| {
         FrameError::new(
@@ -208,18 +181,8 @@ mod tests {
     #[test]
     fn message_ids_round_trip_with_dashes_in_topic_and_negative_timestamp() {
         for id in [
-            MessageId {
-                topic: "foo".into(),
-                partition: 0,
-                offset: 1,
-                timestamp: 1554402266846,
-            },
-            MessageId {
-                topic: "a-b-c".into(),
-                partition: 12,
-                offset: 0,
-                timestamp: -1,
-            },
+            MessageId { topic: "foo".into(), partition: 0, offset: 1, timestamp: 1554402266846 },
+            MessageId { topic: "a-b-c".into(), partition: 12, offset: 0, timestamp: -1 },
         ] {
             assert_eq!(MessageId::parse(&id.to_string()), Some(id));
         }
@@ -230,10 +193,7 @@ mod tests {
 
     #[test]
     fn record_frame_has_reference_field_order() {
-        let enc = RecordEncoder {
-            key_type: Some(FormatType::String),
-            val_type: FormatType::Int,
-        };
+        let enc = RecordEncoder { key_type: Some(FormatType::String), val_type: FormatType::Int };
         let headers = [("h", Some(&b"v"[..]))];
         let view = KafkaRecordView {
             topic: "t",
@@ -252,19 +212,9 @@ mod tests {
 
     #[test]
     fn tombstone_and_keyless_records() {
-        let enc = RecordEncoder {
-            key_type: None,
-            val_type: FormatType::String,
-        };
-        let view = KafkaRecordView {
-            topic: "t",
-            partition: 1,
-            offset: 2,
-            timestamp: 3,
-            key: None,
-            value: None,
-            headers: &[],
-        };
+        let enc = RecordEncoder { key_type: None, val_type: FormatType::String };
+        let view =
+            KafkaRecordView { topic: "t", partition: 1, offset: 2, timestamp: 3, key: None, value: None, headers: &[] };
         assert_eq!(
             serde_json::to_string(&enc.record(&view).unwrap()).unwrap(),
             r#"{"wsProxyMessageId":"t-1-2-3","topic":"t","partition":1,"offset":2,"timestamp":3,"headers":null,"value":null}"#
@@ -273,10 +223,7 @@ mod tests {
 
     #[test]
     fn undecodable_bytes_name_the_record() {
-        let enc = RecordEncoder {
-            key_type: None,
-            val_type: FormatType::Long,
-        };
+        let enc = RecordEncoder { key_type: None, val_type: FormatType::Long };
         let view = KafkaRecordView {
             topic: "t",
             partition: 1,
@@ -293,21 +240,8 @@ mod tests {
 
     #[test]
     fn commit_frames() {
-        assert_eq!(
-            parse_commit(r#"{"wsProxyMessageId":"t-0-4-5"}"#)
-                .unwrap()
-                .offset,
-            4
-        );
-        assert_eq!(
-            parse_commit(r#"{"nope":1}"#).unwrap_err().code,
-            ErrorCode::InvalidFrame
-        );
-        assert_eq!(
-            parse_commit(r#"{"wsProxyMessageId":"garbage"}"#)
-                .unwrap_err()
-                .code,
-            ErrorCode::UnknownMessageId
-        );
+        assert_eq!(parse_commit(r#"{"wsProxyMessageId":"t-0-4-5"}"#).unwrap().offset, 4);
+        assert_eq!(parse_commit(r#"{"nope":1}"#).unwrap_err().code, ErrorCode::InvalidFrame);
+        assert_eq!(parse_commit(r#"{"wsProxyMessageId":"garbage"}"#).unwrap_err().code, ErrorCode::UnknownMessageId);
     }
 }

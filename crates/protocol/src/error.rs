@@ -75,11 +75,7 @@ pub struct FrameError {
 
 impl FrameError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        FrameError {
-            code,
-            message: message.into(),
-            message_id: None,
-        }
+        FrameError { code, message: message.into(), message_id: None }
     }
 
     pub fn with_message_id(mut self, id: Option<String>) -> Self {
@@ -92,10 +88,7 @@ impl FrameError {
     /// The produce-socket error frame for this error.
     pub fn frame(&self) -> ErrorFrame<'_> {
         ErrorFrame {
-            error: ErrorBody {
-                code: self.code,
-                message: &self.message,
-            },
+            error: ErrorBody { code: self.code, message: &self.message },
             client_message_id: self.message_id.as_deref(),
             message_id: self.message_id.as_deref(),
         }
@@ -145,9 +138,6 @@ mod tests {
             r#"{"error":{"code":"INVALID_VALUE","message":"bad"},"clientMessageId":"m","messageId":"m"}"#
         );
         assert_eq!(ErrorCode::RecordTooLarge.as_str(), "RECORD_TOO_LARGE");
-        assert_eq!(
-            serde_json::to_string(&ErrorCode::RecordTooLarge).unwrap(),
-            "\"RECORD_TOO_LARGE\""
-        );
+        assert_eq!(serde_json::to_string(&ErrorCode::RecordTooLarge).unwrap(), "\"RECORD_TOO_LARGE\"");
     }
 }

@@ -36,21 +36,13 @@ pub struct UnknownFormat(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
     #[error("expected a JSON {expected} for format '{format}', got {got}")]
-    WrongJsonType {
-        format: FormatType,
-        expected: &'static str,
-        got: &'static str,
-    },
+    WrongJsonType { format: FormatType, expected: &'static str, got: &'static str },
     #[error("{value} is out of range for format '{format}'")]
     OutOfRange { format: FormatType, value: String },
     #[error("invalid base64 for format '{format}': {reason}")]
     Base64 { format: FormatType, reason: String },
     #[error("expected {expected} bytes for format '{format}', got {got}")]
-    WrongLength {
-        format: FormatType,
-        expected: usize,
-        got: usize,
-    },
+    WrongLength { format: FormatType, expected: usize, got: usize },
     #[error("bytes are not valid UTF-8 for format '{format}'")]
     Utf8 { format: FormatType },
     #[error("bytes are not valid JSON: {0}")]
@@ -119,12 +111,9 @@ impl FormatType {
                 Ok(narrowed.to_be_bytes().to_vec())
             }
             FormatType::ByteArray | FormatType::Avro => match value {
-                Value::String(s) => BASE64
-                    .decode(s.as_bytes())
-                    .map_err(|e| FormatError::Base64 {
-                        format: self,
-                        reason: e.to_string(),
-                    }),
+                Value::String(s) => {
+                    BASE64.decode(s.as_bytes()).map_err(|e| FormatError::Base64 { format: self, reason: e.to_string() })
+                }
                 other => Err(self.wrong_type("base64 string", other)),
             },
         }
@@ -134,13 +123,11 @@ impl FormatType {
     pub fn decode(self, bytes: &[u8]) -> Result<Box<RawValue>, FormatError> {
         let text = match self {
             FormatType::Json => {
-                let raw: &RawValue =
-                    serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))?;
+                let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))?;
                 return Ok(raw.to_owned());
             }
             FormatType::String => {
-                let s =
-                    std::str::from_utf8(bytes).map_err(|_| FormatError::Utf8 { format: self })?;
+                let s = std::str::from_utf8(bytes).map_err(|_| FormatError::Utf8 { format: self })?;
                 serde_json::to_string(s).expect("a str always serialises")
             }
             FormatType::Short => i16::from_be_bytes(self.fixed(bytes)?).to_string(),
@@ -156,11 +143,7 @@ impl FormatType {
     }
 
     fn fixed<const N: usize>(self, bytes: &[u8]) -> Result<[u8; N], FormatError> {
-        bytes.try_into().map_err(|_| FormatError::WrongLength {
-            format: self,
-            expected: N,
-            got: bytes.len(),
-        })
+        bytes.try_into().map_err(|_| FormatError::WrongLength { format: self, expected: N, got: bytes.len() })
     }
 
     /// An integer from a JSON number or a numeric string (the reference accepts both).
@@ -176,10 +159,7 @@ impl FormatType {
                     Err(self.out_of_range(value))
                 }
             }
-            Value::String(s) => s
-                .trim()
-                .parse::<i128>()
-                .map_err(|_| self.wrong_type("number", value)),
+            Value::String(s) => s.trim().parse::<i128>().map_err(|_| self.wrong_type("number", value)),
             other => Err(self.wrong_type("number", other)),
         }
     }
@@ -187,27 +167,17 @@ impl FormatType {
     fn float(self, value: &Value) -> Result<f64, FormatError> {
         match value {
             Value::Number(n) => n.as_f64().ok_or_else(|| self.out_of_range(value)),
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .map_err(|_| self.wrong_type("number", value)),
+            Value::String(s) => s.trim().parse::<f64>().map_err(|_| self.wrong_type("number", value)),
             other => Err(self.wrong_type("number", other)),
         }
     }
 
     fn wrong_type(self, expected: &'static str, got: &Value) -> FormatError {
-        FormatError::WrongJsonType {
-            format: self,
-            expected,
-            got: json_kind(got),
-        }
+        FormatError::WrongJsonType { format: self, expected, got: json_kind(got) }
     }
 
     fn out_of_range(self, value: &Value) -> FormatError {
-        FormatError::OutOfRange {
-            format: self,
-            value: value.to_string(),
-        }
+        FormatError::OutOfRange { format: self, value: value.to_string() }
     }
 }
 
@@ -271,15 +241,9 @@ mod tests {
     #[test]
     fn names_are_case_insensitive_and_both_bytearray_spellings_work() {
         assert_eq!("JSON".parse::<FormatType>(), Ok(FormatType::Json));
-        assert_eq!(
-            "Byte_Array".parse::<FormatType>(),
-            Ok(FormatType::ByteArray)
-        );
+        assert_eq!("Byte_Array".parse::<FormatType>(), Ok(FormatType::ByteArray));
         assert_eq!("bytearray".parse::<FormatType>(), Ok(FormatType::ByteArray));
-        assert_eq!(
-            "protobuf".parse::<FormatType>().unwrap_err().to_string(),
-            "'protobuf' is not a valid format type"
-        );
+        assert_eq!("protobuf".parse::<FormatType>().unwrap_err().to_string(), "'protobuf' is not a valid format type");
         for f in FormatType::ALL {
             assert_eq!(f.name().parse::<FormatType>(), Ok(f));
         }
@@ -288,116 +252,47 @@ mod tests {
     #[test]
     fn integers_are_big_endian_like_kafka_serializers() {
         assert_eq!(FormatType::Int.encode(&json!(1)).unwrap(), vec![0, 0, 0, 1]);
-        assert_eq!(
-            FormatType::Short.encode(&json!(-2)).unwrap(),
-            vec![0xff, 0xfe]
-        );
-        assert_eq!(
-            FormatType::Long.encode(&json!(258)).unwrap(),
-            vec![0, 0, 0, 0, 0, 0, 1, 2]
-        );
-        assert_eq!(
-            FormatType::Double.encode(&json!(1.5)).unwrap(),
-            1.5f64.to_be_bytes().to_vec()
-        );
-        assert_eq!(
-            FormatType::Float.encode(&json!(1.5)).unwrap(),
-            1.5f32.to_be_bytes().to_vec()
-        );
+        assert_eq!(FormatType::Short.encode(&json!(-2)).unwrap(), vec![0xff, 0xfe]);
+        assert_eq!(FormatType::Long.encode(&json!(258)).unwrap(), vec![0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(FormatType::Double.encode(&json!(1.5)).unwrap(), 1.5f64.to_be_bytes().to_vec());
+        assert_eq!(FormatType::Float.encode(&json!(1.5)).unwrap(), 1.5f32.to_be_bytes().to_vec());
     }
 
     #[test]
     fn out_of_range_values_are_errors_not_truncations() {
-        assert!(matches!(
-            FormatType::Short.encode(&json!(300000)),
-            Err(FormatError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            FormatType::Int.encode(&json!(2147483648u64)),
-            Err(FormatError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            FormatType::Long.encode(&json!(1.5)),
-            Err(FormatError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            FormatType::Float.encode(&json!(1e300)),
-            Err(FormatError::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            FormatType::Int.encode(&json!("abc")),
-            Err(FormatError::WrongJsonType { .. })
-        ));
-        assert!(matches!(
-            FormatType::String.encode(&json!(1)),
-            Err(FormatError::WrongJsonType { .. })
-        ));
-        assert!(matches!(
-            FormatType::ByteArray.encode(&json!("!!")),
-            Err(FormatError::Base64 { .. })
-        ));
+        assert!(matches!(FormatType::Short.encode(&json!(300000)), Err(FormatError::OutOfRange { .. })));
+        assert!(matches!(FormatType::Int.encode(&json!(2147483648u64)), Err(FormatError::OutOfRange { .. })));
+        assert!(matches!(FormatType::Long.encode(&json!(1.5)), Err(FormatError::OutOfRange { .. })));
+        assert!(matches!(FormatType::Float.encode(&json!(1e300)), Err(FormatError::OutOfRange { .. })));
+        assert!(matches!(FormatType::Int.encode(&json!("abc")), Err(FormatError::WrongJsonType { .. })));
+        assert!(matches!(FormatType::String.encode(&json!(1)), Err(FormatError::WrongJsonType { .. })));
+        assert!(matches!(FormatType::ByteArray.encode(&json!("!!")), Err(FormatError::Base64 { .. })));
     }
 
     #[test]
     fn values_round_trip() {
-        assert_eq!(
-            round_trip(FormatType::Json, json!({"a": [1, "x", null]})),
-            json!({"a": [1, "x", null]})
-        );
-        assert_eq!(
-            round_trip(FormatType::String, json!("héllo \"q\"")),
-            json!("héllo \"q\"")
-        );
-        assert_eq!(
-            round_trip(FormatType::Int, json!(i32::MIN)),
-            json!(i32::MIN)
-        );
-        assert_eq!(
-            round_trip(FormatType::Short, json!(i16::MAX)),
-            json!(i16::MAX)
-        );
-        assert_eq!(
-            round_trip(FormatType::Long, json!(i64::MAX)),
-            json!(i64::MAX)
-        );
+        assert_eq!(round_trip(FormatType::Json, json!({"a": [1, "x", null]})), json!({"a": [1, "x", null]}));
+        assert_eq!(round_trip(FormatType::String, json!("héllo \"q\"")), json!("héllo \"q\""));
+        assert_eq!(round_trip(FormatType::Int, json!(i32::MIN)), json!(i32::MIN));
+        assert_eq!(round_trip(FormatType::Short, json!(i16::MAX)), json!(i16::MAX));
+        assert_eq!(round_trip(FormatType::Long, json!(i64::MAX)), json!(i64::MAX));
         assert_eq!(round_trip(FormatType::Double, json!(0.1)), json!(0.1));
         assert_eq!(round_trip(FormatType::Float, json!(0.5)), json!(0.5));
-        assert_eq!(
-            round_trip(FormatType::ByteArray, json!("AAEC/w==")),
-            json!("AAEC/w==")
-        );
+        assert_eq!(round_trip(FormatType::ByteArray, json!("AAEC/w==")), json!("AAEC/w=="));
         assert_eq!(round_trip(FormatType::Int, json!("42")), json!(42));
     }
 
     #[test]
     fn json_is_stored_compact() {
         let v: Value = serde_json::from_str("{ \"a\" : 1 ,\n \"b\": [ 1, 2 ] }").unwrap();
-        assert_eq!(
-            FormatType::Json.encode(&v).unwrap(),
-            br#"{"a":1,"b":[1,2]}"#.to_vec()
-        );
+        assert_eq!(FormatType::Json.encode(&v).unwrap(), br#"{"a":1,"b":[1,2]}"#.to_vec());
     }
 
     #[test]
     fn undecodable_bytes_are_errors() {
-        assert!(matches!(
-            FormatType::Int.decode(&[1, 2]),
-            Err(FormatError::WrongLength { .. })
-        ));
-        assert!(matches!(
-            FormatType::Json.decode(b"{nope"),
-            Err(FormatError::Json(_))
-        ));
-        assert!(matches!(
-            FormatType::String.decode(&[0xff, 0xfe]),
-            Err(FormatError::Utf8 { .. })
-        ));
-        assert_eq!(
-            FormatType::Double
-                .decode(&f64::NAN.to_be_bytes())
-                .unwrap()
-                .get(),
-            "null"
-        );
+        assert!(matches!(FormatType::Int.decode(&[1, 2]), Err(FormatError::WrongLength { .. })));
+        assert!(matches!(FormatType::Json.decode(b"{nope"), Err(FormatError::Json(_))));
+        assert!(matches!(FormatType::String.decode(&[0xff, 0xfe]), Err(FormatError::Utf8 { .. })));
+        assert_eq!(FormatType::Double.decode(&f64::NAN.to_be_bytes()).unwrap().get(), "null");
     }
 }

@@ -100,10 +100,7 @@ impl<'a> Query<'a> {
     }
 
     fn get(&self, name: &str) -> Option<&'a str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     fn required(&self, name: &str) -> Result<&'a str, ParamError> {
@@ -119,10 +116,7 @@ impl<'a> Query<'a> {
 
     fn format(&self, name: &str) -> Result<Option<FormatType>, ParamError> {
         self.optional(name)
-            .map(|v| {
-                v.parse()
-                    .map_err(|e: crate::format::UnknownFormat| ParamError(e.to_string()))
-            })
+            .map(|v| v.parse().map_err(|e: crate::format::UnknownFormat| ParamError(e.to_string())))
             .transpose()
     }
 
@@ -141,22 +135,14 @@ impl<'a> Query<'a> {
         let Some(v) = self.optional(name) else {
             return Ok(None);
         };
-        let n: i32 = v
-            .parse()
-            .map_err(|_| ParamError(format!("'{v}' is not a valid 32-bit signed integer value")))?;
-        u32::try_from(n).map(Some).map_err(|_| {
-            ParamError(format!(
-                "Request param '{name}' must not be negative, got {n}."
-            ))
-        })
+        let n: i32 = v.parse().map_err(|_| ParamError(format!("'{v}' is not a valid 32-bit signed integer value")))?;
+        u32::try_from(n)
+            .map(Some)
+            .map_err(|_| ParamError(format!("Request param '{name}' must not be negative, got {n}.")))
     }
 
     fn payload(&self) -> Result<SocketPayload, ParamError> {
-        match self
-            .optional("socketPayload")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        match self.optional("socketPayload").map(str::to_ascii_lowercase).as_deref() {
             None | Some("json") => Ok(SocketPayload::Json),
             Some("avro") => Ok(SocketPayload::Avro),
             Some(_) => Err(ParamError(format!(
@@ -184,45 +170,27 @@ pub fn producer_params(q: &Query<'_>, rules: ProducerRules) -> Result<ProducerPa
         ));
     }
     if transactional && instance_id.is_none() {
+        return Err(ParamError("Request param 'instanceId' is required when using transactional.".to_owned()));
+    }
+    if rules.sessions_enabled && !rules.exactly_once_enabled && !transactional && instance_id.is_none() {
         return Err(ParamError(
-            "Request param 'instanceId' is required when using transactional.".to_owned(),
+            "Request param 'instanceId' is required when producer sessions are enabled on the proxy server.".to_owned(),
         ));
     }
-    if rules.sessions_enabled
-        && !rules.exactly_once_enabled
-        && !transactional
-        && instance_id.is_none()
-    {
-        return Err(ParamError(
-            "Request param 'instanceId' is required when producer sessions are enabled on the proxy server."
-                .to_owned(),
-        ));
-    }
-    Ok(ProducerParams {
-        client_id,
-        instance_id,
-        topic,
-        socket_payload,
-        key_type,
-        val_type,
-        transactional,
-    })
+    Ok(ProducerParams { client_id, instance_id, topic, socket_payload, key_type, val_type, transactional })
 }
 
 /// Validates `/socket/out` parameters (reference 2.3, plus `offset` and `fromTimestamp`).
 pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
     let client_id = q.required("clientId")?.to_owned();
-    let group_id = q
-        .optional("groupId")
-        .map_or_else(|| format!("{client_id}-group"), str::to_owned);
+    let group_id = q.optional("groupId").map_or_else(|| format!("{client_id}-group"), str::to_owned);
     let topic = q.required("topic")?.to_owned();
     let socket_payload = q.payload()?;
     let key_type = q.format("keyType")?;
     let val_type = q.format("valType")?.unwrap_or(FormatType::String);
     let mut offset_reset = match q.optional("offsetResetStrategy") {
         None => OffsetReset::Earliest,
-        Some(v) => offset_reset(v)
-            .ok_or_else(|| ParamError(format!("{v} is not a valid offset reset strategy")))?,
+        Some(v) => offset_reset(v).ok_or_else(|| ParamError(format!("{v} is not a valid offset reset strategy")))?,
     };
     if let Some(v) = q.optional("offset") {
         offset_reset = match offset_reset_strict(v) {
@@ -237,9 +205,7 @@ pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
     let from_timestamp = match q.optional("fromTimestamp") {
         None => None,
         Some(v) => Some(v.parse::<i64>().ok().filter(|t| *t >= 0).ok_or_else(|| {
-            ParamError(format!(
-                "'{v}' is not a valid fromTimestamp. Please use milliseconds since the epoch."
-            ))
+            ParamError(format!("'{v}' is not a valid fromTimestamp. Please use milliseconds since the epoch."))
         })?),
     };
     let isolation = match q.optional("isolationLevel").map(str::to_ascii_lowercase).as_deref() {
@@ -308,41 +274,20 @@ mod tests {
         consumer_params(&Query::new(&q(s))).map_err(|e| e.0)
     }
 
-    const NONE: ProducerRules = ProducerRules {
-        sessions_enabled: false,
-        exactly_once_enabled: false,
-    };
-    const SESSIONS: ProducerRules = ProducerRules {
-        sessions_enabled: true,
-        exactly_once_enabled: false,
-    };
-    const EOS: ProducerRules = ProducerRules {
-        sessions_enabled: true,
-        exactly_once_enabled: true,
-    };
+    const NONE: ProducerRules = ProducerRules { sessions_enabled: false, exactly_once_enabled: false };
+    const SESSIONS: ProducerRules = ProducerRules { sessions_enabled: true, exactly_once_enabled: false };
+    const EOS: ProducerRules = ProducerRules { sessions_enabled: true, exactly_once_enabled: true };
 
     #[test]
     fn producer_texts_match_the_reference() {
-        assert_eq!(
-            prod("topic=t", NONE).unwrap_err(),
-            "Request param 'clientId' is missing."
-        );
-        assert_eq!(
-            prod("clientId=c", NONE).unwrap_err(),
-            "Request param 'topic' is missing."
-        );
+        assert_eq!(prod("topic=t", NONE).unwrap_err(), "Request param 'clientId' is missing.");
+        assert_eq!(prod("clientId=c", NONE).unwrap_err(), "Request param 'topic' is missing.");
         assert_eq!(
             prod("clientId=c&topic=t&socketPayload=protobuf", NONE).unwrap_err(),
             "'protobuf' is not a valid socket payload"
         );
-        assert_eq!(
-            prod("clientId=c&topic=t&valType=foo", NONE).unwrap_err(),
-            "'foo' is not a valid format type"
-        );
-        assert_eq!(
-            prod("clientId=c&topic=t&transactional=x", NONE).unwrap_err(),
-            "'x' is not a valid Boolean value"
-        );
+        assert_eq!(prod("clientId=c&topic=t&valType=foo", NONE).unwrap_err(), "'foo' is not a valid format type");
+        assert_eq!(prod("clientId=c&topic=t&transactional=x", NONE).unwrap_err(), "'x' is not a valid Boolean value");
         assert_eq!(
             prod("clientId=c&topic=t&transactional=true", NONE).unwrap_err(),
             "Unable to provide transactional producer. Server is not configured to allow producer transactions."
@@ -355,11 +300,7 @@ mod tests {
             prod("clientId=c&topic=t", SESSIONS).unwrap_err(),
             "Request param 'instanceId' is required when producer sessions are enabled on the proxy server."
         );
-        assert!(
-            prod("clientId=c&topic=t&transactional=true&instanceId=i", EOS)
-                .unwrap()
-                .transactional
-        );
+        assert!(prod("clientId=c&topic=t&transactional=true&instanceId=i", EOS).unwrap().transactional);
     }
 
     #[test]
@@ -373,22 +314,13 @@ mod tests {
 
     #[test]
     fn first_failing_parameter_in_declaration_order_wins() {
-        assert_eq!(
-            prod("socketPayload=x&valType=y", NONE).unwrap_err(),
-            "Request param 'clientId' is missing."
-        );
-        assert_eq!(
-            prod("clientId=c&topic=t&keyType=a&valType=b", NONE).unwrap_err(),
-            "'a' is not a valid format type"
-        );
+        assert_eq!(prod("socketPayload=x&valType=y", NONE).unwrap_err(), "Request param 'clientId' is missing.");
+        assert_eq!(prod("clientId=c&topic=t&keyType=a&valType=b", NONE).unwrap_err(), "'a' is not a valid format type");
     }
 
     #[test]
     fn consumer_texts_and_defaults() {
-        assert_eq!(
-            cons("topic=t").unwrap_err(),
-            "Request param 'clientId' is missing."
-        );
+        assert_eq!(cons("topic=t").unwrap_err(), "Request param 'clientId' is missing.");
         assert_eq!(
             cons("clientId=c&topic=t&isolationLevel=uncommitted").unwrap_err(),
             "Read isolation 'uncommitted' is not a valid value. Please use one of 'read_committed' or 'read_uncommitted'."
@@ -408,27 +340,10 @@ mod tests {
         assert_eq!(c.isolation, Isolation::ReadUncommitted);
         let c = cons("clientId=c&topic=t&offsetResetStrategy=LATEST&isolationLevel=read_committed&rate=100&batchSize=100&autoCommit=false").unwrap();
         assert_eq!(
-            (
-                c.offset_reset,
-                c.isolation,
-                c.rate,
-                c.batch_size,
-                c.auto_commit
-            ),
-            (
-                OffsetReset::Latest,
-                Isolation::ReadCommitted,
-                Some(100),
-                Some(100),
-                false
-            )
+            (c.offset_reset, c.isolation, c.rate, c.batch_size, c.auto_commit),
+            (OffsetReset::Latest, Isolation::ReadCommitted, Some(100), Some(100), false)
         );
-        assert_eq!(
-            cons("clientId=c&topic=t&offset=latest")
-                .unwrap()
-                .offset_reset,
-            OffsetReset::Latest
-        );
+        assert_eq!(cons("clientId=c&topic=t&offset=latest").unwrap().offset_reset, OffsetReset::Latest);
         assert!(cons("clientId=c&topic=t&fromTimestamp=yesterday").is_err());
         assert!(cons("clientId=c&topic=t&batchSize=-1").is_err());
     }

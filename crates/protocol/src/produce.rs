@@ -29,11 +29,7 @@ pub struct ProducerRecord {
 impl ProducerRecord {
     /// Bytes this record occupies in memory (key, value, headers): used to bound in-flight data.
     pub fn size(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-            .sum();
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
         self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
     }
 }
@@ -85,9 +81,7 @@ impl RecordDecoder {
             }
         };
         match parsed {
-            Value::Array(items) => {
-                ProduceFrame::Batch(items.into_iter().map(|v| self.record(v)).collect())
-            }
+            Value::Array(items) => ProduceFrame::Batch(items.into_iter().map(|v| self.record(v)).collect()),
             other => ProduceFrame::Single(self.record(other)),
         }
     }
@@ -114,16 +108,9 @@ impl RecordDecoder {
         let with_id = |e: FrameError| e.with_message_id(message_id.clone());
 
         let value = match obj.remove("value") {
-            None => {
-                return Err(with_id(FrameError::new(
-                    ErrorCode::InvalidFrame,
-                    "the record has no 'value' object",
-                )))
-            }
+            None => return Err(with_id(FrameError::new(ErrorCode::InvalidFrame, "the record has no 'value' object"))),
             Some(v) => formatted(v, "value")
-                .and_then(|inner| {
-                    encode_opt(self.val_type, inner, ErrorCode::InvalidValue, "value")
-                })
+                .and_then(|inner| encode_opt(self.val_type, inner, ErrorCode::InvalidValue, "value"))
                 .map_err(with_id)?,
         };
         let key = match obj.remove("key") {
@@ -132,9 +119,7 @@ impl RecordDecoder {
                 let inner = formatted(v, "key").map_err(with_id)?;
                 match (self.key_type, inner) {
                     (_, Value::Null) => None,
-                    (Some(kt), inner) => {
-                        encode_opt(kt, inner, ErrorCode::InvalidKey, "key").map_err(with_id)?
-                    }
+                    (Some(kt), inner) => encode_opt(kt, inner, ErrorCode::InvalidKey, "key").map_err(with_id)?,
                     (None, _) => {
                         return Err(with_id(FrameError::new(
                             ErrorCode::InvalidKey,
@@ -148,12 +133,7 @@ impl RecordDecoder {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => headers(v).map_err(with_id)?,
         };
-        Ok(ProducerRecord {
-            key,
-            value,
-            headers,
-            message_id,
-        })
+        Ok(ProducerRecord { key, value, headers, message_id })
     }
 }
 
@@ -163,62 +143,41 @@ fn formatted(v: Value, field: &str) -> Result<Value, FrameError> {
     let Value::Object(mut obj) = v else {
         return Err(FrameError::new(
             ErrorCode::InvalidFrame,
-            format!(
-                "'{field}' must be an object {{\"value\", \"format\"}}, got {}",
-                json_kind(&v)
-            ),
+            format!("'{field}' must be an object {{\"value\", \"format\"}}, got {}", json_kind(&v)),
         ));
     };
     match obj.remove("format") {
         None | Some(Value::Null) => {}
         Some(Value::String(name)) => {
-            name.parse::<FormatType>()
-                .map_err(|e| FrameError::new(ErrorCode::InvalidFormat, e.to_string()))?;
+            name.parse::<FormatType>().map_err(|e| FrameError::new(ErrorCode::InvalidFormat, e.to_string()))?;
         }
         Some(other) => {
             return Err(FrameError::new(
                 ErrorCode::InvalidFormat,
-                format!(
-                    "'{field}.format' must be a string, got {}",
-                    json_kind(&other)
-                ),
+                format!("'{field}.format' must be a string, got {}", json_kind(&other)),
             ))
         }
     }
     Ok(obj.remove("value").unwrap_or(Value::Null))
 }
 
-fn encode_opt(
-    format: FormatType,
-    v: Value,
-    code: ErrorCode,
-    field: &str,
-) -> Result<Option<Vec<u8>>, FrameError> {
+fn encode_opt(format: FormatType, v: Value, code: ErrorCode, field: &str) -> Result<Option<Vec<u8>>, FrameError> {
     if v.is_null() {
         return Ok(None);
     }
-    format
-        .encode(&v)
-        .map(Some)
-        .map_err(|e| FrameError::new(code, format!("'{field}' does not match its type: {e}")))
+    format.encode(&v).map(Some).map_err(|e| FrameError::new(code, format!("'{field}' does not match its type: {e}")))
 }
 
 fn headers(v: Value) -> Result<Vec<Header>, FrameError> {
     let bad = |what: String| FrameError::new(ErrorCode::InvalidFrame, format!("'headers' {what}"));
     let Value::Array(items) = v else {
-        return Err(bad(format!(
-            "must be an array of {{\"key\", \"value\"}}, got {}",
-            json_kind(&v)
-        )));
+        return Err(bad(format!("must be an array of {{\"key\", \"value\"}}, got {}", json_kind(&v))));
     };
     items
         .into_iter()
         .map(|item| {
             let Value::Object(mut h) = item else {
-                return Err(bad(format!(
-                    "entries must be objects, got {}",
-                    json_kind(&item)
-                )));
+                return Err(bad(format!("entries must be objects, got {}", json_kind(&item))));
             };
             let key = match h.remove("key") {
                 Some(Value::String(k)) => k,
@@ -228,10 +187,7 @@ fn headers(v: Value) -> Result<Vec<Header>, FrameError> {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.into_bytes()),
                 Some(other) => {
-                    return Err(bad(format!(
-                        "value of '{key}' must be a string, got {}",
-                        json_kind(&other)
-                    )))
+                    return Err(bad(format!("value of '{key}' must be a string, got {}", json_kind(&other))))
                 }
             };
             Ok((key, value))
@@ -282,10 +238,7 @@ pub fn render_answers(answers: &[Answer<'_>]) -> String {
 mod tests {
     use super::*;
 
-    const STRINGS: RecordDecoder = RecordDecoder {
-        key_type: Some(FormatType::String),
-        val_type: FormatType::String,
-    };
+    const STRINGS: RecordDecoder = RecordDecoder { key_type: Some(FormatType::String), val_type: FormatType::String };
 
     fn single(d: RecordDecoder, text: &str) -> RecordOutcome {
         match d.parse_frame(text) {
@@ -310,21 +263,14 @@ mod tests {
 
     #[test]
     fn value_is_encoded_by_val_type_not_by_format() {
-        let d = RecordDecoder {
-            key_type: None,
-            val_type: FormatType::Json,
-        };
+        let d = RecordDecoder { key_type: None, val_type: FormatType::Json };
         let r = single(d, r#"{"value":{"value":{"a":1},"format":"string"}}"#).unwrap();
         assert_eq!(r.value.as_deref(), Some(&br#"{"a":1}"#[..]));
     }
 
     #[test]
     fn errors_echo_the_message_id() {
-        let e = single(
-            STRINGS,
-            r#"{"value":{"value":1,"format":"string"},"messageId":"m7"}"#,
-        )
-        .unwrap_err();
+        let e = single(STRINGS, r#"{"value":{"value":1,"format":"string"},"messageId":"m7"}"#).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidValue);
         assert_eq!(e.message_id.as_deref(), Some("m7"));
     }
@@ -336,26 +282,11 @@ mod tests {
             ("42", ErrorCode::InvalidFrame),
             (r#"{"key":{"value":"k"}}"#, ErrorCode::InvalidFrame),
             (r#"{"value":"bare"}"#, ErrorCode::InvalidFrame),
-            (
-                r#"{"value":{"value":"v","format":"protobuf"}}"#,
-                ErrorCode::InvalidFormat,
-            ),
-            (
-                r#"{"value":{"value":"v"},"headers":{"a":"b"}}"#,
-                ErrorCode::InvalidFrame,
-            ),
-            (
-                r#"{"value":{"value":"v"},"headers":[{"key":1}]}"#,
-                ErrorCode::InvalidFrame,
-            ),
-            (
-                r#"{"value":{"value":"v"},"messageId":5}"#,
-                ErrorCode::InvalidFrame,
-            ),
-            (
-                r#"{"key":{"value":7},"value":{"value":"v"}}"#,
-                ErrorCode::InvalidKey,
-            ),
+            (r#"{"value":{"value":"v","format":"protobuf"}}"#, ErrorCode::InvalidFormat),
+            (r#"{"value":{"value":"v"},"headers":{"a":"b"}}"#, ErrorCode::InvalidFrame),
+            (r#"{"value":{"value":"v"},"headers":[{"key":1}]}"#, ErrorCode::InvalidFrame),
+            (r#"{"value":{"value":"v"},"messageId":5}"#, ErrorCode::InvalidFrame),
+            (r#"{"key":{"value":7},"value":{"value":"v"}}"#, ErrorCode::InvalidKey),
         ];
         for (text, code) in cases {
             let e = single(STRINGS, text).unwrap_err();
@@ -365,29 +296,19 @@ mod tests {
 
     #[test]
     fn key_without_key_type_is_refused_but_null_key_is_fine() {
-        let d = RecordDecoder {
-            key_type: None,
-            val_type: FormatType::String,
-        };
+        let d = RecordDecoder { key_type: None, val_type: FormatType::String };
         assert_eq!(
-            single(d, r#"{"key":{"value":"k"},"value":{"value":"v"}}"#)
-                .unwrap_err()
-                .code,
+            single(d, r#"{"key":{"value":"k"},"value":{"value":"v"}}"#).unwrap_err().code,
             ErrorCode::InvalidKey
         );
-        assert_eq!(
-            single(d, r#"{"key":{"value":null},"value":{"value":"v"}}"#)
-                .unwrap()
-                .key,
-            None
-        );
+        assert_eq!(single(d, r#"{"key":{"value":null},"value":{"value":"v"}}"#).unwrap().key, None);
     }
 
     #[test]
     fn array_frames_are_batches_with_errors_in_place() {
-        let ProduceFrame::Batch(items) = STRINGS.parse_frame(
-            r#"[{"value":{"value":"a"}}, {"value":{"value":2}}, {"value":{"value":"c"}}]"#,
-        ) else {
+        let ProduceFrame::Batch(items) =
+            STRINGS.parse_frame(r#"[{"value":{"value":"a"}}, {"value":{"value":2}}, {"value":{"value":"c"}}]"#)
+        else {
             panic!("expected a batch")
         };
         assert!(items[0].is_ok() && items[1].is_err() && items[2].is_ok());
@@ -411,11 +332,6 @@ mod tests {
 
     #[test]
     fn null_value_is_a_tombstone() {
-        assert_eq!(
-            single(STRINGS, r#"{"value":{"value":null,"format":"string"}}"#)
-                .unwrap()
-                .value,
-            None
-        );
+        assert_eq!(single(STRINGS, r#"{"value":{"value":null,"format":"string"}}"#).unwrap().value, None);
     }
 }

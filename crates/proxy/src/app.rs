@@ -23,16 +23,9 @@ pub enum StartError {
     #[error("cannot create the Kafka clients: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("Kafka at {bootstrap} is not reachable after {attempts} attempts: {last}")]
-    Unreachable {
-        bootstrap: String,
-        attempts: u32,
-        last: String,
-    },
+    Unreachable { bootstrap: String, attempts: u32, last: String },
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -58,9 +51,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     wait_for_kafka(&kafka, &config).await?;
 
     let addr = SocketAddr::new(config.server.bind_interface, config.server.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(StartError::Serve)?;
     let shutdown = CancellationToken::new();
     let state = AppState {
@@ -74,32 +65,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let app = router(state.clone());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let serve = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let served = serve.await.map_err(StartError::Serve);
         drain(&state, &kafka).await;
         served
     });
     tracing::info!(%addr, server_id = %config.server.server_id, bootstrap = %config.kafka.bootstrap_hosts, "listening");
-    Ok(Running {
-        addr,
-        shutdown,
-        task,
-    })
+    Ok(Running { addr, shutdown, task })
 }
 
 /// Waits for open sockets to close (they answer in-flight records first), then flushes.
 async fn drain(state: &AppState, kafka: &Kafka) {
     let grace = state.config.server.shutdown_grace;
     state.sockets.close();
-    if tokio::time::timeout(grace, state.sockets.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = state.sockets.len(),
-            "sockets still open after the grace period; closing anyway"
-        );
+    if tokio::time::timeout(grace, state.sockets.wait()).await.is_err() {
+        tracing::warn!(open = state.sockets.len(), "sockets still open after the grace period; closing anyway");
     }
     kafka.flush(Duration::from_secs(5)).await;
     tracing::info!("stopped");
@@ -122,11 +102,7 @@ async fn wait_for_kafka(kafka: &Kafka, config: &Config) -> Result<(), StartError
             tokio::time::sleep(config.kafka.broker_resolution_retry_interval).await;
         }
     }
-    Err(StartError::Unreachable {
-        bootstrap: config.kafka.bootstrap_hosts.clone(),
-        attempts,
-        last,
-    })
+    Err(StartError::Unreachable { bootstrap: config.kafka.bootstrap_hosts.clone(), attempts, last })
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

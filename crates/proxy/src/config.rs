@@ -104,71 +104,23 @@ pub struct EnvVar {
 
 /// Every environment variable, in one table (also printed by `--help-env`).
 pub const ENV_VARS: &[EnvVar] = &[
-    EnvVar {
-        name: "WSPROXY_SERVER_ID",
-        default: "node-1",
-        help: "unique id of this node",
-    },
-    EnvVar {
-        name: "WSPROXY_BIND_INTERFACE",
-        default: "0.0.0.0",
-        help: "address of the main listener",
-    },
-    EnvVar {
-        name: "WSPROXY_PORT",
-        default: "8078",
-        help: "port of the main listener",
-    },
+    EnvVar { name: "WSPROXY_SERVER_ID", default: "node-1", help: "unique id of this node" },
+    EnvVar { name: "WSPROXY_BIND_INTERFACE", default: "0.0.0.0", help: "address of the main listener" },
+    EnvVar { name: "WSPROXY_PORT", default: "8078", help: "port of the main listener" },
     EnvVar {
         name: "WSPROXY_SHUTDOWN_GRACE_PERIOD",
         default: "20 seconds",
         help: "max time to drain sockets on SIGTERM",
     },
-    EnvVar {
-        name: "WSPROXY_KAFKA_BOOTSTRAP_HOSTS",
-        default: "",
-        help: "Kafka bootstrap servers (required)",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SECURITY_PROTOCOL",
-        default: "PLAINTEXT",
-        help: "security.protocol",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS",
-        default: "30000",
-        help: "request.timeout.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS",
-        default: "100",
-        help: "retry.backoff.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_BROKER_RESOLUTION_RETRIES",
-        default: "25",
-        help: "start-up attempts to reach Kafka",
-    },
-    EnvVar {
-        name: "WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL",
-        default: "1 second",
-        help: "pause between attempts",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS",
-        default: "120000",
-        help: "delivery.timeout.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE",
-        default: "none",
-        help: "none|gzip|snappy|lz4|zstd",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_LINGER_MS",
-        default: "5",
-        help: "linger.ms of the shared producer",
-    },
+    EnvVar { name: "WSPROXY_KAFKA_BOOTSTRAP_HOSTS", default: "", help: "Kafka bootstrap servers (required)" },
+    EnvVar { name: "WSPROXY_KAFKA_SECURITY_PROTOCOL", default: "PLAINTEXT", help: "security.protocol" },
+    EnvVar { name: "WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS", default: "30000", help: "request.timeout.ms" },
+    EnvVar { name: "WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS", default: "100", help: "retry.backoff.ms" },
+    EnvVar { name: "WSPROXY_BROKER_RESOLUTION_RETRIES", default: "25", help: "start-up attempts to reach Kafka" },
+    EnvVar { name: "WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL", default: "1 second", help: "pause between attempts" },
+    EnvVar { name: "WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS", default: "120000", help: "delivery.timeout.ms" },
+    EnvVar { name: "WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE", default: "none", help: "none|gzip|snappy|lz4|zstd" },
+    EnvVar { name: "WSPROXY_KAFKA_PRODUCER_LINGER_MS", default: "5", help: "linger.ms of the shared producer" },
     EnvVar {
         name: "WSPROXY_KAFKA_PRODUCER_QUEUE_MAX_KBYTES",
         default: "262144",
@@ -179,11 +131,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "false",
         help: "producer sessions (instanceId required)",
     },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED",
-        default: "false",
-        help: "allow transactional=true",
-    },
+    EnvVar { name: "WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED", default: "false", help: "allow transactional=true" },
     EnvVar {
         name: "WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS",
         default: "10000",
@@ -194,56 +142,24 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "8388608",
         help: "per-socket unacknowledged bytes",
     },
-    EnvVar {
-        name: "WSPROXY_CONSUMER_QUEUED_MAX_KBYTES",
-        default: "1024",
-        help: "prefetch bound per consumer socket",
-    },
+    EnvVar { name: "WSPROXY_CONSUMER_QUEUED_MAX_KBYTES", default: "1024", help: "prefetch bound per consumer socket" },
     EnvVar {
         name: "WSPROXY_CONSUMER_SESSION_TIMEOUT_MS",
         default: "10000",
         help: "session.timeout.ms of socket consumers",
     },
-    EnvVar {
-        name: "WSPROXY_CH_MAX_STACK_SIZE",
-        default: "100",
-        help: "uncommitted records kept per partition",
-    },
-    EnvVar {
-        name: "WSPROXY_CH_AUTOCOMMIT_ENABLED",
-        default: "false",
-        help: "commit records older than the max age",
-    },
-    EnvVar {
-        name: "WSPROXY_CH_AUTOCOMMIT_INTERVAL",
-        default: "1 second",
-        help: "how often to look for old records",
-    },
+    EnvVar { name: "WSPROXY_CH_MAX_STACK_SIZE", default: "100", help: "uncommitted records kept per partition" },
+    EnvVar { name: "WSPROXY_CH_AUTOCOMMIT_ENABLED", default: "false", help: "commit records older than the max age" },
+    EnvVar { name: "WSPROXY_CH_AUTOCOMMIT_INTERVAL", default: "1 second", help: "how often to look for old records" },
     EnvVar {
         name: "WSPROXY_CH_AUTOCOMMIT_MAX_AGE",
         default: "20 seconds",
         help: "age at which a record is auto-committed",
     },
-    EnvVar {
-        name: "WSPROXY_WS_MAX_FRAME_SIZE",
-        default: "4194304",
-        help: "bigger frames get FRAME_TOO_LARGE",
-    },
-    EnvVar {
-        name: "WSPROXY_WS_READ_BUFFER_SIZE",
-        default: "8192",
-        help: "per-socket read buffer",
-    },
-    EnvVar {
-        name: "WSPROXY_WS_WRITE_BUFFER_SIZE",
-        default: "16384",
-        help: "per-socket write buffer",
-    },
-    EnvVar {
-        name: "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL",
-        default: "3 seconds",
-        help: "ping a quiet socket this often",
-    },
+    EnvVar { name: "WSPROXY_WS_MAX_FRAME_SIZE", default: "4194304", help: "bigger frames get FRAME_TOO_LARGE" },
+    EnvVar { name: "WSPROXY_WS_READ_BUFFER_SIZE", default: "8192", help: "per-socket read buffer" },
+    EnvVar { name: "WSPROXY_WS_WRITE_BUFFER_SIZE", default: "16384", help: "per-socket write buffer" },
+    EnvVar { name: "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", default: "3 seconds", help: "ping a quiet socket this often" },
 ];
 
 /// Reads typed values from a map of variables, collecting every problem.
@@ -256,11 +172,7 @@ impl Reader<'_> {
     fn raw(&self, name: &str) -> String {
         match self.vars.get(name) {
             Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
-            _ => ENV_VARS
-                .iter()
-                .find(|e| e.name == name)
-                .map(|e| e.default.to_owned())
-                .unwrap_or_default(),
+            _ => ENV_VARS.iter().find(|e| e.name == name).map(|e| e.default.to_owned()).unwrap_or_default(),
         }
     }
 
@@ -282,8 +194,7 @@ impl Reader<'_> {
             "true" | "yes" | "on" | "1" => true,
             "false" | "no" | "off" | "0" => false,
             _ => {
-                self.errors
-                    .push(format!("{name}: '{raw}' is not a boolean (true or false)"));
+                self.errors.push(format!("{name}: '{raw}' is not a boolean (true or false)"));
                 false
             }
         }
@@ -302,13 +213,9 @@ impl Reader<'_> {
 /// or a bare number of milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = (s[..split].trim(), s[split..].trim());
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (e.g. '10 seconds', '5m', '500ms')"))?;
+    let value: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. '10 seconds', '5m', '500ms')"))?;
     let unit_secs = match unit.to_ascii_lowercase().as_str() {
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 0.001,
         "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
@@ -337,10 +244,7 @@ impl Config {
         o: &Overrides,
         bootstrap_required: bool,
     ) -> Result<Config, Vec<String>> {
-        let mut r = Reader {
-            vars,
-            errors: Vec::new(),
-        };
+        let mut r = Reader { vars, errors: Vec::new() };
         let port: u16 = match o.port {
             Some(p) => p,
             None => r.parse("WSPROXY_PORT", "a port number (0 to 65535)"),
@@ -350,52 +254,31 @@ impl Config {
             None => {
                 let raw = r.string("WSPROXY_BIND_INTERFACE");
                 raw.parse().unwrap_or_else(|_| {
-                    r.errors.push(format!(
-                        "WSPROXY_BIND_INTERFACE: '{raw}' is not an IP address"
-                    ));
+                    r.errors.push(format!("WSPROXY_BIND_INTERFACE: '{raw}' is not an IP address"));
                     IpAddr::from([0, 0, 0, 0])
                 })
             }
         };
-        let bootstrap_hosts = o
-            .bootstrap_hosts
-            .clone()
-            .unwrap_or_else(|| r.string("WSPROXY_KAFKA_BOOTSTRAP_HOSTS"));
+        let bootstrap_hosts = o.bootstrap_hosts.clone().unwrap_or_else(|| r.string("WSPROXY_KAFKA_BOOTSTRAP_HOSTS"));
         if bootstrap_required && bootstrap_hosts.is_empty() {
-            r.errors.push("WSPROXY_KAFKA_BOOTSTRAP_HOSTS: required (comma-separated host:port list), or use --demo".to_owned());
+            r.errors.push(
+                "WSPROXY_KAFKA_BOOTSTRAP_HOSTS: required (comma-separated host:port list), or use --demo".to_owned(),
+            );
         }
-        for host in bootstrap_hosts
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-        {
-            let ok = host
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        for host in bootstrap_hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            let ok = host.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !ok {
-                r.errors.push(format!(
-                    "WSPROXY_KAFKA_BOOTSTRAP_HOSTS: '{host}' is not host:port"
-                ));
+                r.errors.push(format!("WSPROXY_KAFKA_BOOTSTRAP_HOSTS: '{host}' is not host:port"));
             }
         }
-        let compression_type = r
-            .string("WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE")
-            .to_ascii_lowercase();
-        if !matches!(
-            compression_type.as_str(),
-            "none" | "gzip" | "snappy" | "lz4" | "zstd"
-        ) {
+        let compression_type = r.string("WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE").to_ascii_lowercase();
+        if !matches!(compression_type.as_str(), "none" | "gzip" | "snappy" | "lz4" | "zstd") {
             r.errors.push(format!(
                 "WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE: '{compression_type}' is not one of none, gzip, snappy, lz4, zstd"
             ));
         }
-        let security_protocol = r
-            .string("WSPROXY_KAFKA_SECURITY_PROTOCOL")
-            .to_ascii_uppercase();
-        if !matches!(
-            security_protocol.as_str(),
-            "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL"
-        ) {
+        let security_protocol = r.string("WSPROXY_KAFKA_SECURITY_PROTOCOL").to_ascii_uppercase();
+        if !matches!(security_protocol.as_str(), "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL") {
             r.errors.push(format!(
                 "WSPROXY_KAFKA_SECURITY_PROTOCOL: '{security_protocol}' is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
             ));
@@ -403,10 +286,7 @@ impl Config {
         let max_frame_bytes: usize = r.parse("WSPROXY_WS_MAX_FRAME_SIZE", "a size in bytes");
         let config = Config {
             server: ServerConfig {
-                server_id: o
-                    .server_id
-                    .clone()
-                    .unwrap_or_else(|| r.string("WSPROXY_SERVER_ID")),
+                server_id: o.server_id.clone().unwrap_or_else(|| r.string("WSPROXY_SERVER_ID")),
                 bind_interface,
                 port,
                 shutdown_grace: r.duration("WSPROXY_SHUTDOWN_GRACE_PERIOD"),
@@ -414,43 +294,24 @@ impl Config {
             kafka: KafkaConfig {
                 bootstrap_hosts,
                 security_protocol,
-                request_timeout_ms: r.parse(
-                    "WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS",
-                    "a number of milliseconds",
-                ),
-                retry_backoff_ms: r.parse(
-                    "WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS",
-                    "a number of milliseconds",
-                ),
+                request_timeout_ms: r.parse("WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS", "a number of milliseconds"),
+                retry_backoff_ms: r.parse("WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS", "a number of milliseconds"),
                 broker_resolution_retries: r.parse("WSPROXY_BROKER_RESOLUTION_RETRIES", "a number"),
-                broker_resolution_retry_interval: r
-                    .duration("WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL"),
+                broker_resolution_retry_interval: r.duration("WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL"),
             },
             producer: ProducerConfig {
-                delivery_timeout_ms: r.parse(
-                    "WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS",
-                    "a number of milliseconds",
-                ),
+                delivery_timeout_ms: r.parse("WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS", "a number of milliseconds"),
                 compression_type,
-                linger_ms: r.parse(
-                    "WSPROXY_KAFKA_PRODUCER_LINGER_MS",
-                    "a number of milliseconds",
-                ),
-                queue_max_kbytes: r
-                    .parse("WSPROXY_KAFKA_PRODUCER_QUEUE_MAX_KBYTES", "a number of KiB"),
+                linger_ms: r.parse("WSPROXY_KAFKA_PRODUCER_LINGER_MS", "a number of milliseconds"),
+                queue_max_kbytes: r.parse("WSPROXY_KAFKA_PRODUCER_QUEUE_MAX_KBYTES", "a number of KiB"),
                 sessions_enabled: r.boolean("WSPROXY_PRODUCER_SESSIONS_ENABLED"),
                 exactly_once_enabled: r.boolean("WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED"),
-                max_in_flight_records: r
-                    .parse("WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS", "a number"),
-                max_in_flight_bytes: r
-                    .parse("WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES", "a size in bytes"),
+                max_in_flight_records: r.parse("WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS", "a number"),
+                max_in_flight_bytes: r.parse("WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES", "a size in bytes"),
             },
             consumer: ConsumerConfig {
                 queued_max_kbytes: r.parse("WSPROXY_CONSUMER_QUEUED_MAX_KBYTES", "a number of KiB"),
-                session_timeout_ms: r.parse(
-                    "WSPROXY_CONSUMER_SESSION_TIMEOUT_MS",
-                    "a number of milliseconds",
-                ),
+                session_timeout_ms: r.parse("WSPROXY_CONSUMER_SESSION_TIMEOUT_MS", "a number of milliseconds"),
                 commit_stack_max_size: r.parse("WSPROXY_CH_MAX_STACK_SIZE", "a number"),
                 commit_auto_enabled: r.boolean("WSPROXY_CH_AUTOCOMMIT_ENABLED"),
                 commit_auto_interval: r.duration("WSPROXY_CH_AUTOCOMMIT_INTERVAL"),
@@ -465,30 +326,12 @@ impl Config {
             },
         };
         for (name, zero) in [
-            (
-                "WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS",
-                config.producer.max_in_flight_records == 0,
-            ),
-            (
-                "WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES",
-                config.producer.max_in_flight_bytes == 0,
-            ),
-            (
-                "WSPROXY_CH_MAX_STACK_SIZE",
-                config.consumer.commit_stack_max_size == 0,
-            ),
-            (
-                "WSPROXY_WS_MAX_FRAME_SIZE",
-                config.socket.max_frame_bytes == 0,
-            ),
-            (
-                "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL",
-                config.socket.keep_alive.is_zero(),
-            ),
-            (
-                "WSPROXY_CH_AUTOCOMMIT_INTERVAL",
-                config.consumer.commit_auto_interval.is_zero(),
-            ),
+            ("WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS", config.producer.max_in_flight_records == 0),
+            ("WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES", config.producer.max_in_flight_bytes == 0),
+            ("WSPROXY_CH_MAX_STACK_SIZE", config.consumer.commit_stack_max_size == 0),
+            ("WSPROXY_WS_MAX_FRAME_SIZE", config.socket.max_frame_bytes == 0),
+            ("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", config.socket.keep_alive.is_zero()),
+            ("WSPROXY_CH_AUTOCOMMIT_INTERVAL", config.consumer.commit_auto_interval.is_zero()),
         ] {
             if zero && !r.errors.iter().any(|e| e.starts_with(name)) {
                 r.errors.push(format!("{name}: must be greater than zero"));
@@ -507,20 +350,14 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn defaults_match_the_reference() {
-        let c = Config::load(
-            &vars(&[("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "localhost:9092")]),
-            &Overrides::default(),
-            true,
-        )
-        .unwrap();
+        let c =
+            Config::load(&vars(&[("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "localhost:9092")]), &Overrides::default(), true)
+                .unwrap();
         assert_eq!(c.server.server_id, "node-1");
         assert_eq!(c.server.port, 8078);
         assert_eq!(c.producer.delivery_timeout_ms, 120000);
@@ -543,33 +380,16 @@ mod tests {
         .unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_PORT")));
-        assert!(errors
-            .iter()
-            .any(|e| e.starts_with("WSPROXY_KAFKA_BOOTSTRAP_HOSTS")));
-        assert!(errors
-            .iter()
-            .any(|e| e.starts_with("WSPROXY_CH_MAX_STACK_SIZE")));
-        assert!(errors
-            .iter()
-            .any(|e| e.starts_with("WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE")));
+        assert!(errors.iter().any(|e| e.starts_with("WSPROXY_KAFKA_BOOTSTRAP_HOSTS")));
+        assert!(errors.iter().any(|e| e.starts_with("WSPROXY_CH_MAX_STACK_SIZE")));
+        assert!(errors.iter().any(|e| e.starts_with("WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE")));
     }
 
     #[test]
     fn flags_override_env() {
-        let o = Overrides {
-            port: Some(1234),
-            server_id: Some("n9".into()),
-            ..Default::default()
-        };
-        let c = Config::load(
-            &vars(&[
-                ("WSPROXY_PORT", "8080"),
-                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
-            ]),
-            &o,
-            true,
-        )
-        .unwrap();
+        let o = Overrides { port: Some(1234), server_id: Some("n9".into()), ..Default::default() };
+        let c = Config::load(&vars(&[("WSPROXY_PORT", "8080"), ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1")]), &o, true)
+            .unwrap();
         assert_eq!((c.server.port, c.server.server_id.as_str()), (1234, "n9"));
     }
 
@@ -579,10 +399,7 @@ mod tests {
         assert_eq!(parse_duration("1 second"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(
-            parse_duration("30 days"),
-            Ok(Duration::from_secs(30 * 86400))
-        );
+        assert_eq!(parse_duration("30 days"), Ok(Duration::from_secs(30 * 86400)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5 fortnights").is_err());
     }

@@ -13,12 +13,9 @@ pub struct Demo {
 impl Demo {
     /// Starts a one-broker mock cluster with the given topics (3 partitions each).
     pub fn start(topics: &[String]) -> Result<Demo, String> {
-        let cluster =
-            MockCluster::new(1).map_err(|e| format!("cannot start the demo cluster: {e}"))?;
+        let cluster = MockCluster::new(1).map_err(|e| format!("cannot start the demo cluster: {e}"))?;
         for t in topics {
-            cluster
-                .create_topic(t, 3, 1)
-                .map_err(|e| format!("cannot create demo topic {t}: {e}"))?;
+            cluster.create_topic(t, 3, 1).map_err(|e| format!("cannot create demo topic {t}: {e}"))?;
         }
         Ok(Demo { cluster })
     }

@@ -100,11 +100,7 @@ impl Kafka {
     }
 
     /// Hands one record to the shared producer. The future resolves once Kafka acknowledged it.
-    pub fn enqueue(
-        &self,
-        topic: &str,
-        record: &ProducerRecord,
-    ) -> Result<DeliveryFuture, EnqueueError> {
+    pub fn enqueue(&self, topic: &str, record: &ProducerRecord) -> Result<DeliveryFuture, EnqueueError> {
         let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
         if let Some(k) = &record.key {
             fr = fr.key(k.as_slice());
@@ -115,23 +111,17 @@ impl Kafka {
         if !record.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: value.as_deref(),
-                });
+                headers = headers.insert(Header { key, value: value.as_deref() });
             }
             fr = fr.headers(headers);
         }
-        self.inner
-            .producer
-            .send_result(fr)
-            .map_err(|(e, _)| match e.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::QueueFull) => EnqueueError::QueueFull,
-                _ => {
-                    let f = record_failure(&e);
-                    EnqueueError::Refused(f.code, f.message)
-                }
-            })
+        self.inner.producer.send_result(fr).map_err(|(e, _)| match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::QueueFull) => EnqueueError::QueueFull,
+            _ => {
+                let f = record_failure(&e);
+                EnqueueError::Refused(f.code, f.message)
+            }
+        })
     }
 
     /// Waits for everything handed to the producer to be acknowledged, up to `timeout`.
@@ -145,20 +135,14 @@ impl Kafka {
         let kafka = self.clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            let md = kafka
-                .inner
-                .producer
-                .client()
-                .fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+            let md = kafka.inner.producer.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
             let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
                 return Ok(None);
             };
             match t.error() {
                 None => Ok(Some(t.partitions().len())),
                 Some(e) => match RDKafkaErrorCode::from(e) {
-                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
-                        Ok(None)
-                    }
+                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => Ok(None),
                     code => Err(KafkaError::MetadataFetch(code)),
                 },
             }
@@ -171,20 +155,11 @@ impl Kafka {
     pub async fn brokers(&self, timeout: Duration) -> Result<Vec<BrokerInfo>, KafkaError> {
         let kafka = self.clone();
         tokio::task::spawn_blocking(move || {
-            let md = kafka
-                .inner
-                .producer
-                .client()
-                .fetch_metadata(None, timeout)?;
+            let md = kafka.inner.producer.client().fetch_metadata(None, timeout)?;
             Ok(md
                 .brokers()
                 .iter()
-                .map(|b| BrokerInfo {
-                    id: b.id(),
-                    host: b.host().to_owned(),
-                    port: b.port(),
-                    rack: None,
-                })
+                .map(|b| BrokerInfo { id: b.id(), host: b.host().to_owned(), port: b.port(), rack: None })
                 .collect())
         })
         .await
@@ -198,23 +173,14 @@ impl Kafka {
             .set("client.id", &params.client_id)
             // Offsets are stored only after a record was written to the socket, so even
             // autoCommit=true never commits what the client did not get.
-            .set(
-                "enable.auto.commit",
-                if params.auto_commit { "true" } else { "false" },
-            )
+            .set("enable.auto.commit", if params.auto_commit { "true" } else { "false" })
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "1000")
             .set("auto.offset.reset", params.offset_reset.as_kafka())
             .set("isolation.level", params.isolation.as_kafka())
             .set("allow.auto.create.topics", "false")
-            .set(
-                "session.timeout.ms",
-                self.inner.consumer_session_timeout_ms.to_string(),
-            )
-            .set(
-                "queued.max.messages.kbytes",
-                self.inner.consumer_queued_max_kbytes.to_string(),
-            )
+            .set("session.timeout.ms", self.inner.consumer_session_timeout_ms.to_string())
+            .set("queued.max.messages.kbytes", self.inner.consumer_queued_max_kbytes.to_string())
             .set("queued.min.messages", "1000")
             .set("fetch.max.bytes", "5242880")
             .set("max.partition.fetch.bytes", "1048576");
@@ -237,11 +203,7 @@ impl Kafka {
 fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaError> {
     let consumer: BaseConsumer = cfg.create()?;
     let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut wanted = TopicPartitionList::new();
     for p in &partitions {
         wanted.add_partition(topic, *p);
@@ -264,10 +226,7 @@ fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaE
             Offset::Offset(o) => o,
             // No record at or after ts: start at the end of the partition.
             _ => *ends.entry(e.partition()).or_insert_with(|| {
-                consumer
-                    .fetch_watermarks(topic, e.partition(), METADATA_TIMEOUT)
-                    .map(|(_, hi)| hi)
-                    .unwrap_or(0)
+                consumer.fetch_watermarks(topic, e.partition(), METADATA_TIMEOUT).map(|(_, hi)| hi).unwrap_or(0)
             }),
         };
         commit.add_partition_offset(topic, e.partition(), Offset::Offset(offset))?;
@@ -295,11 +254,9 @@ pub fn record_failure(e: &KafkaError) -> RecordFailure {
     use RDKafkaErrorCode as C;
     let code = match e.rdkafka_error_code() {
         Some(C::MessageSizeTooLarge | C::InvalidMessageSize) => ErrorCode::RecordTooLarge,
-        Some(
-            C::TopicAuthorizationFailed
-            | C::ClusterAuthorizationFailed
-            | C::TransactionalIdAuthorizationFailed,
-        ) => ErrorCode::NotAuthorized,
+        Some(C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed | C::TransactionalIdAuthorizationFailed) => {
+            ErrorCode::NotAuthorized
+        }
         Some(C::MessageTimedOut | C::RequestTimedOut | C::OperationTimedOut) => ErrorCode::TimedOut,
         _ => ErrorCode::KafkaError,
     };
@@ -317,11 +274,9 @@ pub fn record_failure(e: &KafkaError) -> RecordFailure {
 /// Resolves a delivery future into an acknowledgement or a failure.
 pub async fn delivered(fut: DeliveryFuture) -> Result<Ack, RecordFailure> {
     match fut.await {
-        Ok(Ok(d)) => Ok(Ack {
-            partition: d.partition,
-            offset: d.offset,
-            timestamp: d.timestamp.to_millis().unwrap_or(-1),
-        }),
+        Ok(Ok(d)) => {
+            Ok(Ack { partition: d.partition, offset: d.offset, timestamp: d.timestamp.to_millis().unwrap_or(-1) })
+        }
         Ok(Err((e, _))) => Err(record_failure(&e)),
         Err(_canceled) => Err(RecordFailure {
             code: ErrorCode::KafkaError,

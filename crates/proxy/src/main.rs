@@ -42,12 +42,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.help_env {
         for v in ENV_VARS {
-            println!(
-                "{:45} {:>12}  {}",
-                v.name,
-                if v.default.is_empty() { "-" } else { v.default },
-                v.help
-            );
+            println!("{:45} {:>12}  {}", v.name, if v.default.is_empty() { "-" } else { v.default }, v.help);
         }
         return ExitCode::SUCCESS;
     }
@@ -66,10 +61,7 @@ async fn main() -> ExitCode {
         None
     };
     let overrides = Overrides {
-        bootstrap_hosts: demo
-            .as_ref()
-            .map(demo::Demo::bootstrap)
-            .or(cli.bootstrap_hosts),
+        bootstrap_hosts: demo.as_ref().map(demo::Demo::bootstrap).or(cli.bootstrap_hosts),
         port: cli.port,
         bind_interface: cli.bind,
         server_id: cli.server_id,
@@ -98,10 +90,7 @@ async fn main() -> ExitCode {
     };
     if demo.is_some() {
         let topic = cli.demo_topics.first().map_or("demo", String::as_str);
-        println!(
-            "{}",
-            demo::instructions(running.addr.port(), topic, &bootstrap)
-        );
+        println!("{}", demo::instructions(running.addr.port(), topic, &bootstrap));
     }
     let stop = running.shutdown.clone();
     tokio::spawn(async move {

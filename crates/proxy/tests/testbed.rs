@@ -16,17 +16,11 @@ async fn rdkafka_round_trip_through_the_real_broker_read_by_an_independent_clien
     println!("independent client and broker: {info}");
     let topic = unique("testbed");
     create_topic(&topic, 2).await;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("acks", "all")
-        .create()
-        .unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("acks", "all").create().unwrap();
     for i in 0..10 {
         let (k, v) = (format!("k{i}"), format!("v{i}"));
-        producer
-            .send(FutureRecord::to(&topic).key(&k).payload(&v), Duration::from_secs(10))
-            .await
-            .unwrap();
+        producer.send(FutureRecord::to(&topic).key(&k).payload(&v), Duration::from_secs(10)).await.unwrap();
     }
     let got = read_back(&topic, 10, "string", "string");
     assert_eq!(got.len(), 10);
@@ -45,9 +39,14 @@ fn version_and_help_list_every_flag() {
     let bin = env!("CARGO_BIN_EXE_kafka-websocket-proxy");
     let v = Command::new(bin).arg("--version").output().unwrap();
     assert!(v.status.success());
-    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), format!("kafka-websocket-proxy {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("kafka-websocket-proxy {}", env!("CARGO_PKG_VERSION"))
+    );
     let h = String::from_utf8(Command::new(bin).arg("--help").output().unwrap().stdout).unwrap();
-    for flag in ["--bootstrap-hosts", "--port", "--bind", "--server-id", "--demo", "--demo-topics", "--help-env", "--version"] {
+    for flag in
+        ["--bootstrap-hosts", "--port", "--bind", "--server-id", "--demo", "--demo-topics", "--help-env", "--version"]
+    {
         assert!(h.contains(flag), "--help lacks {flag}:\n{h}");
     }
     let env = String::from_utf8(Command::new(bin).arg("--help-env").output().unwrap().stdout).unwrap();
@@ -69,7 +68,12 @@ fn invalid_configuration_names_every_bad_key_and_exits_2_before_binding() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["WSPROXY_PORT", "WSPROXY_CH_MAX_STACK_SIZE", "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", "WSPROXY_KAFKA_BOOTSTRAP_HOSTS"] {
+    for key in [
+        "WSPROXY_PORT",
+        "WSPROXY_CH_MAX_STACK_SIZE",
+        "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL",
+        "WSPROXY_KAFKA_BOOTSTRAP_HOSTS",
+    ] {
         assert!(err.contains(key), "stderr does not name {key}:\n{err}");
     }
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
@@ -98,7 +102,10 @@ async fn healthcheck_is_the_reference_body_and_sigterm_stops_cleanly() {
     assert_eq!(body, "{ \"response\": \"I'm healthy\" }");
     assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"));
     let (status, _, body) = http(proxy.port, "GET", "/no/such/path", &[]).await.unwrap();
-    assert_eq!((status, body.as_str()), (404, "{\n  \"message\" : \"This is not the resource you are looking for.\"\n}"));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "{\n  \"message\" : \"This is not the resource you are looking for.\"\n}")
+    );
     let (status, _, body) = http(proxy.port, "POST", "/healthcheck", &[]).await.unwrap();
     assert_eq!(status, 405, "{body}");
     let (status, _, body) = http(proxy.port, "GET", "/ready", &[]).await.unwrap();

@@ -28,9 +28,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::TopicNotFound(_) | ApiError::NotAnUpgrade => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest(_) | ApiError::TopicNotFound(_) | ApiError::NotAnUpgrade => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::KafkaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -66,13 +64,7 @@ mod tests {
             message_body("This is not the resource you are looking for."),
             "{\n  \"message\" : \"This is not the resource you are looking for.\"\n}"
         );
-        assert_eq!(
-            ApiError::TopicNotFound("t".into()).to_string(),
-            "Topic t does not exist"
-        );
-        assert_eq!(
-            ApiError::TopicNotFound("t".into()).status(),
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(ApiError::TopicNotFound("t".into()).to_string(), "Topic t does not exist");
+        assert_eq!(ApiError::TopicNotFound("t".into()).status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -49,52 +49,31 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn healthcheck() -> Response {
-    json_response(
-        StatusCode::OK,
-        "{ \"response\": \"I'm healthy\" }".to_owned(),
-    )
+    json_response(StatusCode::OK, "{ \"response\": \"I'm healthy\" }".to_owned())
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            message_body("The proxy is shutting down."),
-        );
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, message_body("The proxy is shutting down."));
     }
     if !state.started.load(Ordering::Acquire) {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            message_body("The proxy is starting."),
-        );
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, message_body("The proxy is starting."));
     }
     match state.kafka.brokers(Duration::from_secs(2)).await {
-        Ok(b) if !b.is_empty() => {
-            json_response(StatusCode::OK, "{ \"response\": \"ready\" }".to_owned())
-        }
-        Ok(_) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            message_body("Kafka has no brokers available."),
-        ),
+        Ok(b) if !b.is_empty() => json_response(StatusCode::OK, "{ \"response\": \"ready\" }".to_owned()),
+        Ok(_) => json_response(StatusCode::SERVICE_UNAVAILABLE, message_body("Kafka has no brokers available.")),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: Kafka is not reachable");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                message_body("Kafka is not reachable."),
-            )
+            json_response(StatusCode::SERVICE_UNAVAILABLE, message_body("Kafka is not reachable."))
         }
     }
 }
 
 async fn cluster_info(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let brokers = state
-        .kafka
-        .brokers(Duration::from_secs(10))
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "cluster info: Kafka is not reachable");
-            ApiError::KafkaUnavailable("Kafka is not reachable.".to_owned())
-        })?;
+    let brokers = state.kafka.brokers(Duration::from_secs(10)).await.map_err(|e| {
+        tracing::warn!(error = %e, "cluster info: Kafka is not reachable");
+        ApiError::KafkaUnavailable("Kafka is not reachable.".to_owned())
+    })?;
     Ok(Json(brokers).into_response())
 }
 

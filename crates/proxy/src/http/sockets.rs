@@ -24,8 +24,7 @@ pub async fn produce(
         sessions_enabled: state.config.producer.sessions_enabled,
         exactly_once_enabled: state.config.producer.exactly_once_enabled,
     };
-    let p = params::producer_params(&Query::new(&pairs), rules)
-        .map_err(|e| ApiError::BadRequest(e.0))?;
+    let p = params::producer_params(&Query::new(&pairs), rules).map_err(|e| ApiError::BadRequest(e.0))?;
     refuse_avro(p.socket_payload)?;
     if p.transactional {
         return Err(ApiError::BadRequest(
@@ -38,28 +37,19 @@ pub async fn produce(
     let cfg = &state.config;
     let settings = produce::ProduceSettings {
         topic: p.topic.clone(),
-        decoder: RecordDecoder {
-            key_type: p.key_type,
-            val_type: p.val_type,
-        },
+        decoder: RecordDecoder { key_type: p.key_type, val_type: p.val_type },
         max_in_flight_records: cfg.producer.max_in_flight_records,
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
         keep_alive: cfg.socket.keep_alive,
     };
-    let (kafka, shutdown, token) = (
-        state.kafka.clone(),
-        state.shutdown.clone(),
-        state.sockets.token(),
-    );
+    let (kafka, shutdown, token) = (state.kafka.clone(), state.shutdown.clone(), state.sockets.token());
     tracing::debug!(client_id = %p.client_id, topic = %p.topic, "producer socket opened");
-    Ok(
-        configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-            produce::run(socket, kafka, settings, shutdown).await;
-            tracing::debug!(client_id = %p.client_id, "producer socket closed");
-            drop(token);
-        }),
-    )
+    Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        produce::run(socket, kafka, settings, shutdown).await;
+        tracing::debug!(client_id = %p.client_id, "producer socket closed");
+        drop(token);
+    }))
 }
 
 /// `GET /socket/out`.
@@ -85,30 +75,25 @@ pub async fn consume(
     let batch = p.batch_size.unwrap_or(0) as usize;
     let settings = consume::ConsumeSettings {
         topic: p.topic.clone(),
-        encoder: RecordEncoder {
-            key_type: p.key_type,
-            val_type: p.val_type,
-        },
+        encoder: RecordEncoder { key_type: p.key_type, val_type: p.val_type },
         batch_size: batch.max(1),
         batched: batch > 0,
         rate: p.rate,
         auto_commit: p.auto_commit,
         commit_stack_max_size: cfg.consumer.commit_stack_max_size,
-        commit_max_age: cfg.consumer.commit_auto_enabled.then_some((
-            cfg.consumer.commit_auto_interval,
-            cfg.consumer.commit_auto_max_age,
-        )),
+        commit_max_age: cfg
+            .consumer
+            .commit_auto_enabled
+            .then_some((cfg.consumer.commit_auto_interval, cfg.consumer.commit_auto_max_age)),
         keep_alive: cfg.socket.keep_alive,
     };
     let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
     tracing::debug!(client_id = %p.client_id, group = %p.group_id, topic = %p.topic, "consumer socket opened");
-    Ok(
-        configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-            consume::run(socket, consumer, settings, shutdown).await;
-            tracing::debug!(client_id = %p.client_id, "consumer socket closed");
-            drop(token);
-        }),
-    )
+    Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        consume::run(socket, consumer, settings, shutdown).await;
+        tracing::debug!(client_id = %p.client_id, "consumer socket closed");
+        drop(token);
+    }))
 }
 
 /// Applies the configured WebSocket limits (tungstenite's defaults are unbounded).
@@ -141,9 +126,7 @@ async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> 
         Ok(None) => Err(ApiError::TopicNotFound(topic.to_owned())),
         Err(e) => {
             tracing::warn!(error = %e, topic, "topic lookup failed");
-            Err(ApiError::KafkaUnavailable(
-                "Kafka is not reachable; the topic could not be checked.".to_owned(),
-            ))
+            Err(ApiError::KafkaUnavailable("Kafka is not reachable; the topic could not be checked.".to_owned()))
         }
     }
 }

@@ -6,10 +6,7 @@
 use axum::extract::ws::CloseFrame;
 
 fn frame(code: u16, reason: &str) -> CloseFrame {
-    CloseFrame {
-        code,
-        reason: reason.into(),
-    }
+    CloseFrame { code, reason: reason.into() }
 }
 
 /// The socket is done (the client closed it, or its stream ended).

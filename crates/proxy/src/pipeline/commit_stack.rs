@@ -34,10 +34,7 @@ pub enum CommitMiss {
 
 impl CommitStack {
     pub fn new(max_per_partition: usize) -> Self {
-        CommitStack {
-            max_per_partition: max_per_partition.max(1),
-            partitions: HashMap::new(),
-        }
+        CommitStack { max_per_partition: max_per_partition.max(1), partitions: HashMap::new() }
     }
 
     /// Remembers a record that was sent to the client.
@@ -46,29 +43,15 @@ impl CommitStack {
         if stack.len() >= self.max_per_partition {
             stack.pop_front();
         }
-        stack.push_back(Entry {
-            offset,
-            timestamp,
-            sent_at: now,
-        });
+        stack.push_back(Entry { offset, timestamp, sent_at: now });
     }
 
     /// Commits one record: removes it and all older entries of its partition and returns the
     /// offset to commit to Kafka (the record's offset + 1).
-    pub fn commit(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        timestamp: i64,
-    ) -> Result<i64, CommitMiss> {
-        let stack = self
-            .partitions
-            .get_mut(&partition)
-            .ok_or(CommitMiss::Unknown)?;
-        let idx = stack
-            .iter()
-            .position(|e| e.offset == offset && e.timestamp == timestamp)
-            .ok_or(CommitMiss::Unknown)?;
+    pub fn commit(&mut self, partition: i32, offset: i64, timestamp: i64) -> Result<i64, CommitMiss> {
+        let stack = self.partitions.get_mut(&partition).ok_or(CommitMiss::Unknown)?;
+        let idx =
+            stack.iter().position(|e| e.offset == offset && e.timestamp == timestamp).ok_or(CommitMiss::Unknown)?;
         stack.drain(..=idx);
         Ok(offset + 1)
     }
@@ -78,10 +61,7 @@ impl CommitStack {
     pub fn expired(&mut self, now: Instant, max_age: Duration) -> Vec<(i32, i64)> {
         let mut out = Vec::new();
         for (partition, stack) in &mut self.partitions {
-            let old = stack
-                .iter()
-                .take_while(|e| now.saturating_duration_since(e.sent_at) >= max_age)
-                .count();
+            let old = stack.iter().take_while(|e| now.saturating_duration_since(e.sent_at) >= max_age).count();
             if old > 0 {
                 let newest_old = stack[old - 1].offset;
                 stack.drain(..old);
@@ -135,11 +115,7 @@ mod tests {
             let offsets: Vec<i64> = s.partitions[&p].iter().map(|e| e.offset).collect();
             assert_eq!(offsets, vec![17, 18, 19]);
         }
-        assert_eq!(
-            s.commit(0, 5, 5),
-            Err(CommitMiss::Unknown),
-            "dropped entries cannot be committed"
-        );
+        assert_eq!(s.commit(0, 5, 5), Err(CommitMiss::Unknown), "dropped entries cannot be committed");
     }
 
     #[test]
@@ -151,24 +127,10 @@ mod tests {
             s.stash(1, o, 100 + o, now);
         }
         assert_eq!(s.commit(0, 2, 102), Ok(3));
-        assert_eq!(
-            s.partitions[&0]
-                .iter()
-                .map(|e| e.offset)
-                .collect::<Vec<_>>(),
-            vec![3, 4]
-        );
+        assert_eq!(s.partitions[&0].iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3, 4]);
         assert_eq!(s.partitions[&1].len(), 5);
-        assert_eq!(
-            s.commit(0, 2, 102),
-            Err(CommitMiss::Unknown),
-            "a second commit of the same id misses"
-        );
-        assert_eq!(
-            s.commit(0, 3, 999),
-            Err(CommitMiss::Unknown),
-            "timestamp must match"
-        );
+        assert_eq!(s.commit(0, 2, 102), Err(CommitMiss::Unknown), "a second commit of the same id misses");
+        assert_eq!(s.commit(0, 3, 999), Err(CommitMiss::Unknown), "timestamp must match");
         assert_eq!(s.commit(7, 0, 100), Err(CommitMiss::Unknown));
     }
 
@@ -183,8 +145,6 @@ mod tests {
         let out = s.expired(t0 + Duration::from_secs(21), Duration::from_secs(20));
         assert_eq!(out, vec![(0, 12)]);
         assert_eq!(s.len(), 2);
-        assert!(s
-            .expired(t0 + Duration::from_secs(21), Duration::from_secs(20))
-            .is_empty());
+        assert!(s.expired(t0 + Duration::from_secs(21), Duration::from_secs(20)).is_empty());
     }
 }

@@ -48,12 +48,8 @@ struct Item {
 }
 
 /// Runs the socket until the client leaves, Kafka fails for good, or the server shuts down.
-pub async fn run<S>(
-    socket: S,
-    consumer: StreamConsumer,
-    settings: ConsumeSettings,
-    shutdown: CancellationToken,
-) where
+pub async fn run<S>(socket: S, consumer: StreamConsumer, settings: ConsumeSettings, shutdown: CancellationToken)
+where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
@@ -62,25 +58,15 @@ pub async fn run<S>(
     let close_frame = {
         let mut stream = consumer.stream();
         let mut stack = CommitStack::new(settings.commit_stack_max_size);
-        let mut limit = RateLimit::new(
-            settings.rate,
-            settings.batch_size,
-            std::time::Instant::now(),
-        );
+        let mut limit = RateLimit::new(settings.rate, settings.batch_size, std::time::Instant::now());
         let mut keep_alive = interval(settings.keep_alive);
         keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut expiry = interval(
-            settings
-                .commit_max_age
-                .map_or(Duration::from_secs(3600), |(every, _)| every),
-        );
+        let mut expiry = interval(settings.commit_max_age.map_or(Duration::from_secs(3600), |(every, _)| every));
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
 
         loop {
-            let wait = limit
-                .as_mut()
-                .map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
+            let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
             let throttled = wait.is_some_and(|w| w > Instant::now());
             tokio::select! {
                 biased;
@@ -145,12 +131,7 @@ pub async fn run<S>(
     if let Some(frame) = close_frame {
         let _ = tx.send(Message::Close(Some(frame))).await;
     } else {
-        let _ = tx
-            .send(Message::Close(Some(CloseFrame {
-                code: 1000,
-                reason: "".into(),
-            })))
-            .await;
+        let _ = tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
     }
     let _ = tx.close().await;
     // A last synchronous commit of what the client got (auto) or committed (manual), so that
@@ -169,10 +150,8 @@ fn render(
         Ok(m) => m,
         Err(e) => return consumer_error(e),
     };
-    let headers: Vec<(&str, Option<&[u8]>)> = m
-        .headers()
-        .map(|hs| hs.iter().map(|h| (h.key, h.value)).collect())
-        .unwrap_or_default();
+    let headers: Vec<(&str, Option<&[u8]>)> =
+        m.headers().map(|hs| hs.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
     let view = KafkaRecordView {
         topic: m.topic(),
         partition: m.partition(),
@@ -186,10 +165,7 @@ fn render(
         Ok(out) => serde_json::to_string(&out).expect("records always serialise"),
         Err(e) => error_frame(&e, Some(&view)),
     };
-    items.push(Item {
-        text,
-        position: Some((view.partition, view.offset, view.timestamp)),
-    });
+    items.push(Item { text, position: Some((view.partition, view.offset, view.timestamp)) });
     Ok(())
 }
 
@@ -219,8 +195,7 @@ where
         return Ok(());
     }
     if batched {
-        let mut text =
-            String::with_capacity(items.iter().map(|i| i.text.len() + 1).sum::<usize>() + 2);
+        let mut text = String::with_capacity(items.iter().map(|i| i.text.len() + 1).sum::<usize>() + 2);
         text.push('[');
         for (n, item) in items.iter().enumerate() {
             if n > 0 {
@@ -251,19 +226,10 @@ fn commit(
         Err(e) => return Some(error_frame(&e, None)),
     };
     let unknown = |why: &str| {
-        Some(error_frame(
-            &FrameError::new(
-                ErrorCode::UnknownMessageId,
-                format!("cannot commit '{id}': {why}"),
-            ),
-            None,
-        ))
+        Some(error_frame(&FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}")), None))
     };
     if id.topic != topic {
-        return unknown(&format!(
-            "it names topic '{}', this socket reads '{topic}'",
-            id.topic
-        ));
+        return unknown(&format!("it names topic '{}', this socket reads '{topic}'", id.topic));
     }
     match stack.commit(id.partition, id.offset, id.timestamp) {
         Ok(next) => match commit_offsets_result(consumer, topic, &[(id.partition, next)]) {
@@ -272,10 +238,7 @@ fn commit(
                 None
             }
             Err(e) => Some(error_frame(
-                &FrameError::new(
-                    ErrorCode::CommitFailed,
-                    format!("Kafka refused the commit of '{id}': {e}"),
-                ),
+                &FrameError::new(ErrorCode::CommitFailed, format!("Kafka refused the commit of '{id}': {e}")),
                 None,
             )),
         },
@@ -289,11 +252,7 @@ fn commit_offsets(consumer: &StreamConsumer, topic: &str, offsets: &[(i32, i64)]
     }
 }
 
-fn commit_offsets_result(
-    consumer: &StreamConsumer,
-    topic: &str,
-    offsets: &[(i32, i64)],
-) -> KafkaResult<()> {
+fn commit_offsets_result(consumer: &StreamConsumer, topic: &str, offsets: &[(i32, i64)]) -> KafkaResult<()> {
     if offsets.is_empty() {
         return Ok(());
     }
@@ -308,10 +267,7 @@ fn commit_offsets_result(
 fn error_frame(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
     let id = record.map(|r| format!("{}-{}-{}-{}", r.topic, r.partition, r.offset, r.timestamp));
     let frame = ConsumerErrorFrame {
-        error: ErrorBody {
-            code: e.code,
-            message: &e.message,
-        },
+        error: ErrorBody { code: e.code, message: &e.message },
         ws_proxy_message_id: id.as_deref(),
         topic: record.map(|r| r.topic),
         partition: record.map(|r| r.partition),

@@ -16,8 +16,7 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::error::FrameError;
 use wsproxy_protocol::produce::{
-    render_answer, render_answers, Answer, ProduceFrame, ProduceResult, RecordDecoder,
-    RecordOutcome,
+    render_answer, render_answers, Answer, ProduceFrame, ProduceResult, RecordDecoder, RecordOutcome,
 };
 use wsproxy_protocol::ErrorCode;
 
@@ -143,11 +142,7 @@ async fn submit(kafka: &Kafka, topic: &str, frame: ProduceFrame) -> (Pending, us
             let entry = async move {
                 let (id, result) = fut.await;
                 let text = render_answer(&answer(&topic, id.as_deref(), &result));
-                Settled {
-                    text,
-                    records: 1,
-                    bytes,
-                }
+                Settled { text, records: 1, bytes }
             };
             (Box::pin(entry), 1, bytes)
         }
@@ -163,15 +158,8 @@ async fn submit(kafka: &Kafka, topic: &str, frame: ProduceFrame) -> (Pending, us
             let topic = topic.to_owned();
             let entry = async move {
                 let results = futures::future::join_all(futs).await;
-                let answers: Vec<Answer<'_>> = results
-                    .iter()
-                    .map(|(id, r)| answer(&topic, id.as_deref(), r))
-                    .collect();
-                Settled {
-                    text: render_answers(&answers),
-                    records,
-                    bytes,
-                }
+                let answers: Vec<Answer<'_>> = results.iter().map(|(id, r)| answer(&topic, id.as_deref(), r)).collect();
+                Settled { text: render_answers(&answers), records, bytes }
             };
             (Box::pin(entry), records, bytes)
         }
@@ -196,11 +184,9 @@ async fn enqueue(kafka: &Kafka, topic: &str, outcome: RecordOutcome) -> (RecordF
             Ok(delivery) => {
                 let id = record.message_id;
                 let fut = async move {
-                    let r = delivered(delivery)
-                        .await
-                        .map_err(|RecordFailure { code, message }| {
-                            FrameError::new(code, message).with_message_id(id.clone())
-                        });
+                    let r = delivered(delivery).await.map_err(|RecordFailure { code, message }| {
+                        FrameError::new(code, message).with_message_id(id.clone())
+                    });
                     (id, r)
                 };
                 return (Box::pin(fut), bytes);
@@ -218,11 +204,7 @@ async fn enqueue(kafka: &Kafka, topic: &str, outcome: RecordOutcome) -> (RecordF
     }
 }
 
-fn answer<'a>(
-    topic: &'a str,
-    id: Option<&'a str>,
-    result: &'a Result<Ack, FrameError>,
-) -> Answer<'a> {
+fn answer<'a>(topic: &'a str, id: Option<&'a str>, result: &'a Result<Ack, FrameError>) -> Answer<'a> {
     match result {
         Ok(ack) => Answer::Ok(ProduceResult {
             topic,

@@ -16,12 +16,7 @@ impl RateLimit {
     pub fn new(rate: Option<u32>, burst: usize, now: Instant) -> Option<RateLimit> {
         let per_second = f64::from(rate.filter(|r| *r > 0)?);
         let capacity = (burst.max(1) as f64).min(per_second.max(1.0));
-        Some(RateLimit {
-            per_second,
-            capacity,
-            tokens: 1.0,
-            updated: now,
-        })
+        Some(RateLimit { per_second, capacity, tokens: 1.0, updated: now })
     }
 
     fn refill(&mut self, now: Instant) {
@@ -70,11 +65,7 @@ mod tests {
         r.take(1);
         assert_eq!(r.available(t0), 0);
         let next = r.next_allowed(t0);
-        assert!(
-            (next - t0).as_millis().abs_diff(100) <= 1,
-            "{:?}",
-            next - t0
-        );
+        assert!((next - t0).as_millis().abs_diff(100) <= 1, "{:?}", next - t0);
         assert_eq!(r.available(t0 + Duration::from_millis(100)), 1);
     }
 

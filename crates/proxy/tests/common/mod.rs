@@ -74,7 +74,8 @@ pub async fn create_topic_with(name: &str, partitions: i32, config: &[(&str, &st
 /// Runs the independent Kafka client (`tests/support/kafka_tool.py`) and returns its stdout.
 pub fn kafka_tool(args: &[&str], stdin: &str) -> String {
     let root = project_root();
-    let python = std::env::var("WSPROXY_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
+    let python =
+        std::env::var("WSPROXY_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
     assert!(python.exists(), "{} is missing: run scripts/test (it creates the Python venv)", python.display());
     let mut child = Command::new(&python)
         .arg(root.join("tests/support/kafka_tool.py"))
@@ -209,7 +210,12 @@ pub fn free_port() -> u16 {
 }
 
 /// A minimal HTTP/1.1 request over a real socket: (status, headers lower-cased, body).
-pub async fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
