@@ -120,3 +120,38 @@ async fn healthcheck_is_the_reference_body_and_sigterm_stops_cleanly() {
     assert!(status.success(), "exit status {status}\n{}", proxy.log_text());
     assert!(proxy.log_text().contains("stopped"));
 }
+
+/// The SASL and SSL listeners of `scripts/kafka` work and enforce ACLs, for the security tests.
+#[tokio::test]
+async fn broker_sasl_acl_and_ssl_listeners_work() {
+    require_kafka();
+    let ca = project_root().join(".cache/kafka/tls/ca.pem");
+    let send = |extra: &[(&str, &str)], topic: &'static str| {
+        let mut cfg = ClientConfig::new();
+        cfg.set("message.timeout.ms", "8000");
+        for (k, v) in extra {
+            cfg.set(*k, *v);
+        }
+        let p: FutureProducer = cfg.create().unwrap();
+        async move { p.send(FutureRecord::<(), _>::to(topic).payload("x"), Duration::from_secs(10)).await.map(|_| ()) }
+    };
+    let sasl = |mech: &'static str, user: &'static str, pass: &'static str| {
+        [
+            ("bootstrap.servers", "127.0.0.1:9093"),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", mech),
+            ("sasl.username", user),
+            ("sasl.password", pass),
+        ]
+    };
+    assert!(send(&sasl("SCRAM-SHA-512", "alice", "alice-secret"), "acl-ok").await.is_ok());
+    let denied = send(&sasl("PLAIN", "alice", "alice-secret"), "acl-denied-topic").await;
+    assert!(denied.is_err(), "alice may only write acl-ok");
+    assert!(send(&sasl("PLAIN", "admin", "admin-secret"), "acl-ok").await.is_ok());
+    let ssl = [
+        ("bootstrap.servers", "127.0.0.1:9094"),
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", ca.to_str().unwrap()),
+    ];
+    assert!(send(&ssl, "acl-ok").await.is_ok());
+}
