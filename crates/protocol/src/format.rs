@@ -283,6 +283,13 @@ mod tests {
     }
 
     #[test]
+    fn doubles_parse_exactly() {
+        // Needs serde_json's float_roundtrip: the default parser may be one ULP off.
+        let v: Value = serde_json::from_str("1234.5678901234567").unwrap();
+        assert_eq!(FormatType::Double.encode(&v).unwrap(), 1_234.567_890_123_456_7_f64.to_be_bytes().to_vec());
+    }
+
+    #[test]
     fn json_is_stored_compact() {
         let v: Value = serde_json::from_str("{ \"a\" : 1 ,\n \"b\": [ 1, 2 ] }").unwrap();
         assert_eq!(FormatType::Json.encode(&v).unwrap(), br#"{"a":1,"b":[1,2]}"#.to_vec());

@@ -32,3 +32,14 @@ pub fn kafka_failure(reason: &str) -> CloseFrame {
     }
     frame(1011, &r)
 }
+
+/// The close frame for a failed read, or `None` when the peer simply went away.
+/// A frame beyond the codec's hard limit is refused with 1009 (message too big).
+pub fn for_read_error(e: axum::Error) -> Option<CloseFrame> {
+    match e.into_inner().downcast::<tungstenite::Error>() {
+        Ok(err) if matches!(*err, tungstenite::Error::Capacity(_)) => {
+            Some(frame(1009, "frame too large: over twice WSPROXY_WS_MAX_FRAME_SIZE"))
+        }
+        _ => None,
+    }
+}

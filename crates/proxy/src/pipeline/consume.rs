@@ -72,7 +72,8 @@ where
                 biased;
                 _ = shutdown.cancelled() => break Some(close::going_away()),
                 msg = rx.next() => match msg {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break None,
+                    None | Some(Ok(Message::Close(_))) => break None,
+                    Some(Err(e)) => break close::for_read_error(e),
                     Some(Ok(Message::Text(text))) if !settings.auto_commit => {
                         if let Some(err) = commit(&consumer, &settings.topic, &mut stack, &mut progress, text.as_str()) {
                             if tx.send(Message::Text(err.into())).await.is_err() { break None; }

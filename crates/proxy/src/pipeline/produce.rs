@@ -88,11 +88,15 @@ where
             }
             msg = rx.next(), if may_read => {
                 let frame = match msg {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
-                        // The client is gone or done: answer what is in flight if it still
-                        // listens (a client close), then stop.
+                    None | Some(Ok(Message::Close(_))) => {
+                        // The client is done: answer what is in flight if it still listens.
                         reading = false;
                         close_frame = Some(close::normal());
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        reading = false;
+                        close_frame = Some(close::for_read_error(e).unwrap_or_else(close::normal));
                         continue;
                     }
                     Some(Ok(Message::Text(text))) => {

@@ -69,6 +69,20 @@ pub async fn create_topic_with(name: &str, partitions: i32, config: &[(&str, &st
     for r in res {
         r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
     }
+    // CreateTopics returns before every broker's metadata cache knows the topic.
+    let consumer: rdkafka::consumer::BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("client");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let md = consumer.fetch_metadata(Some(name), Duration::from_secs(5));
+        if md.is_ok_and(|m| {
+            m.topics().iter().any(|t| t.error().is_none() && t.partitions().len() == partitions as usize)
+        }) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "topic {name} did not appear in the metadata");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs the independent Kafka client (`tests/support/kafka_tool.py`) and returns its stdout.

@@ -1,0 +1,277 @@
+//! `/socket/out` end to end: records written by an independent client, consumed through a real
+//! proxy process over a real WebSocket; commits, batching, rate, redelivery and backpressure.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde_json::{json, Value};
+
+fn consume_url(proxy: &Proxy, topic: &str, client: &str, query: &str) -> String {
+    proxy.url(&format!("/socket/out?clientId={client}&topic={topic}{query}"))
+}
+
+/// Writes `n` string records `foo-i`/`bar-i` (key optional) with rdkafka, to one partition.
+async fn fill(topic: &str, n: usize, keyed: bool) {
+    let p: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("linger.ms", "5").create().unwrap();
+    let mut futs = Vec::with_capacity(n);
+    for i in 0..n {
+        let (k, v) = (format!("foo-{i}"), format!("bar-{i}"));
+        let mut r = FutureRecord::to(topic).payload(&v).partition(0);
+        if keyed {
+            r = r.key(&k);
+        }
+        futs.push(p.send_result(r).map_err(|(e, _)| e).unwrap());
+    }
+    for f in futs {
+        f.await.unwrap().unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// Reference scenarios of WebSocketRoutesNoSecuritySpec (consume side).
+#[tokio::test]
+async fn reference_consume_scenarios_keyed_with_headers_and_value_only() {
+    let proxy = Proxy::start(&[]).await;
+    // 10 keyed records, no headers.
+    let topic = unique("ref-consume");
+    create_topic(&topic, 1).await;
+    fill(&topic, 10, true).await;
+    let mut ws =
+        connect(&consume_url(&proxy, &topic, &unique("c"), "&keyType=string&valType=string&autoCommit=false")).await;
+    for i in 0..10 {
+        let text = recv_text(&mut ws, Duration::from_secs(30)).await;
+        let fields = ["wsProxyMessageId", "topic", "partition", "offset", "timestamp", "headers", "key", "value"];
+        let positions: Vec<usize> = fields.iter().map(|f| text.find(&format!("\"{f}\":")).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "field order of the reference: {text}");
+        let r: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(r["key"], json!({"value": format!("foo-{i}"), "format": "string"}));
+        assert_eq!(r["value"], json!({"value": format!("bar-{i}"), "format": "string"}));
+        assert_eq!(r["topic"], topic.as_str());
+        assert_eq!(r["offset"], i);
+        assert_eq!(r["headers"], Value::Null);
+        let id = format!("{}-{}-{}-{}", topic, r["partition"], r["offset"], r["timestamp"]);
+        assert_eq!(r["wsProxyMessageId"], id);
+    }
+    // With headers, written by the independent client.
+    let topic = unique("ref-headers");
+    create_topic(&topic, 1).await;
+    let recs: Vec<Value> = (0..10)
+        .map(|i| json!({"key": {"format": "string", "value": format!("foo-{i}")}, "value": {"format": "string", "value": format!("bar-{i}")}, "headers": [[format!("key{i}"), format!("value{i}")]]}))
+        .collect();
+    write_with_tool(&topic, &recs);
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), "&keyType=string&valType=string")).await;
+    for i in 0..10 {
+        let r = recv_json(&mut ws).await;
+        assert_eq!(r["headers"], json!([{"key": format!("key{i}"), "value": format!("value{i}")}]));
+    }
+    // Value only: no key field at all.
+    let topic = unique("ref-valonly");
+    create_topic(&topic, 1).await;
+    fill(&topic, 10, false).await;
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), "&valType=string")).await;
+    for i in 0..10 {
+        let r = recv_json(&mut ws).await;
+        assert!(r.get("key").is_none(), "{r}");
+        assert_eq!(r["value"]["value"], format!("bar-{i}"));
+    }
+}
+
+#[tokio::test]
+async fn records_of_every_format_written_by_an_independent_client_are_consumed_with_their_types() {
+    let proxy = Proxy::start(&[]).await;
+    let cases = [
+        ("json", json!({"a": [1, "x", null]})),
+        ("string", json!("grüße")),
+        ("int", json!(-7)),
+        ("short", json!(32000)),
+        ("long", json!(-9007199254740993i64)),
+        ("double", json!(-0.000123456789012345)),
+        ("float", json!(0.25)),
+        ("bytearray", json!("3q2+7w==")),
+        ("avro", json!("AgZmb28=")),
+    ];
+    for (format, value) in cases {
+        let topic = unique(&format!("cfmt-{format}"));
+        create_topic(&topic, 1).await;
+        write_with_tool(
+            &topic,
+            &[
+                json!({"key": {"format": "int", "value": 5}, "value": {"format": format, "value": value}}),
+                json!({"key": {"format": "int", "value": 6}, "value": null}),
+            ],
+        );
+        let mut ws =
+            connect(&consume_url(&proxy, &topic, &unique("c"), &format!("&keyType=int&valType={format}"))).await;
+        let r = recv_json(&mut ws).await;
+        assert_eq!(r["key"], json!({"value": 5, "format": "int"}), "{format}");
+        assert_eq!(r["value"], json!({"value": value, "format": format}), "{format}");
+        let tombstone = recv_json(&mut ws).await;
+        assert_eq!(tombstone["value"], Value::Null, "{format}: {tombstone}");
+    }
+}
+
+#[tokio::test]
+async fn undecodable_records_get_an_error_frame_and_consumption_goes_on() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("undecodable");
+    create_topic(&topic, 1).await;
+    write_with_tool(
+        &topic,
+        &[
+            json!({"value": {"format": "int", "value": 1}}),
+            json!({"value": {"format": "string", "value": "not four bytes"}}),
+            json!({"value": {"format": "int", "value": 3}}),
+        ],
+    );
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), "&valType=int")).await;
+    assert_eq!(recv_json(&mut ws).await["value"]["value"], 1);
+    let err = recv_json(&mut ws).await;
+    assert_eq!(err["error"]["code"], "DECODE_ERROR", "{err}");
+    assert_eq!(
+        (err["topic"].clone(), err["partition"].clone(), err["offset"].clone()),
+        (json!(topic), json!(0), json!(1))
+    );
+    assert!(err["error"]["message"].as_str().unwrap().contains("offset 1"));
+    assert_eq!(recv_json(&mut ws).await["value"]["value"], 3);
+}
+
+#[tokio::test]
+async fn batch_size_sends_arrays_and_rate_limits_records_per_second() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("batching");
+    create_topic(&topic, 1).await;
+    fill(&topic, 250, false).await;
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), "&batchSize=100")).await;
+    let mut offsets = Vec::new();
+    while offsets.len() < 250 {
+        let frame = recv_json(&mut ws).await;
+        let items = frame.as_array().expect("batchSize gives array frames");
+        assert!(!items.is_empty() && items.len() <= 100, "{} records in a frame", items.len());
+        offsets.extend(items.iter().map(|r| r["offset"].as_i64().unwrap()));
+    }
+    assert_eq!(offsets, (0..250).collect::<Vec<_>>());
+
+    // rate=20: 60 records take about 3 s (the first at once).
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), "&rate=20")).await;
+    let first = recv_json(&mut ws).await;
+    let t0 = Instant::now();
+    assert_eq!(first["offset"], 0);
+    for i in 1..60 {
+        assert_eq!(recv_json(&mut ws).await["offset"], i);
+    }
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(2700), "59 records at rate=20 took {took:?}");
+    assert!(took <= Duration::from_secs(6), "59 records at rate=20 took {took:?}");
+}
+
+#[tokio::test]
+async fn manual_commits_are_at_least_once_and_uncommitted_records_come_again() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("atleastonce");
+    create_topic(&topic, 1).await;
+    fill(&topic, 10, false).await;
+    let group = unique("g");
+    let url = |client: &str| consume_url(&proxy, &topic, client, &format!("&groupId={group}&autoCommit=false"));
+    let mut ws = connect(&url("c1")).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let r = recv_json(&mut ws).await;
+        assert_eq!(r["offset"], i);
+        ids.push(r["wsProxyMessageId"].as_str().unwrap().to_owned());
+    }
+    // Commit offset 3: commits 0..=3.
+    send(&mut ws, json!({"wsProxyMessageId": ids[3]}).to_string()).await;
+    // No acknowledgement frame comes for a good commit.
+    assert_eq!(maybe_json(&mut ws, Duration::from_millis(500)).await, None);
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
+    assert_eq!(committed["0"], 4, "committed {committed}");
+
+    // The next consumer of the group gets exactly the uncommitted records.
+    let mut ws = connect(&url("c2")).await;
+    for i in 4..10 {
+        assert_eq!(recv_json(&mut ws).await["offset"], i);
+    }
+    assert_eq!(maybe_json(&mut ws, Duration::from_secs(1)).await, None, "nothing beyond the uncommitted records");
+    ws.close(None).await.unwrap();
+    drop(ws);
+    // Reference 5.1: reconnecting without committing gets the same records again, every time.
+    for _ in 0..3 {
+        let mut ws = connect(&url("c3")).await;
+        assert_eq!(recv_json(&mut ws).await["offset"], 4);
+        ws.close(None).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn auto_commit_does_not_repeat_what_was_sent() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("autocommit");
+    create_topic(&topic, 1).await;
+    fill(&topic, 10, false).await;
+    let group = unique("g");
+    let url = consume_url(&proxy, &topic, "c1", &format!("&groupId={group}"));
+    let mut ws = connect(&url).await;
+    for i in 0..10 {
+        assert_eq!(recv_json(&mut ws).await["offset"], i);
+    }
+    ws.close(None).await.unwrap();
+    // Let the proxy finish the socket (its final commit) before the next member joins.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    fill(&topic, 5, false).await;
+    let mut ws = connect(&url).await;
+    for i in 10..15 {
+        assert_eq!(recv_json(&mut ws).await["offset"], i);
+    }
+}
+
+#[tokio::test]
+async fn max_age_auto_commit_commits_old_records_of_manual_sockets() {
+    let proxy = Proxy::start(&[
+        ("WSPROXY_CH_AUTOCOMMIT_ENABLED", "true"),
+        ("WSPROXY_CH_AUTOCOMMIT_INTERVAL", "200ms"),
+        ("WSPROXY_CH_AUTOCOMMIT_MAX_AGE", "1 second"),
+    ])
+    .await;
+    let topic = unique("maxage");
+    create_topic(&topic, 1).await;
+    fill(&topic, 5, false).await;
+    let group = unique("g");
+    let mut ws = connect(&consume_url(&proxy, &topic, "c1", &format!("&groupId={group}&autoCommit=false"))).await;
+    for i in 0..5 {
+        assert_eq!(recv_json(&mut ws).await["offset"], i);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
+    assert_eq!(committed["0"], 5, "records older than the max age are committed: {committed}");
+}
+
+#[tokio::test]
+async fn a_stalled_consumer_costs_bounded_memory_and_gets_everything_afterwards() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("stall");
+    create_topic(&topic, 1).await;
+    let n = 100_000;
+    fill(&topic, n, false).await;
+    let before = proxy.rss_kib();
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), "&valType=string")).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 0);
+    // Stop reading for 10 s while the rest waits in Kafka.
+    let mut peak = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(proxy.rss_kib());
+    }
+    println!("proxy RSS: {before} KiB idle, peak {peak} KiB while the consumer stalled with {n} records waiting");
+    assert!(peak < before + 64 * 1024, "RSS grew from {before} KiB to {peak} KiB during the stall");
+    for i in 1..n {
+        let r = recv_json(&mut ws).await;
+        assert_eq!(r["offset"], i as i64, "in order after the stall");
+    }
+}
