@@ -46,7 +46,11 @@ async fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let vars: HashMap<String, String> = std::env::vars().collect();
+    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    if cli.demo {
+        // The mock cluster makes a new group member wait about session.timeout - 1 s.
+        vars.entry("WSPROXY_CONSUMER_SESSION_TIMEOUT_MS".to_owned()).or_insert_with(|| "3000".to_owned());
+    }
     telemetry::init_logging(&vars);
 
     let demo = if cli.demo {

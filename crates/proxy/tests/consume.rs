@@ -275,3 +275,26 @@ async fn a_stalled_consumer_costs_bounded_memory_and_gets_everything_afterwards(
         assert_eq!(r["offset"], i as i64, "in order after the stall");
     }
 }
+
+#[tokio::test]
+async fn offset_latest_and_from_timestamp_choose_where_a_new_group_starts() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("startpos");
+    create_topic(&topic, 1).await;
+    fill(&topic, 5, false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cut = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fill(&topic, 5, false).await;
+
+    // fromTimestamp: the first record at or after the cut.
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), &format!("&fromTimestamp={cut}"))).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 5);
+    ws.close(None).await.unwrap();
+
+    // offset=latest: only records produced after the socket joined.
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), "&offset=latest")).await;
+    assert_eq!(maybe_json(&mut ws, Duration::from_secs(3)).await, None, "latest skips existing records");
+    fill(&topic, 1, false).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 10);
+}

@@ -155,3 +155,37 @@ async fn broker_sasl_acl_and_ssl_listeners_work() {
     ];
     assert!(send(&ssl, "acl-ok").await.is_ok());
 }
+
+/// The README's first command: `--demo` serves produce and consume with an in-process cluster.
+#[tokio::test]
+async fn demo_mode_produces_and_consumes_without_a_broker() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .args(["--demo", "--demo-topics", "demo,other", "--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !matches!(http(port, "GET", "/healthcheck", &[]).await, Ok((200, _, _))) {
+        assert!(std::time::Instant::now() < deadline, "demo did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = |p: &str| format!("ws://127.0.0.1:{port}{p}");
+    let mut ws = connect(&url("/socket/in?clientId=demo&topic=demo&keyType=string&valType=string")).await;
+    send(&mut ws, record(Some("k1"), "hello", Some("m1"))).await;
+    let r = recv_json(&mut ws).await;
+    assert_eq!(
+        (r["topic"].clone(), r["clientMessageId"].clone()),
+        (serde_json::json!("demo"), serde_json::json!("m1"))
+    );
+    let mut ws = connect(&url("/socket/out?clientId=reader&topic=demo&keyType=string&valType=string")).await;
+    let r = recv_json(&mut ws).await;
+    assert_eq!(r["value"]["value"], "hello");
+    assert_eq!(r["key"]["value"], "k1");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&format!("ws://127.0.0.1:{port}/socket/in?clientId=demo&topic=demo")), "{printed}");
+}
