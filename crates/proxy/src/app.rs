@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::kafka::Kafka;
+use crate::telemetry::metrics;
 
 /// Why the proxy could not run.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,7 @@ impl Running {
 /// Starts the proxy: reaches Kafka, binds the listener and serves in a background task.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
+    metrics::install(config.metrics_max_topic_labels);
     let kafka = Kafka::new(&config)?;
     wait_for_kafka(&kafka, &config).await?;
 
@@ -64,6 +66,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     state.started.store(true, Ordering::Release);
     let app = router(state.clone());
     let stop = shutdown.clone();
+    let upkeep_stop = shutdown.clone();
+    tokio::spawn(async move {
+        // Folds histogram samples into buckets so memory stays flat between scrapes.
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        while tokio::select! { _ = every.tick() => true, _ = upkeep_stop.cancelled() => false } {
+            metrics::upkeep();
+        }
+    });
     let task = tokio::spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let served = serve.await.map_err(StartError::Serve);

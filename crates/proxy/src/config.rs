@@ -27,6 +27,8 @@ pub struct Config {
     pub producer: ProducerConfig,
     pub consumer: ConsumerConfig,
     pub socket: SocketConfig,
+    /// Topics that get their own label in metrics; the rest share `_other`.
+    pub metrics_max_topic_labels: usize,
 }
 
 /// The HTTP listener and node identity.
@@ -160,6 +162,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar { name: "WSPROXY_WS_READ_BUFFER_SIZE", default: "8192", help: "per-socket read buffer" },
     EnvVar { name: "WSPROXY_WS_WRITE_BUFFER_SIZE", default: "16384", help: "per-socket write buffer" },
     EnvVar { name: "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", default: "3 seconds", help: "ping a quiet socket this often" },
+    EnvVar { name: "WSPROXY_METRICS_MAX_TOPIC_LABELS", default: "100", help: "topics with their own metric label" },
 ];
 
 /// Reads typed values from a map of variables, collecting every problem.
@@ -324,6 +327,7 @@ impl Config {
                 write_buffer_bytes: r.parse("WSPROXY_WS_WRITE_BUFFER_SIZE", "a size in bytes"),
                 keep_alive: r.duration("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL"),
             },
+            metrics_max_topic_labels: r.parse("WSPROXY_METRICS_MAX_TOPIC_LABELS", "a number"),
         };
         for (name, zero) in [
             ("WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS", config.producer.max_in_flight_records == 0),

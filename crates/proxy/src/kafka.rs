@@ -9,11 +9,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use wsproxy_protocol::params::ConsumerParams;
@@ -21,9 +25,51 @@ use wsproxy_protocol::produce::ProducerRecord;
 use wsproxy_protocol::ErrorCode;
 
 use crate::config::Config;
+use crate::telemetry::metrics;
 
 /// Timeout of metadata lookups made while a client waits for its upgrade.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often librdkafka reports statistics (queue depth, round trips, consumer lag).
+const STATS_INTERVAL_MS: &str = "5000";
+
+/// The shared producer's context: turns librdkafka statistics into metrics.
+pub struct ProducerContext;
+
+impl ClientContext for ProducerContext {
+    fn stats(&self, s: Statistics) {
+        let rtts: Vec<(String, Duration)> = s
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0)
+            .filter_map(|b| b.rtt.as_ref().map(|w| (b.nodename.clone(), Duration::from_micros(w.avg.max(0) as u64))))
+            .collect();
+        metrics::producer_stats(s.msg_cnt, s.msg_size, &rtts);
+        if let Some(eos) = &s.eos {
+            metrics::producer_txn_state(&eos.idemp_state, &eos.txn_state);
+        }
+    }
+}
+
+/// A consume socket's context: keeps the consumer's lag on its topic, as librdkafka reports it.
+pub struct SocketConsumerContext {
+    topic: String,
+    lag: Arc<AtomicI64>,
+}
+
+impl ClientContext for SocketConsumerContext {
+    fn stats(&self, s: Statistics) {
+        if let Some(t) = s.topics.get(&self.topic) {
+            let lag: i64 = t.partitions.values().filter(|p| p.partition >= 0).map(|p| p.consumer_lag.max(0)).sum();
+            self.lag.store(lag, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ConsumerContext for SocketConsumerContext {}
+
+/// The consumer of one consume socket.
+pub type SocketConsumer = StreamConsumer<SocketConsumerContext>;
 
 /// Long-lived Kafka clients shared by all sockets.
 #[derive(Clone)]
@@ -32,7 +78,7 @@ pub struct Kafka {
 }
 
 struct Inner {
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerContext>,
     base: ClientConfig,
     consumer_queued_max_kbytes: u32,
     consumer_session_timeout_ms: u32,
@@ -87,8 +133,9 @@ impl Kafka {
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", p.queue_max_kbytes.to_string())
             .set("delivery.timeout.ms", p.delivery_timeout_ms.to_string())
-            .set("compression.type", &p.compression_type);
-        let producer: FutureProducer = producer_cfg.create()?;
+            .set("compression.type", &p.compression_type)
+            .set("statistics.interval.ms", STATS_INTERVAL_MS);
+        let producer = producer_cfg.create_with_context(ProducerContext)?;
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer,
@@ -166,8 +213,8 @@ impl Kafka {
         .expect("metadata task never panics")
     }
 
-    /// A consumer for one socket, subscribed to its topic.
-    pub async fn consumer(&self, params: &ConsumerParams) -> Result<StreamConsumer, KafkaError> {
+    /// A consumer for one socket, subscribed to its topic; `lag` receives its consumer lag.
+    pub async fn consumer(&self, params: &ConsumerParams, lag: Arc<AtomicI64>) -> Result<SocketConsumer, KafkaError> {
         let mut cfg = self.inner.base.clone();
         cfg.set("group.id", &params.group_id)
             .set("client.id", &params.client_id)
@@ -183,7 +230,8 @@ impl Kafka {
             .set("queued.max.messages.kbytes", self.inner.consumer_queued_max_kbytes.to_string())
             .set("queued.min.messages", "1000")
             .set("fetch.max.bytes", "5242880")
-            .set("max.partition.fetch.bytes", "1048576");
+            .set("max.partition.fetch.bytes", "1048576")
+            .set("statistics.interval.ms", STATS_INTERVAL_MS);
         if let Some(ts) = params.from_timestamp {
             let cfg = cfg.clone();
             let (topic, ts) = (params.topic.clone(), ts);
@@ -191,7 +239,8 @@ impl Kafka {
                 .await
                 .expect("start-offset task never panics")?;
         }
-        let consumer: StreamConsumer = cfg.create()?;
+        let context = SocketConsumerContext { topic: params.topic.clone(), lag };
+        let consumer: SocketConsumer = cfg.create_with_context(context)?;
         consumer.subscribe(&[&params.topic])?;
         Ok(consumer)
     }
@@ -201,6 +250,8 @@ impl Kafka {
 /// yet, the first offset at or after `ts`. Partitions with a commit are left alone. A group
 /// with active members refuses the commit; their positions stand.
 fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaError> {
+    let mut cfg = cfg.clone();
+    cfg.remove("statistics.interval.ms");
     let consumer: BaseConsumer = cfg.create()?;
     let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();

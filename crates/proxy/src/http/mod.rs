@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::http::error::{json_response, message_body, ApiError};
 use crate::kafka::Kafka;
+use crate::telemetry::metrics;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -41,11 +42,30 @@ pub fn router(state: AppState) -> Router {
         .route("/healthcheck", get(healthcheck))
         .route("/ready", get(ready))
         .route("/kafka/cluster/info", get(cluster_info))
+        .route("/metrics", get(prometheus))
         .route("/socket/in", get(sockets::produce))
         .route("/socket/out", get(sockets::consume))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+/// Counts requests by matched route (never the raw path) and status.
+async fn count_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let response = next.run(req).await;
+    metrics::http_request(&route, response.status().as_u16());
+    response
+}
+
+async fn prometheus() -> Response {
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        metrics::render(),
+    )
+        .into_response()
 }
 
 async fn healthcheck() -> Response {

@@ -1,6 +1,9 @@
 //! The two WebSocket endpoints: validate, check the topic, prepare Kafka, then upgrade and
 //! hand the socket to its pipeline loop.
 
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
@@ -64,7 +67,8 @@ pub async fn consume(
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     ensure_topic(&state, &p.topic).await?;
 
-    let consumer = state.kafka.consumer(&p).await.map_err(|e| {
+    let lag = Arc::new(AtomicI64::new(0));
+    let consumer = state.kafka.consumer(&p, lag.clone()).await.map_err(|e| {
         tracing::warn!(error = %e, group = %p.group_id, "could not create a consumer");
         ApiError::Internal(format!(
             "An unexpected error occurred when trying to establish the WebSocket consumer {} in session {}.",
@@ -90,7 +94,7 @@ pub async fn consume(
     let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
     tracing::debug!(client_id = %p.client_id, group = %p.group_id, topic = %p.topic, "consumer socket opened");
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        consume::run(socket, consumer, settings, shutdown).await;
+        consume::run(socket, consumer, lag, settings, shutdown).await;
         tracing::debug!(client_id = %p.client_id, "consumer socket closed");
         drop(token);
     }))

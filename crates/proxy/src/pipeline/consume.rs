@@ -7,11 +7,13 @@
 //! only after the frame carrying the record was flushed to the socket.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -21,9 +23,11 @@ use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, RecordEncoder};
 use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
 use wsproxy_protocol::ErrorCode;
 
+use crate::kafka::SocketConsumer;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::rate_limit::RateLimit;
+use crate::telemetry::metrics::{Direction, SocketMetrics};
 
 /// Settings of one consume socket.
 #[derive(Clone)]
@@ -45,14 +49,24 @@ pub struct ConsumeSettings {
 struct Item {
     text: String,
     position: Option<(i32, i64, i64)>,
+    /// Key and value bytes of the record.
+    bytes: u64,
+    /// Set when the item is an error frame.
+    error: Option<ErrorCode>,
 }
 
 /// Runs the socket until the client leaves, Kafka fails for good, or the server shuts down.
-pub async fn run<S>(socket: S, consumer: StreamConsumer, settings: ConsumeSettings, shutdown: CancellationToken)
-where
+pub async fn run<S>(
+    socket: S,
+    consumer: SocketConsumer,
+    lag: Arc<AtomicI64>,
+    settings: ConsumeSettings,
+    shutdown: CancellationToken,
+) where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
+    let mut stats = SocketMetrics::open(Direction::Out, &settings.topic);
     // Next offsets per partition: stored (auto-commit) or committed by the client (manual).
     let mut progress: HashMap<i32, i64> = HashMap::new();
     let close_frame = {
@@ -75,12 +89,14 @@ where
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(e)) => break close::for_read_error(e),
                     Some(Ok(Message::Text(text))) if !settings.auto_commit => {
-                        if let Some(err) = commit(&consumer, &settings.topic, &mut stack, &mut progress, text.as_str()) {
+                        if let Some((code, err)) = commit(&consumer, &settings.topic, &mut stack, &mut progress, text.as_str()) {
+                            stats.error_frame(code.as_str());
                             if tx.send(Message::Text(err.into())).await.is_err() { break None; }
                         }
                     }
                     Some(Ok(Message::Binary(_))) if !settings.auto_commit => {
                         let e = FrameError::new(ErrorCode::UnsupportedFrame, "commits are JSON text frames: {\"wsProxyMessageId\": \"<id>\"}");
+                        stats.error_frame(e.code.as_str());
                         if tx.send(Message::Text(error_frame(&e, None).into())).await.is_err() { break None; }
                     }
                     // With autoCommit=true the reference ignores inbound frames.
@@ -102,6 +118,12 @@ where
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
                     if send_items(&mut tx, &items, settings.batched).await.is_err() { break None; }
                     last_sent = Instant::now();
+                    for item in &items {
+                        match item.error {
+                            None => stats.records(1, item.bytes),
+                            Some(code) => stats.error_frame(code.as_str()),
+                        }
+                    }
                     let now = std::time::Instant::now();
                     for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position) {
                         if settings.auto_commit {
@@ -115,6 +137,7 @@ where
                     if let Some(reason) = fatal { break Some(close::kafka_failure(&reason)); }
                 }
                 _ = keep_alive.tick() => {
+                    stats.lag(lag.load(Ordering::Relaxed));
                     if last_sent.elapsed() >= settings.keep_alive {
                         if tx.send(Message::Ping(Vec::new().into())).await.is_err() { break None; }
                         last_sent = Instant::now();
@@ -129,11 +152,10 @@ where
             }
         }
     };
-    if let Some(frame) = close_frame {
-        let _ = tx.send(Message::Close(Some(frame))).await;
-    } else {
-        let _ = tx.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
-    }
+    let frame = close_frame.unwrap_or(CloseFrame { code: 1000, reason: "".into() });
+    stats.closing(frame.code);
+    let _ = tx.send(Message::Close(Some(frame))).await;
+    drop(stats);
     let _ = tx.close().await;
     // A last synchronous commit of what the client got (auto) or committed (manual), so that
     // nothing is lost to an in-flight async commit; then leave the group. Both block.
@@ -162,11 +184,12 @@ fn render(
         value: m.payload(),
         headers: &headers,
     };
-    let text = match settings.encoder.record(&view) {
-        Ok(out) => serde_json::to_string(&out).expect("records always serialise"),
-        Err(e) => error_frame(&e, Some(&view)),
+    let (text, error) = match settings.encoder.record(&view) {
+        Ok(out) => (serde_json::to_string(&out).expect("records always serialise"), None),
+        Err(e) => (error_frame(&e, Some(&view)), Some(e.code)),
     };
-    items.push(Item { text, position: Some((view.partition, view.offset, view.timestamp)) });
+    let bytes = (view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len)) as u64;
+    items.push(Item { text, position: Some((view.partition, view.offset, view.timestamp)), bytes, error });
     Ok(())
 }
 
@@ -214,20 +237,21 @@ where
     tx.flush().await
 }
 
-/// Handles a commit frame; returns the error frame to send, if any.
+/// Handles a commit frame; returns the code and text of the error frame to send, if any.
 fn commit(
-    consumer: &StreamConsumer,
+    consumer: &SocketConsumer,
     topic: &str,
     stack: &mut CommitStack,
     progress: &mut HashMap<i32, i64>,
     text: &str,
-) -> Option<String> {
+) -> Option<(ErrorCode, String)> {
     let id = match parse_commit(text) {
         Ok(id) => id,
-        Err(e) => return Some(error_frame(&e, None)),
+        Err(e) => return Some((e.code, error_frame(&e, None))),
     };
     let unknown = |why: &str| {
-        Some(error_frame(&FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}")), None))
+        let e = FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}"));
+        Some((e.code, error_frame(&e, None)))
     };
     if id.topic != topic {
         return unknown(&format!("it names topic '{}', this socket reads '{topic}'", id.topic));
@@ -238,22 +262,22 @@ fn commit(
                 progress.insert(id.partition, next);
                 None
             }
-            Err(e) => Some(error_frame(
-                &FrameError::new(ErrorCode::CommitFailed, format!("Kafka refused the commit of '{id}': {e}")),
-                None,
-            )),
+            Err(e) => {
+                let e = FrameError::new(ErrorCode::CommitFailed, format!("Kafka refused the commit of '{id}': {e}"));
+                Some((e.code, error_frame(&e, None)))
+            }
         },
         Err(_) => unknown("this socket did not send it, or it was already committed"),
     }
 }
 
-fn commit_offsets(consumer: &StreamConsumer, topic: &str, offsets: &[(i32, i64)]) {
+fn commit_offsets(consumer: &SocketConsumer, topic: &str, offsets: &[(i32, i64)]) {
     if let Err(e) = commit_offsets_result(consumer, topic, offsets) {
         tracing::warn!(error = %e, "auto-commit of old records failed");
     }
 }
 
-fn commit_offsets_result(consumer: &StreamConsumer, topic: &str, offsets: &[(i32, i64)]) -> KafkaResult<()> {
+fn commit_offsets_result(consumer: &SocketConsumer, topic: &str, offsets: &[(i32, i64)]) -> KafkaResult<()> {
     if offsets.is_empty() {
         return Ok(());
     }
@@ -278,7 +302,7 @@ fn error_frame(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
 }
 
 /// Commits `progress` for the partitions still assigned, synchronously, then closes.
-fn final_commit(consumer: StreamConsumer, topic: &str, progress: &HashMap<i32, i64>) {
+fn final_commit(consumer: SocketConsumer, topic: &str, progress: &HashMap<i32, i64>) {
     let owned = consumer.assignment().unwrap_or_default();
     let mut tpl = TopicPartitionList::new();
     for (p, o) in progress {

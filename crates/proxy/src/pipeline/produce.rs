@@ -22,6 +22,7 @@ use wsproxy_protocol::ErrorCode;
 
 use crate::kafka::{delivered, Ack, EnqueueError, Kafka, RecordFailure};
 use crate::pipeline::close;
+use crate::telemetry::metrics::{self, Direction, SocketMetrics};
 
 /// Settings of one produce socket.
 #[derive(Clone)]
@@ -39,12 +40,17 @@ struct Settled {
     text: String,
     records: usize,
     bytes: usize,
+    /// Records Kafka acknowledged, and their bytes.
+    acked: u64,
+    acked_bytes: u64,
+    /// Codes of the error frames in the answer.
+    errors: Vec<ErrorCode>,
 }
 
 type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
 
-/// The outcome of one record: where Kafka put it, or why not.
-type RecordResult = (Option<String>, Result<Ack, FrameError>);
+/// The outcome of one record: its id, its size, and where Kafka put it or why not.
+type RecordResult = (Option<String>, usize, Result<Ack, FrameError>);
 
 /// Runs the socket until the client closes it, the connection fails, or the server shuts down.
 pub async fn run<S>(socket: S, kafka: Kafka, settings: ProduceSettings, shutdown: CancellationToken)
@@ -52,6 +58,7 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
+    let mut stats = SocketMetrics::open(Direction::In, &settings.topic);
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let (mut in_flight_records, mut in_flight_bytes) = (0usize, 0usize);
     let mut keep_alive = interval(settings.keep_alive);
@@ -61,6 +68,13 @@ where
     let mut close_frame: Option<CloseFrame> = None;
 
     loop {
+        // Checked first: the branches below `continue` once the client is done.
+        if !reading && pending.is_empty() {
+            stats.closing(close_frame.as_ref().map_or(1000, |f| f.code));
+            let _ = tx.send(Message::Close(close_frame.take())).await;
+            let _ = tx.close().await;
+            return;
+        }
         let may_read = reading
             && in_flight_records < settings.max_in_flight_records
             && in_flight_bytes < settings.max_in_flight_bytes;
@@ -81,6 +95,10 @@ where
                 for s in batch {
                     in_flight_records -= s.records;
                     in_flight_bytes -= s.bytes;
+                    stats.records(s.acked, s.acked_bytes);
+                    for code in &s.errors {
+                        stats.error_frame(code.as_str());
+                    }
                     if tx.feed(Message::Text(s.text.into())).await.is_err() { return; }
                 }
                 if tx.flush().await.is_err() { return; }
@@ -129,11 +147,6 @@ where
                 }
             }
         }
-        if !reading && pending.is_empty() {
-            let _ = tx.send(Message::Close(close_frame.take())).await;
-            let _ = tx.close().await;
-            return;
-        }
     }
 }
 
@@ -144,9 +157,9 @@ async fn submit(kafka: &Kafka, topic: &str, frame: ProduceFrame) -> (Pending, us
             let (fut, bytes) = enqueue(kafka, topic, outcome).await;
             let topic = topic.to_owned();
             let entry = async move {
-                let (id, result) = fut.await;
-                let text = render_answer(&answer(&topic, id.as_deref(), &result));
-                Settled { text, records: 1, bytes }
+                let result = fut.await;
+                let text = render_answer(&answer(&topic, &result));
+                settled(text, std::slice::from_ref(&result), 1, bytes)
             };
             (Box::pin(entry), 1, bytes)
         }
@@ -162,8 +175,8 @@ async fn submit(kafka: &Kafka, topic: &str, frame: ProduceFrame) -> (Pending, us
             let topic = topic.to_owned();
             let entry = async move {
                 let results = futures::future::join_all(futs).await;
-                let answers: Vec<Answer<'_>> = results.iter().map(|(id, r)| answer(&topic, id.as_deref(), r)).collect();
-                Settled { text: render_answers(&answers), records, bytes }
+                let answers: Vec<Answer<'_>> = results.iter().map(|r| answer(&topic, r)).collect();
+                settled(render_answers(&answers), &results, records, bytes)
             };
             (Box::pin(entry), records, bytes)
         }
@@ -178,7 +191,7 @@ async fn enqueue(kafka: &Kafka, topic: &str, outcome: RecordOutcome) -> (RecordF
         Ok(r) => r,
         Err(e) => {
             let id = e.message_id.clone();
-            return (Box::pin(std::future::ready((id, Err(e)))), 0);
+            return (Box::pin(std::future::ready((id, 0, Err(e)))), 0);
         }
     };
     let bytes = record.size();
@@ -187,11 +200,15 @@ async fn enqueue(kafka: &Kafka, topic: &str, outcome: RecordOutcome) -> (RecordF
         match kafka.enqueue(topic, &record) {
             Ok(delivery) => {
                 let id = record.message_id;
+                let enqueued = Instant::now();
                 let fut = async move {
                     let r = delivered(delivery).await.map_err(|RecordFailure { code, message }| {
                         FrameError::new(code, message).with_message_id(id.clone())
                     });
-                    (id, r)
+                    if r.is_ok() {
+                        metrics::produce_ack(enqueued.elapsed());
+                    }
+                    (id, bytes, r)
                 };
                 return (Box::pin(fut), bytes);
             }
@@ -202,13 +219,28 @@ async fn enqueue(kafka: &Kafka, topic: &str, outcome: RecordOutcome) -> (RecordF
             Err(EnqueueError::Refused(code, message)) => {
                 let id = record.message_id;
                 let e = FrameError::new(code, message).with_message_id(id.clone());
-                return (Box::pin(std::future::ready((id, Err(e)))), 0);
+                return (Box::pin(std::future::ready((id, 0, Err(e)))), 0);
             }
         }
     }
 }
 
-fn answer<'a>(topic: &'a str, id: Option<&'a str>, result: &'a Result<Ack, FrameError>) -> Answer<'a> {
+fn settled(text: String, results: &[RecordResult], records: usize, bytes: usize) -> Settled {
+    let mut s = Settled { text, records, bytes, acked: 0, acked_bytes: 0, errors: Vec::new() };
+    for (_, size, r) in results {
+        match r {
+            Ok(_) => {
+                s.acked += 1;
+                s.acked_bytes += *size as u64;
+            }
+            Err(e) => s.errors.push(e.code),
+        }
+    }
+    s
+}
+
+fn answer<'a>(topic: &'a str, (id, _, result): &'a RecordResult) -> Answer<'a> {
+    let id = id.as_deref();
     match result {
         Ok(ack) => Answer::Ok(ProduceResult {
             topic,

@@ -1,0 +1,194 @@
+//! Prometheus metrics. Every metric is declared here, behind one function or handle, so that
+//! names and labels stay consistent with `deploy/grafana/dashboard.json` (a test checks that
+//! every metric the dashboard queries exists).
+//!
+//! Hot paths hold pre-registered handles ([`SocketMetrics`]) so that counting a record is an
+//! atomic add, not a label lookup.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Topics beyond the cap share this label value.
+pub const OTHER_TOPIC: &str = "_other";
+
+struct Registry {
+    handle: PrometheusHandle,
+    max_topics: usize,
+    topics: Mutex<HashSet<String>>,
+    ack_latency: Histogram,
+}
+
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// Installs the recorder once per process; later calls keep the first installation.
+pub fn install(max_topic_labels: usize) {
+    REGISTRY.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("wsproxy_produce_ack_seconds".to_owned()),
+                &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 120.0],
+            )
+            .expect("bucket list is not empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed");
+        gauge!("wsproxy_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        for dir in [Direction::In, Direction::Out] {
+            gauge!("wsproxy_sockets_open", "direction" => dir.label()).set(0.0);
+            counter!("wsproxy_sockets_opened_total", "direction" => dir.label()).absolute(0);
+        }
+        gauge!("wsproxy_kafka_producer_queue_messages").set(0.0);
+        gauge!("wsproxy_kafka_producer_queue_bytes").set(0.0);
+        Registry {
+            handle,
+            max_topics: max_topic_labels,
+            topics: Mutex::new(HashSet::new()),
+            ack_latency: histogram!("wsproxy_produce_ack_seconds"),
+        }
+    });
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    REGISTRY.get().map(|r| r.handle.render()).unwrap_or_default()
+}
+
+/// Drains histogram samples into their buckets; call every few seconds so that memory stays
+/// bounded even when nobody scrapes.
+pub fn upkeep() {
+    if let Some(r) = REGISTRY.get() {
+        r.handle.run_upkeep();
+    }
+}
+
+/// Which way records flow on a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `/socket/in`: client to Kafka.
+    In,
+    /// `/socket/out`: Kafka to client.
+    Out,
+}
+
+impl Direction {
+    fn label(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// The label for a topic: itself while under the cap, else [`OTHER_TOPIC`].
+fn topic_label(topic: &str) -> String {
+    let Some(r) = REGISTRY.get() else { return topic.to_owned() };
+    let mut topics = r.topics.lock().expect("topic label set is never poisoned");
+    if topics.contains(topic) {
+        return topic.to_owned();
+    }
+    if topics.len() < r.max_topics {
+        topics.insert(topic.to_owned());
+        return topic.to_owned();
+    }
+    OTHER_TOPIC.to_owned()
+}
+
+/// Pre-registered handles of one socket; dropping it counts the socket as closed.
+pub struct SocketMetrics {
+    direction: Direction,
+    topic: String,
+    records: Counter,
+    bytes: Counter,
+    lag: Gauge,
+    reported_lag: i64,
+    close_code: u16,
+}
+
+impl SocketMetrics {
+    /// Counts a socket as open.
+    pub fn open(direction: Direction, topic: &str) -> SocketMetrics {
+        let topic = topic_label(topic);
+        let dir = direction.label();
+        gauge!("wsproxy_sockets_open", "direction" => dir).increment(1.0);
+        counter!("wsproxy_sockets_opened_total", "direction" => dir).increment(1);
+        SocketMetrics {
+            direction,
+            records: counter!("wsproxy_records_total", "direction" => dir, "topic" => topic.clone()),
+            bytes: counter!("wsproxy_record_bytes_total", "direction" => dir, "topic" => topic.clone()),
+            lag: gauge!("wsproxy_consumer_lag_records", "topic" => topic.clone()),
+            topic,
+            reported_lag: 0,
+            close_code: 1006,
+        }
+    }
+
+    /// Records that moved through the socket.
+    pub fn records(&self, n: u64, bytes: u64) {
+        self.records.increment(n);
+        self.bytes.increment(bytes);
+    }
+
+    /// An error frame sent in place of a record.
+    pub fn error_frame(&self, code: &'static str) {
+        counter!("wsproxy_error_frames_total", "direction" => self.direction.label(), "code" => code).increment(1);
+    }
+
+    /// The consumer's lag as librdkafka last reported it (consume sockets).
+    pub fn lag(&mut self, lag: i64) {
+        let lag = lag.max(0);
+        self.lag.increment((lag - self.reported_lag) as f64);
+        self.reported_lag = lag;
+    }
+
+    /// The close code the socket ends with (1006 if it ends without one).
+    pub fn closing(&mut self, code: u16) {
+        self.close_code = code;
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+impl Drop for SocketMetrics {
+    fn drop(&mut self) {
+        let dir = self.direction.label();
+        gauge!("wsproxy_sockets_open", "direction" => dir).decrement(1.0);
+        counter!("wsproxy_socket_closes_total", "direction" => dir, "code" => self.close_code.to_string()).increment(1);
+        self.lag.decrement(self.reported_lag as f64);
+    }
+}
+
+/// Time from handing a record to the producer to Kafka's acknowledgement.
+pub fn produce_ack(latency: Duration) {
+    if let Some(r) = REGISTRY.get() {
+        r.ack_latency.record(latency.as_secs_f64());
+    }
+}
+
+/// One HTTP request on the main listener (route is the matched path, never the raw URL).
+pub fn http_request(route: &str, status: u16) {
+    counter!("wsproxy_http_requests_total", "route" => route.to_owned(), "status" => status.to_string()).increment(1);
+}
+
+/// librdkafka statistics of the shared producer.
+pub fn producer_stats(queue_messages: u64, queue_bytes: u64, broker_rtts: &[(String, Duration)]) {
+    gauge!("wsproxy_kafka_producer_queue_messages").set(queue_messages as f64);
+    gauge!("wsproxy_kafka_producer_queue_bytes").set(queue_bytes as f64);
+    for (broker, rtt) in broker_rtts {
+        gauge!("wsproxy_kafka_broker_rtt_seconds", "broker" => broker.clone()).set(rtt.as_secs_f64());
+    }
+}
+
+/// State of a transactional or idempotent producer (`Init`, `Ready`, `InTransaction`, ...).
+pub fn producer_txn_state(idempotence: &str, transaction: &str) {
+    gauge!("wsproxy_kafka_producer_idempotence_ready").set(if idempotence == "Assigned" { 1.0 } else { 0.0 });
+    gauge!("wsproxy_kafka_producer_transaction_ready").set(if matches!(transaction, "Ready" | "InTransaction") {
+        1.0
+    } else {
+        0.0
+    });
+}
