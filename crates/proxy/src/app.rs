@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,7 +49,9 @@ impl Running {
 /// Starts the proxy: reaches Kafka, binds the listener and serves in a background task.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
-    metrics::install(config.metrics_max_topic_labels);
+    if config.metrics_enabled {
+        metrics::install(config.metrics_max_topic_labels);
+    }
     let kafka = Kafka::new(&config)?;
     wait_for_kafka(&kafka, &config).await?;
 
@@ -75,6 +78,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     let task = tokio::spawn(async move {
+        // Results and records are small frames: Nagle's algorithm would hold them back.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let served = serve.await.map_err(StartError::Serve);
         drain(&state, &kafka).await;

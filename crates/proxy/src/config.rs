@@ -27,6 +27,8 @@ pub struct Config {
     pub producer: ProducerConfig,
     pub consumer: ConsumerConfig,
     pub socket: SocketConfig,
+    /// Whether `/metrics` is served (and metrics recorded at all).
+    pub metrics_enabled: bool,
     /// Topics that get their own label in metrics; the rest share `_other`.
     pub metrics_max_topic_labels: usize,
 }
@@ -144,7 +146,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "8388608",
         help: "per-socket unacknowledged bytes",
     },
-    EnvVar { name: "WSPROXY_CONSUMER_QUEUED_MAX_KBYTES", default: "1024", help: "prefetch bound per consumer socket" },
+    EnvVar { name: "WSPROXY_CONSUMER_QUEUED_MAX_KBYTES", default: "2048", help: "prefetch bound per consumer socket" },
     EnvVar {
         name: "WSPROXY_CONSUMER_SESSION_TIMEOUT_MS",
         default: "10000",
@@ -162,6 +164,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar { name: "WSPROXY_WS_READ_BUFFER_SIZE", default: "8192", help: "per-socket read buffer" },
     EnvVar { name: "WSPROXY_WS_WRITE_BUFFER_SIZE", default: "16384", help: "per-socket write buffer" },
     EnvVar { name: "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", default: "3 seconds", help: "ping a quiet socket this often" },
+    EnvVar { name: "WSPROXY_METRICS_ENABLED", default: "true", help: "export Prometheus metrics at /metrics" },
     EnvVar { name: "WSPROXY_METRICS_MAX_TOPIC_LABELS", default: "100", help: "topics with their own metric label" },
 ];
 
@@ -327,6 +330,7 @@ impl Config {
                 write_buffer_bytes: r.parse("WSPROXY_WS_WRITE_BUFFER_SIZE", "a size in bytes"),
                 keep_alive: r.duration("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL"),
             },
+            metrics_enabled: r.boolean("WSPROXY_METRICS_ENABLED"),
             metrics_max_topic_labels: r.parse("WSPROXY_METRICS_MAX_TOPIC_LABELS", "a number"),
         };
         for (name, zero) in [

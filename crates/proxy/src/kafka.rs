@@ -227,10 +227,13 @@ impl Kafka {
             .set("isolation.level", params.isolation.as_kafka())
             .set("allow.auto.create.topics", "false")
             .set("session.timeout.ms", self.inner.consumer_session_timeout_ms.to_string())
+            // Bounded prefetch. With a small queue librdkafka pauses fetching for
+            // fetch.queue.backoff.ms whenever the queue is full: 1 s by default, which caps a
+            // consumer at ~30k records/s. 10 ms keeps it fetching as the socket drains.
             .set("queued.max.messages.kbytes", self.inner.consumer_queued_max_kbytes.to_string())
-            .set("queued.min.messages", "1000")
-            .set("fetch.max.bytes", "5242880")
-            .set("max.partition.fetch.bytes", "1048576")
+            .set("fetch.queue.backoff.ms", "10")
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "262144")
             .set("statistics.interval.ms", STATS_INTERVAL_MS);
         if let Some(ts) = params.from_timestamp {
             let cfg = cfg.clone();

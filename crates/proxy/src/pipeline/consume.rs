@@ -29,6 +29,9 @@ use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::rate_limit::RateLimit;
 use crate::telemetry::metrics::{Direction, SocketMetrics};
 
+/// Frames written between two flushes when records are sent one per frame.
+const MAX_FRAMES_PER_FLUSH: usize = 256;
+
 /// Settings of one consume socket.
 #[derive(Clone)]
 pub struct ConsumeSettings {
@@ -105,7 +108,10 @@ pub async fn run<S>(
                 _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
                 first = stream.next(), if !throttled => {
                     let Some(first) = first else { break Some(close::kafka_failure("the consumer stopped")) };
-                    let max = limit.as_mut().map_or(settings.batch_size, |l| l.available(std::time::Instant::now()).clamp(1, settings.batch_size));
+                    // Records taken per wakeup: one array frame's worth, or (one record per
+                    // frame) as many as are ready, written with a single flush.
+                    let per_wakeup = if settings.batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
+                    let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
                     let mut items = Vec::with_capacity(max);
                     if let Err(fatal) = render(first, &settings, &mut items) {
                         break Some(close::kafka_failure(&fatal));
@@ -116,7 +122,7 @@ pub async fn run<S>(
                         if let Err(e) = render(next, &settings, &mut items) { fatal = Some(e); break; }
                     }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
-                    if send_items(&mut tx, &items, settings.batched).await.is_err() { break None; }
+                    if send_items(&mut tx, &mut items, settings.batched).await.is_err() { break None; }
                     last_sent = Instant::now();
                     for item in &items {
                         match item.error {
@@ -211,7 +217,7 @@ fn consumer_error(e: KafkaError) -> Result<(), String> {
     }
 }
 
-async fn send_items<S>(tx: &mut S, items: &[Item], batched: bool) -> Result<(), axum::Error>
+async fn send_items<S>(tx: &mut S, items: &mut [Item], batched: bool) -> Result<(), axum::Error>
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
@@ -231,7 +237,7 @@ where
         tx.feed(Message::Text(text.into())).await?;
     } else {
         for item in items {
-            tx.feed(Message::Text(item.text.clone().into())).await?;
+            tx.feed(Message::Text(std::mem::take(&mut item.text).into())).await?;
         }
     }
     tx.flush().await
