@@ -48,6 +48,9 @@ impl Running {
 
 /// Starts the proxy: reaches Kafka, binds the listener and serves in a background task.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let config = Arc::new(config);
     if config.metrics_enabled {
         metrics::install(config.metrics_max_topic_labels);

@@ -31,6 +31,8 @@ pub struct Config {
     pub metrics_enabled: bool,
     /// Topics that get their own label in metrics; the rest share `_other`.
     pub metrics_max_topic_labels: usize,
+    /// Settings that are accepted but have no effect here, to log once at start.
+    pub warnings: Vec<String>,
 }
 
 /// The HTTP listener and node identity.
@@ -165,6 +167,11 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar { name: "WSPROXY_WS_WRITE_BUFFER_SIZE", default: "16384", help: "per-socket write buffer" },
     EnvVar { name: "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", default: "3 seconds", help: "ping a quiet socket this often" },
     EnvVar { name: "WSPROXY_METRICS_ENABLED", default: "true", help: "export Prometheus metrics at /metrics" },
+    EnvVar {
+        name: "WSPROXY_CONFLUENT_MONITORING_ENABLED",
+        default: "false",
+        help: "accepted, no effect: use /metrics",
+    },
     EnvVar { name: "WSPROXY_METRICS_MAX_TOPIC_LABELS", default: "100", help: "topics with their own metric label" },
 ];
 
@@ -331,6 +338,7 @@ impl Config {
                 keep_alive: r.duration("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL"),
             },
             metrics_enabled: r.boolean("WSPROXY_METRICS_ENABLED"),
+            warnings: confluent_monitoring_warning(vars).into_iter().collect(),
             metrics_max_topic_labels: r.parse("WSPROXY_METRICS_MAX_TOPIC_LABELS", "a number"),
         };
         for (name, zero) in [
@@ -351,6 +359,29 @@ impl Config {
             Err(r.errors)
         }
     }
+}
+
+/// librdkafka has no Confluent monitoring interceptors: the seed's settings are accepted so
+/// that existing deployments start, and named in one warning.
+fn confluent_monitoring_warning(vars: &HashMap<String, String>) -> Option<String> {
+    let mut set: Vec<&str> = vars
+        .iter()
+        .filter(|(k, v)| {
+            let monitoring = k.starts_with("WSPROXY_KAFKA_MONITORING_") || k.starts_with("WSPROXY_KAFKA_METRICS_");
+            let enabled = *k == "WSPROXY_CONFLUENT_MONITORING_ENABLED" && v.trim().eq_ignore_ascii_case("true");
+            (monitoring && !v.trim().is_empty()) || enabled
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if set.is_empty() {
+        return None;
+    }
+    set.sort_unstable();
+    Some(format!(
+        "Confluent monitoring interceptors are a Java client feature that librdkafka does not have; {} {} accepted but has no effect. Scrape the Prometheus metrics at /metrics instead (see README, Operating).",
+        set.join(", "),
+        if set.len() == 1 { "is" } else { "are" }
+    ))
 }
 
 #[cfg(test)]
@@ -399,6 +430,26 @@ mod tests {
         let c = Config::load(&vars(&[("WSPROXY_PORT", "8080"), ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1")]), &o, true)
             .unwrap();
         assert_eq!((c.server.port, c.server.server_id.as_str()), (1234, "n9"));
+    }
+
+    #[test]
+    fn confluent_monitoring_settings_are_accepted_with_one_warning() {
+        let c = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_CONFLUENT_MONITORING_ENABLED", "true"),
+                ("WSPROXY_KAFKA_MONITORING_BOOTSTRAP_HOSTS", "m:9092"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].contains("WSPROXY_CONFLUENT_MONITORING_ENABLED, WSPROXY_KAFKA_MONITORING_BOOTSTRAP_HOSTS")
+        );
+        let c = Config::load(&vars(&[("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1")]), &Overrides::default(), true).unwrap();
+        assert!(c.warnings.is_empty());
     }
 
     #[test]

@@ -105,40 +105,31 @@ where
                 last_sent = Instant::now();
             }
             msg = rx.next(), if may_read => {
-                let frame = match msg {
-                    None | Some(Ok(Message::Close(_))) => {
-                        // The client is done: answer what is in flight if it still listens.
-                        reading = false;
-                        close_frame = Some(close::normal());
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        reading = false;
-                        close_frame = Some(close::for_read_error(e).unwrap_or_else(close::normal));
-                        continue;
-                    }
-                    Some(Ok(Message::Text(text))) => {
-                        if text.len() > settings.max_frame_bytes {
-                            Err(FrameError::new(ErrorCode::FrameTooLarge, format!(
-                                "the frame has {} bytes; the limit is {} (WSPROXY_WS_MAX_FRAME_SIZE)",
-                                text.len(), settings.max_frame_bytes)))
-                        } else if text.trim().is_empty() {
-                            continue; // the reference ignores empty frames
-                        } else {
-                            Ok(settings.decoder.parse_frame(text.as_str()))
+                // Take every frame that is already buffered (up to a bound) in this wakeup.
+                let mut next = Some(msg);
+                let mut taken = 0;
+                while let Some(msg) = next.take() {
+                    match inbound(msg, &settings) {
+                        Inbound::Skip => {}
+                        Inbound::End(frame) => {
+                            reading = false;
+                            close_frame = Some(frame);
+                            break;
+                        }
+                        Inbound::Frame(frame) => {
+                            let (entry, records, bytes) = submit(&kafka, &settings.topic, frame).await;
+                            in_flight_records += records;
+                            in_flight_bytes += bytes;
+                            pending.push_back(entry);
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => Err(FrameError::new(
-                        ErrorCode::UnsupportedFrame,
-                        "binary frames are not accepted on a socket with socketPayload=json; send JSON text frames",
-                    )),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                };
-                let frame = frame.unwrap_or_else(|e| ProduceFrame::Single(Err(e)));
-                let (entry, records, bytes) = submit(&kafka, &settings.topic, frame).await;
-                in_flight_records += records;
-                in_flight_bytes += bytes;
-                pending.push_back(entry);
+                    taken += 1;
+                    let room = in_flight_records < settings.max_in_flight_records
+                        && in_flight_bytes < settings.max_in_flight_bytes;
+                    if taken < FRAMES_PER_WAKEUP && room {
+                        next = rx.next().now_or_never();
+                    }
+                }
             }
             _ = keep_alive.tick() => {
                 if last_sent.elapsed() >= settings.keep_alive {
@@ -148,6 +139,46 @@ where
             }
         }
     }
+}
+
+/// Frames read per wakeup before the loop looks at acknowledgements and shutdown again.
+const FRAMES_PER_WAKEUP: usize = 64;
+
+/// What one inbound WebSocket message means for the produce loop.
+enum Inbound {
+    Frame(ProduceFrame),
+    Skip,
+    End(CloseFrame),
+}
+
+fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings) -> Inbound {
+    let frame = match msg {
+        // The client is done: answer what is in flight if it still listens.
+        None | Some(Ok(Message::Close(_))) => return Inbound::End(close::normal()),
+        Some(Err(e)) => return Inbound::End(close::for_read_error(e).unwrap_or_else(close::normal)),
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Skip,
+        Some(Ok(Message::Text(text))) => {
+            if text.len() > settings.max_frame_bytes {
+                Err(FrameError::new(
+                    ErrorCode::FrameTooLarge,
+                    format!(
+                        "the frame has {} bytes; the limit is {} (WSPROXY_WS_MAX_FRAME_SIZE)",
+                        text.len(),
+                        settings.max_frame_bytes
+                    ),
+                ))
+            } else if text.trim().is_empty() {
+                return Inbound::Skip; // the reference ignores empty frames
+            } else {
+                Ok(settings.decoder.parse_frame(text.as_str()))
+            }
+        }
+        Some(Ok(Message::Binary(_))) => Err(FrameError::new(
+            ErrorCode::UnsupportedFrame,
+            "binary frames are not accepted on a socket with socketPayload=json; send JSON text frames",
+        )),
+    };
+    Inbound::Frame(frame.unwrap_or_else(|e| ProduceFrame::Single(Err(e))))
 }
 
 /// Hands a frame's records to Kafka and returns the future of its answer.
