@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::basic::BasicAuth;
 use crate::config::Config;
 use crate::http::{router, AppState};
 use crate::kafka::Kafka;
@@ -26,6 +27,8 @@ pub enum StartError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("Kafka at {bootstrap} is not reachable after {attempts} attempts: {last}")]
     Unreachable { bootstrap: String, attempts: u32, last: String },
+    #[error("Kafka at {bootstrap} refused the proxy's credentials (security.protocol {protocol}, sasl.mechanism {mechanism}); check WSPROXY_KAFKA_SASL_JAAS_CFG")]
+    Credentials { bootstrap: String, protocol: String, mechanism: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
@@ -68,6 +71,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
         started: Arc::new(AtomicBool::new(false)),
+        basic_auth: config.server.basic_auth.as_ref().map(|b| {
+            Arc::new(BasicAuth { realm: b.realm.clone(), username: b.username.clone(), password: b.password.clone() })
+        }),
     };
     state.started.store(true, Ordering::Release);
     let app = router(state.clone());
@@ -115,6 +121,13 @@ async fn wait_for_kafka(kafka: &Kafka, config: &Config) -> Result<(), StartError
                 return Ok(());
             }
             Ok(_) => last = "no brokers in the metadata".to_owned(),
+            Err(e) if crate::kafka::is_authentication_error(&e) || kafka.credentials_refused() => {
+                return Err(StartError::Credentials {
+                    bootstrap: config.kafka.bootstrap_hosts.clone(),
+                    protocol: config.kafka.security_protocol.clone(),
+                    mechanism: config.kafka.sasl_mechanism.clone().unwrap_or_else(|| "none".to_owned()),
+                });
+            }
             Err(e) => last = e.to_string(),
         }
         tracing::warn!(attempt, attempts, error = %last, "Kafka is not reachable yet");

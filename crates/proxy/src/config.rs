@@ -44,6 +44,27 @@ pub struct ServerConfig {
     pub port: u16,
     /// How long a SIGTERM waits for sockets to flush before the process exits.
     pub shutdown_grace: Duration,
+    /// HTTP Basic authentication of clients, when enabled.
+    pub basic_auth: Option<BasicAuthConfig>,
+    /// Whether `/healthcheck` and `/ready` require authentication too.
+    pub secure_healthcheck: bool,
+}
+
+/// `WSPROXY_BASIC_AUTH_*`: one user for every endpoint.
+#[derive(Debug, Clone)]
+pub struct BasicAuthConfig {
+    pub realm: String,
+    pub username: Secret,
+    pub password: Secret,
+}
+
+/// SASL credentials of the proxy's own Kafka clients.
+#[derive(Debug, Clone)]
+pub struct SaslConfig {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub username: String,
+    pub password: Secret,
 }
 
 /// Settings shared by every Kafka client of the proxy.
@@ -57,6 +78,16 @@ pub struct KafkaConfig {
     /// How many times start-up retries reaching the cluster.
     pub broker_resolution_retries: u32,
     pub broker_resolution_retry_interval: Duration,
+    /// From `WSPROXY_KAFKA_SASL_MECHANISM` and the JAAS config's username and password.
+    pub sasl: Option<SaslConfig>,
+    /// The mechanism alone (per-socket credentials use it even when the proxy has none).
+    pub sasl_mechanism: Option<String>,
+    /// PEM file of the CAs that sign the brokers' certificates (`ssl.ca.location`).
+    pub ssl_ca_location: Option<String>,
+    /// PKCS#12 keystore for TLS client authentication to Kafka.
+    pub ssl_keystore: Option<(String, Secret)>,
+    /// `ssl.endpoint.identification.algorithm`: `https` checks the broker host name.
+    pub ssl_endpoint_identification: bool,
 }
 
 /// The shared producer.
@@ -120,6 +151,18 @@ pub const ENV_VARS: &[EnvVar] = &[
     },
     EnvVar { name: "WSPROXY_KAFKA_BOOTSTRAP_HOSTS", default: "", help: "Kafka bootstrap servers (required)" },
     EnvVar { name: "WSPROXY_KAFKA_SECURITY_PROTOCOL", default: "PLAINTEXT", help: "security.protocol" },
+    EnvVar { name: "WSPROXY_KAFKA_SASL_MECHANISM", default: "", help: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512" },
+    EnvVar { name: "WSPROXY_KAFKA_SASL_JAAS_CFG", default: "", help: "JAAS config with username/password (secret)" },
+    EnvVar { name: "WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION", default: "", help: "PEM file of trusted CAs" },
+    EnvVar { name: "WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS", default: "", help: "accepted; PEM needs none (secret)" },
+    EnvVar { name: "WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION", default: "", help: "PKCS#12 client keystore" },
+    EnvVar { name: "WSPROXY_KAFKA_SSL_KEYSTORE_PASS", default: "", help: "keystore password (secret)" },
+    EnvVar { name: "WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO", default: "", help: "'https' checks broker host names" },
+    EnvVar { name: "WSPROXY_BASIC_AUTH_ENABLED", default: "false", help: "HTTP Basic auth for every endpoint" },
+    EnvVar { name: "WSPROXY_BASIC_AUTH_REALM", default: "", help: "realm of the Basic challenge" },
+    EnvVar { name: "WSPROXY_BASIC_AUTH_USERNAME", default: "", help: "the one Basic auth user" },
+    EnvVar { name: "WSPROXY_BASIC_AUTH_PASSWORD", default: "", help: "its password (secret)" },
+    EnvVar { name: "WSPROXY_SECURE_HEALTHCHECK_ENDPOINT", default: "true", help: "auth on /healthcheck and /ready" },
     EnvVar { name: "WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS", default: "30000", help: "request.timeout.ms" },
     EnvVar { name: "WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS", default: "100", help: "retry.backoff.ms" },
     EnvVar { name: "WSPROXY_BROKER_RESOLUTION_RETRIES", default: "25", help: "start-up attempts to reach Kafka" },
@@ -297,12 +340,98 @@ impl Config {
             ));
         }
         let max_frame_bytes: usize = r.parse("WSPROXY_WS_MAX_FRAME_SIZE", "a size in bytes");
+        let basic_auth = if r.boolean("WSPROXY_BASIC_AUTH_ENABLED") {
+            let (realm, username, password) = (
+                r.string("WSPROXY_BASIC_AUTH_REALM"),
+                r.string("WSPROXY_BASIC_AUTH_USERNAME"),
+                r.string("WSPROXY_BASIC_AUTH_PASSWORD"),
+            );
+            for (name, v) in [
+                ("WSPROXY_BASIC_AUTH_REALM", &realm),
+                ("WSPROXY_BASIC_AUTH_USERNAME", &username),
+                ("WSPROXY_BASIC_AUTH_PASSWORD", &password),
+            ] {
+                if v.is_empty() {
+                    r.errors.push(format!("{name}: required when WSPROXY_BASIC_AUTH_ENABLED=true"));
+                }
+            }
+            Some(BasicAuthConfig { realm, username: Secret(username), password: Secret(password) })
+        } else {
+            None
+        };
+        let sasl_mechanism =
+            Some(r.string("WSPROXY_KAFKA_SASL_MECHANISM").to_ascii_uppercase()).filter(|m| !m.is_empty());
+        if let Some(m) = &sasl_mechanism {
+            if !matches!(m.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") {
+                r.errors.push(format!(
+                    "WSPROXY_KAFKA_SASL_MECHANISM: '{m}' cannot be mapped to librdkafka here; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                ));
+            }
+        }
+        let jaas = r.string("WSPROXY_KAFKA_SASL_JAAS_CFG");
+        let sasl = match (&sasl_mechanism, jaas.is_empty()) {
+            (_, true) => None,
+            (None, false) => {
+                r.errors.push("WSPROXY_KAFKA_SASL_JAAS_CFG: set, but WSPROXY_KAFKA_SASL_MECHANISM is not".to_owned());
+                None
+            }
+            (Some(m), false) => match parse_jaas(&jaas) {
+                Some((username, password)) => {
+                    Some(SaslConfig { mechanism: m.clone(), username, password: Secret(password) })
+                }
+                None => {
+                    r.errors.push(
+                        "WSPROXY_KAFKA_SASL_JAAS_CFG: cannot find username=\"...\" and password=\"...\" in it"
+                            .to_owned(),
+                    );
+                    None
+                }
+            },
+        };
+        let truststore = r.string("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION");
+        let ssl_ca_location = if truststore.is_empty() {
+            None
+        } else {
+            match std::fs::read(&truststore) {
+                Ok(bytes) if bytes.windows(11).any(|w| w == b"-----BEGIN ") => Some(truststore),
+                Ok(_) => {
+                    r.errors.push(format!(
+                        "WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: '{truststore}' is not PEM; librdkafka reads PEM CAs (convert a JKS/PKCS#12 truststore with: keytool -exportcert -rfc -keystore <store> -alias <alias> > ca.pem)"
+                    ));
+                    None
+                }
+                Err(e) => {
+                    r.errors.push(format!("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: cannot read '{truststore}': {e}"));
+                    None
+                }
+            }
+        };
+        let keystore = r.string("WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION");
+        let ssl_keystore = if keystore.is_empty() {
+            None
+        } else {
+            if std::fs::metadata(&keystore).is_err() {
+                r.errors.push(format!("WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION: cannot read '{keystore}'"));
+            }
+            Some((keystore, Secret(r.string("WSPROXY_KAFKA_SSL_KEYSTORE_PASS"))))
+        };
+        let ssl_endpoint_identification =
+            match r.string("WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO").to_ascii_lowercase().as_str() {
+                "" | "none" => false,
+                "https" => true,
+                other => {
+                    r.errors.push(format!("WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO: '{other}' is not '' or 'https'"));
+                    false
+                }
+            };
         let config = Config {
             server: ServerConfig {
                 server_id: o.server_id.clone().unwrap_or_else(|| r.string("WSPROXY_SERVER_ID")),
                 bind_interface,
                 port,
                 shutdown_grace: r.duration("WSPROXY_SHUTDOWN_GRACE_PERIOD"),
+                basic_auth,
+                secure_healthcheck: r.boolean("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT"),
             },
             kafka: KafkaConfig {
                 bootstrap_hosts,
@@ -311,6 +440,11 @@ impl Config {
                 retry_backoff_ms: r.parse("WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS", "a number of milliseconds"),
                 broker_resolution_retries: r.parse("WSPROXY_BROKER_RESOLUTION_RETRIES", "a number"),
                 broker_resolution_retry_interval: r.duration("WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL"),
+                sasl,
+                sasl_mechanism,
+                ssl_ca_location,
+                ssl_keystore,
+                ssl_endpoint_identification,
             },
             producer: ProducerConfig {
                 delivery_timeout_ms: r.parse("WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS", "a number of milliseconds"),
@@ -359,6 +493,17 @@ impl Config {
             Err(r.errors)
         }
     }
+}
+
+/// Takes `username` and `password` from a Java JAAS line such as
+/// `org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="p";`.
+pub fn parse_jaas(jaas: &str) -> Option<(String, String)> {
+    let value = |key: &str| {
+        let start = jaas.find(&format!("{key}=\""))? + key.len() + 2;
+        let end = jaas[start..].find('"')? + start;
+        Some(jaas[start..end].to_owned())
+    };
+    Some((value("username")?, value("password")?))
 }
 
 /// librdkafka has no Confluent monitoring interceptors: the seed's settings are accepted so
@@ -450,6 +595,32 @@ mod tests {
         );
         let c = Config::load(&vars(&[("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1")]), &Overrides::default(), true).unwrap();
         assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn jaas_lines_give_username_and_password() {
+        let jaas =
+            r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="s3cr=t";"#;
+        assert_eq!(parse_jaas(jaas), Some(("admin".into(), "s3cr=t".into())));
+        assert_eq!(parse_jaas("PlainLoginModule required;"), None);
+    }
+
+    #[test]
+    fn basic_auth_needs_all_its_keys_and_unmappable_sasl_is_refused() {
+        let errors = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+                ("WSPROXY_BASIC_AUTH_USERNAME", "u"),
+                ("WSPROXY_KAFKA_SASL_MECHANISM", "GSSAPI-NOPE"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("WSPROXY_BASIC_AUTH_REALM")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("WSPROXY_BASIC_AUTH_PASSWORD")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("WSPROXY_KAFKA_SASL_MECHANISM")), "{errors:?}");
     }
 
     #[test]

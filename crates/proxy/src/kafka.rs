@@ -6,10 +6,10 @@
 //! with its prefetch capped so that slow sockets cost bounded memory.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -24,6 +24,7 @@ use wsproxy_protocol::params::ConsumerParams;
 use wsproxy_protocol::produce::ProducerRecord;
 use wsproxy_protocol::ErrorCode;
 
+use crate::auth::kafka_credentials::KafkaCredentials;
 use crate::config::Config;
 use crate::telemetry::metrics;
 
@@ -33,10 +34,34 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often librdkafka reports statistics (queue depth, round trips, consumer lag).
 const STATS_INTERVAL_MS: &str = "5000";
 
-/// The shared producer's context: turns librdkafka statistics into metrics.
-pub struct ProducerContext;
+/// Remembers that Kafka refused a client's credentials. librdkafka reports that through the
+/// error callback; requests just time out.
+#[derive(Clone, Default)]
+pub struct AuthFailure(Arc<AtomicBool>);
+
+impl AuthFailure {
+    fn observe(&self, error: &KafkaError) {
+        if is_authentication_error(error) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn seen(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A producer's context: turns librdkafka statistics into metrics, notes refused credentials.
+pub struct ProducerContext {
+    auth: AuthFailure,
+}
 
 impl ClientContext for ProducerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.auth.observe(&error);
+        tracing::error!(target: "librdkafka", %error, "{reason}");
+    }
+
     fn stats(&self, s: Statistics) {
         let rtts: Vec<(String, Duration)> = s
             .brokers
@@ -55,9 +80,15 @@ impl ClientContext for ProducerContext {
 pub struct SocketConsumerContext {
     topic: String,
     lag: Arc<AtomicI64>,
+    auth: AuthFailure,
 }
 
 impl ClientContext for SocketConsumerContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.auth.observe(&error);
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+
     fn stats(&self, s: Statistics) {
         if let Some(t) = s.topics.get(&self.topic) {
             let lag: i64 = t.partitions.values().filter(|p| p.partition >= 0).map(|p| p.consumer_lag.max(0)).sum();
@@ -77,11 +108,110 @@ pub struct Kafka {
     inner: Arc<Inner>,
 }
 
+/// Producers of users who brought their own credentials; entries die with their last socket.
+type UserProducers = HashMap<KafkaCredentials, (Weak<FutureProducer<ProducerContext>>, AuthFailure)>;
+
 struct Inner {
-    producer: FutureProducer<ProducerContext>,
+    /// The shared producer, authenticated as the proxy itself.
+    producer: ProducerHandle,
+    /// Producers of sockets that brought their own Kafka credentials, shared per user.
+    user_producers: Mutex<UserProducers>,
+    /// Settings without any credentials (per-socket clients add the client's).
+    anonymous: ClientConfig,
+    /// Settings with the proxy's own credentials.
     base: ClientConfig,
+    producer_settings: Vec<(&'static str, String)>,
     consumer_queued_max_kbytes: u32,
     consumer_session_timeout_ms: u32,
+}
+
+/// A producer a socket writes with: the shared one, or one per Kafka user.
+#[derive(Clone)]
+pub struct ProducerHandle(Arc<FutureProducer<ProducerContext>>, AuthFailure);
+
+impl ProducerHandle {
+    /// Hands one record to the producer. The future resolves once Kafka acknowledged it.
+    pub fn enqueue(&self, topic: &str, record: &ProducerRecord) -> Result<DeliveryFuture, EnqueueError> {
+        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+        if let Some(k) = &record.key {
+            fr = fr.key(k.as_slice());
+        }
+        if let Some(v) = &record.value {
+            fr = fr.payload(v.as_slice());
+        }
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header { key, value: value.as_deref() });
+            }
+            fr = fr.headers(headers);
+        }
+        self.0.send_result(fr).map_err(|(e, _)| match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::QueueFull) => EnqueueError::QueueFull,
+            _ => {
+                let f = record_failure(&e);
+                EnqueueError::Refused(f.code, f.message)
+            }
+        })
+    }
+
+    /// Checks, with this producer's credentials, that it may write `topic`.
+    pub async fn probe(&self, topic: &str) -> Result<(), ProbeError> {
+        let (handle, topic) = (self.clone(), topic.to_owned());
+        tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1))
+            .await
+            .expect("probe task never panics")
+    }
+}
+
+/// What a socket's own credentials may not do, found before the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeError {
+    /// Kafka refused the credentials (401).
+    Unauthenticated(String),
+    /// The user may not use the topic (403).
+    Forbidden(String),
+    /// Kafka did not answer (503).
+    Unavailable(String),
+}
+
+/// One metadata round trip with a client's own credentials, in short slices so that refused
+/// credentials are noticed as soon as librdkafka reports them.
+fn probe_topic<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    auth: &AuthFailure,
+) -> Result<(), ProbeError> {
+    let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
+    let refused = || ProbeError::Unauthenticated("Authentication failed: invalid Kafka credentials".to_owned());
+    let md = loop {
+        match client.fetch_metadata(Some(topic), Duration::from_millis(250)) {
+            Ok(md) => break Ok(md),
+            Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused()),
+            Err(e) if std::time::Instant::now() >= deadline => break Err(e),
+            Err(_) => {}
+        }
+    };
+    match md {
+        Ok(md) => match md.topics().iter().find(|t| t.name() == topic).and_then(|t| t.error()) {
+            None => Ok(()),
+            Some(e) => match RDKafkaErrorCode::from(e) {
+                RDKafkaErrorCode::TopicAuthorizationFailed => {
+                    Err(ProbeError::Forbidden(format!("Not authorized to access topics: [{topic}]")))
+                }
+                code => Err(ProbeError::Unavailable(format!("Kafka answered {code} for topic {topic}"))),
+            },
+        },
+        Err(e) => Err(ProbeError::Unavailable(format!("Kafka did not answer: {e}"))),
+    }
+}
+
+/// True when Kafka refused the client's credentials.
+pub fn is_authentication_error(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
 }
 
 /// A broker as `/kafka/cluster/info` lists it.
@@ -120,61 +250,74 @@ pub struct Ack {
 impl Kafka {
     /// Builds the shared clients. Nothing is sent to Kafka yet.
     pub fn new(config: &Config) -> Result<Kafka, KafkaError> {
-        let base = base_config(config);
-        let mut producer_cfg = base.clone();
+        let anonymous = base_config(config);
+        let mut base = anonymous.clone();
+        if let Some(sasl) = &config.kafka.sasl {
+            base.set("sasl.username", &sasl.username).set("sasl.password", &sasl.password.0);
+        }
         let p = &config.producer;
-        producer_cfg
-            .set("client.id", format!("wsproxy-{}", config.server.server_id))
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("allow.auto.create.topics", "false")
-            .set("linger.ms", p.linger_ms.to_string())
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("queue.buffering.max.kbytes", p.queue_max_kbytes.to_string())
-            .set("delivery.timeout.ms", p.delivery_timeout_ms.to_string())
-            .set("compression.type", &p.compression_type)
-            .set("statistics.interval.ms", STATS_INTERVAL_MS);
-        let producer = producer_cfg.create_with_context(ProducerContext)?;
+        let producer_settings = vec![
+            ("client.id", format!("wsproxy-{}", config.server.server_id)),
+            ("acks", "all".to_owned()),
+            ("enable.idempotence", "true".to_owned()),
+            ("allow.auto.create.topics", "false".to_owned()),
+            ("linger.ms", p.linger_ms.to_string()),
+            ("batch.num.messages", "10000".to_owned()),
+            ("queue.buffering.max.messages", "1000000".to_owned()),
+            ("queue.buffering.max.kbytes", p.queue_max_kbytes.to_string()),
+            ("delivery.timeout.ms", p.delivery_timeout_ms.to_string()),
+            ("compression.type", p.compression_type.clone()),
+        ];
+        let mut producer_cfg = base.clone();
+        for (k, v) in &producer_settings {
+            producer_cfg.set(*k, v);
+        }
+        producer_cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
+        let auth = AuthFailure::default();
+        let producer =
+            ProducerHandle(Arc::new(producer_cfg.create_with_context(ProducerContext { auth: auth.clone() })?), auth);
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer,
+                user_producers: Mutex::new(HashMap::new()),
+                anonymous,
                 base,
+                producer_settings,
                 consumer_queued_max_kbytes: config.consumer.queued_max_kbytes,
                 consumer_session_timeout_ms: config.consumer.session_timeout_ms,
             }),
         })
     }
 
-    /// Hands one record to the shared producer. The future resolves once Kafka acknowledged it.
-    pub fn enqueue(&self, topic: &str, record: &ProducerRecord) -> Result<DeliveryFuture, EnqueueError> {
-        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
-        if let Some(k) = &record.key {
-            fr = fr.key(k.as_slice());
+    /// The producer for a socket: the shared one, or (with `X-Kafka-Auth`) one authenticated
+    /// as that user, shared by that user's sockets.
+    pub fn producer(&self, creds: Option<&KafkaCredentials>) -> Result<ProducerHandle, KafkaError> {
+        let Some(creds) = creds else { return Ok(self.inner.producer.clone()) };
+        let mut cache = self.inner.user_producers.lock().expect("producer cache is never poisoned");
+        if let Some((p, auth)) = cache.get(creds).and_then(|(w, a)| Some((w.upgrade()?, a.clone()))) {
+            return Ok(ProducerHandle(p, auth));
         }
-        if let Some(v) = &record.value {
-            fr = fr.payload(v.as_slice());
+        cache.retain(|_, (w, _)| w.strong_count() > 0);
+        let mut cfg = self.inner.anonymous.clone();
+        for (k, v) in &self.inner.producer_settings {
+            cfg.set(*k, v);
         }
-        if !record.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header { key, value: value.as_deref() });
-            }
-            fr = fr.headers(headers);
-        }
-        self.inner.producer.send_result(fr).map_err(|(e, _)| match e.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::QueueFull) => EnqueueError::QueueFull,
-            _ => {
-                let f = record_failure(&e);
-                EnqueueError::Refused(f.code, f.message)
-            }
-        })
+        cfg.set("sasl.username", &creds.username).set("sasl.password", &creds.password);
+        let auth = AuthFailure::default();
+        let p = Arc::new(cfg.create_with_context(ProducerContext { auth: auth.clone() })?);
+        cache.insert(creds.clone(), (Arc::downgrade(&p), auth.clone()));
+        Ok(ProducerHandle(p, auth))
+    }
+
+    /// True once Kafka refused the proxy's own credentials.
+    pub fn credentials_refused(&self) -> bool {
+        self.inner.producer.1.seen()
     }
 
     /// Waits for everything handed to the producer to be acknowledged, up to `timeout`.
     pub async fn flush(&self, timeout: Duration) {
         let kafka = self.clone();
-        let _ = tokio::task::spawn_blocking(move || kafka.inner.producer.flush(timeout)).await;
+        let _ = tokio::task::spawn_blocking(move || kafka.inner.producer.0.flush(timeout)).await;
     }
 
     /// Number of partitions of `topic`, or `None` when it does not exist.
@@ -182,7 +325,7 @@ impl Kafka {
         let kafka = self.clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            let md = kafka.inner.producer.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+            let md = kafka.inner.producer.0.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
             let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
                 return Ok(None);
             };
@@ -202,7 +345,7 @@ impl Kafka {
     pub async fn brokers(&self, timeout: Duration) -> Result<Vec<BrokerInfo>, KafkaError> {
         let kafka = self.clone();
         tokio::task::spawn_blocking(move || {
-            let md = kafka.inner.producer.client().fetch_metadata(None, timeout)?;
+            let md = kafka.inner.producer.0.client().fetch_metadata(None, timeout)?;
             Ok(md
                 .brokers()
                 .iter()
@@ -214,8 +357,20 @@ impl Kafka {
     }
 
     /// A consumer for one socket, subscribed to its topic; `lag` receives its consumer lag.
-    pub async fn consumer(&self, params: &ConsumerParams, lag: Arc<AtomicI64>) -> Result<SocketConsumer, KafkaError> {
-        let mut cfg = self.inner.base.clone();
+    pub async fn consumer(
+        &self,
+        params: &ConsumerParams,
+        creds: Option<&KafkaCredentials>,
+        lag: Arc<AtomicI64>,
+    ) -> Result<SocketConsumer, KafkaError> {
+        let mut cfg = match creds {
+            None => self.inner.base.clone(),
+            Some(c) => {
+                let mut cfg = self.inner.anonymous.clone();
+                cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
+                cfg
+            }
+        };
         cfg.set("group.id", &params.group_id)
             .set("client.id", &params.client_id)
             // Offsets are stored only after a record was written to the socket, so even
@@ -242,8 +397,24 @@ impl Kafka {
                 .await
                 .expect("start-offset task never panics")?;
         }
-        let context = SocketConsumerContext { topic: params.topic.clone(), lag };
+        let context = SocketConsumerContext { topic: params.topic.clone(), lag, auth: AuthFailure::default() };
         let consumer: SocketConsumer = cfg.create_with_context(context)?;
+        if creds.is_some() {
+            let (consumer, topic) = (consumer, params.topic.clone());
+            let (consumer, probed) = tokio::task::spawn_blocking(move || {
+                let r = probe_topic(consumer.client(), &topic, &consumer.context().auth);
+                (consumer, r)
+            })
+            .await
+            .expect("probe task never panics");
+            probed.map_err(|e| match e {
+                ProbeError::Unauthenticated(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::SaslAuthenticationFailed),
+                ProbeError::Forbidden(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed),
+                ProbeError::Unavailable(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure),
+            })?;
+            consumer.subscribe(&[&params.topic])?;
+            return Ok(consumer);
+        }
         consumer.subscribe(&[&params.topic])?;
         Ok(consumer)
     }
@@ -292,6 +463,7 @@ fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaE
 }
 
 /// The settings every client shares: bootstrap, security, timeouts.
+/// The one place where the seed's Java-named settings become librdkafka properties.
 fn base_config(config: &Config) -> ClientConfig {
     let k = &config.kafka;
     let mut cfg = ClientConfig::new();
@@ -300,6 +472,18 @@ fn base_config(config: &Config) -> ClientConfig {
         .set("socket.timeout.ms", k.request_timeout_ms.to_string())
         .set("retry.backoff.ms", k.retry_backoff_ms.to_string())
         .set("log.connection.close", "false");
+    if let Some(m) = &k.sasl_mechanism {
+        cfg.set("sasl.mechanism", m);
+    }
+    if k.security_protocol.ends_with("SSL") {
+        cfg.set("ssl.endpoint.identification.algorithm", if k.ssl_endpoint_identification { "https" } else { "none" });
+        if let Some(ca) = &k.ssl_ca_location {
+            cfg.set("ssl.ca.location", ca);
+        }
+        if let Some((location, password)) = &k.ssl_keystore {
+            cfg.set("ssl.keystore.location", location).set("ssl.keystore.password", &password.0);
+        }
+    }
     cfg
 }
 

@@ -3,6 +3,7 @@
 //! Module map (data flows socket → pipeline → kafka for produce, and back for consume):
 //! - [`config`] — the typed configuration tree from `WSPROXY_*` and flags.
 //! - [`app`] — wiring and lifecycle (start-up checks, serve, graceful shutdown).
+//! - [`auth`] — Basic authentication and per-socket Kafka credentials.
 //! - [`http`] — routes, WebSocket upgrades, pre-upgrade errors.
 //! - [`pipeline`] — one socket's produce or consume loop, commit stack, rate limit, close codes.
 //! - [`kafka`] — the only module that names rdkafka.
@@ -12,6 +13,7 @@
 //! The wire contract itself (frames, formats, parameters) lives in the `wsproxy-protocol` crate.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -21,6 +21,12 @@ pub enum ApiError {
     /// Kafka cannot be reached or answered with an error; details go to the log.
     #[error("{0}")]
     KafkaUnavailable(String),
+    /// Kafka refused the socket's own credentials.
+    #[error("{0}")]
+    KafkaUnauthenticated(String),
+    /// Kafka's ACLs do not let the socket's user use the topic.
+    #[error("{0}")]
+    KafkaForbidden(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -32,6 +38,8 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::KafkaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::KafkaUnauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::KafkaForbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::basic::{BasicAuth, BasicAuthError};
 use crate::config::Config;
 use crate::http::error::{json_response, message_body, ApiError};
 use crate::kafka::Kafka;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub sockets: TaskTracker,
     /// Set once start-up finished (Kafka reached, internal state loaded).
     pub started: Arc<AtomicBool>,
+    /// Basic authentication of clients, when configured.
+    pub basic_auth: Option<Arc<BasicAuth>>,
 }
 
 /// Builds the main router. Tests call it directly.
@@ -47,8 +50,33 @@ pub fn router(state: AppState) -> Router {
         .route("/socket/out", get(sockets::consume))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_auth))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+/// Basic authentication on every route, except the probes when
+/// `WSPROXY_SECURE_HEALTHCHECK_ENDPOINT=false`.
+async fn require_auth(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(auth) = &state.basic_auth else { return next.run(req).await };
+    let probe = matches!(req.uri().path(), "/healthcheck" | "/ready");
+    if probe && !state.config.server.secure_healthcheck {
+        return next.run(req).await;
+    }
+    match auth.check(req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            metrics::auth_failure(match e {
+                BasicAuthError::Missing => "basic_missing",
+                BasicAuthError::Invalid => "basic_invalid",
+            });
+            auth.challenge(e)
+        }
+    }
 }
 
 /// Counts requests by matched route (never the raw path) and status.

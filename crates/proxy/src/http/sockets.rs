@@ -7,19 +7,24 @@ use std::sync::Arc;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
+use rdkafka::error::RDKafkaErrorCode;
 use wsproxy_protocol::consume::RecordEncoder;
 use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
 use wsproxy_protocol::produce::RecordDecoder;
 
+use crate::auth::kafka_credentials;
 use crate::http::error::ApiError;
 use crate::http::AppState;
+use crate::kafka::ProbeError;
 use crate::pipeline::{consume, produce};
 
 /// `GET /socket/in`.
 pub async fn produce(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
@@ -35,7 +40,18 @@ pub async fn produce(
         ));
     }
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
     ensure_topic(&state, &p.topic).await?;
+    let producer = state.kafka.producer(creds.as_ref()).map_err(|e| {
+        tracing::warn!(error = %e, "could not create a producer");
+        ApiError::Internal(format!(
+            "An unexpected error occurred when trying to establish the WebSocket producer {} in session {}.",
+            p.client_id, p.client_id
+        ))
+    })?;
+    if creds.is_some() {
+        producer.probe(&p.topic).await.map_err(probe_error)?;
+    }
 
     let cfg = &state.config;
     let settings = produce::ProduceSettings {
@@ -46,7 +62,7 @@ pub async fn produce(
         max_frame_bytes: cfg.socket.max_frame_bytes,
         keep_alive: cfg.socket.keep_alive,
     };
-    let (kafka, shutdown, token) = (state.kafka.clone(), state.shutdown.clone(), state.sockets.token());
+    let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
     tracing::debug!(client_id = %p.client_id, topic = %p.topic, "producer socket opened");
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
         produce::run(socket, kafka, settings, shutdown).await;
@@ -59,16 +75,29 @@ pub async fn produce(
 pub async fn consume(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
     refuse_avro(p.socket_payload)?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
     ensure_topic(&state, &p.topic).await?;
 
     let lag = Arc::new(AtomicI64::new(0));
-    let consumer = state.kafka.consumer(&p, lag.clone()).await.map_err(|e| {
+    let consumer = state.kafka.consumer(&p, creds.as_ref(), lag.clone()).await.map_err(|e| {
+        match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                return probe_error(ProbeError::Unauthenticated(
+                    "Authentication failed: invalid Kafka credentials".into(),
+                ))
+            }
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                return probe_error(ProbeError::Forbidden(format!("Not authorized to access topics: [{}]", p.topic)))
+            }
+            _ => {}
+        }
         tracing::warn!(error = %e, group = %p.group_id, "could not create a consumer");
         ApiError::Internal(format!(
             "An unexpected error occurred when trying to establish the WebSocket consumer {} in session {}.",
@@ -98,6 +127,17 @@ pub async fn consume(
         tracing::debug!(client_id = %p.client_id, "consumer socket closed");
         drop(token);
     }))
+}
+
+fn probe_error(e: ProbeError) -> ApiError {
+    match e {
+        ProbeError::Unauthenticated(m) => ApiError::KafkaUnauthenticated(m),
+        ProbeError::Forbidden(m) => ApiError::KafkaForbidden(m),
+        ProbeError::Unavailable(m) => {
+            tracing::warn!(reason = %m, "Kafka did not answer the credential probe");
+            ApiError::KafkaUnavailable("Kafka is not reachable with the socket's credentials.".to_owned())
+        }
+    }
 }
 
 /// Applies the configured WebSocket limits (tungstenite's defaults are unbounded).

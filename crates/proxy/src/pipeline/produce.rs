@@ -20,7 +20,7 @@ use wsproxy_protocol::produce::{
 };
 use wsproxy_protocol::ErrorCode;
 
-use crate::kafka::{delivered, Ack, EnqueueError, Kafka, RecordFailure};
+use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
 use crate::pipeline::close;
 use crate::telemetry::metrics::{self, Direction, SocketMetrics};
 
@@ -53,7 +53,7 @@ type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
 type RecordResult = (Option<String>, usize, Result<Ack, FrameError>);
 
 /// Runs the socket until the client closes it, the connection fails, or the server shuts down.
-pub async fn run<S>(socket: S, kafka: Kafka, settings: ProduceSettings, shutdown: CancellationToken)
+pub async fn run<S>(socket: S, kafka: ProducerHandle, settings: ProduceSettings, shutdown: CancellationToken)
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
@@ -182,7 +182,7 @@ fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings
 }
 
 /// Hands a frame's records to Kafka and returns the future of its answer.
-async fn submit(kafka: &Kafka, topic: &str, frame: ProduceFrame) -> (Pending, usize, usize) {
+async fn submit(kafka: &ProducerHandle, topic: &str, frame: ProduceFrame) -> (Pending, usize, usize) {
     match frame {
         ProduceFrame::Single(outcome) => {
             let (fut, bytes) = enqueue(kafka, topic, outcome).await;
@@ -217,7 +217,7 @@ async fn submit(kafka: &Kafka, topic: &str, frame: ProduceFrame) -> (Pending, us
 type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
 
 /// Enqueues one record, waiting while librdkafka's queue is full (backpressure).
-async fn enqueue(kafka: &Kafka, topic: &str, outcome: RecordOutcome) -> (RecordFuture, usize) {
+async fn enqueue(kafka: &ProducerHandle, topic: &str, outcome: RecordOutcome) -> (RecordFuture, usize) {
     let record = match outcome {
         Ok(r) => r,
         Err(e) => {

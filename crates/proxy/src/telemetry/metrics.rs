@@ -169,6 +169,11 @@ pub fn produce_ack(latency: Duration) {
     }
 }
 
+/// A request refused for its credentials; `reason` is a fixed word, never the credential.
+pub fn auth_failure(reason: &'static str) {
+    counter!("wsproxy_auth_failures_total", "reason" => reason).increment(1);
+}
+
 /// One HTTP request on the main listener (route is the matched path, never the raw URL).
 pub fn http_request(route: &str, status: u16) {
     counter!("wsproxy_http_requests_total", "route" => route.to_owned(), "status" => status.to_string()).increment(1);

@@ -162,7 +162,8 @@ impl Proxy {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("proxy exited with {status} during start:\n{}", self.log_text());
             }
-            if let Ok((200, _, _)) = http(self.port, "GET", "/healthcheck", &[]).await {
+            // Any answer means it listens (with auth on, /healthcheck answers 401).
+            if let Ok((200 | 401, _, _)) = http(self.port, "GET", "/healthcheck", &[]).await {
                 return;
             }
             assert!(Instant::now() < deadline, "proxy did not start in 30 s:\n{}", self.log_text());

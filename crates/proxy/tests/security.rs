@@ -1,0 +1,202 @@
+//! Security end to end: Basic auth on every endpoint, the proxy on the broker's SASL and SSL
+//! listeners, per-socket Kafka credentials with ACLs, and no secret in any log line.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const BASIC: [(&str, &str); 4] = [
+    ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+    ("WSPROXY_BASIC_AUTH_REALM", "Test Server"),
+    ("WSPROXY_BASIC_AUTH_USERNAME", "wsuser"),
+    ("WSPROXY_BASIC_AUTH_PASSWORD", "ws-basic-secret"),
+];
+
+fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", BASE64.encode(format!("{user}:{pass}")))
+}
+
+fn sasl_env(mechanism: &'static str, user: &str, pass: &str) -> Vec<(&'static str, String)> {
+    let module = if mechanism == "PLAIN" { "plain.PlainLoginModule" } else { "scram.ScramLoginModule" };
+    vec![
+        ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "127.0.0.1:9093".to_owned()),
+        ("WSPROXY_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
+        ("WSPROXY_KAFKA_SASL_MECHANISM", mechanism.to_owned()),
+        (
+            "WSPROXY_KAFKA_SASL_JAAS_CFG",
+            format!("org.apache.kafka.common.security.{module} required username=\"{user}\" password=\"{pass}\";"),
+        ),
+    ]
+}
+
+async fn connect_with(url: &str, headers: &[(&'static str, String)]) -> Result<Ws, (u16, String)> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("connect {url}: {e}"),
+    }
+}
+
+fn message(body: &str) -> String {
+    serde_json::from_str::<Value>(body).unwrap()["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn basic_auth_guards_sockets_and_http_endpoints() {
+    let proxy = Proxy::start(&BASIC).await;
+    let topic = unique("basic");
+    create_topic(&topic, 1).await;
+    let good = basic("wsuser", "ws-basic-secret");
+    for path in ["/healthcheck", "/metrics", "/kafka/cluster/info"] {
+        let (status, headers, body) = http(proxy.port, "GET", path, &[]).await.unwrap();
+        assert_eq!(status, 401, "{path}");
+        let challenge = headers.iter().find(|(k, _)| k == "www-authenticate").map(|(_, v)| v.as_str());
+        assert_eq!(challenge, Some("Basic realm=\"Test Server\",charset=UTF-8"));
+        assert_eq!(message(&body), "The resource requires authentication, which was not supplied with the request");
+        let (status, _, body) =
+            http(proxy.port, "GET", path, &[("Authorization", &basic("wsuser", "nope"))]).await.unwrap();
+        assert_eq!((status, message(&body).as_str()), (401, "The supplied authentication is invalid"), "{path}");
+        let (status, _, _) = http(proxy.port, "GET", path, &[("Authorization", &good)]).await.unwrap();
+        assert_eq!(status, 200, "{path}");
+    }
+    let url = proxy.url(&format!("/socket/in?clientId=b&topic={topic}"));
+    assert_eq!(connect_with(&url, &[]).await.err().map(|e| e.0), Some(401));
+    assert_eq!(connect_with(&url, &[("Authorization", basic("wsuser", "x"))]).await.err().map(|e| e.0), Some(401));
+    let mut ws = connect_with(&url, &[("Authorization", good.clone())]).await.unwrap();
+    send(&mut ws, record(None, "authorised", None)).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 0);
+    let out = proxy.url(&format!("/socket/out?clientId=b&topic={topic}"));
+    assert_eq!(connect_with(&out, &[]).await.err().map(|e| e.0), Some(401));
+
+    // The probes can be opened for orchestrators.
+    let mut env = BASIC.to_vec();
+    env.push(("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT", "false"));
+    let open = Proxy::start(&env).await;
+    assert_eq!(http(open.port, "GET", "/healthcheck", &[]).await.unwrap().0, 200);
+    assert_eq!(http(open.port, "GET", "/ready", &[]).await.unwrap().0, 200);
+    assert_eq!(http(open.port, "GET", "/metrics", &[]).await.unwrap().0, 401);
+}
+
+#[tokio::test]
+async fn proxy_runs_on_the_sasl_listener_with_plain_and_scram() {
+    for mechanism in ["PLAIN", "SCRAM-SHA-512"] {
+        let env = sasl_env(mechanism, "admin", "admin-secret");
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let proxy = Proxy::start(&env).await;
+        let topic = unique("sasl");
+        create_topic(&topic, 1).await;
+        let mut ws = connect(&proxy.url(&format!("/socket/in?clientId=s&topic={topic}"))).await;
+        send(&mut ws, record(None, mechanism, None)).await;
+        assert_eq!(recv_json(&mut ws).await["offset"], 0, "{mechanism}");
+        let mut out = connect(&proxy.url(&format!("/socket/out?clientId=s&topic={topic}"))).await;
+        assert_eq!(recv_json(&mut out).await["value"]["value"], mechanism);
+        assert!(!proxy.log_text().contains("admin-secret"));
+    }
+}
+
+#[tokio::test]
+async fn wrong_proxy_credentials_stop_the_start_with_a_clear_error() {
+    let t0 = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .env_clear()
+        .envs(sasl_env("SCRAM-SHA-512", "admin", "wrong-password-123"))
+        .env("WSPROXY_PORT", free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused the proxy's credentials"), "{err}");
+    assert!(err.contains("SASL_PLAINTEXT") && err.contains("SCRAM-SHA-512"), "{err}");
+    assert!(!err.contains("wrong-password-123"), "the password leaked: {err}");
+    assert!(t0.elapsed() < Duration::from_secs(60), "took {:?}", t0.elapsed());
+}
+
+#[tokio::test]
+async fn proxy_runs_on_the_ssl_listener_with_a_pem_truststore() {
+    let ca = project_root().join(".cache/kafka/tls/ca.pem");
+    let ca = ca.to_str().unwrap();
+    let proxy = Proxy::start(&[
+        ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "127.0.0.1:9094"),
+        ("WSPROXY_KAFKA_SECURITY_PROTOCOL", "SSL"),
+        ("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION", ca),
+    ])
+    .await;
+    let topic = unique("ssl");
+    create_topic(&topic, 1).await;
+    let mut ws = connect(&proxy.url(&format!("/socket/in?clientId=t&topic={topic}"))).await;
+    send(&mut ws, record(None, "over tls", None)).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 0);
+    let mut out = connect(&proxy.url(&format!("/socket/out?clientId=t&topic={topic}"))).await;
+    assert_eq!(recv_json(&mut out).await["value"]["value"], "over tls");
+
+    // A truststore librdkafka cannot read is a configuration error, before any port is bound.
+    let p12 = project_root().join(".cache/kafka/tls/broker.p12");
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .env_clear()
+        .env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "127.0.0.1:9094")
+        .env("WSPROXY_KAFKA_SECURITY_PROTOCOL", "SSL")
+        .env("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION", p12.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not PEM"));
+}
+
+#[tokio::test]
+async fn per_socket_kafka_credentials_apply_the_users_acls() {
+    let env = sasl_env("PLAIN", "admin", "admin-secret");
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("RUST_LOG", "debug"));
+    let proxy = Proxy::start(&env).await;
+    let other = unique("acl-denied");
+    create_topic(&other, 1).await;
+    let alice = vec![("X-Kafka-Auth", BASE64.encode("alice:alice-secret"))];
+
+    // alice may write acl-ok.
+    let mut ws = connect_with(&proxy.url("/socket/in?clientId=alice&topic=acl-ok"), &alice).await.unwrap();
+    send(&mut ws, record(None, "from alice", Some("a1"))).await;
+    let r = recv_json(&mut ws).await;
+    assert!(r["offset"].is_number(), "{r}");
+    // ... but not another topic: 403 before the upgrade.
+    let (status, body) = connect_with(&proxy.url(&format!("/socket/in?clientId=alice&topic={other}")), &alice)
+        .await
+        .expect_err("refused");
+    assert_eq!(status, 403, "{body}");
+    assert!(message(&body).contains("Not authorized"), "{body}");
+    let (status, _) =
+        connect_with(&proxy.url(&format!("/socket/out?clientId=alice&topic={other}")), &alice).await.err().unwrap();
+    assert_eq!(status, 403);
+    // Wrong password: 401. A malformed header: 400.
+    let bad = vec![("X-Kafka-Auth", BASE64.encode("alice:not-her-password"))];
+    let (status, _) = connect_with(&proxy.url("/socket/in?clientId=alice&topic=acl-ok"), &bad).await.err().unwrap();
+    assert_eq!(status, 401);
+    let junk = vec![("X-Kafka-Auth", "%%%".to_owned())];
+    let (status, body) = connect_with(&proxy.url("/socket/in?clientId=alice&topic=acl-ok"), &junk).await.err().unwrap();
+    assert_eq!((status, message(&body).as_str()), (400, "The X-Kafka-Auth header must be base64(username:password)."));
+    // Other sockets are unaffected: the proxy's own principal still writes `other`.
+    let mut admin = connect(&proxy.url(&format!("/socket/in?clientId=admin&topic={other}"))).await;
+    send(&mut admin, record(None, "from the proxy", None)).await;
+    assert_eq!(recv_json(&mut admin).await["offset"], 0);
+    send(&mut ws, record(None, "alice again", None)).await;
+    assert!(recv_json(&mut ws).await["offset"].is_number());
+
+    // No secret in the (debug) log of the whole run.
+    let log = proxy.log_text();
+    for secret in ["admin-secret", "alice-secret", "not-her-password", &BASE64.encode("alice:alice-secret")] {
+        assert!(!log.contains(secret), "{secret} appears in the log");
+    }
+}
