@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::basic::BasicAuth;
 use crate::config::Config;
-use crate::http::{router, AppState};
+use crate::http::{router, tls, AppState};
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
 
@@ -33,11 +35,16 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A started proxy: its address and a handle to stop it.
 pub struct Running {
+    /// The plain listener, or the TLS one with `WSPROXY_SSL_ONLY`.
     pub addr: SocketAddr,
+    /// The TLS listener, when enabled.
+    pub tls_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
 }
@@ -61,9 +68,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let kafka = Kafka::new(&config)?;
     wait_for_kafka(&kafka, &config).await?;
 
-    let addr = SocketAddr::new(config.server.bind_interface, config.server.port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(StartError::Serve)?;
+    let tls = match &config.server.tls {
+        None => None,
+        Some(t) => {
+            let server = tls::server_config(&t.certificate_pem, &t.private_key_pem).map_err(StartError::Tls)?;
+            let addr = SocketAddr::new(t.bind_interface, t.port);
+            let tcp = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+            Some(tls::TlsListener::new(tcp, server).map_err(StartError::Serve)?)
+        }
+    };
+    let tls_addr = tls.as_ref().map(axum::serve::Listener::local_addr).transpose().map_err(StartError::Serve)?;
+    let listener = if config.server.tls.as_ref().is_some_and(|t| t.only) {
+        None
+    } else {
+        let addr = SocketAddr::new(config.server.bind_interface, config.server.port);
+        Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?)
+    };
+    let addr = match &listener {
+        Some(l) => l.local_addr().map_err(StartError::Serve)?,
+        None => tls_addr.expect("TLS-only has a TLS listener"),
+    };
     let shutdown = CancellationToken::new();
     let state = AppState {
         config: config.clone(),
@@ -87,17 +111,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     });
     let task = tokio::spawn(async move {
-        // Results and records are small frames: Nagle's algorithm would hold them back.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
+        let plain = listener.map(|l| {
+            // Results and records are small frames: Nagle's algorithm would hold them back.
+            let l = l.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            tokio::spawn(
+                axum::serve(l, app.clone()).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
+            )
         });
-        let serve = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
-        let served = serve.await.map_err(StartError::Serve);
+        let secure = tls.map(|l| {
+            tokio::spawn(
+                axum::serve(l, app.clone()).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
+            )
+        });
+        let mut served = Ok(());
+        for handle in [plain, secure].into_iter().flatten() {
+            if let Ok(Err(e)) = handle.await {
+                served = Err(StartError::Serve(e));
+            }
+        }
         drain(&state, &kafka).await;
         served
     });
-    tracing::info!(%addr, server_id = %config.server.server_id, bootstrap = %config.kafka.bootstrap_hosts, "listening");
-    Ok(Running { addr, shutdown, task })
+    tracing::info!(%addr, tls = ?tls_addr, server_id = %config.server.server_id, bootstrap = %config.kafka.bootstrap_hosts, "listening");
+    Ok(Running { addr, tls_addr, shutdown, task })
 }
 
 /// Waits for open sockets to close (they answer in-flight records first), then flushes.

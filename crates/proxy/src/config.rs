@@ -48,6 +48,19 @@ pub struct ServerConfig {
     pub basic_auth: Option<BasicAuthConfig>,
     /// Whether `/healthcheck` and `/ready` require authentication too.
     pub secure_healthcheck: bool,
+    /// The HTTPS/WSS listener, when enabled.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `WSPROXY_SSL_*`: the TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub bind_interface: IpAddr,
+    pub port: u16,
+    /// Serve only TLS (no plain listener).
+    pub only: bool,
+    pub certificate_pem: String,
+    pub private_key_pem: String,
 }
 
 /// `WSPROXY_BASIC_AUTH_*`: one user for every endpoint.
@@ -158,6 +171,13 @@ pub const ENV_VARS: &[EnvVar] = &[
     EnvVar { name: "WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION", default: "", help: "PKCS#12 client keystore" },
     EnvVar { name: "WSPROXY_KAFKA_SSL_KEYSTORE_PASS", default: "", help: "keystore password (secret)" },
     EnvVar { name: "WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO", default: "", help: "'https' checks broker host names" },
+    EnvVar { name: "WSPROXY_SSL_ENABLED", default: "false", help: "serve HTTPS/WSS" },
+    EnvVar { name: "WSPROXY_SSL_ONLY", default: "false", help: "no plain listener" },
+    EnvVar { name: "WSPROXY_SSL_BIND_INTERFACE", default: "", help: "TLS listener address (default: bind interface)" },
+    EnvVar { name: "WSPROXY_SSL_PORT", default: "", help: "TLS listener port (required with SSL)" },
+    EnvVar { name: "WSPROXY_SSL_CERTIFICATE_LOCATION", default: "", help: "PEM certificate chain" },
+    EnvVar { name: "WSPROXY_SSL_PRIVATE_KEY_LOCATION", default: "", help: "PEM private key" },
+    EnvVar { name: "WSPROXY_SSL_KEYSTORE_LOCATION", default: "", help: "PKCS#12 keystore (not read: export PEM)" },
     EnvVar { name: "WSPROXY_BASIC_AUTH_ENABLED", default: "false", help: "HTTP Basic auth for every endpoint" },
     EnvVar { name: "WSPROXY_BASIC_AUTH_REALM", default: "", help: "realm of the Basic challenge" },
     EnvVar { name: "WSPROXY_BASIC_AUTH_USERNAME", default: "", help: "the one Basic auth user" },
@@ -359,6 +379,46 @@ impl Config {
         } else {
             None
         };
+        let tls = if r.boolean("WSPROXY_SSL_ENABLED") {
+            let port_raw = r.string("WSPROXY_SSL_PORT");
+            let port = port_raw.parse::<u16>().unwrap_or_else(|_| {
+                r.errors.push(format!(
+                    "WSPROXY_SSL_PORT: '{port_raw}' is not a port; required when WSPROXY_SSL_ENABLED=true"
+                ));
+                0
+            });
+            let ssl_bind = r.string("WSPROXY_SSL_BIND_INTERFACE");
+            let bind = if ssl_bind.is_empty() {
+                bind_interface
+            } else {
+                ssl_bind.parse().unwrap_or_else(|_| {
+                    r.errors.push(format!("WSPROXY_SSL_BIND_INTERFACE: '{ssl_bind}' is not an IP address"));
+                    bind_interface
+                })
+            };
+            let (cert, key) =
+                (r.string("WSPROXY_SSL_CERTIFICATE_LOCATION"), r.string("WSPROXY_SSL_PRIVATE_KEY_LOCATION"));
+            let keystore = r.string("WSPROXY_SSL_KEYSTORE_LOCATION");
+            if cert.is_empty() || key.is_empty() {
+                r.errors.push(if keystore.is_empty() {
+                    "WSPROXY_SSL_CERTIFICATE_LOCATION, WSPROXY_SSL_PRIVATE_KEY_LOCATION: required when WSPROXY_SSL_ENABLED=true".to_owned()
+                } else {
+                    format!("WSPROXY_SSL_KEYSTORE_LOCATION: PKCS#12 keystores are not read yet; export PEM (openssl pkcs12 -in {keystore} -nokeys -out cert.pem; openssl pkcs12 -in {keystore} -nocerts -nodes -out key.pem) and set WSPROXY_SSL_CERTIFICATE_LOCATION and WSPROXY_SSL_PRIVATE_KEY_LOCATION")
+                });
+            } else {
+                for (name, path) in
+                    [("WSPROXY_SSL_CERTIFICATE_LOCATION", &cert), ("WSPROXY_SSL_PRIVATE_KEY_LOCATION", &key)]
+                {
+                    if std::fs::metadata(path).is_err() {
+                        r.errors.push(format!("{name}: cannot read '{path}'"));
+                    }
+                }
+            }
+            let only = r.boolean("WSPROXY_SSL_ONLY");
+            Some(TlsConfig { bind_interface: bind, port, only, certificate_pem: cert, private_key_pem: key })
+        } else {
+            None
+        };
         let sasl_mechanism =
             Some(r.string("WSPROXY_KAFKA_SASL_MECHANISM").to_ascii_uppercase()).filter(|m| !m.is_empty());
         if let Some(m) = &sasl_mechanism {
@@ -432,6 +492,7 @@ impl Config {
                 shutdown_grace: r.duration("WSPROXY_SHUTDOWN_GRACE_PERIOD"),
                 basic_auth,
                 secure_healthcheck: r.boolean("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT"),
+                tls,
             },
             kafka: KafkaConfig {
                 bootstrap_hosts,

@@ -200,3 +200,62 @@ async fn per_socket_kafka_credentials_apply_the_users_acls() {
         assert!(!log.contains(secret), "{secret} appears in the log");
     }
 }
+
+#[tokio::test]
+async fn tls_listener_serves_https_and_wss_to_real_clients() {
+    let tls_dir = project_root().join(".cache/kafka/tls");
+    let (cert, key, ca) = (tls_dir.join("broker.pem"), tls_dir.join("broker.key"), tls_dir.join("ca.pem"));
+    let tls_port = free_port().to_string();
+    let proxy = Proxy::start(&[
+        ("WSPROXY_SSL_ENABLED", "true"),
+        ("WSPROXY_SSL_PORT", &tls_port),
+        ("WSPROXY_SSL_CERTIFICATE_LOCATION", cert.to_str().unwrap()),
+        ("WSPROXY_SSL_PRIVATE_KEY_LOCATION", key.to_str().unwrap()),
+    ])
+    .await;
+    let topic = unique("tls");
+    create_topic(&topic, 1).await;
+    // curl verifies the chain against the test CA.
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert", ca.to_str().unwrap(), &format!("https://127.0.0.1:{tls_port}/healthcheck")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{ \"response\": \"I'm healthy\" }", "{out:?}");
+    // Python's websockets produces over wss://.
+    let script = r#"
+import asyncio, ssl, sys, websockets
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+async def main():
+    async with websockets.connect(sys.argv[1], ssl=ctx) as s:
+        await s.send('{"value":{"value":"over wss","format":"string"},"messageId":"t1"}')
+        print(await s.recv())
+asyncio.run(main())
+"#;
+    let url = format!("wss://127.0.0.1:{tls_port}/socket/in?clientId=tls&topic={topic}");
+    let out = Command::new(project_root().join(".venv/bin/python"))
+        .args(["-c", script, &url, ca.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((result["clientMessageId"].as_str(), result["offset"].as_i64()), (Some("t1"), Some(0)));
+    assert_eq!(read_back(&topic, 1, "raw", "string")[0]["value"], "over wss");
+    // A client that does not trust the CA is refused; the plain listener still serves.
+    let out =
+        Command::new("curl").args(["-sS", &format!("https://127.0.0.1:{tls_port}/healthcheck")]).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(http(proxy.port, "GET", "/healthcheck", &[]).await.unwrap().0, 200);
+
+    // Missing key file: a configuration error before binding.
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .env_clear()
+        .env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", bootstrap())
+        .env("WSPROXY_SSL_ENABLED", "true")
+        .env("WSPROXY_SSL_PORT", free_port().to_string())
+        .env("WSPROXY_SSL_CERTIFICATE_LOCATION", cert.to_str().unwrap())
+        .env("WSPROXY_SSL_PRIVATE_KEY_LOCATION", "/nonexistent/key.pem")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WSPROXY_SSL_PRIVATE_KEY_LOCATION"));
+}

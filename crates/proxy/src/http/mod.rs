@@ -5,6 +5,7 @@
 
 pub mod error;
 mod sockets;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
