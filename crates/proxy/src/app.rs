@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use std::future::IntoFuture;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::basic::BasicAuth;
 use crate::config::Config;
-use crate::http::{router, tls, AppState};
+use crate::http::{router, tls, AppState, Peer};
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
 
@@ -112,17 +111,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     let task = tokio::spawn(async move {
         let plain = listener.map(|l| {
-            // Results and records are small frames: Nagle's algorithm would hold them back.
-            let l = l.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
             tokio::spawn(
-                axum::serve(l, app.clone()).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
+                axum::serve(tls::PlainListener(l), app.clone().into_make_service_with_connect_info::<Peer>())
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future(),
             )
         });
         let secure = tls.map(|l| {
             tokio::spawn(
-                axum::serve(l, app.clone()).with_graceful_shutdown(stop.clone().cancelled_owned()).into_future(),
+                axum::serve(l, app.clone().into_make_service_with_connect_info::<Peer>())
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .into_future(),
             )
         });
         let mut served = Ok(());

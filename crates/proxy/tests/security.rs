@@ -82,6 +82,7 @@ async fn basic_auth_guards_sockets_and_http_endpoints() {
     let out = proxy.url(&format!("/socket/out?clientId=b&topic={topic}"));
     assert_eq!(connect_with(&out, &[]).await.err().map(|e| e.0), Some(401));
 
+    assert!(!proxy.log_text().contains("ws-basic-secret"));
     // The probes can be opened for orchestrators.
     let mut env = BASIC.to_vec();
     env.push(("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT", "false"));
@@ -194,8 +195,17 @@ async fn per_socket_kafka_credentials_apply_the_users_acls() {
     send(&mut ws, record(None, "alice again", None)).await;
     assert!(recv_json(&mut ws).await["offset"].is_number());
 
-    // No secret in the (debug) log of the whole run.
+    // One line per socket opened and closed, with who, where and how it ended.
+    ws.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let log = proxy.log_text();
+    let closed =
+        log.lines().find(|l| l.contains("socket closed") && l.contains("client_id=alice")).expect("close line");
+    for field in ["direction=in", "topic=acl-ok", "remote=127.0.0.1:", "duration_ms=", "records=2", "close_code=1000"] {
+        assert!(closed.contains(field), "{field} missing in: {closed}");
+    }
+    assert!(log.lines().any(|l| l.contains("socket opened") && l.contains("client_id=alice")));
+    // No secret in the (debug) log of the whole run.
     for secret in ["admin-secret", "alice-secret", "not-her-password", &BASE64.encode("alice:alice-secret")] {
         assert!(!log.contains(secret), "{secret} appears in the log");
     }

@@ -189,3 +189,15 @@ async fn demo_mode_produces_and_consumes_without_a_broker() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains(&format!("ws://127.0.0.1:{port}/socket/in?clientId=demo&topic=demo")), "{printed}");
 }
+
+#[tokio::test]
+async fn json_log_format_writes_one_object_per_line() {
+    let proxy = Proxy::start(&[("WS_PROXY_USE_JSON_LOG_FORMAT", "true")]).await;
+    let log = proxy.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+    }
+}

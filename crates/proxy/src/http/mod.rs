@@ -25,6 +25,22 @@ use crate::http::error::{json_response, message_body, ApiError};
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
 
+/// The remote address of a connection, on the plain and the TLS listener alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::PlainListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::PlainListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use rdkafka::error::RDKafkaErrorCode;
@@ -16,13 +16,15 @@ use wsproxy_protocol::produce::RecordDecoder;
 
 use crate::auth::kafka_credentials;
 use crate::http::error::ApiError;
-use crate::http::AppState;
+use crate::http::{AppState, Peer};
 use crate::kafka::ProbeError;
 use crate::pipeline::{consume, produce};
+use crate::telemetry::metrics::SocketIdentity;
 
 /// `GET /socket/in`.
 pub async fn produce(
     State(state): State<AppState>,
+    ConnectInfo(Peer(remote)): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -61,12 +63,11 @@ pub async fn produce(
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
         keep_alive: cfg.socket.keep_alive,
+        identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
     };
     let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
-    tracing::debug!(client_id = %p.client_id, topic = %p.topic, "producer socket opened");
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
         produce::run(socket, kafka, settings, shutdown).await;
-        tracing::debug!(client_id = %p.client_id, "producer socket closed");
         drop(token);
     }))
 }
@@ -74,6 +75,7 @@ pub async fn produce(
 /// `GET /socket/out`.
 pub async fn consume(
     State(state): State<AppState>,
+    ConnectInfo(Peer(remote)): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -119,12 +121,11 @@ pub async fn consume(
             .commit_auto_enabled
             .then_some((cfg.consumer.commit_auto_interval, cfg.consumer.commit_auto_max_age)),
         keep_alive: cfg.socket.keep_alive,
+        identity: SocketIdentity { client_id: p.client_id.clone(), group: Some(p.group_id.clone()), remote },
     };
     let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
-    tracing::debug!(client_id = %p.client_id, group = %p.group_id, topic = %p.topic, "consumer socket opened");
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
         consume::run(socket, consumer, lag, settings, shutdown).await;
-        tracing::debug!(client_id = %p.client_id, "consumer socket closed");
         drop(token);
     }))
 }

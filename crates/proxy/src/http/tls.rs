@@ -1,4 +1,5 @@
-//! The TLS listener (`WSPROXY_SSL_*`): rustls with the ring provider, PEM certificate chain and
+//! The listeners. The plain one sets `TCP_NODELAY` (results and records are small frames that
+//! Nagle's algorithm would hold back). The TLS one (`WSPROXY_SSL_*`): rustls with the ring provider, PEM certificate chain and
 //! private key. Handshakes run in their own tasks with a timeout, so a slow or silent client
 //! never blocks other connections from being accepted.
 
@@ -95,5 +96,23 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+/// The plain listener: `TCP_NODELAY` on every connection.
+pub struct PlainListener(pub TcpListener);
+
+impl axum::serve::Listener for PlainListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = stream.set_nodelay(true);
+        (stream, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
     }
 }

@@ -27,7 +27,7 @@ use crate::kafka::SocketConsumer;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::rate_limit::RateLimit;
-use crate::telemetry::metrics::{Direction, SocketMetrics};
+use crate::telemetry::metrics::{Direction, SocketIdentity, SocketMetrics};
 
 /// Frames written between two flushes when records are sent one per frame.
 const MAX_FRAMES_PER_FLUSH: usize = 256;
@@ -46,6 +46,7 @@ pub struct ConsumeSettings {
     /// Commit records of a manual-commit socket once they are this old.
     pub commit_max_age: Option<(Duration, Duration)>,
     pub keep_alive: Duration,
+    pub identity: SocketIdentity,
 }
 
 /// A rendered record (or record error) and where it came from.
@@ -69,7 +70,7 @@ pub async fn run<S>(
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
-    let mut stats = SocketMetrics::open(Direction::Out, &settings.topic);
+    let mut stats = SocketMetrics::open(Direction::Out, &settings.topic, settings.identity.clone());
     // Next offsets per partition: stored (auto-commit) or committed by the client (manual).
     let mut progress: HashMap<i32, i64> = HashMap::new();
     let close_frame = {

@@ -22,7 +22,7 @@ use wsproxy_protocol::ErrorCode;
 
 use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
 use crate::pipeline::close;
-use crate::telemetry::metrics::{self, Direction, SocketMetrics};
+use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 /// Settings of one produce socket.
 #[derive(Clone)]
@@ -33,6 +33,7 @@ pub struct ProduceSettings {
     pub max_in_flight_bytes: usize,
     pub max_frame_bytes: usize,
     pub keep_alive: Duration,
+    pub identity: SocketIdentity,
 }
 
 /// A frame's answer once all its records are settled, with what it held in flight.
@@ -58,7 +59,7 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
-    let mut stats = SocketMetrics::open(Direction::In, &settings.topic);
+    let mut stats = SocketMetrics::open(Direction::In, &settings.topic, settings.identity.clone());
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let (mut in_flight_records, mut in_flight_bytes) = (0usize, 0usize);
     let mut keep_alive = interval(settings.keep_alive);

@@ -96,9 +96,23 @@ fn topic_label(topic: &str) -> String {
     OTHER_TOPIC.to_owned()
 }
 
-/// Pre-registered handles of one socket; dropping it counts the socket as closed.
+/// Who is on the other end of a socket, for its open and close log lines.
+#[derive(Debug, Clone)]
+pub struct SocketIdentity {
+    pub client_id: String,
+    /// The consumer group (consume sockets).
+    pub group: Option<String>,
+    pub remote: std::net::SocketAddr,
+}
+
+/// Pre-registered handles of one socket; dropping it counts the socket as closed and writes
+/// its close line (client, topic, remote address, duration, records, close code).
 pub struct SocketMetrics {
     direction: Direction,
+    identity: SocketIdentity,
+    opened: std::time::Instant,
+    records_moved: u64,
+    errors_sent: u64,
     topic: String,
     records: Counter,
     bytes: Counter,
@@ -108,8 +122,17 @@ pub struct SocketMetrics {
 }
 
 impl SocketMetrics {
-    /// Counts a socket as open.
-    pub fn open(direction: Direction, topic: &str) -> SocketMetrics {
+    /// Counts a socket as open and logs it.
+    pub fn open(direction: Direction, topic: &str, identity: SocketIdentity) -> SocketMetrics {
+        tracing::info!(
+            direction = %direction.label(),
+            client_id = %identity.client_id,
+            group = %identity.group.as_deref().unwrap_or("-"),
+            topic,
+            remote = %identity.remote,
+            "socket opened"
+        );
+        let full_topic = topic.to_owned();
         let topic = topic_label(topic);
         let dir = direction.label();
         gauge!("wsproxy_sockets_open", "direction" => dir).increment(1.0);
@@ -119,20 +142,26 @@ impl SocketMetrics {
             records: counter!("wsproxy_records_total", "direction" => dir, "topic" => topic.clone()),
             bytes: counter!("wsproxy_record_bytes_total", "direction" => dir, "topic" => topic.clone()),
             lag: gauge!("wsproxy_consumer_lag_records", "topic" => topic.clone()),
-            topic,
+            topic: full_topic,
+            identity,
+            opened: std::time::Instant::now(),
+            records_moved: 0,
+            errors_sent: 0,
             reported_lag: 0,
             close_code: 1006,
         }
     }
 
     /// Records that moved through the socket.
-    pub fn records(&self, n: u64, bytes: u64) {
+    pub fn records(&mut self, n: u64, bytes: u64) {
+        self.records_moved += n;
         self.records.increment(n);
         self.bytes.increment(bytes);
     }
 
     /// An error frame sent in place of a record.
-    pub fn error_frame(&self, code: &'static str) {
+    pub fn error_frame(&mut self, code: &'static str) {
+        self.errors_sent += 1;
         counter!("wsproxy_error_frames_total", "direction" => self.direction.label(), "code" => code).increment(1);
     }
 
@@ -156,6 +185,18 @@ impl SocketMetrics {
 impl Drop for SocketMetrics {
     fn drop(&mut self) {
         let dir = self.direction.label();
+        tracing::info!(
+            direction = %dir,
+            client_id = %self.identity.client_id,
+            group = %self.identity.group.as_deref().unwrap_or("-"),
+            topic = %self.topic,
+            remote = %self.identity.remote,
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            records = self.records_moved,
+            error_frames = self.errors_sent,
+            close_code = self.close_code,
+            "socket closed"
+        );
         gauge!("wsproxy_sockets_open", "direction" => dir).decrement(1.0);
         counter!("wsproxy_socket_closes_total", "direction" => dir, "code" => self.close_code.to_string()).increment(1);
         self.lag.decrement(self.reported_lag as f64);
