@@ -148,94 +148,366 @@ pub struct SocketConfig {
 /// One environment variable the proxy reads: its name and what it sets.
 pub struct EnvVar {
     pub name: &'static str,
+    /// The key in the `--config` TOML file (the Scala proxy's HOCON path under `kafka.ws.proxy`).
+    pub key: &'static str,
+    /// Never printed: `--print-config` shows `***`.
+    pub secret: bool,
     pub default: &'static str,
     pub help: &'static str,
 }
 
 /// Every environment variable, in one table (also printed by `--help-env`).
 pub const ENV_VARS: &[EnvVar] = &[
-    EnvVar { name: "WSPROXY_SERVER_ID", default: "node-1", help: "unique id of this node" },
-    EnvVar { name: "WSPROXY_BIND_INTERFACE", default: "0.0.0.0", help: "address of the main listener" },
-    EnvVar { name: "WSPROXY_PORT", default: "8078", help: "port of the main listener" },
+    EnvVar {
+        name: "WSPROXY_SERVER_ID",
+        key: "server.server-id",
+        secret: false,
+        default: "node-1",
+        help: "unique id of this node",
+    },
+    EnvVar {
+        name: "WSPROXY_BIND_INTERFACE",
+        key: "server.bind-interface",
+        secret: false,
+        default: "0.0.0.0",
+        help: "address of the main listener",
+    },
+    EnvVar {
+        name: "WSPROXY_PORT",
+        key: "server.port",
+        secret: false,
+        default: "8078",
+        help: "port of the main listener",
+    },
     EnvVar {
         name: "WSPROXY_SHUTDOWN_GRACE_PERIOD",
+        key: "server.shutdown-grace-period",
+        secret: false,
         default: "20 seconds",
         help: "max time to drain sockets on SIGTERM",
     },
-    EnvVar { name: "WSPROXY_KAFKA_BOOTSTRAP_HOSTS", default: "", help: "Kafka bootstrap servers (required)" },
-    EnvVar { name: "WSPROXY_KAFKA_SECURITY_PROTOCOL", default: "PLAINTEXT", help: "security.protocol" },
-    EnvVar { name: "WSPROXY_KAFKA_SASL_MECHANISM", default: "", help: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512" },
-    EnvVar { name: "WSPROXY_KAFKA_SASL_JAAS_CFG", default: "", help: "JAAS config with username/password (secret)" },
-    EnvVar { name: "WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION", default: "", help: "PEM file of trusted CAs" },
-    EnvVar { name: "WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS", default: "", help: "accepted; PEM needs none (secret)" },
-    EnvVar { name: "WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION", default: "", help: "PKCS#12 client keystore" },
-    EnvVar { name: "WSPROXY_KAFKA_SSL_KEYSTORE_PASS", default: "", help: "keystore password (secret)" },
-    EnvVar { name: "WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO", default: "", help: "'https' checks broker host names" },
-    EnvVar { name: "WSPROXY_SSL_ENABLED", default: "false", help: "serve HTTPS/WSS" },
-    EnvVar { name: "WSPROXY_SSL_ONLY", default: "false", help: "no plain listener" },
-    EnvVar { name: "WSPROXY_SSL_BIND_INTERFACE", default: "", help: "TLS listener address (default: bind interface)" },
-    EnvVar { name: "WSPROXY_SSL_PORT", default: "", help: "TLS listener port (required with SSL)" },
-    EnvVar { name: "WSPROXY_SSL_CERTIFICATE_LOCATION", default: "", help: "PEM certificate chain" },
-    EnvVar { name: "WSPROXY_SSL_PRIVATE_KEY_LOCATION", default: "", help: "PEM private key" },
-    EnvVar { name: "WSPROXY_SSL_KEYSTORE_LOCATION", default: "", help: "PKCS#12 keystore (not read: export PEM)" },
-    EnvVar { name: "WSPROXY_BASIC_AUTH_ENABLED", default: "false", help: "HTTP Basic auth for every endpoint" },
-    EnvVar { name: "WSPROXY_BASIC_AUTH_REALM", default: "", help: "realm of the Basic challenge" },
-    EnvVar { name: "WSPROXY_BASIC_AUTH_USERNAME", default: "", help: "the one Basic auth user" },
-    EnvVar { name: "WSPROXY_BASIC_AUTH_PASSWORD", default: "", help: "its password (secret)" },
-    EnvVar { name: "WSPROXY_SECURE_HEALTHCHECK_ENDPOINT", default: "true", help: "auth on /healthcheck and /ready" },
-    EnvVar { name: "WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS", default: "30000", help: "request.timeout.ms" },
-    EnvVar { name: "WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS", default: "100", help: "retry.backoff.ms" },
-    EnvVar { name: "WSPROXY_BROKER_RESOLUTION_RETRIES", default: "25", help: "start-up attempts to reach Kafka" },
-    EnvVar { name: "WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL", default: "1 second", help: "pause between attempts" },
-    EnvVar { name: "WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS", default: "120000", help: "delivery.timeout.ms" },
-    EnvVar { name: "WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE", default: "none", help: "none|gzip|snappy|lz4|zstd" },
-    EnvVar { name: "WSPROXY_KAFKA_PRODUCER_LINGER_MS", default: "5", help: "linger.ms of the shared producer" },
+    EnvVar {
+        name: "WSPROXY_KAFKA_BOOTSTRAP_HOSTS",
+        key: "kafka-client.bootstrap-hosts",
+        secret: false,
+        default: "",
+        help: "Kafka bootstrap servers (required)",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_SECURITY_PROTOCOL",
+        key: "kafka-client.properties.security.protocol",
+        secret: false,
+        default: "PLAINTEXT",
+        help: "security.protocol",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_SASL_MECHANISM",
+        key: "kafka-client.properties.sasl.mechanism",
+        secret: false,
+        default: "",
+        help: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_SASL_JAAS_CFG",
+        key: "kafka-client.properties.sasl.jaas.config",
+        secret: true,
+        default: "",
+        help: "JAAS config with username/password",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION",
+        key: "kafka-client.properties.ssl.truststore.location",
+        secret: false,
+        default: "",
+        help: "PEM file of trusted CAs",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS",
+        key: "kafka-client.properties.ssl.truststore.password",
+        secret: true,
+        default: "",
+        help: "accepted; PEM needs none",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION",
+        key: "kafka-client.properties.ssl.keystore.location",
+        secret: false,
+        default: "",
+        help: "PKCS#12 client keystore",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_SSL_KEYSTORE_PASS",
+        key: "kafka-client.properties.ssl.keystore.password",
+        secret: true,
+        default: "",
+        help: "keystore password",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO",
+        key: "kafka-client.properties.ssl.endpoint.identification.algorithm",
+        secret: false,
+        default: "",
+        help: "'https' checks broker host names",
+    },
+    EnvVar {
+        name: "WSPROXY_SSL_ENABLED",
+        key: "server.ssl.enabled",
+        secret: false,
+        default: "false",
+        help: "serve HTTPS/WSS",
+    },
+    EnvVar {
+        name: "WSPROXY_SSL_ONLY",
+        key: "server.ssl.ssl-only",
+        secret: false,
+        default: "false",
+        help: "no plain listener",
+    },
+    EnvVar {
+        name: "WSPROXY_SSL_BIND_INTERFACE",
+        key: "server.ssl.bind-interface",
+        secret: false,
+        default: "",
+        help: "TLS listener address (default: bind interface)",
+    },
+    EnvVar {
+        name: "WSPROXY_SSL_PORT",
+        key: "server.ssl.port",
+        secret: false,
+        default: "",
+        help: "TLS listener port (required with SSL)",
+    },
+    EnvVar {
+        name: "WSPROXY_SSL_CERTIFICATE_LOCATION",
+        key: "server.ssl.certificate-location",
+        secret: false,
+        default: "",
+        help: "PEM certificate chain",
+    },
+    EnvVar {
+        name: "WSPROXY_SSL_PRIVATE_KEY_LOCATION",
+        key: "server.ssl.private-key-location",
+        secret: false,
+        default: "",
+        help: "PEM private key",
+    },
+    EnvVar {
+        name: "WSPROXY_SSL_KEYSTORE_LOCATION",
+        key: "server.ssl.keystore-location",
+        secret: false,
+        default: "",
+        help: "PKCS#12 keystore (not read: export PEM)",
+    },
+    EnvVar {
+        name: "WSPROXY_BASIC_AUTH_ENABLED",
+        key: "server.basic-auth.enabled",
+        secret: false,
+        default: "false",
+        help: "HTTP Basic auth for every endpoint",
+    },
+    EnvVar {
+        name: "WSPROXY_BASIC_AUTH_REALM",
+        key: "server.basic-auth.realm",
+        secret: false,
+        default: "",
+        help: "realm of the Basic challenge",
+    },
+    EnvVar {
+        name: "WSPROXY_BASIC_AUTH_USERNAME",
+        key: "server.basic-auth.username",
+        secret: false,
+        default: "",
+        help: "the one Basic auth user",
+    },
+    EnvVar {
+        name: "WSPROXY_BASIC_AUTH_PASSWORD",
+        key: "server.basic-auth.password",
+        secret: true,
+        default: "",
+        help: "its password",
+    },
+    EnvVar {
+        name: "WSPROXY_SECURE_HEALTHCHECK_ENDPOINT",
+        key: "server.secure-health-check-endpoint",
+        secret: false,
+        default: "true",
+        help: "auth on /healthcheck and /ready",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS",
+        key: "kafka-client.properties.request.timeout.ms",
+        secret: false,
+        default: "30000",
+        help: "request.timeout.ms",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS",
+        key: "kafka-client.properties.retry.backoff.ms",
+        secret: false,
+        default: "100",
+        help: "retry.backoff.ms",
+    },
+    EnvVar {
+        name: "WSPROXY_BROKER_RESOLUTION_RETRIES",
+        key: "server.broker-resolution-retries",
+        secret: false,
+        default: "25",
+        help: "start-up attempts to reach Kafka",
+    },
+    EnvVar {
+        name: "WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL",
+        key: "server.broker-resolution-retry-interval",
+        secret: false,
+        default: "1 second",
+        help: "pause between attempts",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS",
+        key: "producer.delivery-timeout-ms",
+        secret: false,
+        default: "120000",
+        help: "delivery.timeout.ms",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE",
+        key: "producer.compression-type",
+        secret: false,
+        default: "none",
+        help: "none|gzip|snappy|lz4|zstd",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_PRODUCER_LINGER_MS",
+        key: "producer.linger-ms",
+        secret: false,
+        default: "5",
+        help: "linger.ms of the shared producer",
+    },
     EnvVar {
         name: "WSPROXY_KAFKA_PRODUCER_QUEUE_MAX_KBYTES",
+        key: "producer.queue-max-kbytes",
+        secret: false,
         default: "262144",
         help: "librdkafka queue bound, all sockets",
     },
     EnvVar {
         name: "WSPROXY_PRODUCER_SESSIONS_ENABLED",
+        key: "producer.sessions-enabled",
+        secret: false,
         default: "false",
         help: "producer sessions (instanceId required)",
     },
-    EnvVar { name: "WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED", default: "false", help: "allow transactional=true" },
+    EnvVar {
+        name: "WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED",
+        key: "producer.exactly-once-enabled",
+        secret: false,
+        default: "false",
+        help: "allow transactional=true",
+    },
     EnvVar {
         name: "WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS",
+        key: "producer.max-in-flight-records",
+        secret: false,
         default: "10000",
         help: "per-socket unacknowledged records",
     },
     EnvVar {
         name: "WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES",
+        key: "producer.max-in-flight-bytes",
+        secret: false,
         default: "8388608",
         help: "per-socket unacknowledged bytes",
     },
-    EnvVar { name: "WSPROXY_CONSUMER_QUEUED_MAX_KBYTES", default: "2048", help: "prefetch bound per consumer socket" },
+    EnvVar {
+        name: "WSPROXY_CONSUMER_QUEUED_MAX_KBYTES",
+        key: "consumer.queued-max-kbytes",
+        secret: false,
+        default: "2048",
+        help: "prefetch bound per consumer socket",
+    },
     EnvVar {
         name: "WSPROXY_CONSUMER_SESSION_TIMEOUT_MS",
+        key: "consumer.session-timeout-ms",
+        secret: false,
         default: "10000",
         help: "session.timeout.ms of socket consumers",
     },
-    EnvVar { name: "WSPROXY_CH_MAX_STACK_SIZE", default: "100", help: "uncommitted records kept per partition" },
-    EnvVar { name: "WSPROXY_CH_AUTOCOMMIT_ENABLED", default: "false", help: "commit records older than the max age" },
-    EnvVar { name: "WSPROXY_CH_AUTOCOMMIT_INTERVAL", default: "1 second", help: "how often to look for old records" },
+    EnvVar {
+        name: "WSPROXY_CH_MAX_STACK_SIZE",
+        key: "commit-handler.max-stack-size",
+        secret: false,
+        default: "100",
+        help: "uncommitted records kept per partition",
+    },
+    EnvVar {
+        name: "WSPROXY_CH_AUTOCOMMIT_ENABLED",
+        key: "commit-handler.auto-commit-enabled",
+        secret: false,
+        default: "false",
+        help: "commit records older than the max age",
+    },
+    EnvVar {
+        name: "WSPROXY_CH_AUTOCOMMIT_INTERVAL",
+        key: "commit-handler.auto-commit-interval",
+        secret: false,
+        default: "1 second",
+        help: "how often to look for old records",
+    },
     EnvVar {
         name: "WSPROXY_CH_AUTOCOMMIT_MAX_AGE",
+        key: "commit-handler.auto-commit-max-age",
+        secret: false,
         default: "20 seconds",
         help: "age at which a record is auto-committed",
     },
-    EnvVar { name: "WSPROXY_WS_MAX_FRAME_SIZE", default: "4194304", help: "bigger frames get FRAME_TOO_LARGE" },
-    EnvVar { name: "WSPROXY_WS_READ_BUFFER_SIZE", default: "8192", help: "per-socket read buffer" },
-    EnvVar { name: "WSPROXY_WS_WRITE_BUFFER_SIZE", default: "16384", help: "per-socket write buffer" },
-    EnvVar { name: "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", default: "3 seconds", help: "ping a quiet socket this often" },
-    EnvVar { name: "WSPROXY_METRICS_ENABLED", default: "true", help: "export Prometheus metrics at /metrics" },
+    EnvVar {
+        name: "WSPROXY_WS_MAX_FRAME_SIZE",
+        key: "server.websocket.max-frame-size",
+        secret: false,
+        default: "4194304",
+        help: "bigger frames get FRAME_TOO_LARGE",
+    },
+    EnvVar {
+        name: "WSPROXY_WS_READ_BUFFER_SIZE",
+        key: "server.websocket.read-buffer-size",
+        secret: false,
+        default: "8192",
+        help: "per-socket read buffer",
+    },
+    EnvVar {
+        name: "WSPROXY_WS_WRITE_BUFFER_SIZE",
+        key: "server.websocket.write-buffer-size",
+        secret: false,
+        default: "16384",
+        help: "per-socket write buffer",
+    },
+    EnvVar {
+        name: "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL",
+        key: "server.websocket.keep-alive-interval",
+        secret: false,
+        default: "3 seconds",
+        help: "ping a quiet socket this often",
+    },
+    EnvVar {
+        name: "WSPROXY_METRICS_ENABLED",
+        key: "metrics.enabled",
+        secret: false,
+        default: "true",
+        help: "export Prometheus metrics at /metrics",
+    },
     EnvVar {
         name: "WSPROXY_CONFLUENT_MONITORING_ENABLED",
+        key: "kafka-client.monitoring-enabled",
+        secret: false,
         default: "false",
         help: "accepted, no effect: use /metrics",
     },
-    EnvVar { name: "WSPROXY_METRICS_MAX_TOPIC_LABELS", default: "100", help: "topics with their own metric label" },
+    EnvVar {
+        name: "WSPROXY_METRICS_MAX_TOPIC_LABELS",
+        key: "metrics.max-topic-labels",
+        secret: false,
+        default: "100",
+        help: "topics with their own metric label",
+    },
 ];
 
 /// Reads typed values from a map of variables, collecting every problem.
@@ -556,6 +828,97 @@ impl Config {
     }
 }
 
+/// Reads a `--config` TOML file into variables keyed by their `WSPROXY_*` names, so that the
+/// environment can override it. Keys are the Scala proxy's HOCON paths (an optional
+/// `kafka.ws.proxy.` prefix is dropped); unknown keys and non-scalar values are errors.
+pub fn read_toml(path: &std::path::Path) -> Result<HashMap<String, String>, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("--config {}: {e}", path.display())])?;
+    let table: toml::Table = text.parse().map_err(|e| vec![format!("--config {}: {e}", path.display())])?;
+    let mut flat = Vec::new();
+    let root = toml::Value::Table(table);
+    flatten("", &root, &mut flat);
+    let mut vars = HashMap::new();
+    let mut errors = Vec::new();
+    for (key, value) in flat {
+        let key = key.strip_prefix("kafka.ws.proxy.").unwrap_or(&key).to_owned();
+        let Some(var) = ENV_VARS.iter().find(|v| v.key == key) else {
+            errors.push(format!("--config {}: unknown key '{key}'", path.display()));
+            continue;
+        };
+        match value {
+            toml::Value::String(s) => vars.insert(var.name.to_owned(), s.clone()),
+            toml::Value::Integer(i) => vars.insert(var.name.to_owned(), i.to_string()),
+            toml::Value::Float(f) => vars.insert(var.name.to_owned(), f.to_string()),
+            toml::Value::Boolean(b) => vars.insert(var.name.to_owned(), b.to_string()),
+            other => {
+                errors.push(format!(
+                    "--config {}: '{key}' must be a string, number or boolean, got {}",
+                    path.display(),
+                    other.type_str()
+                ));
+                None
+            }
+        };
+    }
+    if errors.is_empty() {
+        Ok(vars)
+    } else {
+        Err(errors)
+    }
+}
+
+fn flatten<'a>(prefix: &str, value: &'a toml::Value, out: &mut Vec<(String, &'a toml::Value)>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        other => out.push((prefix.to_owned(), other)),
+    }
+}
+
+/// The effective settings as TOML, secrets shown as `***`, each with its variable's name.
+pub fn render_effective(vars: &HashMap<String, String>, o: &Overrides) -> String {
+    let mut out = String::from("# Effective configuration (file < environment < flags); secrets masked.\n");
+    for v in ENV_VARS {
+        let overridden = match v.name {
+            "WSPROXY_KAFKA_BOOTSTRAP_HOSTS" => o.bootstrap_hosts.clone(),
+            "WSPROXY_PORT" => o.port.map(|p| p.to_string()),
+            "WSPROXY_BIND_INTERFACE" => o.bind_interface.map(|i| i.to_string()),
+            "WSPROXY_SERVER_ID" => o.server_id.clone(),
+            _ => None,
+        };
+        let value = overridden.or_else(|| vars.get(v.name).cloned()).unwrap_or_else(|| v.default.to_owned());
+        let shown = if v.secret && !value.is_empty() { "***".to_owned() } else { value };
+        out.push_str(&format!("{} = {}  # {}\n", quote(v.key), quote(&shown), v.name));
+    }
+    out
+}
+
+/// A TOML basic string (JSON's escaping is valid TOML).
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("strings always serialise")
+}
+
+/// The configuration table of the README, generated from [`ENV_VARS`].
+pub fn markdown_table() -> String {
+    let mut out = String::from("| variable | TOML key (`--config`) | default | meaning |\n|---|---|---|---|\n");
+    for v in ENV_VARS {
+        let default = if v.default.is_empty() { "-".to_owned() } else { format!("`{}`", v.default) };
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {}{} |\n",
+            v.name,
+            v.key,
+            default,
+            v.help,
+            if v.secret { " (secret)" } else { "" }
+        ));
+    }
+    out
+}
+
 /// Takes `username` and `password` from a Java JAAS line such as
 /// `org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="p";`.
 pub fn parse_jaas(jaas: &str) -> Option<(String, String)> {
@@ -682,6 +1045,39 @@ mod tests {
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_BASIC_AUTH_REALM")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_BASIC_AUTH_PASSWORD")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_KAFKA_SASL_MECHANISM")), "{errors:?}");
+    }
+
+    #[test]
+    fn toml_files_use_the_reference_paths_and_unknown_keys_are_errors() {
+        let dir = std::env::temp_dir().join(format!("wsproxy-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "[kafka.ws.proxy.server]\nport = 9000\nserver-id = \"n7\"\n[kafka-client]\nbootstrap-hosts = \"k:9092\"\n[kafka-client.properties]\n\"security.protocol\" = \"SSL\"\n[commit-handler]\nauto-commit-enabled = true\n",
+        )
+        .unwrap();
+        let vars = read_toml(&good).unwrap();
+        assert_eq!(vars["WSPROXY_PORT"], "9000");
+        assert_eq!(vars["WSPROXY_SERVER_ID"], "n7");
+        assert_eq!(vars["WSPROXY_KAFKA_SECURITY_PROTOCOL"], "SSL");
+        assert_eq!(vars["WSPROXY_CH_AUTOCOMMIT_ENABLED"], "true");
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[server]\nprot = 1\nport = [1]\n").unwrap();
+        let errors = read_toml(&bad).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("unknown key 'server.prot'") || errors[1].contains("unknown key 'server.prot'"));
+    }
+
+    #[test]
+    fn keys_are_unique_and_secrets_are_masked() {
+        let mut keys: Vec<&str> = ENV_VARS.iter().map(|v| v.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), ENV_VARS.len(), "every TOML key names one variable");
+        let printed = render_effective(&vars(&[("WSPROXY_BASIC_AUTH_PASSWORD", "hunter2")]), &Overrides::default());
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("\"server.basic-auth.password\" = \"***\""), "{printed}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kafka_websocket_proxy::config::{Config, Overrides, ENV_VARS};
+use kafka_websocket_proxy::config::{self, Config, Overrides};
 use kafka_websocket_proxy::{app, demo, telemetry};
 
 /// A WebSocket proxy for Apache Kafka. Configure with WSPROXY_* environment variables
@@ -32,7 +32,15 @@ struct Cli {
     /// Topics the demo cluster creates (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "demo", requires = "demo")]
     demo_topics: Vec<String>,
-    /// Print every environment variable the proxy reads, with its default, and exit.
+    /// A TOML file with the Scala proxy's keys (e.g. `[server] port = 8078`); the environment
+    /// overrides it and flags override both.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Print every environment variable the proxy reads, with its TOML key and default, as a
+    /// Markdown table, and exit.
     #[arg(long)]
     help_env: bool,
 }
@@ -41,12 +49,18 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.help_env {
-        for v in ENV_VARS {
-            println!("{:45} {:>12}  {}", v.name, if v.default.is_empty() { "-" } else { v.default }, v.help);
-        }
+        print!("{}", config::markdown_table());
         return ExitCode::SUCCESS;
     }
-    let mut vars: HashMap<String, String> = std::env::vars().collect();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut vars = match &cli.config {
+        None => HashMap::new(),
+        Some(path) => match config::read_toml(path) {
+            Ok(v) => v,
+            Err(errors) => return config_errors(&errors),
+        },
+    };
+    vars.extend(env);
     if cli.demo {
         // The mock cluster makes a new group member wait about session.timeout - 1 s.
         vars.entry("WSPROXY_CONSUMER_SESSION_TIMEOUT_MS".to_owned()).or_insert_with(|| "3000".to_owned());
@@ -72,18 +86,12 @@ async fn main() -> ExitCode {
     };
     let config = match Config::load(&vars, &overrides, true) {
         Ok(c) => c,
-        Err(errors) => {
-            eprintln!(
-                "error: invalid configuration ({} problem{}):",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
-            );
-            for e in &errors {
-                eprintln!("  - {e}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(errors) => return config_errors(&errors),
     };
+    if cli.print_config {
+        print!("{}", config::render_effective(&vars, &overrides));
+        return ExitCode::SUCCESS;
+    }
     let bootstrap = config.kafka.bootstrap_hosts.clone();
     let running = match app::start(config).await {
         Ok(r) => r,
@@ -111,4 +119,13 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Names every configuration problem at once; exit code 2, before any port is bound.
+fn config_errors(errors: &[String]) -> ExitCode {
+    eprintln!("error: invalid configuration ({} problem{}):", errors.len(), if errors.len() == 1 { "" } else { "s" });
+    for e in errors {
+        eprintln!("  - {e}");
+    }
+    ExitCode::from(2)
 }

@@ -201,3 +201,48 @@ async fn json_log_format_writes_one_object_per_line() {
         assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
     }
 }
+
+#[test]
+fn readme_configuration_table_matches_the_code() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy")).arg("--help-env").output().unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
+    let start =
+        readme.find("<!-- config-table:start -->\n").expect("start marker") + "<!-- config-table:start -->\n".len();
+    let end = readme.find("<!-- config-table:end -->").expect("end marker");
+    assert_eq!(&readme[start..end], table, "README's table drifted: regenerate it with --help-env");
+}
+
+#[test]
+fn config_file_env_and_flags_layer_and_print_config_masks_secrets() {
+    let dir = std::env::temp_dir().join(format!("wsproxy-print-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.toml");
+    std::fs::write(
+        &file,
+        "[kafka.ws.proxy.server]\nport = 9100\nserver-id = \"from-file\"\n[server.basic-auth]\nenabled = true\nrealm = \"r\"\nusername = \"u\"\npassword = \"file-secret-pw\"\n[kafka-client]\nbootstrap-hosts = \"file:9092\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .args(["--config", file.to_str().unwrap(), "--print-config", "--server-id", "from-flag"])
+        .env_clear()
+        .env("WSPROXY_PORT", "9200")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("\"server.port\" = \"9200\""), "env overrides the file:\n{printed}");
+    assert!(printed.contains("\"server.server-id\" = \"from-flag\""), "flags override env and file");
+    assert!(printed.contains("\"kafka-client.bootstrap-hosts\" = \"file:9092\""));
+    assert!(printed.contains("\"server.basic-auth.password\" = \"***\""));
+    assert!(!printed.contains("file-secret-pw"));
+
+    std::fs::write(&file, "[server]\nport = \"not a port\"\nmystery = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .args(["--config", file.to_str().unwrap()])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown key 'server.mystery'"));
+}
