@@ -1,0 +1,253 @@
+//! Fault injection against the real broker and real proxy processes, with a checker in the
+//! style of Kafka's replication tests: every record the proxy acknowledged must be readable
+//! from Kafka where the acknowledgement said; duplicates are counted and reported.
+//!
+//! These tests kill the shared broker, so they are `#[ignore]`d in the parallel suite and run
+//! one at a time by `scripts/test` afterwards (`cargo test --test faults -- --ignored
+//! --test-threads=1`).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What one producer socket saw: acknowledged records and error frames, by message id.
+#[derive(Default)]
+struct Outcome {
+    sent: usize,
+    acked: Vec<(i64, i64, String)>,
+    errors: Vec<String>,
+}
+
+/// Streams records on one socket until `stop`, one every `pace`, then waits for every answer.
+async fn stream_records(url: String, name: String, pace: Duration, stop: Instant) -> Outcome {
+    let ws = connect(&url).await;
+    let (mut tx, mut rx) = ws.split();
+    let (count_tx, count_rx) = tokio::sync::oneshot::channel();
+    let sender = tokio::spawn(async move {
+        let mut n = 0usize;
+        let mut tick = tokio::time::interval(pace);
+        while Instant::now() < stop {
+            tick.tick().await;
+            let value = format!("{name}-{n}");
+            let frame = record(None, &value, Some(&value));
+            if tx.send(Message::Text(frame.into())).await.is_err() {
+                break;
+            }
+            n += 1;
+        }
+        let _ = count_tx.send(n);
+        tx
+    });
+    let mut out = Outcome::default();
+    let mut expected: Option<usize> = None;
+    let mut count_rx = Some(count_rx);
+    let deadline = stop + Duration::from_secs(180);
+    loop {
+        if let Some(rx) = count_rx.as_mut() {
+            if let Ok(n) = rx.try_recv() {
+                expected = Some(n);
+                count_rx = None;
+            }
+        }
+        if expected.is_some_and(|n| out.acked.len() + out.errors.len() >= n) {
+            break;
+        }
+        let next = tokio::time::timeout(Duration::from_millis(500), rx.next()).await;
+        match next {
+            Err(_) => assert!(Instant::now() < deadline, "answers stopped coming: silence is not allowed"),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                let id = v["clientMessageId"].as_str().unwrap_or_default().to_owned();
+                if v.get("error").is_some() {
+                    out.errors.push(format!("{id}: {}", v["error"]["code"]));
+                } else {
+                    out.acked.push((v["partition"].as_i64().unwrap(), v["offset"].as_i64().unwrap(), id));
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("producer socket ended: {other:?}"),
+        }
+    }
+    out.sent = expected.unwrap_or_default();
+    let mut tx = sender.await.unwrap();
+    let _ = tx.close().await;
+    out
+}
+
+/// Every acknowledged record is in Kafka at its acknowledged place; returns (found, duplicates).
+fn check_acknowledged(topic: &str, outcomes: &[Outcome]) -> (usize, usize) {
+    let acked: Vec<&(i64, i64, String)> = outcomes.iter().flat_map(|o| o.acked.iter()).collect();
+    let sent: usize = outcomes.iter().map(|o| o.sent).sum();
+    let stored = read_back(topic, sent, "raw", "string");
+    let at: HashMap<(i64, i64), String> = stored
+        .iter()
+        .map(|r| {
+            ((r["partition"].as_i64().unwrap(), r["offset"].as_i64().unwrap()), r["value"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    for (p, o, id) in &acked {
+        assert_eq!(at.get(&(*p, *o)), Some(id), "acknowledged record {id} at {p}/{o} is missing from Kafka");
+    }
+    let mut seen = HashSet::new();
+    let duplicates = stored.iter().filter(|r| !seen.insert(r["value"].as_str().unwrap().to_owned())).count();
+    (acked.len(), duplicates)
+}
+
+fn broker_pid() -> String {
+    std::fs::read_to_string(project_root().join(".cache/kafka/run/kafka.pid"))
+        .expect("broker pid file")
+        .trim()
+        .to_owned()
+}
+
+fn kafka_script(arg: &str) {
+    let ok = Command::new(project_root().join("scripts/kafka")).arg(arg).status().unwrap().success();
+    assert!(ok, "scripts/kafka {arg} failed");
+}
+
+async fn wait_ready(proxy: &Proxy, want: u16, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if let Ok((status, _, _)) = http(proxy.port, "GET", "/ready", &[]).await {
+            if status == want {
+                return t0.elapsed();
+            }
+        }
+        assert!(t0.elapsed() < within, "/ready did not become {want} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "kills the shared broker; run by scripts/test after the parallel suite"]
+async fn broker_sigkill_and_restart_loses_no_acknowledged_record() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("fault-broker");
+    create_topic(&topic, 3).await;
+    let stop = Instant::now() + Duration::from_secs(40);
+    let producers: Vec<_> = (0..6)
+        .map(|i| {
+            let url = proxy.url(&format!("/socket/in?clientId=fp{i}&topic={topic}"));
+            tokio::spawn(stream_records(url, format!("p{i}"), Duration::from_millis(5), stop))
+        })
+        .collect();
+    // Two consumers in one group read along.
+    let group = unique("fault-group");
+    let mut consumers = Vec::new();
+    for i in 0..2 {
+        consumers.push(connect(&proxy.url(&format!("/socket/out?clientId=fc{i}&groupId={group}&topic={topic}"))).await);
+    }
+    let received = std::sync::Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    let readers: Vec<_> = consumers
+        .into_iter()
+        .map(|mut ws| {
+            let received = received.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = ws.next().await {
+                    if let Message::Text(t) = m {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        if let Some(s) = v["value"]["value"].as_str() {
+                            received.lock().unwrap().insert(s.to_owned());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let pid = broker_pid();
+    Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    let went_unready = wait_ready(&proxy, 503, Duration::from_secs(20)).await;
+    println!("broker killed; /ready said 503 after {went_unready:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kafka_script("start");
+    let back = wait_ready(&proxy, 200, Duration::from_secs(60)).await;
+    println!("broker restarted; /ready back to 200 after {back:?}");
+
+    let mut outcomes = Vec::new();
+    for p in producers {
+        outcomes.push(p.await.unwrap());
+    }
+    let sent: usize = outcomes.iter().map(|o| o.sent).sum();
+    let errors: usize = outcomes.iter().map(|o| o.errors.len()).sum();
+    for o in &outcomes {
+        assert_eq!(o.acked.len() + o.errors.len(), o.sent, "every record gets exactly one answer");
+    }
+    let (acked, duplicates) = check_acknowledged(&topic, &outcomes);
+    println!("sent {sent}, acknowledged {acked}, error frames {errors}, duplicates in Kafka {duplicates}");
+    assert!(acked > 0);
+    // The consumers resumed after the restart and got every acknowledged record.
+    let all_acked: HashSet<String> = outcomes.iter().flat_map(|o| o.acked.iter().map(|a| a.2.clone())).collect();
+    let t0 = Instant::now();
+    loop {
+        let missing = all_acked.difference(&received.lock().unwrap()).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(90), "{missing} acknowledged records never reached the consumers");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for r in readers {
+        r.abort();
+    }
+}
+
+#[tokio::test]
+#[ignore = "kills proxy processes; run by scripts/test after the parallel suite"]
+async fn proxy_kill_9_keeps_every_acknowledged_record_and_clients_continue_elsewhere() {
+    let mut first = Proxy::start(&[]).await;
+    let second = Proxy::start(&[]).await;
+    let topic = unique("fault-proxy");
+    create_topic(&topic, 2).await;
+    let mut ws = connect(&first.url(&format!("/socket/in?clientId=k&topic={topic}"))).await;
+    for i in 0..5000 {
+        ws.feed(Message::Text(record(None, &format!("k-{i}"), Some(&format!("k-{i}"))).into())).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    let mut acked = Vec::new();
+    while acked.len() < 2000 {
+        let v = recv_json(&mut ws).await;
+        acked.push((
+            v["partition"].as_i64().unwrap(),
+            v["offset"].as_i64().unwrap(),
+            v["clientMessageId"].as_str().unwrap().to_owned(),
+        ));
+    }
+    first.signal_and_wait("KILL", Duration::from_secs(10)).expect("killed");
+    // Whatever else arrived before the connection died counts as acknowledged too.
+    while let Some(Ok(Message::Text(t))) = ws.next().await {
+        let v: Value = serde_json::from_str(&t).unwrap();
+        acked.push((
+            v["partition"].as_i64().unwrap(),
+            v["offset"].as_i64().unwrap(),
+            v["clientMessageId"].as_str().unwrap().to_owned(),
+        ));
+    }
+    // The client continues on the other node.
+    let mut ws = connect(&second.url(&format!("/socket/in?clientId=k&topic={topic}"))).await;
+    send(&mut ws, record(None, "after-failover", Some("after-failover"))).await;
+    let v = recv_json(&mut ws).await;
+    acked.push((v["partition"].as_i64().unwrap(), v["offset"].as_i64().unwrap(), "after-failover".to_owned()));
+    let outcome = Outcome { sent: 5001, acked, errors: Vec::new() };
+    let stored = read_back(&topic, 5001, "raw", "string");
+    let at: HashMap<(i64, i64), &str> = stored
+        .iter()
+        .map(|r| ((r["partition"].as_i64().unwrap(), r["offset"].as_i64().unwrap()), r["value"].as_str().unwrap()))
+        .collect();
+    for (p, o, id) in &outcome.acked {
+        assert_eq!(at.get(&(*p, *o)).copied(), Some(id.as_str()), "acknowledged {id} missing after kill -9");
+    }
+    println!(
+        "{} acknowledged before/after kill -9, all in Kafka; {} records stored",
+        outcome.acked.len(),
+        stored.len()
+    );
+}
