@@ -83,6 +83,11 @@ async fn basic_auth_guards_sockets_and_http_endpoints() {
     assert_eq!(connect_with(&out, &[]).await.err().map(|e| e.0), Some(401));
 
     assert!(!proxy.log_text().contains("ws-basic-secret"));
+    // Refusals are counted by reason (never by credential).
+    let (_, _, metrics) = http(proxy.port, "GET", "/metrics", &[("Authorization", &good)]).await.unwrap();
+    assert!(metrics.contains("wsproxy_auth_failures_total{reason=\"basic_missing\"}"), "{metrics}");
+    assert!(metrics.contains("wsproxy_auth_failures_total{reason=\"basic_invalid\"}"));
+    assert!(!metrics.contains("ws-basic-secret") && !metrics.contains("wsuser:"));
     // The probes can be opened for orchestrators.
     let mut env = BASIC.to_vec();
     env.push(("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT", "false"));

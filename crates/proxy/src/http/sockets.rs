@@ -19,7 +19,7 @@ use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::ProbeError;
 use crate::pipeline::{consume, produce};
-use crate::telemetry::metrics::SocketIdentity;
+use crate::telemetry::metrics::{self, SocketIdentity};
 
 /// `GET /socket/in`.
 pub async fn produce(
@@ -132,8 +132,14 @@ pub async fn consume(
 
 fn probe_error(e: ProbeError) -> ApiError {
     match e {
-        ProbeError::Unauthenticated(m) => ApiError::KafkaUnauthenticated(m),
-        ProbeError::Forbidden(m) => ApiError::KafkaForbidden(m),
+        ProbeError::Unauthenticated(m) => {
+            metrics::auth_failure("kafka_credentials_refused");
+            ApiError::KafkaUnauthenticated(m)
+        }
+        ProbeError::Forbidden(m) => {
+            metrics::auth_failure("kafka_topic_forbidden");
+            ApiError::KafkaForbidden(m)
+        }
         ProbeError::Unavailable(m) => {
             tracing::warn!(reason = %m, "Kafka did not answer the credential probe");
             ApiError::KafkaUnavailable("Kafka is not reachable with the socket's credentials.".to_owned())
