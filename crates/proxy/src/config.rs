@@ -103,6 +103,51 @@ pub struct KafkaConfig {
     pub ssl_endpoint_identification: bool,
 }
 
+/// Which kind of Kafka client a Java property is mapped for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Producer,
+    Consumer,
+}
+
+/// What a Java Kafka client property becomes in librdkafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapping {
+    /// The librdkafka property of that name takes the value.
+    To(&'static str),
+    /// Accepted, no librdkafka equivalent is needed (why).
+    Ignored(&'static str),
+}
+
+/// The one table from the seed's Java property names to librdkafka's, per client kind.
+/// Properties handled elsewhere (JAAS, truststores) are mapped in [`Config::load`].
+pub fn librdkafka_property(kind: ClientKind, java: &str) -> Option<Mapping> {
+    use ClientKind::*;
+    use Mapping::*;
+    Some(match (kind, java) {
+        (_, "security.protocol") => To("security.protocol"),
+        (_, "sasl.mechanism") => To("sasl.mechanism"),
+        (_, "retry.backoff.ms") => To("retry.backoff.ms"),
+        (_, "ssl.key.password") => To("ssl.key.password"),
+        (_, "ssl.keystore.location") => To("ssl.keystore.location"),
+        (_, "ssl.keystore.password") => To("ssl.keystore.password"),
+        (_, "ssl.cipher.suites") => To("ssl.cipher.suites"),
+        (_, "ssl.endpoint.identification.algorithm") => To("ssl.endpoint.identification.algorithm"),
+        (Producer, "request.timeout.ms") => To("request.timeout.ms"),
+        (Consumer, "request.timeout.ms") => To("socket.timeout.ms"),
+        (Producer, "retries") => To("message.send.max.retries"),
+        (Consumer, "retries") => Ignored("librdkafka consumers retry fetches on their own"),
+        (Producer, "max.in.flight.requests.per.connection") => To("max.in.flight.requests.per.connection"),
+        (Producer, "delivery.timeout.ms") => To("delivery.timeout.ms"),
+        (Producer, "compression.type") => To("compression.type"),
+        (_, "ssl.truststore.type") => Ignored("the truststore is read as PEM"),
+        (_, "ssl.truststore.password") => Ignored("PEM truststores have no password"),
+        (_, "ssl.provider") => Ignored("librdkafka uses OpenSSL"),
+        (_, "ssl.enabled.protocols") => Ignored("OpenSSL negotiates TLS 1.2 or 1.3"),
+        _ => return None,
+    })
+}
+
 /// The shared producer.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -117,6 +162,8 @@ pub struct ProducerConfig {
     pub max_in_flight_records: usize,
     /// Bytes one socket may have in flight before the proxy stops reading it.
     pub max_in_flight_bytes: usize,
+    /// librdkafka properties from the producer-specific Java settings.
+    pub client_properties: Vec<(&'static str, String)>,
 }
 
 /// Per-socket consumers.
@@ -125,6 +172,8 @@ pub struct ConsumerConfig {
     /// Prefetch bound per consumer socket (`queued.max.messages.kbytes`).
     pub queued_max_kbytes: u32,
     pub session_timeout_ms: u32,
+    /// librdkafka properties from the consumer-specific Java settings.
+    pub client_properties: Vec<(&'static str, String)>,
     /// Entries per partition kept for `autoCommit=false` commits.
     pub commit_stack_max_size: usize,
     pub commit_auto_enabled: bool,
@@ -339,6 +388,62 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: false,
         default: "30000",
         help: "request.timeout.ms",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_CLIENT_NUM_RETRIES",
+        key: "kafka-client.properties.retries",
+        secret: false,
+        default: "2147483647",
+        help: "retries (librdkafka: message.send.max.retries)",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_PRODUCER_REQUEST_TIMEOUT_MS",
+        key: "producer.kafka-client-properties.request.timeout.ms",
+        secret: false,
+        default: "",
+        help: "producer request.timeout.ms",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_PRODUCER_NUM_RETRIES",
+        key: "producer.kafka-client-properties.retries",
+        secret: false,
+        default: "",
+        help: "producer retries",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_PRODUCER_RETRY_BACKOFF_MS",
+        key: "producer.kafka-client-properties.retry.backoff.ms",
+        secret: false,
+        default: "",
+        help: "producer retry.backoff.ms",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_PRODUCER_MAX_IN_FLIGHT_REQ",
+        key: "producer.kafka-client-properties.max.in.flight.requests.per.connection",
+        secret: false,
+        default: "",
+        help: "producer max.in.flight.requests.per.connection (1 to 5: idempotence)",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_CONSUMER_REQUEST_TIMEOUT_MS",
+        key: "consumer.kafka-client-properties.request.timeout.ms",
+        secret: false,
+        default: "",
+        help: "consumer request.timeout.ms (librdkafka: socket.timeout.ms)",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_CONSUMER_NUM_RETRIES",
+        key: "consumer.kafka-client-properties.retries",
+        secret: false,
+        default: "",
+        help: "accepted; librdkafka consumers retry on their own",
+    },
+    EnvVar {
+        name: "WSPROXY_KAFKA_CONSUMER_RETRY_BACKOFF_MS",
+        key: "consumer.kafka-client-properties.retry.backoff.ms",
+        secret: false,
+        default: "",
+        help: "consumer retry.backoff.ms",
     },
     EnvVar {
         name: "WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS",
@@ -788,9 +893,11 @@ impl Config {
                 exactly_once_enabled: r.boolean("WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED"),
                 max_in_flight_records: r.parse("WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS", "a number"),
                 max_in_flight_bytes: r.parse("WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES", "a size in bytes"),
+                client_properties: client_properties(&mut r, ClientKind::Producer),
             },
             consumer: ConsumerConfig {
                 queued_max_kbytes: r.parse("WSPROXY_CONSUMER_QUEUED_MAX_KBYTES", "a number of KiB"),
+                client_properties: client_properties(&mut r, ClientKind::Consumer),
                 session_timeout_ms: r.parse("WSPROXY_CONSUMER_SESSION_TIMEOUT_MS", "a number of milliseconds"),
                 commit_stack_max_size: r.parse("WSPROXY_CH_MAX_STACK_SIZE", "a number"),
                 commit_auto_enabled: r.boolean("WSPROXY_CH_AUTOCOMMIT_ENABLED"),
@@ -826,6 +933,52 @@ impl Config {
             Err(r.errors)
         }
     }
+}
+
+/// The per-kind Kafka settings: the shared `WSPROXY_KAFKA_CLIENT_*` values, overridden by the
+/// producer- or consumer-specific ones, mapped to librdkafka through [`librdkafka_property`].
+fn client_properties(r: &mut Reader<'_>, kind: ClientKind) -> Vec<(&'static str, String)> {
+    let prefix = match kind {
+        ClientKind::Producer => "WSPROXY_KAFKA_PRODUCER_",
+        ClientKind::Consumer => "WSPROXY_KAFKA_CONSUMER_",
+    };
+    let settings = [
+        ("REQUEST_TIMEOUT_MS", Some("WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS"), "request.timeout.ms"),
+        ("NUM_RETRIES", Some("WSPROXY_KAFKA_CLIENT_NUM_RETRIES"), "retries"),
+        ("RETRY_BACKOFF_MS", Some("WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS"), "retry.backoff.ms"),
+        ("MAX_IN_FLIGHT_REQ", None, "max.in.flight.requests.per.connection"),
+    ];
+    let mut out = Vec::new();
+    for (suffix, shared, java) in settings {
+        let specific = format!("{prefix}{suffix}");
+        if kind == ClientKind::Consumer && suffix == "MAX_IN_FLIGHT_REQ" {
+            continue;
+        }
+        let value = match r.raw(&specific) {
+            v if !v.is_empty() => v,
+            _ => match shared {
+                Some(s) => r.raw(s),
+                None => continue,
+            },
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let Ok(n) = value.parse::<u64>() else {
+            r.errors.push(format!("{specific}: '{value}' is not a number"));
+            continue;
+        };
+        if java == "max.in.flight.requests.per.connection" && !(1..=5).contains(&n) {
+            r.errors.push(format!("{specific}: {n} is outside 1 to 5, which the idempotent producer requires"));
+            continue;
+        }
+        if let Some(Mapping::To(target)) = librdkafka_property(kind, java) {
+            // librdkafka caps the producer's retries lower than Java's Integer.MAX_VALUE.
+            let value = if target == "message.send.max.retries" { n.min(2_147_483_647).to_string() } else { value };
+            out.push((target, value));
+        }
+    }
+    out
 }
 
 /// Reads a `--config` TOML file into variables keyed by their `WSPROXY_*` names, so that the
@@ -1078,6 +1231,63 @@ mod tests {
         let printed = render_effective(&vars(&[("WSPROXY_BASIC_AUTH_PASSWORD", "hunter2")]), &Overrides::default());
         assert!(!printed.contains("hunter2"));
         assert!(printed.contains("\"server.basic-auth.password\" = \"***\""), "{printed}");
+    }
+
+    #[test]
+    fn java_properties_map_to_librdkafka_names() {
+        use ClientKind::*;
+        let table = [
+            (Producer, "security.protocol", Some(Mapping::To("security.protocol"))),
+            (Consumer, "sasl.mechanism", Some(Mapping::To("sasl.mechanism"))),
+            (Producer, "request.timeout.ms", Some(Mapping::To("request.timeout.ms"))),
+            (Consumer, "request.timeout.ms", Some(Mapping::To("socket.timeout.ms"))),
+            (Producer, "retries", Some(Mapping::To("message.send.max.retries"))),
+            (Consumer, "retries", Some(Mapping::Ignored("librdkafka consumers retry fetches on their own"))),
+            (
+                Producer,
+                "max.in.flight.requests.per.connection",
+                Some(Mapping::To("max.in.flight.requests.per.connection")),
+            ),
+            (Consumer, "max.in.flight.requests.per.connection", None),
+            (Producer, "ssl.keystore.location", Some(Mapping::To("ssl.keystore.location"))),
+            (
+                Producer,
+                "ssl.endpoint.identification.algorithm",
+                Some(Mapping::To("ssl.endpoint.identification.algorithm")),
+            ),
+            (Consumer, "ssl.truststore.type", Some(Mapping::Ignored("the truststore is read as PEM"))),
+            (Producer, "interceptor.classes", None),
+        ];
+        for (kind, java, want) in table {
+            assert_eq!(librdkafka_property(kind, java), want, "{kind:?} {java}");
+        }
+    }
+
+    #[test]
+    fn producer_and_consumer_settings_override_the_shared_ones() {
+        let c = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS", "30000"),
+                ("WSPROXY_KAFKA_PRODUCER_REQUEST_TIMEOUT_MS", "5000"),
+                ("WSPROXY_KAFKA_PRODUCER_MAX_IN_FLIGHT_REQ", "3"),
+                ("WSPROXY_KAFKA_CONSUMER_RETRY_BACKOFF_MS", "250"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap();
+        assert!(c.producer.client_properties.contains(&("request.timeout.ms", "5000".to_owned())));
+        assert!(c.producer.client_properties.contains(&("max.in.flight.requests.per.connection", "3".to_owned())));
+        assert!(c.consumer.client_properties.contains(&("socket.timeout.ms", "30000".to_owned())));
+        assert!(c.consumer.client_properties.contains(&("retry.backoff.ms", "250".to_owned())));
+        let errors = Config::load(
+            &vars(&[("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"), ("WSPROXY_KAFKA_PRODUCER_MAX_IN_FLIGHT_REQ", "9")]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap_err();
+        assert!(errors[0].contains("outside 1 to 5"), "{errors:?}");
     }
 
     #[test]

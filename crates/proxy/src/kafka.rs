@@ -122,6 +122,7 @@ struct Inner {
     base: ClientConfig,
     producer_settings: Vec<(&'static str, String)>,
     consumer_queued_max_kbytes: u32,
+    consumer_properties: Vec<(&'static str, String)>,
     consumer_session_timeout_ms: u32,
 }
 
@@ -256,7 +257,7 @@ impl Kafka {
             base.set("sasl.username", &sasl.username).set("sasl.password", &sasl.password.0);
         }
         let p = &config.producer;
-        let producer_settings = vec![
+        let producer_settings: Vec<(&'static str, String)> = [
             ("client.id", format!("wsproxy-{}", config.server.server_id)),
             ("acks", "all".to_owned()),
             ("enable.idempotence", "true".to_owned()),
@@ -267,7 +268,10 @@ impl Kafka {
             ("queue.buffering.max.kbytes", p.queue_max_kbytes.to_string()),
             ("delivery.timeout.ms", p.delivery_timeout_ms.to_string()),
             ("compression.type", p.compression_type.clone()),
-        ];
+        ]
+        .into_iter()
+        .chain(p.client_properties.iter().cloned())
+        .collect::<Vec<_>>();
         let mut producer_cfg = base.clone();
         for (k, v) in &producer_settings {
             producer_cfg.set(*k, v);
@@ -284,6 +288,7 @@ impl Kafka {
                 base,
                 producer_settings,
                 consumer_queued_max_kbytes: config.consumer.queued_max_kbytes,
+                consumer_properties: config.consumer.client_properties.clone(),
                 consumer_session_timeout_ms: config.consumer.session_timeout_ms,
             }),
         })
@@ -390,6 +395,9 @@ impl Kafka {
             .set("fetch.max.bytes", "1048576")
             .set("max.partition.fetch.bytes", "262144")
             .set("statistics.interval.ms", STATS_INTERVAL_MS);
+        for (k, v) in &self.inner.consumer_properties {
+            cfg.set(*k, v);
+        }
         if let Some(ts) = params.from_timestamp {
             let cfg = cfg.clone();
             let (topic, ts) = (params.topic.clone(), ts);
