@@ -274,6 +274,7 @@ async fn sigterm_answers_in_flight_records_then_closes_with_1001() {
     let mut proxy = Proxy::start(&[]).await;
     let topic = unique("shutdown");
     create_topic(&topic, 1).await;
+    let mut consumer = connect(&proxy.url(&format!("/socket/out?clientId=sd&topic={topic}"))).await;
     let mut ws = connect(&produce_url(&proxy, &topic, "")).await;
     let n = 2000;
     for i in 0..n {
@@ -303,6 +304,15 @@ async fn sigterm_answers_in_flight_records_then_closes_with_1001() {
         }
     }
     assert_eq!(close_code, Some(1001), "closed with 1001 after {answered} answers");
+    // The consume socket closes with 1001 too, after the records it was sending.
+    let mut consumer_close = None;
+    while let Some(Ok(m)) = consumer.next().await {
+        if let Message::Close(f) = m {
+            consumer_close = f.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    assert_eq!(consumer_close, Some(1001), "the consumer socket closes with 1001");
     let status = proxy.signal_and_wait("TERM", Duration::from_secs(20)).expect("exits within the grace period");
     assert!(status.success());
     // Everything answered is in Kafka.
