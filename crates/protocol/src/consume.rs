@@ -30,9 +30,10 @@ impl fmt::Display for MessageId {
 impl MessageId {
     /// Parses an id. Topic names may contain `-`, so the numbers are taken from the right.
     pub fn parse(s: &str) -> Option<MessageId> {
-        let (rest, timestamp) = split_number(s)?;
-        let (rest, offset) = split_number(rest)?;
-        let (topic, partition) = split_number(rest)?;
+        // Only the timestamp may be negative (-1: none); topics may end with '-'.
+        let (rest, timestamp) = split_number(s, true)?;
+        let (rest, offset) = split_number(rest, false)?;
+        let (topic, partition) = split_number(rest, false)?;
         if topic.is_empty() {
             return None;
         }
@@ -41,10 +42,10 @@ impl MessageId {
 }
 
 /// Splits `<rest>-<number>` at the last separator; a negative number shows as `--N`.
-fn split_number(s: &str) -> Option<(&str, i64)> {
+fn split_number(s: &str, may_be_negative: bool) -> Option<(&str, i64)> {
     let idx = s.rfind('-')?;
     let (mut rest, mut num) = (&s[..idx], &s[idx + 1..]);
-    if rest.ends_with('-') && !num.is_empty() {
+    if may_be_negative && rest.ends_with('-') && !num.is_empty() {
         // "...--1": the number is negative.
         rest = &rest[..rest.len() - 1];
         num = &s[idx..];
@@ -183,6 +184,8 @@ mod tests {
         for id in [
             MessageId { topic: "foo".into(), partition: 0, offset: 1, timestamp: 1554402266846 },
             MessageId { topic: "a-b-c".into(), partition: 12, offset: 0, timestamp: -1 },
+            MessageId { topic: "ends-with-".into(), partition: 0, offset: 5, timestamp: 9 },
+            MessageId { topic: "a-".into(), partition: 3, offset: 7, timestamp: -1 },
         ] {
             assert_eq!(MessageId::parse(&id.to_string()), Some(id));
         }

@@ -3,6 +3,9 @@
 
 use crate::format::FormatType;
 
+/// The largest `batchSize` (records per consumer frame).
+pub const MAX_BATCH_SIZE: u32 = 10_000;
+
 /// A parameter problem; its `Display` is the text of the 400 response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -220,6 +223,9 @@ pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
     };
     let rate = q.non_negative("rate")?;
     let batch_size = q.non_negative("batchSize")?;
+    if let Some(b) = batch_size.filter(|b| *b > MAX_BATCH_SIZE) {
+        return Err(ParamError(format!("Request param 'batchSize' must be at most {MAX_BATCH_SIZE}, got {b}.")));
+    }
     let auto_commit = q.boolean("autoCommit", true)?;
     Ok(ConsumerParams {
         client_id,
@@ -346,5 +352,9 @@ mod tests {
         assert_eq!(cons("clientId=c&topic=t&offset=latest").unwrap().offset_reset, OffsetReset::Latest);
         assert!(cons("clientId=c&topic=t&fromTimestamp=yesterday").is_err());
         assert!(cons("clientId=c&topic=t&batchSize=-1").is_err());
+        assert_eq!(
+            cons("clientId=c&topic=t&batchSize=2147483647").unwrap_err(),
+            "Request param 'batchSize' must be at most 10000, got 2147483647."
+        );
     }
 }

@@ -11,6 +11,9 @@ use serde_json::Value;
 use crate::error::{ErrorCode, ErrorFrame, FrameError};
 use crate::format::{json_kind, FormatType};
 
+/// The most records one array frame may hold (its answer is one frame too).
+pub const MAX_BATCH_RECORDS: usize = 1000;
+
 /// A Kafka header: name and optional value bytes.
 pub type Header = (String, Option<Vec<u8>>);
 
@@ -27,10 +30,13 @@ pub struct ProducerRecord {
 }
 
 impl ProducerRecord {
-    /// Bytes this record occupies in memory (key, value, headers): used to bound in-flight data.
+    /// Bytes this record holds while in flight (key, value, headers, id): bounds memory.
     pub fn size(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
-        self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + headers
+            + self.message_id.as_ref().map_or(0, String::len)
     }
 }
 
@@ -81,6 +87,10 @@ impl RecordDecoder {
             }
         };
         match parsed {
+            Value::Array(items) if items.len() > MAX_BATCH_RECORDS => ProduceFrame::Single(Err(FrameError::new(
+                ErrorCode::InvalidFrame,
+                format!("an array frame holds at most {MAX_BATCH_RECORDS} records, this one has {}", items.len()),
+            ))),
             Value::Array(items) => ProduceFrame::Batch(items.into_iter().map(|v| self.record(v)).collect()),
             other => ProduceFrame::Single(self.record(other)),
         }
@@ -328,6 +338,15 @@ mod tests {
             render_answer(&Answer::Ok(r)),
             r#"{"topic":"t","partition":1,"offset":2,"timestamp":3,"clientMessageId":"m","messageId":"m"}"#
         );
+    }
+
+    #[test]
+    fn oversized_array_frames_are_refused_whole() {
+        let frame = format!("[{}]", vec!["{\"value\":{\"value\":\"x\"}}"; MAX_BATCH_RECORDS + 1].join(","));
+        match STRINGS.parse_frame(&frame) {
+            ProduceFrame::Single(Err(e)) => assert_eq!(e.code, ErrorCode::InvalidFrame),
+            other => panic!("expected one error, got {} answers", other.len()),
+        }
     }
 
     #[test]

@@ -156,6 +156,11 @@ impl ProducerHandle {
         })
     }
 
+    /// True once Kafka refused this producer's credentials.
+    pub fn credentials_refused(&self) -> bool {
+        self.1.seen()
+    }
+
     /// Checks, with this producer's credentials, that it may write `topic`.
     pub async fn probe(&self, topic: &str) -> Result<(), ProbeError> {
         let (handle, topic) = (self.clone(), topic.to_owned());
@@ -316,7 +321,7 @@ impl Kafka {
 
     /// True once Kafka refused the proxy's own credentials.
     pub fn credentials_refused(&self) -> bool {
-        self.inner.producer.1.seen()
+        self.inner.producer.credentials_refused()
     }
 
     /// Waits for everything handed to the producer to be acknowledged, up to `timeout`.

@@ -45,8 +45,16 @@ struct Cli {
     help_env: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
+    let code = runtime.block_on(run());
+    // Do not wait for blocking Kafka calls still running (a consumer closing in the middle of a
+    // group join can take its session timeout): everything acknowledged is already flushed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     if cli.help_env {
         print!("{}", config::markdown_table());

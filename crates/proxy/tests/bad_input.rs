@@ -58,6 +58,7 @@ async fn malformed_produce_frames_get_error_frames_and_the_socket_survives() {
             "FRAME_TOO_LARGE",
         ),
         ("array of non-objects", "[1, 2]".into(), "INVALID_FRAME"),
+        ("array of more than 1000 records", format!("[{}]", vec!["{}"; 1001].join(",")), "INVALID_FRAME"),
     ];
     for (what, frame, code) in &cases {
         send(&mut ws, frame.clone()).await;
@@ -147,6 +148,10 @@ async fn malformed_consume_parameters_and_commits_get_clear_errors() {
         (format!("/socket/out?clientId=c&topic={topic}&rate=fast"), "'fast' is not a valid 32-bit signed integer value"),
         (format!("/socket/out?clientId=c&topic={topic}&batchSize=-1"), "Request param 'batchSize' must not be negative, got -1."),
         (format!("/socket/out?clientId=c&topic={topic}&autoCommit=perhaps"), "'perhaps' is not a valid Boolean value"),
+        (
+            format!("/socket/out?clientId=c&topic={topic}&batchSize=2147483647"),
+            "Request param 'batchSize' must be at most 10000, got 2147483647.",
+        ),
         (format!("/socket/out?clientId=c&topic={topic}&valType=xml"), "'xml' is not a valid format type"),
         (
             format!("/socket/out?clientId=c&topic={topic}&fromTimestamp=yesterday"),

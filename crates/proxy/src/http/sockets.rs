@@ -152,7 +152,7 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     let s = &state.config.socket;
     ws.read_buffer_size(s.read_buffer_bytes)
         .write_buffer_size(s.write_buffer_bytes)
-        .max_write_buffer_size(s.write_buffer_bytes + s.hard_max_frame_bytes + 1024 * 1024)
+        .max_write_buffer_size(s.write_buffer_bytes + s.hard_max_frame_bytes.max(16 * 1024 * 1024))
         .max_message_size(s.hard_max_frame_bytes)
         .max_frame_size(s.hard_max_frame_bytes)
 }

@@ -6,7 +6,7 @@
 //! costs bounded memory. Offsets are stored (for auto-commit) or stashed (for manual commits)
 //! only after the frame carrying the record was flushed to the socket.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,16 @@ use crate::telemetry::metrics::{Direction, SocketIdentity, SocketMetrics};
 
 /// Frames written between two flushes when records are sent one per frame.
 const MAX_FRAMES_PER_FLUSH: usize = 256;
+
+/// Bytes of records taken per wakeup (also the most an array frame grows to, beyond its
+/// first record), so that a large `batchSize` of large records stays within the write buffer.
+const MAX_BYTES_PER_FLUSH: usize = 1024 * 1024;
+
+/// How long the close handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the socket waits for its consumer's final commit and group leave.
+const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings of one consume socket.
 #[derive(Clone)]
@@ -106,6 +116,22 @@ pub async fn run<S>(
                     // With autoCommit=true the reference ignores inbound frames.
                     Some(Ok(_)) => {}
                 },
+                _ = keep_alive.tick() => {
+                    stats.lag(lag.load(Ordering::Relaxed));
+                    if last_sent.elapsed() >= settings.keep_alive {
+                        if tx.send(Message::Ping(Vec::new().into())).await.is_err() { break None; }
+                        last_sent = Instant::now();
+                    }
+                }
+                _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
+                    let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
+                    let owned = assigned(&consumer, &settings.topic);
+                    forget_revoked(&owned, &mut stack, &mut progress);
+                    let due = stack.expired(std::time::Instant::now(), max_age);
+                    progress.extend(due.iter().copied());
+                    commit_offsets(&consumer, &settings.topic, &due);
+                }
+                // Timers come before the stream so that a busy socket still pings and commits.
                 _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
                 first = stream.next(), if !throttled => {
                     let Some(first) = first else { break Some(close::kafka_failure("the consumer stopped")) };
@@ -113,17 +139,23 @@ pub async fn run<S>(
                     // frame) as many as are ready, written with a single flush.
                     let per_wakeup = if settings.batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
-                    let mut items = Vec::with_capacity(max);
+                    let mut items = Vec::with_capacity(max.min(1024));
                     if let Err(fatal) = render(first, &settings, &mut items) {
                         break Some(close::kafka_failure(&fatal));
                     }
                     let mut fatal = None;
-                    while items.len() < max {
+                    let mut batch_bytes = items.iter().map(|i| i.text.len()).sum::<usize>();
+                    while items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
                         let Some(Some(next)) = stream.next().now_or_never() else { break };
                         if let Err(e) = render(next, &settings, &mut items) { fatal = Some(e); break; }
+                        batch_bytes += items.last().map_or(0, |i| i.text.len());
                     }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
-                    if send_items(&mut tx, &mut items, settings.batched).await.is_err() { break None; }
+                    // A client that stops reading must not hold up a shutdown.
+                    tokio::select! {
+                        sent = send_items(&mut tx, &mut items, settings.batched) => if sent.is_err() { break None; },
+                        _ = shutdown.cancelled() => break Some(close::going_away()),
+                    }
                     last_sent = Instant::now();
                     for item in &items {
                         match item.error {
@@ -143,31 +175,28 @@ pub async fn run<S>(
                     }
                     if let Some(reason) = fatal { break Some(close::kafka_failure(&reason)); }
                 }
-                _ = keep_alive.tick() => {
-                    stats.lag(lag.load(Ordering::Relaxed));
-                    if last_sent.elapsed() >= settings.keep_alive {
-                        if tx.send(Message::Ping(Vec::new().into())).await.is_err() { break None; }
-                        last_sent = Instant::now();
-                    }
-                }
-                _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
-                    let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
-                    let due = stack.expired(std::time::Instant::now(), max_age);
-                    progress.extend(due.iter().copied());
-                    commit_offsets(&consumer, &settings.topic, &due);
-                }
             }
         }
     };
+    // The close handshake first, bounded so that a client that stopped reading cannot hold
+    // it; then a synchronous commit of what the client got (auto) or committed (manual), so
+    // that nothing is lost to an in-flight async commit, and leave the group. Closing a
+    // consumer in the middle of a group join can block for long: that part is bounded too.
     let frame = close_frame.unwrap_or(CloseFrame { code: 1000, reason: "".into() });
     stats.closing(frame.code);
-    let _ = tx.send(Message::Close(Some(frame))).await;
     drop(stats);
-    let _ = tx.close().await;
-    // A last synchronous commit of what the client got (auto) or committed (manual), so that
-    // nothing is lost to an in-flight async commit; then leave the group. Both block.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = tx.send(Message::Close(Some(frame))).await;
+        let _ = tx.close().await;
+    })
+    .await;
     let topic = settings.topic.clone();
-    let _ = tokio::task::spawn_blocking(move || final_commit(consumer, &topic, &progress)).await;
+    let closing = tokio::task::spawn_blocking(move || final_commit(consumer, &topic, &progress));
+    if tokio::time::timeout(CONSUMER_CLOSE_TIMEOUT, closing).await.is_err() {
+        tracing::warn!(
+            "the consumer did not close within {CONSUMER_CLOSE_TIMEOUT:?}; leaving it to finish in the background"
+        );
+    }
 }
 
 /// Renders one polled result into `items`; `Err` is a failure that ends the socket.
@@ -263,6 +292,15 @@ fn commit(
     if id.topic != topic {
         return unknown(&format!("it names topic '{}', this socket reads '{topic}'", id.topic));
     }
+    // After a rebalance another member owns the partition: committing there could rewind it.
+    let owned = assigned(consumer, topic);
+    forget_revoked(&owned, stack, progress);
+    if !owned.contains(&id.partition) {
+        return unknown(&format!(
+            "partition {} is no longer assigned to this socket (the group rebalanced); its uncommitted records go to its new owner",
+            id.partition
+        ));
+    }
     match stack.commit(id.partition, id.offset, id.timestamp) {
         Ok(next) => match commit_offsets_result(consumer, topic, &[(id.partition, next)]) {
             Ok(()) => {
@@ -276,6 +314,20 @@ fn commit(
         },
         Err(_) => unknown("this socket did not send it, or it was already committed"),
     }
+}
+
+/// The partitions of `topic` this socket's consumer owns now.
+fn assigned(consumer: &SocketConsumer, topic: &str) -> HashSet<i32> {
+    consumer
+        .assignment()
+        .map(|tpl| tpl.elements().iter().filter(|e| e.topic() == topic).map(|e| e.partition()).collect())
+        .unwrap_or_default()
+}
+
+/// Drops what the socket remembers of partitions it no longer owns.
+fn forget_revoked(owned: &HashSet<i32>, stack: &mut CommitStack, progress: &mut HashMap<i32, i64>) {
+    stack.retain_partitions(|p| owned.contains(&p));
+    progress.retain(|p, _| owned.contains(p));
 }
 
 fn commit_offsets(consumer: &SocketConsumer, topic: &str, offsets: &[(i32, i64)]) {

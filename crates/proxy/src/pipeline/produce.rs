@@ -117,8 +117,8 @@ where
                             close_frame = Some(frame);
                             break;
                         }
-                        Inbound::Frame(frame) => {
-                            let (entry, records, bytes) = submit(&kafka, &settings.topic, frame).await;
+                        Inbound::Frame(frame, frame_len) => {
+                            let (entry, records, bytes) = submit(&kafka, &settings.topic, frame, frame_len, &shutdown).await;
                             in_flight_records += records;
                             in_flight_bytes += bytes;
                             pending.push_back(entry);
@@ -133,6 +133,11 @@ where
                 }
             }
             _ = keep_alive.tick() => {
+                if reading && kafka.credentials_refused() {
+                    // Revoked or wrong credentials: every record would time out. Say so.
+                    reading = false;
+                    close_frame = Some(close::kafka_failure("Kafka refused the socket's credentials"));
+                }
                 if last_sent.elapsed() >= settings.keep_alive {
                     if tx.send(Message::Ping(Vec::new().into())).await.is_err() { return; }
                     last_sent = Instant::now();
@@ -147,18 +152,21 @@ const FRAMES_PER_WAKEUP: usize = 64;
 
 /// What one inbound WebSocket message means for the produce loop.
 enum Inbound {
-    Frame(ProduceFrame),
+    /// A frame to answer, and its length in bytes (it counts against the in-flight bound).
+    Frame(ProduceFrame, usize),
     Skip,
     End(CloseFrame),
 }
 
 fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings) -> Inbound {
+    let mut len = 0;
     let frame = match msg {
         // The client is done: answer what is in flight if it still listens.
         None | Some(Ok(Message::Close(_))) => return Inbound::End(close::normal()),
         Some(Err(e)) => return Inbound::End(close::for_read_error(e).unwrap_or_else(close::normal)),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Skip,
         Some(Ok(Message::Text(text))) => {
+            len = text.len();
             if text.len() > settings.max_frame_bytes {
                 Err(FrameError::new(
                     ErrorCode::FrameTooLarge,
@@ -179,14 +187,23 @@ fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings
             "binary frames are not accepted on a socket with socketPayload=json; send JSON text frames",
         )),
     };
-    Inbound::Frame(frame.unwrap_or_else(|e| ProduceFrame::Single(Err(e))))
+    Inbound::Frame(frame.unwrap_or_else(|e| ProduceFrame::Single(Err(e))), len)
 }
 
-/// Hands a frame's records to Kafka and returns the future of its answer.
-async fn submit(kafka: &ProducerHandle, topic: &str, frame: ProduceFrame) -> (Pending, usize, usize) {
+/// Hands a frame's records to Kafka and returns the future of its answer, with the records
+/// and bytes it holds in flight: at least one record (an empty array still has an answer
+/// waiting) and at least the frame's own length (ids and error texts live until answered).
+async fn submit(
+    kafka: &ProducerHandle,
+    topic: &str,
+    frame: ProduceFrame,
+    frame_len: usize,
+    shutdown: &CancellationToken,
+) -> (Pending, usize, usize) {
     match frame {
         ProduceFrame::Single(outcome) => {
-            let (fut, bytes) = enqueue(kafka, topic, outcome).await;
+            let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown).await;
+            let bytes = record_bytes.max(frame_len);
             let topic = topic.to_owned();
             let entry = async move {
                 let result = fut.await;
@@ -199,11 +216,11 @@ async fn submit(kafka: &ProducerHandle, topic: &str, frame: ProduceFrame) -> (Pe
             let mut futs = Vec::with_capacity(outcomes.len());
             let mut bytes = 0;
             for outcome in outcomes {
-                let (fut, b) = enqueue(kafka, topic, outcome).await;
+                let (fut, b) = enqueue(kafka, topic, outcome, shutdown).await;
                 bytes += b;
                 futs.push(fut);
             }
-            let records = futs.len();
+            let (records, bytes) = (futs.len().max(1), bytes.max(frame_len));
             let topic = topic.to_owned();
             let entry = async move {
                 let results = futures::future::join_all(futs).await;
@@ -217,8 +234,17 @@ async fn submit(kafka: &ProducerHandle, topic: &str, frame: ProduceFrame) -> (Pe
 
 type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
 
-/// Enqueues one record, waiting while librdkafka's queue is full (backpressure).
-async fn enqueue(kafka: &ProducerHandle, topic: &str, outcome: RecordOutcome) -> (RecordFuture, usize) {
+/// How long a record waits for room in librdkafka's queue before it is answered with an error.
+const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Enqueues one record, waiting while librdkafka's queue is full (backpressure), but not past
+/// shutdown or [`QUEUE_FULL_PATIENCE`].
+async fn enqueue(
+    kafka: &ProducerHandle,
+    topic: &str,
+    outcome: RecordOutcome,
+    shutdown: &CancellationToken,
+) -> (RecordFuture, usize) {
     let record = match outcome {
         Ok(r) => r,
         Err(e) => {
@@ -228,6 +254,7 @@ async fn enqueue(kafka: &ProducerHandle, topic: &str, outcome: RecordOutcome) ->
     };
     let bytes = record.size();
     let mut backoff = Duration::from_micros(500);
+    let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
     loop {
         match kafka.enqueue(topic, &record) {
             Ok(delivery) => {
@@ -245,7 +272,19 @@ async fn enqueue(kafka: &ProducerHandle, topic: &str, outcome: RecordOutcome) ->
                 return (Box::pin(fut), bytes);
             }
             Err(EnqueueError::QueueFull) => {
-                tokio::time::sleep(backoff).await;
+                if shutdown.is_cancelled() || Instant::now() >= give_up {
+                    let id = record.message_id;
+                    let e = FrameError::new(
+                        ErrorCode::TimedOut,
+                        "Kafka's producer queue stayed full (Kafka unreachable or too slow); the record was not sent",
+                    )
+                    .with_message_id(id.clone());
+                    return (Box::pin(std::future::ready((id, 0, Err(e)))), 0);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
             Err(EnqueueError::Refused(code, message)) => {
