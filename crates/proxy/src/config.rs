@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub secure_healthcheck: bool,
     /// The HTTPS/WSS listener, when enabled.
     pub tls: Option<TlsConfig>,
+    /// Browser origins allowed to open sockets (exact match); empty allows any.
+    pub allowed_origins: Vec<String>,
 }
 
 /// `WSPROXY_SSL_*`: the TLS listener.
@@ -297,6 +299,13 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: false,
         default: "",
         help: "'https' checks broker host names",
+    },
+    EnvVar {
+        name: "WSPROXY_ALLOWED_ORIGINS",
+        key: "server.allowed-origins",
+        secret: false,
+        default: "",
+        help: "comma-separated Origins allowed to open sockets (empty: any)",
     },
     EnvVar {
         name: "WSPROXY_SSL_ENABLED",
@@ -870,6 +879,13 @@ impl Config {
                 basic_auth,
                 secure_healthcheck: r.boolean("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT"),
                 tls,
+                allowed_origins: r
+                    .string("WSPROXY_ALLOWED_ORIGINS")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             },
             kafka: KafkaConfig {
                 bootstrap_hosts,

@@ -274,3 +274,26 @@ asyncio.run(main())
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("WSPROXY_SSL_PRIVATE_KEY_LOCATION"));
 }
+
+#[tokio::test]
+async fn allowed_origins_stop_cross_site_websocket_hijacking() {
+    let proxy =
+        Proxy::start(&[("WSPROXY_ALLOWED_ORIGINS", "https://app.example.com, https://admin.example.com")]).await;
+    let topic = unique("origin");
+    create_topic(&topic, 1).await;
+    let url = proxy.url(&format!("/socket/in?clientId=o&topic={topic}"));
+    let (status, body) =
+        connect_with(&url, &[("Origin", "https://evil.example.net".to_owned())]).await.expect_err("refused");
+    assert_eq!(status, 403);
+    assert_eq!(message(&body), "Origin 'https://evil.example.net' is not allowed to open sockets on this proxy.");
+    let out = proxy.url(&format!("/socket/out?clientId=o&topic={topic}"));
+    assert_eq!(
+        connect_with(&out, &[("Origin", "https://app.example.com.evil".to_owned())]).await.err().map(|e| e.0),
+        Some(403)
+    );
+    // An allowed browser origin, and a non-browser client without Origin, get through.
+    let mut ws = connect_with(&url, &[("Origin", "https://admin.example.com".to_owned())]).await.unwrap();
+    send(&mut ws, record(None, "from the app", None)).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 0);
+    assert!(connect_with(&url, &[]).await.is_ok());
+}

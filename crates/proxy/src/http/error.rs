@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Kafka's ACLs do not let the socket's user use the topic.
     #[error("{0}")]
     KafkaForbidden(String),
+    /// The request is refused by the proxy's own policy (e.g. its Origin).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -39,7 +42,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::KafkaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::KafkaUnauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ApiError::KafkaForbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::KafkaForbidden(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -42,6 +42,7 @@ pub async fn produce(
         ));
     }
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    check_origin(&state, &headers)?;
     let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
     ensure_topic(&state, &p.topic).await?;
     let producer = state.kafka.producer(creds.as_ref()).map_err(|e| {
@@ -84,6 +85,7 @@ pub async fn consume(
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
     refuse_avro(p.socket_payload)?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    check_origin(&state, &headers)?;
     let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
     ensure_topic(&state, &p.topic).await?;
 
@@ -128,6 +130,23 @@ pub async fn consume(
         consume::run(socket, consumer, lag, settings, shutdown).await;
         drop(token);
     }))
+}
+
+/// Cross-site WebSocket hijacking guard: with `WSPROXY_ALLOWED_ORIGINS` set, a browser's
+/// `Origin` must match one entry exactly. Clients without an `Origin` (not browsers) pass.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let allowed = &state.config.server.allowed_origins;
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else { return Ok(()) };
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let origin = origin.to_str().unwrap_or_default();
+    if allowed.iter().any(|a| a == origin) {
+        Ok(())
+    } else {
+        metrics::auth_failure("origin_not_allowed");
+        Err(ApiError::Forbidden(format!("Origin '{origin}' is not allowed to open sockets on this proxy.")))
+    }
 }
 
 fn probe_error(e: ProbeError) -> ApiError {
