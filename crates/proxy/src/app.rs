@@ -94,6 +94,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
         started: Arc::new(AtomicBool::new(false)),
+        admission: crate::http::admission::Admission::new(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+        ),
         basic_auth: config.server.basic_auth.as_ref().map(|b| {
             Arc::new(BasicAuth { realm: b.realm.clone(), username: b.username.clone(), password: b.password.clone() })
         }),

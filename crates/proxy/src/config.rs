@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Browser origins allowed to open sockets (exact match); empty allows any.
     pub allowed_origins: Vec<String>,
+    /// Open sockets this node accepts in all (0: unlimited).
+    pub max_connections: usize,
+    /// Open sockets this node accepts from one client IP (0: unlimited).
+    pub max_connections_per_ip: usize,
 }
 
 /// `WSPROXY_SSL_*`: the TLS listener.
@@ -299,6 +303,20 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: false,
         default: "",
         help: "'https' checks broker host names",
+    },
+    EnvVar {
+        name: "WSPROXY_MAX_CONNECTIONS",
+        key: "server.max-connections",
+        secret: false,
+        default: "0",
+        help: "open sockets per node, 0: unlimited (503 beyond)",
+    },
+    EnvVar {
+        name: "WSPROXY_MAX_CONNECTIONS_PER_IP",
+        key: "server.max-connections-per-ip",
+        secret: false,
+        default: "0",
+        help: "open sockets per client IP, 0: unlimited (503 beyond)",
     },
     EnvVar {
         name: "WSPROXY_ALLOWED_ORIGINS",
@@ -879,6 +897,8 @@ impl Config {
                 basic_auth,
                 secure_healthcheck: r.boolean("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT"),
                 tls,
+                max_connections: r.parse("WSPROXY_MAX_CONNECTIONS", "a number"),
+                max_connections_per_ip: r.parse("WSPROXY_MAX_CONNECTIONS_PER_IP", "a number"),
                 allowed_origins: r
                     .string("WSPROXY_ALLOWED_ORIGINS")
                     .split(',')

@@ -196,3 +196,34 @@ async fn malformed_consume_parameters_and_commits_get_clear_errors() {
     send(&mut ws, json!({"wsProxyMessageId": first["wsProxyMessageId"]}).to_string()).await;
     assert_eq!(recv_json(&mut ws).await["error"]["code"], "UNKNOWN_MESSAGE_ID", "a second commit of the same id");
 }
+
+#[tokio::test]
+async fn connection_limits_answer_503_and_free_slots_at_once() {
+    let topic = unique("limits");
+    create_topic(&topic, 1).await;
+    let proxy = Proxy::start(&[("WSPROXY_MAX_CONNECTIONS_PER_IP", "2")]).await;
+    let url = proxy.url(&format!("/socket/in?clientId=l&topic={topic}"));
+    let mut first = connect(&url).await;
+    let _second = connect(&proxy.url(&format!("/socket/out?clientId=l&topic={topic}"))).await;
+    let (status, content_type, body) = refused(&url).await;
+    assert_eq!((status, content_type.as_str()), (503, "application/json"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["message"],
+        "The limit of 2 open sockets from 127.0.0.1 has been reached."
+    );
+    // The sockets already open keep working, and closing one frees its slot at once.
+    still_produces(&mut first, json!("under the limit")).await;
+    first.close(None).await.unwrap();
+    while let Some(Ok(_)) = first.next().await {}
+    let mut again = connect(&url).await;
+    still_produces(&mut again, json!("slot freed")).await;
+
+    let node = Proxy::start(&[("WSPROXY_MAX_CONNECTIONS", "1")]).await;
+    let _only = connect(&node.url(&format!("/socket/in?clientId=n&topic={topic}"))).await;
+    let (status, _, body) = refused(&node.url(&format!("/socket/in?clientId=n2&topic={topic}"))).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["message"],
+        "The proxy has reached its limit of 1 open sockets. Try again later."
+    );
+}

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Kafka's ACLs do not let the socket's user use the topic.
     #[error("{0}")]
     KafkaForbidden(String),
+    /// A connection limit is reached.
+    #[error("{0}")]
+    Overloaded(String),
     /// The request is refused by the proxy's own policy (e.g. its Origin).
     #[error("{0}")]
     Forbidden(String),
@@ -40,7 +43,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::TopicNotFound(_) | ApiError::NotAnUpgrade => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::KafkaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::KafkaUnavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::KafkaUnauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::KafkaForbidden(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

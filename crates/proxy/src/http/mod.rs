@@ -3,6 +3,7 @@
 //! Everything that can be refused is refused before the upgrade, with a JSON body
 //! ([`error::ApiError`]); after the upgrade the socket belongs to a [`crate::pipeline`] loop.
 
+pub mod admission;
 pub mod error;
 mod sockets;
 pub mod tls;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub started: Arc<AtomicBool>,
     /// Basic authentication of clients, when configured.
     pub basic_auth: Option<Arc<BasicAuth>>,
+    /// Node-wide and per-IP socket limits.
+    pub admission: admission::Admission,
 }
 
 /// Builds the main router. Tests call it directly.

@@ -15,6 +15,7 @@ use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
 use wsproxy_protocol::produce::RecordDecoder;
 
 use crate::auth::kafka_credentials;
+use crate::http::admission::{Refused, Slot};
 use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::ProbeError;
@@ -43,6 +44,7 @@ pub async fn produce(
     }
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
+    let slot = admit(&state, remote)?;
     let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
     ensure_topic(&state, &p.topic).await?;
     let producer = state.kafka.producer(creds.as_ref()).map_err(|e| {
@@ -69,7 +71,7 @@ pub async fn produce(
     let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
         produce::run(socket, kafka, settings, shutdown).await;
-        drop(token);
+        drop((slot, token));
     }))
 }
 
@@ -86,6 +88,7 @@ pub async fn consume(
     refuse_avro(p.socket_payload)?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
+    let slot = admit(&state, remote)?;
     let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
     ensure_topic(&state, &p.topic).await?;
 
@@ -128,8 +131,22 @@ pub async fn consume(
     let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
         consume::run(socket, consumer, lag, settings, shutdown).await;
-        drop(token);
+        drop((slot, token));
     }))
+}
+
+/// Takes a connection slot or answers 503 with which limit was reached.
+fn admit(state: &AppState, remote: std::net::SocketAddr) -> Result<Slot, ApiError> {
+    state.admission.admit(remote.ip()).map_err(|refused| {
+        metrics::connection_refused(match refused {
+            Refused::Total(_) => "node_limit",
+            Refused::PerIp(..) => "per_ip_limit",
+        });
+        ApiError::Overloaded(match refused {
+            Refused::Total(n) => format!("The proxy has reached its limit of {n} open sockets. Try again later."),
+            Refused::PerIp(ip, n) => format!("The limit of {n} open sockets from {ip} has been reached."),
+        })
+    })
 }
 
 /// Cross-site WebSocket hijacking guard: with `WSPROXY_ALLOWED_ORIGINS` set, a browser's

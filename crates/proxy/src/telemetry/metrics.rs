@@ -215,6 +215,11 @@ pub fn auth_failure(reason: &'static str) {
     counter!("wsproxy_auth_failures_total", "reason" => reason).increment(1);
 }
 
+/// A socket refused by a connection limit (`node_limit` or `per_ip_limit`).
+pub fn connection_refused(limit: &'static str) {
+    counter!("wsproxy_connections_refused_total", "limit" => limit).increment(1);
+}
+
 /// One HTTP request on the main listener (route is the matched path, never the raw URL).
 pub fn http_request(route: &str, status: u16) {
     counter!("wsproxy_http_requests_total", "route" => route.to_owned(), "status" => status.to_string()).increment(1);
