@@ -69,11 +69,15 @@ where
     let mut close_frame: Option<CloseFrame> = None;
 
     loop {
-        // Checked first: the branches below `continue` once the client is done.
+        // Once reading stopped and every answer is out, the socket ends; the close handshake is
+        // bounded so that a client that stopped reading cannot hold it.
         if !reading && pending.is_empty() {
             stats.closing(close_frame.as_ref().map_or(1000, |f| f.code));
-            let _ = tx.send(Message::Close(close_frame.take())).await;
-            let _ = tx.close().await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                let _ = tx.send(Message::Close(close_frame.take())).await;
+                let _ = tx.close().await;
+            })
+            .await;
             return;
         }
         let may_read = reading
