@@ -220,6 +220,21 @@ pub fn is_authentication_error(e: &KafkaError) -> bool {
     )
 }
 
+/// Why a consume socket got no consumer.
+#[derive(Debug)]
+pub enum ConsumerError {
+    /// The socket's own credentials were refused, or may not read the topic.
+    Refused(ProbeError),
+    /// librdkafka could not create or subscribe the consumer.
+    Kafka(KafkaError),
+}
+
+impl From<KafkaError> for ConsumerError {
+    fn from(e: KafkaError) -> Self {
+        ConsumerError::Kafka(e)
+    }
+}
+
 /// A broker as `/kafka/cluster/info` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct BrokerInfo {
@@ -372,7 +387,7 @@ impl Kafka {
         params: &ConsumerParams,
         creds: Option<&KafkaCredentials>,
         lag: Arc<AtomicI64>,
-    ) -> Result<SocketConsumer, KafkaError> {
+    ) -> Result<SocketConsumer, ConsumerError> {
         let mut cfg = match creds {
             None => self.inner.base.clone(),
             Some(c) => {
@@ -412,22 +427,20 @@ impl Kafka {
         }
         let context = SocketConsumerContext { topic: params.topic.clone(), lag, auth: AuthFailure::default() };
         let consumer: SocketConsumer = cfg.create_with_context(context)?;
-        if creds.is_some() {
-            let (consumer, topic) = (consumer, params.topic.clone());
+        // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
+        let consumer = if creds.is_some() {
+            let topic = params.topic.clone();
             let (consumer, probed) = tokio::task::spawn_blocking(move || {
                 let r = probe_topic(consumer.client(), &topic, &consumer.context().auth);
                 (consumer, r)
             })
             .await
             .expect("probe task never panics");
-            probed.map_err(|e| match e {
-                ProbeError::Unauthenticated(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::SaslAuthenticationFailed),
-                ProbeError::Forbidden(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed),
-                ProbeError::Unavailable(_) => KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure),
-            })?;
-            consumer.subscribe(&[&params.topic])?;
-            return Ok(consumer);
-        }
+            probed.map_err(ConsumerError::Refused)?;
+            consumer
+        } else {
+            consumer
+        };
         consumer.subscribe(&[&params.topic])?;
         Ok(consumer)
     }

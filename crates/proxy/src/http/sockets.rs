@@ -9,7 +9,6 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use rdkafka::error::RDKafkaErrorCode;
 use wsproxy_protocol::consume::RecordEncoder;
 use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
 use wsproxy_protocol::produce::RecordDecoder;
@@ -18,7 +17,7 @@ use crate::auth::kafka_credentials;
 use crate::http::admission::{Refused, Slot};
 use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
-use crate::kafka::ProbeError;
+use crate::kafka::{ConsumerError, ProbeError};
 use crate::pipeline::{consume, produce};
 use crate::telemetry::metrics::{self, SocketIdentity};
 
@@ -93,23 +92,15 @@ pub async fn consume(
     ensure_topic(&state, &p.topic).await?;
 
     let lag = Arc::new(AtomicI64::new(0));
-    let consumer = state.kafka.consumer(&p, creds.as_ref(), lag.clone()).await.map_err(|e| {
-        match e.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::SaslAuthenticationFailed) => {
-                return probe_error(ProbeError::Unauthenticated(
-                    "Authentication failed: invalid Kafka credentials".into(),
-                ))
-            }
-            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
-                return probe_error(ProbeError::Forbidden(format!("Not authorized to access topics: [{}]", p.topic)))
-            }
-            _ => {}
+    let consumer = state.kafka.consumer(&p, creds.as_ref(), lag.clone()).await.map_err(|e| match e {
+        ConsumerError::Refused(refused) => probe_error(refused),
+        ConsumerError::Kafka(e) => {
+            tracing::warn!(error = %e, group = %p.group_id, "could not create a consumer");
+            ApiError::Internal(format!(
+                "An unexpected error occurred when trying to establish the WebSocket consumer {} in session {}.",
+                p.client_id, p.group_id
+            ))
         }
-        tracing::warn!(error = %e, group = %p.group_id, "could not create a consumer");
-        ApiError::Internal(format!(
-            "An unexpected error occurred when trying to establish the WebSocket consumer {} in session {}.",
-            p.client_id, p.group_id
-        ))
     })?;
     let cfg = &state.config;
     let batch = p.batch_size.unwrap_or(0) as usize;

@@ -19,7 +19,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, RecordEncoder};
+use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, MessageId, RecordEncoder};
 use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
 use wsproxy_protocol::ErrorCode;
 
@@ -349,7 +349,10 @@ fn commit_offsets_result(consumer: &SocketConsumer, topic: &str, offsets: &[(i32
 
 /// A consumer error frame, naming the record when there is one.
 fn error_frame(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
-    let id = record.map(|r| format!("{}-{}-{}-{}", r.topic, r.partition, r.offset, r.timestamp));
+    let id = record.map(|r| {
+        MessageId { topic: r.topic.to_owned(), partition: r.partition, offset: r.offset, timestamp: r.timestamp }
+            .to_string()
+    });
     let frame = ConsumerErrorFrame {
         error: ErrorBody { code: e.code, message: &e.message },
         ws_proxy_message_id: id.as_deref(),
