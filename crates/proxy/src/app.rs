@@ -18,7 +18,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::basic::BasicAuth;
 use crate::config::Config;
 use crate::http::{router, tls, AppState, Peer};
+use crate::kafka::state_log::StateLogSettings;
 use crate::kafka::Kafka;
+use crate::sessions::{node_group, SessionSettings, Sessions};
 use crate::telemetry::metrics;
 
 /// Why the proxy could not run.
@@ -36,6 +38,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("the session state topic cannot be used: {0}")]
+    Sessions(String),
 }
 
 /// A started proxy: its address and a handle to stop it.
@@ -66,6 +70,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let kafka = Kafka::new(&config)?;
     wait_for_kafka(&kafka, &config).await?;
+    let sessions = open_sessions(&kafka, &config).await?;
 
     let tls = match &config.server.tls {
         None => None,
@@ -98,10 +103,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.server.max_connections,
             config.server.max_connections_per_ip,
         ),
+        sessions: sessions.clone(),
         basic_auth: config.server.basic_auth.as_ref().map(|b| {
             Arc::new(BasicAuth { realm: b.realm.clone(), username: b.username.clone(), password: b.password.clone() })
         }),
     };
+    sessions.spawn_sweeper(shutdown.clone());
     state.started.store(true, Ordering::Release);
     let app = router(state.clone());
     let stop = shutdown.clone();
@@ -148,8 +155,30 @@ async fn drain(state: &AppState, kafka: &Kafka) {
     if tokio::time::timeout(grace, state.sockets.wait()).await.is_err() {
         tracing::warn!(open = state.sockets.len(), "sockets still open after the grace period; closing anyway");
     }
+    state.sessions.close(Duration::from_secs(5)).await;
     kafka.flush(Duration::from_secs(5)).await;
     tracing::info!("stopped");
+}
+
+/// Loads the shared session state (and frees this node's leftovers) before serving.
+async fn open_sessions(kafka: &Kafka, config: &Config) -> Result<Sessions, StartError> {
+    let s = &config.sessions;
+    let settings = SessionSettings {
+        server_id: config.server.server_id.clone(),
+        node_timeout: s.node_timeout,
+        log: StateLogSettings {
+            topic: s.topic.clone(),
+            replication_factor: s.replication_factor,
+            retention_ms: s.retention.as_millis().try_into().unwrap_or(i64::MAX),
+            group_id: node_group(&config.server.server_id),
+            group_instance_id: config.server.server_id.clone(),
+            session_timeout_ms: s.node_timeout.as_millis().try_into().unwrap_or(u32::MAX),
+            load_timeout: s.init_timeout,
+            init_retries: s.init_retries,
+            init_retry_interval: s.init_retry_interval,
+        },
+    };
+    Sessions::open(kafka, settings).await.map_err(|e| StartError::Sessions(e.to_string()))
 }
 
 async fn wait_for_kafka(kafka: &Kafka, config: &Config) -> Result<(), StartError> {

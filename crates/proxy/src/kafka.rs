@@ -24,6 +24,8 @@ use wsproxy_protocol::params::ConsumerParams;
 use wsproxy_protocol::produce::ProducerRecord;
 use wsproxy_protocol::ErrorCode;
 
+pub mod state_log;
+
 use crate::auth::kafka_credentials::KafkaCredentials;
 use crate::config::Config;
 use crate::telemetry::metrics;

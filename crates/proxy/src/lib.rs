@@ -6,7 +6,8 @@
 //! - [`auth`] — Basic authentication and per-socket Kafka credentials.
 //! - [`http`] — routes, WebSocket upgrades, pre-upgrade errors.
 //! - [`pipeline`] — one socket's produce or consume loop, commit stack, rate limit, close codes.
-//! - [`kafka`] — the only module that names rdkafka.
+//! - [`sessions`] — socket limits per group and client, shared by all nodes through Kafka.
+//! - [`kafka`] — the only module that names rdkafka (and the state log behind sessions).
 //! - [`demo`] — the zero-setup in-process cluster behind `--demo`.
 //! - [`telemetry`] — logging.
 //!
@@ -19,4 +20,5 @@ pub mod demo;
 pub mod http;
 pub mod kafka;
 pub mod pipeline;
+pub mod sessions;
 pub mod telemetry;

@@ -57,6 +57,8 @@ pub struct AppState {
     pub basic_auth: Option<Arc<BasicAuth>>,
     /// Node-wide and per-IP socket limits.
     pub admission: admission::Admission,
+    /// Socket limits per consumer group and producer client, shared by all nodes.
+    pub sessions: crate::sessions::Sessions,
 }
 
 /// Builds the main router. Tests call it directly.

@@ -146,7 +146,9 @@ impl Proxy {
             .env("WSPROXY_PORT", port.to_string())
             .env("WSPROXY_BIND_INTERFACE", "127.0.0.1")
             .env("RUST_LOG", std::env::var("TEST_PROXY_LOG").unwrap_or_else(|_| "info".to_owned()))
-            .env("WSPROXY_LOG_ANSI_OFF", "true");
+            .env("WSPROXY_LOG_ANSI_OFF", "true")
+            // Server ids must be unique per node: tests run many proxies at once.
+            .env("WSPROXY_SERVER_ID", unique("node"));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -274,6 +276,13 @@ pub async fn refused(url: &str) -> (u16, String, String) {
         }
         Err(e) => panic!("connect {url}: {e}"),
     }
+}
+
+/// Closes a WebSocket and waits for the server's close frame (the end of the handshake): from
+/// then on the socket's session slot counts as leaving, so a reconnect is not refused.
+pub async fn hang_up(mut ws: Ws) {
+    let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async { while let Some(Ok(_)) = ws.next().await {} }).await;
 }
 
 pub async fn send(ws: &mut Ws, text: impl Into<String>) {
