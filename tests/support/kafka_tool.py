@@ -105,8 +105,10 @@ def produce(topic):
 
 def consume(topic, n, timeout=30, key_format="raw", value_format="raw"):
     n, timeout = int(n), float(timeout)
+    # KAFKA_TOOL_ISOLATION=read_committed reads as an exactly-once consumer would.
     c = Consumer({"bootstrap.servers": BOOT, "group.id": f"kafka-tool-{os.getpid()}-{time.time()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "isolation.level": os.environ.get("KAFKA_TOOL_ISOLATION", "read_uncommitted")})
     c.subscribe([topic])
     got = []
     deadline = time.time() + timeout

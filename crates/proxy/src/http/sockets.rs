@@ -41,11 +41,6 @@ pub async fn produce(
     };
     let p = params::producer_params(&Query::new(&pairs), rules).map_err(|e| ApiError::BadRequest(e.0))?;
     refuse_avro(p.socket_payload)?;
-    if p.transactional {
-        return Err(ApiError::BadRequest(
-            "Transactional producing is not available on this proxy version yet.".to_owned(),
-        ));
-    }
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
@@ -59,13 +54,25 @@ pub async fn produce(
     } else {
         None
     };
-    let producer = state.kafka.producer(creds.as_ref()).map_err(|e| {
-        tracing::warn!(error = %e, "could not create a producer");
-        ApiError::Internal(format!(
-            "An unexpected error occurred when trying to establish the WebSocket producer {} in session {}.",
-            p.client_id, p.client_id
-        ))
-    })?;
+    let producer = if p.transactional {
+        // Stable per client: the next socket of this client (on any node) fences this one and
+        // aborts whatever transaction it left open.
+        let id = format!("{}-{}", p.client_id, p.instance_id.as_deref().unwrap_or_default());
+        state.kafka.transactional_producer(creds.as_ref(), &id).await.map_err(|e| {
+            tracing::warn!(error = %e, transactional_id = %id, "could not initialise a transactional producer");
+            ApiError::KafkaUnavailable(format!(
+                "The transactional producer {id} could not be initialised in Kafka; the socket was not opened."
+            ))
+        })?
+    } else {
+        state.kafka.producer(creds.as_ref()).map_err(|e| {
+            tracing::warn!(error = %e, "could not create a producer");
+            ApiError::Internal(format!(
+                "An unexpected error occurred when trying to establish the WebSocket producer {} in session {}.",
+                p.client_id, p.client_id
+            ))
+        })?
+    };
     if creds.is_some() {
         producer.probe(&p.topic).await.map_err(probe_error)?;
     }
@@ -79,6 +86,7 @@ pub async fn produce(
         max_frame_bytes: cfg.socket.max_frame_bytes,
         keep_alive: cfg.socket.keep_alive,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
+        transactional: p.transactional,
     };
     let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {

@@ -107,6 +107,8 @@ impl StateLog {
             .set("group.id", &s.group_id)
             .set("group.instance.id", &s.group_instance_id)
             .set("session.timeout.ms", s.session_timeout_ms.to_string())
+            // Three heartbeats per session timeout, or a short timeout expires between two.
+            .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string())
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10")

@@ -87,6 +87,24 @@ pub async fn create_topic_with(name: &str, partitions: i32, config: &[(&str, &st
 
 /// Runs the independent Kafka client (`tests/support/kafka_tool.py`) and returns its stdout.
 pub fn kafka_tool(args: &[&str], stdin: &str) -> String {
+    kafka_tool_with(args, stdin, &[])
+}
+
+/// Every record of `topic` a `read_committed` consumer sees within `wait` (values as strings).
+pub fn read_committed(topic: &str, wait: Duration) -> Vec<Value> {
+    let secs = wait.as_secs().max(1).to_string();
+    kafka_tool_with(
+        &["consume", topic, "100000000", &secs, "string", "string"],
+        "",
+        &[("KAFKA_TOOL_ISOLATION", "read_committed")],
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// [`kafka_tool`] with extra environment variables.
+pub fn kafka_tool_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> String {
     let root = project_root();
     let python =
         std::env::var("WSPROXY_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
@@ -95,6 +113,7 @@ pub fn kafka_tool(args: &[&str], stdin: &str) -> String {
         .arg(root.join("tests/support/kafka_tool.py"))
         .args(args)
         .env("KAFKA_BOOTSTRAP", bootstrap())
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
