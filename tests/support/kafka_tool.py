@@ -81,6 +81,20 @@ def create(topic, partitions, *configs):
     print(json.dumps({"created": topic}))
 
 
+def delete_topics(pattern):
+    """Deletes every topic whose name matches the regular expression (test leftovers)."""
+    import re
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    names = [t for t in admin.list_topics(timeout=10).topics if re.search(pattern, t)]
+    if names:
+        for f in admin.delete_topics(names, operation_timeout=30).values():
+            try:
+                f.result()
+            except Exception as e:  # already gone: fine
+                print(json.dumps({"error": str(e)}), file=sys.stderr)
+    print(json.dumps({"deleted": len(names)}))
+
+
 def produce(topic):
     p = Producer({"bootstrap.servers": BOOT, "linger.ms": 5, "acks": "all"})
     errors = []
@@ -146,4 +160,5 @@ def version():
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"create": create, "produce": produce, "consume": consume, "committed": committed, "version": version}[cmd](*args)
+    {"create": create, "produce": produce, "consume": consume, "committed": committed, "version": version,
+     "delete-topics": delete_topics}[cmd](*args)

@@ -90,8 +90,8 @@ pub async fn produce(
     };
     let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        produce::run(Watched { socket, session }, kafka, settings, shutdown).await;
-        drop((slot, token));
+        produce::run(Watched { socket, session, slot: Some(slot) }, kafka, settings, shutdown).await;
+        drop(token);
     }))
 }
 
@@ -149,8 +149,9 @@ pub async fn consume(
     };
     let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        consume::run(Watched { socket, session: Some(session) }, consumer, lag, settings, shutdown).await;
-        drop((slot, token));
+        let socket = Watched { socket, session: Some(session), slot: Some(slot) };
+        consume::run(socket, consumer, lag, settings, shutdown).await;
+        drop(token);
     }))
 }
 
@@ -286,11 +287,13 @@ async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> 
     }
 }
 
-/// A socket that holds its session slot: the slot is marked as closing as soon as the client
-/// closes (a reconnect waits for it instead of being refused) and freed when the socket drops.
+/// A socket that holds its session slot and its connection slot. Once the client closes, the
+/// connection slot is freed and the session slot marked as closing (a reconnect waits for it
+/// instead of being refused); the session slot is freed when the socket drops.
 struct Watched {
     socket: WebSocket,
     session: Option<SessionGuard>,
+    slot: Option<Slot>,
 }
 
 impl Stream for Watched {
@@ -302,6 +305,7 @@ impl Stream for Watched {
             if let Some(s) = self.session.as_mut() {
                 s.closing();
             }
+            self.slot = None;
         }
         item
     }

@@ -167,7 +167,11 @@ impl Proxy {
             .env("RUST_LOG", std::env::var("TEST_PROXY_LOG").unwrap_or_else(|_| "info".to_owned()))
             .env("WSPROXY_LOG_ANSI_OFF", "true")
             // Server ids must be unique per node: tests run many proxies at once.
-            .env("WSPROXY_SERVER_ID", unique("node"));
+            .env("WSPROXY_SERVER_ID", unique("node"))
+            // Each proxy its own session state, so that tests reusing a clientId (and proxies
+            // killed with sockets open) do not hold slots for each other. Multi-node tests pass
+            // a shared topic. scripts/test deletes these topics before a run.
+            .env("WSPROXY_SESSION_STATE_TOPIC", unique("wsproxy-test-sessions"));
         for (k, v) in env {
             cmd.env(k, v);
         }
