@@ -601,3 +601,56 @@ async fn consumer_groups_list_describe_offsets_alter_and_delete() {
         seen.push(recv_json(&mut ws).await["value"]["value"].clone());
     }
 }
+
+/// Sends records with up to `window` unanswered and counts results for `span`.
+async fn acks_during(ws: &mut Ws, window: usize, span: Duration, outstanding: &mut usize) -> usize {
+    let end = tokio::time::Instant::now() + span;
+    let mut acked = 0;
+    loop {
+        while *outstanding < window {
+            send(ws, record(None, "x", None)).await;
+            *outstanding += 1;
+        }
+        match tokio::time::timeout_at(end, recv_text(ws, Duration::from_secs(60))).await {
+            Ok(text) => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                assert!(v["offset"].is_i64(), "{v}");
+                *outstanding -= 1;
+                acked += 1;
+            }
+            Err(_) => return acked,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dynamic_producer_rate_slows_an_open_socket_and_its_removal_frees_it() {
+    let cfg_topic = unique("dyncfg-rate");
+    let (proxy, admin) = dynamic_proxy(&cfg_topic, &[]).await;
+    let topic = unique("rate");
+    create_topic(&topic, 1).await;
+    let mut ws = connect(&proxy.url(&format!("/socket/in?clientId=rate-producer&topic={topic}&valType=string"))).await;
+    let mut outstanding = 0;
+    let window = 20;
+    let before = acks_during(&mut ws, window, Duration::from_secs(2), &mut outstanding).await;
+
+    let cfg = r#"{"producer-id":"rate-producer","messages-per-second":10}"#;
+    assert_eq!(call(admin, "POST", "/admin/client/config/producer", Some(cfg), &[]).await.0, 200);
+    // Records already read before the change are answered first.
+    acks_during(&mut ws, window, Duration::from_secs(2), &mut outstanding).await;
+    let limited = acks_during(&mut ws, window, Duration::from_secs(4), &mut outstanding).await;
+
+    assert_eq!(call(admin, "DELETE", "/admin/client/config/producer/rate-producer", None, &[]).await.0, 200);
+    acks_during(&mut ws, window, Duration::from_secs(1), &mut outstanding).await;
+    let after = acks_during(&mut ws, window, Duration::from_secs(2), &mut outstanding).await;
+    eprintln!(
+        "acks/s: before {:.0}, limited to 10/s {:.1}, after removal {:.0}",
+        before as f64 / 2.0,
+        limited as f64 / 4.0,
+        after as f64 / 2.0
+    );
+    assert!(before >= 200, "unlimited socket acked only {before} records in 2 s");
+    assert!((20..=60).contains(&limited), "at 10 records/s, 4 s gave {limited} acks");
+    assert!(after >= 200, "after removal only {after} records in 2 s");
+    assert!(proxy.log_text().contains("messages-per-second changed on an open socket"));
+}

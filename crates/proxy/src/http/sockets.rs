@@ -66,6 +66,7 @@ pub async fn produce(
         max_frame_bytes: cfg.socket.max_frame_bytes,
         keep_alive: cfg.socket.keep_alive,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
+        limits: state.limits.clone(),
     };
     let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
