@@ -166,11 +166,13 @@ impl Limit for ProducerLimit {
     }
 }
 
-fn decode<T: Limit>(body: &[u8]) -> Result<T, Response> {
-    match serde_json::from_slice::<T>(body) {
-        Ok(limit) if !limit.id().is_empty() => Ok(limit),
-        _ => Err(json_response(StatusCode::BAD_REQUEST, message_body(T::INVALID))),
-    }
+/// The body as a limit of kind `T`, or `None` (answered by [`invalid`]).
+fn decode<T: Limit>(body: &[u8]) -> Option<T> {
+    serde_json::from_slice::<T>(body).ok().filter(|limit| !limit.id().is_empty())
+}
+
+fn invalid<T: Limit>() -> Response {
+    json_response(StatusCode::BAD_REQUEST, message_body(T::INVALID))
 }
 
 fn written(r: Result<(), LogError>) -> Response {
@@ -224,10 +226,7 @@ async fn get_config<T: Limit>(State(state): State<AppState>, Path(id): Path<Stri
 
 /// `POST .../consumer` (the reference's path): adds or replaces.
 async fn post_config<T: Limit>(State(state): State<AppState>, body: Bytes) -> Response {
-    let limit = match decode::<T>(&body) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let Some(limit) = decode::<T>(&body) else { return invalid::<T>() };
     match &state.config_log {
         None => empty(StatusCode::METHOD_NOT_ALLOWED),
         Some(log) => written(log.put(&limit.into_dynamic()).await),
@@ -249,10 +248,7 @@ async fn post_config_at<T: Limit>(state: State<AppState>, Path(id): Path<String>
 
 /// `PUT .../consumer/<anything>`: replaces an existing dynamic config (the body's id is the key).
 async fn put_config<T: Limit>(State(state): State<AppState>, Path(_): Path<String>, body: Bytes) -> Response {
-    let limit = match decode::<T>(&body) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let Some(limit) = decode::<T>(&body) else { return invalid::<T>() };
     let Some(log) = &state.config_log else { return empty(StatusCode::METHOD_NOT_ALLOWED) };
     if T::dynamic(&state.limits, limit.id()).is_none() {
         return empty(StatusCode::NOT_FOUND);
