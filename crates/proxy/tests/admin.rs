@@ -654,3 +654,88 @@ async fn a_dynamic_producer_rate_slows_an_open_socket_and_its_removal_frees_it()
     assert!(after >= 200, "after removal only {after} records in 2 s");
     assert!(proxy.log_text().contains("messages-per-second changed on an open socket"));
 }
+
+#[tokio::test]
+async fn a_static_producer_rate_applies_and_a_dynamic_config_overrides_it_on_open_and_new_sockets() {
+    let cfg_topic = unique("dyncfg-static-rate");
+    let statics = r#"[{"producer-id":"static-limited","messages-per-second":10}]"#;
+    let (proxy, admin) = dynamic_proxy(&cfg_topic, &[("WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS", statics)]).await;
+    let topic = unique("static-rate");
+    create_topic(&topic, 1).await;
+    let url = proxy.url(&format!("/socket/in?clientId=static-limited&topic={topic}&valType=string"));
+    let mut ws = connect(&url).await;
+    let mut outstanding = 0;
+    let limited = acks_during(&mut ws, 20, Duration::from_secs(3), &mut outstanding).await;
+    assert!(limited <= 45, "a static limit of 10 records/s gave {limited} acks in 3 s");
+
+    // messages-per-second 0 (unlimited) in a dynamic config wins over the static 10.
+    let cfg = r#"{"producer-id":"static-limited","messages-per-second":0}"#;
+    assert_eq!(call(admin, "POST", "/admin/client/config/producer", Some(cfg), &[]).await.0, 200);
+    acks_during(&mut ws, 20, Duration::from_secs(3), &mut outstanding).await;
+    let freed = acks_during(&mut ws, 20, Duration::from_secs(2), &mut outstanding).await;
+    assert!(freed >= 200, "the open socket acked only {freed} records in 2 s after the override");
+    let mut fresh = connect(&url).await;
+    let mut fresh_outstanding = 0;
+    let new_socket = acks_during(&mut fresh, 20, Duration::from_secs(2), &mut fresh_outstanding).await;
+    assert!(new_socket >= 200, "a new socket acked only {new_socket} records in 2 s");
+}
+
+#[tokio::test]
+async fn ready_only_after_every_dynamic_config_is_loaded() {
+    let topic = unique("dyncfg-load");
+    kafka_tool(&["create", &topic, "1", "cleanup.policy=compact"], "");
+    let n = 5000;
+    let records: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"key": {"format": "string", "value": format!("producer-load-{i}")},
+                   "value": {"format": "string", "value": format!("producer-id=load-{i},max-connections={i}")}})
+        })
+        .collect();
+    write_with_tool(&topic, &records);
+    let admin = free_port();
+    let admin_s = admin.to_string();
+    // Proxy::start waits for /healthcheck only, which answers while loading.
+    let proxy = Proxy::start(&[
+        ("WSPROXY_ADMIN_ENDPOINT_ENABLED", "true"),
+        ("WSPROXY_ADMIN_PORT", &admin_s),
+        ("WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED", "true"),
+        ("WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME", &topic),
+    ])
+    .await;
+    let mut starting = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, body) = http(proxy.port, "GET", "/ready", &[]).await.unwrap();
+        if status == 200 {
+            break;
+        }
+        assert_eq!((status, body.as_str()), (503, "{\n  \"message\" : \"The proxy is starting.\"\n}"));
+        starting += 1;
+        assert!(Instant::now() < deadline, "not ready in 60 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("/ready answered 503 {starting} times while loading {n} configs");
+    let last = format!("/admin/client/config/producer/load-{}", n - 1);
+    assert_eq!(
+        call(admin, "GET", &last, None, &[]).await.2,
+        format!(r#"{{"max-connections":{},"producer-id":"load-{}"}}"#, n - 1, n - 1)
+    );
+    assert_eq!(get_json(admin, "/admin/client/config").await["producers"]["dynamic"].as_array().unwrap().len(), n);
+}
+
+#[tokio::test]
+async fn a_dynamic_config_topic_that_cannot_be_created_fails_the_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .env_clear()
+        .env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", bootstrap())
+        .env("WSPROXY_PORT", free_port().to_string())
+        .env("WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED", "true")
+        .env("WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME", "not a valid topic name!")
+        .env("WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_RETRIES", "2")
+        .env("WSPROXY_DYNAMIC_CONFIG_TOPIC_RETRY_INTERVAL", "100ms")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dynamic configs: cannot create topic not a valid topic name!"), "{err}");
+}

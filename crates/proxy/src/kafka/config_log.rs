@@ -102,41 +102,46 @@ impl ConfigLog {
 
     /// Adds or replaces a dynamic config; returns once this node applied it.
     pub async fn put(&self, config: &DynamicConfig) -> Result<(), LogError> {
-        self.write(&config.key(), Some(config.to_hocon())).await
+        self.write(vec![(config.key(), Some(config.to_hocon()))]).await
     }
 
     /// Removes one dynamic config (a tombstone).
     pub async fn remove(&self, key: &str) -> Result<(), LogError> {
-        self.write(key, None).await
+        self.write(vec![(key.to_owned(), None)]).await
     }
 
-    /// Removes every dynamic config this node knows.
+    /// Removes every dynamic config this node knows (all tombstones sent, then one wait).
     pub async fn remove_all(&self) -> Result<(), LogError> {
-        for key in self.inner.limits.dynamic_keys() {
-            self.write(&key, None).await?;
-        }
-        Ok(())
+        self.write(self.inner.limits.dynamic_keys().into_iter().map(|k| (k, None)).collect()).await
     }
 
-    async fn write(&self, key: &str, value: Option<String>) -> Result<(), LogError> {
-        let mut record: FutureRecord<'_, str, str> = FutureRecord::to(&self.inner.topic).key(key).partition(0);
-        if let Some(v) = &value {
-            record = record.payload(v.as_str());
-        }
-        let offset = match self.inner.kafka.inner.producer.0.send(record, WRITE_TIMEOUT).await {
-            Ok(d) => d.offset,
-            Err((e, _)) => {
-                tracing::warn!(error = %e, key, "dynamic config not written");
-                return Err(LogError::Timeout);
+    /// Writes records and waits until this node read the last one back.
+    async fn write(&self, records: Vec<(String, Option<String>)>) -> Result<(), LogError> {
+        let producer = &self.inner.kafka.inner.producer.0;
+        let sends = records.iter().map(|(key, value)| {
+            let mut record: FutureRecord<'_, str, str> =
+                FutureRecord::to(&self.inner.topic).key(key.as_str()).partition(0);
+            if let Some(v) = value {
+                record = record.payload(v.as_str());
             }
-        };
+            producer.send(record, WRITE_TIMEOUT)
+        });
+        let mut last = -1;
+        for (result, (key, _)) in futures::future::join_all(sends).await.into_iter().zip(&records) {
+            match result {
+                Ok(d) => last = last.max(d.offset),
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, key, "dynamic config not written");
+                    return Err(LogError::Timeout);
+                }
+            }
+        }
         let mut position = self.inner.position.clone();
-        let applied =
-            matches!(tokio::time::timeout(WRITE_TIMEOUT, position.wait_for(|p| *p > offset)).await, Ok(Ok(_)));
+        let applied = matches!(tokio::time::timeout(WRITE_TIMEOUT, position.wait_for(|p| *p > last)).await, Ok(Ok(_)));
         match applied {
             true => Ok(()),
             false => {
-                tracing::warn!(key, offset, "dynamic config written but not read back in time");
+                tracing::warn!(offset = last, "dynamic config written but not read back in time");
                 Err(LogError::Timeout)
             }
         }
