@@ -574,7 +574,24 @@ async fn consumer_groups_list_describe_offsets_alter_and_delete() {
     .await;
     assert_eq!(status, 400);
     assert!(body.contains("partiton"), "{body}");
+    for (body, text) in [
+        (json!([{"topic": topic, "partition": 7, "offset": 1}]), format!("Topic {topic} has no partition 7.")),
+        (
+            json!([{"topic": "no-such-topic-here", "partition": 0, "offset": 1}]),
+            "Topic no-such-topic-here has no partition 0.".to_owned(),
+        ),
+        (json!([{"topic": topic, "partition": 0, "offset": -5}]), format!("The offset -5 of {topic}-0 is negative.")),
+    ] {
+        let path = format!("/admin/consumer-group/{idle}/offsets/alter/{topic}");
+        let (status, _, answer) = call(admin, "PUT", &path, Some(&body.to_string()), &[]).await;
+        assert_eq!((status, answer), (400, format!("{{\n  \"message\" : \"{text}\"\n}}")));
+    }
     assert_eq!(committed_with_tool(&idle, &topic), json!({"0": 100, "1": 100, "2": 100}), "nothing changed");
+    // An empty list changes nothing and answers the offsets.
+    let (status, _, body) =
+        call(admin, "PUT", &format!("/admin/consumer-group/{idle}/offsets/alter/{topic}"), Some("[]"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().len(), 4);
 
     // Delete one topic's offsets: the other topic's stay.
     assert_eq!(

@@ -297,6 +297,7 @@ async fn group_offsets(State(state): State<AppState>, Path(group): Path<String>)
 fn group_error(e: GroupError) -> Response {
     match e {
         GroupError::Active => json_response(StatusCode::PRECONDITION_FAILED, message_body(&e.to_string())),
+        GroupError::Invalid(m) => json_response(StatusCode::BAD_REQUEST, message_body(&m)),
         GroupError::Kafka(e) => axum::response::IntoResponse::into_response(kafka_down(e)),
     }
 }

@@ -61,6 +61,9 @@ pub struct GroupOffset {
 pub enum GroupError {
     #[error("Unable to modify the consumer group offsets because the group is still considered to be active. Please ensure that all consumer clients are stopped before trying again.")]
     Active,
+    /// The request names offsets Kafka cannot take (unknown partition, negative offset).
+    #[error("{0}")]
+    Invalid(String),
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
 }
@@ -217,7 +220,10 @@ impl Kafka {
         let (kafka, group) = (self.clone(), group.to_owned());
         tokio::task::spawn_blocking(move || {
             let consumer = kafka.group_client(&group)?;
-            commit(&consumer, &offsets).map_err(commit_error)?;
+            check_partitions(&consumer, &offsets)?;
+            if !offsets.is_empty() {
+                commit(&consumer, &offsets).map_err(commit_error)?;
+            }
             Ok(committed(&consumer)?)
         })
         .await
@@ -261,6 +267,26 @@ impl Kafka {
             Err(GroupError::Active)
         }
     }
+}
+
+/// Every offset must be at least 0 and name a partition that exists.
+fn check_partitions(consumer: &BaseConsumer, offsets: &[GroupOffset]) -> Result<(), GroupError> {
+    if let Some(o) = offsets.iter().find(|o| o.offset < 0) {
+        return Err(GroupError::Invalid(format!(
+            "The offset {} of {}-{} is negative.",
+            o.offset, o.topic, o.partition
+        )));
+    }
+    let md = consumer.fetch_metadata(None, ADMIN_TIMEOUT)?;
+    for o in offsets {
+        let exists = md.topics().iter().any(|t| {
+            t.name() == o.topic && t.error().is_none() && t.partitions().iter().any(|p| p.id() == o.partition)
+        });
+        if !exists {
+            return Err(GroupError::Invalid(format!("Topic {} has no partition {}.", o.topic, o.partition)));
+        }
+    }
+    Ok(())
 }
 
 fn commit_error(e: KafkaError) -> GroupError {
