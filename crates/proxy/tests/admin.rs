@@ -756,3 +756,71 @@ async fn a_dynamic_config_topic_that_cannot_be_created_fails_the_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dynamic configs: cannot create topic not a valid topic name!"), "{err}");
 }
+
+/// Kills the process when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn client_specific_limits_from_a_toml_file_are_served() {
+    let dir = std::env::temp_dir().join(unique("wsproxy-admin-toml"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("proxy.toml");
+    let (port, admin) = (free_port(), free_port());
+    std::fs::write(
+        &file,
+        format!(
+            r#"[kafka.ws.proxy.server]
+port = {port}
+bind-interface = "127.0.0.1"
+[kafka.ws.proxy.server.admin]
+enabled = true
+port = {admin}
+[kafka.ws.proxy.kafka-client]
+bootstrap-hosts = "{}"
+[kafka.ws.proxy.producer.limits]
+default-max-connections-per-client = 3
+[[kafka.ws.proxy.producer.limits.client-specific-limits]]
+producer-id = "toml-producer"
+messages-per-second = 10
+max-connections = 1
+[[kafka.ws.proxy.consumer.limits.client-specific-limits]]
+group-id = "toml-group"
+batch-size = 50
+"#,
+            bootstrap()
+        ),
+    )
+    .unwrap();
+    let _proxy = Killed(
+        Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+            .env_clear()
+            .arg("--config")
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(http(port, "GET", "/ready", &[]).await, Ok((200, _, _))) {
+        assert!(Instant::now() < deadline, "proxy with --config did not get ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = get_json(admin, "/admin/client/config").await;
+    assert_eq!(
+        all["producers"]["static"],
+        json!([
+            {"max-connections": 3, "messages-per-second": 0, "producer-id": "__DEFAULT__"},
+            {"max-connections": 1, "messages-per-second": 10, "producer-id": "toml-producer"}
+        ])
+    );
+    assert_eq!(all["consumers"]["static"][1], json!({"batch-size": 50, "group-id": "toml-group"}));
+    let _ = std::fs::remove_dir_all(&dir);
+}

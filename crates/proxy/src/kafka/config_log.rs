@@ -168,10 +168,22 @@ impl Reader {
             match next {
                 Ok(Ok(m)) => {
                     let key = m.key().map(String::from_utf8_lossy).unwrap_or_default();
+                    // Changes after start-up are rare and worth a line each; the initial load is not.
+                    let live = m.offset() >= self.end;
                     match m.payload() {
-                        None => self.limits.apply(&key, None),
+                        None => {
+                            if live {
+                                tracing::info!(key = %key, "dynamic config removed");
+                            }
+                            self.limits.apply(&key, None)
+                        }
                         Some(v) => match DynamicConfig::from_record(&key, &String::from_utf8_lossy(v)) {
-                            Ok(config) => self.limits.apply(&key, Some(config)),
+                            Ok(config) => {
+                                if live {
+                                    tracing::info!(key = %key, value = %config.to_hocon(), "dynamic config applied");
+                                }
+                                self.limits.apply(&key, Some(config))
+                            }
                             Err(e) => {
                                 tracing::warn!(key = %key, offset = m.offset(), error = %e, "unreadable dynamic config record skipped")
                             }
