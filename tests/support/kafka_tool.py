@@ -11,6 +11,8 @@ Commands (all print JSON on stdout):
       read N records from the beginning (no group commits); decode keys and values with the
       given formats (or 'raw' for base64) and print one JSON line per record
   committed GROUP TOPIC                         the group's committed offsets
+  commit GROUP TOPIC PARTITION=OFFSET ...       commit offsets for a group (as a member-less client)
+  topic-config TOPIC                            partition count and the topic's non-default configs
   version                                       client library versions and the broker's
 """
 import base64
@@ -150,6 +152,25 @@ def committed(group, topic):
     c.close()
 
 
+def commit(group, topic, *assignments):
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": group, "enable.auto.commit": False})
+    offsets = [TopicPartition(topic, int(p), int(o)) for p, o in (a.split("=", 1) for a in assignments)]
+    done = c.commit(offsets=offsets, asynchronous=False)
+    print(json.dumps({str(tp.partition): tp.offset for tp in done}))
+    c.close()
+
+
+def topic_config(topic):
+    from confluent_kafka.admin import ConfigResource
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    md = admin.list_topics(topic, timeout=10)
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([res])[res].result(timeout=10)
+    print(json.dumps({"partitions": len(md.topics[topic].partitions),
+                      "replicas": len(md.topics[topic].partitions[0].replicas),
+                      "configs": {k: v.value for k, v in configs.items() if not v.is_default}}))
+
+
 def version():
     import confluent_kafka
     admin = AdminClient({"bootstrap.servers": BOOT})
@@ -160,5 +181,5 @@ def version():
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"create": create, "produce": produce, "consume": consume, "committed": committed, "version": version,
-     "delete-topics": delete_topics}[cmd](*args)
+    {"create": create, "produce": produce, "consume": consume, "committed": committed, "commit": commit,
+     "topic-config": topic_config, "version": version, "delete-topics": delete_topics}[cmd](*args)

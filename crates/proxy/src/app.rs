@@ -18,8 +18,10 @@ use tokio_util::task::TaskTracker;
 use crate::auth::basic::BasicAuth;
 use crate::config::Config;
 use crate::http::{router, tls, AppState, Peer};
+use crate::kafka::config_log::ConfigLog;
 use crate::kafka::state_log::StateLogSettings;
 use crate::kafka::Kafka;
+use crate::limits::ClientLimits;
 use crate::sessions::{node_group, SessionSettings, Sessions};
 use crate::telemetry::metrics;
 
@@ -40,6 +42,8 @@ pub enum StartError {
     Tls(String),
     #[error("the session state topic cannot be used: {0}")]
     Sessions(String),
+    #[error("dynamic configs: {0}")]
+    DynamicConfigs(String),
 }
 
 /// A started proxy: its address and a handle to stop it.
@@ -48,6 +52,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The TLS listener, when enabled.
     pub tls_addr: Option<SocketAddr>,
+    /// The admin API listener, when enabled.
+    pub admin_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), StartError>>,
 }
@@ -70,6 +76,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let kafka = Kafka::new(&config)?;
     wait_for_kafka(&kafka, &config).await?;
+    let shutdown = CancellationToken::new();
+    let limits = ClientLimits::new(config.limits.clone());
+    let config_log = match &config.dynamic_config {
+        None => None,
+        Some(d) => Some(
+            ConfigLog::start(&kafka, d, &config.server.server_id, limits.clone(), shutdown.clone())
+                .await
+                .map_err(StartError::DynamicConfigs)?,
+        ),
+    };
     let sessions = open_sessions(&kafka, &config).await?;
 
     let tls = match &config.server.tls {
@@ -92,7 +108,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(l) => l.local_addr().map_err(StartError::Serve)?,
         None => tls_addr.expect("TLS-only has a TLS listener"),
     };
-    let shutdown = CancellationToken::new();
+    let admin = match &config.server.admin {
+        None => None,
+        Some(a) => {
+            let addr = SocketAddr::new(a.bind_interface, a.port);
+            let tcp = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+            Some(match &config.server.tls {
+                None => AdminListener::Plain(tls::PlainListener(tcp)),
+                Some(t) => {
+                    let server = tls::server_config(&t.certificate_pem, &t.private_key_pem).map_err(StartError::Tls)?;
+                    AdminListener::Tls(tls::TlsListener::new(tcp, server).map_err(StartError::Serve)?)
+                }
+            })
+        }
+    };
+    let admin_addr = admin.as_ref().map(AdminListener::local_addr).transpose().map_err(StartError::Serve)?;
     let state = AppState {
         config: config.clone(),
         kafka: kafka.clone(),
@@ -107,10 +137,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         basic_auth: config.server.basic_auth.as_ref().map(|b| {
             Arc::new(BasicAuth { realm: b.realm.clone(), username: b.username.clone(), password: b.password.clone() })
         }),
+        limits,
+        config_log: config_log.clone(),
     };
     sessions.spawn_sweeper(shutdown.clone());
-    state.started.store(true, Ordering::Release);
     let app = router(state.clone());
+    let admin_app = crate::http::admin::router(state.clone());
+    let (started, limits) = (state.started.clone(), state.limits.clone());
     let stop = shutdown.clone();
     let upkeep_stop = shutdown.clone();
     tokio::spawn(async move {
@@ -135,8 +168,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                     .into_future(),
             )
         });
+        let admin = admin.map(|l| {
+            let stop = stop.clone().cancelled_owned();
+            let svc = admin_app.into_make_service_with_connect_info::<Peer>();
+            match l {
+                AdminListener::Plain(l) => tokio::spawn(axum::serve(l, svc).with_graceful_shutdown(stop).into_future()),
+                AdminListener::Tls(l) => tokio::spawn(axum::serve(l, svc).with_graceful_shutdown(stop).into_future()),
+            }
+        });
         let mut served = Ok(());
-        for handle in [plain, secure].into_iter().flatten() {
+        for handle in [plain, secure, admin].into_iter().flatten() {
             if let Ok(Err(e)) = handle.await {
                 served = Err(StartError::Serve(e));
             }
@@ -144,8 +185,33 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         drain(&state, &kafka).await;
         served
     });
-    tracing::info!(%addr, tls = ?tls_addr, server_id = %config.server.server_id, bootstrap = %config.kafka.bootstrap_hosts, "listening");
-    Ok(Running { addr, tls_addr, shutdown, task })
+    tracing::info!(%addr, tls = ?tls_addr, admin = ?admin_addr, server_id = %config.server.server_id, bootstrap = %config.kafka.bootstrap_hosts, "listening");
+    // Ready (`/ready` 200) only once the internal state is loaded.
+    if let (Some(log), Some(d)) = (&config_log, &config.dynamic_config) {
+        let patience = d.init_timeout * d.init_retries.max(1);
+        if let Err(e) = log.wait_loaded(patience).await {
+            shutdown.cancel();
+            return Err(StartError::DynamicConfigs(e));
+        }
+        tracing::info!(topic = %d.topic, configs = limits.dynamic_keys().len(), "dynamic configs loaded");
+    }
+    started.store(true, Ordering::Release);
+    Ok(Running { addr, tls_addr, admin_addr, shutdown, task })
+}
+
+/// The admin listener: HTTPS when the main listener has TLS.
+enum AdminListener {
+    Plain(tls::PlainListener),
+    Tls(tls::TlsListener),
+}
+
+impl AdminListener {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            AdminListener::Plain(l) => axum::serve::Listener::local_addr(l),
+            AdminListener::Tls(l) => axum::serve::Listener::local_addr(l),
+        }
+    }
 }
 
 /// Waits for open sockets to close (they answer in-flight records first), then flushes.

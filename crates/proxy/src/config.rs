@@ -28,6 +28,10 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     pub socket: SocketConfig,
     pub sessions: SessionStateConfig,
+    /// Static client-specific limits and their defaults.
+    pub limits: crate::limits::StaticLimits,
+    /// The dynamic config topic, when enabled.
+    pub dynamic_config: Option<InternalTopicConfig>,
     /// Whether `/metrics` is served (and metrics recorded at all).
     pub metrics_enabled: bool,
     /// Topics that get their own label in metrics; the rest share `_other`.
@@ -57,6 +61,29 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Open sockets this node accepts from one client IP (0: unlimited).
     pub max_connections_per_ip: usize,
+    /// The admin API listener, when enabled.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `WSPROXY_ADMIN_*`: the admin API's own listener (HTTPS when the main one has TLS).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub bind_interface: IpAddr,
+    pub port: u16,
+}
+
+/// A compacted internal topic (name, replication, retention, start-up patience).
+#[derive(Debug, Clone)]
+pub struct InternalTopicConfig {
+    pub topic: String,
+    /// Wanted replicas; the topic gets min(this, brokers).
+    pub replication_factor: i32,
+    /// `retention.ms`; zero keeps records forever.
+    pub retention: Duration,
+    /// How long one attempt to create or load the topic may take.
+    pub init_timeout: Duration,
+    pub init_retries: u32,
+    pub retry_interval: Duration,
 }
 
 /// `WSPROXY_SSL_*`: the TLS listener.
@@ -198,10 +225,6 @@ pub struct SessionStateConfig {
     pub init_timeout: Duration,
     pub init_retries: u32,
     pub init_retry_interval: Duration,
-    /// Default socket limit per consumer group (0: the topic's partitions).
-    pub consumer_default_max_connections: u32,
-    /// Default socket limit per producer clientId (0: unlimited).
-    pub producer_default_max_connections: u32,
     /// Silence after which another node's sockets no longer count (its group's session timeout).
     pub node_timeout: Duration,
 }
@@ -611,20 +634,6 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "age at which a record is auto-committed",
     },
     EnvVar {
-        name: "WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS",
-        key: "consumer.limits.default-max-connections-per-client",
-        secret: false,
-        default: "0",
-        help: "sockets per groupId (0: partitions)",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS",
-        key: "producer.limits.default-max-connections-per-client",
-        secret: false,
-        default: "0",
-        help: "sockets per producer clientId (0: any)",
-    },
-    EnvVar {
         name: "WSPROXY_SESSION_STATE_TOPIC",
         key: "session-handler.topic-name",
         secret: false,
@@ -721,6 +730,132 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: false,
         default: "100",
         help: "topics with their own metric label",
+    },
+    EnvVar {
+        name: "WSPROXY_ADMIN_ENDPOINT_ENABLED",
+        key: "server.admin.enabled",
+        secret: false,
+        default: "false",
+        help: "serve the admin API on its own port",
+    },
+    EnvVar {
+        name: "WSPROXY_ADMIN_BIND_INTERFACE",
+        key: "server.admin.bind-interface",
+        secret: false,
+        default: "",
+        help: "admin listener address (default: bind interface)",
+    },
+    EnvVar {
+        name: "WSPROXY_ADMIN_PORT",
+        key: "server.admin.port",
+        secret: false,
+        default: "9078",
+        help: "admin listener port",
+    },
+    EnvVar {
+        name: "WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC",
+        key: "consumer.limits.default-messages-per-second",
+        secret: false,
+        default: "0",
+        help: "accepted; consumer rates are set per socket (rate=)",
+    },
+    EnvVar {
+        name: "WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS",
+        key: "consumer.limits.default-max-connections-per-client",
+        secret: false,
+        default: "0",
+        help: "sockets per groupId, 0: number of partitions",
+    },
+    EnvVar {
+        name: "WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE",
+        key: "consumer.limits.default-batch-size",
+        secret: false,
+        default: "0",
+        help: "accepted; batch sizes are set per socket (batchSize=)",
+    },
+    EnvVar {
+        name: "WSPROXY_DEFAULT_BATCH_SIZE",
+        key: "consumer.default-batch-size",
+        secret: false,
+        default: "",
+        help: "deprecated name of WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE",
+    },
+    EnvVar {
+        name: "WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS",
+        key: "consumer.limits.client-specific-limits",
+        secret: false,
+        default: "[]",
+        help: "JSON array of {group-id, max-connections?, messages-per-second?, batch-size?}",
+    },
+    EnvVar {
+        name: "WSPROXY_PRODUCER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC",
+        key: "producer.limits.default-messages-per-second",
+        secret: false,
+        default: "0",
+        help: "records/s per produce socket, 0: unlimited",
+    },
+    EnvVar {
+        name: "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS",
+        key: "producer.limits.default-max-connections-per-client",
+        secret: false,
+        default: "0",
+        help: "sockets per producer clientId, 0: unlimited",
+    },
+    EnvVar {
+        name: "WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS",
+        key: "producer.limits.client-specific-limits",
+        secret: false,
+        default: "[]",
+        help: "JSON array of {producer-id, max-connections?, messages-per-second?}",
+    },
+    EnvVar {
+        name: "WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED",
+        key: "dynamic-config-handler.enabled",
+        secret: false,
+        default: "false",
+        help: "client limits set through the admin API",
+    },
+    EnvVar {
+        name: "WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME",
+        key: "dynamic-config-handler.topic-name",
+        secret: false,
+        default: "_wsproxy.dynamic.configs",
+        help: "compacted topic of dynamic limits",
+    },
+    EnvVar {
+        name: "WSPROXY_DYNAMIC_CONFIG_REPLICATION_FACTOR",
+        key: "dynamic-config-handler.topic-replication-factor",
+        secret: false,
+        default: "3",
+        help: "its replicas (at most the number of brokers)",
+    },
+    EnvVar {
+        name: "WSPROXY_DYNAMIC_CONFIG_RETENTION",
+        key: "dynamic-config-handler.topic-retention",
+        secret: false,
+        default: "0",
+        help: "its retention.ms, 0: forever",
+    },
+    EnvVar {
+        name: "WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_TIMEOUT",
+        key: "dynamic-config-handler.topic-init-timeout",
+        secret: false,
+        default: "30 seconds",
+        help: "time to create or load it per attempt",
+    },
+    EnvVar {
+        name: "WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_RETRIES",
+        key: "dynamic-config-handler.topic-init-retries",
+        secret: false,
+        default: "25",
+        help: "attempts to create it",
+    },
+    EnvVar {
+        name: "WSPROXY_DYNAMIC_CONFIG_TOPIC_RETRY_INTERVAL",
+        key: "dynamic-config-handler.topic-retry-interval",
+        secret: false,
+        default: "1 second",
+        help: "pause between attempts",
     },
 ];
 
@@ -981,6 +1116,7 @@ impl Config {
                 tls,
                 max_connections: r.parse("WSPROXY_MAX_CONNECTIONS", "a number"),
                 max_connections_per_ip: r.parse("WSPROXY_MAX_CONNECTIONS_PER_IP", "a number"),
+                admin: admin_config(&mut r, bind_interface),
                 allowed_origins: r
                     .string("WSPROXY_ALLOWED_ORIGINS")
                     .split(',')
@@ -1037,11 +1173,9 @@ impl Config {
                 init_retries: r.parse("WSPROXY_SESSION_STATE_TOPIC_INIT_RETRIES", "a number"),
                 init_retry_interval: r.duration("WSPROXY_SESSION_STATE_TOPIC_INIT_RETRY_INTERVAL"),
                 node_timeout: r.duration("WSPROXY_SESSION_NODE_TIMEOUT"),
-                consumer_default_max_connections: r
-                    .parse("WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS", "a number"),
-                producer_default_max_connections: r
-                    .parse("WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS", "a number"),
             },
+            limits: static_limits(&mut r),
+            dynamic_config: dynamic_config(&mut r),
             metrics_enabled: r.boolean("WSPROXY_METRICS_ENABLED"),
             warnings: confluent_monitoring_warning(vars).into_iter().collect(),
             metrics_max_topic_labels: r.parse("WSPROXY_METRICS_MAX_TOPIC_LABELS", "a number"),
@@ -1067,6 +1201,94 @@ impl Config {
             Err(r.errors)
         }
     }
+}
+
+/// `WSPROXY_ADMIN_*`, when the admin API is enabled.
+fn admin_config(r: &mut Reader<'_>, main_bind: IpAddr) -> Option<AdminConfig> {
+    if !r.boolean("WSPROXY_ADMIN_ENDPOINT_ENABLED") {
+        return None;
+    }
+    let raw = r.string("WSPROXY_ADMIN_BIND_INTERFACE");
+    let bind_interface = if raw.is_empty() {
+        main_bind
+    } else {
+        raw.parse().unwrap_or_else(|_| {
+            r.errors.push(format!("WSPROXY_ADMIN_BIND_INTERFACE: '{raw}' is not an IP address"));
+            main_bind
+        })
+    };
+    Some(AdminConfig { bind_interface, port: r.parse("WSPROXY_ADMIN_PORT", "a port number (0 to 65535)") })
+}
+
+/// Defaults and client-specific lists of client limits.
+fn static_limits(r: &mut Reader<'_>) -> crate::limits::StaticLimits {
+    let batch =
+        if r.raw("WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE") == "0" && !r.raw("WSPROXY_DEFAULT_BATCH_SIZE").is_empty() {
+            "WSPROXY_DEFAULT_BATCH_SIZE"
+        } else {
+            "WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE"
+        };
+    crate::limits::StaticLimits {
+        consumer_default_messages_per_second: r
+            .parse("WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC", "a number of records per second"),
+        consumer_default_max_connections: r.parse("WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS", "a number"),
+        consumer_default_batch_size: r.parse(batch, "a number"),
+        producer_default_messages_per_second: r
+            .parse("WSPROXY_PRODUCER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC", "a number of records per second"),
+        producer_default_max_connections: r.parse("WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS", "a number"),
+        consumers: client_list(r, "WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS", |c: &crate::limits::ConsumerLimit| {
+            c.group_id.clone()
+        }),
+        producers: client_list(r, "WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS", |p: &crate::limits::ProducerLimit| {
+            p.producer_id.clone()
+        }),
+    }
+}
+
+/// A JSON array of client limits (the TOML file's array of tables arrives here as JSON too).
+fn client_list<T: serde::de::DeserializeOwned>(r: &mut Reader<'_>, name: &str, id: impl Fn(&T) -> String) -> Vec<T> {
+    let raw = r.raw(name);
+    match serde_json::from_str::<Vec<T>>(&raw) {
+        Ok(list) => {
+            let mut seen = std::collections::HashSet::new();
+            for item in &list {
+                let id = id(item);
+                if id.is_empty() {
+                    r.errors.push(format!("{name}: an entry has an empty id"));
+                } else if !seen.insert(id.clone()) {
+                    r.errors.push(format!("{name}: '{id}' is listed twice"));
+                }
+            }
+            list
+        }
+        Err(e) => {
+            r.errors.push(format!("{name}: not a valid list of client limits: {e}"));
+            Vec::new()
+        }
+    }
+}
+
+/// `WSPROXY_DYNAMIC_CONFIG_*`, when dynamic configs are enabled.
+fn dynamic_config(r: &mut Reader<'_>) -> Option<InternalTopicConfig> {
+    if !r.boolean("WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED") {
+        return None;
+    }
+    let topic = r.string("WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME");
+    if topic.is_empty() {
+        r.errors.push("WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME: must not be empty".to_owned());
+    }
+    let replication_factor: i32 = r.parse("WSPROXY_DYNAMIC_CONFIG_REPLICATION_FACTOR", "a number of replicas");
+    if replication_factor < 1 && !r.errors.iter().any(|e| e.starts_with("WSPROXY_DYNAMIC_CONFIG_REPLICATION_FACTOR")) {
+        r.errors.push("WSPROXY_DYNAMIC_CONFIG_REPLICATION_FACTOR: must be at least 1".to_owned());
+    }
+    Some(InternalTopicConfig {
+        topic,
+        replication_factor,
+        retention: r.duration("WSPROXY_DYNAMIC_CONFIG_RETENTION"),
+        init_timeout: r.duration("WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_TIMEOUT"),
+        init_retries: r.parse("WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_RETRIES", "a number"),
+        retry_interval: r.duration("WSPROXY_DYNAMIC_CONFIG_TOPIC_RETRY_INTERVAL"),
+    })
 }
 
 /// The per-kind Kafka settings: the shared `WSPROXY_KAFKA_CLIENT_*` values, overridden by the
@@ -1117,7 +1339,8 @@ fn client_properties(r: &mut Reader<'_>, kind: ClientKind) -> Vec<(&'static str,
 
 /// Reads a `--config` TOML file into variables keyed by their `WSPROXY_*` names, so that the
 /// environment can override it. Keys are the Scala proxy's HOCON paths (an optional
-/// `kafka.ws.proxy.` prefix is dropped); unknown keys and non-scalar values are errors.
+/// `kafka.ws.proxy.` prefix is dropped); unknown keys and non-scalar values are errors, except
+/// the arrays of tables of client-specific limits.
 pub fn read_toml(path: &std::path::Path) -> Result<HashMap<String, String>, Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| vec![format!("--config {}: {e}", path.display())])?;
     let table: toml::Table = text.parse().map_err(|e| vec![format!("--config {}: {e}", path.display())])?;
@@ -1137,6 +1360,10 @@ pub fn read_toml(path: &std::path::Path) -> Result<HashMap<String, String>, Vec<
             toml::Value::Integer(i) => vars.insert(var.name.to_owned(), i.to_string()),
             toml::Value::Float(f) => vars.insert(var.name.to_owned(), f.to_string()),
             toml::Value::Boolean(b) => vars.insert(var.name.to_owned(), b.to_string()),
+            // `[[consumer.limits.client-specific-limits]]`: handed on as the variable's JSON.
+            toml::Value::Array(_) if key.ends_with(".client-specific-limits") => {
+                vars.insert(var.name.to_owned(), serde_json::to_string(value).expect("TOML values serialise"))
+            }
             other => {
                 errors.push(format!(
                     "--config {}: '{key}' must be a string, number or boolean, got {}",
@@ -1354,6 +1581,88 @@ mod tests {
         let errors = read_toml(&bad).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].contains("unknown key 'server.prot'") || errors[1].contains("unknown key 'server.prot'"));
+    }
+
+    #[test]
+    fn client_specific_limits_from_toml_tables_and_env_json() {
+        let dir = std::env::temp_dir().join(format!("wsproxy-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("limits.toml");
+        std::fs::write(
+            &file,
+            "[kafka-client]\nbootstrap-hosts = \"k:9092\"\n[consumer.limits]\ndefault-max-connections-per-client = 4\n[[consumer.limits.client-specific-limits]]\ngroup-id = \"dummy\"\nmessages-per-second = 10\nmax-connections = 2\n[[producer.limits.client-specific-limits]]\nproducer-id = \"p1\"\nmessages-per-second = 10\nmax-connections = 1\n[[producer.limits.client-specific-limits]]\nproducer-id = \"p2\"\nmax-connections = 2\n",
+        )
+        .unwrap();
+        let c = Config::load(&read_toml(&file).unwrap(), &Overrides::default(), true).unwrap();
+        assert_eq!(c.limits.consumer_default_max_connections, 4);
+        assert_eq!(c.limits.consumers.len(), 1);
+        assert_eq!(c.limits.consumers[0].group_id, "dummy");
+        assert_eq!(c.limits.consumers[0].max_connections, Some(2));
+        assert_eq!(c.limits.consumers[0].batch_size, None);
+        let ids: Vec<&str> = c.limits.producers.iter().map(|p| p.producer_id.as_str()).collect();
+        assert_eq!(ids, ["p1", "p2"], "configuration order is kept");
+        assert_eq!(c.limits.producers[1].messages_per_second, None);
+
+        let bad = dir.join("bad-limits.toml");
+        std::fs::write(&bad, "[[consumer.limits.client-specific-limits]]\ngrop-id = \"x\"\n").unwrap();
+        let errors = Config::load(
+            &[("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".to_owned(), "h:1".to_owned())]
+                .into_iter()
+                .chain(read_toml(&bad).unwrap())
+                .collect(),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap_err();
+        assert!(
+            errors[0].starts_with("WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS:") && errors[0].contains("grop-id"),
+            "{errors:?}"
+        );
+
+        let errors = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS", r#"[{"producer-id":"p","max-connections":-1}]"#),
+                ("WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS", r#"[{"group-id":"g"},{"group-id":"g"}]"#),
+                ("WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS", "lots"),
+                ("WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED", "true"),
+                ("WSPROXY_DYNAMIC_CONFIG_REPLICATION_FACTOR", "0"),
+                ("WSPROXY_ADMIN_ENDPOINT_ENABLED", "true"),
+                ("WSPROXY_ADMIN_PORT", "99999"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap_err();
+        for name in [
+            "WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS",
+            "WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS: 'g' is listed twice",
+            "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS",
+            "WSPROXY_DYNAMIC_CONFIG_REPLICATION_FACTOR",
+            "WSPROXY_ADMIN_PORT",
+        ] {
+            assert!(errors.iter().any(|e| e.starts_with(name)), "{name} missing in {errors:?}");
+        }
+        assert_eq!(errors.len(), 5, "{errors:?}");
+    }
+
+    #[test]
+    fn deprecated_batch_size_name_is_read_and_admin_binds_like_the_main_listener() {
+        let c = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_DEFAULT_BATCH_SIZE", "7"),
+                ("WSPROXY_BIND_INTERFACE", "127.0.0.1"),
+                ("WSPROXY_ADMIN_ENDPOINT_ENABLED", "true"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.limits.consumer_default_batch_size, 7);
+        let admin = c.server.admin.unwrap();
+        assert_eq!((admin.bind_interface.to_string().as_str(), admin.port), ("127.0.0.1", 9078));
+        assert!(c.dynamic_config.is_none());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! KiB each); a consumer group member needs its own client, so each consume socket gets one,
 //! with its prefetch capped so that slow sockets cost bounded memory.
 
+pub mod admin;
+pub mod config_log;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;

@@ -8,6 +8,9 @@
 //! - [`pipeline`] — one socket's produce or consume loop, commit stack, rate limit, close codes.
 //! - [`sessions`] — socket limits per group and client, shared by all nodes through Kafka.
 //! - [`kafka`] — the only module that names rdkafka (and the state log behind sessions).
+//! - [`kafka`] — the only module that names rdkafka (also the admin operations and the dynamic
+//!   config topic).
+//! - [`limits`] — static and dynamic client-specific limits.
 //! - [`demo`] — the zero-setup in-process cluster behind `--demo`.
 //! - [`telemetry`] — logging.
 //!
@@ -19,6 +22,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod kafka;
+pub mod limits;
 pub mod pipeline;
 pub mod sessions;
 pub mod telemetry;

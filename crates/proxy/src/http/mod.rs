@@ -3,6 +3,7 @@
 //! Everything that can be refused is refused before the upgrade, with a JSON body
 //! ([`error::ApiError`]); after the upgrade the socket belongs to a [`crate::pipeline`] loop.
 
+pub mod admin;
 pub mod admission;
 pub mod error;
 mod sockets;
@@ -59,6 +60,10 @@ pub struct AppState {
     pub admission: admission::Admission,
     /// Socket limits per consumer group and producer client, shared by all nodes.
     pub sessions: crate::sessions::Sessions,
+    /// Client-specific limits, static and dynamic (sessions and produce sockets read them).
+    pub limits: crate::limits::ClientLimits,
+    /// The dynamic config topic's reader and writer, when dynamic configs are enabled.
+    pub config_log: Option<crate::kafka::config_log::ConfigLog>,
 }
 
 /// Builds the main router. Tests call it directly.

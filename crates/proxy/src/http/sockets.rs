@@ -48,7 +48,7 @@ pub async fn produce(
     ensure_topic(&state, &p.topic).await?;
     let session = if state.config.producer.sessions_enabled {
         // A transactional client is one writer: a second socket would fence the first.
-        let limit = if p.transactional { 1 } else { state.config.sessions.producer_default_max_connections };
+        let limit = if p.transactional { 1 } else { state.limits.producer_max_connections(&p.client_id) };
         let instance = Instance::producer(&p.client_id, p.instance_id.as_deref(), &state.config.server.server_id);
         Some(join(&state, Kind::Producer, &p.client_id, instance, limit).await?)
     } else {
@@ -87,6 +87,7 @@ pub async fn produce(
         keep_alive: cfg.socket.keep_alive,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
         transactional: p.transactional,
+        limits: state.limits.clone(),
     };
     let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
@@ -112,7 +113,7 @@ pub async fn consume(
     let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
     let partitions = ensure_topic(&state, &p.topic).await? as u32;
     // At most one socket per partition: more would sit idle in the group.
-    let limit = match state.config.sessions.consumer_default_max_connections {
+    let limit = match state.limits.consumer_max_connections(&p.group_id) {
         0 => partitions,
         configured => configured.min(partitions),
     };

@@ -4,6 +4,10 @@
 //! (a result or an error per record). Answers leave in the order frames came in, whatever
 //! order Kafka acknowledges in. While too many records or bytes are unacknowledged, the socket
 //! is not read: the client's TCP window fills and it slows down, so memory stays bounded.
+//!
+//! The producer's `messages-per-second` limit (static or dynamic, see [`crate::limits`]) is
+//! applied the same way: beyond the rate the socket is not read. A dynamic change reaches an
+//! open socket through [`ClientLimits::changes`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +25,9 @@ use wsproxy_protocol::produce::{
 use wsproxy_protocol::ErrorCode;
 
 use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
+use crate::limits::ClientLimits;
 use crate::pipeline::close;
+use crate::pipeline::rate_limit::RateLimit;
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 /// Settings of one produce socket.
@@ -36,6 +42,8 @@ pub struct ProduceSettings {
     pub identity: SocketIdentity,
     /// Exactly-once: each frame is one transaction, answered after its commit.
     pub transactional: bool,
+    /// Where the producer's records-per-second limit comes from (its id is `identity.client_id`).
+    pub limits: ClientLimits,
 }
 
 /// A frame's answer once all its records are settled, with what it held in flight.
@@ -71,6 +79,10 @@ where
     let mut last_sent = Instant::now();
     let mut reading = true;
     let mut close_frame: Option<CloseFrame> = None;
+    let producer_id = settings.identity.client_id.clone();
+    let mut changes = settings.limits.changes();
+    let mut rate_per_second = settings.limits.producer_messages_per_second(&producer_id);
+    let mut rate = rate_limit(rate_per_second);
 
     loop {
         // Once reading stopped and every answer is out, the socket ends; the close handshake is
@@ -84,7 +96,13 @@ where
             .await;
             return;
         }
+        let now = std::time::Instant::now();
+        let throttled_until = match rate.as_mut() {
+            Some(r) if reading => Some(r.next_allowed(now)).filter(|t| *t > now),
+            _ => None,
+        };
         let may_read = reading
+            && throttled_until.is_none()
             && in_flight_records < settings.max_in_flight_records
             && in_flight_bytes < settings.max_in_flight_bytes;
         tokio::select! {
@@ -138,17 +156,30 @@ where
                             in_flight_records += records;
                             in_flight_bytes += bytes;
                             pending.push_back(entry);
+                            if let Some(r) = rate.as_mut() {
+                                r.take(records);
+                            }
                         }
                     }
                     taken += 1;
                     let room = in_flight_records < settings.max_in_flight_records
-                        && in_flight_bytes < settings.max_in_flight_bytes;
+                        && in_flight_bytes < settings.max_in_flight_bytes
+                        && rate.as_mut().is_none_or(|r| r.available(std::time::Instant::now()) > 0);
                     // A transaction's answer leaves before the next one starts: a crash can
                     // then hide at most one committed frame's answer from the client.
                     let per_wakeup = if settings.transactional { 1 } else { FRAMES_PER_WAKEUP };
                     if taken < per_wakeup && room {
                         next = rx.next().now_or_never();
                     }
+                }
+            }
+            _ = tokio::time::sleep_until(throttled_until.map_or_else(Instant::now, Instant::from_std)), if throttled_until.is_some() => {}
+            Ok(()) = changes.changed() => {
+                let now_rate = settings.limits.producer_messages_per_second(&producer_id);
+                if now_rate != rate_per_second {
+                    tracing::info!(producer = %producer_id, from = ?rate_per_second, to = ?now_rate, "messages-per-second changed on an open socket");
+                    rate_per_second = now_rate;
+                    rate = rate_limit(now_rate);
                 }
             }
             _ = keep_alive.tick() => {
@@ -164,6 +195,12 @@ where
             }
         }
     }
+}
+
+/// A token bucket for the producer's rate, with bursts of at most a twentieth of a second.
+fn rate_limit(per_second: Option<u32>) -> Option<RateLimit> {
+    let burst = per_second.map_or(1, |r| (r / 20).max(1) as usize);
+    RateLimit::new(per_second, burst, std::time::Instant::now())
 }
 
 /// Frames read per wakeup before the loop looks at acknowledgements and shutdown again.

@@ -1,5 +1,5 @@
-//! A token bucket for `rate=N` on consume sockets: at most N records a second over time, the
-//! first record at once, bursts no larger than one frame's batch.
+//! A token bucket for `rate=N` on consume sockets and the producers' `messages-per-second`: at
+//! most N records a second over time, the first record at once, bounded bursts.
 
 use std::time::{Duration, Instant};
 
