@@ -34,6 +34,8 @@ pub struct ProduceSettings {
     pub max_frame_bytes: usize,
     pub keep_alive: Duration,
     pub identity: SocketIdentity,
+    /// Why `shutdown` was cancelled: server shutdown, or a token that is no longer valid.
+    pub stop_reason: close::StopReason,
 }
 
 /// A frame's answer once all its records are settled, with what it held in flight.
@@ -88,7 +90,7 @@ where
             _ = shutdown.cancelled(), if reading => {
                 // Stop taking records; answer what is in flight, then close with 1001.
                 reading = false;
-                close_frame = Some(close::going_away());
+                close_frame = Some(settings.stop_reason.frame());
             }
             Some(first) = pending.next(), if !pending.is_empty() => {
                 // Coalesce: send every answer that is already settled, then flush once.
