@@ -62,6 +62,8 @@ pub struct Authenticated {
     pub subject: Option<String>,
     /// Kafka credentials from the configured claims, when present.
     pub kafka: Option<KafkaCredentials>,
+    /// `exp`, in seconds since the epoch.
+    pub expires: Option<u64>,
 }
 
 /// One verification key from the JWKS.
@@ -107,6 +109,9 @@ impl Oidc {
     /// Fetches the discovery document and keys once at start. A provider that is down does not
     /// stop the proxy: requests answer 503 until it is back.
     pub async fn start(&self) {
+        if !self.config.well_known_url.starts_with("https://") {
+            tracing::warn!(url = %self.config.well_known_url, "the OpenID Connect discovery URL is plain http: use https outside tests");
+        }
         match self.refresh(Duration::ZERO).await {
             Ok(set) => tracing::info!(issuer = %set.issuer, keys = set.keys.len(), "OpenID Connect keys loaded"),
             Err(e) => {
@@ -251,7 +256,8 @@ impl Oidc {
             (!username.is_empty()).then_some(KafkaCredentials { username, password })
         });
         let subject = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
-        Ok(Authenticated { token: Secret(token.to_owned()), subject, kafka })
+        let expires = claims.get("exp").and_then(Value::as_f64).map(|e| e as u64);
+        Ok(Authenticated { token: Secret(token.to_owned()), subject, kafka, expires })
     }
 
     fn log_refusal(&self, token: &str, result: &Result<Authenticated, OidcError>) {
@@ -354,8 +360,8 @@ fn unverified_subject(token: &str) -> Option<String> {
     claims.get("sub").and_then(Value::as_str).map(|s| s.chars().take(64).collect())
 }
 
-/// Re-checks one socket's token every revalidation interval until the socket ends. An invalid
-/// token closes the socket with 1008; provider failures close it with 1011 once more than
+/// Re-checks one socket's token every revalidation interval, and right after it expires, until
+/// the socket ends. An invalid token closes the socket with 1008; provider failures close it with 1011 once more than
 /// `WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT` happen in a row (never with -1).
 pub async fn watch(
     oidc: Arc<Oidc>,
@@ -364,11 +370,14 @@ pub async fn watch(
     reason: crate::pipeline::close::StopReason,
 ) {
     let interval = oidc.config.revalidation_interval;
+    let expiry = auth.expires.map(|exp| exp.saturating_add(oidc.config.clock_skew.as_secs()).saturating_add(1));
     let mut failures = 0u32;
     loop {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let until_expiry = expiry.map_or(interval, |e| Duration::from_secs(e.saturating_sub(now)));
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(interval.min(until_expiry).max(Duration::from_millis(100))) => {}
         }
         match oidc.revalidate(&auth.token.0).await {
             Ok(()) => failures = 0,
@@ -422,7 +431,7 @@ mod tests {
 
     #[test]
     fn debug_of_a_token_hides_it() {
-        let a = Authenticated { token: Secret("eyJ.secret.sig".into()), subject: None, kafka: None };
+        let a = Authenticated { token: Secret("eyJ.secret.sig".into()), subject: None, kafka: None, expires: None };
         assert!(!format!("{a:?}").contains("secret"));
     }
 }
