@@ -7,7 +7,7 @@
 // replaced by new keys with --rotate, so restarting the provider with --rotate is a key rotation.
 // Clients (secret `test-client-secret`, auth client_secret_post):
 //   wsproxy-rs256   RS256 token, 300 s      wsproxy-es256  ES256 token, 300 s
-//   wsproxy-short   RS256 token, 4 s        wsproxy-alice  RS256, with Kafka credential claims
+//   wsproxy-short   RS256 token, 10 s       wsproxy-alice  RS256, with Kafka credential claims
 // POST /test/mint {"claims":{...},"header":{...},"sign":"rsa|ec|foreign|none|hs256-with-public-key"}
 // signs arbitrary (also broken) tokens with the provider's own keys, for the negative tests.
 // Prints `ready <issuer>` on stdout once it listens.
@@ -46,7 +46,7 @@ const byAlg = Object.fromEntries(keys.map((k) => [k.alg, k]));
 const clientTable = {
   'wsproxy-rs256': { alg: 'RS256', ttl: 300 },
   'wsproxy-es256': { alg: 'ES256', ttl: 300 },
-  'wsproxy-short': { alg: 'RS256', ttl: 4 },
+  'wsproxy-short': { alg: 'RS256', ttl: 10 },
   'wsproxy-alice': { alg: 'RS256', ttl: 300, claims: { kafka: { user: 'alice', password: 'alice-secret' } } },
 };
 const issuer = `http://127.0.0.1:${port}`;
