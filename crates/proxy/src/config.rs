@@ -89,7 +89,7 @@ pub struct OpenIdConfig {
     /// Log why a token was refused, with its subject (never the token itself).
     pub detailed_logging: bool,
     pub revalidation_interval: Duration,
-    /// Provider failures in a row a socket tolerates while revalidating; `None`: unlimited.
+    /// Provider failures in a row that close a socket while revalidating; `None`: never.
     pub revalidation_errors_limit: Option<u32>,
     /// Leeway on `exp` and `nbf`.
     pub clock_skew: Duration,
@@ -475,7 +475,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         key: "server.openid-connect.revalidation-errors-limit",
         secret: false,
         default: "-1",
-        help: "provider failures in a row before a socket closes (-1: never)",
+        help: "provider failures in a row that close a socket (-1: never)",
     },
     EnvVar {
         name: "WSPROXY_OPENID_CLOCK_SKEW",

@@ -90,6 +90,10 @@ impl Idp {
         self.run(rotate);
     }
 
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -451,7 +455,7 @@ async fn an_unreachable_provider_answers_503_at_start_and_during_a_run() {
     let token = idp.token("wsproxy-rs256").await;
     let mut ws = open_when_provider_answers(&url, &token).await;
     produce_one(&mut ws, "provider up").await;
-    // A second proxy that tolerates one failed revalidation in a row.
+    // A second proxy whose sockets close at the first failed revalidation.
     let strict = start_proxy(&oidc_env(
         &idp,
         &[("WSPROXY_OPENID_REVALIDATION_INTERVAL", "1 second"), ("WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT", "1")],
@@ -460,6 +464,21 @@ async fn an_unreachable_provider_answers_503_at_start_and_during_a_run() {
     let mut strict_ws =
         open(&strict.url(&format!("/socket/in?clientId=strict&topic={topic}")), &bearer(&token)).await.unwrap();
     let unknown_kid = idp.mint("rsa", json!({}), json!({"kid": "published-later"})).await;
+
+    // A provider that accepts connections but never answers (the process frozen): 503 within
+    // the request timeout (2 s per call here), never a hang.
+    let frozen = Command::new("kill").args(["-STOP", &idp.pid().to_string()]).status().unwrap();
+    assert!(frozen.success());
+    // Past WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL since the last successful fetch, so an
+    // unknown kid makes the proxy ask the frozen provider.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let asked = Instant::now();
+    let (status, _, body) = open(&url, &bearer(&unknown_kid)).await.err().unwrap();
+    let waited = asked.elapsed();
+    eprintln!("frozen provider: 503 after {waited:?}");
+    Command::new("kill").args(["-CONT", &idp.pid().to_string()]).status().unwrap();
+    assert_eq!((status, message(&body).as_str()), (503, "OpenID Connect server does not seem to be available."));
+    assert!(waited < Duration::from_secs(15), "the refusal took {waited:?}");
 
     // Down during the run: open sockets keep working (no error limit), a token whose key is
     // cached still opens sockets, and one that needs a key fetch gets 503.
@@ -470,7 +489,7 @@ async fn an_unreachable_provider_answers_503_at_start_and_during_a_run() {
     produce_one(&mut again, "cached key").await;
     let (status, _, body) = open(&url, &bearer(&unknown_kid)).await.err().unwrap();
     assert_eq!((status, message(&body).as_str()), (503, "OpenID Connect server does not seem to be available."));
-    // The strict proxy closed its socket once the provider failed twice in a row.
+    // The strict proxy closed its socket once the provider failed.
     let (code, reason) = closed(&mut strict_ws, Duration::from_secs(30)).await;
     assert_eq!((code, reason.as_str()), (1011, "OpenID Connect server does not seem to be available."));
 }

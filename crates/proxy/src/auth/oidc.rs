@@ -361,8 +361,9 @@ fn unverified_subject(token: &str) -> Option<String> {
 }
 
 /// Re-checks one socket's token every revalidation interval, and right after it expires, until
-/// the socket ends. An invalid token closes the socket with 1008; provider failures close it with 1011 once more than
-/// `WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT` happen in a row (never with -1).
+/// the socket ends. An invalid token closes the socket with 1008; provider failures close it
+/// with 1011 once `WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT` of them happened in a row (never
+/// with -1).
 pub async fn watch(
     oidc: Arc<Oidc>,
     auth: Authenticated,
@@ -384,7 +385,7 @@ pub async fn watch(
             Err(OidcError::Unavailable(e)) => {
                 failures += 1;
                 tracing::warn!(error = %e, failures, "token revalidation: provider not reachable");
-                if oidc.config.revalidation_errors_limit.is_some_and(|limit| failures > limit) {
+                if oidc.config.revalidation_errors_limit.is_some_and(|limit| failures >= limit.max(1)) {
                     reason.set(crate::pipeline::close::provider_unavailable());
                     stop.cancel();
                     return;
