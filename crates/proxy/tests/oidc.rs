@@ -586,3 +586,30 @@ fn basic_auth_and_openid_together_stop_the_start_with_exit_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Basic authentication and OpenID Connect cannot both be enabled"), "{stderr}");
 }
+
+#[tokio::test]
+async fn unknown_kids_cannot_make_the_proxy_hammer_the_provider() {
+    let idp = Idp::start();
+    let mut env = oidc_env(&idp, &[("RUST_LOG", "kafka_websocket_proxy=debug")]);
+    env.retain(|(k, _)| *k != "WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL");
+    env.push(("WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL", "1 minute".to_owned()));
+    let proxy = start_proxy(&env).await;
+    let topic = unique("oidc-storm");
+    create_topic(&topic, 1).await;
+    let url = proxy.url(&format!("/socket/in?clientId=storm&topic={topic}"));
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        tokens.push(idp.mint("rsa", json!({}), json!({"kid": format!("random-{i}")})).await);
+    }
+    let headers: Vec<_> = tokens.iter().map(|t| bearer(t)).collect();
+    let answers = futures::future::join_all(headers.iter().map(|h| open(&url, h))).await;
+    for a in answers {
+        assert_eq!(a.err().map(|e| e.0), Some(401));
+    }
+    // The start-up fetch, and at most one more for the twenty unknown kids.
+    let fetches = proxy.log_text().lines().filter(|l| l.contains("OpenID Connect keys fetched")).count();
+    assert!((1..=2).contains(&fetches), "{fetches} key fetches");
+    // Known keys still work meanwhile.
+    let mut ws = open(&url, &bearer(&idp.token("wsproxy-rs256").await)).await.map_err(|e| e.2).unwrap();
+    produce_one(&mut ws, "calm").await;
+}
