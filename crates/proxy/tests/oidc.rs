@@ -60,7 +60,9 @@ impl Idp {
         if rotate {
             cmd.arg("--rotate");
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("scripts/idp run");
+        let log = self.keys.with_extension("log");
+        let stderr = std::fs::File::create(&log).unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("scripts/idp run");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -72,7 +74,8 @@ impl Idp {
         });
         if rx.recv_timeout(Duration::from_secs(240)).is_err() {
             let _ = child.kill();
-            panic!("the identity provider did not start (scripts/idp run)");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the identity provider did not start (scripts/idp run):\n{text}");
         }
         self.child = Some(child);
     }
@@ -140,6 +143,7 @@ impl Drop for Idp {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_file(&self.keys);
+        let _ = std::fs::remove_file(self.keys.with_extension("log"));
     }
 }
 
