@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::basic::BasicAuth;
+use crate::auth::oidc::Oidc;
 use crate::config::Config;
 use crate::http::{router, tls, AppState, Peer};
 use crate::kafka::config_log::ConfigLog;
@@ -38,6 +39,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Oidc(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("the session state topic cannot be used: {0}")]
@@ -74,6 +77,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if config.metrics_enabled {
         metrics::install(config.metrics_max_topic_labels);
     }
+    let oidc = match &config.server.openid {
+        None => None,
+        Some(o) => {
+            let provider = Arc::new(Oidc::new(o.clone()).map_err(StartError::Oidc)?);
+            provider.start().await;
+            Some(provider)
+        }
+    };
     let kafka = Kafka::new(&config)?;
     wait_for_kafka(&kafka, &config).await?;
     let shutdown = CancellationToken::new();
@@ -134,6 +145,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.server.max_connections_per_ip,
         ),
         sessions: sessions.clone(),
+        oidc,
         basic_auth: config.server.basic_auth.as_ref().map(|b| {
             Arc::new(BasicAuth { realm: b.realm.clone(), username: b.username.clone(), password: b.password.clone() })
         }),

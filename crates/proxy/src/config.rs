@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// HTTP Basic authentication of clients, when enabled.
     pub basic_auth: Option<BasicAuthConfig>,
+    /// OpenID Connect bearer tokens, when enabled.
+    pub openid: Option<OpenIdConfig>,
     /// Whether `/healthcheck` and `/ready` require authentication too.
     pub secure_healthcheck: bool,
     /// The HTTPS/WSS listener, when enabled.
@@ -103,6 +105,30 @@ pub struct BasicAuthConfig {
     pub realm: String,
     pub username: Secret,
     pub password: Secret,
+}
+
+/// `WSPROXY_OPENID_*` and `WSPROXY_JWT_*`: bearer tokens from an OpenID Connect provider.
+#[derive(Debug, Clone)]
+pub struct OpenIdConfig {
+    /// The provider's discovery document (`.../.well-known/openid-configuration`).
+    pub well_known_url: String,
+    pub audience: String,
+    pub realm: String,
+    /// Log why a token was refused, with its subject (never the token itself).
+    pub detailed_logging: bool,
+    pub revalidation_interval: Duration,
+    /// Provider failures in a row that close a socket while revalidating; `None`: never.
+    pub revalidation_errors_limit: Option<u32>,
+    /// Leeway on `exp` and `nbf`.
+    pub clock_skew: Duration,
+    /// Timeout of every HTTP call to the provider.
+    pub request_timeout: Duration,
+    /// Least time between two key fetches caused by an unknown `kid`.
+    pub jwks_min_refresh_interval: Duration,
+    /// Claims (dotted paths) holding the socket's Kafka username and password.
+    pub kafka_claims: Option<(String, String)>,
+    /// Kafka credentials only from the token; `X-Kafka-Auth` is ignored.
+    pub kafka_token_auth_only: bool,
 }
 
 /// SASL credentials of the proxy's own Kafka clients.
@@ -443,6 +469,97 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: true,
         default: "",
         help: "its password",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_ENABLED",
+        key: "server.openid-connect.enabled",
+        secret: false,
+        default: "false",
+        help: "OpenID Connect bearer tokens for every endpoint",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_WELLKNOWN",
+        key: "server.openid-connect.well-known-url",
+        secret: false,
+        default: "",
+        help: "discovery document URL (required when enabled)",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_AUDIENCE",
+        key: "server.openid-connect.audience",
+        secret: false,
+        default: "",
+        help: "audience a token must carry (required when enabled)",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_REALM",
+        key: "server.openid-connect.realm",
+        secret: false,
+        default: "",
+        help: "realm of the Bearer challenge",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_ALLOW_DETAILED_LOGGING",
+        key: "server.openid-connect.allow-detailed-logging",
+        secret: false,
+        default: "false",
+        help: "log why a token was refused, with its subject (never the token)",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_REVALIDATION_INTERVAL",
+        key: "server.openid-connect.revalidation-interval",
+        secret: false,
+        default: "10 minutes",
+        help: "how often open sockets re-check their token",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT",
+        key: "server.openid-connect.revalidation-errors-limit",
+        secret: false,
+        default: "-1",
+        help: "provider failures in a row that close a socket (-1: never)",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_CLOCK_SKEW",
+        key: "server.openid-connect.clock-skew",
+        secret: false,
+        default: "30 seconds",
+        help: "leeway on exp and nbf",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_REQUEST_TIMEOUT",
+        key: "server.openid-connect.request-timeout",
+        secret: false,
+        default: "5 seconds",
+        help: "timeout of each call to the provider",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL",
+        key: "server.openid-connect.jwks-min-refresh-interval",
+        secret: false,
+        default: "10 seconds",
+        help: "least time between two key fetches for unknown kids",
+    },
+    EnvVar {
+        name: "WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY",
+        key: "server.openid-connect.custom-jwt.kafka-token-auth-only",
+        secret: false,
+        default: "false",
+        help: "Kafka credentials only from the token (X-Kafka-Auth ignored)",
+    },
+    EnvVar {
+        name: "WSPROXY_JWT_KAFKA_USERNAME_KEY",
+        key: "server.openid-connect.custom-jwt.jwt-kafka-username-key",
+        secret: false,
+        default: "",
+        help: "claim (dotted path) with the Kafka username",
+    },
+    EnvVar {
+        name: "WSPROXY_JWT_KAFKA_PASSWORD_KEY",
+        key: "server.openid-connect.custom-jwt.jwt-kafka-password-key",
+        secret: false,
+        default: "",
+        help: "claim (dotted path) with the Kafka password",
     },
     EnvVar {
         name: "WSPROXY_SECURE_HEALTHCHECK_ENDPOINT",
@@ -1000,6 +1117,12 @@ impl Config {
         } else {
             None
         };
+        let openid = openid_config(&mut r);
+        if openid.is_some() && basic_auth.is_some() {
+            r.errors.push(
+                "WSPROXY_OPENID_ENABLED, WSPROXY_BASIC_AUTH_ENABLED: Basic authentication and OpenID Connect cannot both be enabled; choose one".to_owned(),
+            );
+        }
         let tls = if r.boolean("WSPROXY_SSL_ENABLED") {
             let port_raw = r.string("WSPROXY_SSL_PORT");
             let port = port_raw.parse::<u16>().unwrap_or_else(|_| {
@@ -1112,6 +1235,7 @@ impl Config {
                 port,
                 shutdown_grace: r.duration("WSPROXY_SHUTDOWN_GRACE_PERIOD"),
                 basic_auth,
+                openid,
                 secure_healthcheck: r.boolean("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT"),
                 tls,
                 max_connections: r.parse("WSPROXY_MAX_CONNECTIONS", "a number"),
@@ -1289,6 +1413,56 @@ fn dynamic_config(r: &mut Reader<'_>) -> Option<InternalTopicConfig> {
         init_retries: r.parse("WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_RETRIES", "a number"),
         retry_interval: r.duration("WSPROXY_DYNAMIC_CONFIG_TOPIC_RETRY_INTERVAL"),
     })
+}
+
+/// `WSPROXY_OPENID_*` and `WSPROXY_JWT_*`, when OpenID Connect is enabled.
+fn openid_config(r: &mut Reader<'_>) -> Option<OpenIdConfig> {
+    if !r.boolean("WSPROXY_OPENID_ENABLED") {
+        return None;
+    }
+    let well_known_url = r.string("WSPROXY_OPENID_WELLKNOWN");
+    if !(well_known_url.starts_with("https://") || well_known_url.starts_with("http://")) {
+        r.errors.push(format!(
+            "WSPROXY_OPENID_WELLKNOWN: '{well_known_url}' is not an http(s) URL; required when WSPROXY_OPENID_ENABLED=true"
+        ));
+    }
+    let audience = r.string("WSPROXY_OPENID_AUDIENCE");
+    if audience.is_empty() {
+        r.errors.push("WSPROXY_OPENID_AUDIENCE: required when WSPROXY_OPENID_ENABLED=true".to_owned());
+    }
+    let limit: i64 = r.parse("WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT", "a number (-1: no limit)");
+    let (user_key, pass_key) = (r.string("WSPROXY_JWT_KAFKA_USERNAME_KEY"), r.string("WSPROXY_JWT_KAFKA_PASSWORD_KEY"));
+    let kafka_claims = match (user_key.is_empty(), pass_key.is_empty()) {
+        (false, false) => Some((user_key, pass_key)),
+        (true, true) => None,
+        _ => {
+            r.errors
+                .push("WSPROXY_JWT_KAFKA_USERNAME_KEY, WSPROXY_JWT_KAFKA_PASSWORD_KEY: set both or neither".to_owned());
+            None
+        }
+    };
+    let config = OpenIdConfig {
+        well_known_url,
+        audience,
+        realm: r.string("WSPROXY_OPENID_REALM"),
+        detailed_logging: r.boolean("WSPROXY_OPENID_ALLOW_DETAILED_LOGGING"),
+        revalidation_interval: r.duration("WSPROXY_OPENID_REVALIDATION_INTERVAL"),
+        revalidation_errors_limit: u32::try_from(limit).ok(),
+        clock_skew: r.duration("WSPROXY_OPENID_CLOCK_SKEW"),
+        request_timeout: r.duration("WSPROXY_OPENID_REQUEST_TIMEOUT"),
+        jwks_min_refresh_interval: r.duration("WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL"),
+        kafka_claims,
+        kafka_token_auth_only: r.boolean("WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY"),
+    };
+    for (name, zero) in [
+        ("WSPROXY_OPENID_REVALIDATION_INTERVAL", config.revalidation_interval.is_zero()),
+        ("WSPROXY_OPENID_REQUEST_TIMEOUT", config.request_timeout.is_zero()),
+    ] {
+        if zero && !r.errors.iter().any(|e| e.starts_with(name)) {
+            r.errors.push(format!("{name}: must be greater than zero"));
+        }
+    }
+    Some(config)
 }
 
 /// The per-kind Kafka settings: the shared `WSPROXY_KAFKA_CLIENT_*` values, overridden by the
@@ -1559,6 +1733,43 @@ mod tests {
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_BASIC_AUTH_REALM")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_BASIC_AUTH_PASSWORD")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_KAFKA_SASL_MECHANISM")), "{errors:?}");
+    }
+
+    #[test]
+    fn openid_needs_its_keys_and_excludes_basic_auth() {
+        let errors = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_OPENID_ENABLED", "true"),
+                ("WSPROXY_JWT_KAFKA_USERNAME_KEY", "kafka.user"),
+                ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+                ("WSPROXY_BASIC_AUTH_REALM", "r"),
+                ("WSPROXY_BASIC_AUTH_USERNAME", "u"),
+                ("WSPROXY_BASIC_AUTH_PASSWORD", "p"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap_err();
+        for name in ["WSPROXY_OPENID_WELLKNOWN", "WSPROXY_OPENID_AUDIENCE", "WSPROXY_JWT_KAFKA_USERNAME_KEY"] {
+            assert!(errors.iter().any(|e| e.starts_with(name)), "{name}: {errors:?}");
+        }
+        assert!(errors.iter().any(|e| e.contains("cannot both be enabled")), "{errors:?}");
+        let ok = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_OPENID_ENABLED", "true"),
+                ("WSPROXY_OPENID_WELLKNOWN", "https://idp.example/.well-known/openid-configuration"),
+                ("WSPROXY_OPENID_AUDIENCE", "wsproxy"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap();
+        let o = ok.server.openid.unwrap();
+        assert_eq!(o.revalidation_interval, Duration::from_secs(600));
+        assert_eq!(o.revalidation_errors_limit, None);
+        assert_eq!(o.kafka_claims, None);
     }
 
     #[test]

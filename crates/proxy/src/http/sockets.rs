@@ -12,16 +12,19 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Extension;
 use futures::{Sink, Stream};
 use wsproxy_protocol::consume::RecordEncoder;
 use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
 use wsproxy_protocol::produce::RecordDecoder;
 
-use crate::auth::kafka_credentials;
+use crate::auth::kafka_credentials::{self, KafkaCredentials};
+use crate::auth::oidc::{self, Authenticated};
 use crate::http::admission::{Refused, Slot};
 use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::{ConsumerError, ProbeError};
+use crate::pipeline::close::StopReason;
 use crate::pipeline::{consume, produce};
 use crate::sessions::{Instance, JoinError, Kind, Refusal, SessionGuard};
 use crate::telemetry::metrics::{self, SocketIdentity};
@@ -32,6 +35,7 @@ pub async fn produce(
     ConnectInfo(Peer(remote)): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    auth: Option<Extension<Authenticated>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
@@ -44,7 +48,8 @@ pub async fn produce(
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
-    let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
+    let auth = auth.map(|Extension(a)| a);
+    let creds = socket_credentials(&state, &headers, auth.as_ref())?;
     ensure_topic(&state, &p.topic).await?;
     let session = if state.config.producer.sessions_enabled {
         // A transactional client is one writer: a second socket would fence the first.
@@ -88,10 +93,14 @@ pub async fn produce(
         identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
         transactional: p.transactional,
         limits: state.limits.clone(),
+        stop_reason: StopReason::default(),
     };
-    let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
+    let (kafka, stop, token) = (producer, state.shutdown.child_token(), state.sockets.token());
+    let watch = revalidation(&state, auth);
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        produce::run(Watched { socket, session, slot: Some(slot) }, kafka, settings, shutdown).await;
+        let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
+        produce::run(Watched { socket, session, slot: Some(slot) }, kafka, settings, stop).await;
+        watcher.inspect(tokio::task::JoinHandle::abort);
         drop(token);
     }))
 }
@@ -102,6 +111,7 @@ pub async fn consume(
     ConnectInfo(Peer(remote)): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    auth: Option<Extension<Authenticated>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
@@ -110,7 +120,8 @@ pub async fn consume(
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
-    let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
+    let auth = auth.map(|Extension(a)| a);
+    let creds = socket_credentials(&state, &headers, auth.as_ref())?;
     let partitions = ensure_topic(&state, &p.topic).await? as u32;
     // At most one socket per partition: more would sit idle in the group.
     let limit = match state.limits.consumer_max_connections(&p.group_id) {
@@ -147,11 +158,15 @@ pub async fn consume(
             .then_some((cfg.consumer.commit_auto_interval, cfg.consumer.commit_auto_max_age)),
         keep_alive: cfg.socket.keep_alive,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: Some(p.group_id.clone()), remote },
+        stop_reason: StopReason::default(),
     };
-    let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
+    let (stop, token) = (state.shutdown.child_token(), state.sockets.token());
+    let watch = revalidation(&state, auth);
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
         let socket = Watched { socket, session: Some(session), slot: Some(slot) };
-        consume::run(socket, consumer, lag, settings, shutdown).await;
+        consume::run(socket, consumer, lag, settings, stop).await;
+        watcher.inspect(tokio::task::JoinHandle::abort);
         drop(token);
     }))
 }
@@ -203,6 +218,39 @@ async fn join(
             )
         }
     })
+}
+
+/// The socket's Kafka credentials: from the token's claims when `WSPROXY_JWT_KAFKA_*_KEY` are
+/// set (falling back to `X-Kafka-Auth` unless `WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY`; a token
+/// with neither is refused with 401), else from `X-Kafka-Auth`.
+fn socket_credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+    auth: Option<&Authenticated>,
+) -> Result<Option<KafkaCredentials>, ApiError> {
+    let from_header = || kafka_credentials::from_headers(headers).map_err(ApiError::BadRequest);
+    let Some(provider) = state.oidc.as_ref().filter(|o| o.config().kafka_claims.is_some()) else {
+        return from_header();
+    };
+    if let Some(creds) = auth.and_then(|a| a.kafka.clone()) {
+        return Ok(Some(creds));
+    }
+    if !provider.config().kafka_token_auth_only {
+        if let Some(creds) = from_header()? {
+            return Ok(Some(creds));
+        }
+    }
+    metrics::auth_failure("bearer_without_kafka_credentials");
+    Err(ApiError::BearerRefused(provider.config().realm.clone()))
+}
+
+type Watch =
+    Box<dyn FnOnce(tokio_util::sync::CancellationToken, StopReason) -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// The revalidation of a token-authenticated socket, started once the socket is upgraded.
+fn revalidation(state: &AppState, auth: Option<Authenticated>) -> Option<Watch> {
+    let (provider, auth) = (state.oidc.clone()?, auth?);
+    Some(Box::new(move |stop, reason| Box::pin(oidc::watch(provider, auth, stop, reason))))
 }
 
 /// Takes a connection slot or answers 503 with which limit was reached.

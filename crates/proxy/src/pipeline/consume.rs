@@ -57,6 +57,8 @@ pub struct ConsumeSettings {
     pub commit_max_age: Option<(Duration, Duration)>,
     pub keep_alive: Duration,
     pub identity: SocketIdentity,
+    /// Why `shutdown` was cancelled: server shutdown, or a token that is no longer valid.
+    pub stop_reason: close::StopReason,
 }
 
 /// A rendered record (or record error) and where it came from.
@@ -98,7 +100,7 @@ pub async fn run<S>(
             let throttled = wait.is_some_and(|w| w > Instant::now());
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break Some(close::going_away()),
+                _ = shutdown.cancelled() => break Some(settings.stop_reason.frame()),
                 msg = rx.next() => match msg {
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(e)) => break close::for_read_error(e),
@@ -154,7 +156,7 @@ pub async fn run<S>(
                     // A client that stops reading must not hold up a shutdown.
                     tokio::select! {
                         sent = send_items(&mut tx, &mut items, settings.batched) => if sent.is_err() { break None; },
-                        _ = shutdown.cancelled() => break Some(close::going_away()),
+                        _ = shutdown.cancelled() => break Some(settings.stop_reason.frame()),
                     }
                     last_sent = Instant::now();
                     for item in &items {

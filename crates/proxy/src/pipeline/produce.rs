@@ -44,6 +44,8 @@ pub struct ProduceSettings {
     pub transactional: bool,
     /// Where the producer's records-per-second limit comes from (its id is `identity.client_id`).
     pub limits: ClientLimits,
+    /// Why `shutdown` was cancelled: server shutdown, or a token that is no longer valid.
+    pub stop_reason: close::StopReason,
 }
 
 /// A frame's answer once all its records are settled, with what it held in flight.
@@ -110,7 +112,7 @@ where
             _ = shutdown.cancelled(), if reading => {
                 // Stop taking records; answer what is in flight, then close with 1001.
                 reading = false;
-                close_frame = Some(close::going_away());
+                close_frame = Some(settings.stop_reason.frame());
             }
             Some(first) = pending.next(), if !pending.is_empty() => {
                 // Coalesce: send every answer that is already settled, then flush once.
