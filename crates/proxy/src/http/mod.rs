@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod error;
+mod schemas;
 mod sockets;
 pub mod tls;
 
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/socket/in", get(sockets::produce))
         .route("/socket/out", get(sockets::consume))
+        .merge(schemas::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_auth))

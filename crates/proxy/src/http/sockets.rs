@@ -35,7 +35,6 @@ pub async fn produce(
         exactly_once_enabled: state.config.producer.exactly_once_enabled,
     };
     let p = params::producer_params(&Query::new(&pairs), rules).map_err(|e| ApiError::BadRequest(e.0))?;
-    refuse_avro(p.socket_payload)?;
     if p.transactional {
         return Err(ApiError::BadRequest(
             "Transactional producing is not available on this proxy version yet.".to_owned(),
@@ -61,6 +60,7 @@ pub async fn produce(
     let settings = produce::ProduceSettings {
         topic: p.topic.clone(),
         decoder: RecordDecoder { key_type: p.key_type, val_type: p.val_type },
+        avro: p.socket_payload == SocketPayload::Avro,
         max_in_flight_records: cfg.producer.max_in_flight_records,
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
@@ -84,7 +84,6 @@ pub async fn consume(
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
-    refuse_avro(p.socket_payload)?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
@@ -107,6 +106,7 @@ pub async fn consume(
     let settings = consume::ConsumeSettings {
         topic: p.topic.clone(),
         encoder: RecordEncoder { key_type: p.key_type, val_type: p.val_type },
+        avro: p.socket_payload == SocketPayload::Avro,
         batch_size: batch.max(1),
         batched: batch > 0,
         rate: p.rate,
@@ -187,15 +187,6 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
 fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str(raw.unwrap_or_default())
         .map_err(|e| ApiError::BadRequest(format!("The query string cannot be parsed: {e}")))
-}
-
-fn refuse_avro(payload: SocketPayload) -> Result<(), ApiError> {
-    match payload {
-        SocketPayload::Json => Ok(()),
-        SocketPayload::Avro => Err(ApiError::BadRequest(
-            "Socket payload 'avro' is not supported by this proxy version yet. Use socketPayload=json.".to_owned(),
-        )),
-    }
 }
 
 async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> {

@@ -14,6 +14,7 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use wsproxy_protocol::avro;
 use wsproxy_protocol::error::FrameError;
 use wsproxy_protocol::produce::{
     render_answer, render_answers, Answer, ProduceFrame, ProduceResult, RecordDecoder, RecordOutcome,
@@ -29,6 +30,8 @@ use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 pub struct ProduceSettings {
     pub topic: String,
     pub decoder: RecordDecoder,
+    /// `socketPayload=avro`: binary `AvroProducerRecord` frames in, `AvroProducerResult` out.
+    pub avro: bool,
     pub max_in_flight_records: usize,
     pub max_in_flight_bytes: usize,
     pub max_frame_bytes: usize,
@@ -38,7 +41,8 @@ pub struct ProduceSettings {
 
 /// A frame's answer once all its records are settled, with what it held in flight.
 struct Settled {
-    text: String,
+    /// The answer frame: text (JSON, and every error), or binary (an Avro result).
+    frame: Message,
     records: usize,
     bytes: usize,
     /// Records Kafka acknowledged, and their bytes.
@@ -104,7 +108,7 @@ where
                     for code in &s.errors {
                         stats.error_frame(code.as_str());
                     }
-                    if tx.feed(Message::Text(s.text.into())).await.is_err() { return; }
+                    if tx.feed(s.frame).await.is_err() { return; }
                 }
                 if tx.flush().await.is_err() { return; }
                 last_sent = Instant::now();
@@ -122,7 +126,7 @@ where
                             break;
                         }
                         Inbound::Frame(frame, frame_len) => {
-                            let (entry, records, bytes) = submit(&kafka, &settings.topic, frame, frame_len, &shutdown).await;
+                            let (entry, records, bytes) = submit(&kafka, &settings, frame, frame_len, &shutdown).await;
                             in_flight_records += records;
                             in_flight_bytes += bytes;
                             pending.push_back(entry);
@@ -169,17 +173,23 @@ fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings
         None | Some(Ok(Message::Close(_))) => return Inbound::End(close::normal()),
         Some(Err(e)) => return Inbound::End(close::for_read_error(e).unwrap_or_else(close::normal)),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Skip,
+        Some(Ok(Message::Text(_))) if settings.avro => Err(FrameError::new(
+            ErrorCode::UnsupportedFrame,
+            "text frames are not accepted on a socket with socketPayload=avro; send binary AvroProducerRecord frames",
+        )),
+        Some(Ok(Message::Binary(bytes))) if settings.avro => {
+            len = bytes.len();
+            if bytes.len() > settings.max_frame_bytes {
+                Err(too_large(bytes.len(), settings.max_frame_bytes))
+            } else {
+                let (kt, vt) = (settings.decoder.key_type, settings.decoder.val_type);
+                Ok(ProduceFrame::Single(avro::decode_producer_record(&bytes, kt, vt)))
+            }
+        }
         Some(Ok(Message::Text(text))) => {
             len = text.len();
             if text.len() > settings.max_frame_bytes {
-                Err(FrameError::new(
-                    ErrorCode::FrameTooLarge,
-                    format!(
-                        "the frame has {} bytes; the limit is {} (WSPROXY_WS_MAX_FRAME_SIZE)",
-                        text.len(),
-                        settings.max_frame_bytes
-                    ),
-                ))
+                Err(too_large(text.len(), settings.max_frame_bytes))
             } else if text.trim().is_empty() {
                 return Inbound::Skip; // the reference ignores empty frames
             } else {
@@ -194,25 +204,46 @@ fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings
     Inbound::Frame(frame.unwrap_or_else(|e| ProduceFrame::Single(Err(e))), len)
 }
 
+fn too_large(len: usize, max: usize) -> FrameError {
+    FrameError::new(
+        ErrorCode::FrameTooLarge,
+        format!("the frame has {len} bytes; the limit is {max} (WSPROXY_WS_MAX_FRAME_SIZE)"),
+    )
+}
+
 /// Hands a frame's records to Kafka and returns the future of its answer, with the records
 /// and bytes it holds in flight: at least one record (an empty array still has an answer
 /// waiting) and at least the frame's own length (ids and error texts live until answered).
 async fn submit(
     kafka: &ProducerHandle,
-    topic: &str,
+    settings: &ProduceSettings,
     frame: ProduceFrame,
     frame_len: usize,
     shutdown: &CancellationToken,
 ) -> (Pending, usize, usize) {
+    let topic = settings.topic.as_str();
     match frame {
         ProduceFrame::Single(outcome) => {
             let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown).await;
             let bytes = record_bytes.max(frame_len);
             let topic = topic.to_owned();
+            let avro = settings.avro;
             let entry = async move {
                 let result = fut.await;
-                let text = render_answer(&answer(&topic, &result));
-                settled(text, std::slice::from_ref(&result), 1, bytes)
+                let frame = match (&result.2, avro) {
+                    (Ok(ack), true) => Message::Binary(
+                        avro::encode_producer_result(
+                            &topic,
+                            ack.partition,
+                            ack.offset,
+                            ack.timestamp,
+                            result.0.as_deref(),
+                        )
+                        .into(),
+                    ),
+                    _ => Message::Text(render_answer(&answer(&topic, &result)).into()),
+                };
+                settled(frame, std::slice::from_ref(&result), 1, bytes)
             };
             (Box::pin(entry), 1, bytes)
         }
@@ -229,7 +260,7 @@ async fn submit(
             let entry = async move {
                 let results = futures::future::join_all(futs).await;
                 let answers: Vec<Answer<'_>> = results.iter().map(|r| answer(&topic, r)).collect();
-                settled(render_answers(&answers), &results, records, bytes)
+                settled(Message::Text(render_answers(&answers).into()), &results, records, bytes)
             };
             (Box::pin(entry), records, bytes)
         }
@@ -300,8 +331,8 @@ async fn enqueue(
     }
 }
 
-fn settled(text: String, results: &[RecordResult], records: usize, bytes: usize) -> Settled {
-    let mut s = Settled { text, records, bytes, acked: 0, acked_bytes: 0, errors: Vec::new() };
+fn settled(frame: Message, results: &[RecordResult], records: usize, bytes: usize) -> Settled {
+    let mut s = Settled { frame, records, bytes, acked: 0, acked_bytes: 0, errors: Vec::new() };
     for (_, size, r) in results {
         match r {
             Ok(_) => {
