@@ -90,6 +90,21 @@ pub fn parse_schema(text: &str) -> Result<Schema, String> {
     Schema::parse_str(text).map_err(|e| e.to_string())
 }
 
+/// Splits Confluent's wire format: magic byte 0, a 4-byte big-endian schema id, then the
+/// Avro binary datum.
+pub fn confluent_frame(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
+    match bytes {
+        [0, a, b, c, d, datum @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), datum)),
+        [magic, ..] if bytes.len() >= 5 => {
+            Err(format!("the first byte is {magic}, Confluent's wire format starts with the magic byte 0"))
+        }
+        _ => Err(format!(
+            "{} bytes are too short for Confluent's wire format (magic byte 0, 4-byte schema id, Avro data)",
+            bytes.len()
+        )),
+    }
+}
+
 /// Decodes a binary frame of an avro produce socket into a record for Kafka.
 pub fn decode_producer_record(bytes: &[u8], key_type: Option<FormatType>, val_type: FormatType) -> RecordOutcome {
     let fields = match decode_datum(&PRODUCER_RECORD, bytes) {
@@ -509,6 +524,13 @@ mod tests {
         assert!(decode_datum(&PRODUCER_RESULT, &r).is_ok());
         let bad = KafkaRecordView { value: Some(b"abc"), ..view };
         assert_eq!(encode_consumer_record(&bad, None, FormatType::Long).unwrap_err().code, ErrorCode::DecodeError);
+    }
+
+    #[test]
+    fn confluent_wire_format() {
+        assert_eq!(confluent_frame(&[0, 0, 0, 1, 2, 9, 9]).unwrap(), (258, &[9, 9][..]));
+        assert!(confluent_frame(&[1, 0, 0, 0, 1]).unwrap_err().contains("magic byte"));
+        assert!(confluent_frame(&[0, 0, 0]).unwrap_err().contains("too short"));
     }
 
     #[test]

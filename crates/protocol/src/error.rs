@@ -39,6 +39,9 @@ pub enum ErrorCode {
     UnknownMessageId,
     /// Kafka refused a commit.
     CommitFailed,
+    /// The schema registry could not be asked about an `avro` key or value (down, slow,
+    /// refused the proxy's credentials); the record was not produced (or not checked).
+    SchemaRegistryUnavailable,
 }
 
 impl ErrorCode {
@@ -59,6 +62,7 @@ impl ErrorCode {
             ErrorCode::DecodeError => "DECODE_ERROR",
             ErrorCode::UnknownMessageId => "UNKNOWN_MESSAGE_ID",
             ErrorCode::CommitFailed => "COMMIT_FAILED",
+            ErrorCode::SchemaRegistryUnavailable => "SCHEMA_REGISTRY_UNAVAILABLE",
         }
     }
 }

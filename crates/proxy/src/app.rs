@@ -19,6 +19,7 @@ use crate::auth::basic::BasicAuth;
 use crate::config::Config;
 use crate::http::{router, tls, AppState, Peer};
 use crate::kafka::Kafka;
+use crate::schema_registry::{register_wrapper_schemas, SchemaRegistry};
 use crate::telemetry::metrics;
 
 /// Why the proxy could not run.
@@ -101,7 +102,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         basic_auth: config.server.basic_auth.as_ref().map(|b| {
             Arc::new(BasicAuth { realm: b.realm.clone(), username: b.username.clone(), password: b.password.clone() })
         }),
+        registry: config.schema_registry.as_ref().map(|r| Arc::new(SchemaRegistry::new(r))),
     };
+    if let (Some(registry), Some(cfg)) = (&state.registry, &config.schema_registry) {
+        if cfg.auto_register {
+            // In the background: a registry that is down must not delay the start.
+            let registry = registry.clone();
+            tokio::spawn(async move { register_wrapper_schemas(&registry).await });
+        }
+    }
     state.started.store(true, Ordering::Release);
     let app = router(state.clone());
     let stop = shutdown.clone();

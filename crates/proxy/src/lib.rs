@@ -7,6 +7,7 @@
 //! - [`http`] — routes, WebSocket upgrades, pre-upgrade errors.
 //! - [`pipeline`] — one socket's produce or consume loop, commit stack, rate limit, close codes.
 //! - [`kafka`] — the only module that names rdkafka.
+//! - [`schema_registry`] — the Confluent-compatible schema registry client (avro keys and values).
 //! - [`demo`] — the zero-setup in-process cluster behind `--demo`.
 //! - [`telemetry`] — logging.
 //!
@@ -19,4 +20,5 @@ pub mod demo;
 pub mod http;
 pub mod kafka;
 pub mod pipeline;
+pub mod schema_registry;
 pub mod telemetry;

@@ -5,106 +5,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use common::avro::*;
 use common::*;
-use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
-
-/// Runs `avro_tool.py CMD SCHEMA` with one input per line; returns one output line each.
-fn avro_tool(cmd: &str, schema: &PathBuf, inputs: &[String]) -> Vec<String> {
-    let root = project_root();
-    let python =
-        std::env::var("WSPROXY_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
-    let mut child = Command::new(&python)
-        .arg(root.join("tests/support/avro_tool.py"))
-        .arg(cmd)
-        .arg(schema)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python");
-    let input: String = inputs.iter().map(|l| format!("{l}\n")).collect();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "avro_tool {cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
-}
-
-/// fastavro's encoding of `datum` (see avro_tool.py for the union notation).
-fn encode(schema: &PathBuf, datum: Value) -> Vec<u8> {
-    hex_decode(&avro_tool("encode", schema, &[datum.to_string()])[0])
-}
-
-/// fastavro's decoding of `bytes`; asserts it used every byte.
-fn decode(schema: &PathBuf, bytes: &[u8]) -> Value {
-    decode_all(schema, &[bytes.to_vec()]).remove(0)
-}
-
-fn decode_all(schema: &PathBuf, frames: &[Vec<u8>]) -> Vec<Value> {
-    let lines: Vec<String> = frames.iter().map(|b| b.iter().map(|x| format!("{x:02x}")).collect()).collect();
-    avro_tool("decode", schema, &lines)
-        .iter()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            assert_eq!(v["trailing_bytes"], 0, "the frame holds exactly one datum");
-            v["datum"].clone()
-        })
-        .collect()
-}
-
-fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
-/// Fetches a schema from the proxy and stores it for fastavro.
-async fn served_schema(proxy: &Proxy, path: &str) -> PathBuf {
-    let (status, headers, body) = http(proxy.port, "GET", path, &[]).await.unwrap();
-    assert_eq!(status, 200, "{path}: {body}");
-    assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "application/json"), "{headers:?}");
-    let file = std::env::temp_dir().join(format!("{}.avsc", unique("schema")));
-    std::fs::write(&file, body).unwrap();
-    file
-}
-
-/// The next data frame (pings skipped): `Ok(binary)` or `Err(text)`.
-async fn next_frame(ws: &mut Ws) -> Result<Vec<u8>, Value> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await.expect("no frame within 30 s") {
-            Some(Ok(Message::Binary(b))) => return Ok(b.to_vec()),
-            Some(Ok(Message::Text(t))) => return Err(serde_json::from_str(&t).unwrap()),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            other => panic!("expected a data frame, got {other:?}"),
-        }
-    }
-}
-
-async fn binary(ws: &mut Ws) -> Vec<u8> {
-    next_frame(ws).await.unwrap_or_else(|e| panic!("expected a binary frame, got the text frame {e}"))
-}
-
-async fn error_text(ws: &mut Ws) -> Value {
-    match next_frame(ws).await {
-        Err(e) => e,
-        Ok(b) => panic!("expected an error text frame, got {} binary bytes", b.len()),
-    }
-}
-
-async fn send_binary(ws: &mut Ws, bytes: Vec<u8>) {
-    ws.send(Message::Binary(bytes.into())).await.expect("send");
-}
-
-fn b64(bytes: &[u8]) -> String {
-    B64.encode(bytes)
-}
 
 #[tokio::test]
 async fn schema_endpoints_serve_the_seed_wrapper_schemas() {

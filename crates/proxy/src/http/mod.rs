@@ -58,6 +58,8 @@ pub struct AppState {
     pub basic_auth: Option<Arc<BasicAuth>>,
     /// Node-wide and per-IP socket limits.
     pub admission: admission::Admission,
+    /// Checks `avro` keys and values, when `WSPROXY_SCHEMA_REGISTRY_URL` is set.
+    pub registry: Option<Arc<crate::schema_registry::SchemaRegistry>>,
 }
 
 /// Builds the main router. Tests call it directly.

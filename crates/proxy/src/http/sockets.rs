@@ -13,12 +13,15 @@ use wsproxy_protocol::consume::RecordEncoder;
 use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
 use wsproxy_protocol::produce::RecordDecoder;
 
+use wsproxy_protocol::FormatType;
+
 use crate::auth::kafka_credentials;
 use crate::http::admission::{Refused, Slot};
 use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::{ConsumerError, ProbeError};
 use crate::pipeline::{consume, produce};
+use crate::schema_registry::SchemaRegistry;
 use crate::telemetry::metrics::{self, SocketIdentity};
 
 /// `GET /socket/in`.
@@ -61,6 +64,7 @@ pub async fn produce(
         topic: p.topic.clone(),
         decoder: RecordDecoder { key_type: p.key_type, val_type: p.val_type },
         avro: p.socket_payload == SocketPayload::Avro,
+        registry: registry_for(&state, p.key_type, p.val_type),
         max_in_flight_records: cfg.producer.max_in_flight_records,
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
@@ -107,6 +111,7 @@ pub async fn consume(
         topic: p.topic.clone(),
         encoder: RecordEncoder { key_type: p.key_type, val_type: p.val_type },
         avro: p.socket_payload == SocketPayload::Avro,
+        registry: registry_for(&state, p.key_type, p.val_type),
         batch_size: batch.max(1),
         batched: batch > 0,
         rate: p.rate,
@@ -124,6 +129,11 @@ pub async fn consume(
         consume::run(socket, consumer, lag, settings, shutdown).await;
         drop((slot, token));
     }))
+}
+
+/// The schema registry, for sockets whose key or value type is `avro`.
+fn registry_for(state: &AppState, key: Option<FormatType>, value: FormatType) -> Option<Arc<SchemaRegistry>> {
+    (key == Some(FormatType::Avro) || value == FormatType::Avro).then(|| state.registry.clone()).flatten()
 }
 
 /// Takes a connection slot or answers 503 with which limit was reached.

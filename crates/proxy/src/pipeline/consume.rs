@@ -22,12 +22,13 @@ use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::avro;
 use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, MessageId, RecordEncoder};
 use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
-use wsproxy_protocol::ErrorCode;
+use wsproxy_protocol::{ErrorCode, FormatType};
 
 use crate::kafka::SocketConsumer;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::rate_limit::RateLimit;
+use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{Direction, SocketIdentity, SocketMetrics};
 
 /// Frames written between two flushes when records are sent one per frame.
@@ -50,6 +51,8 @@ pub struct ConsumeSettings {
     pub encoder: RecordEncoder,
     /// `socketPayload=avro`: binary `AvroConsumerRecord` frames out, `AvroCommit` in.
     pub avro: bool,
+    /// Checks `avro` keys and values (Confluent wire format, known schema), when configured.
+    pub registry: Option<Arc<SchemaRegistry>>,
     /// Records per frame; 1 sends single objects, more sends arrays.
     pub batch_size: usize,
     pub batched: bool,
@@ -160,14 +163,16 @@ pub async fn run<S>(
                     let per_wakeup = if settings.batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
                     let mut items = Vec::with_capacity(max.min(1024));
-                    if let Err(fatal) = render(first, &settings, &mut items) {
+                    let invalid = check_registry(&settings, &first).await;
+                    if let Err(fatal) = render(first, &settings, invalid, &mut items) {
                         break Some(close::kafka_failure(&fatal));
                     }
                     let mut fatal = None;
                     let mut batch_bytes = items.iter().map(|i| i.frame.len()).sum::<usize>();
                     while items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
                         let Some(Some(next)) = stream.next().now_or_never() else { break };
-                        if let Err(e) = render(next, &settings, &mut items) { fatal = Some(e); break; }
+                        let invalid = check_registry(&settings, &next).await;
+                        if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; }
                         batch_bytes += items.last().map_or(0, |i| i.frame.len());
                     }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
@@ -223,6 +228,7 @@ pub async fn run<S>(
 fn render(
     polled: KafkaResult<BorrowedMessage<'_>>,
     settings: &ConsumeSettings,
+    invalid: Option<FrameError>,
     items: &mut Vec<Item>,
 ) -> Result<(), String> {
     let m = match polled {
@@ -240,7 +246,9 @@ fn render(
         value: m.payload(),
         headers: &headers,
     };
-    let rendered = if settings.avro {
+    let rendered = if let Some(e) = invalid {
+        Err(e)
+    } else if settings.avro {
         let (kt, vt) = (settings.encoder.key_type, settings.encoder.val_type);
         avro::encode_consumer_record(&view, kt, vt).map(Frame::Binary)
     } else {
@@ -256,6 +264,44 @@ fn render(
     let bytes = (view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len)) as u64;
     items.push(Item { frame, position: Some((view.partition, view.offset, view.timestamp)), bytes, error });
     Ok(())
+}
+
+/// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
+/// the registry knows: the error frame that takes the record's place when they are not.
+async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<BorrowedMessage<'_>>) -> Option<FrameError> {
+    let (Some(registry), Ok(m)) = (&settings.registry, polled) else { return None };
+    let checks = [
+        (settings.encoder.key_type == Some(FormatType::Avro), m.key(), "key"),
+        (settings.encoder.val_type == FormatType::Avro, m.payload(), "value"),
+    ];
+    for (applies, bytes, field) in checks {
+        let (true, Some(bytes)) = (applies, bytes) else { continue };
+        let (code, why) = match registry.check(bytes).await {
+            Ok(_) => continue,
+            Err(CheckError::Invalid(why)) => {
+                (ErrorCode::DecodeError, format!("is not Avro the schema registry knows: {why}"))
+            }
+            Err(CheckError::Unavailable(why)) => {
+                (ErrorCode::SchemaRegistryUnavailable, format!("could not be checked: {why}"))
+            }
+        };
+        let id = MessageId {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        };
+        return Some(FrameError::new(
+            code,
+            format!(
+                "the {field} of record {id} (topic {}, partition {}, offset {}) {why}",
+                m.topic(),
+                m.partition(),
+                m.offset()
+            ),
+        ));
+    }
+    None
 }
 
 /// Errors from the consumer: authorization and a deleted topic end the socket; anything else

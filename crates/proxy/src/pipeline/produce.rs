@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
@@ -19,10 +20,11 @@ use wsproxy_protocol::error::FrameError;
 use wsproxy_protocol::produce::{
     render_answer, render_answers, Answer, ProduceFrame, ProduceResult, RecordDecoder, RecordOutcome,
 };
-use wsproxy_protocol::ErrorCode;
+use wsproxy_protocol::{ErrorCode, FormatType};
 
 use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
 use crate::pipeline::close;
+use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 /// Settings of one produce socket.
@@ -32,6 +34,8 @@ pub struct ProduceSettings {
     pub decoder: RecordDecoder,
     /// `socketPayload=avro`: binary `AvroProducerRecord` frames in, `AvroProducerResult` out.
     pub avro: bool,
+    /// Checks `avro` keys and values (Confluent wire format, known schema), when configured.
+    pub registry: Option<Arc<SchemaRegistry>>,
     pub max_in_flight_records: usize,
     pub max_in_flight_bytes: usize,
     pub max_frame_bytes: usize,
@@ -224,6 +228,7 @@ async fn submit(
     let topic = settings.topic.as_str();
     match frame {
         ProduceFrame::Single(outcome) => {
+            let outcome = check_registry(settings, outcome).await;
             let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown).await;
             let bytes = record_bytes.max(frame_len);
             let topic = topic.to_owned();
@@ -251,6 +256,7 @@ async fn submit(
             let mut futs = Vec::with_capacity(outcomes.len());
             let mut bytes = 0;
             for outcome in outcomes {
+                let outcome = check_registry(settings, outcome).await;
                 let (fut, b) = enqueue(kafka, topic, outcome, shutdown).await;
                 bytes += b;
                 futs.push(fut);
@@ -265,6 +271,32 @@ async fn submit(
             (Box::pin(entry), records, bytes)
         }
     }
+}
+
+/// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
+/// the registry knows; otherwise the record is answered with an error and not produced.
+async fn check_registry(settings: &ProduceSettings, outcome: RecordOutcome) -> RecordOutcome {
+    let (Some(registry), Ok(record)) = (&settings.registry, &outcome) else { return outcome };
+    let checks = [
+        (settings.decoder.key_type == Some(FormatType::Avro), record.key.as_deref(), "key", ErrorCode::InvalidKey),
+        (settings.decoder.val_type == FormatType::Avro, record.value.as_deref(), "value", ErrorCode::InvalidValue),
+    ];
+    for (applies, bytes, field, code) in checks {
+        let (true, Some(bytes)) = (applies, bytes) else { continue };
+        if let Err(e) = registry.check(bytes).await {
+            let e = match e {
+                CheckError::Invalid(why) => {
+                    FrameError::new(code, format!("'{field}' is not Avro the schema registry knows: {why}"))
+                }
+                CheckError::Unavailable(why) => FrameError::new(
+                    ErrorCode::SchemaRegistryUnavailable,
+                    format!("'{field}' could not be checked, the record was not produced: {why}"),
+                ),
+            };
+            return Err(e.with_message_id(record.message_id.clone()));
+        }
+    }
+    outcome
 }
 
 type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
