@@ -7,8 +7,13 @@
 //! The schema texts are the seed README's, byte for byte (`schemas/*.avsc`), and are what
 //! `/schemas/avro/...` serves. Key and value travel as a union of `bytes | string | int | long |
 //! double | float`; the socket's `keyType` / `valType` still decide the Kafka bytes, exactly as
-//! on a JSON socket. Errors are not wrapper records: the socket answers them with the JSON error
-//! frames of [`crate::error`] as text frames, so a client tells them apart by the frame type.
+//! on a JSON socket: `bytes` is taken as already serialised (and must decode as the type), the
+//! other branches convert like the same JSON value (for `json`, a `string` is the JSON text).
+//! Errors are not wrapper records: the socket answers them with the JSON error frames of
+//! [`crate::error`] as text frames, so a client tells them apart by the frame type.
+//!
+//! [`confluent_frame`] splits Confluent's wire format (magic byte, schema id, datum) for the
+//! schema-registry checks of `avro` keys and values.
 
 use std::io::{Cursor, Read};
 use std::sync::LazyLock;

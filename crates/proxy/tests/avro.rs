@@ -358,4 +358,16 @@ async fn avro_bad_input_gets_error_frames_and_the_socket_goes_on() {
         assert!(std::time::Instant::now() < deadline, "the commit did not land");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Bytes that are not an int: an error text frame naming the record, then consumption goes on.
+    write_with_tool(
+        &topic,
+        &[
+            json!({"value": {"format": "bytearray", "value": b64(&[1, 2, 3])}}),
+            json!({"value": {"format": "int", "value": 9}}),
+        ],
+    );
+    let e = error_text(&mut ws).await;
+    assert_eq!((e["error"]["code"].as_str(), e["offset"].as_i64()), (Some("DECODE_ERROR"), Some(1)), "{e}");
+    let r = decode(&rec_out, &binary(&mut ws).await);
+    assert_eq!((r["offset"].clone(), r["value"].clone()), (json!({"int": 2}), json!({"int": 9})));
 }
