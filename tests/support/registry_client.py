@@ -4,8 +4,8 @@
 registered and looked up over the registry's REST API, records produced and consumed with
 confluent-kafka. None of the proxy's code.
 
-Registry from SCHEMA_REGISTRY_URL (default http://127.0.0.1:8081) with Basic auth
-SCHEMA_REGISTRY_USER_INFO (user:password); Kafka from KAFKA_BOOTSTRAP.
+Registry from SCHEMA_REGISTRY_URL (default: scripts/registry's Apicurio Registry), with Basic
+auth when SCHEMA_REGISTRY_USER_INFO (user:password) is set; Kafka from KAFKA_BOOTSTRAP.
 
 Commands (one JSON datum per stdin line; see avro_tool.py for the union notation):
   encode SUBJECT SCHEMA_FILE     register the schema, print {"id", "hex"} of each framed datum
@@ -28,8 +28,8 @@ from confluent_kafka import Consumer, Producer
 sys.path.insert(0, os.path.dirname(__file__))
 from avro_tool import from_avro, to_avro  # noqa: E402
 
-URL = os.environ.get("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081").rstrip("/")
-USER_INFO = os.environ.get("SCHEMA_REGISTRY_USER_INFO", "wsproxy:registry-secret")
+URL = os.environ.get("SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v6").rstrip("/")
+USER_INFO = os.environ.get("SCHEMA_REGISTRY_USER_INFO", "")
 BOOT = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 SCHEMAS = {}
 

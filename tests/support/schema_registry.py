@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
-"""A small Confluent-compatible schema registry for the tests, started by scripts/registry.
+"""A small Confluent-compatible schema registry with HTTP Basic auth, written for one test.
 
-Written for the tests because no real registry installs here from the package registries
-(Karapace is not on PyPI; Apicurio Registry's Maven Central artifacts miss a parent POM and
-Quarkus deployment modules that live in other repositories; Confluent's is not on Maven
-Central). It speaks the subset of Confluent's REST API that serializers and the proxy use, with
+The tests' registry is Apicurio Registry (scripts/registry), whose 2.1 line authenticates with
+OpenID Connect only; this one checks that the proxy sends WSPROXY_SCHEMA_BASIC_AUTH_* and handles
+a refusal (crates/proxy/tests/registry.rs starts it on a free port). It speaks the subset of Confluent's REST API that serializers and the proxy use, with
 Confluent's status codes and error bodies, and checks schemas with fastavro:
 
   GET  /                                  {}

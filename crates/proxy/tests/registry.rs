@@ -56,10 +56,7 @@ fn unframe(bytes: &[u8]) -> Value {
 async fn registry_proxy(extra: &[(&str, &str)]) -> Proxy {
     require_registry().await;
     let url = registry_url();
-    let mut env = vec![
-        ("WSPROXY_SCHEMA_REGISTRY_URL", url.as_str()),
-        ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", REGISTRY_USER_INFO),
-    ];
+    let mut env = vec![("WSPROXY_SCHEMA_REGISTRY_URL", url.as_str())];
     env.extend_from_slice(extra);
     Proxy::start(&env).await
 }
@@ -109,10 +106,7 @@ async fn proxy_writes_confluent_avro_that_an_independent_registry_client_reads()
     // WSPROXY_SCHEMA_AUTO_REGISTER (default true) registered the wrapper schemas.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let port: u16 = registry_url().rsplit(':').next().unwrap().parse().unwrap();
-        let auth = format!("Basic {}", b64(REGISTRY_USER_INFO.as_bytes()));
-        let (_, _, body) = http(port, "GET", "/subjects", &[("Authorization", &auth)]).await.unwrap();
-        let subjects: Vec<String> = serde_json::from_str(&body).unwrap();
+        let subjects = registry_subjects(&registry_url(), None).await;
         let want = ["AvroProducerRecord", "AvroProducerResult", "AvroConsumerRecord", "AvroCommit"];
         if want.iter().all(|n| subjects.contains(&format!("net.scalytica.kafka.wsproxy.avro.{n}"))) {
             break;
@@ -254,16 +248,10 @@ async fn a_registry_that_is_down_slow_or_refusing_gives_clear_errors_not_a_hang(
             conns.push(c);
         }
     });
-    let registry = registry_url();
-    let cases = [
-        (closed.as_str(), REGISTRY_USER_INFO, "not reachable"),
-        (silent_url.as_str(), REGISTRY_USER_INFO, "no answer within 1s"),
-        (registry.as_str(), "wsproxy:wrong", "answered HTTP 401"),
-    ];
-    for (url, user_info, why) in cases {
+    let cases = [(closed.as_str(), "not reachable"), (silent_url.as_str(), "no answer within 1s")];
+    for (url, why) in cases {
         let proxy = Proxy::start(&[
             ("WSPROXY_SCHEMA_REGISTRY_URL", url),
-            ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", user_info),
             ("WSPROXY_SCHEMA_REGISTRY_TIMEOUT", "1 second"),
             ("WSPROXY_SCHEMA_AUTO_REGISTER", "false"),
         ])
@@ -278,7 +266,6 @@ async fn a_registry_that_is_down_slow_or_refusing_gives_clear_errors_not_a_hang(
             let msg = e["error"]["message"].as_str().unwrap();
             // A lookup right after a failed one fails fast, saying so; both are clear.
             assert!(msg.contains(why) || msg.contains("less than a second ago"), "{url}: {msg}");
-            assert!(!msg.contains("registry-secret") && !msg.contains("wrong"), "no credentials in errors: {msg}");
         }
         // The consume side says so in the record's place, and goes on.
         let mut c =
@@ -296,4 +283,89 @@ async fn a_registry_that_is_down_slow_or_refusing_gives_clear_errors_not_a_hang(
     // Nothing was produced while the registry could not be asked (only the tool's record).
     let back = kafka_tool(&["consume", &topic, "2", "3", "raw", "raw"], "");
     assert_eq!(back.lines().count(), 1, "{back}");
+}
+
+/// The Python registry of `tests/support/schema_registry.py` with Basic auth, on a free port,
+/// for this test only: Apicurio Registry 2.1 (`scripts/registry`) authenticates with OpenID
+/// Connect, not Basic auth. Killed when dropped.
+struct AuthRegistry {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const USER_INFO: &str = "wsproxy:registry-secret";
+
+async fn auth_registry() -> AuthRegistry {
+    let port = free_port();
+    let python = std::env::var("WSPROXY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| project_root().join(".venv/bin/python"));
+    let child = std::process::Command::new(python)
+        .arg(project_root().join("tests/support/schema_registry.py"))
+        .args(["--port", &port.to_string(), "--user-info", USER_INFO])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python");
+    let registry = AuthRegistry { child, url: format!("http://127.0.0.1:{port}") };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let auth = format!("Basic {}", b64(USER_INFO.as_bytes()));
+    while !matches!(http(port, "GET", "/subjects", &[("Authorization", &auth)]).await, Ok((200, _, _))) {
+        assert!(Instant::now() < deadline, "the test registry did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    registry
+}
+
+#[tokio::test]
+async fn registry_basic_auth_from_user_info_or_the_url_and_a_refusal() {
+    let registry = auth_registry().await;
+    let schema = payment_schema();
+    let topic = unique("sr-auth");
+    create_topic(&topic, 1).await;
+    let env = [("SCHEMA_REGISTRY_URL", registry.url.as_str()), ("SCHEMA_REGISTRY_USER_INFO", USER_INFO)];
+    let out = run_tool_with(
+        "registry_client.py",
+        &["encode", &format!("{topic}-value"), schema.to_str().unwrap()],
+        &[payment(3).to_string()],
+        &env,
+    );
+    let good = hex_decode(serde_json::from_str::<Value>(&out[0]).unwrap()["hex"].as_str().unwrap());
+    let in_url = registry.url.replace("http://", &format!("http://{USER_INFO}@"));
+    let cases: [(&[(&str, &str)], Option<&str>); 3] = [
+        (&[("WSPROXY_SCHEMA_REGISTRY_URL", &registry.url), ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", USER_INFO)], None),
+        (&[("WSPROXY_SCHEMA_REGISTRY_URL", &in_url), ("WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC", "URL")], None),
+        (
+            &[("WSPROXY_SCHEMA_REGISTRY_URL", &registry.url), ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", "wsproxy:wrong")],
+            Some("answered HTTP 401"),
+        ),
+    ];
+    let mut produced = 0;
+    for (env, refusal) in cases {
+        let proxy = Proxy::start(env).await;
+        let mut ws =
+            connect(&proxy.url(&format!("/socket/in?clientId={}&topic={topic}&valType=avro", unique("p")))).await;
+        send(&mut ws, avro_value(&good, "a")).await;
+        let r = recv_json(&mut ws).await;
+        match refusal {
+            None => {
+                assert_eq!(r["offset"], produced, "{env:?}: {r}");
+                produced += 1;
+            }
+            Some(why) => {
+                assert_eq!(r["error"]["code"], "SCHEMA_REGISTRY_UNAVAILABLE", "{r}");
+                let msg = r["error"]["message"].as_str().unwrap();
+                assert!(msg.contains(why), "{msg}");
+                assert!(!msg.contains("registry-secret") && !msg.contains("wrong"), "no credentials in errors: {msg}");
+                assert!(!proxy.log_text().contains("registry-secret"), "no credentials in the log");
+            }
+        }
+    }
 }

@@ -21,17 +21,23 @@ fn python() -> PathBuf {
 
 /// Runs a Python support script with one input per line; returns its output lines.
 pub fn run_tool(script: &str, args: &[&str], inputs: &[String]) -> Vec<String> {
-    let mut child = Command::new(python())
-        .arg(project_root().join("tests/support").join(script))
+    run_tool_with(script, args, inputs, &[])
+}
+
+/// [`run_tool`] with extra environment (e.g. another `SCHEMA_REGISTRY_URL`).
+pub fn run_tool_with(script: &str, args: &[&str], inputs: &[String], env: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = Command::new(python());
+    cmd.arg(project_root().join("tests/support").join(script))
         .args(args)
         .env("KAFKA_BOOTSTRAP", bootstrap())
         .env("SCHEMA_REGISTRY_URL", registry_url())
-        .env("SCHEMA_REGISTRY_USER_INFO", REGISTRY_USER_INFO)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python");
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("python");
     let input: String = inputs.iter().map(|l| format!("{l}\n")).collect();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -44,23 +50,34 @@ pub fn run_tool(script: &str, args: &[&str], inputs: &[String]) -> Vec<String> {
     String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
 }
 
-/// The schema registry of `scripts/registry` (`SCHEMA_REGISTRY_URL` to use another).
+/// The schema registry of `scripts/registry` (Apicurio's Confluent-compatible API);
+/// `SCHEMA_REGISTRY_URL` to use another.
 pub fn registry_url() -> String {
-    std::env::var("SCHEMA_REGISTRY_URL").unwrap_or_else(|_| "http://127.0.0.1:8081".to_owned())
+    std::env::var("SCHEMA_REGISTRY_URL").unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v6".to_owned())
 }
 
-/// The Basic auth user of `scripts/registry`.
-pub const REGISTRY_USER_INFO: &str = "wsproxy:registry-secret";
+/// Port and path of an `http://127.0.0.1:<port>[/path]` URL.
+pub fn port_and_path(url: &str) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (authority, path) = rest.split_once('/').map_or((rest, String::new()), |(a, p)| (a, format!("/{p}")));
+    (authority.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port"), path.trim_end_matches('/').to_owned())
+}
 
-/// Panics with a clear message when the registry does not answer.
-pub async fn require_registry() {
-    let url = registry_url();
-    let port: u16 = url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("registry port");
-    let auth = format!("Basic {}", B64.encode(REGISTRY_USER_INFO));
-    match http(port, "GET", "/subjects", &[("Authorization", &auth)]).await {
-        Ok((200, _, _)) => {}
+/// `GET <registry>/subjects`: the registered subjects. Panics with a clear message when the
+/// registry does not answer.
+pub async fn registry_subjects(url: &str, auth: Option<&str>) -> Vec<String> {
+    let (port, path) = port_and_path(url);
+    let header = auth.map(|a| format!("Basic {}", B64.encode(a)));
+    let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Authorization", h.as_str())).collect();
+    match http(port, "GET", &format!("{path}/subjects"), &headers).await {
+        Ok((200, _, body)) => serde_json::from_str(&body).unwrap(),
         other => panic!("no schema registry answers at {url} ({other:?}): start it with scripts/registry start"),
     }
+}
+
+/// Panics with a clear message when the registry of `scripts/registry` does not answer.
+pub async fn require_registry() {
+    registry_subjects(&registry_url(), None).await;
 }
 
 /// Runs `avro_tool.py CMD SCHEMA` with one input per line; returns one output line each.
