@@ -339,7 +339,8 @@ async fn registry_basic_auth_from_user_info_or_the_url_and_a_refusal() {
     );
     let good = hex_decode(serde_json::from_str::<Value>(&out[0]).unwrap()["hex"].as_str().unwrap());
     let in_url = registry.url.replace("http://", &format!("http://{USER_INFO}@"));
-    let cases: [(&[(&str, &str)], Option<&str>); 3] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Env, Option<&str>); 3] = [
         (&[("WSPROXY_SCHEMA_REGISTRY_URL", &registry.url), ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", USER_INFO)], None),
         (&[("WSPROXY_SCHEMA_REGISTRY_URL", &in_url), ("WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC", "URL")], None),
         (
