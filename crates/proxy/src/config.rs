@@ -1049,7 +1049,8 @@ fn schema_registry(r: &mut Reader<'_>) -> Option<SchemaRegistryConfig> {
     for url in raw.split(',').map(str::trim).filter(|u| !u.is_empty()) {
         let Some(rest) = url.strip_prefix("http://") else {
             r.errors.push(format!(
-                "WSPROXY_SCHEMA_REGISTRY_URL: '{url}' is not an http:// URL (https registries are not supported yet)"
+                "WSPROXY_SCHEMA_REGISTRY_URL: '{}' is not an http:// URL (https registries are not supported yet)",
+                redact_userinfo(url)
             ));
             continue;
         };
@@ -1193,10 +1194,30 @@ pub fn render_effective(vars: &HashMap<String, String>, o: &Overrides) -> String
             _ => None,
         };
         let value = overridden.or_else(|| vars.get(v.name).cloned()).unwrap_or_else(|| v.default.to_owned());
-        let shown = if v.secret && !value.is_empty() { "***".to_owned() } else { value };
+        let shown = if v.secret && !value.is_empty() {
+            "***".to_owned()
+        } else if v.name == "WSPROXY_SCHEMA_REGISTRY_URL" {
+            value.split(',').map(redact_userinfo).collect::<Vec<_>>().join(",")
+        } else {
+            value
+        };
         out.push_str(&format!("{} = {}  # {}\n", quote(v.key), quote(&shown), v.name));
     }
     out
+}
+
+/// A URL with any `user:password@` replaced by `***@`.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// A TOML basic string (JSON's escaping is valid TOML).
@@ -1304,6 +1325,16 @@ mod tests {
         .unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors.iter().all(|e| e.starts_with("WSPROXY_SCHEMA_")), "{errors:?}");
+        assert_eq!(redact_userinfo("http://u:p@reg:8081/a@b"), "http://***@reg:8081/a@b");
+        let shown = render_effective(
+            &vars(&[
+                ("WSPROXY_SCHEMA_REGISTRY_URL", "http://u:secret@reg:8081"),
+                ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", "u:p"),
+            ]),
+            &Overrides::default(),
+        );
+        assert!(!shown.contains(":secret@") && !shown.contains("\"u:p\""), "{shown}");
+        assert!(shown.contains("http://***@reg:8081"), "{shown}");
     }
 
     #[test]
