@@ -23,6 +23,7 @@ use crate::kafka::config_log::ConfigLog;
 use crate::kafka::state_log::StateLogSettings;
 use crate::kafka::Kafka;
 use crate::limits::ClientLimits;
+use crate::schema_registry::{register_wrapper_schemas, SchemaRegistry};
 use crate::sessions::{node_group, SessionSettings, Sessions};
 use crate::telemetry::metrics;
 
@@ -151,7 +152,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }),
         limits,
         config_log: config_log.clone(),
+        registry: config.schema_registry.as_ref().map(|r| Arc::new(SchemaRegistry::new(r))),
     };
+    if let (Some(registry), Some(cfg)) = (&state.registry, &config.schema_registry) {
+        if cfg.auto_register {
+            // In the background: a registry that is down must not delay the start.
+            let registry = registry.clone();
+            tokio::spawn(async move { register_wrapper_schemas(&registry).await });
+        }
+    }
     sessions.spawn_sweeper(shutdown.clone());
     let app = router(state.clone());
     let admin_app = crate::http::admin::router(state.clone());

@@ -32,6 +32,8 @@ pub struct Config {
     pub limits: crate::limits::StaticLimits,
     /// The dynamic config topic, when enabled.
     pub dynamic_config: Option<InternalTopicConfig>,
+    /// The schema registry that checks `avro` keys and values, when configured.
+    pub schema_registry: Option<SchemaRegistryConfig>,
     /// Whether `/metrics` is served (and metrics recorded at all).
     pub metrics_enabled: bool,
     /// Topics that get their own label in metrics; the rest share `_other`.
@@ -266,6 +268,21 @@ pub struct SocketConfig {
     pub write_buffer_bytes: usize,
     /// The server pings a socket that was quiet this long.
     pub keep_alive: Duration,
+}
+
+/// `WSPROXY_SCHEMA_*`: a Confluent-compatible schema registry.
+#[derive(Debug, Clone)]
+pub struct SchemaRegistryConfig {
+    /// Base URLs (`http://host:port[/path]`, no trailing slash), tried in order.
+    pub urls: Vec<String>,
+    /// `user:password` for Basic authentication.
+    pub user_info: Option<Secret>,
+    /// Register the Avro wrapper schemas at start.
+    pub auto_register: bool,
+    /// Deadline of one registry request.
+    pub timeout: Duration,
+    /// Parsed schemas kept in memory.
+    pub cache_size: usize,
 }
 
 /// One environment variable the proxy reads: its name and what it sets.
@@ -974,6 +991,48 @@ pub const ENV_VARS: &[EnvVar] = &[
         default: "1 second",
         help: "pause between attempts",
     },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_REGISTRY_URL",
+        key: "kafka-client.schema-registry.url",
+        secret: false,
+        default: "",
+        help: "Confluent-compatible schema registry, http://host:port (comma-separated: tried in order); checks avro keys and values",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_AUTO_REGISTER",
+        key: "kafka-client.schema-registry.auto-register-schemas",
+        secret: false,
+        default: "true",
+        help: "register the Avro wrapper schemas in the registry at start",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC",
+        key: "kafka-client.schema-registry.properties.schema.registry.basic.auth.credentials.source",
+        secret: false,
+        default: "USER_INFO",
+        help: "USER_INFO (the setting below) or URL (user:password@ in the URL)",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO",
+        key: "kafka-client.schema-registry.properties.schema.registry.basic.auth.user.info",
+        secret: true,
+        default: "",
+        help: "user:password for the registry's Basic auth",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_REGISTRY_TIMEOUT",
+        key: "kafka-client.schema-registry.request-timeout",
+        secret: false,
+        default: "5 seconds",
+        help: "deadline of one registry request",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_REGISTRY_CACHE_SIZE",
+        key: "kafka-client.schema-registry.cache-size",
+        secret: false,
+        default: "1000",
+        help: "schemas kept in memory (by id)",
+    },
 ];
 
 /// Reads typed values from a map of variables, collecting every problem.
@@ -1228,7 +1287,9 @@ impl Config {
                     false
                 }
             };
+        let schema_registry = schema_registry(&mut r);
         let config = Config {
+            schema_registry,
             server: ServerConfig {
                 server_id: o.server_id.clone().unwrap_or_else(|| r.string("WSPROXY_SERVER_ID")),
                 bind_interface,
@@ -1465,6 +1526,59 @@ fn openid_config(r: &mut Reader<'_>) -> Option<OpenIdConfig> {
     Some(config)
 }
 
+/// `WSPROXY_SCHEMA_*`; `None` when no URL is set (the other settings are then ignored).
+fn schema_registry(r: &mut Reader<'_>) -> Option<SchemaRegistryConfig> {
+    let raw = r.string("WSPROXY_SCHEMA_REGISTRY_URL");
+    if raw.is_empty() {
+        return None;
+    }
+    let source = r.string("WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC").to_ascii_uppercase();
+    if !matches!(source.as_str(), "USER_INFO" | "URL") {
+        r.errors.push(format!(
+            "WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC: '{source}' is not supported here; use USER_INFO or URL"
+        ));
+    }
+    let mut user_info = Some(r.string("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO")).filter(|u| !u.is_empty());
+    let mut urls = Vec::new();
+    for url in raw.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let Some(rest) = url.strip_prefix("http://") else {
+            r.errors.push(format!(
+                "WSPROXY_SCHEMA_REGISTRY_URL: '{}' is not an http:// URL (https registries are not supported yet)",
+                redact_userinfo(url)
+            ));
+            continue;
+        };
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let (creds, host) = match authority.rsplit_once('@') {
+            Some((c, h)) => (Some(c), h),
+            None => (None, authority),
+        };
+        if host.is_empty() || host.parse::<axum::http::uri::Authority>().is_err() {
+            r.errors.push("WSPROXY_SCHEMA_REGISTRY_URL: a URL has no valid host[:port]".to_owned());
+            continue;
+        }
+        if source == "URL" && user_info.is_none() {
+            user_info = creds.map(str::to_owned);
+        }
+        let path = path.trim_end_matches('/');
+        urls.push(if path.is_empty() { format!("http://{host}") } else { format!("http://{host}/{path}") });
+    }
+    if source == "USER_INFO" && user_info.as_deref().is_some_and(|u| !u.contains(':')) {
+        r.errors.push("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO: expected user:password".to_owned());
+    }
+    let timeout = r.duration("WSPROXY_SCHEMA_REGISTRY_TIMEOUT");
+    if timeout.is_zero() && !r.errors.iter().any(|e| e.starts_with("WSPROXY_SCHEMA_REGISTRY_TIMEOUT")) {
+        r.errors.push("WSPROXY_SCHEMA_REGISTRY_TIMEOUT: must be greater than zero".to_owned());
+    }
+    Some(SchemaRegistryConfig {
+        urls,
+        user_info: user_info.map(Secret),
+        auto_register: r.boolean("WSPROXY_SCHEMA_AUTO_REGISTER"),
+        timeout,
+        cache_size: r.parse("WSPROXY_SCHEMA_REGISTRY_CACHE_SIZE", "a number"),
+    })
+}
+
 /// The per-kind Kafka settings: the shared `WSPROXY_KAFKA_CLIENT_*` values, overridden by the
 /// producer- or consumer-specific ones, mapped to librdkafka through [`librdkafka_property`].
 fn client_properties(r: &mut Reader<'_>, kind: ClientKind) -> Vec<(&'static str, String)> {
@@ -1579,10 +1693,30 @@ pub fn render_effective(vars: &HashMap<String, String>, o: &Overrides) -> String
             _ => None,
         };
         let value = overridden.or_else(|| vars.get(v.name).cloned()).unwrap_or_else(|| v.default.to_owned());
-        let shown = if v.secret && !value.is_empty() { "***".to_owned() } else { value };
+        let shown = if v.secret && !value.is_empty() {
+            "***".to_owned()
+        } else if v.name == "WSPROXY_SCHEMA_REGISTRY_URL" {
+            value.split(',').map(redact_userinfo).collect::<Vec<_>>().join(",")
+        } else {
+            value
+        };
         out.push_str(&format!("{} = {}  # {}\n", quote(v.key), quote(&shown), v.name));
     }
     out
+}
+
+/// A URL with any `user:password@` replaced by `***@`.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// A TOML basic string (JSON's escaping is valid TOML).
@@ -1660,6 +1794,46 @@ mod tests {
         assert_eq!(c.consumer.commit_stack_max_size, 100);
         assert_eq!(c.consumer.commit_auto_max_age, Duration::from_secs(20));
         assert_eq!(c.socket.keep_alive, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn schema_registry_settings() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "localhost:9092")];
+            all.extend_from_slice(pairs);
+            Config::load(&vars(&all), &Overrides::default(), true)
+        };
+        assert!(load(&[]).unwrap().schema_registry.is_none());
+        let c = load(&[
+            ("WSPROXY_SCHEMA_REGISTRY_URL", "http://u:p@reg-1:8081/, http://reg-2:8081/api"),
+            ("WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC", "URL"),
+        ])
+        .unwrap()
+        .schema_registry
+        .unwrap();
+        assert_eq!(c.urls, vec!["http://reg-1:8081", "http://reg-2:8081/api"]);
+        assert_eq!(c.user_info, Some(Secret("u:p".to_owned())));
+        assert!(c.auto_register);
+        assert_eq!((c.timeout, c.cache_size), (Duration::from_secs(5), 1000));
+        let errors = load(&[
+            ("WSPROXY_SCHEMA_REGISTRY_URL", "https://reg:8081"),
+            ("WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC", "SASL_INHERIT"),
+            ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", "no-colon"),
+            ("WSPROXY_SCHEMA_REGISTRY_TIMEOUT", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors.iter().all(|e| e.starts_with("WSPROXY_SCHEMA_")), "{errors:?}");
+        assert_eq!(redact_userinfo("http://u:p@reg:8081/a@b"), "http://***@reg:8081/a@b");
+        let shown = render_effective(
+            &vars(&[
+                ("WSPROXY_SCHEMA_REGISTRY_URL", "http://u:secret@reg:8081"),
+                ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", "u:p"),
+            ]),
+            &Overrides::default(),
+        );
+        assert!(!shown.contains(":secret@") && !shown.contains("\"u:p\""), "{shown}");
+        assert!(shown.contains("http://***@reg:8081"), "{shown}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod admission;
 pub mod error;
+mod schemas;
 mod sockets;
 pub mod tls;
 
@@ -67,6 +68,8 @@ pub struct AppState {
     pub limits: crate::limits::ClientLimits,
     /// The dynamic config topic's reader and writer, when dynamic configs are enabled.
     pub config_log: Option<crate::kafka::config_log::ConfigLog>,
+    /// Checks `avro` keys and values, when `WSPROXY_SCHEMA_REGISTRY_URL` is set.
+    pub registry: Option<Arc<crate::schema_registry::SchemaRegistry>>,
 }
 
 /// Builds the main router. Tests call it directly.
@@ -78,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/socket/in", get(sockets::produce))
         .route("/socket/out", get(sockets::consume))
+        .merge(schemas::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_auth))

@@ -18,6 +18,8 @@ use wsproxy_protocol::consume::RecordEncoder;
 use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
 use wsproxy_protocol::produce::RecordDecoder;
 
+use wsproxy_protocol::FormatType;
+
 use crate::auth::kafka_credentials::{self, KafkaCredentials};
 use crate::auth::oidc::{self, Authenticated};
 use crate::http::admission::{Refused, Slot};
@@ -26,6 +28,7 @@ use crate::http::{AppState, Peer};
 use crate::kafka::{ConsumerError, ProbeError};
 use crate::pipeline::close::StopReason;
 use crate::pipeline::{consume, produce};
+use crate::schema_registry::SchemaRegistry;
 use crate::sessions::{Instance, JoinError, Kind, Refusal, SessionGuard};
 use crate::telemetry::metrics::{self, SocketIdentity};
 
@@ -44,7 +47,6 @@ pub async fn produce(
         exactly_once_enabled: state.config.producer.exactly_once_enabled,
     };
     let p = params::producer_params(&Query::new(&pairs), rules).map_err(|e| ApiError::BadRequest(e.0))?;
-    refuse_avro(p.socket_payload)?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
@@ -86,6 +88,8 @@ pub async fn produce(
     let settings = produce::ProduceSettings {
         topic: p.topic.clone(),
         decoder: RecordDecoder { key_type: p.key_type, val_type: p.val_type },
+        avro: p.socket_payload == SocketPayload::Avro,
+        registry: registry_for(&state, p.key_type, p.val_type),
         max_in_flight_records: cfg.producer.max_in_flight_records,
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
@@ -116,7 +120,6 @@ pub async fn consume(
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
-    refuse_avro(p.socket_payload)?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
@@ -147,6 +150,8 @@ pub async fn consume(
     let settings = consume::ConsumeSettings {
         topic: p.topic.clone(),
         encoder: RecordEncoder { key_type: p.key_type, val_type: p.val_type },
+        avro: p.socket_payload == SocketPayload::Avro,
+        registry: registry_for(&state, p.key_type, p.val_type),
         batch_size: batch.max(1),
         batched: batch > 0,
         rate: p.rate,
@@ -253,6 +258,11 @@ fn revalidation(state: &AppState, auth: Option<Authenticated>) -> Option<Watch> 
     Some(Box::new(move |stop, reason| Box::pin(oidc::watch(provider, auth, stop, reason))))
 }
 
+/// The schema registry, for sockets whose key or value type is `avro`.
+fn registry_for(state: &AppState, key: Option<FormatType>, value: FormatType) -> Option<Arc<SchemaRegistry>> {
+    (key == Some(FormatType::Avro) || value == FormatType::Avro).then(|| state.registry.clone()).flatten()
+}
+
 /// Takes a connection slot or answers 503 with which limit was reached.
 fn admit(state: &AppState, remote: std::net::SocketAddr) -> Result<Slot, ApiError> {
     state.admission.admit(remote.ip()).map_err(|refused| {
@@ -314,15 +324,6 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
 fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str(raw.unwrap_or_default())
         .map_err(|e| ApiError::BadRequest(format!("The query string cannot be parsed: {e}")))
-}
-
-fn refuse_avro(payload: SocketPayload) -> Result<(), ApiError> {
-    match payload {
-        SocketPayload::Json => Ok(()),
-        SocketPayload::Avro => Err(ApiError::BadRequest(
-            "Socket payload 'avro' is not supported by this proxy version yet. Use socketPayload=json.".to_owned(),
-        )),
-    }
 }
 
 async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> {
