@@ -617,3 +617,33 @@ async fn unknown_kids_cannot_make_the_proxy_hammer_the_provider() {
     let mut ws = open(&url, &bearer(&idp.token("wsproxy-rs256").await)).await.map_err(|e| e.2).unwrap();
     produce_one(&mut ws, "calm").await;
 }
+
+#[tokio::test]
+async fn the_admin_api_takes_the_same_bearer_tokens() {
+    // Reference AdminRoutesOpenIdSpec: a valid bearer opens the admin routes, "invalid-token" gets 401.
+    let idp = Idp::start();
+    let admin = free_port();
+    let mut env =
+        oidc_env(&idp, &[("WSPROXY_ADMIN_ENDPOINT_ENABLED", "true"), ("WSPROXY_ADMIN_BIND_INTERFACE", "127.0.0.1")]);
+    env.push(("WSPROXY_ADMIN_PORT", admin.to_string()));
+    let _proxy = start_proxy(&env).await;
+    let token = idp.token("wsproxy-rs256").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (status, _, body) = loop {
+        let answer = http(admin, "GET", "/admin/kafka/info", &[("Authorization", &format!("Bearer {token}"))]).await;
+        match answer {
+            Ok((503, _, _)) | Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => break other.expect("admin listener answers"),
+        }
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"port\""), "{body}");
+    let (status, headers, body) =
+        http(admin, "GET", "/admin/kafka/info", &[("Authorization", "Bearer invalid-token")]).await.unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert!(headers.iter().any(|(k, v)| k == "www-authenticate" && v.starts_with("Bearer")), "{headers:?}");
+    let (status, _, _) = http(admin, "GET", "/admin/client/config", &[]).await.unwrap();
+    assert_eq!(status, 401);
+}
