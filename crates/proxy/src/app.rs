@@ -9,15 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::future::IntoFuture;
-
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::basic::BasicAuth;
 use crate::config::Config;
-use crate::http::{router, tls, AppState, Peer};
+use crate::http::{router, server, tls, AppState};
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
 
@@ -113,29 +111,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             metrics::upkeep();
         }
     });
+    let timeout = config.server.header_read_timeout;
     let task = tokio::spawn(async move {
-        let plain = listener.map(|l| {
-            tokio::spawn(
-                axum::serve(tls::PlainListener(l), app.clone().into_make_service_with_connect_info::<Peer>())
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
-            )
-        });
-        let secure = tls.map(|l| {
-            tokio::spawn(
-                axum::serve(l, app.clone().into_make_service_with_connect_info::<Peer>())
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
-            )
-        });
-        let mut served = Ok(());
+        let plain =
+            listener.map(|l| tokio::spawn(server::serve(tls::PlainListener(l), app.clone(), timeout, stop.clone())));
+        let secure = tls.map(|l| tokio::spawn(server::serve(l, app.clone(), timeout, stop.clone())));
         for handle in [plain, secure].into_iter().flatten() {
-            if let Ok(Err(e)) = handle.await {
-                served = Err(StartError::Serve(e));
-            }
+            let _ = handle.await;
         }
         drain(&state, &kafka).await;
-        served
+        Ok(())
     });
     tracing::info!(%addr, tls = ?tls_addr, server_id = %config.server.server_id, bootstrap = %config.kafka.bootstrap_hosts, "listening");
     Ok(Running { addr, tls_addr, shutdown, task })

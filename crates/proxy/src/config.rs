@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Open sockets this node accepts from one client IP (0: unlimited).
     pub max_connections_per_ip: usize,
+    /// A client has this long to send a request's headers (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Whether `/socket/echo` is served.
+    pub echo_enabled: bool,
 }
 
 /// `WSPROXY_SSL_*`: the TLS listener.
@@ -198,6 +202,8 @@ pub struct SocketConfig {
     pub write_buffer_bytes: usize,
     /// The server pings a socket that was quiet this long.
     pub keep_alive: Duration,
+    /// A socket that sent nothing (not even a pong) this long is closed with 1001.
+    pub idle_timeout: Duration,
 }
 
 /// One environment variable the proxy reads: its name and what it sets.
@@ -620,6 +626,27 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "ping a quiet socket this often",
     },
     EnvVar {
+        name: "WSPROXY_HTTP_HEADER_READ_TIMEOUT",
+        key: "server.header-read-timeout",
+        secret: false,
+        default: "10 seconds",
+        help: "time to send a request's headers (slowloris guard); closed without an answer",
+    },
+    EnvVar {
+        name: "WSPROXY_SOCKET_IDLE_TIMEOUT",
+        key: "server.websocket.idle-timeout",
+        secret: false,
+        default: "60 seconds",
+        help: "close (1001) a socket that sent nothing, not even a pong, this long",
+    },
+    EnvVar {
+        name: "WSPROXY_ECHO_ENABLED",
+        key: "server.echo-enabled",
+        secret: false,
+        default: "false",
+        help: "serve /socket/echo (diagnostics: echoes frames with the sockets' limits)",
+    },
+    EnvVar {
         name: "WSPROXY_METRICS_ENABLED",
         key: "metrics.enabled",
         secret: false,
@@ -906,6 +933,8 @@ impl Config {
                     .filter(|o| !o.is_empty())
                     .map(str::to_owned)
                     .collect(),
+                header_read_timeout: r.duration("WSPROXY_HTTP_HEADER_READ_TIMEOUT"),
+                echo_enabled: r.boolean("WSPROXY_ECHO_ENABLED"),
             },
             kafka: KafkaConfig {
                 bootstrap_hosts,
@@ -946,6 +975,7 @@ impl Config {
                 read_buffer_bytes: r.parse("WSPROXY_WS_READ_BUFFER_SIZE", "a size in bytes"),
                 write_buffer_bytes: r.parse("WSPROXY_WS_WRITE_BUFFER_SIZE", "a size in bytes"),
                 keep_alive: r.duration("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL"),
+                idle_timeout: r.duration("WSPROXY_SOCKET_IDLE_TIMEOUT"),
             },
             metrics_enabled: r.boolean("WSPROXY_METRICS_ENABLED"),
             warnings: confluent_monitoring_warning(vars).into_iter().collect(),
@@ -957,6 +987,8 @@ impl Config {
             ("WSPROXY_CH_MAX_STACK_SIZE", config.consumer.commit_stack_max_size == 0),
             ("WSPROXY_WS_MAX_FRAME_SIZE", config.socket.max_frame_bytes == 0),
             ("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", config.socket.keep_alive.is_zero()),
+            ("WSPROXY_HTTP_HEADER_READ_TIMEOUT", config.server.header_read_timeout.is_zero()),
+            ("WSPROXY_SOCKET_IDLE_TIMEOUT", config.socket.idle_timeout.is_zero()),
             ("WSPROXY_CH_AUTOCOMMIT_INTERVAL", config.consumer.commit_auto_interval.is_zero()),
         ] {
             if zero && !r.errors.iter().any(|e| e.starts_with(name)) {

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod error;
+pub mod server;
 mod sockets;
 pub mod tls;
 
@@ -30,18 +31,6 @@ use crate::telemetry::metrics;
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::PlainListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::PlainListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -61,7 +50,11 @@ pub struct AppState {
 
 /// Builds the main router. Tests call it directly.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    if state.config.server.echo_enabled {
+        routes = routes.route("/socket/echo", get(sockets::echo));
+    }
+    routes
         .route("/healthcheck", get(healthcheck))
         .route("/ready", get(ready))
         .route("/kafka/cluster/info", get(cluster_info))

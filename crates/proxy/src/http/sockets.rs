@@ -18,7 +18,7 @@ use crate::http::admission::{Refused, Slot};
 use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::{ConsumerError, ProbeError};
-use crate::pipeline::{consume, produce};
+use crate::pipeline::{consume, echo, produce};
 use crate::telemetry::metrics::{self, SocketIdentity};
 
 /// `GET /socket/in`.
@@ -65,6 +65,7 @@ pub async fn produce(
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
         keep_alive: cfg.socket.keep_alive,
+        idle_timeout: cfg.socket.idle_timeout,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
     };
     let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
@@ -117,11 +118,36 @@ pub async fn consume(
             .commit_auto_enabled
             .then_some((cfg.consumer.commit_auto_interval, cfg.consumer.commit_auto_max_age)),
         keep_alive: cfg.socket.keep_alive,
+        idle_timeout: cfg.socket.idle_timeout,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: Some(p.group_id.clone()), remote },
     };
     let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
         consume::run(socket, consumer, lag, settings, shutdown).await;
+        drop((slot, token));
+    }))
+}
+
+/// `GET /socket/echo`, routed only with `WSPROXY_ECHO_ENABLED`: the real sockets' checks
+/// (authentication runs as middleware), limits and codec settings, without Kafka.
+pub async fn echo(
+    State(state): State<AppState>,
+    ConnectInfo(Peer(remote)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    check_origin(&state, &headers)?;
+    let slot = admit(&state, remote)?;
+    let s = &state.config.socket;
+    let settings = echo::EchoSettings {
+        max_frame_bytes: s.max_frame_bytes,
+        keep_alive: s.keep_alive,
+        idle_timeout: s.idle_timeout,
+    };
+    let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
+    Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        echo::run(socket, settings, shutdown).await;
         drop((slot, token));
     }))
 }

@@ -56,6 +56,9 @@ pub struct ConsumeSettings {
     /// Commit records of a manual-commit socket once they are this old.
     pub commit_max_age: Option<(Duration, Duration)>,
     pub keep_alive: Duration,
+    /// Close a socket that sent nothing (not even a pong) this long, or that took this long
+    /// to accept one batch of frames (a client that stopped reading).
+    pub idle_timeout: Duration,
     pub identity: SocketIdentity,
 }
 
@@ -87,8 +90,9 @@ pub async fn run<S>(
         let mut stream = consumer.stream();
         let mut stack = CommitStack::new(settings.commit_stack_max_size);
         let mut limit = RateLimit::new(settings.rate, settings.batch_size, std::time::Instant::now());
-        let mut keep_alive = interval(settings.keep_alive);
+        let mut keep_alive = interval(close::check_every(settings.keep_alive, settings.idle_timeout));
         keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
         let mut expiry = interval(settings.commit_max_age.map_or(Duration::from_secs(3600), |(every, _)| every));
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
@@ -99,7 +103,7 @@ pub async fn run<S>(
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Some(close::going_away()),
-                msg = rx.next() => match msg {
+                msg = rx.next() => { last_heard = Instant::now(); match msg {
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(e)) => break close::for_read_error(e),
                     Some(Ok(Message::Text(text))) if !settings.auto_commit => {
@@ -115,11 +119,15 @@ pub async fn run<S>(
                     }
                     // With autoCommit=true the reference ignores inbound frames.
                     Some(Ok(_)) => {}
-                },
+                }},
                 _ = keep_alive.tick() => {
                     stats.lag(lag.load(Ordering::Relaxed));
+                    if last_heard.elapsed() >= settings.idle_timeout {
+                        break Some(close::idle(settings.idle_timeout));
+                    }
                     if last_sent.elapsed() >= settings.keep_alive {
-                        if tx.send(Message::Ping(Vec::new().into())).await.is_err() { break None; }
+                        let ping = tokio::time::timeout(settings.idle_timeout, tx.send(Message::Ping(Vec::new().into())));
+                        if !matches!(ping.await, Ok(Ok(()))) { break None; }
                         last_sent = Instant::now();
                     }
                 }
@@ -155,8 +163,13 @@ pub async fn run<S>(
                     tokio::select! {
                         sent = send_items(&mut tx, &mut items, settings.batched) => if sent.is_err() { break None; },
                         _ = shutdown.cancelled() => break Some(close::going_away()),
+                        // The client stopped reading: its records go to the group's next member.
+                        _ = tokio::time::sleep(settings.idle_timeout) => break None,
                     }
+                    // While the write waited the client's pongs were not read; a client
+                    // that takes frames is alive.
                     last_sent = Instant::now();
+                    last_heard = last_sent;
                     for item in &items {
                         match item.error {
                             None => stats.records(1, item.bytes),
