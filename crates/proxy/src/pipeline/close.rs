@@ -56,6 +56,8 @@ pub fn for_read_error(e: axum::Error) -> Option<CloseFrame> {
                 Some(frame(1009, "frame too large: over twice WSPROXY_WS_MAX_FRAME_SIZE"))
             }
             tungstenite::Error::Utf8(_) => Some(frame(1007, "text frame is not valid UTF-8")),
+            // A peer that vanished without a close frame just went away.
+            tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => None,
             tungstenite::Error::Protocol(_) => Some(frame(1002, "WebSocket protocol error")),
             _ => None,
         },

@@ -203,6 +203,8 @@ pub async fn run<S>(
         let _ = tx.close().await;
     })
     .await;
+    // The connection ends now, not after the consumer's close below.
+    drop((tx, rx));
     let topic = settings.topic.clone();
     let closing = tokio::task::spawn_blocking(move || final_commit(consumer, &topic, &progress));
     if tokio::time::timeout(CONSUMER_CLOSE_TIMEOUT, closing).await.is_err() {
