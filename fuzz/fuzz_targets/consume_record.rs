@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
                 serde_json::from_str(&text).expect("a record frame is a JSON object");
             let id: String = serde_json::from_str(v["wsProxyMessageId"].get()).expect("the id is a string");
             let id = MessageId::parse(&id).expect("the id parses");
-            assert_eq!((id.topic.as_str(), id.partition, id.offset, id.timestamp), (topic, view.partition, view.offset, view.timestamp));
+            assert_eq!(
+                (id.topic.as_str(), id.partition, id.offset, id.timestamp),
+                (topic, view.partition, view.offset, view.timestamp)
+            );
         }
         Err(e) => {
             serde_json::to_string(&e.frame()).expect("an error frame serialises");
