@@ -247,4 +247,24 @@ mod tests {
         assert_eq!(parse_commit(r#"{"nope":1}"#).unwrap_err().code, ErrorCode::InvalidFrame);
         assert_eq!(parse_commit(r#"{"wsProxyMessageId":"garbage"}"#).unwrap_err().code, ErrorCode::UnknownMessageId);
     }
+
+    /// Found by the `consume_record` fuzz target: a JSON record holding a number beyond f64
+    /// renders verbatim inside the frame, which stays a valid JSON object.
+    #[test]
+    fn json_record_with_a_number_beyond_f64_renders_verbatim() {
+        let enc = RecordEncoder { key_type: None, val_type: FormatType::Json };
+        let view = KafkaRecordView {
+            topic: "t",
+            partition: 0,
+            offset: 1,
+            timestamp: 2,
+            key: None,
+            value: Some(b"77e7777777776"),
+            headers: &[],
+        };
+        let text = serde_json::to_string(&enc.record(&view).unwrap()).unwrap();
+        assert!(text.ends_with(r#""value":{"value":77e7777777776,"format":"json"}}"#), "{text}");
+        let raw: std::collections::HashMap<String, Box<RawValue>> = serde_json::from_str(&text).unwrap();
+        assert_eq!(raw["wsProxyMessageId"].get(), "\"t-0-1-2\"");
+    }
 }

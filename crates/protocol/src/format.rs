@@ -302,4 +302,12 @@ mod tests {
         assert!(matches!(FormatType::String.decode(&[0xff, 0xfe]), Err(FormatError::Utf8 { .. })));
         assert_eq!(FormatType::Double.decode(&f64::NAN.to_be_bytes()).unwrap().get(), "null");
     }
+
+    /// Found by the `format_codec` fuzz target: a JSON record holding a number beyond f64
+    /// passes through verbatim (valid JSON grammar) instead of failing or turning into null.
+    #[test]
+    fn json_numbers_beyond_f64_pass_through_verbatim() {
+        assert_eq!(FormatType::Json.decode(b"84e1703").unwrap().get(), "84e1703");
+        assert_eq!(FormatType::Json.decode(b" [1e999] ").unwrap().get(), "[1e999]");
+    }
 }

@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::future::IntoFuture;
-
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::basic::BasicAuth;
 use crate::auth::oidc::Oidc;
 use crate::config::Config;
-use crate::http::{router, tls, AppState, Peer};
+use crate::http::{router, server, tls, AppState};
 use crate::kafka::config_log::ConfigLog;
 use crate::kafka::state_log::StateLogSettings;
 use crate::kafka::Kafka;
@@ -174,37 +172,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             metrics::upkeep();
         }
     });
+    let timeout = config.server.header_read_timeout;
     let task = tokio::spawn(async move {
-        let plain = listener.map(|l| {
-            tokio::spawn(
-                axum::serve(tls::PlainListener(l), app.clone().into_make_service_with_connect_info::<Peer>())
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
-            )
+        let plain =
+            listener.map(|l| tokio::spawn(server::serve(tls::PlainListener(l), app.clone(), timeout, stop.clone())));
+        let secure = tls.map(|l| tokio::spawn(server::serve(l, app.clone(), timeout, stop.clone())));
+        let admin = admin.map(|l| match l {
+            AdminListener::Plain(l) => tokio::spawn(server::serve(l, admin_app, timeout, stop.clone())),
+            AdminListener::Tls(l) => tokio::spawn(server::serve(l, admin_app, timeout, stop.clone())),
         });
-        let secure = tls.map(|l| {
-            tokio::spawn(
-                axum::serve(l, app.clone().into_make_service_with_connect_info::<Peer>())
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .into_future(),
-            )
-        });
-        let admin = admin.map(|l| {
-            let stop = stop.clone().cancelled_owned();
-            let svc = admin_app.into_make_service_with_connect_info::<Peer>();
-            match l {
-                AdminListener::Plain(l) => tokio::spawn(axum::serve(l, svc).with_graceful_shutdown(stop).into_future()),
-                AdminListener::Tls(l) => tokio::spawn(axum::serve(l, svc).with_graceful_shutdown(stop).into_future()),
-            }
-        });
-        let mut served = Ok(());
         for handle in [plain, secure, admin].into_iter().flatten() {
-            if let Ok(Err(e)) = handle.await {
-                served = Err(StartError::Serve(e));
-            }
+            let _ = handle.await;
         }
         drain(&state, &kafka).await;
-        served
+        Ok(())
     });
     tracing::info!(%addr, tls = ?tls_addr, admin = ?admin_addr, server_id = %config.server.server_id, bootstrap = %config.kafka.bootstrap_hosts, "listening");
     // Ready (`/ready` 200) only once the internal state is loaded.

@@ -67,6 +67,10 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// The admin API listener, when enabled.
     pub admin: Option<AdminConfig>,
+    /// A client has this long to send a request's headers (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Whether `/socket/echo` is served.
+    pub echo_enabled: bool,
 }
 
 /// `WSPROXY_ADMIN_*`: the admin API's own listener (HTTPS when the main one has TLS).
@@ -268,6 +272,8 @@ pub struct SocketConfig {
     pub write_buffer_bytes: usize,
     /// The server pings a socket that was quiet this long.
     pub keep_alive: Duration,
+    /// A socket that sent nothing (not even a pong) this long is closed with 1001.
+    pub idle_timeout: Duration,
 }
 
 /// `WSPROXY_SCHEMA_*`: a Confluent-compatible schema registry.
@@ -845,6 +851,27 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "ping a quiet socket this often",
     },
     EnvVar {
+        name: "WSPROXY_HTTP_HEADER_READ_TIMEOUT",
+        key: "server.header-read-timeout",
+        secret: false,
+        default: "10 seconds",
+        help: "time to send a request's headers (slowloris guard); closed without an answer",
+    },
+    EnvVar {
+        name: "WSPROXY_SOCKET_IDLE_TIMEOUT",
+        key: "server.websocket.idle-timeout",
+        secret: false,
+        default: "60 seconds",
+        help: "close (1001) a socket that sent nothing, not even a pong, this long",
+    },
+    EnvVar {
+        name: "WSPROXY_ECHO_ENABLED",
+        key: "server.echo-enabled",
+        secret: false,
+        default: "false",
+        help: "serve /socket/echo (diagnostics: echoes frames with the sockets' limits)",
+    },
+    EnvVar {
         name: "WSPROXY_METRICS_ENABLED",
         key: "metrics.enabled",
         secret: false,
@@ -1309,6 +1336,8 @@ impl Config {
                     .filter(|o| !o.is_empty())
                     .map(str::to_owned)
                     .collect(),
+                header_read_timeout: r.duration("WSPROXY_HTTP_HEADER_READ_TIMEOUT"),
+                echo_enabled: r.boolean("WSPROXY_ECHO_ENABLED"),
             },
             kafka: KafkaConfig {
                 bootstrap_hosts,
@@ -1349,6 +1378,7 @@ impl Config {
                 read_buffer_bytes: r.parse("WSPROXY_WS_READ_BUFFER_SIZE", "a size in bytes"),
                 write_buffer_bytes: r.parse("WSPROXY_WS_WRITE_BUFFER_SIZE", "a size in bytes"),
                 keep_alive: r.duration("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL"),
+                idle_timeout: r.duration("WSPROXY_SOCKET_IDLE_TIMEOUT"),
             },
             sessions: SessionStateConfig {
                 topic: r.string("WSPROXY_SESSION_STATE_TOPIC"),
@@ -1371,6 +1401,8 @@ impl Config {
             ("WSPROXY_CH_MAX_STACK_SIZE", config.consumer.commit_stack_max_size == 0),
             ("WSPROXY_WS_MAX_FRAME_SIZE", config.socket.max_frame_bytes == 0),
             ("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", config.socket.keep_alive.is_zero()),
+            ("WSPROXY_HTTP_HEADER_READ_TIMEOUT", config.server.header_read_timeout.is_zero()),
+            ("WSPROXY_SOCKET_IDLE_TIMEOUT", config.socket.idle_timeout.is_zero()),
             ("WSPROXY_CH_AUTOCOMMIT_INTERVAL", config.consumer.commit_auto_interval.is_zero()),
             ("WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT", config.sessions.init_timeout.is_zero()),
             ("WSPROXY_SESSION_STATE_REPLICATION_FACTOR", config.sessions.replication_factor <= 0),

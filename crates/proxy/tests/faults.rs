@@ -2,7 +2,7 @@
 //! style of Kafka's replication tests: every record the proxy acknowledged must be readable
 //! from Kafka where the acknowledgement said; duplicates are counted and reported.
 //!
-//! These tests kill the shared broker, so they are `#[ignore]`d in the parallel suite and run
+//! These tests kill or pause the shared broker, so they are `#[ignore]`d in the parallel suite and run
 //! one at a time by `scripts/test` afterwards (`cargo test --test faults -- --ignored
 //! --test-threads=1`).
 
@@ -250,4 +250,112 @@ async fn proxy_kill_9_keeps_every_acknowledged_record_and_clients_continue_elsew
         outcome.acked.len(),
         stored.len()
     );
+}
+
+/// Sends SIGCONT to the broker when dropped, so a failing test never leaves it paused.
+struct Resume(String);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+    }
+}
+
+#[tokio::test]
+#[ignore = "pauses the shared broker; run by scripts/test after the parallel suite"]
+async fn broker_paused_30_s_keeps_sockets_open_loses_nothing_and_memory_stays_bounded() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("fault-pause");
+    create_topic(&topic, 3).await;
+    let stop = Instant::now() + Duration::from_secs(45);
+    let producers: Vec<_> = (0..6)
+        .map(|i| {
+            let url = proxy.url(&format!("/socket/in?clientId=pp{i}&topic={topic}"));
+            tokio::spawn(stream_records(url, format!("q{i}"), Duration::from_millis(5), stop))
+        })
+        .collect();
+    let group = unique("pause-group");
+    let received = std::sync::Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    let mut readers = Vec::new();
+    for i in 0..2 {
+        let mut ws = connect(&proxy.url(&format!("/socket/out?clientId=pc{i}&groupId={group}&topic={topic}"))).await;
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(msg) = ws.next().await {
+                match msg {
+                    Ok(Message::Text(t)) => {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        if let Some(s) = v["value"]["value"].as_str() {
+                            received.lock().unwrap().insert(s.to_owned());
+                        }
+                    }
+                    Ok(Message::Close(f)) => return Some(f),
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+            None
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rss_before = proxy.rss_kib();
+    let pid = broker_pid();
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let resume = Resume(pid);
+    let paused_at = Instant::now();
+    let went_unready = wait_ready(&proxy, 503, Duration::from_secs(25)).await;
+    let mut rss_max = rss_before;
+    while paused_at.elapsed() < Duration::from_secs(30) {
+        rss_max = rss_max.max(proxy.rss_kib());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // While paused, no socket was closed: consumers are still reading along.
+    assert!(readers.iter().all(|r| !r.is_finished()), "a consume socket closed while the broker was paused");
+    drop(resume);
+    let resumed_at = Instant::now();
+    let back = wait_ready(&proxy, 200, Duration::from_secs(60)).await;
+    println!(
+        "broker paused 30 s: /ready 503 after {went_unready:?}; SIGCONT -> /ready 200 after {back:?}; \
+         proxy RSS {rss_before} KiB before, at most {rss_max} KiB while paused (+{} KiB)",
+        rss_max.saturating_sub(rss_before)
+    );
+
+    let mut outcomes = Vec::new();
+    for p in producers {
+        outcomes.push(p.await.expect("a produce socket failed during the pause"));
+    }
+    let first_answer_after = resumed_at.elapsed();
+    let sent: usize = outcomes.iter().map(|o| o.sent).sum();
+    let errors: usize = outcomes.iter().map(|o| o.errors.len()).sum();
+    for o in &outcomes {
+        assert_eq!(o.acked.len() + o.errors.len(), o.sent, "every record gets exactly one answer");
+    }
+    let (acked, duplicates) = check_acknowledged(&topic, &outcomes);
+    println!(
+        "sent {sent}, acknowledged {acked}, error frames {errors}, duplicates in Kafka {duplicates}; \
+         the streams (45 s) ended and were all answered {first_answer_after:?} after SIGCONT"
+    );
+    assert!(acked > 0);
+    let all_acked: HashSet<String> = outcomes.iter().flat_map(|o| o.acked.iter().map(|a| a.2.clone())).collect();
+    let t0 = Instant::now();
+    loop {
+        let missing = all_acked.difference(&received.lock().unwrap()).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(90), "{missing} acknowledged records never reached the consumers");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("consumers got all {} acknowledged records {:?} after SIGCONT", all_acked.len(), resumed_at.elapsed());
+    // Bounded: 6 sockets x WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS (10,000) small records, the
+    // consumers' prefetch, and the allocator; generous for a debug build on a busy machine.
+    assert!(
+        rss_max - rss_before < 256 * 1024,
+        "proxy grew by {} KiB while the broker was paused",
+        rss_max - rss_before
+    );
+    for r in readers {
+        r.abort();
+    }
 }

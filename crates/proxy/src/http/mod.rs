@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admission;
 pub mod error;
 mod schemas;
+pub mod server;
 mod sockets;
 pub mod tls;
 
@@ -32,18 +33,6 @@ use crate::telemetry::metrics;
 /// The remote address of a connection, on the plain and the TLS listener alike.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::PlainListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::PlainListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -74,7 +63,11 @@ pub struct AppState {
 
 /// Builds the main router. Tests call it directly.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    if state.config.server.echo_enabled {
+        routes = routes.route("/socket/echo", get(sockets::echo));
+    }
+    routes
         .route("/healthcheck", get(healthcheck))
         .route("/ready", get(ready))
         .route("/kafka/cluster/info", get(cluster_info))

@@ -27,7 +27,7 @@ use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::{ConsumerError, ProbeError};
 use crate::pipeline::close::StopReason;
-use crate::pipeline::{consume, produce};
+use crate::pipeline::{consume, echo, produce};
 use crate::schema_registry::SchemaRegistry;
 use crate::sessions::{Instance, JoinError, Kind, Refusal, SessionGuard};
 use crate::telemetry::metrics::{self, SocketIdentity};
@@ -94,6 +94,7 @@ pub async fn produce(
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
         keep_alive: cfg.socket.keep_alive,
+        idle_timeout: cfg.socket.idle_timeout,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
         transactional: p.transactional,
         limits: state.limits.clone(),
@@ -162,6 +163,7 @@ pub async fn consume(
             .commit_auto_enabled
             .then_some((cfg.consumer.commit_auto_interval, cfg.consumer.commit_auto_max_age)),
         keep_alive: cfg.socket.keep_alive,
+        idle_timeout: cfg.socket.idle_timeout,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: Some(p.group_id.clone()), remote },
         stop_reason: StopReason::default(),
     };
@@ -261,6 +263,30 @@ fn revalidation(state: &AppState, auth: Option<Authenticated>) -> Option<Watch> 
 /// The schema registry, for sockets whose key or value type is `avro`.
 fn registry_for(state: &AppState, key: Option<FormatType>, value: FormatType) -> Option<Arc<SchemaRegistry>> {
     (key == Some(FormatType::Avro) || value == FormatType::Avro).then(|| state.registry.clone()).flatten()
+}
+
+/// `GET /socket/echo`, routed only with `WSPROXY_ECHO_ENABLED`: the real sockets' checks
+/// (authentication runs as middleware), limits and codec settings, without Kafka.
+pub async fn echo(
+    State(state): State<AppState>,
+    ConnectInfo(Peer(remote)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    check_origin(&state, &headers)?;
+    let slot = admit(&state, remote)?;
+    let s = &state.config.socket;
+    let settings = echo::EchoSettings {
+        max_frame_bytes: s.max_frame_bytes,
+        keep_alive: s.keep_alive,
+        idle_timeout: s.idle_timeout,
+    };
+    let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
+    Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        echo::run(socket, settings, shutdown).await;
+        drop((slot, token));
+    }))
 }
 
 /// Takes a connection slot or answers 503 with which limit was reached.

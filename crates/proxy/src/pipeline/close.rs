@@ -1,6 +1,7 @@
 //! Close frames: the one place that maps why a socket ends to a close code and reason.
 //!
-//! 1000 normal, 1001 server shutting down, 1008 policy (token expired, limit), 1009 frame too
+//! 1000 normal, 1001 server shutting down or idle timeout, 1007 a text frame that is not
+//! UTF-8, 1008 policy (token expired, limit), 1009 frame too
 //! big for the codec, 1011 a Kafka failure the proxy cannot recover from.
 
 use std::sync::{Arc, OnceLock};
@@ -48,6 +49,18 @@ pub fn provider_unavailable() -> CloseFrame {
     frame(1011, "OpenID Connect server does not seem to be available.")
 }
 
+/// The client sent nothing, not even a pong to the server's pings, for `idle`
+/// (`WSPROXY_SOCKET_IDLE_TIMEOUT`): a dead peer or one that stopped reading.
+pub fn idle(idle: std::time::Duration) -> CloseFrame {
+    frame(1001, &format!("idle timeout: nothing received for {} s", idle.as_secs_f64()))
+}
+
+/// How often a socket loop looks at its timers: often enough for the keep-alive and to
+/// notice an idle timeout within a quarter of it.
+pub fn check_every(keep_alive: std::time::Duration, idle: std::time::Duration) -> std::time::Duration {
+    keep_alive.min(idle / 4).max(std::time::Duration::from_millis(50))
+}
+
 fn truncate(mut r: String) -> String {
     // Close reasons are limited to 123 bytes.
     if r.len() > 120 {
@@ -66,12 +79,20 @@ pub fn kafka_failure(reason: &str) -> CloseFrame {
 }
 
 /// The close frame for a failed read, or `None` when the peer simply went away.
-/// A frame beyond the codec's hard limit is refused with 1009 (message too big).
+/// A frame beyond the codec's hard limit is refused with 1009 (message too big), a text
+/// frame that is not UTF-8 with 1007 (RFC 6455 8.1), other protocol violations with 1002.
 pub fn for_read_error(e: axum::Error) -> Option<CloseFrame> {
     match e.into_inner().downcast::<tungstenite::Error>() {
-        Ok(err) if matches!(*err, tungstenite::Error::Capacity(_)) => {
-            Some(frame(1009, "frame too large: over twice WSPROXY_WS_MAX_FRAME_SIZE"))
-        }
+        Ok(err) => match *err {
+            tungstenite::Error::Capacity(_) => {
+                Some(frame(1009, "frame too large: over twice WSPROXY_WS_MAX_FRAME_SIZE"))
+            }
+            tungstenite::Error::Utf8(_) => Some(frame(1007, "text frame is not valid UTF-8")),
+            // A peer that vanished without a close frame just went away.
+            tungstenite::Error::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => None,
+            tungstenite::Error::Protocol(_) => Some(frame(1002, "WebSocket protocol error")),
+            _ => None,
+        },
         _ => None,
     }
 }

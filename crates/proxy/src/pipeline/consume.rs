@@ -62,6 +62,9 @@ pub struct ConsumeSettings {
     /// Commit records of a manual-commit socket once they are this old.
     pub commit_max_age: Option<(Duration, Duration)>,
     pub keep_alive: Duration,
+    /// Close a socket that sent nothing (not even a pong) this long, or that took this long
+    /// to accept one batch of frames (a client that stopped reading).
+    pub idle_timeout: Duration,
     pub identity: SocketIdentity,
     /// Why `shutdown` was cancelled: server shutdown, or a token that is no longer valid.
     pub stop_reason: close::StopReason,
@@ -111,8 +114,9 @@ pub async fn run<S>(
         let mut stream = consumer.stream();
         let mut stack = CommitStack::new(settings.commit_stack_max_size);
         let mut limit = RateLimit::new(settings.rate, settings.batch_size, std::time::Instant::now());
-        let mut keep_alive = interval(settings.keep_alive);
+        let mut keep_alive = interval(close::check_every(settings.keep_alive, settings.idle_timeout));
         keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
         let mut expiry = interval(settings.commit_max_age.map_or(Duration::from_secs(3600), |(every, _)| every));
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
@@ -123,7 +127,7 @@ pub async fn run<S>(
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break Some(settings.stop_reason.frame()),
-                msg = rx.next() => match msg {
+                msg = rx.next() => { last_heard = Instant::now(); match msg {
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(e)) => break close::for_read_error(e),
                     Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) if !settings.auto_commit => {
@@ -140,11 +144,15 @@ pub async fn run<S>(
                     }
                     // With autoCommit=true the reference ignores inbound frames.
                     Some(Ok(_)) => {}
-                },
+                }},
                 _ = keep_alive.tick() => {
                     stats.lag(lag.load(Ordering::Relaxed));
+                    if last_heard.elapsed() >= settings.idle_timeout {
+                        break Some(close::idle(settings.idle_timeout));
+                    }
                     if last_sent.elapsed() >= settings.keep_alive {
-                        if tx.send(Message::Ping(Vec::new().into())).await.is_err() { break None; }
+                        let ping = tokio::time::timeout(settings.idle_timeout, tx.send(Message::Ping(Vec::new().into())));
+                        if !matches!(ping.await, Ok(Ok(()))) { break None; }
                         last_sent = Instant::now();
                     }
                 }
@@ -182,8 +190,13 @@ pub async fn run<S>(
                     tokio::select! {
                         sent = send_items(&mut tx, &mut items, settings.batched) => if sent.is_err() { break None; },
                         _ = shutdown.cancelled() => break Some(settings.stop_reason.frame()),
+                        // The client stopped reading: its records go to the group's next member.
+                        _ = tokio::time::sleep(settings.idle_timeout) => break None,
                     }
+                    // While the write waited the client's pongs were not read; a client
+                    // that takes frames is alive.
                     last_sent = Instant::now();
+                    last_heard = last_sent;
                     for item in &items {
                         match item.error {
                             None => stats.records(1, item.bytes),
@@ -217,6 +230,8 @@ pub async fn run<S>(
         let _ = tx.close().await;
     })
     .await;
+    // The connection ends now, not after the consumer's close below.
+    drop((tx, rx));
     let topic = settings.topic.clone();
     let closing = tokio::task::spawn_blocking(move || final_commit(consumer, &topic, &progress));
     if tokio::time::timeout(CONSUMER_CLOSE_TIMEOUT, closing).await.is_err() {
@@ -474,5 +489,12 @@ fn final_commit(consumer: SocketConsumer, topic: &str, progress: &HashMap<i32, i
             tracing::warn!(error = %e, "final commit failed; uncommitted records will be delivered again");
         }
     }
-    drop(consumer);
+    // Dropping leaves the group, then destroys the librdkafka handle, which for a group
+    // consumer can block forever (rust-rdkafka issue 509; see "Known issue" in the README).
+    // On its own thread, so that a stuck destroy never holds one of tokio's blocking threads:
+    // after 512 of them every later socket's final commit would wait forever.
+    // (If no thread can be started, the closure and the consumer are dropped right here.)
+    if let Err(e) = std::thread::Builder::new().name("consumer-close".to_owned()).spawn(move || drop(consumer)) {
+        tracing::warn!(error = %e, "no thread for closing the consumer; it was closed on the blocking pool");
+    }
 }

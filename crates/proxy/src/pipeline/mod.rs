@@ -3,6 +3,7 @@
 //! - [`produce`] — `/socket/in`, records to the shared producer, results in input order.
 //! - [`consume`] — `/socket/out`, a group member per socket, records out at the socket's pace.
 //! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
+//! - [`echo`] — `/socket/echo`, frames back with the produce socket's limits (diagnostics).
 //! - [`close`] — close codes and reasons.
 //!
 //! The loops are generic over the socket's `Stream`/`Sink`, so tests can drive them with any
@@ -11,5 +12,6 @@
 pub mod close;
 pub mod commit_stack;
 pub mod consume;
+pub mod echo;
 pub mod produce;
 pub mod rate_limit;

@@ -46,6 +46,9 @@ pub struct ProduceSettings {
     pub max_in_flight_bytes: usize,
     pub max_frame_bytes: usize,
     pub keep_alive: Duration,
+    /// Close a socket that sent nothing (not even a pong) this long, or whose answers could
+    /// not be written this long (a client that stopped reading).
+    pub idle_timeout: Duration,
     pub identity: SocketIdentity,
     /// Exactly-once: each frame is one transaction, answered after its commit.
     pub transactional: bool,
@@ -84,9 +87,10 @@ where
     let mut stats = SocketMetrics::open(Direction::In, &settings.topic, settings.identity.clone());
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let (mut in_flight_records, mut in_flight_bytes) = (0usize, 0usize);
-    let mut keep_alive = interval(settings.keep_alive);
+    let mut keep_alive = interval(close::check_every(settings.keep_alive, settings.idle_timeout));
     keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_sent = Instant::now();
+    let mut last_heard = Instant::now();
     let mut reading = true;
     let mut close_frame: Option<CloseFrame> = None;
     let producer_id = settings.identity.client_id.clone();
@@ -115,6 +119,10 @@ where
             && throttled_until.is_none()
             && in_flight_records < settings.max_in_flight_records
             && in_flight_bytes < settings.max_in_flight_bytes;
+        if !may_read {
+            // Not reading (backpressure): the client's silence is ours, not its.
+            last_heard = Instant::now();
+        }
         tokio::select! {
             biased;
             _ = shutdown.cancelled(), if reading => {
@@ -136,16 +144,23 @@ where
                     for code in &s.errors {
                         stats.error_frame(code.as_str());
                     }
-                    if tx.feed(s.frame).await.is_err() { return; }
+                    if !matches!(tokio::time::timeout(settings.idle_timeout, tx.feed(s.frame)).await, Ok(Ok(()))) {
+                        stats.closing(1006);
+                        return;
+                    }
                     if let Some(reason) = s.fatal {
                         reading = false;
                         close_frame = Some(close::kafka_failure(&reason));
                     }
                 }
-                if tx.flush().await.is_err() { return; }
+                if !matches!(tokio::time::timeout(settings.idle_timeout, tx.flush()).await, Ok(Ok(()))) {
+                    stats.closing(1006);
+                    return;
+                }
                 last_sent = Instant::now();
             }
             msg = rx.next(), if may_read => {
+                last_heard = Instant::now();
                 // Take every frame that is already buffered (up to a bound) in this wakeup.
                 let mut next = Some(msg);
                 let mut taken = 0;
@@ -198,8 +213,15 @@ where
                     reading = false;
                     close_frame = Some(close::kafka_failure("Kafka refused the socket's credentials"));
                 }
+                if reading && last_heard.elapsed() >= settings.idle_timeout {
+                    reading = false;
+                    close_frame = Some(close::idle(settings.idle_timeout));
+                }
                 if last_sent.elapsed() >= settings.keep_alive {
-                    if tx.send(Message::Ping(Vec::new().into())).await.is_err() { return; }
+                    if !matches!(tokio::time::timeout(settings.idle_timeout, tx.send(Message::Ping(Vec::new().into()))).await, Ok(Ok(()))) {
+                        stats.closing(1006);
+                        return;
+                    }
                     last_sent = Instant::now();
                 }
             }

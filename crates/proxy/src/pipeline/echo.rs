@@ -1,0 +1,84 @@
+//! `/socket/echo` (`WSPROXY_ECHO_ENABLED`): a diagnostics socket that sends every text and
+//! binary frame back, so operators and WebSocket conformance tools can test the WebSocket
+//! layer through their load balancers without touching Kafka.
+//!
+//! It runs with exactly the produce socket's limits: the same codec settings (1009 beyond the
+//! hard limit), the same `FRAME_TOO_LARGE` error frame beyond `WSPROXY_WS_MAX_FRAME_SIZE`, the
+//! same keep-alive pings, idle timeout and shutdown close; authentication, Origin check and
+//! connection limits are applied before the upgrade like on the real sockets.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message};
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use wsproxy_protocol::error::FrameError;
+use wsproxy_protocol::produce::{render_answer, Answer};
+use wsproxy_protocol::ErrorCode;
+
+use crate::pipeline::close;
+
+/// Settings of one echo socket (the produce socket's limits).
+#[derive(Clone)]
+pub struct EchoSettings {
+    pub max_frame_bytes: usize,
+    pub keep_alive: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// Runs the socket until the client closes it, it idles out, or the server shuts down.
+pub async fn run<S>(socket: S, settings: EchoSettings, shutdown: CancellationToken)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    let (mut tx, mut rx) = socket.split();
+    let mut keep_alive = interval(close::check_every(settings.keep_alive, settings.idle_timeout));
+    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let (mut last_sent, mut last_heard) = (Instant::now(), Instant::now());
+    let frame: Option<CloseFrame> = loop {
+        let reply = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Some(close::going_away()),
+            msg = rx.next() => {
+                last_heard = Instant::now();
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => break Some(close::normal()),
+                    Some(Err(e)) => break close::for_read_error(e),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Text(t))) if t.len() > settings.max_frame_bytes => too_large(t.len(), &settings),
+                    Some(Ok(Message::Binary(b))) if b.len() > settings.max_frame_bytes => too_large(b.len(), &settings),
+                    Some(Ok(m)) => m,
+                }
+            }
+            _ = keep_alive.tick() => {
+                if last_heard.elapsed() >= settings.idle_timeout {
+                    break Some(close::idle(settings.idle_timeout));
+                }
+                if last_sent.elapsed() < settings.keep_alive {
+                    continue;
+                }
+                Message::Ping(Vec::new().into())
+            }
+        };
+        // A client that stopped reading cannot hold the socket past the idle timeout.
+        if !matches!(tokio::time::timeout(settings.idle_timeout, tx.send(reply)).await, Ok(Ok(()))) {
+            return;
+        }
+        last_sent = Instant::now();
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = tx.send(Message::Close(frame)).await;
+        let _ = tx.close().await;
+    })
+    .await;
+}
+
+/// The produce socket's answer to a frame over `WSPROXY_WS_MAX_FRAME_SIZE`.
+fn too_large(len: usize, settings: &EchoSettings) -> Message {
+    let e = FrameError::new(
+        ErrorCode::FrameTooLarge,
+        format!("the frame has {len} bytes; the limit is {} (WSPROXY_WS_MAX_FRAME_SIZE)", settings.max_frame_bytes),
+    );
+    Message::Text(render_answer(&Answer::Err(e.frame())).into())
+}
