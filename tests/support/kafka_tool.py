@@ -83,6 +83,20 @@ def create(topic, partitions, *configs):
     print(json.dumps({"created": topic}))
 
 
+def delete_topics(pattern):
+    """Deletes every topic whose name matches the regular expression (test leftovers)."""
+    import re
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    names = [t for t in admin.list_topics(timeout=10).topics if re.search(pattern, t)]
+    if names:
+        for f in admin.delete_topics(names, operation_timeout=30).values():
+            try:
+                f.result()
+            except Exception as e:  # already gone: fine
+                print(json.dumps({"error": str(e)}), file=sys.stderr)
+    print(json.dumps({"deleted": len(names)}))
+
+
 def produce(topic):
     p = Producer({"bootstrap.servers": BOOT, "linger.ms": 5, "acks": "all"})
     errors = []
@@ -107,8 +121,10 @@ def produce(topic):
 
 def consume(topic, n, timeout=30, key_format="raw", value_format="raw"):
     n, timeout = int(n), float(timeout)
+    # KAFKA_TOOL_ISOLATION=read_committed reads as an exactly-once consumer would.
     c = Consumer({"bootstrap.servers": BOOT, "group.id": f"kafka-tool-{os.getpid()}-{time.time()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "isolation.level": os.environ.get("KAFKA_TOOL_ISOLATION", "read_uncommitted")})
     c.subscribe([topic])
     got = []
     deadline = time.time() + timeout
@@ -166,4 +182,4 @@ def version():
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"create": create, "produce": produce, "consume": consume, "committed": committed, "commit": commit,
-     "topic-config": topic_config, "version": version}[cmd](*args)
+     "topic-config": topic_config, "version": version, "delete-topics": delete_topics}[cmd](*args)

@@ -39,6 +39,9 @@ pub enum ErrorCode {
     UnknownMessageId,
     /// Kafka refused a commit.
     CommitFailed,
+    /// The record's transaction was aborted (another record of its frame failed, or the
+    /// commit did): none of the frame's records will be read by `read_committed` consumers.
+    TransactionAborted,
 }
 
 impl ErrorCode {
@@ -59,6 +62,7 @@ impl ErrorCode {
             ErrorCode::DecodeError => "DECODE_ERROR",
             ErrorCode::UnknownMessageId => "UNKNOWN_MESSAGE_ID",
             ErrorCode::CommitFailed => "COMMIT_FAILED",
+            ErrorCode::TransactionAborted => "TRANSACTION_ABORTED",
         }
     }
 }

@@ -19,8 +19,10 @@ use crate::auth::basic::BasicAuth;
 use crate::config::Config;
 use crate::http::{router, tls, AppState, Peer};
 use crate::kafka::config_log::ConfigLog;
+use crate::kafka::state_log::StateLogSettings;
 use crate::kafka::Kafka;
 use crate::limits::ClientLimits;
+use crate::sessions::{node_group, SessionSettings, Sessions};
 use crate::telemetry::metrics;
 
 /// Why the proxy could not run.
@@ -40,6 +42,8 @@ pub enum StartError {
     Tls(String),
     #[error("dynamic configs: {0}")]
     DynamicConfigs(String),
+    #[error("the session state topic cannot be used: {0}")]
+    Sessions(String),
 }
 
 /// A started proxy: its address and a handle to stop it.
@@ -72,6 +76,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let kafka = Kafka::new(&config)?;
     wait_for_kafka(&kafka, &config).await?;
+    let sessions = open_sessions(&kafka, &config).await?;
     let shutdown = CancellationToken::new();
     let limits = ClientLimits::new(config.limits.clone());
     let config_log = match &config.dynamic_config {
@@ -128,12 +133,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.server.max_connections,
             config.server.max_connections_per_ip,
         ),
+        sessions: sessions.clone(),
         basic_auth: config.server.basic_auth.as_ref().map(|b| {
             Arc::new(BasicAuth { realm: b.realm.clone(), username: b.username.clone(), password: b.password.clone() })
         }),
         limits,
         config_log: config_log.clone(),
     };
+    sessions.spawn_sweeper(shutdown.clone());
     let app = router(state.clone());
     let admin_app = crate::http::admin::router(state.clone());
     let (started, limits) = (state.started.clone(), state.limits.clone());
@@ -214,8 +221,30 @@ async fn drain(state: &AppState, kafka: &Kafka) {
     if tokio::time::timeout(grace, state.sockets.wait()).await.is_err() {
         tracing::warn!(open = state.sockets.len(), "sockets still open after the grace period; closing anyway");
     }
+    state.sessions.close(Duration::from_secs(5)).await;
     kafka.flush(Duration::from_secs(5)).await;
     tracing::info!("stopped");
+}
+
+/// Loads the shared session state (and frees this node's leftovers) before serving.
+async fn open_sessions(kafka: &Kafka, config: &Config) -> Result<Sessions, StartError> {
+    let s = &config.sessions;
+    let settings = SessionSettings {
+        server_id: config.server.server_id.clone(),
+        node_timeout: s.node_timeout,
+        log: StateLogSettings {
+            topic: s.topic.clone(),
+            replication_factor: s.replication_factor,
+            retention_ms: s.retention.as_millis().try_into().unwrap_or(i64::MAX),
+            group_id: node_group(&config.server.server_id),
+            group_instance_id: config.server.server_id.clone(),
+            session_timeout_ms: s.node_timeout.as_millis().try_into().unwrap_or(u32::MAX),
+            load_timeout: s.init_timeout,
+            init_retries: s.init_retries,
+            init_retry_interval: s.init_retry_interval,
+        },
+    };
+    Sessions::open(kafka, settings).await.map_err(|e| StartError::Sessions(e.to_string()))
 }
 
 async fn wait_for_kafka(kafka: &Kafka, config: &Config) -> Result<(), StartError> {

@@ -27,6 +27,7 @@ pub struct Config {
     pub producer: ProducerConfig,
     pub consumer: ConsumerConfig,
     pub socket: SocketConfig,
+    pub sessions: SessionStateConfig,
     /// Static client-specific limits and their defaults.
     pub limits: crate::limits::StaticLimits,
     /// The dynamic config topic, when enabled.
@@ -212,6 +213,24 @@ pub struct ConsumerConfig {
     pub commit_auto_enabled: bool,
     pub commit_auto_interval: Duration,
     pub commit_auto_max_age: Duration,
+}
+
+/// `WSPROXY_SESSION_STATE_*`: the shared session state topic.
+#[derive(Debug, Clone)]
+pub struct SessionStateConfig {
+    pub topic: String,
+    pub replication_factor: i32,
+    pub retention: Duration,
+    /// Bound on loading the state at start (and on each later wait for it).
+    pub init_timeout: Duration,
+    pub init_retries: u32,
+    pub init_retry_interval: Duration,
+    /// Default socket limit per consumer group (0: the topic's partitions).
+    pub consumer_default_max_connections: u32,
+    /// Default socket limit per producer clientId (0: unlimited).
+    pub producer_default_max_connections: u32,
+    /// Silence after which another node's sockets no longer count (its group's session timeout).
+    pub node_timeout: Duration,
 }
 
 /// WebSocket limits.
@@ -619,6 +638,69 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "age at which a record is auto-committed",
     },
     EnvVar {
+        name: "WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS",
+        key: "consumer.limits.default-max-connections-per-client",
+        secret: false,
+        default: "0",
+        help: "sockets per groupId (0: partitions)",
+    },
+    EnvVar {
+        name: "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS",
+        key: "producer.limits.default-max-connections-per-client",
+        secret: false,
+        default: "0",
+        help: "sockets per producer clientId (0: any)",
+    },
+    EnvVar {
+        name: "WSPROXY_SESSION_STATE_TOPIC",
+        key: "session-handler.topic-name",
+        secret: false,
+        default: "_wsproxy.session.state",
+        help: "compacted topic of the session state",
+    },
+    EnvVar {
+        name: "WSPROXY_SESSION_STATE_REPLICATION_FACTOR",
+        key: "session-handler.topic-replication-factor",
+        secret: false,
+        default: "3",
+        help: "capped at the number of brokers",
+    },
+    EnvVar {
+        name: "WSPROXY_SESSION_STATE_RETENTION",
+        key: "session-handler.topic-retention",
+        secret: false,
+        default: "30 days",
+        help: "retention.ms of the session topic",
+    },
+    EnvVar {
+        name: "WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT",
+        key: "session-handler.topic-init-timeout",
+        secret: false,
+        default: "30 seconds",
+        help: "bound on loading the session state",
+    },
+    EnvVar {
+        name: "WSPROXY_SESSION_STATE_TOPIC_INIT_RETRIES",
+        key: "session-handler.topic-init-retries",
+        secret: false,
+        default: "25",
+        help: "attempts to create the session topic",
+    },
+    EnvVar {
+        name: "WSPROXY_SESSION_STATE_TOPIC_INIT_RETRY_INTERVAL",
+        key: "session-handler.topic-init-retry-interval",
+        secret: false,
+        default: "1 second",
+        help: "pause between those attempts",
+    },
+    EnvVar {
+        name: "WSPROXY_SESSION_NODE_TIMEOUT",
+        key: "session-handler.node-timeout",
+        secret: false,
+        default: "30 seconds",
+        help: "silence before a node's slots are freed",
+    },
+    EnvVar {
         name: "WSPROXY_WS_MAX_FRAME_SIZE",
         key: "server.websocket.max-frame-size",
         secret: false,
@@ -696,13 +778,6 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "accepted; consumer rates are set per socket (rate=)",
     },
     EnvVar {
-        name: "WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS",
-        key: "consumer.limits.default-max-connections-per-client",
-        secret: false,
-        default: "0",
-        help: "sockets per groupId, 0: number of partitions",
-    },
-    EnvVar {
         name: "WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE",
         key: "consumer.limits.default-batch-size",
         secret: false,
@@ -729,13 +804,6 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: false,
         default: "0",
         help: "records/s per produce socket, 0: unlimited",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS",
-        key: "producer.limits.default-max-connections-per-client",
-        secret: false,
-        default: "0",
-        help: "sockets per producer clientId, 0: unlimited",
     },
     EnvVar {
         name: "WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS",
@@ -1041,6 +1109,7 @@ impl Config {
                     false
                 }
             };
+        let limits = static_limits(&mut r);
         let config = Config {
             server: ServerConfig {
                 server_id: o.server_id.clone().unwrap_or_else(|| r.string("WSPROXY_SERVER_ID")),
@@ -1101,7 +1170,18 @@ impl Config {
                 write_buffer_bytes: r.parse("WSPROXY_WS_WRITE_BUFFER_SIZE", "a size in bytes"),
                 keep_alive: r.duration("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL"),
             },
-            limits: static_limits(&mut r),
+            sessions: SessionStateConfig {
+                topic: r.string("WSPROXY_SESSION_STATE_TOPIC"),
+                replication_factor: r.parse("WSPROXY_SESSION_STATE_REPLICATION_FACTOR", "a number"),
+                retention: r.duration("WSPROXY_SESSION_STATE_RETENTION"),
+                init_timeout: r.duration("WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT"),
+                init_retries: r.parse("WSPROXY_SESSION_STATE_TOPIC_INIT_RETRIES", "a number"),
+                init_retry_interval: r.duration("WSPROXY_SESSION_STATE_TOPIC_INIT_RETRY_INTERVAL"),
+                node_timeout: r.duration("WSPROXY_SESSION_NODE_TIMEOUT"),
+                consumer_default_max_connections: limits.consumer_default_max_connections,
+                producer_default_max_connections: limits.producer_default_max_connections,
+            },
+            limits,
             dynamic_config: dynamic_config(&mut r),
             metrics_enabled: r.boolean("WSPROXY_METRICS_ENABLED"),
             warnings: confluent_monitoring_warning(vars).into_iter().collect(),
@@ -1114,6 +1194,9 @@ impl Config {
             ("WSPROXY_WS_MAX_FRAME_SIZE", config.socket.max_frame_bytes == 0),
             ("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", config.socket.keep_alive.is_zero()),
             ("WSPROXY_CH_AUTOCOMMIT_INTERVAL", config.consumer.commit_auto_interval.is_zero()),
+            ("WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT", config.sessions.init_timeout.is_zero()),
+            ("WSPROXY_SESSION_STATE_REPLICATION_FACTOR", config.sessions.replication_factor <= 0),
+            ("WSPROXY_SESSION_STATE_TOPIC", config.sessions.topic.is_empty()),
         ] {
             if zero && !r.errors.iter().any(|e| e.starts_with(name)) {
                 r.errors.push(format!("{name}: must be greater than zero"));

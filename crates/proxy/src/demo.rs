@@ -20,6 +20,12 @@ impl Demo {
         Ok(Demo { cluster })
     }
 
+    /// Creates a one-partition topic for the proxy's own state (the mock cluster does not
+    /// answer CreateTopics, so the proxy could not create it itself).
+    pub fn create_state_topic(&self, name: &str) -> Result<(), String> {
+        self.cluster.create_topic(name, 1, 1).map_err(|e| format!("cannot create demo topic {name}: {e}"))
+    }
+
     /// The bootstrap address of the mock cluster (127.0.0.1, random port).
     pub fn bootstrap(&self) -> String {
         self.cluster.bootstrap_servers()

@@ -27,6 +27,8 @@ use wsproxy_protocol::params::ConsumerParams;
 use wsproxy_protocol::produce::ProducerRecord;
 use wsproxy_protocol::ErrorCode;
 
+pub mod state_log;
+
 use crate::auth::kafka_credentials::KafkaCredentials;
 use crate::config::Config;
 use crate::telemetry::metrics;
@@ -164,12 +166,57 @@ impl ProducerHandle {
         self.1.seen()
     }
 
+    /// Starts a transaction (transactional producers only).
+    pub fn begin_transaction(&self) -> Result<(), TransactionError> {
+        self.0.begin_transaction().map_err(TransactionError::from)
+    }
+
+    /// Commits the open transaction; on failure it must be aborted (unless fatal).
+    pub async fn commit_transaction(&self) -> Result<(), TransactionError> {
+        let p = self.0.clone();
+        tokio::task::spawn_blocking(move || p.commit_transaction(TRANSACTION_TIMEOUT))
+            .await
+            .expect("commit task never panics")
+            .map_err(TransactionError::from)
+    }
+
+    /// Aborts the open transaction: its records are never read by `read_committed` consumers.
+    pub async fn abort_transaction(&self) -> Result<(), TransactionError> {
+        let p = self.0.clone();
+        tokio::task::spawn_blocking(move || p.abort_transaction(TRANSACTION_TIMEOUT))
+            .await
+            .expect("abort task never panics")
+            .map_err(TransactionError::from)
+    }
+
     /// Checks, with this producer's credentials, that it may write `topic`.
     pub async fn probe(&self, topic: &str) -> Result<(), ProbeError> {
         let (handle, topic) = (self.clone(), topic.to_owned());
         tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1))
             .await
             .expect("probe task never panics")
+    }
+}
+
+/// How long a transaction's commit, abort or initialisation may take.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed transaction step. Fatal ones (e.g. fenced by a newer producer with the same
+/// transactional id) end the socket; the others abort the transaction and go on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TransactionError {
+    pub fatal: bool,
+    pub message: String,
+}
+
+impl From<KafkaError> for TransactionError {
+    fn from(e: KafkaError) -> Self {
+        let fatal = match &e {
+            KafkaError::Transaction(t) => t.is_fatal(),
+            _ => false,
+        };
+        TransactionError { fatal, message: e.to_string() }
     }
 }
 
@@ -335,6 +382,42 @@ impl Kafka {
         let p = Arc::new(cfg.create_with_context(ProducerContext { auth: auth.clone() })?);
         cache.insert(creds.clone(), (Arc::downgrade(&p), auth.clone()));
         Ok(ProducerHandle(p, auth))
+    }
+
+    /// A producer of its own for one transactional socket, its transactions initialised
+    /// (which fences any older producer with the same id and aborts its open transaction).
+    pub async fn transactional_producer(
+        &self,
+        creds: Option<&KafkaCredentials>,
+        transactional_id: &str,
+    ) -> Result<ProducerHandle, TransactionError> {
+        let mut cfg = match creds {
+            None => self.inner.base.clone(),
+            Some(c) => {
+                let mut cfg = self.inner.anonymous.clone();
+                cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
+                cfg
+            }
+        };
+        for (k, v) in &self.inner.producer_settings {
+            cfg.set(*k, v);
+        }
+        // librdkafka wants deliveries to time out before the transaction does; the broker
+        // aborts a transaction left open longer (a crashed node's) after transaction.timeout.ms.
+        let delivery: u64 = cfg.get("delivery.timeout.ms").and_then(|d| d.parse().ok()).unwrap_or(120_000);
+        cfg.set("transactional.id", transactional_id)
+            .set("linger.ms", "0")
+            .set("transaction.timeout.ms", "60000")
+            .set("delivery.timeout.ms", delivery.min(60_000).to_string());
+        let auth = AuthFailure::default();
+        let producer: FutureProducer<ProducerContext> =
+            cfg.create_with_context(ProducerContext { auth: auth.clone() })?;
+        let producer = Arc::new(producer);
+        let p = producer.clone();
+        tokio::task::spawn_blocking(move || p.init_transactions(TRANSACTION_TIMEOUT))
+            .await
+            .expect("init task never panics")?;
+        Ok(ProducerHandle(producer, auth))
     }
 
     /// True once Kafka refused the proxy's own credentials.
@@ -525,6 +608,9 @@ pub fn record_failure(e: &KafkaError) -> RecordFailure {
             ErrorCode::NotAuthorized
         }
         Some(C::MessageTimedOut | C::RequestTimedOut | C::OperationTimedOut) => ErrorCode::TimedOut,
+        // librdkafka drops what was queued when a transaction is aborted (also the first
+        // records after an abort that needed a new producer epoch).
+        Some(C::PurgeQueue | C::PurgeInflight) => ErrorCode::TransactionAborted,
         _ => ErrorCode::KafkaError,
     };
     let message = match code {
@@ -533,6 +619,7 @@ pub fn record_failure(e: &KafkaError) -> RecordFailure {
         }
         ErrorCode::NotAuthorized => format!("Kafka refused the record: not authorised ({e})"),
         ErrorCode::TimedOut => format!("Kafka did not acknowledge the record in time ({e})"),
+        ErrorCode::TransactionAborted => format!("the record was dropped with its aborted transaction ({e})"),
         _ => format!("Kafka refused the record ({e})"),
     };
     RecordFailure { code, message }

@@ -6,8 +6,9 @@
 //! - [`auth`] — Basic authentication and per-socket Kafka credentials.
 //! - [`http`] — routes, WebSocket upgrades, pre-upgrade errors.
 //! - [`pipeline`] — one socket's produce or consume loop, commit stack, rate limit, close codes.
-//! - [`kafka`] — the only module that names rdkafka (also the admin operations and the dynamic
-//!   config topic).
+//! - [`sessions`] — socket limits per group and client, shared by all nodes through Kafka.
+//! - [`kafka`] — the only module that names rdkafka (the state log behind sessions, the admin
+//!   operations and the dynamic config topic).
 //! - [`limits`] — static and dynamic client-specific limits.
 //! - [`demo`] — the zero-setup in-process cluster behind `--demo`.
 //! - [`telemetry`] — logging.
@@ -22,4 +23,5 @@ pub mod http;
 pub mod kafka;
 pub mod limits;
 pub mod pipeline;
+pub mod sessions;
 pub mod telemetry;

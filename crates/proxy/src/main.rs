@@ -100,6 +100,12 @@ async fn run() -> ExitCode {
         print!("{}", config::render_effective(&vars, &overrides));
         return ExitCode::SUCCESS;
     }
+    if let Some(d) = &demo {
+        if let Err(e) = d.create_state_topic(&config.sessions.topic) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let bootstrap = config.kafka.bootstrap_hosts.clone();
     let running = match app::start(config).await {
         Ok(r) => r,

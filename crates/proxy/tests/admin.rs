@@ -747,6 +747,7 @@ async fn a_dynamic_config_topic_that_cannot_be_created_fails_the_start() {
         .env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", bootstrap())
         .env("WSPROXY_PORT", free_port().to_string())
         .env("WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED", "true")
+        .env("WSPROXY_SESSION_STATE_TOPIC", unique("wsproxy-test-sessions"))
         .env("WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME", "not a valid topic name!")
         .env("WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_RETRIES", "2")
         .env("WSPROXY_DYNAMIC_CONFIG_TOPIC_RETRY_INTERVAL", "100ms")
@@ -784,6 +785,8 @@ enabled = true
 port = {admin}
 [kafka.ws.proxy.kafka-client]
 bootstrap-hosts = "{}"
+[kafka.ws.proxy.session-handler]
+topic-name = "{}"
 [kafka.ws.proxy.producer.limits]
 default-max-connections-per-client = 3
 [[kafka.ws.proxy.producer.limits.client-specific-limits]]
@@ -794,7 +797,8 @@ max-connections = 1
 group-id = "toml-group"
 batch-size = 50
 "#,
-            bootstrap()
+            bootstrap(),
+            unique("wsproxy-test-sessions")
         ),
     )
     .unwrap();
@@ -823,4 +827,37 @@ batch-size = 50
     );
     assert_eq!(all["consumers"]["static"][1], json!({"batch-size": 50, "group-id": "toml-group"}));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn connection_limits_follow_dynamic_configs_at_connect_time_over_static_ones() {
+    let cfg_topic = unique("dyncfg-sessions");
+    let topic = unique("limits");
+    create_topic(&topic, 3).await;
+    let group = unique("limited-group");
+    let statics = format!(r#"[{{"group-id":"{group}","max-connections":3}}]"#);
+    let (proxy, admin) = dynamic_proxy(&cfg_topic, &[("WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS", &statics)]).await;
+    let url = |client: &str| proxy.url(&format!("/socket/out?clientId={client}&groupId={group}&topic={topic}"));
+
+    // Dynamic max-connections 1 wins over the static 3 (the reference let static win).
+    let cfg = json!({"group-id": group, "max-connections": 1}).to_string();
+    assert_eq!(call(admin, "POST", "/admin/client/config/consumer", Some(&cfg), &[]).await.0, 200);
+    let _c1 = connect(&url("c1")).await;
+    let (status, _, body) = refused(&url("c2")).await;
+    assert_eq!(status, 400);
+    let message: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        message["message"],
+        format!("The max number of WebSockets for session {group} has been reached. Limit is 1")
+    );
+
+    // Raised to 2: the next socket is admitted; removed: the static 3 applies again.
+    let cfg = json!({"group-id": group, "max-connections": 2}).to_string();
+    assert_eq!(call(admin, "PUT", &format!("/admin/client/config/consumer/{group}"), Some(&cfg), &[]).await.0, 200);
+    let _c2 = connect(&url("c2")).await;
+    let (status, _, body) = refused(&url("c3")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Limit is 2"), "{body}");
+    assert_eq!(call(admin, "DELETE", &format!("/admin/client/config/consumer/{group}"), None, &[]).await.0, 200);
+    let _c3 = connect(&url("c3")).await;
 }

@@ -188,8 +188,7 @@ async fn manual_commits_are_at_least_once_and_uncommitted_records_come_again() {
     send(&mut ws, json!({"wsProxyMessageId": ids[3]}).to_string()).await;
     // No acknowledgement frame comes for a good commit.
     assert_eq!(maybe_json(&mut ws, Duration::from_millis(500)).await, None);
-    ws.close(None).await.unwrap();
-    drop(ws);
+    hang_up(ws).await;
     let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
     assert_eq!(committed["0"], 4, "committed {committed}");
 
@@ -199,13 +198,12 @@ async fn manual_commits_are_at_least_once_and_uncommitted_records_come_again() {
         assert_eq!(recv_json(&mut ws).await["offset"], i);
     }
     assert_eq!(maybe_json(&mut ws, Duration::from_secs(1)).await, None, "nothing beyond the uncommitted records");
-    ws.close(None).await.unwrap();
-    drop(ws);
+    hang_up(ws).await;
     // Reference 5.1: reconnecting without committing gets the same records again, every time.
     for _ in 0..3 {
         let mut ws = connect(&url("c3")).await;
         assert_eq!(recv_json(&mut ws).await["offset"], 4);
-        ws.close(None).await.unwrap();
+        hang_up(ws).await;
     }
 }
 

@@ -108,7 +108,8 @@ async fn proxy_runs_on_the_sasl_listener_with_plain_and_scram() {
         let mut ws = connect(&proxy.url(&format!("/socket/in?clientId=s&topic={topic}"))).await;
         send(&mut ws, record(None, mechanism, None)).await;
         assert_eq!(recv_json(&mut ws).await["offset"], 0, "{mechanism}");
-        let mut out = connect(&proxy.url(&format!("/socket/out?clientId=s&topic={topic}"))).await;
+        let group = unique("s-group");
+        let mut out = connect(&proxy.url(&format!("/socket/out?clientId=s&groupId={group}&topic={topic}"))).await;
         assert_eq!(recv_json(&mut out).await["value"]["value"], mechanism);
         assert!(!proxy.log_text().contains("admin-secret"));
     }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub basic_auth: Option<Arc<BasicAuth>>,
     /// Node-wide and per-IP socket limits.
     pub admission: admission::Admission,
+    /// Socket limits per consumer group and producer client, shared by all nodes.
+    pub sessions: crate::sessions::Sessions,
     /// Client-specific limits, static and dynamic (sessions and produce sockets read them).
     pub limits: crate::limits::ClientLimits,
     /// The dynamic config topic's reader and writer, when dynamic configs are enabled.

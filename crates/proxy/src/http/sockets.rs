@@ -5,10 +5,14 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures::{Sink, Stream};
 use wsproxy_protocol::consume::RecordEncoder;
 use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
 use wsproxy_protocol::produce::RecordDecoder;
@@ -19,6 +23,7 @@ use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::{ConsumerError, ProbeError};
 use crate::pipeline::{consume, produce};
+use crate::sessions::{Instance, JoinError, Kind, Refusal, SessionGuard};
 use crate::telemetry::metrics::{self, SocketIdentity};
 
 /// `GET /socket/in`.
@@ -36,23 +41,39 @@ pub async fn produce(
     };
     let p = params::producer_params(&Query::new(&pairs), rules).map_err(|e| ApiError::BadRequest(e.0))?;
     refuse_avro(p.socket_payload)?;
-    if p.transactional {
-        return Err(ApiError::BadRequest(
-            "Transactional producing is not available on this proxy version yet.".to_owned(),
-        ));
-    }
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
     let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
     ensure_topic(&state, &p.topic).await?;
-    let producer = state.kafka.producer(creds.as_ref()).map_err(|e| {
-        tracing::warn!(error = %e, "could not create a producer");
-        ApiError::Internal(format!(
-            "An unexpected error occurred when trying to establish the WebSocket producer {} in session {}.",
-            p.client_id, p.client_id
-        ))
-    })?;
+    let session = if state.config.producer.sessions_enabled {
+        // A transactional client is one writer: a second socket would fence the first.
+        // Dynamic, else static client-specific, else the default limit (crate::limits).
+        let limit = if p.transactional { 1 } else { state.limits.producer_max_connections(&p.client_id) };
+        let instance = Instance::producer(&p.client_id, p.instance_id.as_deref(), &state.config.server.server_id);
+        Some(join(&state, Kind::Producer, &p.client_id, instance, limit).await?)
+    } else {
+        None
+    };
+    let producer = if p.transactional {
+        // Stable per client: the next socket of this client (on any node) fences this one and
+        // aborts whatever transaction it left open.
+        let id = format!("{}-{}", p.client_id, p.instance_id.as_deref().unwrap_or_default());
+        state.kafka.transactional_producer(creds.as_ref(), &id).await.map_err(|e| {
+            tracing::warn!(error = %e, transactional_id = %id, "could not initialise a transactional producer");
+            ApiError::KafkaUnavailable(format!(
+                "The transactional producer {id} could not be initialised in Kafka; the socket was not opened."
+            ))
+        })?
+    } else {
+        state.kafka.producer(creds.as_ref()).map_err(|e| {
+            tracing::warn!(error = %e, "could not create a producer");
+            ApiError::Internal(format!(
+                "An unexpected error occurred when trying to establish the WebSocket producer {} in session {}.",
+                p.client_id, p.client_id
+            ))
+        })?
+    };
     if creds.is_some() {
         producer.probe(&p.topic).await.map_err(probe_error)?;
     }
@@ -66,12 +87,13 @@ pub async fn produce(
         max_frame_bytes: cfg.socket.max_frame_bytes,
         keep_alive: cfg.socket.keep_alive,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
+        transactional: p.transactional,
         limits: state.limits.clone(),
     };
     let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        produce::run(socket, kafka, settings, shutdown).await;
-        drop((slot, token));
+        produce::run(Watched { socket, session, slot: Some(slot) }, kafka, settings, shutdown).await;
+        drop(token);
     }))
 }
 
@@ -90,7 +112,14 @@ pub async fn consume(
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
     let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
-    ensure_topic(&state, &p.topic).await?;
+    let partitions = ensure_topic(&state, &p.topic).await? as u32;
+    // At most one socket per partition: more would sit idle in the group.
+    let limit = match state.limits.consumer_max_connections(&p.group_id) {
+        0 => partitions,
+        configured => configured.min(partitions),
+    };
+    let instance = Instance::consumer(&p.group_id, &p.client_id, &state.config.server.server_id);
+    let session = join(&state, Kind::Consumer, &p.group_id, instance, limit).await?;
 
     let lag = Arc::new(AtomicI64::new(0));
     let consumer = state.kafka.consumer(&p, creds.as_ref(), lag.clone()).await.map_err(|e| match e {
@@ -122,9 +151,59 @@ pub async fn consume(
     };
     let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        let socket = Watched { socket, session: Some(session), slot: Some(slot) };
         consume::run(socket, consumer, lag, settings, shutdown).await;
-        drop((slot, token));
+        drop(token);
     }))
+}
+
+/// Takes the socket's place in its session (shared by all nodes), or says why not.
+async fn join(
+    state: &AppState,
+    kind: Kind,
+    session_id: &str,
+    instance: Instance,
+    limit: u32,
+) -> Result<SessionGuard, ApiError> {
+    state.sessions.join(kind, session_id, instance, limit).await.map_err(|e| match e {
+        JoinError::Refused(Refusal::Full { session_id, limit }) => {
+            metrics::connection_refused("session_limit");
+            ApiError::BadRequest(format!(
+                "The max number of WebSockets for session {session_id} has been reached. Limit is {limit}"
+            ))
+        }
+        JoinError::Refused(Refusal::Duplicate(Instance::ConsumerInstance { id, .. })) => {
+            metrics::connection_refused("session_duplicate");
+            ApiError::BadRequest(format!(
+                "WebSocket for consumer {} in session {} not established because a consumer with the same ID is already registered.",
+                id.client_id, id.group_id
+            ))
+        }
+        JoinError::Refused(Refusal::Duplicate(Instance::ProducerInstance { id, .. })) => {
+            metrics::connection_refused("session_duplicate");
+            ApiError::BadRequest(format!(
+                "WebSocket for producer {} with instanceId {} not established because a producer with the same ID is already registered.",
+                id.producer_id,
+                id.instance_id.as_deref().unwrap_or("")
+            ))
+        }
+        JoinError::Refused(Refusal::OtherKind { session_id, existing }) => {
+            metrics::connection_refused("session_id_in_use");
+            let (this, other) = match existing {
+                Kind::Consumer => ("producer clientId", "consumer groupId"),
+                Kind::Producer => ("consumer groupId", "producer clientId"),
+            };
+            ApiError::BadRequest(format!(
+                "The {this} {session_id} is already in use as a {other}; sessions of both share one namespace, so choose another id."
+            ))
+        }
+        JoinError::Unavailable(reason) => {
+            tracing::warn!(session = session_id, %reason, "session state unavailable");
+            ApiError::KafkaUnavailable(
+                "The session state in Kafka could not be updated; the socket was not opened. Try again.".to_owned(),
+            )
+        }
+    })
 }
 
 /// Takes a connection slot or answers 503 with which limit was reached.
@@ -207,5 +286,49 @@ async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> 
             tracing::warn!(error = %e, topic, "topic lookup failed");
             Err(ApiError::KafkaUnavailable("Kafka is not reachable; the topic could not be checked.".to_owned()))
         }
+    }
+}
+
+/// A socket that holds its session slot and its connection slot. Once the client closes, the
+/// connection slot is freed and the session slot marked as closing (a reconnect waits for it
+/// instead of being refused); the session slot is freed when the socket drops.
+struct Watched {
+    socket: WebSocket,
+    session: Option<SessionGuard>,
+    slot: Option<Slot>,
+}
+
+impl Stream for Watched {
+    type Item = Result<Message, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = Pin::new(&mut self.socket).poll_next(cx);
+        if let Poll::Ready(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) = &item {
+            if let Some(s) = self.session.as_mut() {
+                s.closing();
+            }
+            self.slot = None;
+        }
+        item
+    }
+}
+
+impl Sink<Message> for Watched {
+    type Error = axum::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.socket).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        Pin::new(&mut self.socket).start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.socket).poll_close(cx)
     }
 }

@@ -40,6 +40,8 @@ pub struct ProduceSettings {
     pub max_frame_bytes: usize,
     pub keep_alive: Duration,
     pub identity: SocketIdentity,
+    /// Exactly-once: each frame is one transaction, answered after its commit.
+    pub transactional: bool,
     /// Where the producer's records-per-second limit comes from (its id is `identity.client_id`).
     pub limits: ClientLimits,
 }
@@ -54,6 +56,8 @@ struct Settled {
     acked_bytes: u64,
     /// Codes of the error frames in the answer.
     errors: Vec<ErrorCode>,
+    /// A failure that ends the socket after this answer (a fenced transactional producer).
+    fatal: Option<String>,
 }
 
 type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
@@ -123,6 +127,10 @@ where
                         stats.error_frame(code.as_str());
                     }
                     if tx.feed(Message::Text(s.text.into())).await.is_err() { return; }
+                    if let Some(reason) = s.fatal {
+                        reading = false;
+                        close_frame = Some(close::kafka_failure(&reason));
+                    }
                 }
                 if tx.flush().await.is_err() { return; }
                 last_sent = Instant::now();
@@ -140,7 +148,11 @@ where
                             break;
                         }
                         Inbound::Frame(frame, frame_len) => {
-                            let (entry, records, bytes) = submit(&kafka, &settings.topic, frame, frame_len, &shutdown).await;
+                            let (entry, records, bytes) = if settings.transactional {
+                                transact(&kafka, &settings.topic, frame, frame_len, &shutdown).await
+                            } else {
+                                submit(&kafka, &settings.topic, frame, frame_len, &shutdown).await
+                            };
                             in_flight_records += records;
                             in_flight_bytes += bytes;
                             pending.push_back(entry);
@@ -153,7 +165,10 @@ where
                     let room = in_flight_records < settings.max_in_flight_records
                         && in_flight_bytes < settings.max_in_flight_bytes
                         && rate.as_mut().is_none_or(|r| r.available(std::time::Instant::now()) > 0);
-                    if taken < FRAMES_PER_WAKEUP && room {
+                    // A transaction's answer leaves before the next one starts: a crash can
+                    // then hide at most one committed frame's answer from the client.
+                    let per_wakeup = if settings.transactional { 1 } else { FRAMES_PER_WAKEUP };
+                    if taken < per_wakeup && room {
                         next = rx.next().now_or_never();
                     }
                 }
@@ -273,6 +288,107 @@ async fn submit(
     }
 }
 
+/// Exactly-once: the frame's records are one transaction, answered once it committed. If any
+/// record fails, or the commit does, the transaction is aborted and every record of the frame
+/// is answered with an error: `read_committed` consumers see all of a frame or none of it.
+/// Frames are taken one at a time (the next transaction starts after this one ended).
+async fn transact(
+    kafka: &ProducerHandle,
+    topic: &str,
+    frame: ProduceFrame,
+    frame_len: usize,
+    shutdown: &CancellationToken,
+) -> (Pending, usize, usize) {
+    let (outcomes, single) = match frame {
+        ProduceFrame::Single(outcome) => (vec![outcome], true),
+        ProduceFrame::Batch(outcomes) => (outcomes, false),
+    };
+    let mut results: Vec<RecordResult> = Vec::with_capacity(outcomes.len());
+    let mut failure: Option<String> = None;
+    let mut fatal = None;
+    let mut bytes = 0;
+    if outcomes.iter().any(Result::is_err) {
+        failure = Some("another record of the frame is invalid, so none was sent".to_owned());
+        for outcome in outcomes {
+            results.push(match outcome {
+                Err(e) => (e.message_id.clone(), 0, Err(e)),
+                Ok(r) => (r.message_id, 0, Ok(Ack { partition: -1, offset: -1, timestamp: -1 })),
+            });
+        }
+    } else if let Err(e) = kafka.begin_transaction() {
+        failure = Some(format!("the transaction could not start: {e}"));
+        fatal = e.fatal.then(|| e.message.clone());
+        for outcome in outcomes.into_iter().flatten() {
+            results.push((outcome.message_id, 0, Ok(Ack { partition: -1, offset: -1, timestamp: -1 })));
+        }
+    } else {
+        // One retry when only purges failed it: librdkafka purges the first transaction after an
+        // abort that needed a new producer epoch (a known librdkafka behaviour).
+        for attempt in 0..2 {
+            failure = None;
+            if attempt > 0 {
+                if let Err(e) = kafka.begin_transaction() {
+                    failure = Some(format!("the transaction could not start: {e}"));
+                    fatal = e.fatal.then(|| e.message.clone());
+                    break;
+                }
+            }
+            let mut futs = Vec::with_capacity(outcomes.len());
+            bytes = 0;
+            for outcome in outcomes.iter().cloned() {
+                let (fut, b) = enqueue(kafka, topic, outcome, shutdown).await;
+                bytes += b;
+                futs.push(fut);
+            }
+            results = futures::future::join_all(futs).await;
+            let failed: Vec<ErrorCode> = results.iter().filter_map(|r| r.2.as_ref().err().map(|e| e.code)).collect();
+            let outcome = if failed.is_empty() {
+                kafka.commit_transaction().await
+            } else {
+                Err(crate::kafka::TransactionError {
+                    fatal: false,
+                    message: "another record of the frame failed".to_owned(),
+                })
+            };
+            let Err(e) = outcome else { break };
+            failure = Some(e.message.clone());
+            if e.fatal {
+                fatal = Some(e.message.clone());
+                break;
+            }
+            if let Err(abort) = kafka.abort_transaction().await {
+                fatal = Some(format!("the transaction could not be aborted: {abort}"));
+                break;
+            }
+            let only_purged = !failed.is_empty() && failed.iter().all(|c| *c == ErrorCode::TransactionAborted);
+            if !only_purged {
+                break;
+            }
+        }
+    }
+    if let Some(reason) = &failure {
+        for (id, _, r) in results.iter_mut() {
+            if r.is_ok() {
+                *r = Err(FrameError::new(
+                    ErrorCode::TransactionAborted,
+                    format!("the frame's transaction was aborted: {reason}"),
+                )
+                .with_message_id(id.clone()));
+            }
+        }
+    }
+    let records = results.len().max(1);
+    let bytes = bytes.max(frame_len);
+    let text = if single {
+        render_answer(&answer(topic, &results[0]))
+    } else {
+        render_answers(&results.iter().map(|r| answer(topic, r)).collect::<Vec<_>>())
+    };
+    let mut done = settled(text, &results, records, bytes);
+    done.fatal = fatal.map(|f| format!("transactional producer failed: {f}"));
+    (Box::pin(std::future::ready(done)), records, bytes)
+}
+
 type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
 
 /// How long a record waits for room in librdkafka's queue before it is answered with an error.
@@ -338,7 +454,7 @@ async fn enqueue(
 }
 
 fn settled(text: String, results: &[RecordResult], records: usize, bytes: usize) -> Settled {
-    let mut s = Settled { text, records, bytes, acked: 0, acked_bytes: 0, errors: Vec::new() };
+    let mut s = Settled { text, records, bytes, acked: 0, acked_bytes: 0, errors: Vec::new(), fatal: None };
     for (_, size, r) in results {
         match r {
             Ok(_) => {

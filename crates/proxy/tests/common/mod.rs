@@ -87,6 +87,24 @@ pub async fn create_topic_with(name: &str, partitions: i32, config: &[(&str, &st
 
 /// Runs the independent Kafka client (`tests/support/kafka_tool.py`) and returns its stdout.
 pub fn kafka_tool(args: &[&str], stdin: &str) -> String {
+    kafka_tool_with(args, stdin, &[])
+}
+
+/// Every record of `topic` a `read_committed` consumer sees within `wait` (values as strings).
+pub fn read_committed(topic: &str, wait: Duration) -> Vec<Value> {
+    let secs = wait.as_secs().max(1).to_string();
+    kafka_tool_with(
+        &["consume", topic, "100000000", &secs, "string", "string"],
+        "",
+        &[("KAFKA_TOOL_ISOLATION", "read_committed")],
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// [`kafka_tool`] with extra environment variables.
+pub fn kafka_tool_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> String {
     let root = project_root();
     let python =
         std::env::var("WSPROXY_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
@@ -95,6 +113,7 @@ pub fn kafka_tool(args: &[&str], stdin: &str) -> String {
         .arg(root.join("tests/support/kafka_tool.py"))
         .args(args)
         .env("KAFKA_BOOTSTRAP", bootstrap())
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -146,7 +165,13 @@ impl Proxy {
             .env("WSPROXY_PORT", port.to_string())
             .env("WSPROXY_BIND_INTERFACE", "127.0.0.1")
             .env("RUST_LOG", std::env::var("TEST_PROXY_LOG").unwrap_or_else(|_| "info".to_owned()))
-            .env("WSPROXY_LOG_ANSI_OFF", "true");
+            .env("WSPROXY_LOG_ANSI_OFF", "true")
+            // Server ids must be unique per node: tests run many proxies at once.
+            .env("WSPROXY_SERVER_ID", unique("node"))
+            // Each proxy its own session state, so that tests reusing a clientId (and proxies
+            // killed with sockets open) do not hold slots for each other. Multi-node tests pass
+            // a shared topic. scripts/test deletes these topics before a run.
+            .env("WSPROXY_SESSION_STATE_TOPIC", unique("wsproxy-test-sessions"));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -274,6 +299,13 @@ pub async fn refused(url: &str) -> (u16, String, String) {
         }
         Err(e) => panic!("connect {url}: {e}"),
     }
+}
+
+/// Closes a WebSocket and waits for the server's close frame (the end of the handshake): from
+/// then on the socket's session slot counts as leaving, so a reconnect is not refused.
+pub async fn hang_up(mut ws: Ws) {
+    let _ = ws.close(None).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async { while let Some(Ok(_)) = ws.next().await {} }).await;
 }
 
 pub async fn send(ws: &mut Ws, text: impl Into<String>) {

@@ -1,0 +1,350 @@
+//! A compacted, single-partition topic that every node reads from the beginning into memory:
+//! the replicated map behind sessions. Writes are conditional, so limits hold across nodes.
+//!
+//! Every node reads the same records in the same order. A record this proxy writes carries the
+//! header `wsproxy.based-on`: the offset of the key's accepted record it replaces (`-1`: the key
+//! had none). A reader accepts it only if that is still the key's accepted record. When two
+//! nodes write the same key from the same state, the first in the log wins on every node and
+//! the other learns it lost when it reads its own record back (it then decides again from the
+//! new state). Records without the header (Scala nodes) are accepted as they come: last writer
+//! wins, as in the reference. The first record seen for a key is accepted too, since compaction
+//! may have removed the one it was based on.
+//!
+//! The reader joins the consumer group `ws-proxy-session-consumer-<server-id>` (the reference's
+//! name) with static membership, so the group's members say which nodes are alive: a node that
+//! crashed leaves its group empty once its session timeout passed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use tokio::sync::watch;
+
+use super::Kafka;
+
+const BASED_ON: &str = "wsproxy.based-on";
+/// Names the node that wrote a record, so that its reader notes whether it was accepted.
+const WRITER: &str = "wsproxy.writer";
+
+/// Where the log lives and how the reader joins.
+#[derive(Debug, Clone)]
+pub struct StateLogSettings {
+    pub topic: String,
+    pub replication_factor: i32,
+    pub retention_ms: i64,
+    /// The reader's consumer group: its members tell other nodes this one is alive.
+    pub group_id: String,
+    /// Static membership id (the server id): a restarted node takes its old place at once.
+    pub group_instance_id: String,
+    /// How long a silent node stays a member of its group.
+    pub session_timeout_ms: u32,
+    /// How long loading the log (and each later wait for it) may take.
+    pub load_timeout: Duration,
+    pub init_retries: u32,
+    pub init_retry_interval: Duration,
+}
+
+/// Why the log cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateLogError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the topic {topic} could not be created: {reason}")]
+    Create { topic: String, reason: String },
+    #[error("the topic {topic} was not read up to offset {target} within {timeout:?}")]
+    Timeout { topic: String, target: i64, timeout: Duration },
+}
+
+/// The accepted record of one key: its offset, and its value (`None`: deleted).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub offset: i64,
+    pub value: Option<Arc<[u8]>>,
+}
+
+/// A handle to the log; cheap to clone.
+#[derive(Clone)]
+pub struct StateLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    topic: String,
+    producer: FutureProducer,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Whether each of this node's records was accepted, until its writer looked.
+    outcomes: Arc<Mutex<HashMap<i64, bool>>>,
+    writer: String,
+    /// The next offset the reader will apply.
+    applied: watch::Receiver<i64>,
+    stop: Arc<AtomicBool>,
+    reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+    load_timeout: Duration,
+}
+
+impl StateLog {
+    /// Creates the topic when missing, starts the reader and returns once everything written
+    /// before the call has been read.
+    pub async fn open(kafka: &Kafka, s: StateLogSettings) -> Result<StateLog, StateLogError> {
+        create_topic(kafka, &s).await?;
+        let mut producer_cfg = kafka.inner.base.clone();
+        producer_cfg
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0")
+            .set("allow.auto.create.topics", "false");
+        let producer: FutureProducer = producer_cfg.create()?;
+        let mut consumer_cfg = kafka.inner.base.clone();
+        consumer_cfg
+            .set("group.id", &s.group_id)
+            .set("group.instance.id", &s.group_instance_id)
+            .set("session.timeout.ms", s.session_timeout_ms.to_string())
+            // Three heartbeats per session timeout, or a short timeout expires between two.
+            .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string())
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.queue.backoff.ms", "1")
+            .set("allow.auto.create.topics", "false");
+        let consumer: BaseConsumer = consumer_cfg.create()?;
+        consumer.subscribe(&[&s.topic])?;
+        let entries = Arc::new(Mutex::new(HashMap::new()));
+        let outcomes = Arc::new(Mutex::new(HashMap::new()));
+        let (applied_tx, applied) = watch::channel(0);
+        let stop = Arc::new(AtomicBool::new(false));
+        // Unique per process: a restarted node must not take its predecessor's records as its own.
+        let writer = format!("{}/{}/{}", s.group_instance_id, std::process::id(), unique_suffix());
+        let reader = {
+            let reader = Reader {
+                topic: s.topic.clone(),
+                writer: writer.clone(),
+                entries: entries.clone(),
+                outcomes: outcomes.clone(),
+                applied: applied_tx,
+                stop: stop.clone(),
+            };
+            std::thread::Builder::new()
+                .name("state-log".into())
+                .spawn(move || reader.run(consumer))
+                .expect("spawning a thread")
+        };
+        let log = StateLog {
+            inner: Arc::new(Inner {
+                topic: s.topic.clone(),
+                producer,
+                entries,
+                outcomes,
+                writer,
+                applied,
+                stop,
+                reader: Mutex::new(Some(reader)),
+                load_timeout: s.load_timeout,
+            }),
+        };
+        log.sync().await?;
+        Ok(log)
+    }
+
+    /// The accepted record of `key`, if any was ever seen.
+    pub fn get(&self, key: &str) -> Option<Entry> {
+        self.inner.entries.lock().expect("state log map is never poisoned").get(key).cloned()
+    }
+
+    /// Every key whose accepted record has a value.
+    pub fn values(&self) -> Vec<(String, Arc<[u8]>)> {
+        let entries = self.inner.entries.lock().expect("state log map is never poisoned");
+        entries.iter().filter_map(|(k, e)| Some((k.clone(), e.value.clone()?))).collect()
+    }
+
+    /// Writes `value` (`None`: a tombstone) for `key` if the key's accepted record is still
+    /// `based_on` (`None`: the key has none). Returns whether it was accepted, once read back.
+    pub async fn write_if(
+        &self,
+        key: &str,
+        value: Option<&[u8]>,
+        based_on: Option<i64>,
+    ) -> Result<bool, StateLogError> {
+        let based_on = based_on.unwrap_or(-1).to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: BASED_ON, value: Some(based_on.as_bytes()) })
+            .insert(Header { key: WRITER, value: Some(self.inner.writer.as_bytes()) });
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.inner.topic).key(key).headers(headers);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        let offset = self
+            .inner
+            .producer
+            .send(record, Timeout::After(self.inner.load_timeout))
+            .await
+            .map_err(|(e, _)| StateLogError::Kafka(e))?
+            .offset;
+        let waited = self.wait_applied(offset + 1).await;
+        let accepted = self.inner.outcomes.lock().expect("outcomes are never poisoned").remove(&offset);
+        waited?;
+        Ok(accepted.unwrap_or(false))
+    }
+
+    /// Returns once every record written before the call has been read.
+    pub async fn sync(&self) -> Result<(), StateLogError> {
+        let (inner, topic) = (self.inner.clone(), self.inner.topic.clone());
+        let timeout = self.inner.load_timeout;
+        let (_, high) =
+            tokio::task::spawn_blocking(move || inner.producer.client().fetch_watermarks(&topic, 0, timeout))
+                .await
+                .expect("watermark task never panics")?;
+        self.wait_applied(high).await
+    }
+
+    /// True when the consumer group has members (the node owning it is alive).
+    pub async fn group_has_members(&self, group: &str) -> Result<bool, KafkaError> {
+        let (inner, group) = (self.inner.clone(), group.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let list = inner.producer.client().fetch_group_list(Some(&group), Duration::from_secs(5))?;
+            Ok(list.groups().iter().any(|g| g.name() == group && !g.members().is_empty()))
+        })
+        .await
+        .expect("group list task never panics")
+    }
+
+    /// Stops the reader (its static group membership expires after the session timeout).
+    pub async fn close(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        let reader = self.inner.reader.lock().expect("reader handle is never poisoned").take();
+        if let Some(reader) = reader {
+            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+    }
+
+    async fn wait_applied(&self, target: i64) -> Result<(), StateLogError> {
+        let mut applied = self.inner.applied.clone();
+        let timeout = self.inner.load_timeout;
+        let reached = tokio::time::timeout(timeout, async { applied.wait_for(|next| *next >= target).await.is_ok() })
+            .await
+            .unwrap_or(false);
+        if reached {
+            Ok(())
+        } else {
+            Err(StateLogError::Timeout { topic: self.inner.topic.clone(), target, timeout })
+        }
+    }
+}
+
+/// The reader thread: applies records in log order until told to stop.
+struct Reader {
+    topic: String,
+    writer: String,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    outcomes: Arc<Mutex<HashMap<i64, bool>>>,
+    applied: watch::Sender<i64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Reader {
+    fn run(self, consumer: BaseConsumer) {
+        let topic = self.topic.as_str();
+        let mut next = 0i64;
+        let mut last_warning = std::time::Instant::now() - Duration::from_secs(60);
+        while !self.stop.load(Ordering::Acquire) {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    if m.offset() < next {
+                        continue; // replayed after a rebalance: already applied
+                    }
+                    self.apply(&m);
+                    next = m.offset() + 1;
+                    self.applied.send_replace(next);
+                }
+                Some(Err(KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::FencedInstanceId)))
+                | Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::FencedInstanceId))) => {
+                    // Sessions now answer 503 (the log stops advancing) until the clash is fixed.
+                    tracing::error!(
+                        topic,
+                        "another running node uses the same WSPROXY_SERVER_ID: server ids must be unique; this node stops reading the session state"
+                    );
+                    return;
+                }
+                Some(Err(e)) => {
+                    if last_warning.elapsed() > Duration::from_secs(10) {
+                        tracing::warn!(topic, error = %e, "reading the session state topic failed; retrying");
+                        last_warning = std::time::Instant::now();
+                    }
+                }
+                None => {
+                    // Idle: the position may be past compacted gaps and control records.
+                    if let Ok(position) = consumer.position() {
+                        if let Some(rdkafka::Offset::Offset(p)) =
+                            position.find_partition(topic, 0).map(|tp| tp.offset())
+                        {
+                            if p > next {
+                                next = p;
+                                self.applied.send_replace(next);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { return };
+        let header = |name: &str| m.headers().and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value));
+        let based_on = header(BASED_ON).and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
+        let mine = header(WRITER) == Some(self.writer.as_bytes());
+        let mut map = self.entries.lock().expect("state log map is never poisoned");
+        let accept = match (based_on, map.get(key)) {
+            (None, _) | (Some(_), None) => true,
+            (Some(b), Some(current)) => b == current.offset,
+        };
+        if accept {
+            map.insert(key.to_owned(), Entry { offset: m.offset(), value: m.payload().map(Arc::from) });
+        }
+        drop(map);
+        if mine {
+            self.outcomes.lock().expect("outcomes are never poisoned").insert(m.offset(), accept);
+        }
+    }
+}
+
+/// Start time in nanoseconds: with the pid, tells this process from earlier ones of the node.
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+async fn create_topic(kafka: &Kafka, s: &StateLogSettings) -> Result<(), StateLogError> {
+    let admin: AdminClient<DefaultClientContext> = kafka.inner.base.create()?;
+    let failed = |reason: String| StateLogError::Create { topic: s.topic.clone(), reason };
+    let mut last = String::new();
+    for attempt in 1..=s.init_retries.max(1) {
+        if kafka.topic_partitions(&s.topic).await? == Some(1) {
+            return Ok(());
+        }
+        let brokers = kafka.brokers(Duration::from_secs(5)).await?.len().max(1) as i32;
+        let retention = s.retention_ms.to_string();
+        let topic = NewTopic::new(&s.topic, 1, TopicReplication::Fixed(s.replication_factor.clamp(1, brokers)))
+            .set("cleanup.policy", "compact")
+            .set("retention.ms", &retention);
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        match admin.create_topics(&[topic], &opts).await?.pop() {
+            Some(Ok(_)) | None => {}
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {}
+            Some(Err((_, code))) => last = code.to_string(),
+        }
+        match kafka.topic_partitions(&s.topic).await? {
+            Some(1) => return Ok(()),
+            Some(n) => return Err(failed(format!("it exists with {n} partitions; it must have exactly 1"))),
+            None => tracing::info!(topic = %s.topic, attempt, "waiting for the state topic to appear"),
+        }
+        tokio::time::sleep(s.init_retry_interval).await;
+    }
+    Err(failed(if last.is_empty() { "it did not appear in the metadata".to_owned() } else { last }))
+}

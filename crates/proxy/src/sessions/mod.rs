@@ -1,0 +1,328 @@
+//! Connection limits shared by every node through `_wsproxy.session.state`.
+//!
+//! A socket joins its session before the upgrade ([`Sessions::join`]) and leaves when its
+//! [`SessionGuard`] drops. Each change is a conditional write to the state log (see
+//! [`crate::kafka::state_log`]): a node decides from the state it has read, writes the new
+//! session, and keeps the decision only if its record was accepted. Two sockets racing for the
+//! last slot on two nodes write from the same state; the log orders them and the second is
+//! refused. On one node, changes of one session are serialised, and a socket that is still
+//! leaving is waited for, so a client that reconnects at once finds its slot free.
+//!
+//! Slots of nodes that died are freed by the others: every node checks the consumer group of
+//! each node that owns instances (`ws-proxy-session-consumer-<server-id>`); once the group has
+//! no members (its session timeout passed), that node's instances are removed. A node also
+//! removes its own leftovers when it starts, before it reports ready.
+
+pub mod model;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::kafka::state_log::{StateLog, StateLogError, StateLogSettings};
+use crate::kafka::Kafka;
+pub use model::{Instance, Kind, Refusal, Session};
+
+/// How often a write that lost a race is decided again before giving up.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Why a socket could not join its session.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("{0:?}")]
+    Refused(Refusal),
+    #[error("the session state in Kafka could not be updated: {0}")]
+    Unavailable(String),
+}
+
+impl From<StateLogError> for JoinError {
+    fn from(e: StateLogError) -> Self {
+        JoinError::Unavailable(e.to_string())
+    }
+}
+
+/// The session registry of this node; cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: StateLog,
+    server_id: String,
+    gates: Mutex<HashMap<String, Arc<Gate>>>,
+    /// Removals of instances whose sockets ended.
+    leaving: TaskTracker,
+    node_timeout: Duration,
+}
+
+/// Serialises the changes of one session on this node.
+#[derive(Default)]
+struct Gate {
+    lock: tokio::sync::Mutex<()>,
+    /// Sockets of this session that ended and whose removal is not written yet.
+    leaving: AtomicUsize,
+    left: Notify,
+}
+
+/// A socket's place in its session; dropping it frees the place.
+pub struct SessionGuard {
+    sessions: Sessions,
+    session_id: String,
+    instance: Instance,
+    gate: Arc<Gate>,
+    /// Whether this socket was already counted as leaving.
+    announced: bool,
+}
+
+impl SessionGuard {
+    /// The socket is closing: a reconnect of the same client waits for its slot instead of
+    /// being refused (call once the client closed; the slot is freed when the guard drops).
+    pub fn closing(&mut self) {
+        if !self.announced {
+            self.announced = true;
+            self.gate.leaving.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        // Counted now, so a reconnect that arrives before the removal is written waits for it.
+        self.closing();
+        let (sessions, id, instance, gate) =
+            (self.sessions.clone(), self.session_id.clone(), self.instance.clone(), self.gate.clone());
+        self.sessions.inner.leaving.spawn(async move {
+            {
+                let _serial = gate.lock.lock().await;
+                if let Err(e) = sessions.remove(&id, |i| i == &instance).await {
+                    tracing::warn!(session = %id, error = %e, "could not free a session slot; the node sweep will");
+                }
+            }
+            gate.leaving.fetch_sub(1, Ordering::AcqRel);
+            gate.left.notify_waiters();
+        });
+    }
+}
+
+/// Settings of the registry (from `WSPROXY_SESSION_STATE_*` and the node's id).
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub server_id: String,
+    pub log: StateLogSettings,
+    /// Silence after which another node's instances are freed.
+    pub node_timeout: Duration,
+}
+
+/// The consumer group through which a node's liveness is seen (the reference's name).
+pub fn node_group(server_id: &str) -> String {
+    format!("ws-proxy-session-consumer-{server_id}")
+}
+
+impl Sessions {
+    /// Loads the session state and frees what this node owned before a restart or crash.
+    pub async fn open(kafka: &Kafka, settings: SessionSettings) -> Result<Sessions, StateLogError> {
+        let log = StateLog::open(kafka, settings.log).await?;
+        let sessions = Sessions {
+            inner: Arc::new(Inner {
+                log,
+                server_id: settings.server_id,
+                gates: Mutex::new(HashMap::new()),
+                leaving: TaskTracker::new(),
+                node_timeout: settings.node_timeout,
+            }),
+        };
+        let mine = sessions.inner.server_id.clone();
+        let freed = sessions.free_node(&mine).await?;
+        tracing::info!(sessions = sessions.inner.log.values().len(), freed, "session state loaded");
+        Ok(sessions)
+    }
+
+    /// Adds `instance` to the session `session_id` under `limit` (0: unlimited).
+    ///
+    /// A refusal is only given on the latest state: the log is read up to its end first, and
+    /// sockets of this session that are closing on this node are waited for.
+    pub async fn join(
+        &self,
+        kind: Kind,
+        session_id: &str,
+        instance: Instance,
+        limit: u32,
+    ) -> Result<SessionGuard, JoinError> {
+        let gate = self.gate(session_id);
+        let (mut synced, mut waited, mut lost) = (false, false, false);
+        for _ in 0..MAX_ATTEMPTS {
+            let serial = gate.lock.lock().await;
+            let (current, based_on) = self.current(session_id);
+            let base = current.unwrap_or_else(|| Session::new(kind, session_id, limit));
+            let refusal = match base.admit(instance.clone(), limit) {
+                Ok(next) => {
+                    if self.inner.log.write_if(session_id, Some(&next.to_json()), based_on).await? {
+                        return Ok(SessionGuard {
+                            sessions: self.clone(),
+                            session_id: session_id.to_owned(),
+                            instance,
+                            gate: gate.clone(),
+                            announced: false,
+                        });
+                    }
+                    lost = true;
+                    continue;
+                }
+                Err(refusal) => refusal,
+            };
+            drop(serial);
+            if !synced {
+                // A socket that just left on another node frees its slot in the log.
+                self.inner.log.sync().await?;
+                synced = true;
+            } else if !waited && gate.leaving.load(Ordering::Acquire) > 0 {
+                // A client that reconnects at once finds its old socket still closing here.
+                self.wait_for_leavers(&gate).await;
+                waited = true;
+            } else {
+                if lost {
+                    let _serial = gate.lock.lock().await;
+                    self.repair(session_id).await;
+                }
+                return Err(JoinError::Refused(refusal));
+            }
+        }
+        Err(JoinError::Unavailable(format!("too many concurrent changes to session {session_id}")))
+    }
+
+    /// The sessions as this node knows them.
+    pub fn all(&self) -> Vec<Session> {
+        self.inner.log.values().into_iter().filter_map(|(_, v)| Session::from_json(&v).ok()).collect()
+    }
+
+    /// Frees every slot of nodes whose consumer group has no members, until `stop`.
+    pub fn spawn_sweeper(&self, stop: CancellationToken) {
+        let sessions = self.clone();
+        let every = (self.inner.node_timeout / 3).max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while tokio::select! { _ = tick.tick() => true, _ = stop.cancelled() => false } {
+                sessions.sweep().await;
+            }
+        });
+    }
+
+    /// Waits for the slots of closed sockets to be freed, then stops reading the log.
+    pub async fn close(&self, timeout: Duration) {
+        self.inner.leaving.close();
+        if tokio::time::timeout(timeout, self.inner.leaving.wait()).await.is_err() {
+            tracing::warn!("some session slots were not freed before shutdown; other nodes will free them");
+        }
+        self.inner.log.close().await;
+    }
+
+    async fn sweep(&self) {
+        let mut owners: Vec<String> = self
+            .all()
+            .iter()
+            .flat_map(|s| s.instances().iter().map(|i| i.server_id().to_owned()).collect::<Vec<_>>())
+            .filter(|id| *id != self.inner.server_id)
+            .collect();
+        owners.sort();
+        owners.dedup();
+        for node in owners {
+            match self.inner.log.group_has_members(&node_group(&node)).await {
+                Ok(true) => {}
+                Ok(false) => match self.free_node(&node).await {
+                    Ok(n) => {
+                        tracing::info!(node = %node, freed = n, "freed the session slots of a node that went silent")
+                    }
+                    Err(e) => tracing::warn!(node = %node, error = %e, "could not free the slots of a silent node"),
+                },
+                Err(e) => tracing::debug!(node = %node, error = %e, "could not check whether a node is alive"),
+            }
+        }
+    }
+
+    /// Removes every instance owned by `server_id`; returns how many were removed.
+    async fn free_node(&self, server_id: &str) -> Result<usize, StateLogError> {
+        let mut freed = 0;
+        for session in self.all() {
+            let n = session.instances().iter().filter(|i| i.server_id() == server_id).count();
+            if n == 0 {
+                continue;
+            }
+            let gate = self.gate(session.session_id());
+            let _serial = gate.lock.lock().await;
+            if self.remove(session.session_id(), |i| i.server_id() == server_id).await? {
+                freed += n;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Removes the selected instances; the session is deleted when none remain. The caller
+    /// holds the session's gate.
+    async fn remove(&self, session_id: &str, gone: impl Fn(&Instance) -> bool) -> Result<bool, StateLogError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (current, based_on) = self.current(session_id);
+            let Some(next) = current.and_then(|s| s.without(&gone)) else { return Ok(false) };
+            let value = (!next.instances().is_empty()).then(|| next.to_json());
+            if self.inner.log.write_if(session_id, value.as_deref(), based_on).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// After losing a race and then refusing, our rejected record may be the latest of the key
+    /// in the log; compaction could keep it. Writing the accepted state again makes it last.
+    async fn repair(&self, session_id: &str) {
+        let (current, based_on) = self.current(session_id);
+        let value = current.map(|s| s.to_json());
+        if let Err(e) = self.inner.log.write_if(session_id, value.as_deref(), based_on).await {
+            tracing::debug!(session = %session_id, error = %e, "could not rewrite the session after a race");
+        }
+    }
+
+    /// The session as accepted, and the offset a change must be based on.
+    fn current(&self, session_id: &str) -> (Option<Session>, Option<i64>) {
+        match self.inner.log.get(session_id) {
+            None => (None, None),
+            Some(entry) => {
+                let session = entry.value.as_deref().and_then(|v| match Session::from_json(v) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(session = %session_id, error = %e, "unreadable session record; treating it as empty");
+                        None
+                    }
+                });
+                (session, Some(entry.offset))
+            }
+        }
+    }
+
+    fn gate(&self, session_id: &str) -> Arc<Gate> {
+        let mut gates = self.inner.gates.lock().expect("gates are never poisoned");
+        // Forget gates nobody holds, so that the map stays as small as the set of live sessions.
+        if gates.len() > 1024 {
+            gates.retain(|_, g| Arc::strong_count(g) > 1);
+        }
+        gates.entry(session_id.to_owned()).or_default().clone()
+    }
+
+    async fn wait_for_leavers(&self, gate: &Gate) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = gate.left.notified();
+            if gate.leaving.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, left).await.is_err() {
+                return;
+            }
+        }
+    }
+}
