@@ -42,6 +42,9 @@ pub enum ErrorCode {
     /// The record's transaction was aborted (another record of its frame failed, or the
     /// commit did): none of the frame's records will be read by `read_committed` consumers.
     TransactionAborted,
+    /// The schema registry could not be asked about an `avro` key or value (down, slow,
+    /// refused the proxy's credentials); the record was not produced (or not checked).
+    SchemaRegistryUnavailable,
 }
 
 impl ErrorCode {
@@ -63,6 +66,7 @@ impl ErrorCode {
             ErrorCode::UnknownMessageId => "UNKNOWN_MESSAGE_ID",
             ErrorCode::CommitFailed => "COMMIT_FAILED",
             ErrorCode::TransactionAborted => "TRANSACTION_ABORTED",
+            ErrorCode::SchemaRegistryUnavailable => "SCHEMA_REGISTRY_UNAVAILABLE",
         }
     }
 }

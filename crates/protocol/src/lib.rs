@@ -1,5 +1,6 @@
 //! The wire contract of the Kafka WebSocket proxy, with no I/O.
 //!
+//! - [`avro`] — the Avro socket payload: the wrapper schemas and their binary codecs.
 //! - [`format`] — the key/value format types and their Kafka byte layouts.
 //! - [`produce`] — produce-socket frames in (records) and out (results).
 //! - [`consume`] — consume-socket frames out (records) and in (commits), and message ids.
@@ -9,6 +10,7 @@
 //! Everything here is plain data and pure functions, so it is tested in milliseconds and shared
 //! by the server, the tests and the benchmark.
 
+pub mod avro;
 pub mod consume;
 pub mod error;
 pub mod format;

@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::basic::BasicAuth;
+use crate::auth::oidc::Oidc;
 use crate::config::Config;
 use crate::http::{router, tls, AppState, Peer};
 use crate::kafka::config_log::ConfigLog;
 use crate::kafka::state_log::StateLogSettings;
 use crate::kafka::Kafka;
 use crate::limits::ClientLimits;
+use crate::schema_registry::{register_wrapper_schemas, SchemaRegistry};
 use crate::sessions::{node_group, SessionSettings, Sessions};
 use crate::telemetry::metrics;
 
@@ -38,12 +40,14 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Oidc(String),
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("dynamic configs: {0}")]
-    DynamicConfigs(String),
     #[error("the session state topic cannot be used: {0}")]
     Sessions(String),
+    #[error("dynamic configs: {0}")]
+    DynamicConfigs(String),
 }
 
 /// A started proxy: its address and a handle to stop it.
@@ -74,9 +78,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     if config.metrics_enabled {
         metrics::install(config.metrics_max_topic_labels);
     }
+    let oidc = match &config.server.openid {
+        None => None,
+        Some(o) => {
+            let provider = Arc::new(Oidc::new(o.clone()).map_err(StartError::Oidc)?);
+            provider.start().await;
+            Some(provider)
+        }
+    };
     let kafka = Kafka::new(&config)?;
     wait_for_kafka(&kafka, &config).await?;
-    let sessions = open_sessions(&kafka, &config).await?;
     let shutdown = CancellationToken::new();
     let limits = ClientLimits::new(config.limits.clone());
     let config_log = match &config.dynamic_config {
@@ -87,6 +98,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 .map_err(StartError::DynamicConfigs)?,
         ),
     };
+    let sessions = open_sessions(&kafka, &config).await?;
 
     let tls = match &config.server.tls {
         None => None,
@@ -134,12 +146,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config.server.max_connections_per_ip,
         ),
         sessions: sessions.clone(),
+        oidc,
         basic_auth: config.server.basic_auth.as_ref().map(|b| {
             Arc::new(BasicAuth { realm: b.realm.clone(), username: b.username.clone(), password: b.password.clone() })
         }),
         limits,
         config_log: config_log.clone(),
+        registry: config.schema_registry.as_ref().map(|r| Arc::new(SchemaRegistry::new(r))),
     };
+    if let (Some(registry), Some(cfg)) = (&state.registry, &config.schema_registry) {
+        if cfg.auto_register {
+            // In the background: a registry that is down must not delay the start.
+            let registry = registry.clone();
+            tokio::spawn(async move { register_wrapper_schemas(&registry).await });
+        }
+    }
     sessions.spawn_sweeper(shutdown.clone());
     let app = router(state.clone());
     let admin_app = crate::http::admin::router(state.clone());

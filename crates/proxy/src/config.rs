@@ -32,6 +32,8 @@ pub struct Config {
     pub limits: crate::limits::StaticLimits,
     /// The dynamic config topic, when enabled.
     pub dynamic_config: Option<InternalTopicConfig>,
+    /// The schema registry that checks `avro` keys and values, when configured.
+    pub schema_registry: Option<SchemaRegistryConfig>,
     /// Whether `/metrics` is served (and metrics recorded at all).
     pub metrics_enabled: bool,
     /// Topics that get their own label in metrics; the rest share `_other`.
@@ -51,6 +53,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// HTTP Basic authentication of clients, when enabled.
     pub basic_auth: Option<BasicAuthConfig>,
+    /// OpenID Connect bearer tokens, when enabled.
+    pub openid: Option<OpenIdConfig>,
     /// Whether `/healthcheck` and `/ready` require authentication too.
     pub secure_healthcheck: bool,
     /// The HTTPS/WSS listener, when enabled.
@@ -103,6 +107,30 @@ pub struct BasicAuthConfig {
     pub realm: String,
     pub username: Secret,
     pub password: Secret,
+}
+
+/// `WSPROXY_OPENID_*` and `WSPROXY_JWT_*`: bearer tokens from an OpenID Connect provider.
+#[derive(Debug, Clone)]
+pub struct OpenIdConfig {
+    /// The provider's discovery document (`.../.well-known/openid-configuration`).
+    pub well_known_url: String,
+    pub audience: String,
+    pub realm: String,
+    /// Log why a token was refused, with its subject (never the token itself).
+    pub detailed_logging: bool,
+    pub revalidation_interval: Duration,
+    /// Provider failures in a row that close a socket while revalidating; `None`: never.
+    pub revalidation_errors_limit: Option<u32>,
+    /// Leeway on `exp` and `nbf`.
+    pub clock_skew: Duration,
+    /// Timeout of every HTTP call to the provider.
+    pub request_timeout: Duration,
+    /// Least time between two key fetches caused by an unknown `kid`.
+    pub jwks_min_refresh_interval: Duration,
+    /// Claims (dotted paths) holding the socket's Kafka username and password.
+    pub kafka_claims: Option<(String, String)>,
+    /// Kafka credentials only from the token; `X-Kafka-Auth` is ignored.
+    pub kafka_token_auth_only: bool,
 }
 
 /// SASL credentials of the proxy's own Kafka clients.
@@ -225,10 +253,6 @@ pub struct SessionStateConfig {
     pub init_timeout: Duration,
     pub init_retries: u32,
     pub init_retry_interval: Duration,
-    /// Default socket limit per consumer group (0: the topic's partitions).
-    pub consumer_default_max_connections: u32,
-    /// Default socket limit per producer clientId (0: unlimited).
-    pub producer_default_max_connections: u32,
     /// Silence after which another node's sockets no longer count (its group's session timeout).
     pub node_timeout: Duration,
 }
@@ -244,6 +268,21 @@ pub struct SocketConfig {
     pub write_buffer_bytes: usize,
     /// The server pings a socket that was quiet this long.
     pub keep_alive: Duration,
+}
+
+/// `WSPROXY_SCHEMA_*`: a Confluent-compatible schema registry.
+#[derive(Debug, Clone)]
+pub struct SchemaRegistryConfig {
+    /// Base URLs (`http://host:port[/path]`, no trailing slash), tried in order.
+    pub urls: Vec<String>,
+    /// `user:password` for Basic authentication.
+    pub user_info: Option<Secret>,
+    /// Register the Avro wrapper schemas at start.
+    pub auto_register: bool,
+    /// Deadline of one registry request.
+    pub timeout: Duration,
+    /// Parsed schemas kept in memory.
+    pub cache_size: usize,
 }
 
 /// One environment variable the proxy reads: its name and what it sets.
@@ -449,6 +488,97 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "its password",
     },
     EnvVar {
+        name: "WSPROXY_OPENID_ENABLED",
+        key: "server.openid-connect.enabled",
+        secret: false,
+        default: "false",
+        help: "OpenID Connect bearer tokens for every endpoint",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_WELLKNOWN",
+        key: "server.openid-connect.well-known-url",
+        secret: false,
+        default: "",
+        help: "discovery document URL (required when enabled)",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_AUDIENCE",
+        key: "server.openid-connect.audience",
+        secret: false,
+        default: "",
+        help: "audience a token must carry (required when enabled)",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_REALM",
+        key: "server.openid-connect.realm",
+        secret: false,
+        default: "",
+        help: "realm of the Bearer challenge",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_ALLOW_DETAILED_LOGGING",
+        key: "server.openid-connect.allow-detailed-logging",
+        secret: false,
+        default: "false",
+        help: "log why a token was refused, with its subject (never the token)",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_REVALIDATION_INTERVAL",
+        key: "server.openid-connect.revalidation-interval",
+        secret: false,
+        default: "10 minutes",
+        help: "how often open sockets re-check their token",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT",
+        key: "server.openid-connect.revalidation-errors-limit",
+        secret: false,
+        default: "-1",
+        help: "provider failures in a row that close a socket (-1: never)",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_CLOCK_SKEW",
+        key: "server.openid-connect.clock-skew",
+        secret: false,
+        default: "30 seconds",
+        help: "leeway on exp and nbf",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_REQUEST_TIMEOUT",
+        key: "server.openid-connect.request-timeout",
+        secret: false,
+        default: "5 seconds",
+        help: "timeout of each call to the provider",
+    },
+    EnvVar {
+        name: "WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL",
+        key: "server.openid-connect.jwks-min-refresh-interval",
+        secret: false,
+        default: "10 seconds",
+        help: "least time between two key fetches for unknown kids",
+    },
+    EnvVar {
+        name: "WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY",
+        key: "server.openid-connect.custom-jwt.kafka-token-auth-only",
+        secret: false,
+        default: "false",
+        help: "Kafka credentials only from the token (X-Kafka-Auth ignored)",
+    },
+    EnvVar {
+        name: "WSPROXY_JWT_KAFKA_USERNAME_KEY",
+        key: "server.openid-connect.custom-jwt.jwt-kafka-username-key",
+        secret: false,
+        default: "",
+        help: "claim (dotted path) with the Kafka username",
+    },
+    EnvVar {
+        name: "WSPROXY_JWT_KAFKA_PASSWORD_KEY",
+        key: "server.openid-connect.custom-jwt.jwt-kafka-password-key",
+        secret: false,
+        default: "",
+        help: "claim (dotted path) with the Kafka password",
+    },
+    EnvVar {
         name: "WSPROXY_SECURE_HEALTHCHECK_ENDPOINT",
         key: "server.secure-health-check-endpoint",
         secret: false,
@@ -638,20 +768,6 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "age at which a record is auto-committed",
     },
     EnvVar {
-        name: "WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS",
-        key: "consumer.limits.default-max-connections-per-client",
-        secret: false,
-        default: "0",
-        help: "sockets per groupId (0: partitions)",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS",
-        key: "producer.limits.default-max-connections-per-client",
-        secret: false,
-        default: "0",
-        help: "sockets per producer clientId (0: any)",
-    },
-    EnvVar {
         name: "WSPROXY_SESSION_STATE_TOPIC",
         key: "session-handler.topic-name",
         secret: false,
@@ -778,6 +894,13 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "accepted; consumer rates are set per socket (rate=)",
     },
     EnvVar {
+        name: "WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS",
+        key: "consumer.limits.default-max-connections-per-client",
+        secret: false,
+        default: "0",
+        help: "sockets per groupId, 0: number of partitions",
+    },
+    EnvVar {
         name: "WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE",
         key: "consumer.limits.default-batch-size",
         secret: false,
@@ -804,6 +927,13 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: false,
         default: "0",
         help: "records/s per produce socket, 0: unlimited",
+    },
+    EnvVar {
+        name: "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS",
+        key: "producer.limits.default-max-connections-per-client",
+        secret: false,
+        default: "0",
+        help: "sockets per producer clientId, 0: unlimited",
     },
     EnvVar {
         name: "WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS",
@@ -860,6 +990,48 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: false,
         default: "1 second",
         help: "pause between attempts",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_REGISTRY_URL",
+        key: "kafka-client.schema-registry.url",
+        secret: false,
+        default: "",
+        help: "Confluent-compatible schema registry, http://host:port (comma-separated: tried in order); checks avro keys and values",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_AUTO_REGISTER",
+        key: "kafka-client.schema-registry.auto-register-schemas",
+        secret: false,
+        default: "true",
+        help: "register the Avro wrapper schemas in the registry at start",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC",
+        key: "kafka-client.schema-registry.properties.schema.registry.basic.auth.credentials.source",
+        secret: false,
+        default: "USER_INFO",
+        help: "USER_INFO (the setting below) or URL (user:password@ in the URL)",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO",
+        key: "kafka-client.schema-registry.properties.schema.registry.basic.auth.user.info",
+        secret: true,
+        default: "",
+        help: "user:password for the registry's Basic auth",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_REGISTRY_TIMEOUT",
+        key: "kafka-client.schema-registry.request-timeout",
+        secret: false,
+        default: "5 seconds",
+        help: "deadline of one registry request",
+    },
+    EnvVar {
+        name: "WSPROXY_SCHEMA_REGISTRY_CACHE_SIZE",
+        key: "kafka-client.schema-registry.cache-size",
+        secret: false,
+        default: "1000",
+        help: "schemas kept in memory (by id)",
     },
 ];
 
@@ -1004,6 +1176,12 @@ impl Config {
         } else {
             None
         };
+        let openid = openid_config(&mut r);
+        if openid.is_some() && basic_auth.is_some() {
+            r.errors.push(
+                "WSPROXY_OPENID_ENABLED, WSPROXY_BASIC_AUTH_ENABLED: Basic authentication and OpenID Connect cannot both be enabled; choose one".to_owned(),
+            );
+        }
         let tls = if r.boolean("WSPROXY_SSL_ENABLED") {
             let port_raw = r.string("WSPROXY_SSL_PORT");
             let port = port_raw.parse::<u16>().unwrap_or_else(|_| {
@@ -1109,14 +1287,16 @@ impl Config {
                     false
                 }
             };
-        let limits = static_limits(&mut r);
+        let schema_registry = schema_registry(&mut r);
         let config = Config {
+            schema_registry,
             server: ServerConfig {
                 server_id: o.server_id.clone().unwrap_or_else(|| r.string("WSPROXY_SERVER_ID")),
                 bind_interface,
                 port,
                 shutdown_grace: r.duration("WSPROXY_SHUTDOWN_GRACE_PERIOD"),
                 basic_auth,
+                openid,
                 secure_healthcheck: r.boolean("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT"),
                 tls,
                 max_connections: r.parse("WSPROXY_MAX_CONNECTIONS", "a number"),
@@ -1178,10 +1358,8 @@ impl Config {
                 init_retries: r.parse("WSPROXY_SESSION_STATE_TOPIC_INIT_RETRIES", "a number"),
                 init_retry_interval: r.duration("WSPROXY_SESSION_STATE_TOPIC_INIT_RETRY_INTERVAL"),
                 node_timeout: r.duration("WSPROXY_SESSION_NODE_TIMEOUT"),
-                consumer_default_max_connections: limits.consumer_default_max_connections,
-                producer_default_max_connections: limits.producer_default_max_connections,
             },
-            limits,
+            limits: static_limits(&mut r),
             dynamic_config: dynamic_config(&mut r),
             metrics_enabled: r.boolean("WSPROXY_METRICS_ENABLED"),
             warnings: confluent_monitoring_warning(vars).into_iter().collect(),
@@ -1295,6 +1473,109 @@ fn dynamic_config(r: &mut Reader<'_>) -> Option<InternalTopicConfig> {
         init_timeout: r.duration("WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_TIMEOUT"),
         init_retries: r.parse("WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_RETRIES", "a number"),
         retry_interval: r.duration("WSPROXY_DYNAMIC_CONFIG_TOPIC_RETRY_INTERVAL"),
+    })
+}
+
+/// `WSPROXY_OPENID_*` and `WSPROXY_JWT_*`, when OpenID Connect is enabled.
+fn openid_config(r: &mut Reader<'_>) -> Option<OpenIdConfig> {
+    if !r.boolean("WSPROXY_OPENID_ENABLED") {
+        return None;
+    }
+    let well_known_url = r.string("WSPROXY_OPENID_WELLKNOWN");
+    if !(well_known_url.starts_with("https://") || well_known_url.starts_with("http://")) {
+        r.errors.push(format!(
+            "WSPROXY_OPENID_WELLKNOWN: '{well_known_url}' is not an http(s) URL; required when WSPROXY_OPENID_ENABLED=true"
+        ));
+    }
+    let audience = r.string("WSPROXY_OPENID_AUDIENCE");
+    if audience.is_empty() {
+        r.errors.push("WSPROXY_OPENID_AUDIENCE: required when WSPROXY_OPENID_ENABLED=true".to_owned());
+    }
+    let limit: i64 = r.parse("WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT", "a number (-1: no limit)");
+    let (user_key, pass_key) = (r.string("WSPROXY_JWT_KAFKA_USERNAME_KEY"), r.string("WSPROXY_JWT_KAFKA_PASSWORD_KEY"));
+    let kafka_claims = match (user_key.is_empty(), pass_key.is_empty()) {
+        (false, false) => Some((user_key, pass_key)),
+        (true, true) => None,
+        _ => {
+            r.errors
+                .push("WSPROXY_JWT_KAFKA_USERNAME_KEY, WSPROXY_JWT_KAFKA_PASSWORD_KEY: set both or neither".to_owned());
+            None
+        }
+    };
+    let config = OpenIdConfig {
+        well_known_url,
+        audience,
+        realm: r.string("WSPROXY_OPENID_REALM"),
+        detailed_logging: r.boolean("WSPROXY_OPENID_ALLOW_DETAILED_LOGGING"),
+        revalidation_interval: r.duration("WSPROXY_OPENID_REVALIDATION_INTERVAL"),
+        revalidation_errors_limit: u32::try_from(limit).ok(),
+        clock_skew: r.duration("WSPROXY_OPENID_CLOCK_SKEW"),
+        request_timeout: r.duration("WSPROXY_OPENID_REQUEST_TIMEOUT"),
+        jwks_min_refresh_interval: r.duration("WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL"),
+        kafka_claims,
+        kafka_token_auth_only: r.boolean("WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY"),
+    };
+    for (name, zero) in [
+        ("WSPROXY_OPENID_REVALIDATION_INTERVAL", config.revalidation_interval.is_zero()),
+        ("WSPROXY_OPENID_REQUEST_TIMEOUT", config.request_timeout.is_zero()),
+    ] {
+        if zero && !r.errors.iter().any(|e| e.starts_with(name)) {
+            r.errors.push(format!("{name}: must be greater than zero"));
+        }
+    }
+    Some(config)
+}
+
+/// `WSPROXY_SCHEMA_*`; `None` when no URL is set (the other settings are then ignored).
+fn schema_registry(r: &mut Reader<'_>) -> Option<SchemaRegistryConfig> {
+    let raw = r.string("WSPROXY_SCHEMA_REGISTRY_URL");
+    if raw.is_empty() {
+        return None;
+    }
+    let source = r.string("WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC").to_ascii_uppercase();
+    if !matches!(source.as_str(), "USER_INFO" | "URL") {
+        r.errors.push(format!(
+            "WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC: '{source}' is not supported here; use USER_INFO or URL"
+        ));
+    }
+    let mut user_info = Some(r.string("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO")).filter(|u| !u.is_empty());
+    let mut urls = Vec::new();
+    for url in raw.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let Some(rest) = url.strip_prefix("http://") else {
+            r.errors.push(format!(
+                "WSPROXY_SCHEMA_REGISTRY_URL: '{}' is not an http:// URL (https registries are not supported yet)",
+                redact_userinfo(url)
+            ));
+            continue;
+        };
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let (creds, host) = match authority.rsplit_once('@') {
+            Some((c, h)) => (Some(c), h),
+            None => (None, authority),
+        };
+        if host.is_empty() || host.parse::<axum::http::uri::Authority>().is_err() {
+            r.errors.push("WSPROXY_SCHEMA_REGISTRY_URL: a URL has no valid host[:port]".to_owned());
+            continue;
+        }
+        if source == "URL" && user_info.is_none() {
+            user_info = creds.map(str::to_owned);
+        }
+        let path = path.trim_end_matches('/');
+        urls.push(if path.is_empty() { format!("http://{host}") } else { format!("http://{host}/{path}") });
+    }
+    if source == "USER_INFO" && user_info.as_deref().is_some_and(|u| !u.contains(':')) {
+        r.errors.push("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO: expected user:password".to_owned());
+    }
+    let timeout = r.duration("WSPROXY_SCHEMA_REGISTRY_TIMEOUT");
+    if timeout.is_zero() && !r.errors.iter().any(|e| e.starts_with("WSPROXY_SCHEMA_REGISTRY_TIMEOUT")) {
+        r.errors.push("WSPROXY_SCHEMA_REGISTRY_TIMEOUT: must be greater than zero".to_owned());
+    }
+    Some(SchemaRegistryConfig {
+        urls,
+        user_info: user_info.map(Secret),
+        auto_register: r.boolean("WSPROXY_SCHEMA_AUTO_REGISTER"),
+        timeout,
+        cache_size: r.parse("WSPROXY_SCHEMA_REGISTRY_CACHE_SIZE", "a number"),
     })
 }
 
@@ -1412,10 +1693,30 @@ pub fn render_effective(vars: &HashMap<String, String>, o: &Overrides) -> String
             _ => None,
         };
         let value = overridden.or_else(|| vars.get(v.name).cloned()).unwrap_or_else(|| v.default.to_owned());
-        let shown = if v.secret && !value.is_empty() { "***".to_owned() } else { value };
+        let shown = if v.secret && !value.is_empty() {
+            "***".to_owned()
+        } else if v.name == "WSPROXY_SCHEMA_REGISTRY_URL" {
+            value.split(',').map(redact_userinfo).collect::<Vec<_>>().join(",")
+        } else {
+            value
+        };
         out.push_str(&format!("{} = {}  # {}\n", quote(v.key), quote(&shown), v.name));
     }
     out
+}
+
+/// A URL with any `user:password@` replaced by `***@`.
+pub fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// A TOML basic string (JSON's escaping is valid TOML).
@@ -1496,6 +1797,46 @@ mod tests {
     }
 
     #[test]
+    fn schema_registry_settings() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "localhost:9092")];
+            all.extend_from_slice(pairs);
+            Config::load(&vars(&all), &Overrides::default(), true)
+        };
+        assert!(load(&[]).unwrap().schema_registry.is_none());
+        let c = load(&[
+            ("WSPROXY_SCHEMA_REGISTRY_URL", "http://u:p@reg-1:8081/, http://reg-2:8081/api"),
+            ("WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC", "URL"),
+        ])
+        .unwrap()
+        .schema_registry
+        .unwrap();
+        assert_eq!(c.urls, vec!["http://reg-1:8081", "http://reg-2:8081/api"]);
+        assert_eq!(c.user_info, Some(Secret("u:p".to_owned())));
+        assert!(c.auto_register);
+        assert_eq!((c.timeout, c.cache_size), (Duration::from_secs(5), 1000));
+        let errors = load(&[
+            ("WSPROXY_SCHEMA_REGISTRY_URL", "https://reg:8081"),
+            ("WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC", "SASL_INHERIT"),
+            ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", "no-colon"),
+            ("WSPROXY_SCHEMA_REGISTRY_TIMEOUT", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors.iter().all(|e| e.starts_with("WSPROXY_SCHEMA_")), "{errors:?}");
+        assert_eq!(redact_userinfo("http://u:p@reg:8081/a@b"), "http://***@reg:8081/a@b");
+        let shown = render_effective(
+            &vars(&[
+                ("WSPROXY_SCHEMA_REGISTRY_URL", "http://u:secret@reg:8081"),
+                ("WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO", "u:p"),
+            ]),
+            &Overrides::default(),
+        );
+        assert!(!shown.contains(":secret@") && !shown.contains("\"u:p\""), "{shown}");
+        assert!(shown.contains("http://***@reg:8081"), "{shown}");
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let errors = Config::load(
             &vars(&[
@@ -1566,6 +1907,43 @@ mod tests {
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_BASIC_AUTH_REALM")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_BASIC_AUTH_PASSWORD")), "{errors:?}");
         assert!(errors.iter().any(|e| e.starts_with("WSPROXY_KAFKA_SASL_MECHANISM")), "{errors:?}");
+    }
+
+    #[test]
+    fn openid_needs_its_keys_and_excludes_basic_auth() {
+        let errors = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_OPENID_ENABLED", "true"),
+                ("WSPROXY_JWT_KAFKA_USERNAME_KEY", "kafka.user"),
+                ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+                ("WSPROXY_BASIC_AUTH_REALM", "r"),
+                ("WSPROXY_BASIC_AUTH_USERNAME", "u"),
+                ("WSPROXY_BASIC_AUTH_PASSWORD", "p"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap_err();
+        for name in ["WSPROXY_OPENID_WELLKNOWN", "WSPROXY_OPENID_AUDIENCE", "WSPROXY_JWT_KAFKA_USERNAME_KEY"] {
+            assert!(errors.iter().any(|e| e.starts_with(name)), "{name}: {errors:?}");
+        }
+        assert!(errors.iter().any(|e| e.contains("cannot both be enabled")), "{errors:?}");
+        let ok = Config::load(
+            &vars(&[
+                ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+                ("WSPROXY_OPENID_ENABLED", "true"),
+                ("WSPROXY_OPENID_WELLKNOWN", "https://idp.example/.well-known/openid-configuration"),
+                ("WSPROXY_OPENID_AUDIENCE", "wsproxy"),
+            ]),
+            &Overrides::default(),
+            true,
+        )
+        .unwrap();
+        let o = ok.server.openid.unwrap();
+        assert_eq!(o.revalidation_interval, Duration::from_secs(600));
+        assert_eq!(o.revalidation_errors_limit, None);
+        assert_eq!(o.kafka_claims, None);
     }
 
     #[test]

@@ -384,6 +384,18 @@ impl Kafka {
         Ok(ProducerHandle(p, auth))
     }
 
+    /// Settings with the socket's own credentials, or the proxy's when it brought none.
+    fn client_config(&self, creds: Option<&KafkaCredentials>) -> ClientConfig {
+        match creds {
+            None => self.inner.base.clone(),
+            Some(c) => {
+                let mut cfg = self.inner.anonymous.clone();
+                cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
+                cfg
+            }
+        }
+    }
+
     /// A producer of its own for one transactional socket, its transactions initialised
     /// (which fences any older producer with the same id and aborts its open transaction).
     pub async fn transactional_producer(
@@ -391,14 +403,7 @@ impl Kafka {
         creds: Option<&KafkaCredentials>,
         transactional_id: &str,
     ) -> Result<ProducerHandle, TransactionError> {
-        let mut cfg = match creds {
-            None => self.inner.base.clone(),
-            Some(c) => {
-                let mut cfg = self.inner.anonymous.clone();
-                cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
-                cfg
-            }
-        };
+        let mut cfg = self.client_config(creds);
         for (k, v) in &self.inner.producer_settings {
             cfg.set(*k, v);
         }
@@ -474,14 +479,7 @@ impl Kafka {
         creds: Option<&KafkaCredentials>,
         lag: Arc<AtomicI64>,
     ) -> Result<SocketConsumer, ConsumerError> {
-        let mut cfg = match creds {
-            None => self.inner.base.clone(),
-            Some(c) => {
-                let mut cfg = self.inner.anonymous.clone();
-                cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
-                cfg
-            }
-        };
+        let mut cfg = self.client_config(creds);
         cfg.set("group.id", &params.group_id)
             .set("client.id", &params.client_id)
             // Offsets are stored only after a record was written to the socket, so even

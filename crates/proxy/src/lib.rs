@@ -7,9 +7,10 @@
 //! - [`http`] — routes, WebSocket upgrades, pre-upgrade errors.
 //! - [`pipeline`] — one socket's produce or consume loop, commit stack, rate limit, close codes.
 //! - [`sessions`] — socket limits per group and client, shared by all nodes through Kafka.
-//! - [`kafka`] — the only module that names rdkafka (the state log behind sessions, the admin
-//!   operations and the dynamic config topic).
+//! - [`kafka`] — the only module that names rdkafka (also the state log behind sessions, the
+//!   admin operations and the dynamic config topic).
 //! - [`limits`] — static and dynamic client-specific limits.
+//! - [`schema_registry`] — the Confluent-compatible schema registry client (avro keys and values).
 //! - [`demo`] — the zero-setup in-process cluster behind `--demo`.
 //! - [`telemetry`] — logging.
 //!
@@ -23,5 +24,6 @@ pub mod http;
 pub mod kafka;
 pub mod limits;
 pub mod pipeline;
+pub mod schema_registry;
 pub mod sessions;
 pub mod telemetry;

@@ -819,8 +819,6 @@ enabled = true
 port = {admin}
 [kafka.ws.proxy.kafka-client]
 bootstrap-hosts = "{}"
-[kafka.ws.proxy.session-handler]
-topic-name = "{}"
 [kafka.ws.proxy.producer.limits]
 default-max-connections-per-client = 3
 [[kafka.ws.proxy.producer.limits.client-specific-limits]]
@@ -831,14 +829,15 @@ max-connections = 1
 group-id = "toml-group"
 batch-size = 50
 "#,
-            bootstrap(),
-            unique("wsproxy-test-sessions")
+            bootstrap()
         ),
     )
     .unwrap();
     let _proxy = Killed(
         Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
             .env_clear()
+            .env("WSPROXY_SERVER_ID", unique("node"))
+            .env("WSPROXY_SESSION_STATE_TOPIC", unique("wsproxy-test-sessions"))
             .arg("--config")
             .arg(&file)
             .stdout(std::process::Stdio::null())
@@ -864,34 +863,59 @@ batch-size = 50
 }
 
 #[tokio::test]
-async fn connection_limits_follow_dynamic_configs_at_connect_time_over_static_ones() {
-    let cfg_topic = unique("dyncfg-sessions");
-    let topic = unique("limits");
-    create_topic(&topic, 3).await;
-    let group = unique("limited-group");
-    let statics = format!(r#"[{{"group-id":"{group}","max-connections":3}}]"#);
-    let (proxy, admin) = dynamic_proxy(&cfg_topic, &[("WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS", &statics)]).await;
-    let url = |client: &str| proxy.url(&format!("/socket/out?clientId={client}&groupId={group}&topic={topic}"));
+async fn a_dynamic_connection_limit_posted_on_one_node_limits_the_next_socket_on_another() {
+    let configs = unique("dyncfg");
+    let sessions = unique("sessions");
+    let env = [("WSPROXY_PRODUCER_SESSIONS_ENABLED", "true"), ("WSPROXY_SESSION_STATE_TOPIC", sessions.as_str())];
+    let (a, admin_a) = dynamic_proxy(&configs, &env).await;
+    let (b, _) = dynamic_proxy(&configs, &env).await;
+    let topic = unique("dynlimit");
+    create_topic(&topic, 2).await;
+    let client = unique("dyn-producer");
+    let url = |p: &Proxy, instance: &str| {
+        p.url(&format!("/socket/in?clientId={client}&instanceId={instance}&topic={topic}&valType=string"))
+    };
 
-    // Dynamic max-connections 1 wins over the static 3 (the reference let static win).
-    let cfg = json!({"group-id": group, "max-connections": 1}).to_string();
-    assert_eq!(call(admin, "POST", "/admin/client/config/consumer", Some(&cfg), &[]).await.0, 200);
-    let _c1 = connect(&url("c1")).await;
-    let (status, _, body) = refused(&url("c2")).await;
-    assert_eq!(status, 400);
-    let message: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        message["message"],
-        format!("The max number of WebSockets for session {group} has been reached. Limit is 1")
+    let cfg = json!({"producer-id": client, "max-connections": 1}).to_string();
+    let (status, _, body) = call(admin_a, "POST", "/admin/client/config/producer", Some(&cfg), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let _first = connect(&url(&a, "one")).await;
+    // Node B applies the record within its next fetch: wait until it refuses the second socket.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        match tokio_tungstenite::connect_async(url(&b, "two")).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                break String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned()
+            }
+            Ok((ws, _)) => drop(ws),
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "node B never applied the dynamic limit");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        body.contains(&format!("The max number of WebSockets for session {client} has been reached. Limit is 1")),
+        "{body}"
     );
 
-    // Raised to 2: the next socket is admitted; removed: the static 3 applies again.
-    let cfg = json!({"group-id": group, "max-connections": 2}).to_string();
-    assert_eq!(call(admin, "PUT", &format!("/admin/client/config/consumer/{group}"), Some(&cfg), &[]).await.0, 200);
-    let _c2 = connect(&url("c2")).await;
-    let (status, _, body) = refused(&url("c3")).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("Limit is 2"), "{body}");
-    assert_eq!(call(admin, "DELETE", &format!("/admin/client/config/consumer/{group}"), None, &[]).await.0, 200);
-    let _c3 = connect(&url("c3")).await;
+    // Raised to 2 through the admin API: the next socket is accepted, without a restart.
+    let cfg = json!({"producer-id": client, "max-connections": 2}).to_string();
+    let (status, _, _) =
+        call(admin_a, "PUT", &format!("/admin/client/config/producer/{client}"), Some(&cfg), &[]).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio_tungstenite::connect_async(url(&b, "two")).await.is_err() {
+        assert!(Instant::now() < deadline, "node B never applied the raised limit");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Consumer groups: a dynamic limit below the partitions wins.
+    let group = unique("dyn-group");
+    let cfg = json!({"group-id": group, "max-connections": 1}).to_string();
+    assert_eq!(call(admin_a, "POST", "/admin/client/config/consumer", Some(&cfg), &[]).await.0, 200);
+    let out = |p: &Proxy, c: &str| p.url(&format!("/socket/out?clientId={c}&groupId={group}&topic={topic}"));
+    let _c1 = connect(&out(&a, "c1")).await;
+    let (status, _, body) = refused(&out(&a, "c2")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Limit is 1"), "{body}");
 }

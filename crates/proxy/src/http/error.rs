@@ -27,6 +27,13 @@ pub enum ApiError {
     /// Kafka's ACLs do not let the socket's user use the topic.
     #[error("{0}")]
     KafkaForbidden(String),
+    /// The bearer token does not carry what the socket needs (its Kafka credentials); the
+    /// value is the realm of the Bearer challenge.
+    #[error("The supplied authentication is invalid")]
+    BearerRefused(String),
+    /// The OpenID Connect provider cannot be reached.
+    #[error("OpenID Connect server does not seem to be available.")]
+    OidcUnavailable,
     /// A connection limit is reached.
     #[error("{0}")]
     Overloaded(String),
@@ -43,8 +50,10 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::TopicNotFound(_) | ApiError::NotAnUpgrade => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::KafkaUnavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::KafkaUnauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::KafkaUnavailable(_) | ApiError::Overloaded(_) | ApiError::OidcUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::KafkaUnauthenticated(_) | ApiError::BearerRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::KafkaForbidden(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -64,7 +73,14 @@ pub fn json_response(status: StatusCode, body: String) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status(), message_body(&self.to_string()))
+        let mut response = json_response(self.status(), message_body(&self.to_string()));
+        if let ApiError::BearerRefused(realm) = &self {
+            let challenge = format!("Bearer realm=\"{}\"", realm.replace('"', "'"));
+            if let Ok(v) = header::HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        response
     }
 }
 

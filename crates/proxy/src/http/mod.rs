@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod admission;
 pub mod error;
+mod schemas;
 mod sockets;
 pub mod tls;
 
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::basic::{BasicAuth, BasicAuthError};
+use crate::auth::oidc::{self, Oidc, OidcError};
 use crate::config::Config;
 use crate::http::error::{json_response, message_body, ApiError};
 use crate::kafka::Kafka;
@@ -56,6 +58,8 @@ pub struct AppState {
     pub started: Arc<AtomicBool>,
     /// Basic authentication of clients, when configured.
     pub basic_auth: Option<Arc<BasicAuth>>,
+    /// OpenID Connect bearer tokens, when configured (never together with Basic).
+    pub oidc: Option<Arc<Oidc>>,
     /// Node-wide and per-IP socket limits.
     pub admission: admission::Admission,
     /// Socket limits per consumer group and producer client, shared by all nodes.
@@ -64,6 +68,8 @@ pub struct AppState {
     pub limits: crate::limits::ClientLimits,
     /// The dynamic config topic's reader and writer, when dynamic configs are enabled.
     pub config_log: Option<crate::kafka::config_log::ConfigLog>,
+    /// Checks `avro` keys and values, when `WSPROXY_SCHEMA_REGISTRY_URL` is set.
+    pub registry: Option<Arc<crate::schema_registry::SchemaRegistry>>,
 }
 
 /// Builds the main router. Tests call it directly.
@@ -75,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/socket/in", get(sockets::produce))
         .route("/socket/out", get(sockets::consume))
+        .merge(schemas::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_auth))
@@ -82,18 +89,39 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Basic authentication on every route, except the probes when
-/// `WSPROXY_SECURE_HEALTHCHECK_ENDPOINT=false`.
+/// Basic authentication or a bearer token on every route, except the probes when
+/// `WSPROXY_SECURE_HEALTHCHECK_ENDPOINT=false`. A valid token travels to the socket handlers as
+/// an [`oidc::Authenticated`] request extension.
 async fn require_auth(
     State(state): State<AppState>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let Some(auth) = &state.basic_auth else { return next.run(req).await };
     let probe = matches!(req.uri().path(), "/healthcheck" | "/ready");
     if probe && !state.config.server.secure_healthcheck {
         return next.run(req).await;
     }
+    if let Some(provider) = &state.oidc {
+        let result = match oidc::bearer_token(req.headers(), req.uri().query()) {
+            None => Err(OidcError::Missing),
+            Some(token) => provider.authenticate(&token).await,
+        };
+        return match result {
+            Ok(auth) => {
+                req.extensions_mut().insert(auth);
+                next.run(req).await
+            }
+            Err(OidcError::Unavailable(_)) => {
+                metrics::auth_failure("oidc_unavailable");
+                ApiError::OidcUnavailable.into_response()
+            }
+            Err(e) => {
+                metrics::auth_failure(if e == OidcError::Missing { "bearer_missing" } else { "bearer_invalid" });
+                provider.challenge(&e)
+            }
+        };
+    }
+    let Some(auth) = &state.basic_auth else { return next.run(req).await };
     match auth.check(req.headers()) {
         Ok(()) => next.run(req).await,
         Err(e) => {

@@ -12,17 +12,23 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Extension;
 use futures::{Sink, Stream};
 use wsproxy_protocol::consume::RecordEncoder;
 use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
 use wsproxy_protocol::produce::RecordDecoder;
 
-use crate::auth::kafka_credentials;
+use wsproxy_protocol::FormatType;
+
+use crate::auth::kafka_credentials::{self, KafkaCredentials};
+use crate::auth::oidc::{self, Authenticated};
 use crate::http::admission::{Refused, Slot};
 use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::{ConsumerError, ProbeError};
+use crate::pipeline::close::StopReason;
 use crate::pipeline::{consume, produce};
+use crate::schema_registry::SchemaRegistry;
 use crate::sessions::{Instance, JoinError, Kind, Refusal, SessionGuard};
 use crate::telemetry::metrics::{self, SocketIdentity};
 
@@ -32,6 +38,7 @@ pub async fn produce(
     ConnectInfo(Peer(remote)): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    auth: Option<Extension<Authenticated>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
@@ -40,15 +47,14 @@ pub async fn produce(
         exactly_once_enabled: state.config.producer.exactly_once_enabled,
     };
     let p = params::producer_params(&Query::new(&pairs), rules).map_err(|e| ApiError::BadRequest(e.0))?;
-    refuse_avro(p.socket_payload)?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
-    let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
+    let auth = auth.map(|Extension(a)| a);
+    let creds = socket_credentials(&state, &headers, auth.as_ref())?;
     ensure_topic(&state, &p.topic).await?;
     let session = if state.config.producer.sessions_enabled {
         // A transactional client is one writer: a second socket would fence the first.
-        // Dynamic, else static client-specific, else the default limit (crate::limits).
         let limit = if p.transactional { 1 } else { state.limits.producer_max_connections(&p.client_id) };
         let instance = Instance::producer(&p.client_id, p.instance_id.as_deref(), &state.config.server.server_id);
         Some(join(&state, Kind::Producer, &p.client_id, instance, limit).await?)
@@ -82,6 +88,8 @@ pub async fn produce(
     let settings = produce::ProduceSettings {
         topic: p.topic.clone(),
         decoder: RecordDecoder { key_type: p.key_type, val_type: p.val_type },
+        avro: p.socket_payload == SocketPayload::Avro,
+        registry: registry_for(&state, p.key_type, p.val_type),
         max_in_flight_records: cfg.producer.max_in_flight_records,
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
@@ -89,10 +97,14 @@ pub async fn produce(
         identity: SocketIdentity { client_id: p.client_id.clone(), group: None, remote },
         transactional: p.transactional,
         limits: state.limits.clone(),
+        stop_reason: StopReason::default(),
     };
-    let (kafka, shutdown, token) = (producer, state.shutdown.clone(), state.sockets.token());
+    let (kafka, stop, token) = (producer, state.shutdown.child_token(), state.sockets.token());
+    let watch = revalidation(&state, auth);
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        produce::run(Watched { socket, session, slot: Some(slot) }, kafka, settings, shutdown).await;
+        let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
+        produce::run(Watched { socket, session, slot: Some(slot) }, kafka, settings, stop).await;
+        watcher.inspect(tokio::task::JoinHandle::abort);
         drop(token);
     }))
 }
@@ -103,15 +115,16 @@ pub async fn consume(
     ConnectInfo(Peer(remote)): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    auth: Option<Extension<Authenticated>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
-    refuse_avro(p.socket_payload)?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;
     let slot = admit(&state, remote)?;
-    let creds = kafka_credentials::from_headers(&headers).map_err(ApiError::BadRequest)?;
+    let auth = auth.map(|Extension(a)| a);
+    let creds = socket_credentials(&state, &headers, auth.as_ref())?;
     let partitions = ensure_topic(&state, &p.topic).await? as u32;
     // At most one socket per partition: more would sit idle in the group.
     let limit = match state.limits.consumer_max_connections(&p.group_id) {
@@ -137,6 +150,8 @@ pub async fn consume(
     let settings = consume::ConsumeSettings {
         topic: p.topic.clone(),
         encoder: RecordEncoder { key_type: p.key_type, val_type: p.val_type },
+        avro: p.socket_payload == SocketPayload::Avro,
+        registry: registry_for(&state, p.key_type, p.val_type),
         batch_size: batch.max(1),
         batched: batch > 0,
         rate: p.rate,
@@ -148,11 +163,15 @@ pub async fn consume(
             .then_some((cfg.consumer.commit_auto_interval, cfg.consumer.commit_auto_max_age)),
         keep_alive: cfg.socket.keep_alive,
         identity: SocketIdentity { client_id: p.client_id.clone(), group: Some(p.group_id.clone()), remote },
+        stop_reason: StopReason::default(),
     };
-    let (shutdown, token) = (state.shutdown.clone(), state.sockets.token());
+    let (stop, token) = (state.shutdown.child_token(), state.sockets.token());
+    let watch = revalidation(&state, auth);
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
         let socket = Watched { socket, session: Some(session), slot: Some(slot) };
-        consume::run(socket, consumer, lag, settings, shutdown).await;
+        consume::run(socket, consumer, lag, settings, stop).await;
+        watcher.inspect(tokio::task::JoinHandle::abort);
         drop(token);
     }))
 }
@@ -204,6 +223,44 @@ async fn join(
             )
         }
     })
+}
+
+/// The socket's Kafka credentials: from the token's claims when `WSPROXY_JWT_KAFKA_*_KEY` are
+/// set (falling back to `X-Kafka-Auth` unless `WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY`; a token
+/// with neither is refused with 401), else from `X-Kafka-Auth`.
+fn socket_credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+    auth: Option<&Authenticated>,
+) -> Result<Option<KafkaCredentials>, ApiError> {
+    let from_header = || kafka_credentials::from_headers(headers).map_err(ApiError::BadRequest);
+    let Some(provider) = state.oidc.as_ref().filter(|o| o.config().kafka_claims.is_some()) else {
+        return from_header();
+    };
+    if let Some(creds) = auth.and_then(|a| a.kafka.clone()) {
+        return Ok(Some(creds));
+    }
+    if !provider.config().kafka_token_auth_only {
+        if let Some(creds) = from_header()? {
+            return Ok(Some(creds));
+        }
+    }
+    metrics::auth_failure("bearer_without_kafka_credentials");
+    Err(ApiError::BearerRefused(provider.config().realm.clone()))
+}
+
+type Watch =
+    Box<dyn FnOnce(tokio_util::sync::CancellationToken, StopReason) -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// The revalidation of a token-authenticated socket, started once the socket is upgraded.
+fn revalidation(state: &AppState, auth: Option<Authenticated>) -> Option<Watch> {
+    let (provider, auth) = (state.oidc.clone()?, auth?);
+    Some(Box::new(move |stop, reason| Box::pin(oidc::watch(provider, auth, stop, reason))))
+}
+
+/// The schema registry, for sockets whose key or value type is `avro`.
+fn registry_for(state: &AppState, key: Option<FormatType>, value: FormatType) -> Option<Arc<SchemaRegistry>> {
+    (key == Some(FormatType::Avro) || value == FormatType::Avro).then(|| state.registry.clone()).flatten()
 }
 
 /// Takes a connection slot or answers 503 with which limit was reached.
@@ -267,15 +324,6 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
 fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str(raw.unwrap_or_default())
         .map_err(|e| ApiError::BadRequest(format!("The query string cannot be parsed: {e}")))
-}
-
-fn refuse_avro(payload: SocketPayload) -> Result<(), ApiError> {
-    match payload {
-        SocketPayload::Json => Ok(()),
-        SocketPayload::Avro => Err(ApiError::BadRequest(
-            "Socket payload 'avro' is not supported by this proxy version yet. Use socketPayload=json.".to_owned(),
-        )),
-    }
 }
 
 async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> {

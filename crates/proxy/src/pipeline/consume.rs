@@ -19,14 +19,16 @@ use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use wsproxy_protocol::avro;
 use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, MessageId, RecordEncoder};
 use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
-use wsproxy_protocol::ErrorCode;
+use wsproxy_protocol::{ErrorCode, FormatType};
 
 use crate::kafka::SocketConsumer;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::rate_limit::RateLimit;
+use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{Direction, SocketIdentity, SocketMetrics};
 
 /// Frames written between two flushes when records are sent one per frame.
@@ -47,6 +49,10 @@ const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ConsumeSettings {
     pub topic: String,
     pub encoder: RecordEncoder,
+    /// `socketPayload=avro`: binary `AvroConsumerRecord` frames out, `AvroCommit` in.
+    pub avro: bool,
+    /// Checks `avro` keys and values (Confluent wire format, known schema), when configured.
+    pub registry: Option<Arc<SchemaRegistry>>,
     /// Records per frame; 1 sends single objects, more sends arrays.
     pub batch_size: usize,
     pub batched: bool,
@@ -57,11 +63,29 @@ pub struct ConsumeSettings {
     pub commit_max_age: Option<(Duration, Duration)>,
     pub keep_alive: Duration,
     pub identity: SocketIdentity,
+    /// Why `shutdown` was cancelled: server shutdown, or a token that is no longer valid.
+    pub stop_reason: close::StopReason,
+}
+
+/// A rendered frame: JSON text (records of a JSON socket, and every error frame) or an Avro
+/// binary record.
+enum Frame {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Frame {
+    fn len(&self) -> usize {
+        match self {
+            Frame::Text(t) => t.len(),
+            Frame::Binary(b) => b.len(),
+        }
+    }
 }
 
 /// A rendered record (or record error) and where it came from.
 struct Item {
-    text: String,
+    frame: Frame,
     position: Option<(i32, i64, i64)>,
     /// Key and value bytes of the record.
     bytes: u64,
@@ -98,20 +122,21 @@ pub async fn run<S>(
             let throttled = wait.is_some_and(|w| w > Instant::now());
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break Some(close::going_away()),
+                _ = shutdown.cancelled() => break Some(settings.stop_reason.frame()),
                 msg = rx.next() => match msg {
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(e)) => break close::for_read_error(e),
-                    Some(Ok(Message::Text(text))) if !settings.auto_commit => {
-                        if let Some((code, err)) = commit(&consumer, &settings.topic, &mut stack, &mut progress, text.as_str()) {
+                    Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) if !settings.auto_commit => {
+                        let id = match (msg, settings.avro) {
+                            (Message::Text(text), false) => parse_commit(text.as_str()),
+                            (Message::Binary(bytes), true) => avro::decode_commit(&bytes),
+                            (_, false) => Err(FrameError::new(ErrorCode::UnsupportedFrame, "commits are JSON text frames: {\"wsProxyMessageId\": \"<id>\"}")),
+                            (_, true) => Err(FrameError::new(ErrorCode::UnsupportedFrame, "commits on a socket with socketPayload=avro are binary AvroCommit frames")),
+                        };
+                        if let Some((code, err)) = commit(&consumer, &settings.topic, &mut stack, &mut progress, id) {
                             stats.error_frame(code.as_str());
                             if tx.send(Message::Text(err.into())).await.is_err() { break None; }
                         }
-                    }
-                    Some(Ok(Message::Binary(_))) if !settings.auto_commit => {
-                        let e = FrameError::new(ErrorCode::UnsupportedFrame, "commits are JSON text frames: {\"wsProxyMessageId\": \"<id>\"}");
-                        stats.error_frame(e.code.as_str());
-                        if tx.send(Message::Text(error_frame(&e, None).into())).await.is_err() { break None; }
                     }
                     // With autoCommit=true the reference ignores inbound frames.
                     Some(Ok(_)) => {}
@@ -140,21 +165,23 @@ pub async fn run<S>(
                     let per_wakeup = if settings.batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
                     let mut items = Vec::with_capacity(max.min(1024));
-                    if let Err(fatal) = render(first, &settings, &mut items) {
+                    let invalid = check_registry(&settings, &first).await;
+                    if let Err(fatal) = render(first, &settings, invalid, &mut items) {
                         break Some(close::kafka_failure(&fatal));
                     }
                     let mut fatal = None;
-                    let mut batch_bytes = items.iter().map(|i| i.text.len()).sum::<usize>();
+                    let mut batch_bytes = items.iter().map(|i| i.frame.len()).sum::<usize>();
                     while items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
                         let Some(Some(next)) = stream.next().now_or_never() else { break };
-                        if let Err(e) = render(next, &settings, &mut items) { fatal = Some(e); break; }
-                        batch_bytes += items.last().map_or(0, |i| i.text.len());
+                        let invalid = check_registry(&settings, &next).await;
+                        if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; }
+                        batch_bytes += items.last().map_or(0, |i| i.frame.len());
                     }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
                     // A client that stops reading must not hold up a shutdown.
                     tokio::select! {
                         sent = send_items(&mut tx, &mut items, settings.batched) => if sent.is_err() { break None; },
-                        _ = shutdown.cancelled() => break Some(close::going_away()),
+                        _ = shutdown.cancelled() => break Some(settings.stop_reason.frame()),
                     }
                     last_sent = Instant::now();
                     for item in &items {
@@ -203,6 +230,7 @@ pub async fn run<S>(
 fn render(
     polled: KafkaResult<BorrowedMessage<'_>>,
     settings: &ConsumeSettings,
+    invalid: Option<FrameError>,
     items: &mut Vec<Item>,
 ) -> Result<(), String> {
     let m = match polled {
@@ -220,13 +248,62 @@ fn render(
         value: m.payload(),
         headers: &headers,
     };
-    let (text, error) = match settings.encoder.record(&view) {
-        Ok(out) => (serde_json::to_string(&out).expect("records always serialise"), None),
-        Err(e) => (error_frame(&e, Some(&view)), Some(e.code)),
+    let rendered = if let Some(e) = invalid {
+        Err(e)
+    } else if settings.avro {
+        let (kt, vt) = (settings.encoder.key_type, settings.encoder.val_type);
+        avro::encode_consumer_record(&view, kt, vt).map(Frame::Binary)
+    } else {
+        settings
+            .encoder
+            .record(&view)
+            .map(|out| Frame::Text(serde_json::to_string(&out).expect("records always serialise")))
+    };
+    let (frame, error) = match rendered {
+        Ok(frame) => (frame, None),
+        Err(e) => (Frame::Text(error_frame(&e, Some(&view))), Some(e.code)),
     };
     let bytes = (view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len)) as u64;
-    items.push(Item { text, position: Some((view.partition, view.offset, view.timestamp)), bytes, error });
+    items.push(Item { frame, position: Some((view.partition, view.offset, view.timestamp)), bytes, error });
     Ok(())
+}
+
+/// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
+/// the registry knows: the error frame that takes the record's place when they are not.
+async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<BorrowedMessage<'_>>) -> Option<FrameError> {
+    let (Some(registry), Ok(m)) = (&settings.registry, polled) else { return None };
+    let checks = [
+        (settings.encoder.key_type == Some(FormatType::Avro), m.key(), "key"),
+        (settings.encoder.val_type == FormatType::Avro, m.payload(), "value"),
+    ];
+    for (applies, bytes, field) in checks {
+        let (true, Some(bytes)) = (applies, bytes) else { continue };
+        let (code, why) = match registry.check(bytes).await {
+            Ok(_) => continue,
+            Err(CheckError::Invalid(why)) => {
+                (ErrorCode::DecodeError, format!("is not Avro the schema registry knows: {why}"))
+            }
+            Err(CheckError::Unavailable(why)) => {
+                (ErrorCode::SchemaRegistryUnavailable, format!("could not be checked: {why}"))
+            }
+        };
+        let id = MessageId {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        };
+        return Some(FrameError::new(
+            code,
+            format!(
+                "the {field} of record {id} (topic {}, partition {}, offset {}) {why}",
+                m.topic(),
+                m.partition(),
+                m.offset()
+            ),
+        ));
+    }
+    None
 }
 
 /// Errors from the consumer: authorization and a deleted topic end the socket; anything else
@@ -254,21 +331,41 @@ where
     if items.is_empty() {
         return Ok(());
     }
-    if batched {
-        let mut text = String::with_capacity(items.iter().map(|i| i.text.len() + 1).sum::<usize>() + 2);
+    if !batched {
+        for item in items {
+            let frame = match std::mem::replace(&mut item.frame, Frame::Binary(Vec::new())) {
+                Frame::Text(t) => Message::Text(t.into()),
+                Frame::Binary(b) => Message::Binary(b.into()),
+            };
+            tx.feed(frame).await?;
+        }
+    } else if items.iter().any(|i| matches!(i.frame, Frame::Binary(_))) {
+        // Avro: the records as one Avro array; error frames (JSON text) after it.
+        let mut records = Vec::with_capacity(items.len());
+        let mut errors = Vec::new();
+        for item in items.iter_mut() {
+            match std::mem::replace(&mut item.frame, Frame::Binary(Vec::new())) {
+                Frame::Binary(b) => records.push(b),
+                Frame::Text(t) => errors.push(t),
+            }
+        }
+        tx.feed(Message::Binary(avro::encode_consumer_batch(&records).into())).await?;
+        for e in errors {
+            tx.feed(Message::Text(e.into())).await?;
+        }
+    } else {
+        let mut text = String::with_capacity(items.iter().map(|i| i.frame.len() + 1).sum::<usize>() + 2);
         text.push('[');
         for (n, item) in items.iter().enumerate() {
             if n > 0 {
                 text.push(',');
             }
-            text.push_str(&item.text);
+            if let Frame::Text(t) = &item.frame {
+                text.push_str(t);
+            }
         }
         text.push(']');
         tx.feed(Message::Text(text.into())).await?;
-    } else {
-        for item in items {
-            tx.feed(Message::Text(std::mem::take(&mut item.text).into())).await?;
-        }
     }
     tx.flush().await
 }
@@ -279,9 +376,9 @@ fn commit(
     topic: &str,
     stack: &mut CommitStack,
     progress: &mut HashMap<i32, i64>,
-    text: &str,
+    id: Result<MessageId, FrameError>,
 ) -> Option<(ErrorCode, String)> {
-    let id = match parse_commit(text) {
+    let id = match id {
         Ok(id) => id,
         Err(e) => return Some((e.code, error_frame(&e, None))),
     };

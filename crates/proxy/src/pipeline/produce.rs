@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
@@ -18,16 +19,18 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use wsproxy_protocol::avro;
 use wsproxy_protocol::error::FrameError;
 use wsproxy_protocol::produce::{
     render_answer, render_answers, Answer, ProduceFrame, ProduceResult, RecordDecoder, RecordOutcome,
 };
-use wsproxy_protocol::ErrorCode;
+use wsproxy_protocol::{ErrorCode, FormatType};
 
 use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
 use crate::limits::ClientLimits;
 use crate::pipeline::close;
 use crate::pipeline::rate_limit::RateLimit;
+use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 /// Settings of one produce socket.
@@ -35,6 +38,10 @@ use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 pub struct ProduceSettings {
     pub topic: String,
     pub decoder: RecordDecoder,
+    /// `socketPayload=avro`: binary `AvroProducerRecord` frames in, `AvroProducerResult` out.
+    pub avro: bool,
+    /// Checks `avro` keys and values (Confluent wire format, known schema), when configured.
+    pub registry: Option<Arc<SchemaRegistry>>,
     pub max_in_flight_records: usize,
     pub max_in_flight_bytes: usize,
     pub max_frame_bytes: usize,
@@ -44,11 +51,14 @@ pub struct ProduceSettings {
     pub transactional: bool,
     /// Where the producer's records-per-second limit comes from (its id is `identity.client_id`).
     pub limits: ClientLimits,
+    /// Why `shutdown` was cancelled: server shutdown, or a token that is no longer valid.
+    pub stop_reason: close::StopReason,
 }
 
 /// A frame's answer once all its records are settled, with what it held in flight.
 struct Settled {
-    text: String,
+    /// The answer frame: text (JSON, and every error), or binary (an Avro result).
+    frame: Message,
     records: usize,
     bytes: usize,
     /// Records Kafka acknowledged, and their bytes.
@@ -110,7 +120,7 @@ where
             _ = shutdown.cancelled(), if reading => {
                 // Stop taking records; answer what is in flight, then close with 1001.
                 reading = false;
-                close_frame = Some(close::going_away());
+                close_frame = Some(settings.stop_reason.frame());
             }
             Some(first) = pending.next(), if !pending.is_empty() => {
                 // Coalesce: send every answer that is already settled, then flush once.
@@ -126,7 +136,7 @@ where
                     for code in &s.errors {
                         stats.error_frame(code.as_str());
                     }
-                    if tx.feed(Message::Text(s.text.into())).await.is_err() { return; }
+                    if tx.feed(s.frame).await.is_err() { return; }
                     if let Some(reason) = s.fatal {
                         reading = false;
                         close_frame = Some(close::kafka_failure(&reason));
@@ -149,9 +159,9 @@ where
                         }
                         Inbound::Frame(frame, frame_len) => {
                             let (entry, records, bytes) = if settings.transactional {
-                                transact(&kafka, &settings.topic, frame, frame_len, &shutdown).await
+                                transact(&kafka, &settings, frame, frame_len, &shutdown).await
                             } else {
-                                submit(&kafka, &settings.topic, frame, frame_len, &shutdown).await
+                                submit(&kafka, &settings, frame, frame_len, &shutdown).await
                             };
                             in_flight_records += records;
                             in_flight_bytes += bytes;
@@ -221,17 +231,23 @@ fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings
         None | Some(Ok(Message::Close(_))) => return Inbound::End(close::normal()),
         Some(Err(e)) => return Inbound::End(close::for_read_error(e).unwrap_or_else(close::normal)),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Skip,
+        Some(Ok(Message::Text(_))) if settings.avro => Err(FrameError::new(
+            ErrorCode::UnsupportedFrame,
+            "text frames are not accepted on a socket with socketPayload=avro; send binary AvroProducerRecord frames",
+        )),
+        Some(Ok(Message::Binary(bytes))) if settings.avro => {
+            len = bytes.len();
+            if bytes.len() > settings.max_frame_bytes {
+                Err(too_large(bytes.len(), settings.max_frame_bytes))
+            } else {
+                let (kt, vt) = (settings.decoder.key_type, settings.decoder.val_type);
+                Ok(ProduceFrame::Single(avro::decode_producer_record(&bytes, kt, vt)))
+            }
+        }
         Some(Ok(Message::Text(text))) => {
             len = text.len();
             if text.len() > settings.max_frame_bytes {
-                Err(FrameError::new(
-                    ErrorCode::FrameTooLarge,
-                    format!(
-                        "the frame has {} bytes; the limit is {} (WSPROXY_WS_MAX_FRAME_SIZE)",
-                        text.len(),
-                        settings.max_frame_bytes
-                    ),
-                ))
+                Err(too_large(text.len(), settings.max_frame_bytes))
             } else if text.trim().is_empty() {
                 return Inbound::Skip; // the reference ignores empty frames
             } else {
@@ -246,25 +262,35 @@ fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings
     Inbound::Frame(frame.unwrap_or_else(|e| ProduceFrame::Single(Err(e))), len)
 }
 
+fn too_large(len: usize, max: usize) -> FrameError {
+    FrameError::new(
+        ErrorCode::FrameTooLarge,
+        format!("the frame has {len} bytes; the limit is {max} (WSPROXY_WS_MAX_FRAME_SIZE)"),
+    )
+}
+
 /// Hands a frame's records to Kafka and returns the future of its answer, with the records
 /// and bytes it holds in flight: at least one record (an empty array still has an answer
 /// waiting) and at least the frame's own length (ids and error texts live until answered).
 async fn submit(
     kafka: &ProducerHandle,
-    topic: &str,
+    settings: &ProduceSettings,
     frame: ProduceFrame,
     frame_len: usize,
     shutdown: &CancellationToken,
 ) -> (Pending, usize, usize) {
+    let topic = settings.topic.as_str();
     match frame {
         ProduceFrame::Single(outcome) => {
+            let outcome = check_registry(settings, outcome).await;
             let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown).await;
             let bytes = record_bytes.max(frame_len);
             let topic = topic.to_owned();
+            let avro = settings.avro;
             let entry = async move {
                 let result = fut.await;
-                let text = render_answer(&answer(&topic, &result));
-                settled(text, std::slice::from_ref(&result), 1, bytes)
+                let frame = answer_frame(&topic, avro, &result);
+                settled(frame, std::slice::from_ref(&result), 1, bytes)
             };
             (Box::pin(entry), 1, bytes)
         }
@@ -272,6 +298,7 @@ async fn submit(
             let mut futs = Vec::with_capacity(outcomes.len());
             let mut bytes = 0;
             for outcome in outcomes {
+                let outcome = check_registry(settings, outcome).await;
                 let (fut, b) = enqueue(kafka, topic, outcome, shutdown).await;
                 bytes += b;
                 futs.push(fut);
@@ -281,7 +308,7 @@ async fn submit(
             let entry = async move {
                 let results = futures::future::join_all(futs).await;
                 let answers: Vec<Answer<'_>> = results.iter().map(|r| answer(&topic, r)).collect();
-                settled(render_answers(&answers), &results, records, bytes)
+                settled(Message::Text(render_answers(&answers).into()), &results, records, bytes)
             };
             (Box::pin(entry), records, bytes)
         }
@@ -294,15 +321,20 @@ async fn submit(
 /// Frames are taken one at a time (the next transaction starts after this one ended).
 async fn transact(
     kafka: &ProducerHandle,
-    topic: &str,
+    settings: &ProduceSettings,
     frame: ProduceFrame,
     frame_len: usize,
     shutdown: &CancellationToken,
 ) -> (Pending, usize, usize) {
-    let (outcomes, single) = match frame {
+    let topic = settings.topic.as_str();
+    let (unchecked, single) = match frame {
         ProduceFrame::Single(outcome) => (vec![outcome], true),
         ProduceFrame::Batch(outcomes) => (outcomes, false),
     };
+    let mut outcomes = Vec::with_capacity(unchecked.len());
+    for outcome in unchecked {
+        outcomes.push(check_registry(settings, outcome).await);
+    }
     let mut results: Vec<RecordResult> = Vec::with_capacity(outcomes.len());
     let mut failure: Option<String> = None;
     let mut fatal = None;
@@ -379,14 +411,40 @@ async fn transact(
     }
     let records = results.len().max(1);
     let bytes = bytes.max(frame_len);
-    let text = if single {
-        render_answer(&answer(topic, &results[0]))
+    let frame = if single {
+        answer_frame(topic, settings.avro, &results[0])
     } else {
-        render_answers(&results.iter().map(|r| answer(topic, r)).collect::<Vec<_>>())
+        Message::Text(render_answers(&results.iter().map(|r| answer(topic, r)).collect::<Vec<_>>()).into())
     };
-    let mut done = settled(text, &results, records, bytes);
+    let mut done = settled(frame, &results, records, bytes);
     done.fatal = fatal.map(|f| format!("transactional producer failed: {f}"));
     (Box::pin(std::future::ready(done)), records, bytes)
+}
+
+/// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
+/// the registry knows; otherwise the record is answered with an error and not produced.
+async fn check_registry(settings: &ProduceSettings, outcome: RecordOutcome) -> RecordOutcome {
+    let (Some(registry), Ok(record)) = (&settings.registry, &outcome) else { return outcome };
+    let checks = [
+        (settings.decoder.key_type == Some(FormatType::Avro), record.key.as_deref(), "key", ErrorCode::InvalidKey),
+        (settings.decoder.val_type == FormatType::Avro, record.value.as_deref(), "value", ErrorCode::InvalidValue),
+    ];
+    for (applies, bytes, field, code) in checks {
+        let (true, Some(bytes)) = (applies, bytes) else { continue };
+        if let Err(e) = registry.check(bytes).await {
+            let e = match e {
+                CheckError::Invalid(why) => {
+                    FrameError::new(code, format!("'{field}' is not Avro the schema registry knows: {why}"))
+                }
+                CheckError::Unavailable(why) => FrameError::new(
+                    ErrorCode::SchemaRegistryUnavailable,
+                    format!("'{field}' could not be checked, the record was not produced: {why}"),
+                ),
+            };
+            return Err(e.with_message_id(record.message_id.clone()));
+        }
+    }
+    outcome
 }
 
 type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
@@ -453,8 +511,8 @@ async fn enqueue(
     }
 }
 
-fn settled(text: String, results: &[RecordResult], records: usize, bytes: usize) -> Settled {
-    let mut s = Settled { text, records, bytes, acked: 0, acked_bytes: 0, errors: Vec::new(), fatal: None };
+fn settled(frame: Message, results: &[RecordResult], records: usize, bytes: usize) -> Settled {
+    let mut s = Settled { frame, records, bytes, acked: 0, acked_bytes: 0, errors: Vec::new(), fatal: None };
     for (_, size, r) in results {
         match r {
             Ok(_) => {
@@ -465,6 +523,17 @@ fn settled(text: String, results: &[RecordResult], records: usize, bytes: usize)
         }
     }
     s
+}
+
+/// The answer to a single record: an Avro result on an avro socket, else (and for every
+/// error) a JSON text frame.
+fn answer_frame(topic: &str, avro: bool, result: &RecordResult) -> Message {
+    match (&result.2, avro) {
+        (Ok(ack), true) => Message::Binary(
+            avro::encode_producer_result(topic, ack.partition, ack.offset, ack.timestamp, result.0.as_deref()).into(),
+        ),
+        _ => Message::Text(render_answer(&answer(topic, result)).into()),
+    }
 }
 
 fn answer<'a>(topic: &'a str, (id, _, result): &'a RecordResult) -> Answer<'a> {
