@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -94,7 +92,18 @@ impl StateLog {
     /// Creates the topic when missing, starts the reader and returns once everything written
     /// before the call has been read.
     pub async fn open(kafka: &Kafka, s: StateLogSettings) -> Result<StateLog, StateLogError> {
-        create_topic(kafka, &s).await?;
+        let topic = crate::config::InternalTopicConfig {
+            topic: s.topic.clone(),
+            replication_factor: s.replication_factor,
+            retention: Duration::from_millis(s.retention_ms.max(0) as u64),
+            init_timeout: s.load_timeout,
+            init_retries: s.init_retries,
+            retry_interval: s.init_retry_interval,
+        };
+        kafka
+            .ensure_compacted_topic(&topic)
+            .await
+            .map_err(|reason| StateLogError::Create { topic: s.topic.clone(), reason })?;
         let mut producer_cfg = kafka.inner.base.clone();
         producer_cfg
             .set("acks", "all")
@@ -195,12 +204,25 @@ impl StateLog {
 
     /// Returns once every record written before the call has been read.
     pub async fn sync(&self) -> Result<(), StateLogError> {
-        let (inner, topic) = (self.inner.clone(), self.inner.topic.clone());
-        let timeout = self.inner.load_timeout;
-        let (_, high) =
-            tokio::task::spawn_blocking(move || inner.producer.client().fetch_watermarks(&topic, 0, timeout))
-                .await
-                .expect("watermark task never panics")?;
+        // Right after the topic was created its leader may not be known yet: retry until the
+        // load timeout instead of failing on the first NotLeaderForPartition.
+        let deadline = tokio::time::Instant::now() + self.inner.load_timeout;
+        let high = loop {
+            let (inner, topic) = (self.inner.clone(), self.inner.topic.clone());
+            let answer = tokio::task::spawn_blocking(move || {
+                inner.producer.client().fetch_watermarks(&topic, 0, Duration::from_secs(5))
+            })
+            .await
+            .expect("watermark task never panics");
+            match answer {
+                Ok((_, high)) => break high,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e.into()),
+                Err(e) => {
+                    tracing::debug!(topic = %self.inner.topic, error = %e, "no watermarks yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
         self.wait_applied(high).await
     }
 
@@ -318,33 +340,4 @@ impl Reader {
 /// Start time in nanoseconds: with the pid, tells this process from earlier ones of the node.
 fn unique_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
-}
-
-async fn create_topic(kafka: &Kafka, s: &StateLogSettings) -> Result<(), StateLogError> {
-    let admin: AdminClient<DefaultClientContext> = kafka.inner.base.create()?;
-    let failed = |reason: String| StateLogError::Create { topic: s.topic.clone(), reason };
-    let mut last = String::new();
-    for attempt in 1..=s.init_retries.max(1) {
-        if kafka.topic_partitions(&s.topic).await? == Some(1) {
-            return Ok(());
-        }
-        let brokers = kafka.brokers(Duration::from_secs(5)).await?.len().max(1) as i32;
-        let retention = s.retention_ms.to_string();
-        let topic = NewTopic::new(&s.topic, 1, TopicReplication::Fixed(s.replication_factor.clamp(1, brokers)))
-            .set("cleanup.policy", "compact")
-            .set("retention.ms", &retention);
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        match admin.create_topics(&[topic], &opts).await?.pop() {
-            Some(Ok(_)) | None => {}
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {}
-            Some(Err((_, code))) => last = code.to_string(),
-        }
-        match kafka.topic_partitions(&s.topic).await? {
-            Some(1) => return Ok(()),
-            Some(n) => return Err(failed(format!("it exists with {n} partitions; it must have exactly 1"))),
-            None => tracing::info!(topic = %s.topic, attempt, "waiting for the state topic to appear"),
-        }
-        tokio::time::sleep(s.init_retry_interval).await;
-    }
-    Err(failed(if last.is_empty() { "it did not appear in the metadata".to_owned() } else { last }))
 }
