@@ -138,7 +138,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         kafka: kafka.clone(),
         shutdown: shutdown.clone(),
         sockets: TaskTracker::new(),
-        started: Arc::new(AtomicBool::new(false)),
+        // Without dynamic configs everything is loaded already; with them, sockets and /ready
+        // wait until the topic has been read (below).
+        started: Arc::new(AtomicBool::new(config_log.is_none())),
         admission: crate::http::admission::Admission::new(
             config.server.max_connections,
             config.server.max_connections_per_ip,

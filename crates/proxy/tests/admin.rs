@@ -753,7 +753,10 @@ async fn ready_only_after_every_dynamic_config_is_loaded() {
         ("WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME", &topic),
     ])
     .await;
+    let sockets = unique("loading");
+    create_topic(&sockets, 1).await;
     let mut starting = 0;
+    let mut refused_sockets = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, _, body) = http(proxy.port, "GET", "/ready", &[]).await.unwrap();
@@ -761,11 +764,22 @@ async fn ready_only_after_every_dynamic_config_is_loaded() {
             break;
         }
         assert_eq!((status, body.as_str()), (503, "{\n  \"message\" : \"The proxy is starting.\"\n}"));
+        // Sockets wait too: opened now, they would miss their client's dynamic limits.
+        if starting == 0 {
+            let url = proxy.url(&format!("/socket/in?clientId=early&topic={sockets}"));
+            if let Err(tokio_tungstenite::tungstenite::Error::Http(resp)) = tokio_tungstenite::connect_async(url).await
+            {
+                assert_eq!(resp.status(), 503);
+                refused_sockets += 1;
+            }
+        }
         starting += 1;
         assert!(Instant::now() < deadline, "not ready in 60 s");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    eprintln!("/ready answered 503 {starting} times while loading {n} configs");
+    eprintln!(
+        "/ready answered 503 {starting} times while loading {n} configs; early sockets refused: {refused_sockets}"
+    );
     let last = format!("/admin/client/config/producer/load-{}", n - 1);
     assert_eq!(
         call(admin, "GET", &last, None, &[]).await.2,

@@ -289,8 +289,14 @@ pub async fn echo(
     }))
 }
 
-/// Takes a connection slot or answers 503 with which limit was reached.
+/// Takes a connection slot or answers 503 with which limit was reached (or that the node is
+/// still loading its dynamic configs: a socket opened then would miss its client's limits).
 fn admit(state: &AppState, remote: std::net::SocketAddr) -> Result<Slot, ApiError> {
+    if !state.started.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(ApiError::KafkaUnavailable(
+            "The proxy is still loading its state from Kafka; try again in a moment.".to_owned(),
+        ));
+    }
     state.admission.admit(remote.ip()).map_err(|refused| {
         metrics::connection_refused(match refused {
             Refused::Total(_) => "node_limit",
