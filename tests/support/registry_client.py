@@ -20,6 +20,7 @@ import os
 import struct
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import fastavro
@@ -40,8 +41,16 @@ def call(method, path, body=None):
     req.add_header("Content-Type", "application/vnd.schemaregistry.v1+json")
     if USER_INFO:
         req.add_header("Authorization", "Basic " + base64.b64encode(USER_INFO.encode()).decode())
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
+    # Apicurio 2.1's in-memory storage answers 500 now and then when tests register schemas at
+    # the same time (a race in the registry, not the proxy): retry server errors a few times.
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            if e.code < 500 or attempt == 5:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def register(subject, schema_file):

@@ -232,9 +232,21 @@ pub async fn register_wrapper_schemas(registry: &SchemaRegistry) {
         ("AvroCommit", avro::AVRO_COMMIT),
     ] {
         let subject = format!("net.scalytica.kafka.wsproxy.avro.{name}");
-        match registry.register(&subject, text).await {
-            Ok(id) => tracing::info!(subject, id, "registered the Avro wrapper schema"),
-            Err(e) => tracing::warn!(subject, error = %e, "could not register the Avro wrapper schema"),
+        // A few attempts: a registry that starts with the proxy, or answers 500 under load.
+        for attempt in 1..=5u32 {
+            match registry.register(&subject, text).await {
+                Ok(id) => {
+                    tracing::info!(subject, id, "registered the Avro wrapper schema");
+                    break;
+                }
+                Err(e) if attempt == 5 => {
+                    tracing::warn!(subject, error = %e, "could not register the Avro wrapper schema")
+                }
+                Err(e) => {
+                    tracing::debug!(subject, attempt, error = %e, "registering the Avro wrapper schema failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+                }
+            }
         }
     }
 }
