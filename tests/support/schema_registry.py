@@ -73,11 +73,18 @@ class Handler(BaseHTTPRequestHandler):
         self.error(401, 401, "Unauthorized")
         return False
 
-    def body(self):
+    def read_body(self):
+        # Every request's body is read before any answer (one handler serves all the requests
+        # of a kept-alive connection): a body left unread would be parsed as the next request
+        # line, a 400 for the client's next request on that connection.
         n = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(n) or b"{}") if n else {}
+        self._raw = self.rfile.read(n) if n else b""
+
+    def body(self):
+        return json.loads(self._raw) if self._raw else {}
 
     def do_GET(self):
+        self.read_body()
         if not self.authorized():
             return
         path = unquote(urlsplit(self.path).path).rstrip("/")
@@ -112,6 +119,7 @@ class Handler(BaseHTTPRequestHandler):
         self.error(404, 404, "HTTP 404 Not Found")
 
     def do_POST(self):
+        self.read_body()
         if not self.authorized():
             return
         path = unquote(urlsplit(self.path).path).rstrip("/")
