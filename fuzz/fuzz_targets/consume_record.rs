@@ -6,18 +6,6 @@ use libfuzzer_sys::fuzz_target;
 use wsproxy_protocol::consume::{KafkaRecordView, MessageId, RecordEncoder};
 use wsproxy_protocol::FormatType;
 
-const TYPES: [FormatType; 9] = [
-    FormatType::Json,
-    FormatType::String,
-    FormatType::Int,
-    FormatType::Short,
-    FormatType::Long,
-    FormatType::Double,
-    FormatType::Float,
-    FormatType::ByteArray,
-    FormatType::Avro,
-];
-
 fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {
         return;
@@ -28,8 +16,8 @@ fuzz_target!(|data: &[u8]| {
     let header_value = &value[..value.len().min(head[3] as usize)];
     let headers = [("h", Some(header_value)), ("empty", None)];
     let encoder = RecordEncoder {
-        key_type: (head[0] >= 128).then(|| TYPES[head[0] as usize % TYPES.len()]),
-        val_type: TYPES[head[1] as usize % TYPES.len()],
+        key_type: (head[0] >= 128).then(|| FormatType::ALL[head[0] as usize % FormatType::ALL.len()]),
+        val_type: FormatType::ALL[head[1] as usize % FormatType::ALL.len()],
     };
     let topic = "fuzz-topic-";
     let view = KafkaRecordView {

@@ -6,21 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use wsproxy_protocol::FormatType;
 
-const TYPES: [FormatType; 9] = [
-    FormatType::Json,
-    FormatType::String,
-    FormatType::Int,
-    FormatType::Short,
-    FormatType::Long,
-    FormatType::Double,
-    FormatType::Float,
-    FormatType::ByteArray,
-    FormatType::Avro,
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else { return };
-    let format = TYPES[selector as usize % TYPES.len()];
+    let format = FormatType::ALL[selector as usize % FormatType::ALL.len()];
 
     // Kafka bytes -> JSON -> Kafka bytes.
     match format.decode(bytes) {

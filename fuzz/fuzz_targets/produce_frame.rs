@@ -6,23 +6,11 @@ use libfuzzer_sys::fuzz_target;
 use wsproxy_protocol::produce::{render_answer, render_answers, Answer, ProduceFrame, RecordDecoder};
 use wsproxy_protocol::FormatType;
 
-const TYPES: [FormatType; 9] = [
-    FormatType::Json,
-    FormatType::String,
-    FormatType::Int,
-    FormatType::Short,
-    FormatType::Long,
-    FormatType::Double,
-    FormatType::Float,
-    FormatType::ByteArray,
-    FormatType::Avro,
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
     let Ok(text) = std::str::from_utf8(rest) else { return };
-    let val_type = TYPES[selector as usize % TYPES.len()];
-    let key_type = (selector >= 128).then(|| TYPES[(selector as usize / 9) % TYPES.len()]);
+    let val_type = FormatType::ALL[selector as usize % FormatType::ALL.len()];
+    let key_type = (selector >= 128).then(|| FormatType::ALL[(selector as usize / 9) % FormatType::ALL.len()]);
     let frame = RecordDecoder { key_type, val_type }.parse_frame(text);
     let outcomes = match &frame {
         ProduceFrame::Single(o) => std::slice::from_ref(o),
