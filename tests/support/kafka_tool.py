@@ -5,6 +5,7 @@ Commands (all print JSON on stdout):
   create TOPIC PARTITIONS [CONFIG=VALUE ...]   create a topic
   produce TOPIC                                 records from stdin, one JSON per line:
       {"key": <typed>, "value": <typed>, "headers": [[k, v]], "partition": n}
+      (a header key k may be {"base64": b}: raw bytes, such as a key that is not UTF-8)
       where <typed> is null or {"format": f, "value": v}, encoded the way Kafka's Java
       serializers do (big-endian) -- independently of the proxy's codecs.
   consume TOPIC N [TIMEOUT_S] [KEY_FORMAT] [VALUE_FORMAT]
@@ -108,7 +109,9 @@ def produce(topic):
         kw = {}
         if r.get("partition") is not None:
             kw["partition"] = r["partition"]
-        headers = [(k, v.encode() if v is not None else None) for k, v in r.get("headers", [])]
+        # A header key may be {"base64": "..."}: raw bytes, e.g. a key that is not UTF-8.
+        headers = [(base64.b64decode(k["base64"]) if isinstance(k, dict) else k, v.encode() if v is not None else None)
+                   for k, v in r.get("headers", [])]
         p.produce(topic, key=encode(r.get("key")), value=encode(r.get("value")), headers=headers or None,
                   on_delivery=lambda e, m: e and errors.append(str(e)), **kw)
         count += 1
@@ -133,10 +136,14 @@ def consume(topic, n, timeout=30, key_format="raw", value_format="raw"):
             if m.error():
                 print(json.dumps({"error": str(m.error())}), file=sys.stderr)
                 continue
+            try:
+                headers = [[k, v.decode() if v is not None else None] for k, v in (m.headers() or [])]
+            except (UnicodeDecodeError, SystemError) as e:  # confluent-kafka decodes header keys as UTF-8
+                headers = {"undecodable": str(e.__cause__ or e)}
             got.append({
                 "partition": m.partition(), "offset": m.offset(), "timestamp": m.timestamp()[1],
                 "key": decode(key_format, m.key()), "value": decode(value_format, m.value()),
-                "headers": [[k, v.decode() if v is not None else None] for k, v in (m.headers() or [])],
+                "headers": headers,
             })
     c.close()
     got.sort(key=lambda r: (r["partition"], r["offset"]))

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config_log;
+pub mod headers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

@@ -1,5 +1,8 @@
 //! `/socket/out` end to end: records written by an independent client, consumed through a real
-//! proxy process over a real WebSocket; commits, batching, rate, redelivery and backpressure.
+//! proxy process over a real WebSocket; commits, batching, rate, redelivery and backpressure;
+//! poison records (header keys that are not UTF-8).
+// One test writes a header key that is not UTF-8, which rdkafka's safe API cannot express.
+#![allow(unsafe_code)]
 
 mod common;
 
@@ -7,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rdkafka::config::ClientConfig;
+use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{json, Value};
 
@@ -295,4 +299,72 @@ async fn offset_latest_and_from_timestamp_choose_where_a_new_group_starts() {
     assert_eq!(maybe_json(&mut ws, Duration::from_secs(3)).await, None, "latest skips existing records");
     fill(&topic, 1, false).await;
     assert_eq!(recv_json(&mut ws).await["offset"], 10);
+}
+
+/// Headers with these raw keys and values: keys need not be UTF-8, which `OwnedHeaders::insert`
+/// (keys are `&str`) cannot write, so this adds them through librdkafka's C API.
+fn raw_headers(headers: &[(&[u8], &[u8])]) -> OwnedHeaders {
+    let owned = OwnedHeaders::new_with_capacity(headers.len());
+    // rdkafka's `BorrowedHeaders` reference is the native header list (a zero-sized view).
+    let list = owned.as_borrowed() as *const BorrowedHeaders as *mut rdkafka::bindings::rd_kafka_headers_t;
+    for (key, value) in headers {
+        // SAFETY: `list` is the live list of `owned`; librdkafka copies both byte ranges.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_header_add(
+                list,
+                key.as_ptr().cast(),
+                key.len() as isize,
+                value.as_ptr().cast(),
+                value.len() as isize,
+            )
+        };
+        assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    owned
+}
+
+/// M3 (code review): a record whose header key is not UTF-8 hit an `unwrap()` inside rdkafka
+/// (`Headers::iter`), so the consume socket's task panicked on it, and so did every other
+/// member of the group after it: a poison pill. Now the key is decoded lossily (as header
+/// values are) and consumption goes on.
+#[tokio::test]
+async fn m3_a_header_key_that_is_not_utf8_reaches_the_client_and_consumption_goes_on() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("m3-header-key");
+    create_topic(&topic, 1).await;
+    let p: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    for (i, headers) in [None, Some(raw_headers(&[(b"\xffbad\xfe", b"x"), (b"good", b"y")])), None].into_iter().enumerate() {
+        let value = format!("v{i}");
+        let mut record = FutureRecord::<(), _>::to(&topic).payload(&value).partition(0);
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        p.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    }
+    // The independent client finds the key in Kafka, and cannot decode it as UTF-8 either.
+    let back = read_back(&topic, 3, "string", "string");
+    assert_eq!(back.len(), 3);
+    let undecodable = back[1]["headers"]["undecodable"].as_str().unwrap_or_default();
+    assert!(undecodable.contains("0xff"), "{:?}", back[1]);
+
+    for query in ["&valType=string", "&valType=string&batchSize=10"] {
+        let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), query)).await;
+        let mut records = Vec::new();
+        while records.len() < 3 {
+            match recv_json(&mut ws).await {
+                Value::Array(a) => records.extend(a),
+                r => records.push(r),
+            }
+        }
+        let offsets: Vec<_> = records.iter().map(|r| r["offset"].as_i64()).collect();
+        assert_eq!(offsets, [Some(0), Some(1), Some(2)], "{query}: {records:?}");
+        assert_eq!(
+            records[1]["headers"],
+            json!([{"key": "\u{FFFD}bad\u{FFFD}", "value": "x"}, {"key": "good", "value": "y"}]),
+            "{query}"
+        );
+        assert_eq!(records[1]["value"]["value"], "v1");
+        hang_up(ws).await;
+    }
+    assert!(proxy.log_text().contains("header key that is not UTF-8"), "the proxy logs the record");
 }

@@ -6,6 +6,7 @@
 //! costs bounded memory. Offsets are stored (for auto-commit) or stashed (for manual commits)
 //! only after the frame carrying the record was flushed to the socket.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -24,12 +25,13 @@ use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, MessageId, Record
 use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
 use wsproxy_protocol::{ErrorCode, FormatType};
 
+use crate::kafka::headers::record_headers;
 use crate::kafka::SocketConsumer;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::rate_limit::RateLimit;
 use crate::schema_registry::{CheckError, SchemaRegistry};
-use crate::telemetry::metrics::{Direction, SocketIdentity, SocketMetrics};
+use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 /// Frames written between two flushes when records are sent one per frame.
 const MAX_FRAMES_PER_FLUSH: usize = 256;
@@ -252,17 +254,19 @@ fn render(
         Ok(m) => m,
         Err(e) => return consumer_error(e),
     };
-    let headers: Vec<(&str, Option<&[u8]>)> =
-        m.headers().map(|hs| hs.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
-    let view = KafkaRecordView {
-        topic: m.topic(),
-        partition: m.partition(),
-        offset: m.offset(),
-        timestamp: m.timestamp().to_millis().unwrap_or(-1),
-        key: m.key(),
-        value: m.payload(),
-        headers: &headers,
-    };
+    // Never rdkafka's `Headers::iter`: it panics on a key that is not UTF-8 (M3).
+    let owned = record_headers(&m);
+    if owned.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
+        metrics::consumed_header_not_utf8();
+        tracing::warn!(
+            topic = m.topic(),
+            partition = m.partition(),
+            offset = m.offset(),
+            "a consumed record has a header key that is not UTF-8; it is delivered with the key decoded lossily"
+        );
+    }
+    let headers: Vec<(&str, Option<&[u8]>)> = owned.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+    let view = record_view(&m, &headers);
     let rendered = if let Some(e) = invalid {
         Err(e)
     } else if settings.avro {
@@ -319,6 +323,19 @@ async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<Borrowe
         ));
     }
     None
+}
+
+/// What a record's frames show of it: where it is, its key, value and `headers`.
+fn record_view<'m>(m: &'m BorrowedMessage<'_>, headers: &'m [(&'m str, Option<&'m [u8]>)]) -> KafkaRecordView<'m> {
+    KafkaRecordView {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        key: m.key(),
+        value: m.payload(),
+        headers,
+    }
 }
 
 /// Errors from the consumer: authorization and a deleted topic end the socket; anything else

@@ -243,3 +243,8 @@ pub fn producer_txn_state(idempotence: &str, transaction: &str) {
         0.0
     });
 }
+
+/// A consumed record whose header keys are not UTF-8 (rendered lossily).
+pub fn consumed_header_not_utf8() {
+    counter!("wsproxy_consumed_headers_not_utf8_total").increment(1);
+}
