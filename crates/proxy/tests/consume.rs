@@ -1,6 +1,7 @@
 //! `/socket/out` end to end: records written by an independent client, consumed through a real
 //! proxy process over a real WebSocket; commits, batching, rate, redelivery and backpressure;
-//! poison records (header keys that are not UTF-8).
+//! poison records (header keys that are not UTF-8) and clients that flood bad commits without
+//! reading.
 // One test writes a header key that is not UTF-8, which rdkafka's safe API cannot express.
 #![allow(unsafe_code)]
 
@@ -9,9 +10,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use futures::{SinkExt, StreamExt};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_tungstenite::tungstenite::Message;
 use serde_json::{json, Value};
 
 fn consume_url(proxy: &Proxy, topic: &str, client: &str, query: &str) -> String {
@@ -367,4 +370,59 @@ async fn m3_a_header_key_that_is_not_utf8_reaches_the_client_and_consumption_goe
         hang_up(ws).await;
     }
     assert!(proxy.log_text().contains("header key that is not UTF-8"), "the proxy logs the record");
+}
+
+/// M6 (code review): on an `autoCommit=false` socket the error answer to a bad commit was
+/// written with no timeout. A client that sends bad commits and never reads filled the
+/// buffers, and the socket's loop then waited on that write for good: no idle timeout, no
+/// shutdown, its session slot and group consumer held as long as the peer kept the TCP
+/// connection. Now that write is bounded by the idle timeout like every other.
+#[tokio::test]
+async fn m6_a_client_flooding_bad_commits_without_reading_is_closed_within_the_idle_timeout() {
+    let idle = Duration::from_secs(3);
+    let proxy = Proxy::start(&[("WSPROXY_SOCKET_IDLE_TIMEOUT", "3 seconds")]).await;
+    let topic = unique("m6-flood");
+    create_topic(&topic, 1).await;
+    let group = unique("g");
+    let url = consume_url(&proxy, &topic, "flooder", &format!("&groupId={group}&autoCommit=false"));
+    let (mut sink, unread) = connect(&url).await.split();
+    // Each bad commit names another (long) topic, and its answer repeats the id: 100 KB each.
+    let bad = json!({"wsProxyMessageId": format!("{}-0-1-2", "x".repeat(100_000))}).to_string();
+    let started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while sink.send(Message::Text(bad.clone().into())).await.is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    let metric = |body: &str| {
+        body.lines().find(|l| l.starts_with("wsproxy_sockets_open{direction=\"out\"}")).map(str::to_owned)
+    };
+    // The socket is closed once a write has waited the idle timeout (wide margin).
+    let deadline = Instant::now() + idle + Duration::from_secs(30);
+    loop {
+        let (_, _, body) = http(proxy.port, "GET", "/metrics", &[]).await.unwrap();
+        if metric(&body).is_some_and(|l| l.ends_with(" 0")) && started.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the flooding socket is still open after {:?}: {:?}", started.elapsed(), metric(&body));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("the flooding socket was closed {:?} after it started", started.elapsed());
+    // Its session slot and group consumer are let go: the same client id of the same group
+    // connects again (within the socket's bounded close: handshake and final commit).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut again = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => break ws,
+            Err(e) => assert!(Instant::now() < deadline, "the flooder's slot is still taken: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    send(&mut again, json!({"wsProxyMessageId": "nope"}).to_string()).await;
+    assert_eq!(recv_json(&mut again).await["error"]["code"], "UNKNOWN_MESSAGE_ID");
+    drop(unread);
+    let sent = tokio::time::timeout(Duration::from_secs(30), flood).await.expect("the flood ends").unwrap();
+    println!("{sent} bad commits sent before the proxy let the client go");
 }

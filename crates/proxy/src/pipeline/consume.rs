@@ -141,7 +141,10 @@ pub async fn run<S>(
                         };
                         if let Some((code, err)) = commit(&consumer, &settings.topic, &mut stack, &mut progress, id) {
                             stats.error_frame(code.as_str());
-                            if tx.send(Message::Text(err.into())).await.is_err() { break None; }
+                            // Bounded like every write: a client that sends bad commits and
+                            // stops reading must not hold the loop (M6).
+                            let sent = tokio::time::timeout(settings.idle_timeout, tx.send(Message::Text(err.into())));
+                            if !matches!(sent.await, Ok(Ok(()))) { break None; }
                         }
                     }
                     // With autoCommit=true the reference ignores inbound frames.
