@@ -1,7 +1,7 @@
 //! `/socket/out` end to end: records written by an independent client, consumed through a real
 //! proxy process over a real WebSocket; commits, batching, rate, redelivery and backpressure;
-//! poison records (header keys that are not UTF-8) and clients that flood bad commits without
-//! reading.
+//! poison records (header keys that are not UTF-8, records too large for a frame) and clients
+//! that flood bad commits without reading.
 // One test writes a header key that is not UTF-8, which rdkafka's safe API cannot express.
 #![allow(unsafe_code)]
 
@@ -425,4 +425,40 @@ async fn m6_a_client_flooding_bad_commits_without_reading_is_closed_within_the_i
     drop(unread);
     let sent = tokio::time::timeout(Duration::from_secs(30), flood).await.expect("the flood ends").unwrap();
     println!("{sent} bad commits sent before the proxy let the client go");
+}
+
+/// M7 (code review): a consumed record whose frame is larger than a socket can write (here a
+/// 13 MB `bytearray` value, 17 MB of base64) failed the write: the socket closed without a
+/// commit and the record came first again on every reconnect, a partition stuck for good.
+/// Now it gets a `RECORD_TOO_LARGE` error frame naming it, is committed like a
+/// `DECODE_ERROR`, and consumption goes on.
+#[tokio::test]
+async fn m7_a_record_too_large_for_a_frame_gets_record_too_large_and_consumption_goes_on() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("m7-large");
+    create_topic_with(&topic, 1, &[("max.message.bytes", "20000000")]).await;
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("message.max.bytes", "30000000")
+        .create()
+        .unwrap();
+    let huge = vec![7u8; 13_000_000];
+    for value in [&b"small-0"[..], &huge, b"small-2"] {
+        let record = FutureRecord::<(), _>::to(&topic).payload(value).partition(0);
+        p.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e).unwrap();
+    }
+    // The independent client finds all three in Kafka.
+    let back = kafka_tool(&["consume", &topic, "3", "30", "raw", "raw"], "");
+    assert_eq!(back.lines().count(), 3);
+
+    let group = unique("g");
+    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), &format!("&groupId={group}&valType=bytearray"))).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 0);
+    let e = recv_json(&mut ws).await;
+    assert_eq!((e["error"]["code"].as_str(), e["offset"].as_i64()), (Some("RECORD_TOO_LARGE"), Some(1)), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("offset 1"), "{e}");
+    assert_eq!(recv_json(&mut ws).await["offset"], 2, "consumption goes on");
+    hang_up(ws).await;
+    let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
+    assert_eq!(committed["0"], 3, "the large record is committed like a DECODE_ERROR: {committed}");
 }

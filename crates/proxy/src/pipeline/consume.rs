@@ -5,6 +5,10 @@
 //! previous frame was written, and the consumer's prefetch is capped, so a stalled client
 //! costs bounded memory. Offsets are stored (for auto-commit) or stashed (for manual commits)
 //! only after the frame carrying the record was flushed to the socket.
+//!
+//! A record is skipped (answered with an error frame in its place, and committed) only when
+//! it is bad: it does not decode (`DECODE_ERROR`) or renders larger than a frame the socket
+//! can send (`RECORD_TOO_LARGE`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -46,6 +50,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the socket waits for its consumer's final commit and group leave.
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Room kept in a frame for the records batched after a large one, and the array around them.
+const BATCH_ROOM: usize = MAX_BYTES_PER_FLUSH + 256 * 1024;
+
 /// Settings of one consume socket.
 #[derive(Clone)]
 pub struct ConsumeSettings {
@@ -67,6 +74,9 @@ pub struct ConsumeSettings {
     /// Close a socket that sent nothing (not even a pong) this long, or that took this long
     /// to accept one batch of frames (a client that stopped reading).
     pub idle_timeout: Duration,
+    /// The largest frame the socket can send: a record rendering larger (with room for a
+    /// batch) gets a `RECORD_TOO_LARGE` error frame in its place.
+    pub max_frame_bytes: usize,
     pub identity: SocketIdentity,
     /// Why `shutdown` was cancelled: server shutdown, or a token that is no longer valid.
     pub stop_reason: close::StopReason,
@@ -281,6 +291,39 @@ fn render(
             .record(&view)
             .map(|out| Frame::Text(serde_json::to_string(&out).expect("records always serialise")))
     };
+    // A frame the socket could not send would end it, and the record would come first
+    // again on every reconnect: answer it like a record that does not decode (M7).
+    let limit = settings.max_frame_bytes.saturating_sub(BATCH_ROOM);
+    let rendered = rendered.and_then(|frame| {
+        if frame.len() <= limit {
+            return Ok(frame);
+        }
+        metrics::consumed_record_too_large();
+        tracing::warn!(
+            topic = view.topic,
+            partition = view.partition,
+            offset = view.offset,
+            frame_bytes = frame.len(),
+            limit,
+            "a consumed record renders larger than a socket can send; it gets RECORD_TOO_LARGE and is skipped"
+        );
+        Err(FrameError::new(
+            ErrorCode::RecordTooLarge,
+            format!(
+                "record {} (topic {}, partition {}, offset {}) renders to {} bytes, more than the {limit} a frame of this socket can carry; it is skipped",
+                MessageId {
+                    topic: view.topic.to_owned(),
+                    partition: view.partition,
+                    offset: view.offset,
+                    timestamp: view.timestamp
+                },
+                view.topic,
+                view.partition,
+                view.offset,
+                frame.len()
+            ),
+        ))
+    });
     let (frame, error) = match rendered {
         Ok(frame) => (frame, None),
         Err(e) => (Frame::Text(error_frame(&e, Some(&view))), Some(e.code)),

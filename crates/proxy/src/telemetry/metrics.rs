@@ -244,6 +244,12 @@ pub fn producer_txn_state(idempotence: &str, transaction: &str) {
     });
 }
 
+/// A consumed record rendered to a frame larger than a socket can send: answered with a
+/// `RECORD_TOO_LARGE` error frame in its place.
+pub fn consumed_record_too_large() {
+    counter!("wsproxy_consumed_records_too_large_total").increment(1);
+}
+
 /// A consumed record whose header keys are not UTF-8 (rendered lossily).
 pub fn consumed_header_not_utf8() {
     counter!("wsproxy_consumed_headers_not_utf8_total").increment(1);
