@@ -8,7 +8,9 @@
 //!
 //! A record is skipped (answered with an error frame in its place, and committed) only when
 //! it is bad: it does not decode (`DECODE_ERROR`) or renders larger than a frame the socket
-//! can send (`RECORD_TOO_LARGE`).
+//! can send (`RECORD_TOO_LARGE`). A record the schema registry could not be asked about is
+//! not bad: the socket holds it, reads nothing further, and retries with a backoff until the
+//! registry answers (code review H1).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, MessageStream};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -49,6 +51,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the socket waits for its consumer's final commit and group leave.
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// First and longest wait before asking the schema registry again about a held record.
+const REGISTRY_RETRY_FIRST: Duration = Duration::from_millis(250);
+const REGISTRY_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Room kept in a frame for the records batched after a large one, and the array around them.
 const BATCH_ROOM: usize = MAX_BYTES_PER_FLUSH + 256 * 1024;
@@ -132,6 +138,10 @@ pub async fn run<S>(
         let mut expiry = interval(settings.commit_max_age.map_or(Duration::from_secs(3600), |(every, _)| every));
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
+        // A record the schema registry could not be asked about, and when to ask again; the
+        // stream is not read meanwhile (H1). `retry` is the last wait, `None` outside an outage.
+        let mut held: Option<(BorrowedMessage<'_>, Instant)> = None;
+        let mut retry: Option<Duration> = None;
 
         loop {
             let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
@@ -181,25 +191,48 @@ pub async fn run<S>(
                 }
                 // Timers come before the stream so that a busy socket still pings and commits.
                 _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
-                first = stream.next(), if !throttled => {
-                    let Some(first) = first else { break Some(close::kafka_failure("the consumer stopped")) };
+                first = next_record(&mut stream, &mut held), if !throttled => {
+                    let Some((first, was_held)) = first else { break Some(close::kafka_failure("the consumer stopped")) };
                     // Records taken per wakeup: one array frame's worth, or (one record per
                     // frame) as many as are ready, written with a single flush.
                     let per_wakeup = if settings.batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
                     let mut items = Vec::with_capacity(max.min(1024));
-                    let invalid = check_registry(&settings, &first).await;
-                    if let Err(fatal) = render(first, &settings, invalid, &mut items) {
-                        break Some(close::kafka_failure(&fatal));
-                    }
                     let mut fatal = None;
+                    let mut unchecked = None;
+                    match check_registry(&settings, &first).await {
+                        // Only a record (never a consumer error) is checked.
+                        Err(unavailable) => unchecked = first.ok().map(|m| (m, unavailable)),
+                        Ok(invalid) => {
+                            if was_held { retry = None; }
+                            if let Err(fatal) = render(first, &settings, invalid, &mut items) {
+                                break Some(close::kafka_failure(&fatal));
+                            }
+                        }
+                    }
                     let mut batch_bytes = items.iter().map(|i| i.frame.len()).sum::<usize>();
-                    while items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
+                    while unchecked.is_none() && items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
                         let Some(Some(next)) = stream.next().now_or_never() else { break };
-                        let invalid = check_registry(&settings, &next).await;
-                        if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; }
+                        match check_registry(&settings, &next).await {
+                            Err(unavailable) => unchecked = next.ok().map(|m| (m, unavailable)),
+                            Ok(invalid) => if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; },
+                        }
                         batch_bytes += items.last().map_or(0, |i| i.frame.len());
                     }
+                    // Not checked is not bad: hold the record (nothing after it is read) and
+                    // ask again later. The client hears why once per outage, in an error frame
+                    // that names the record but is not committed: the record itself follows.
+                    if let Some((record, unavailable)) = unchecked {
+                        if retry.is_none() {
+                            let frame = Frame::Text(error_frame(&unavailable, Some(&record_view(&record, &[]))));
+                            items.push(Item { frame, position: None, bytes: 0, error: Some(unavailable.code) });
+                        }
+                        let wait = retry.map_or(REGISTRY_RETRY_FIRST, |w| (w * 2).min(REGISTRY_RETRY_MAX));
+                        retry = Some(wait);
+                        held = Some((record, Instant::now() + wait));
+                    }
+                    // Nothing to write (a retry that failed again): the client was not heard from.
+                    if items.is_empty() && fatal.is_none() { continue; }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
                     // A client that stops reading must not hold up a shutdown.
                     tokio::select! {
@@ -334,9 +367,13 @@ fn render(
 }
 
 /// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
-/// the registry knows: the error frame that takes the record's place when they are not.
-async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<BorrowedMessage<'_>>) -> Option<FrameError> {
-    let (Some(registry), Ok(m)) = (&settings.registry, polled) else { return None };
+/// the registry knows: `Ok(Some(..))` is the error frame that takes the record's place when
+/// they are not; `Err` says the registry could not be asked (the record must wait, H1).
+async fn check_registry(
+    settings: &ConsumeSettings,
+    polled: &KafkaResult<BorrowedMessage<'_>>,
+) -> Result<Option<FrameError>, FrameError> {
+    let (Some(registry), Ok(m)) = (&settings.registry, polled) else { return Ok(None) };
     let checks = [
         (settings.encoder.key_type == Some(FormatType::Avro), m.key(), "key"),
         (settings.encoder.val_type == FormatType::Avro, m.payload(), "value"),
@@ -348,9 +385,12 @@ async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<Borrowe
             Err(CheckError::Invalid(why)) => {
                 (ErrorCode::DecodeError, format!("is not Avro the schema registry knows: {why}"))
             }
-            Err(CheckError::Unavailable(why)) => {
-                (ErrorCode::SchemaRegistryUnavailable, format!("could not be checked: {why}"))
-            }
+            Err(CheckError::Unavailable(why)) => (
+                ErrorCode::SchemaRegistryUnavailable,
+                format!(
+                    "could not be checked: {why}. Delivery waits for the schema registry and goes on with this record; nothing is skipped"
+                ),
+            ),
         };
         let id = MessageId {
             topic: m.topic().to_owned(),
@@ -358,7 +398,7 @@ async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<Borrowe
             offset: m.offset(),
             timestamp: m.timestamp().to_millis().unwrap_or(-1),
         };
-        return Some(FrameError::new(
+        let e = FrameError::new(
             code,
             format!(
                 "the {field} of record {id} (topic {}, partition {}, offset {}) {why}",
@@ -366,9 +406,23 @@ async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<Borrowe
                 m.partition(),
                 m.offset()
             ),
-        ));
+        );
+        return if code == ErrorCode::SchemaRegistryUnavailable { Err(e) } else { Ok(Some(e)) };
     }
-    None
+    Ok(None)
+}
+
+/// The next record: the held one once its retry is due (`true`), else the stream's next.
+async fn next_record<'a, C: ConsumerContext>(
+    stream: &mut MessageStream<'a, C>,
+    held: &mut Option<(BorrowedMessage<'a>, Instant)>,
+) -> Option<(KafkaResult<BorrowedMessage<'a>>, bool)> {
+    if let Some((_, at)) = held {
+        sleep_until(*at).await;
+        // Nothing awaits after the take: a cancelled wait keeps the record held.
+        return held.take().map(|(m, _)| (Ok(m), true));
+    }
+    stream.next().await.map(|m| (m, false))
 }
 
 /// What a record's frames show of it: where it is, its key, value and `headers`.
