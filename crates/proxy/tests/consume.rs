@@ -14,8 +14,8 @@ use futures::{SinkExt, StreamExt};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tokio_tungstenite::tungstenite::Message;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 fn consume_url(proxy: &Proxy, topic: &str, client: &str, query: &str) -> String {
     proxy.url(&format!("/socket/out?clientId={client}&topic={topic}{query}"))
@@ -336,7 +336,9 @@ async fn m3_a_header_key_that_is_not_utf8_reaches_the_client_and_consumption_goe
     let topic = unique("m3-header-key");
     create_topic(&topic, 1).await;
     let p: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
-    for (i, headers) in [None, Some(raw_headers(&[(b"\xffbad\xfe", b"x"), (b"good", b"y")])), None].into_iter().enumerate() {
+    for (i, headers) in
+        [None, Some(raw_headers(&[(b"\xffbad\xfe", b"x"), (b"good", b"y")])), None].into_iter().enumerate()
+    {
         let value = format!("v{i}");
         let mut record = FutureRecord::<(), _>::to(&topic).payload(&value).partition(0);
         if let Some(h) = headers {
@@ -396,9 +398,8 @@ async fn m6_a_client_flooding_bad_commits_without_reading_is_closed_within_the_i
         }
         sent
     });
-    let metric = |body: &str| {
-        body.lines().find(|l| l.starts_with("wsproxy_sockets_open{direction=\"out\"}")).map(str::to_owned)
-    };
+    let metric =
+        |body: &str| body.lines().find(|l| l.starts_with("wsproxy_sockets_open{direction=\"out\"}")).map(str::to_owned);
     // The socket is closed once a write has waited the idle timeout (wide margin).
     let deadline = Instant::now() + idle + Duration::from_secs(30);
     loop {
@@ -406,7 +407,12 @@ async fn m6_a_client_flooding_bad_commits_without_reading_is_closed_within_the_i
         if metric(&body).is_some_and(|l| l.ends_with(" 0")) && started.elapsed() > Duration::from_secs(1) {
             break;
         }
-        assert!(Instant::now() < deadline, "the flooding socket is still open after {:?}: {:?}", started.elapsed(), metric(&body));
+        assert!(
+            Instant::now() < deadline,
+            "the flooding socket is still open after {:?}: {:?}",
+            started.elapsed(),
+            metric(&body)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!("the flooding socket was closed {:?} after it started", started.elapsed());
@@ -452,7 +458,8 @@ async fn m7_a_record_too_large_for_a_frame_gets_record_too_large_and_consumption
     assert_eq!(back.lines().count(), 3);
 
     let group = unique("g");
-    let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), &format!("&groupId={group}&valType=bytearray"))).await;
+    let mut ws =
+        connect(&consume_url(&proxy, &topic, &unique("c"), &format!("&groupId={group}&valType=bytearray"))).await;
     assert_eq!(recv_json(&mut ws).await["offset"], 0);
     let e = recv_json(&mut ws).await;
     assert_eq!((e["error"]["code"].as_str(), e["offset"].as_i64()), (Some("RECORD_TOO_LARGE"), Some(1)), "{e}");

@@ -489,7 +489,10 @@ async fn h1_a_registry_outage_never_commits_unchecked_records() {
     let url = |group: &str, extra: &str| {
         proxy.url(&format!("/socket/out?clientId={}&groupId={group}&topic={topic}&valType=avro{extra}", unique("c")))
     };
-    let mut sockets = [(connect(&url(&auto_group, "")).await, false), (connect(&url(&manual_group, "&autoCommit=false")).await, true)];
+    let mut sockets = [
+        (connect(&url(&auto_group, "")).await, false),
+        (connect(&url(&manual_group, "&autoCommit=false")).await, true),
+    ];
     let mut seen = [Delivered::default(), Delivered::default()];
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.iter().any(|s| s.records.len() < 20) {
@@ -528,7 +531,9 @@ async fn h1_a_registry_outage_never_commits_unchecked_records() {
     while seen.iter().any(|s| s.records.len() < 40 || !s.codes().contains(&"DECODE_ERROR".to_owned())) {
         if Instant::now() > deadline {
             let missing: Vec<_> = seen.iter().map(|s| 40 - s.records.len()).collect();
-            panic!("records lost: {missing:?} (autoCommit true, false) of 20 never delivered after the registry returned");
+            panic!(
+                "records lost: {missing:?} (autoCommit true, false) of 20 never delivered after the registry returned"
+            );
         }
         for ((ws, manual), s) in sockets.iter_mut().zip(&mut seen) {
             s.take(ws, Duration::from_millis(100), *manual).await;
