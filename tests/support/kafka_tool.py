@@ -12,6 +12,7 @@ Commands (all print JSON on stdout):
       read N records from the beginning (no group commits); decode keys and values with the
       given formats (or 'raw' for base64) and print one JSON line per record
   committed GROUP TOPIC                         the group's committed offsets
+  group-members GROUP                           the group's members: client id and assigned partitions
   commit GROUP TOPIC PARTITION=OFFSET ...       commit offsets for a group (as a member-less client)
   topic-config TOPIC                            partition count and the topic's non-default configs
   version                                       client library versions and the broker's
@@ -159,6 +160,14 @@ def committed(group, topic):
     c.close()
 
 
+def group_members(group):
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    print(json.dumps([{"client_id": m.client_id,
+                       "partitions": [[tp.topic, tp.partition] for tp in (m.assignment.topic_partitions if m.assignment else [])]}
+                      for m in desc.members]))
+
+
 def commit(group, topic, *assignments):
     c = Consumer({"bootstrap.servers": BOOT, "group.id": group, "enable.auto.commit": False})
     offsets = [TopicPartition(topic, int(p), int(o)) for p, o in (a.split("=", 1) for a in assignments)]
@@ -188,5 +197,5 @@ def version():
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"create": create, "produce": produce, "consume": consume, "committed": committed, "commit": commit,
+    {"create": create, "produce": produce, "consume": consume, "committed": committed, "commit": commit, "group-members": group_members,
      "topic-config": topic_config, "version": version, "delete-topics": delete_topics}[cmd](*args)

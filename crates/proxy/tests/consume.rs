@@ -469,3 +469,52 @@ async fn m7_a_record_too_large_for_a_frame_gets_record_too_large_and_consumption
     let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
     assert_eq!(committed["0"], 3, "the large record is committed like a DECODE_ERROR: {committed}");
 }
+
+/// Waits until `group` has `members` members and `client` owns partition 0 of `topic`, as the
+/// independent client sees the group.
+async fn wait_for_owner(group: &str, topic: &str, client: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let members: Value = serde_json::from_str(&kafka_tool(&["group-members", group], "")).unwrap();
+        let owns = |m: &Value| {
+            m["client_id"] == client && m["partitions"].as_array().is_some_and(|p| p.contains(&json!([topic, 0])))
+        };
+        if members.as_array().is_some_and(|all| all.len() == count && all.iter().any(owns)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{client} does not own {topic}/0 among {count}: {members}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// L4 (code review): what a socket would commit at close (the next offset of each partition
+/// it delivered) survived a revoke and re-assign. Socket Z reads 100 records, the partition
+/// moves to socket A, which reads and commits up to 500 and leaves, and the partition comes
+/// back to Z: Z's close committed its stale 100, moving the group back by 400 records
+/// (duplicates for the group). Revoked partitions are now forgotten at the revoke.
+#[tokio::test]
+async fn l4_a_revoked_and_reassigned_partition_is_not_committed_back_at_close() {
+    // Two partitions, so that the group takes two sockets; the records are all in partition 0.
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("l4-revoke");
+    create_topic(&topic, 2).await;
+    fill(&topic, 100, false).await;
+    let group = unique("g");
+    let url = |client: &str| consume_url(&proxy, &topic, client, &format!("&groupId={group}"));
+    let mut z = connect(&url("z-first")).await;
+    for i in 0..100 {
+        assert_eq!(recv_json(&mut z).await["offset"], i);
+    }
+    // The range assignor gives partition 0 to the member whose id sorts first.
+    let mut a = connect(&url("a-second")).await;
+    wait_for_owner(&group, &topic, "a-second", 2).await;
+    fill(&topic, 400, false).await;
+    for i in 100..500 {
+        assert_eq!(recv_json(&mut a).await["offset"], i);
+    }
+    hang_up(a).await;
+    wait_for_owner(&group, &topic, "z-first", 1).await;
+    hang_up(z).await;
+    let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
+    assert_eq!(committed["0"], 500, "the group's offset did not move back: {committed}");
+}

@@ -183,6 +183,7 @@ pub async fn run<S>(
                 }
                 _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
                     let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
+                    forget_rebalanced(&consumer, &mut stack, &mut progress);
                     let owned = assigned(&consumer, &settings.topic);
                     forget_revoked(&owned, &mut stack, &mut progress);
                     let due = stack.expired(std::time::Instant::now(), max_age);
@@ -252,11 +253,15 @@ pub async fn run<S>(
                         }
                     }
                     let now = std::time::Instant::now();
+                    let revoked = forget_rebalanced(&consumer, &mut stack, &mut progress);
                     for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position) {
+                        // Taken before a revoke: the partition's next owner delivers it again.
+                        if revoked.contains(&partition) { continue; }
                         if settings.auto_commit {
                             // Fails only for partitions revoked meanwhile; the next owner reads them.
-                            let _ = consumer.store_offset(&settings.topic, partition, offset);
-                            progress.insert(partition, offset + 1);
+                            if consumer.store_offset(&settings.topic, partition, offset).is_ok() {
+                                progress.insert(partition, offset + 1);
+                            }
                         } else {
                             stack.stash(partition, offset, timestamp, now);
                         }
@@ -522,6 +527,7 @@ fn commit(
         return unknown(&format!("it names topic '{}', this socket reads '{topic}'", id.topic));
     }
     // After a rebalance another member owns the partition: committing there could rewind it.
+    forget_rebalanced(consumer, stack, progress);
     let owned = assigned(consumer, topic);
     forget_revoked(&owned, stack, progress);
     if !owned.contains(&id.partition) {
@@ -551,6 +557,22 @@ fn assigned(consumer: &SocketConsumer, topic: &str) -> HashSet<i32> {
         .assignment()
         .map(|tpl| tpl.elements().iter().filter(|e| e.topic() == topic).map(|e| e.partition()).collect())
         .unwrap_or_default()
+}
+
+/// Drops what the socket remembers of partitions lost in a rebalance since it last looked,
+/// even those assigned to it again since (another member may have committed further
+/// meanwhile, L4); returns them.
+fn forget_rebalanced(
+    consumer: &SocketConsumer,
+    stack: &mut CommitStack,
+    progress: &mut HashMap<i32, i64>,
+) -> HashSet<i32> {
+    let revoked: HashSet<i32> = consumer.context().take_lost(false).into_iter().collect();
+    if !revoked.is_empty() {
+        stack.retain_partitions(|p| !revoked.contains(&p));
+        progress.retain(|p, _| !revoked.contains(p));
+    }
+    revoked
 }
 
 /// Drops what the socket remembers of partitions it no longer owns.
@@ -595,9 +617,10 @@ fn error_frame(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
 /// Commits `progress` for the partitions still assigned, synchronously, then closes.
 fn final_commit(consumer: SocketConsumer, topic: &str, progress: &HashMap<i32, i64>) {
     let owned = consumer.assignment().unwrap_or_default();
+    let revoked = consumer.context().take_lost(true);
     let mut tpl = TopicPartitionList::new();
     for (p, o) in progress {
-        if owned.find_partition(topic, *p).is_some() {
+        if owned.find_partition(topic, *p).is_some() && !revoked.contains(p) {
             let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
         }
     }

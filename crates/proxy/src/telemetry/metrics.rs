@@ -263,3 +263,8 @@ pub fn consumed_record_too_large() {
 pub fn consumed_header_not_utf8() {
     counter!("wsproxy_consumed_headers_not_utf8_total").increment(1);
 }
+
+/// Kafka refused an (asynchronous) consumer offset commit; its records come again.
+pub fn consumer_commit_failed() {
+    counter!("wsproxy_consumer_commit_failures_total").increment(1);
+}
