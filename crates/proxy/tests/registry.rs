@@ -374,7 +374,8 @@ async fn registry_basic_auth_from_user_info_or_the_url_and_a_refusal() {
 
 /// A TCP forwarder to the registry of `scripts/registry` that a test can cut, to make a
 /// registry outage without stopping the shared registry: while down it drops the
-/// connections it forwards and closes each new one at once, like a registry restarting.
+/// connections it forwards, and closes each new one at once, like a registry restarting, or
+/// (`silent`) holds it open without an answer, like a registry that hangs.
 struct RegistrySwitch {
     url: String,
     up: tokio::sync::watch::Sender<bool>,
@@ -382,7 +383,7 @@ struct RegistrySwitch {
 }
 
 impl RegistrySwitch {
-    async fn start() -> RegistrySwitch {
+    async fn start(silent: bool) -> RegistrySwitch {
         let (target, path) = port_and_path(&registry_url());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}{path}", listener.local_addr().unwrap());
@@ -391,7 +392,13 @@ impl RegistrySwitch {
             while let Ok((mut client, _)) = listener.accept().await {
                 let mut watch = watch.clone();
                 if !*watch.borrow() {
-                    continue; // dropped: closed at once
+                    if silent {
+                        tokio::spawn(async move {
+                            let _held = client;
+                            let _ = watch.wait_for(|up| *up).await;
+                        });
+                    }
+                    continue; // else dropped: closed at once
                 }
                 tokio::spawn(async move {
                     let Ok(mut registry) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
@@ -459,8 +466,19 @@ fn metric_value(metrics: &str, name: &str) -> Option<f64> {
 /// really is bad (an unknown schema id) becomes a committed `DECODE_ERROR`.
 #[tokio::test]
 async fn h1_a_registry_outage_never_commits_unchecked_records() {
+    registry_outage(false).await;
+}
+
+/// H1 with a registry that accepts connections and never answers: each lookup ends at the
+/// request deadline, and the records wait just the same.
+#[tokio::test]
+async fn h1_a_silent_registry_never_commits_unchecked_records() {
+    registry_outage(true).await;
+}
+
+async fn registry_outage(silent: bool) {
     require_registry().await;
-    let switch = RegistrySwitch::start().await;
+    let switch = RegistrySwitch::start(silent).await;
     let proxy = Proxy::start(&[
         ("WSPROXY_SCHEMA_REGISTRY_URL", switch.url.as_str()),
         ("WSPROXY_SCHEMA_REGISTRY_TIMEOUT", "2 seconds"),
