@@ -5,12 +5,14 @@ Commands (all print JSON on stdout):
   create TOPIC PARTITIONS [CONFIG=VALUE ...]   create a topic
   produce TOPIC                                 records from stdin, one JSON per line:
       {"key": <typed>, "value": <typed>, "headers": [[k, v]], "partition": n}
+      (a header key k may be {"base64": b}: raw bytes, such as a key that is not UTF-8)
       where <typed> is null or {"format": f, "value": v}, encoded the way Kafka's Java
       serializers do (big-endian) -- independently of the proxy's codecs.
   consume TOPIC N [TIMEOUT_S] [KEY_FORMAT] [VALUE_FORMAT]
       read N records from the beginning (no group commits); decode keys and values with the
       given formats (or 'raw' for base64) and print one JSON line per record
   committed GROUP TOPIC                         the group's committed offsets
+  group-members GROUP                           the group's members: client id and assigned partitions
   commit GROUP TOPIC PARTITION=OFFSET ...       commit offsets for a group (as a member-less client)
   topic-config TOPIC                            partition count and the topic's non-default configs
   version                                       client library versions and the broker's
@@ -108,7 +110,9 @@ def produce(topic):
         kw = {}
         if r.get("partition") is not None:
             kw["partition"] = r["partition"]
-        headers = [(k, v.encode() if v is not None else None) for k, v in r.get("headers", [])]
+        # A header key may be {"base64": "..."}: raw bytes, e.g. a key that is not UTF-8.
+        headers = [(base64.b64decode(k["base64"]) if isinstance(k, dict) else k, v.encode() if v is not None else None)
+                   for k, v in r.get("headers", [])]
         p.produce(topic, key=encode(r.get("key")), value=encode(r.get("value")), headers=headers or None,
                   on_delivery=lambda e, m: e and errors.append(str(e)), **kw)
         count += 1
@@ -133,10 +137,14 @@ def consume(topic, n, timeout=30, key_format="raw", value_format="raw"):
             if m.error():
                 print(json.dumps({"error": str(m.error())}), file=sys.stderr)
                 continue
+            try:
+                headers = [[k, v.decode() if v is not None else None] for k, v in (m.headers() or [])]
+            except (UnicodeDecodeError, SystemError) as e:  # confluent-kafka decodes header keys as UTF-8
+                headers = {"undecodable": str(e.__cause__ or e)}
             got.append({
                 "partition": m.partition(), "offset": m.offset(), "timestamp": m.timestamp()[1],
                 "key": decode(key_format, m.key()), "value": decode(value_format, m.value()),
-                "headers": [[k, v.decode() if v is not None else None] for k, v in (m.headers() or [])],
+                "headers": headers,
             })
     c.close()
     got.sort(key=lambda r: (r["partition"], r["offset"]))
@@ -150,6 +158,14 @@ def committed(group, topic):
     parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
     print(json.dumps({str(tp.partition): tp.offset for tp in c.committed(parts, timeout=10)}))
     c.close()
+
+
+def group_members(group):
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    print(json.dumps([{"client_id": m.client_id,
+                       "partitions": [[tp.topic, tp.partition] for tp in (m.assignment.topic_partitions if m.assignment else [])]}
+                      for m in desc.members]))
 
 
 def commit(group, topic, *assignments):
@@ -181,5 +197,5 @@ def version():
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"create": create, "produce": produce, "consume": consume, "committed": committed, "commit": commit,
+    {"create": create, "produce": produce, "consume": consume, "committed": committed, "commit": commit, "group-members": group_members,
      "topic-config": topic_config, "version": version, "delete-topics": delete_topics}[cmd](*args)

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config_log;
+pub mod headers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -86,6 +87,30 @@ pub struct SocketConsumerContext {
     topic: String,
     lag: Arc<AtomicI64>,
     auth: AuthFailure,
+    /// Partitions of `topic` revoked and not assigned back, and those lost since the socket
+    /// last took them (code review L4).
+    revoked: Mutex<Revoked>,
+}
+
+#[derive(Default)]
+struct Revoked {
+    pending: Vec<i32>,
+    lost: Vec<i32>,
+}
+
+impl SocketConsumerContext {
+    /// Partitions lost since the last call (revoked, and not in the assignment that followed;
+    /// with `closing`, also those revoked and not assigned yet). The socket must forget what
+    /// it would commit there, even if they come back later: another member may have
+    /// committed further meanwhile.
+    pub fn take_lost(&self, closing: bool) -> Vec<i32> {
+        let mut r = self.revoked.lock().expect("revoked list is never poisoned");
+        let mut lost = std::mem::take(&mut r.lost);
+        if closing {
+            lost.append(&mut r.pending);
+        }
+        lost
+    }
 }
 
 impl ClientContext for SocketConsumerContext {
@@ -102,7 +127,37 @@ impl ClientContext for SocketConsumerContext {
     }
 }
 
-impl ConsumerContext for SocketConsumerContext {}
+impl ConsumerContext for SocketConsumerContext {
+    // Runs on the socket's task, inside its poll of the stream.
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mine = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().into_iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
+        };
+        let mut r = self.revoked.lock().expect("revoked list is never poisoned");
+        match rebalance {
+            Rebalance::Revoke(tpl) => r.pending.extend(mine(tpl)),
+            // Kept through the rebalance when assigned back at once (no one else had it).
+            Rebalance::Assign(tpl) => {
+                let back = mine(tpl);
+                let (_, lost): (Vec<i32>, Vec<i32>) = r.pending.drain(..).partition(|p| back.contains(p));
+                r.lost.extend(lost);
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+
+    // Manual commits are asynchronous: a refusal arrives here, after the client was answered.
+    // Its records come again (duplicates, never loss); the operator sees it.
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        match result {
+            Err(e) if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) => {
+                metrics::consumer_commit_failed();
+                tracing::warn!(error = %e, topic = %self.topic, "Kafka refused a consumer commit; the records after the group's last commit will be delivered again");
+            }
+            _ => {}
+        }
+    }
+}
 
 /// The consumer of one consume socket.
 pub type SocketConsumer = StreamConsumer<SocketConsumerContext>;
@@ -509,7 +564,12 @@ impl Kafka {
                 .await
                 .expect("start-offset task never panics")?;
         }
-        let context = SocketConsumerContext { topic: params.topic.clone(), lag, auth: AuthFailure::default() };
+        let context = SocketConsumerContext {
+            topic: params.topic.clone(),
+            lag,
+            auth: AuthFailure::default(),
+            revoked: Mutex::new(Revoked::default()),
+        };
         let consumer: SocketConsumer = cfg.create_with_context(context)?;
         // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
         let consumer = if creds.is_some() {

@@ -7,6 +7,11 @@
 //! any Confluent deserializer reads what the proxy wrote. Every request has a deadline, and
 //! for a second after the registry could not be reached lookups fail at once instead of
 //! piling up behind it; schemas already cached keep working while it is down.
+//!
+//! "Could not ask" ([`CheckError::Unavailable`]) is never "bad bytes" ([`CheckError::Invalid`]):
+//! consume sockets wait for the registry rather than skip a record. When the registry stops
+//! answering, and when it answers again, one warning is logged and
+//! `wsproxy_schema_registry_reachable` follows.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,6 +30,7 @@ use tokio::time::Instant;
 use wsproxy_protocol::avro;
 
 use crate::config::SchemaRegistryConfig;
+use crate::telemetry::metrics;
 
 /// How long lookups fail fast after the registry could not be reached.
 const DOWN_WINDOW: Duration = Duration::from_secs(1);
@@ -88,6 +94,8 @@ pub struct SchemaRegistry {
     client: Client<HttpConnector, Full<Bytes>>,
     cache: Mutex<SchemaCache>,
     down_until: Mutex<Option<Instant>>,
+    /// Since when the registry has not answered (`None` while it answers).
+    down_since: Mutex<Option<Instant>>,
 }
 
 impl SchemaRegistry {
@@ -101,6 +109,7 @@ impl SchemaRegistry {
             v.set_sensitive(true);
             v
         });
+        metrics::schema_registry_reachable(true);
         SchemaRegistry {
             urls: cfg.urls.clone(),
             authorization,
@@ -108,6 +117,36 @@ impl SchemaRegistry {
             client: Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4).build(connector),
             cache: Mutex::new(SchemaCache { max: cfg.cache_size, map: HashMap::new(), order: VecDeque::new() }),
             down_until: Mutex::new(None),
+            down_since: Mutex::new(None),
+        }
+    }
+
+    /// Notes whether the registry answered (a status below 500) and reports the changes.
+    fn observe(&self, answered: Result<u16, &str>) {
+        let reachable = matches!(answered, Ok(status) if status < 500);
+        let mut down_since = self.down_since.lock().expect("lock");
+        match (reachable, *down_since) {
+            (false, None) => {
+                *down_since = Some(Instant::now());
+                let why = match answered {
+                    Ok(status) => format!("it answered HTTP {status}"),
+                    Err(e) => e.to_owned(),
+                };
+                tracing::warn!(
+                    error = %why,
+                    "the schema registry cannot be asked: avro consume sockets wait for it, avro produce records get SCHEMA_REGISTRY_UNAVAILABLE"
+                );
+                metrics::schema_registry_reachable(false);
+            }
+            (true, Some(since)) => {
+                *down_since = None;
+                tracing::warn!(
+                    down_ms = since.elapsed().as_millis() as u64,
+                    "the schema registry answers again: avro consume sockets resume"
+                );
+                metrics::schema_registry_reachable(true);
+            }
+            _ => {}
         }
     }
 
@@ -205,6 +244,7 @@ impl SchemaRegistry {
             match tokio::time::timeout(self.timeout, call).await {
                 Ok(Ok(answer)) => {
                     *self.down_until.lock().expect("lock") = None;
+                    self.observe(Ok(answer.0));
                     return Ok(answer);
                 }
                 Ok(Err(e)) => last = e,
@@ -212,6 +252,7 @@ impl SchemaRegistry {
             }
         }
         *self.down_until.lock().expect("lock") = Some(Instant::now() + DOWN_WINDOW);
+        self.observe(Err(&last));
         Err(RegistryError::Unreachable(last))
     }
 }

@@ -1,14 +1,21 @@
 //! `/socket/out` end to end: records written by an independent client, consumed through a real
-//! proxy process over a real WebSocket; commits, batching, rate, redelivery and backpressure.
+//! proxy process over a real WebSocket; commits, batching, rate, redelivery and backpressure;
+//! poison records (header keys that are not UTF-8, records too large for a frame) and clients
+//! that flood bad commits without reading.
+// One test writes a header key that is not UTF-8, which rdkafka's safe API cannot express.
+#![allow(unsafe_code)]
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+use futures::{SinkExt, StreamExt};
 use rdkafka::config::ClientConfig;
+use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 fn consume_url(proxy: &Proxy, topic: &str, client: &str, query: &str) -> String {
     proxy.url(&format!("/socket/out?clientId={client}&topic={topic}{query}"))
@@ -295,4 +302,219 @@ async fn offset_latest_and_from_timestamp_choose_where_a_new_group_starts() {
     assert_eq!(maybe_json(&mut ws, Duration::from_secs(3)).await, None, "latest skips existing records");
     fill(&topic, 1, false).await;
     assert_eq!(recv_json(&mut ws).await["offset"], 10);
+}
+
+/// Headers with these raw keys and values: keys need not be UTF-8, which `OwnedHeaders::insert`
+/// (keys are `&str`) cannot write, so this adds them through librdkafka's C API.
+fn raw_headers(headers: &[(&[u8], &[u8])]) -> OwnedHeaders {
+    let owned = OwnedHeaders::new_with_capacity(headers.len());
+    // rdkafka's `BorrowedHeaders` reference is the native header list (a zero-sized view).
+    let list = owned.as_borrowed() as *const BorrowedHeaders as *mut rdkafka::bindings::rd_kafka_headers_t;
+    for (key, value) in headers {
+        // SAFETY: `list` is the live list of `owned`; librdkafka copies both byte ranges.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_header_add(
+                list,
+                key.as_ptr().cast(),
+                key.len() as isize,
+                value.as_ptr().cast(),
+                value.len() as isize,
+            )
+        };
+        assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    owned
+}
+
+/// M3 (code review): a record whose header key is not UTF-8 hit an `unwrap()` inside rdkafka
+/// (`Headers::iter`), so the consume socket's task panicked on it, and so did every other
+/// member of the group after it: a poison pill. Now the key is decoded lossily (as header
+/// values are) and consumption goes on.
+#[tokio::test]
+async fn m3_a_header_key_that_is_not_utf8_reaches_the_client_and_consumption_goes_on() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("m3-header-key");
+    create_topic(&topic, 1).await;
+    let p: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    for (i, headers) in
+        [None, Some(raw_headers(&[(b"\xffbad\xfe", b"x"), (b"good", b"y")])), None].into_iter().enumerate()
+    {
+        let value = format!("v{i}");
+        let mut record = FutureRecord::<(), _>::to(&topic).payload(&value).partition(0);
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        p.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).unwrap();
+    }
+    // The independent client finds the key in Kafka, and cannot decode it as UTF-8 either.
+    let back = read_back(&topic, 3, "string", "string");
+    assert_eq!(back.len(), 3);
+    let undecodable = back[1]["headers"]["undecodable"].as_str().unwrap_or_default();
+    assert!(undecodable.contains("0xff"), "{:?}", back[1]);
+
+    for query in ["&valType=string", "&valType=string&batchSize=10"] {
+        let mut ws = connect(&consume_url(&proxy, &topic, &unique("c"), query)).await;
+        let mut records = Vec::new();
+        while records.len() < 3 {
+            match recv_json(&mut ws).await {
+                Value::Array(a) => records.extend(a),
+                r => records.push(r),
+            }
+        }
+        let offsets: Vec<_> = records.iter().map(|r| r["offset"].as_i64()).collect();
+        assert_eq!(offsets, [Some(0), Some(1), Some(2)], "{query}: {records:?}");
+        assert_eq!(
+            records[1]["headers"],
+            json!([{"key": "\u{FFFD}bad\u{FFFD}", "value": "x"}, {"key": "good", "value": "y"}]),
+            "{query}"
+        );
+        assert_eq!(records[1]["value"]["value"], "v1");
+        hang_up(ws).await;
+    }
+    assert!(proxy.log_text().contains("header key that is not UTF-8"), "the proxy logs the record");
+}
+
+/// M6 (code review): on an `autoCommit=false` socket the error answer to a bad commit was
+/// written with no timeout. A client that sends bad commits and never reads filled the
+/// buffers, and the socket's loop then waited on that write for good: no idle timeout, no
+/// shutdown, its session slot and group consumer held as long as the peer kept the TCP
+/// connection. Now that write is bounded by the idle timeout like every other.
+#[tokio::test]
+async fn m6_a_client_flooding_bad_commits_without_reading_is_closed_within_the_idle_timeout() {
+    let idle = Duration::from_secs(3);
+    let proxy = Proxy::start(&[("WSPROXY_SOCKET_IDLE_TIMEOUT", "3 seconds")]).await;
+    let topic = unique("m6-flood");
+    create_topic(&topic, 1).await;
+    let group = unique("g");
+    let url = consume_url(&proxy, &topic, "flooder", &format!("&groupId={group}&autoCommit=false"));
+    let (mut sink, unread) = connect(&url).await.split();
+    // Each bad commit names another (long) topic, and its answer repeats the id: 100 KB each.
+    let bad = json!({"wsProxyMessageId": format!("{}-0-1-2", "x".repeat(100_000))}).to_string();
+    let started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while sink.send(Message::Text(bad.clone().into())).await.is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    let metric =
+        |body: &str| body.lines().find(|l| l.starts_with("wsproxy_sockets_open{direction=\"out\"}")).map(str::to_owned);
+    // The socket is closed once a write has waited the idle timeout (wide margin).
+    let deadline = Instant::now() + idle + Duration::from_secs(30);
+    loop {
+        let (_, _, body) = http(proxy.port, "GET", "/metrics", &[]).await.unwrap();
+        if metric(&body).is_some_and(|l| l.ends_with(" 0")) && started.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flooding socket is still open after {:?}: {:?}",
+            started.elapsed(),
+            metric(&body)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("the flooding socket was closed {:?} after it started", started.elapsed());
+    // Its session slot and group consumer are let go: the same client id of the same group
+    // connects again (within the socket's bounded close: handshake and final commit).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut again = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((ws, _)) => break ws,
+            Err(e) => assert!(Instant::now() < deadline, "the flooder's slot is still taken: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    send(&mut again, json!({"wsProxyMessageId": "nope"}).to_string()).await;
+    assert_eq!(recv_json(&mut again).await["error"]["code"], "UNKNOWN_MESSAGE_ID");
+    drop(unread);
+    let sent = tokio::time::timeout(Duration::from_secs(30), flood).await.expect("the flood ends").unwrap();
+    println!("{sent} bad commits sent before the proxy let the client go");
+}
+
+/// M7 (code review): a consumed record whose frame is larger than a socket can write (here a
+/// 13 MB `bytearray` value, 17 MB of base64) failed the write: the socket closed without a
+/// commit and the record came first again on every reconnect, a partition stuck for good.
+/// Now it gets a `RECORD_TOO_LARGE` error frame naming it, is committed like a
+/// `DECODE_ERROR`, and consumption goes on.
+#[tokio::test]
+async fn m7_a_record_too_large_for_a_frame_gets_record_too_large_and_consumption_goes_on() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("m7-large");
+    create_topic_with(&topic, 1, &[("max.message.bytes", "20000000")]).await;
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("message.max.bytes", "30000000")
+        .create()
+        .unwrap();
+    let huge = vec![7u8; 13_000_000];
+    for value in [&b"small-0"[..], &huge, b"small-2"] {
+        let record = FutureRecord::<(), _>::to(&topic).payload(value).partition(0);
+        p.send(record, Duration::from_secs(60)).await.map_err(|(e, _)| e).unwrap();
+    }
+    // The independent client finds all three in Kafka.
+    let back = kafka_tool(&["consume", &topic, "3", "30", "raw", "raw"], "");
+    assert_eq!(back.lines().count(), 3);
+
+    let group = unique("g");
+    let mut ws =
+        connect(&consume_url(&proxy, &topic, &unique("c"), &format!("&groupId={group}&valType=bytearray"))).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 0);
+    let e = recv_json(&mut ws).await;
+    assert_eq!((e["error"]["code"].as_str(), e["offset"].as_i64()), (Some("RECORD_TOO_LARGE"), Some(1)), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("offset 1"), "{e}");
+    assert_eq!(recv_json(&mut ws).await["offset"], 2, "consumption goes on");
+    hang_up(ws).await;
+    let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
+    assert_eq!(committed["0"], 3, "the large record is committed like a DECODE_ERROR: {committed}");
+}
+
+/// Waits until `group` has `members` members and `client` owns partition 0 of `topic`, as the
+/// independent client sees the group.
+async fn wait_for_owner(group: &str, topic: &str, client: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let members: Value = serde_json::from_str(&kafka_tool(&["group-members", group], "")).unwrap();
+        let owns = |m: &Value| {
+            m["client_id"] == client && m["partitions"].as_array().is_some_and(|p| p.contains(&json!([topic, 0])))
+        };
+        if members.as_array().is_some_and(|all| all.len() == count && all.iter().any(owns)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{client} does not own {topic}/0 among {count}: {members}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// L4 (code review): what a socket would commit at close (the next offset of each partition
+/// it delivered) survived a revoke and re-assign. Socket Z reads 100 records, the partition
+/// moves to socket A, which reads and commits up to 500 and leaves, and the partition comes
+/// back to Z: Z's close committed its stale 100, moving the group back by 400 records
+/// (duplicates for the group). Revoked partitions are now forgotten at the revoke.
+#[tokio::test]
+async fn l4_a_revoked_and_reassigned_partition_is_not_committed_back_at_close() {
+    // Two partitions, so that the group takes two sockets; the records are all in partition 0.
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("l4-revoke");
+    create_topic(&topic, 2).await;
+    fill(&topic, 100, false).await;
+    let group = unique("g");
+    let url = |client: &str| consume_url(&proxy, &topic, client, &format!("&groupId={group}"));
+    let mut z = connect(&url("z-first")).await;
+    for i in 0..100 {
+        assert_eq!(recv_json(&mut z).await["offset"], i);
+    }
+    // The range assignor gives partition 0 to the member whose id sorts first.
+    let mut a = connect(&url("a-second")).await;
+    wait_for_owner(&group, &topic, "a-second", 2).await;
+    fill(&topic, 400, false).await;
+    for i in 100..500 {
+        assert_eq!(recv_json(&mut a).await["offset"], i);
+    }
+    hang_up(a).await;
+    wait_for_owner(&group, &topic, "z-first", 1).await;
+    hang_up(z).await;
+    let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
+    assert_eq!(committed["0"], 500, "the group's offset did not move back: {committed}");
 }

@@ -267,7 +267,8 @@ async fn a_registry_that_is_down_slow_or_refusing_gives_clear_errors_not_a_hang(
             // A lookup right after a failed one fails fast, saying so; both are clear.
             assert!(msg.contains(why) || msg.contains("less than a second ago"), "{url}: {msg}");
         }
-        // The consume side says so in the record's place, and goes on.
+        // The consume side says so, naming the record; it holds the record (uncommitted) until
+        // the registry answers (see the H1 test).
         let mut c =
             connect(&proxy.url(&format!("/socket/out?clientId={}&topic={topic}&valType=avro", unique("c")))).await;
         let e = recv_json(&mut c).await;
@@ -369,4 +370,213 @@ async fn registry_basic_auth_from_user_info_or_the_url_and_a_refusal() {
             }
         }
     }
+}
+
+/// A TCP forwarder to the registry of `scripts/registry` that a test can cut, to make a
+/// registry outage without stopping the shared registry: while down it drops the
+/// connections it forwards, and closes each new one at once, like a registry restarting, or
+/// (`silent`) holds it open without an answer, like a registry that hangs.
+struct RegistrySwitch {
+    url: String,
+    up: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl RegistrySwitch {
+    async fn start(silent: bool) -> RegistrySwitch {
+        let (target, path) = port_and_path(&registry_url());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}{path}", listener.local_addr().unwrap());
+        let (up, watch) = tokio::sync::watch::channel(true);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut watch = watch.clone();
+                if !*watch.borrow() {
+                    if silent {
+                        tokio::spawn(async move {
+                            let _held = client;
+                            let _ = watch.wait_for(|up| *up).await;
+                        });
+                    }
+                    continue; // else dropped: closed at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut registry) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut registry) => {}
+                        _ = watch.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        RegistrySwitch { url, up, accept }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+impl Drop for RegistrySwitch {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// One consume socket's view in the H1 test: offsets delivered as records (with how often),
+/// error frames by code, and (manual commits) the ids to commit.
+#[derive(Default)]
+struct Delivered {
+    records: std::collections::BTreeMap<(i64, i64), u32>,
+    errors: Vec<Value>,
+}
+
+impl Delivered {
+    async fn take(&mut self, ws: &mut Ws, wait: Duration, commit: bool) {
+        let Some(frame) = maybe_json(ws, wait).await else { return };
+        let at = (frame["partition"].as_i64().unwrap_or(-1), frame["offset"].as_i64().unwrap_or(-1));
+        if frame.get("error").is_some() {
+            self.errors.push(frame.clone());
+        } else {
+            *self.records.entry(at).or_default() += 1;
+        }
+        // Manual commits: the client commits every record it got (and every DECODE_ERROR).
+        if let (true, Some(id)) = (commit, frame["wsProxyMessageId"].as_str()) {
+            if frame["error"]["code"] != "SCHEMA_REGISTRY_UNAVAILABLE" {
+                send(ws, json!({"wsProxyMessageId": id}).to_string()).await;
+            }
+        }
+    }
+
+    fn codes(&self) -> Vec<String> {
+        self.errors.iter().map(|e| e["error"]["code"].as_str().unwrap_or("?").to_owned()).collect()
+    }
+}
+
+fn metric_value(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?.rsplit(' ').next()?.parse().ok()
+}
+
+/// H1 (code review): while the schema registry could not be reached, every avro record whose
+/// schema was not cached became a `SCHEMA_REGISTRY_UNAVAILABLE` error frame, and its offset
+/// was stored (autoCommit) or stashed (manual) and committed: the records were lost to the
+/// group. "Could not check" is not "bad record": the socket now holds the record and retries
+/// until the registry answers. A 20 s outage in the middle of an avro consume, with autoCommit
+/// true and false: every record is delivered after it returns, 0 lost, and only a record that
+/// really is bad (an unknown schema id) becomes a committed `DECODE_ERROR`.
+#[tokio::test]
+async fn h1_a_registry_outage_never_commits_unchecked_records() {
+    registry_outage(false).await;
+}
+
+/// H1 with a registry that accepts connections and never answers: each lookup ends at the
+/// request deadline, and the records wait just the same.
+#[tokio::test]
+async fn h1_a_silent_registry_never_commits_unchecked_records() {
+    registry_outage(true).await;
+}
+
+async fn registry_outage(silent: bool) {
+    require_registry().await;
+    let switch = RegistrySwitch::start(silent).await;
+    let proxy = Proxy::start(&[
+        ("WSPROXY_SCHEMA_REGISTRY_URL", switch.url.as_str()),
+        ("WSPROXY_SCHEMA_REGISTRY_TIMEOUT", "2 seconds"),
+        ("WSPROXY_SCHEMA_AUTO_REGISTER", "false"),
+    ])
+    .await;
+    let topic = unique("h1-outage");
+    create_topic(&topic, 2).await;
+    // Two schemas: the proxy caches the first before the outage, and meets the second in it.
+    let refund = std::env::temp_dir().join(format!("{}.avsc", unique("refund")));
+    std::fs::write(&refund, PAYMENT.replace("\"Payment\"", "\"Refund\"")).unwrap();
+    let first = framed(&format!("{topic}-value"), &payment_schema(), &(0..20).map(payment).collect::<Vec<_>>());
+    let second = framed(&format!("{topic}-refund"), &refund, &(20..40).map(payment).collect::<Vec<_>>());
+    assert_ne!(first[0].0, second[0].0, "two schema ids");
+    let write = |data: &[Vec<u8>]| {
+        let records: Vec<Value> = data
+            .iter()
+            .enumerate()
+            .map(|(i, b)| json!({"partition": i % 2, "value": {"format": "bytearray", "value": b64(b)}}))
+            .collect();
+        write_with_tool(&topic, &records);
+    };
+    write(&first.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>());
+
+    let (auto_group, manual_group) = (unique("g-auto"), unique("g-manual"));
+    let url = |group: &str, extra: &str| {
+        proxy.url(&format!("/socket/out?clientId={}&groupId={group}&topic={topic}&valType=avro{extra}", unique("c")))
+    };
+    let mut sockets = [
+        (connect(&url(&auto_group, "")).await, false),
+        (connect(&url(&manual_group, "&autoCommit=false")).await, true),
+    ];
+    let mut seen = [Delivered::default(), Delivered::default()];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.iter().any(|s| s.records.len() < 20) {
+        assert!(Instant::now() < deadline, "the records before the outage did not arrive");
+        for ((ws, manual), s) in sockets.iter_mut().zip(&mut seen) {
+            s.take(ws, Duration::from_millis(100), *manual).await;
+        }
+    }
+
+    // The outage: the registry is gone for 20 s while records of the second schema arrive,
+    // and one record that is bad (a schema id the registry does not know) after them.
+    switch.set(false);
+    let outage = Instant::now();
+    let mut during: Vec<Vec<u8>> = second.iter().map(|(_, b)| b.clone()).collect();
+    during.push(vec![0, 0x7f, 0xff, 0xff, 0xf0, 2]);
+    write(&during);
+    let mut down_metric = None;
+    while outage.elapsed() < Duration::from_secs(20) {
+        for ((ws, manual), s) in sockets.iter_mut().zip(&mut seen) {
+            s.take(ws, Duration::from_millis(100), *manual).await;
+        }
+        if down_metric.is_none() && outage.elapsed() > Duration::from_secs(5) {
+            let (_, _, body) = http(proxy.port, "GET", "/metrics", &[]).await.unwrap();
+            down_metric = Some(metric_value(&body, "wsproxy_schema_registry_reachable"));
+        }
+    }
+    for s in &seen {
+        assert_eq!(s.records.len(), 20, "no record of the second schema during the outage");
+        assert!(s.codes().iter().all(|c| c == "SCHEMA_REGISTRY_UNAVAILABLE"), "during the outage: {:?}", s.errors);
+    }
+
+    // The registry is back: everything comes, the bad record as the one DECODE_ERROR.
+    switch.set(true);
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(60);
+    while seen.iter().any(|s| s.records.len() < 40 || !s.codes().contains(&"DECODE_ERROR".to_owned())) {
+        if Instant::now() > deadline {
+            let missing: Vec<_> = seen.iter().map(|s| 40 - s.records.len()).collect();
+            panic!(
+                "records lost: {missing:?} (autoCommit true, false) of 20 never delivered after the registry returned"
+            );
+        }
+        for ((ws, manual), s) in sockets.iter_mut().zip(&mut seen) {
+            s.take(ws, Duration::from_millis(100), *manual).await;
+        }
+    }
+    println!("after the registry returned, every record came within {:?}", back.elapsed());
+    for (s, name) in seen.iter().zip(["autoCommit=true", "autoCommit=false"]) {
+        let bad: Vec<_> = s.errors.iter().filter(|e| e["error"]["code"] == "DECODE_ERROR").collect();
+        assert_eq!(bad.len(), 1, "{name}: {:?}", s.errors);
+        assert_eq!((bad[0]["partition"].as_i64(), bad[0]["offset"].as_i64()), (Some(0), Some(20)), "{name}");
+        println!("{name}: {} records, error frames {:?}", s.records.len(), s.codes());
+    }
+    // What the groups committed, seen by the independent client: everything (20 + 20 + 1).
+    let [(auto, _), (manual, _)] = sockets;
+    hang_up(auto).await;
+    hang_up(manual).await;
+    for group in [&auto_group, &manual_group] {
+        let committed: Value = serde_json::from_str(&kafka_tool(&["committed", group, &topic], "")).unwrap();
+        assert_eq!((committed["0"].as_i64(), committed["1"].as_i64()), (Some(21), Some(20)), "{group}: {committed}");
+    }
+    // Visible to an operator: the gauge went to 0 and back, and one warning each way.
+    assert_eq!(down_metric, Some(Some(0.0)), "wsproxy_schema_registry_reachable during the outage");
+    let (_, _, body) = http(proxy.port, "GET", "/metrics", &[]).await.unwrap();
+    assert_eq!(metric_value(&body, "wsproxy_schema_registry_reachable"), Some(1.0));
+    assert!(metric_value(&body, "wsproxy_schema_registry_outages_total").is_some_and(|n| n >= 1.0));
+    let log = proxy.log_text();
+    assert!(log.contains("the schema registry cannot be asked") && log.contains("the schema registry answers again"));
 }

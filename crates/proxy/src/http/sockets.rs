@@ -164,6 +164,7 @@ pub async fn consume(
             .then_some((cfg.consumer.commit_auto_interval, cfg.consumer.commit_auto_max_age)),
         keep_alive: cfg.socket.keep_alive,
         idle_timeout: cfg.socket.idle_timeout,
+        max_frame_bytes: max_sent_frame_bytes(&cfg.socket),
         identity: SocketIdentity { client_id: p.client_id.clone(), group: Some(p.group_id.clone()), remote },
         stop_reason: StopReason::default(),
     };
@@ -343,12 +344,18 @@ fn probe_error(e: ProbeError) -> ApiError {
     }
 }
 
+/// The largest frame a socket can send (beyond a full write buffer); consume sockets answer
+/// a record that renders larger with `RECORD_TOO_LARGE`.
+fn max_sent_frame_bytes(s: &crate::config::SocketConfig) -> usize {
+    s.hard_max_frame_bytes.max(16 * 1024 * 1024)
+}
+
 /// Applies the configured WebSocket limits (tungstenite's defaults are unbounded).
 fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     let s = &state.config.socket;
     ws.read_buffer_size(s.read_buffer_bytes)
         .write_buffer_size(s.write_buffer_bytes)
-        .max_write_buffer_size(s.write_buffer_bytes + s.hard_max_frame_bytes.max(16 * 1024 * 1024))
+        .max_write_buffer_size(s.write_buffer_bytes + max_sent_frame_bytes(s))
         .max_message_size(s.hard_max_frame_bytes)
         .max_frame_size(s.hard_max_frame_bytes)
 }

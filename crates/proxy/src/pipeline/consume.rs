@@ -5,7 +5,14 @@
 //! previous frame was written, and the consumer's prefetch is capped, so a stalled client
 //! costs bounded memory. Offsets are stored (for auto-commit) or stashed (for manual commits)
 //! only after the frame carrying the record was flushed to the socket.
+//!
+//! A record is skipped (answered with an error frame in its place, and committed) only when
+//! it is bad: it does not decode (`DECODE_ERROR`) or renders larger than a frame the socket
+//! can send (`RECORD_TOO_LARGE`). A record the schema registry could not be asked about is
+//! not bad: the socket holds it, reads nothing further, and retries with a backoff until the
+//! registry answers (code review H1).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -13,9 +20,9 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, MessageStream};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -24,12 +31,13 @@ use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, MessageId, Record
 use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
 use wsproxy_protocol::{ErrorCode, FormatType};
 
+use crate::kafka::headers::record_headers;
 use crate::kafka::SocketConsumer;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::rate_limit::RateLimit;
 use crate::schema_registry::{CheckError, SchemaRegistry};
-use crate::telemetry::metrics::{Direction, SocketIdentity, SocketMetrics};
+use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 /// Frames written between two flushes when records are sent one per frame.
 const MAX_FRAMES_PER_FLUSH: usize = 256;
@@ -43,6 +51,13 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the socket waits for its consumer's final commit and group leave.
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// First and longest wait before asking the schema registry again about a held record.
+const REGISTRY_RETRY_FIRST: Duration = Duration::from_millis(250);
+const REGISTRY_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Room kept in a frame for the records batched after a large one, and the array around them.
+const BATCH_ROOM: usize = MAX_BYTES_PER_FLUSH + 256 * 1024;
 
 /// Settings of one consume socket.
 #[derive(Clone)]
@@ -65,6 +80,9 @@ pub struct ConsumeSettings {
     /// Close a socket that sent nothing (not even a pong) this long, or that took this long
     /// to accept one batch of frames (a client that stopped reading).
     pub idle_timeout: Duration,
+    /// The largest frame the socket can send: a record rendering larger (with room for a
+    /// batch) gets a `RECORD_TOO_LARGE` error frame in its place.
+    pub max_frame_bytes: usize,
     pub identity: SocketIdentity,
     /// Why `shutdown` was cancelled: server shutdown, or a token that is no longer valid.
     pub stop_reason: close::StopReason,
@@ -120,6 +138,10 @@ pub async fn run<S>(
         let mut expiry = interval(settings.commit_max_age.map_or(Duration::from_secs(3600), |(every, _)| every));
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_sent = Instant::now();
+        // A record the schema registry could not be asked about, and when to ask again; the
+        // stream is not read meanwhile (H1). `retry` is the last wait, `None` outside an outage.
+        let mut held: Option<(BorrowedMessage<'_>, Instant)> = None;
+        let mut retry: Option<Duration> = None;
 
         loop {
             let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
@@ -139,7 +161,10 @@ pub async fn run<S>(
                         };
                         if let Some((code, err)) = commit(&consumer, &settings.topic, &mut stack, &mut progress, id) {
                             stats.error_frame(code.as_str());
-                            if tx.send(Message::Text(err.into())).await.is_err() { break None; }
+                            // Bounded like every write: a client that sends bad commits and
+                            // stops reading must not hold the loop (M6).
+                            let sent = tokio::time::timeout(settings.idle_timeout, tx.send(Message::Text(err.into())));
+                            if !matches!(sent.await, Ok(Ok(()))) { break None; }
                         }
                     }
                     // With autoCommit=true the reference ignores inbound frames.
@@ -158,6 +183,7 @@ pub async fn run<S>(
                 }
                 _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
                     let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
+                    forget_rebalanced(&consumer, &mut stack, &mut progress);
                     let owned = assigned(&consumer, &settings.topic);
                     forget_revoked(&owned, &mut stack, &mut progress);
                     let due = stack.expired(std::time::Instant::now(), max_age);
@@ -166,25 +192,48 @@ pub async fn run<S>(
                 }
                 // Timers come before the stream so that a busy socket still pings and commits.
                 _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
-                first = stream.next(), if !throttled => {
-                    let Some(first) = first else { break Some(close::kafka_failure("the consumer stopped")) };
+                first = next_record(&mut stream, &mut held), if !throttled => {
+                    let Some((first, was_held)) = first else { break Some(close::kafka_failure("the consumer stopped")) };
                     // Records taken per wakeup: one array frame's worth, or (one record per
                     // frame) as many as are ready, written with a single flush.
                     let per_wakeup = if settings.batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
                     let mut items = Vec::with_capacity(max.min(1024));
-                    let invalid = check_registry(&settings, &first).await;
-                    if let Err(fatal) = render(first, &settings, invalid, &mut items) {
-                        break Some(close::kafka_failure(&fatal));
-                    }
                     let mut fatal = None;
+                    let mut unchecked = None;
+                    match check_registry(&settings, &first).await {
+                        // Only a record (never a consumer error) is checked.
+                        Err(unavailable) => unchecked = first.ok().map(|m| (m, unavailable)),
+                        Ok(invalid) => {
+                            if was_held { retry = None; }
+                            if let Err(fatal) = render(first, &settings, invalid, &mut items) {
+                                break Some(close::kafka_failure(&fatal));
+                            }
+                        }
+                    }
                     let mut batch_bytes = items.iter().map(|i| i.frame.len()).sum::<usize>();
-                    while items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
+                    while unchecked.is_none() && items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
                         let Some(Some(next)) = stream.next().now_or_never() else { break };
-                        let invalid = check_registry(&settings, &next).await;
-                        if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; }
+                        match check_registry(&settings, &next).await {
+                            Err(unavailable) => unchecked = next.ok().map(|m| (m, unavailable)),
+                            Ok(invalid) => if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; },
+                        }
                         batch_bytes += items.last().map_or(0, |i| i.frame.len());
                     }
+                    // Not checked is not bad: hold the record (nothing after it is read) and
+                    // ask again later. The client hears why once per outage, in an error frame
+                    // that names the record but is not committed: the record itself follows.
+                    if let Some((record, unavailable)) = unchecked {
+                        if retry.is_none() {
+                            let frame = Frame::Text(error_frame(&unavailable, Some(&record_view(&record, &[]))));
+                            items.push(Item { frame, position: None, bytes: 0, error: Some(unavailable.code) });
+                        }
+                        let wait = retry.map_or(REGISTRY_RETRY_FIRST, |w| (w * 2).min(REGISTRY_RETRY_MAX));
+                        retry = Some(wait);
+                        held = Some((record, Instant::now() + wait));
+                    }
+                    // Nothing to write (a retry that failed again): the client was not heard from.
+                    if items.is_empty() && fatal.is_none() { continue; }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
                     // A client that stops reading must not hold up a shutdown.
                     tokio::select! {
@@ -204,11 +253,15 @@ pub async fn run<S>(
                         }
                     }
                     let now = std::time::Instant::now();
+                    let revoked = forget_rebalanced(&consumer, &mut stack, &mut progress);
                     for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position) {
+                        // Taken before a revoke: the partition's next owner delivers it again.
+                        if revoked.contains(&partition) { continue; }
                         if settings.auto_commit {
                             // Fails only for partitions revoked meanwhile; the next owner reads them.
-                            let _ = consumer.store_offset(&settings.topic, partition, offset);
-                            progress.insert(partition, offset + 1);
+                            if consumer.store_offset(&settings.topic, partition, offset).is_ok() {
+                                progress.insert(partition, offset + 1);
+                            }
                         } else {
                             stack.stash(partition, offset, timestamp, now);
                         }
@@ -252,17 +305,19 @@ fn render(
         Ok(m) => m,
         Err(e) => return consumer_error(e),
     };
-    let headers: Vec<(&str, Option<&[u8]>)> =
-        m.headers().map(|hs| hs.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
-    let view = KafkaRecordView {
-        topic: m.topic(),
-        partition: m.partition(),
-        offset: m.offset(),
-        timestamp: m.timestamp().to_millis().unwrap_or(-1),
-        key: m.key(),
-        value: m.payload(),
-        headers: &headers,
-    };
+    // Never rdkafka's `Headers::iter`: it panics on a key that is not UTF-8 (M3).
+    let owned = record_headers(&m);
+    if owned.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
+        metrics::consumed_header_not_utf8();
+        tracing::warn!(
+            topic = m.topic(),
+            partition = m.partition(),
+            offset = m.offset(),
+            "a consumed record has a header key that is not UTF-8; it is delivered with the key decoded lossily"
+        );
+    }
+    let headers: Vec<(&str, Option<&[u8]>)> = owned.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+    let view = record_view(&m, &headers);
     let rendered = if let Some(e) = invalid {
         Err(e)
     } else if settings.avro {
@@ -274,6 +329,39 @@ fn render(
             .record(&view)
             .map(|out| Frame::Text(serde_json::to_string(&out).expect("records always serialise")))
     };
+    // A frame the socket could not send would end it, and the record would come first
+    // again on every reconnect: answer it like a record that does not decode (M7).
+    let limit = settings.max_frame_bytes.saturating_sub(BATCH_ROOM);
+    let rendered = rendered.and_then(|frame| {
+        if frame.len() <= limit {
+            return Ok(frame);
+        }
+        metrics::consumed_record_too_large();
+        tracing::warn!(
+            topic = view.topic,
+            partition = view.partition,
+            offset = view.offset,
+            frame_bytes = frame.len(),
+            limit,
+            "a consumed record renders larger than a socket can send; it gets RECORD_TOO_LARGE and is skipped"
+        );
+        Err(FrameError::new(
+            ErrorCode::RecordTooLarge,
+            format!(
+                "record {} (topic {}, partition {}, offset {}) renders to {} bytes, more than the {limit} a frame of this socket can carry; it is skipped",
+                MessageId {
+                    topic: view.topic.to_owned(),
+                    partition: view.partition,
+                    offset: view.offset,
+                    timestamp: view.timestamp
+                },
+                view.topic,
+                view.partition,
+                view.offset,
+                frame.len()
+            ),
+        ))
+    });
     let (frame, error) = match rendered {
         Ok(frame) => (frame, None),
         Err(e) => (Frame::Text(error_frame(&e, Some(&view))), Some(e.code)),
@@ -284,9 +372,13 @@ fn render(
 }
 
 /// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
-/// the registry knows: the error frame that takes the record's place when they are not.
-async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<BorrowedMessage<'_>>) -> Option<FrameError> {
-    let (Some(registry), Ok(m)) = (&settings.registry, polled) else { return None };
+/// the registry knows: `Ok(Some(..))` is the error frame that takes the record's place when
+/// they are not; `Err` says the registry could not be asked (the record must wait, H1).
+async fn check_registry(
+    settings: &ConsumeSettings,
+    polled: &KafkaResult<BorrowedMessage<'_>>,
+) -> Result<Option<FrameError>, FrameError> {
+    let (Some(registry), Ok(m)) = (&settings.registry, polled) else { return Ok(None) };
     let checks = [
         (settings.encoder.key_type == Some(FormatType::Avro), m.key(), "key"),
         (settings.encoder.val_type == FormatType::Avro, m.payload(), "value"),
@@ -298,9 +390,12 @@ async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<Borrowe
             Err(CheckError::Invalid(why)) => {
                 (ErrorCode::DecodeError, format!("is not Avro the schema registry knows: {why}"))
             }
-            Err(CheckError::Unavailable(why)) => {
-                (ErrorCode::SchemaRegistryUnavailable, format!("could not be checked: {why}"))
-            }
+            Err(CheckError::Unavailable(why)) => (
+                ErrorCode::SchemaRegistryUnavailable,
+                format!(
+                    "could not be checked: {why}. Delivery waits for the schema registry and goes on with this record; nothing is skipped"
+                ),
+            ),
         };
         let id = MessageId {
             topic: m.topic().to_owned(),
@@ -308,7 +403,7 @@ async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<Borrowe
             offset: m.offset(),
             timestamp: m.timestamp().to_millis().unwrap_or(-1),
         };
-        return Some(FrameError::new(
+        let e = FrameError::new(
             code,
             format!(
                 "the {field} of record {id} (topic {}, partition {}, offset {}) {why}",
@@ -316,9 +411,36 @@ async fn check_registry(settings: &ConsumeSettings, polled: &KafkaResult<Borrowe
                 m.partition(),
                 m.offset()
             ),
-        ));
+        );
+        return if code == ErrorCode::SchemaRegistryUnavailable { Err(e) } else { Ok(Some(e)) };
     }
-    None
+    Ok(None)
+}
+
+/// The next record: the held one once its retry is due (`true`), else the stream's next.
+async fn next_record<'a, C: ConsumerContext>(
+    stream: &mut MessageStream<'a, C>,
+    held: &mut Option<(BorrowedMessage<'a>, Instant)>,
+) -> Option<(KafkaResult<BorrowedMessage<'a>>, bool)> {
+    if let Some((_, at)) = held {
+        sleep_until(*at).await;
+        // Nothing awaits after the take: a cancelled wait keeps the record held.
+        return held.take().map(|(m, _)| (Ok(m), true));
+    }
+    stream.next().await.map(|m| (m, false))
+}
+
+/// What a record's frames show of it: where it is, its key, value and `headers`.
+fn record_view<'m>(m: &'m BorrowedMessage<'_>, headers: &'m [(&'m str, Option<&'m [u8]>)]) -> KafkaRecordView<'m> {
+    KafkaRecordView {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        key: m.key(),
+        value: m.payload(),
+        headers,
+    }
 }
 
 /// Errors from the consumer: authorization and a deleted topic end the socket; anything else
@@ -405,6 +527,7 @@ fn commit(
         return unknown(&format!("it names topic '{}', this socket reads '{topic}'", id.topic));
     }
     // After a rebalance another member owns the partition: committing there could rewind it.
+    forget_rebalanced(consumer, stack, progress);
     let owned = assigned(consumer, topic);
     forget_revoked(&owned, stack, progress);
     if !owned.contains(&id.partition) {
@@ -434,6 +557,22 @@ fn assigned(consumer: &SocketConsumer, topic: &str) -> HashSet<i32> {
         .assignment()
         .map(|tpl| tpl.elements().iter().filter(|e| e.topic() == topic).map(|e| e.partition()).collect())
         .unwrap_or_default()
+}
+
+/// Drops what the socket remembers of partitions lost in a rebalance since it last looked,
+/// even those assigned to it again since (another member may have committed further
+/// meanwhile, L4); returns them.
+fn forget_rebalanced(
+    consumer: &SocketConsumer,
+    stack: &mut CommitStack,
+    progress: &mut HashMap<i32, i64>,
+) -> HashSet<i32> {
+    let revoked: HashSet<i32> = consumer.context().take_lost(false).into_iter().collect();
+    if !revoked.is_empty() {
+        stack.retain_partitions(|p| !revoked.contains(&p));
+        progress.retain(|p, _| !revoked.contains(p));
+    }
+    revoked
 }
 
 /// Drops what the socket remembers of partitions it no longer owns.
@@ -478,9 +617,10 @@ fn error_frame(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
 /// Commits `progress` for the partitions still assigned, synchronously, then closes.
 fn final_commit(consumer: SocketConsumer, topic: &str, progress: &HashMap<i32, i64>) {
     let owned = consumer.assignment().unwrap_or_default();
+    let revoked = consumer.context().take_lost(true);
     let mut tpl = TopicPartitionList::new();
     for (p, o) in progress {
-        if owned.find_partition(topic, *p).is_some() {
+        if owned.find_partition(topic, *p).is_some() && !revoked.contains(p) {
             let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
         }
     }

@@ -243,3 +243,28 @@ pub fn producer_txn_state(idempotence: &str, transaction: &str) {
         0.0
     });
 }
+
+/// The schema registry could not be asked (`reachable = false`: it counts an outage) or
+/// answers again. Avro consume sockets wait for it meanwhile (nothing is skipped).
+pub fn schema_registry_reachable(reachable: bool) {
+    gauge!("wsproxy_schema_registry_reachable").set(if reachable { 1.0 } else { 0.0 });
+    if !reachable {
+        counter!("wsproxy_schema_registry_outages_total").increment(1);
+    }
+}
+
+/// A consumed record rendered to a frame larger than a socket can send: answered with a
+/// `RECORD_TOO_LARGE` error frame in its place.
+pub fn consumed_record_too_large() {
+    counter!("wsproxy_consumed_records_too_large_total").increment(1);
+}
+
+/// A consumed record whose header keys are not UTF-8 (rendered lossily).
+pub fn consumed_header_not_utf8() {
+    counter!("wsproxy_consumed_headers_not_utf8_total").increment(1);
+}
+
+/// Kafka refused an (asynchronous) consumer offset commit; its records come again.
+pub fn consumer_commit_failed() {
+    counter!("wsproxy_consumer_commit_failures_total").increment(1);
+}
