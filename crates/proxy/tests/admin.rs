@@ -933,3 +933,79 @@ async fn a_dynamic_connection_limit_posted_on_one_node_limits_the_next_socket_on
     assert_eq!(status, 400);
     assert!(body.contains("Limit is 1"), "{body}");
 }
+
+/// Records in one consume frame: an array (`batchSize`) or a single record.
+fn records_in(frame: &Value) -> usize {
+    match frame.as_array() {
+        Some(items) => items.len(),
+        None => {
+            assert!(frame["offset"].is_i64(), "a record frame: {frame}");
+            1
+        }
+    }
+}
+
+/// Reads for `span`; returns (records, largest frame in records).
+async fn consumed_during(ws: &mut Ws, span: Duration) -> (usize, usize) {
+    let end = tokio::time::Instant::now() + span;
+    let (mut records, mut largest) = (0, 0);
+    while let Some(frame) = maybe_json(ws, end.saturating_duration_since(tokio::time::Instant::now())).await {
+        records += records_in(&frame);
+        largest = largest.max(records_in(&frame));
+    }
+    (records, largest)
+}
+
+/// M8: a dynamic consumer config caps the rate and batch size of an open socket (below what it
+/// asked for) and the batch size of a new one, and its removal frees the open socket again. Checked from above
+/// (a loaded machine only slows a socket down); "freed" as far faster than the cap allows.
+#[tokio::test]
+async fn m8_a_dynamic_consumer_limit_caps_open_and_new_sockets_and_its_removal_frees_them() {
+    let cfg_topic = unique("dyncfg-consumer-rate");
+    let (proxy, admin) = dynamic_proxy(&cfg_topic, &[]).await;
+    let topic = unique("consumer-rate");
+    create_topic(&topic, 1).await;
+    let records: Vec<Value> =
+        (0..600).map(|i| json!({"value": {"format": "string", "value": format!("v{i}")}})).collect();
+    write_with_tool(&topic, &records);
+    let (open_group, new_group) = (unique("open-g"), unique("new-g"));
+    let url = |group: &str, extra: &str| {
+        proxy.url(&format!("/socket/out?clientId={}&groupId={group}&topic={topic}&valType=string{extra}", unique("c")))
+    };
+    // Asks for 50 a second in frames of up to 20.
+    let mut open = connect(&url(&open_group, "&rate=50&batchSize=20")).await;
+    let mut got = 0;
+    while got < 20 {
+        got += records_in(&recv_json(&mut open).await);
+    }
+    // The open socket's group: 2 a second in frames of 2; the new socket's group: frames of 2.
+    for cfg in [
+        json!({"group-id": open_group, "messages-per-second": 2, "batch-size": 2}),
+        json!({"group-id": new_group, "batch-size": 2}),
+    ] {
+        let cfg = cfg.to_string();
+        assert_eq!(call(admin, "POST", "/admin/client/config/consumer", Some(&cfg), &[]).await.0, 200);
+    }
+    // What was on its way before the change.
+    consumed_during(&mut open, Duration::from_secs(1)).await;
+    let mut fresh = connect(&url(&new_group, "&rate=100&batchSize=20")).await;
+    let span = Duration::from_secs(5);
+    let ((open_n, open_frame), (new_n, new_frame)) =
+        tokio::join!(consumed_during(&mut open, span), consumed_during(&mut fresh, span));
+
+    assert_eq!(call(admin, "DELETE", &format!("/admin/client/config/consumer/{open_group}"), None, &[]).await.0, 200);
+    consumed_during(&mut open, Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut freed = 0;
+    while freed < 100 {
+        freed += records_in(&recv_json(&mut open).await);
+    }
+    let freed_took = started.elapsed();
+    eprintln!("in {span:?}: open socket capped at 2/s {open_n} (frames up to {open_frame}), new socket {new_n} (frames up to {new_frame}); after removal 100 records in {freed_took:?}");
+    let most = 2 * span.as_secs() as usize + 2 + 2;
+    assert!((1..=most).contains(&open_n), "the open socket got {open_n} records in {span:?} under a cap of 2/s");
+    assert!(new_n > 0, "the new socket got nothing");
+    assert!(open_frame <= 2 && new_frame <= 2, "frames of {open_frame} / {new_frame} records under a cap of 2");
+    assert!(freed_took < Duration::from_secs(25), "after removal 100 records took {freed_took:?} (50 s at 2/s)");
+    assert!(proxy.log_text().contains("changed on an open socket"));
+}
