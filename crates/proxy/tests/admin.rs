@@ -934,6 +934,49 @@ async fn a_dynamic_connection_limit_posted_on_one_node_limits_the_next_socket_on
     assert!(body.contains("Limit is 1"), "{body}");
 }
 
+/// M9: with `WSPROXY_ADMIN_ALLOWED_USERS` only the principals it names may use the admin API:
+/// the Basic user when listed; when not, 403 with the reference's JSON body while the main
+/// listener still serves it. An admin API without authentication on a non-loopback interface
+/// is warned about at start (on 127.0.0.1 it is not).
+#[tokio::test]
+async fn m9_admin_api_only_for_allowed_users_and_a_warning_when_open_to_the_network() {
+    let basic = |allowed: &'static str| {
+        vec![
+            ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+            ("WSPROXY_BASIC_AUTH_REALM", "Test Server"),
+            ("WSPROXY_BASIC_AUTH_USERNAME", "admin"),
+            ("WSPROXY_BASIC_AUTH_PASSWORD", "s3cret"),
+            ("WSPROXY_ADMIN_ALLOWED_USERS", allowed),
+            ("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT", "false"),
+        ]
+    };
+    let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("admin:s3cret"));
+    let auth = [("Authorization", good.as_str())];
+    let (listed, listed_admin) = admin_proxy(&basic("ops, admin")).await;
+    let (other, other_admin) = admin_proxy(&basic("ops")).await;
+    for path in ["/admin/kafka/info", "/admin/client/config", "/admin/consumer-group/all"] {
+        assert_eq!(call(listed_admin, "GET", path, None, &auth).await.0, 200, "{path}: the listed user");
+        let (status, ct, body) = call(other_admin, "GET", path, None, &auth).await;
+        assert_eq!((status, ct.as_str()), (403, "application/json"), "{path}: {body}");
+        assert_eq!(body, "{\n  \"message\" : \"The authenticated user is not allowed to use the admin API.\"\n}");
+        assert_eq!(call(other_admin, "GET", path, None, &[]).await.0, 401, "{path}: no credentials");
+    }
+    let (status, _, _) = call(other_admin, "DELETE", "/admin/consumer-group/some-group/offsets", None, &auth).await;
+    assert_eq!(status, 403, "writes too");
+    assert_eq!(http(other.port, "GET", "/healthcheck", &auth).await.unwrap().0, 200, "the main listener");
+    assert!(other.log_text().contains("not in WSPROXY_ADMIN_ALLOWED_USERS"), "a refusal is logged");
+    assert!(!other.log_text().contains("s3cret"));
+    let metrics = http(other.port, "GET", "/metrics", &auth).await.unwrap().2;
+    assert!(metrics.contains("wsproxy_auth_failures_total{reason=\"admin_not_allowed\"} 4"), "{metrics}");
+    drop((listed, other));
+
+    let warning = "the admin API listens on 0.0.0.0 without authentication";
+    let (open, _) = admin_proxy(&[("WSPROXY_ADMIN_BIND_INTERFACE", "0.0.0.0")]).await;
+    assert!(open.log_text().contains(warning), "{}", open.log_text());
+    let (local, _) = admin_proxy(&[]).await;
+    assert!(!local.log_text().contains("without authentication"), "{}", local.log_text());
+}
+
 /// Records in one consume frame: an array (`batchSize`) or a single record.
 fn records_in(frame: &Value) -> usize {
     match frame.as_array() {

@@ -616,6 +616,13 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "admin listener port",
     },
     EnvVar {
+        name: "WSPROXY_ADMIN_ALLOWED_USERS",
+        key: "server.admin.allowed-users",
+        secret: false,
+        default: "",
+        help: "comma-separated principals allowed to use the admin API: the Basic user, or a token's sub or preferred_username (empty: any authenticated client)",
+    },
+    EnvVar {
         name: "WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC",
         key: "consumer.limits.default-messages-per-second",
         secret: false,
