@@ -331,6 +331,9 @@ fn group_error(e: GroupError) -> Response {
         GroupError::Active => json_response(StatusCode::PRECONDITION_FAILED, message_body(&e.to_string())),
         GroupError::Invalid(m) => json_response(StatusCode::BAD_REQUEST, message_body(&m)),
         GroupError::Kafka(e) => axum::response::IntoResponse::into_response(kafka_down(e)),
+        GroupError::NotRestored { .. } => {
+            json_response(StatusCode::INTERNAL_SERVER_ERROR, message_body(&e.to_string()))
+        }
     }
 }
 
