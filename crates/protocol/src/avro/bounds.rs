@@ -340,10 +340,8 @@ mod tests {
         // Items of no bytes (null) cannot be claimed beyond the datum's length in all.
         let nulls = Schema::parse_str(r#"{"type":"array","items":"null"}"#).unwrap();
         assert_eq!(check(&nulls, &[0x04, 0x00]), Ok(()));
-        let mut many_blocks = Vec::new();
-        for _ in 0..100 {
-            many_blocks.push(0x7e); // 63 nulls
-        }
+        // 100 blocks of 63 nulls in 101 bytes.
+        let mut many_blocks = vec![0x7e; 100];
         many_blocks.push(0);
         assert_eq!(check(&nulls, &many_blocks).unwrap_err().limit(), Some("items"));
         // Maps too.
