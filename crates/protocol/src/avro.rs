@@ -14,8 +14,11 @@
 //!
 //! [`confluent_frame`] splits Confluent's wire format (magic byte, schema id, datum) for the
 //! schema-registry checks of `avro` keys and values.
+//!
+//! Datums from outside are decoded by [`bounds`], with a depth limit and item counts backed by
+//! bytes (apache-avro's decoder has neither, see the module); apache-avro parses the schemas
+//! and encodes what the proxy sends.
 
-use std::io::{Cursor, Read};
 use std::sync::LazyLock;
 
 use apache_avro::types::Value as AvroValue;
@@ -27,6 +30,10 @@ use crate::error::{ErrorCode, FrameError};
 use crate::format::FormatType;
 use crate::produce::{Header, ProducerRecord, RecordOutcome};
 
+mod bounds;
+
+pub use bounds::{DatumError, MAX_AVRO_DEPTH};
+
 /// `AvroProducerRecord`, as the seed README prints it.
 pub const AVRO_PRODUCER_RECORD: &str = include_str!("../schemas/producer_record.avsc");
 /// `AvroProducerResult`.
@@ -36,8 +43,8 @@ pub const AVRO_CONSUMER_RECORD: &str = include_str!("../schemas/consumer_record.
 /// `AvroCommit`.
 pub const AVRO_COMMIT: &str = include_str!("../schemas/commit.avsc");
 
-/// The largest single allocation the Avro decoder makes (one string, bytes or array block):
-/// a few bytes claiming a huge length must not make the proxy reserve gigabytes.
+/// apache-avro's allocation cap (set before parsing schemas). Decoding does not rely on it:
+/// [`bounds`] backs every allocation with input bytes.
 pub const MAX_AVRO_ALLOCATION: usize = 16 * 1024 * 1024;
 
 fn parse(text: &str) -> Schema {
@@ -56,37 +63,10 @@ pub fn consumer_batch_schema() -> String {
     format!("{{\"type\":\"array\",\"items\":{AVRO_CONSUMER_RECORD}}}")
 }
 
-/// Decodes one datum of `schema`, refusing trailing bytes (a frame holds exactly one record).
-pub fn decode_datum(schema: &Schema, bytes: &[u8]) -> Result<AvroValue, String> {
-    apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
-    let mut reader = EofGuard { inner: Cursor::new(bytes), hit_end: false };
-    let value = apache_avro::from_avro_datum(schema, &mut reader, None).map_err(|e| e.to_string())?;
-    // apache-avro reads a union index cut off by the end of input as `null`: a truncated
-    // record would pass. Any attempt to read past the end means the datum was cut short.
-    if reader.hit_end {
-        return Err("the datum is truncated".to_owned());
-    }
-    let used = reader.inner.position() as usize;
-    if used != bytes.len() {
-        return Err(format!("{} bytes follow the end of the datum", bytes.len() - used));
-    }
-    Ok(value)
-}
-
-/// A reader that remembers whether anyone tried to read past the end.
-struct EofGuard<'a> {
-    inner: Cursor<&'a [u8]>,
-    hit_end: bool,
-}
-
-impl Read for EofGuard<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.hit_end = true;
-        }
-        Ok(n)
-    }
+/// Decodes one datum of `schema`, refusing trailing bytes (a frame holds exactly one record),
+/// nesting beyond [`MAX_AVRO_DEPTH`] and item counts the bytes cannot hold (see [`bounds`]).
+pub fn decode_datum(schema: &Schema, bytes: &[u8]) -> Result<AvroValue, DatumError> {
+    bounds::decode(schema, bytes)
 }
 
 /// Parses an Avro schema (from a registry, say) with the decoder's allocation bound in place.
@@ -115,7 +95,7 @@ pub fn decode_producer_record(bytes: &[u8], key_type: Option<FormatType>, val_ty
     let fields = match decode_datum(&PRODUCER_RECORD, bytes) {
         Ok(AvroValue::Record(fields)) => fields,
         other => {
-            let e = other.map_or_else(|e| e, |v| format!("decoded {v:?}"));
+            let e = other.map_or_else(|e| e.to_string(), |v| format!("decoded {v:?}"));
             return Err(FrameError::new(
                 ErrorCode::InvalidFrame,
                 format!("the binary frame is not an Avro-encoded AvroProducerRecord: {e}"),
@@ -529,6 +509,27 @@ mod tests {
         assert!(decode_datum(&PRODUCER_RESULT, &r).is_ok());
         let bad = KafkaRecordView { value: Some(b"abc"), ..view };
         assert_eq!(encode_consumer_record(&bad, None, FormatType::Long).unwrap_err().code, ErrorCode::DecodeError);
+    }
+
+    /// H5: a deep datum of a recursive schema is an error, not a stack overflow that aborts
+    /// the process (decoded on a thread with a tokio worker's 2 MiB stack).
+    #[test]
+    fn h5_a_deep_datum_of_a_recursive_schema_is_an_error_not_a_stack_overflow() {
+        let result = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(|| {
+                let schema = parse_schema(
+                    r#"{"type":"record","name":"Node","namespace":"t","fields":[{"name":"next","type":["null","Node"]}]}"#,
+                )
+                .unwrap();
+                let mut bytes = vec![0x02; 100_000];
+                bytes.push(0x00);
+                decode_datum(&schema, &bytes).map(drop)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(result, Err(DatumError::TooDeep));
     }
 
     #[test]

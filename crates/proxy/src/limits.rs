@@ -7,6 +7,10 @@
 //! connect time and the admin API alike). [`ClientLimits::changes`] ticks whenever a dynamic
 //! config is applied, so open sockets can pick up a new rate without a restart.
 //!
+//! A consumer group's `messages-per-second` and `batch-size` are caps: a socket's own `rate=` /
+//! `batchSize=` may ask for less, never more ([`ClientLimits::consumer_pace`]); an open consume
+//! socket follows changes through a [`PaceWatch`].
+//!
 //! The records are the reference's: keys `consumer-<groupId>` / `producer-<producerId>`, values
 //! the HOCON rendering of the limit object (`max-connections=1,messages-per-second=10,
 //! producer-id=x`) or JSON; both are read, HOCON is written.
@@ -318,6 +322,48 @@ impl ClientLimits {
         (rate > 0).then_some(rate)
     }
 
+    /// Records per second one consume socket of this group may be sent; `None`: unlimited.
+    pub fn consumer_messages_per_second(&self, group_id: &str) -> Option<u32> {
+        let field = |c: Option<ConsumerLimit>| c.and_then(|c| c.messages_per_second);
+        let rate = field(self.dynamic_consumer(group_id))
+            .or_else(|| field(self.static_consumer(group_id)))
+            .unwrap_or(self.inner.statics.consumer_default_messages_per_second);
+        (rate > 0).then_some(rate)
+    }
+
+    /// Records per frame a consume socket of this group may ask for; `None`: no cap.
+    pub fn consumer_batch_size(&self, group_id: &str) -> Option<u32> {
+        let field = |c: Option<ConsumerLimit>| c.and_then(|c| c.batch_size);
+        let size = field(self.dynamic_consumer(group_id))
+            .or_else(|| field(self.static_consumer(group_id)))
+            .unwrap_or(self.inner.statics.consumer_default_batch_size);
+        (size > 0).then_some(size)
+    }
+
+    /// The pace of a consume socket of `group_id` that asked for `rate` (records a second,
+    /// `None` or 0: as fast as it reads) and `batch_size` records per frame: the smaller of
+    /// what it asked and what the group's limits allow.
+    pub fn consumer_pace(&self, group_id: &str, rate: Option<u32>, batch_size: usize) -> ConsumerPace {
+        let asked = rate.filter(|r| *r > 0);
+        let rate = match (asked, self.consumer_messages_per_second(group_id)) {
+            (Some(a), Some(cap)) => Some(a.min(cap)),
+            (a, cap) => a.or(cap),
+        };
+        let cap = self.consumer_batch_size(group_id).map_or(usize::MAX, |c| c as usize);
+        ConsumerPace { rate, batch_size: batch_size.min(cap).max(1) }
+    }
+
+    /// [`Self::consumer_pace`], followed as dynamic configs change (for an open socket).
+    pub fn consumer_pace_watch(&self, group_id: &str, rate: Option<u32>, batch_size: usize) -> PaceWatch {
+        PaceWatch {
+            limits: self.clone(),
+            group_id: group_id.to_owned(),
+            asked: (rate, batch_size),
+            changes: self.changes(),
+            current: self.consumer_pace(group_id, rate, batch_size),
+        }
+    }
+
     /// Ticks whenever a dynamic config is applied (added, replaced or removed).
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
@@ -359,8 +405,52 @@ impl ClientLimits {
     }
 }
 
+/// What a consume socket may be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerPace {
+    /// Records per second; `None`: unlimited.
+    pub rate: Option<u32>,
+    /// Records per frame (per wakeup for sockets that send one record per frame).
+    pub batch_size: usize,
+}
+
+/// The pace of one open consume socket, recomputed when a dynamic config is applied.
+#[derive(Clone)]
+pub struct PaceWatch {
+    limits: ClientLimits,
+    group_id: String,
+    /// What the socket asked for: `rate=` and `batchSize=`.
+    asked: (Option<u32>, usize),
+    changes: watch::Receiver<u64>,
+    current: ConsumerPace,
+}
+
+impl PaceWatch {
+    pub fn current(&self) -> ConsumerPace {
+        self.current
+    }
+
+    /// Resolves with the new pace once a dynamic config changed it (never, if none does).
+    /// Cancel-safe: a change seen is applied before the future yields again.
+    pub async fn changed(&mut self) -> ConsumerPace {
+        loop {
+            if self.changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let now = self.limits.consumer_pace(&self.group_id, self.asked.0, self.asked.1);
+            if now != self.current {
+                tracing::info!(group = ?self.group_id, from = ?self.current, to = ?now, "consumer pace (messages-per-second, batch-size) changed on an open socket");
+                self.current = now;
+                return now;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
     fn producer(id: &str, mps: Option<u32>, max: Option<u32>) -> ProducerLimit {
@@ -423,6 +513,45 @@ mod tests {
         assert!(DynamicConfig::from_record("consumer-g", "grop-id=g").is_err());
         assert!(DynamicConfig::from_record("consumer-g", "group-id={a=1}").is_err());
         assert!(DynamicConfig::from_record("other-g", "group-id=g").is_err());
+    }
+
+    fn consumer(id: &str, mps: Option<u32>, batch: Option<u32>) -> ConsumerLimit {
+        ConsumerLimit { group_id: id.into(), messages_per_second: mps, batch_size: batch, max_connections: None }
+    }
+
+    /// M8: a configured consumer rate and batch size cap what a socket asks for.
+    #[test]
+    fn m8_consumer_limits_cap_what_the_socket_asks_for() {
+        let limits = ClientLimits::new(StaticLimits {
+            consumer_default_messages_per_second: 10,
+            consumer_default_batch_size: 5,
+            consumers: vec![consumer("free", Some(0), Some(0)), consumer("slow", Some(2), None)],
+            ..StaticLimits::default()
+        });
+        let pace = |g: &str, rate: Option<u32>, batch: usize| {
+            let p = limits.consumer_pace(g, rate, batch);
+            (p.rate, p.batch_size)
+        };
+        // The defaults cap; asking for less is granted; asking for nothing gets the cap.
+        assert_eq!(pace("g", None, 1), (Some(10), 1));
+        assert_eq!(pace("g", Some(100), 50), (Some(10), 5));
+        assert_eq!(pace("g", Some(3), 2), (Some(3), 2));
+        assert_eq!(pace("g", Some(0), 5), (Some(10), 5));
+        // 0 in a client-specific entry: no cap; a missing field falls back to the default.
+        assert_eq!(pace("free", Some(100), 50), (Some(100), 50));
+        assert_eq!(pace("free", None, 50), (None, 50));
+        assert_eq!(pace("slow", Some(100), 50), (Some(2), 5));
+        // A dynamic config wins, for each field.
+        let mut watch = limits.consumer_pace_watch("slow", Some(100), 50);
+        limits.apply("consumer-slow", Some(DynamicConfig::Consumer(consumer("slow", None, Some(3)))));
+        let changed = watch.changed().now_or_never().expect("a change is seen at once");
+        assert_eq!(changed, ConsumerPace { rate: Some(2), batch_size: 3 });
+        limits.apply("consumer-slow", Some(DynamicConfig::Consumer(consumer("slow", Some(1), Some(3)))));
+        assert_eq!(watch.changed().now_or_never(), Some(ConsumerPace { rate: Some(1), batch_size: 3 }));
+        // A change that leaves the pace as it was does not wake the socket.
+        limits.apply("consumer-other", Some(DynamicConfig::Consumer(consumer("other", Some(1), None))));
+        assert_eq!(watch.changed().now_or_never(), None);
+        assert_eq!(watch.current(), ConsumerPace { rate: Some(1), batch_size: 3 });
     }
 
     #[test]

@@ -158,8 +158,12 @@ impl SchemaRegistry {
             RegistryError::UnknownSchema(_) | RegistryError::BadSchema { .. } => CheckError::Invalid(e.to_string()),
             other => CheckError::Unavailable(other.to_string()),
         })?;
-        avro::decode_datum(&schema, datum)
-            .map_err(|e| CheckError::Invalid(format!("the Avro data does not match schema id {id}: {e}")))?;
+        avro::decode_datum(&schema, datum).map_err(|e| {
+            if let Some(limit) = e.limit() {
+                crate::telemetry::metrics::avro_datum_refused(limit, id);
+            }
+            CheckError::Invalid(format!("the Avro data does not match schema id {id}: {e}"))
+        })?;
         Ok(id)
     }
 

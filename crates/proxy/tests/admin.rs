@@ -933,3 +933,122 @@ async fn a_dynamic_connection_limit_posted_on_one_node_limits_the_next_socket_on
     assert_eq!(status, 400);
     assert!(body.contains("Limit is 1"), "{body}");
 }
+
+/// M9: with `WSPROXY_ADMIN_ALLOWED_USERS` only the principals it names may use the admin API:
+/// the Basic user when listed; when not, 403 with the reference's JSON body while the main
+/// listener still serves it. An admin API without authentication on a non-loopback interface
+/// is warned about at start (on 127.0.0.1 it is not).
+#[tokio::test]
+async fn m9_admin_api_only_for_allowed_users_and_a_warning_when_open_to_the_network() {
+    let basic = |allowed: &'static str| {
+        vec![
+            ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+            ("WSPROXY_BASIC_AUTH_REALM", "Test Server"),
+            ("WSPROXY_BASIC_AUTH_USERNAME", "admin"),
+            ("WSPROXY_BASIC_AUTH_PASSWORD", "s3cret"),
+            ("WSPROXY_ADMIN_ALLOWED_USERS", allowed),
+            ("WSPROXY_SECURE_HEALTHCHECK_ENDPOINT", "false"),
+        ]
+    };
+    let good = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("admin:s3cret"));
+    let auth = [("Authorization", good.as_str())];
+    let (listed, listed_admin) = admin_proxy(&basic("ops, admin")).await;
+    let (other, other_admin) = admin_proxy(&basic("ops")).await;
+    for path in ["/admin/kafka/info", "/admin/client/config", "/admin/consumer-group/all"] {
+        assert_eq!(call(listed_admin, "GET", path, None, &auth).await.0, 200, "{path}: the listed user");
+        let (status, ct, body) = call(other_admin, "GET", path, None, &auth).await;
+        assert_eq!((status, ct.as_str()), (403, "application/json"), "{path}: {body}");
+        assert_eq!(body, "{\n  \"message\" : \"The authenticated user is not allowed to use the admin API.\"\n}");
+        assert_eq!(call(other_admin, "GET", path, None, &[]).await.0, 401, "{path}: no credentials");
+    }
+    let (status, _, _) = call(other_admin, "DELETE", "/admin/consumer-group/some-group/offsets", None, &auth).await;
+    assert_eq!(status, 403, "writes too");
+    assert_eq!(http(other.port, "GET", "/healthcheck", &auth).await.unwrap().0, 200, "the main listener");
+    assert!(other.log_text().contains("not in WSPROXY_ADMIN_ALLOWED_USERS"), "a refusal is logged");
+    assert!(!other.log_text().contains("s3cret"));
+    let metrics = http(other.port, "GET", "/metrics", &auth).await.unwrap().2;
+    assert!(metrics.contains("wsproxy_auth_failures_total{reason=\"admin_not_allowed\"} 4"), "{metrics}");
+    drop((listed, other));
+
+    let warning = "the admin API listens on 0.0.0.0 without authentication";
+    let (open, _) = admin_proxy(&[("WSPROXY_ADMIN_BIND_INTERFACE", "0.0.0.0")]).await;
+    assert!(open.log_text().contains(warning), "{}", open.log_text());
+    let (local, _) = admin_proxy(&[]).await;
+    assert!(!local.log_text().contains("without authentication"), "{}", local.log_text());
+}
+
+/// Records in one consume frame: an array (`batchSize`) or a single record.
+fn records_in(frame: &Value) -> usize {
+    match frame.as_array() {
+        Some(items) => items.len(),
+        None => {
+            assert!(frame["offset"].is_i64(), "a record frame: {frame}");
+            1
+        }
+    }
+}
+
+/// Reads for `span`; returns (records, largest frame in records).
+async fn consumed_during(ws: &mut Ws, span: Duration) -> (usize, usize) {
+    let end = tokio::time::Instant::now() + span;
+    let (mut records, mut largest) = (0, 0);
+    while let Some(frame) = maybe_json(ws, end.saturating_duration_since(tokio::time::Instant::now())).await {
+        records += records_in(&frame);
+        largest = largest.max(records_in(&frame));
+    }
+    (records, largest)
+}
+
+/// M8: a dynamic consumer config caps the rate and batch size of an open socket (below what it
+/// asked for) and the batch size of a new one, and its removal frees the open socket again. Checked from above
+/// (a loaded machine only slows a socket down); "freed" as far faster than the cap allows.
+#[tokio::test]
+async fn m8_a_dynamic_consumer_limit_caps_open_and_new_sockets_and_its_removal_frees_them() {
+    let cfg_topic = unique("dyncfg-consumer-rate");
+    let (proxy, admin) = dynamic_proxy(&cfg_topic, &[]).await;
+    let topic = unique("consumer-rate");
+    create_topic(&topic, 1).await;
+    let records: Vec<Value> =
+        (0..600).map(|i| json!({"value": {"format": "string", "value": format!("v{i}")}})).collect();
+    write_with_tool(&topic, &records);
+    let (open_group, new_group) = (unique("open-g"), unique("new-g"));
+    let url = |group: &str, extra: &str| {
+        proxy.url(&format!("/socket/out?clientId={}&groupId={group}&topic={topic}&valType=string{extra}", unique("c")))
+    };
+    // Asks for 50 a second in frames of up to 20.
+    let mut open = connect(&url(&open_group, "&rate=50&batchSize=20")).await;
+    let mut got = 0;
+    while got < 20 {
+        got += records_in(&recv_json(&mut open).await);
+    }
+    // The open socket's group: 2 a second in frames of 2; the new socket's group: frames of 2.
+    for cfg in [
+        json!({"group-id": open_group, "messages-per-second": 2, "batch-size": 2}),
+        json!({"group-id": new_group, "batch-size": 2}),
+    ] {
+        let cfg = cfg.to_string();
+        assert_eq!(call(admin, "POST", "/admin/client/config/consumer", Some(&cfg), &[]).await.0, 200);
+    }
+    // What was on its way before the change.
+    consumed_during(&mut open, Duration::from_secs(1)).await;
+    let mut fresh = connect(&url(&new_group, "&rate=100&batchSize=20")).await;
+    let span = Duration::from_secs(5);
+    let ((open_n, open_frame), (new_n, new_frame)) =
+        tokio::join!(consumed_during(&mut open, span), consumed_during(&mut fresh, span));
+
+    assert_eq!(call(admin, "DELETE", &format!("/admin/client/config/consumer/{open_group}"), None, &[]).await.0, 200);
+    consumed_during(&mut open, Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut freed = 0;
+    while freed < 100 {
+        freed += records_in(&recv_json(&mut open).await);
+    }
+    let freed_took = started.elapsed();
+    eprintln!("in {span:?}: open socket capped at 2/s {open_n} (frames up to {open_frame}), new socket {new_n} (frames up to {new_frame}); after removal 100 records in {freed_took:?}");
+    let most = 2 * span.as_secs() as usize + 2 + 2;
+    assert!((1..=most).contains(&open_n), "the open socket got {open_n} records in {span:?} under a cap of 2/s");
+    assert!(new_n > 0, "the new socket got nothing");
+    assert!(open_frame <= 2 && new_frame <= 2, "frames of {open_frame} / {new_frame} records under a cap of 2");
+    assert!(freed_took < Duration::from_secs(25), "after removal 100 records took {freed_took:?} (50 s at 2/s)");
+    assert!(proxy.log_text().contains("changed on an open socket"));
+}

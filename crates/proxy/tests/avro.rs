@@ -371,3 +371,77 @@ async fn avro_bad_input_gets_error_frames_and_the_socket_goes_on() {
     let r = decode(&rec_out, &binary(&mut ws).await);
     assert_eq!((r["offset"].clone(), r["value"].clone()), (json!({"int": 2}), json!({"int": 9})));
 }
+
+/// A linked list whose `next` is null or another node: a recursive schema.
+const RECURSIVE: &str = r#"{"type": "record", "name": "Node", "namespace": "wsproxy.test",
+  "fields": [{"name": "next", "type": ["null", "Node"]}]}"#;
+
+/// H5: apache-avro decodes by recursion with no depth limit, so a recursive schema in the
+/// registry and 200 KB of nesting overflowed the stack and aborted the proxy. Now a datum
+/// nested beyond the limit gets an error frame, produced through an avro socket and consumed
+/// from a record written by an independent client, and the proxy lives on.
+#[tokio::test]
+async fn h5_deeply_nested_avro_of_a_recursive_schema_gets_an_error_frame_and_the_proxy_lives() {
+    require_registry().await;
+    let url = registry_url();
+    let proxy = Proxy::start(&[("WSPROXY_SCHEMA_REGISTRY_URL", url.as_str())]).await;
+    let topic = unique("avro-deep");
+    create_topic(&topic, 1).await;
+    let schema = std::env::temp_dir().join(format!("{}.avsc", unique("node")));
+    std::fs::write(&schema, RECURSIVE).unwrap();
+    // The independent client registers the schema under its own subject and frames a shallow list.
+    let out = run_tool(
+        "registry_client.py",
+        &["encode", &format!("{topic}-value"), schema.to_str().unwrap()],
+        &[json!({"next": null}).to_string()],
+    );
+    let framed: Value = serde_json::from_str(&out[0]).unwrap();
+    let shallow = hex_decode(framed["hex"].as_str().unwrap());
+    // The same schema id, 200,000 nodes deep: union branch 1 for each `next`, null at the end.
+    let mut deep = shallow[..5].to_vec();
+    deep.extend(std::iter::repeat_n(0x02, 200_000));
+    deep.push(0x00);
+
+    let rec_schema = served_schema(&proxy, "/schemas/avro/producer/record").await;
+    let res_schema = served_schema(&proxy, "/schemas/avro/producer/result").await;
+    let mut ws = connect(
+        &proxy.url(&format!("/socket/in?clientId={}&topic={topic}&socketPayload=avro&valType=avro", unique("p"))),
+    )
+    .await;
+    let wrapper = |bytes: &[u8], id: &str| json!({"key": null, "value": {"bytes": b64(bytes)}, "headers": null, "clientMessageId": {"string": id}});
+    send_binary(&mut ws, encode(&rec_schema, wrapper(&deep, "deep"))).await;
+    let e = error_text(&mut ws).await;
+    assert_eq!(
+        (e["error"]["code"].as_str(), e["clientMessageId"].as_str()),
+        (Some("INVALID_VALUE"), Some("deep")),
+        "{e}"
+    );
+    assert!(e["error"]["message"].as_str().unwrap().contains("nests deeper"), "{e}");
+    send_binary(&mut ws, encode(&rec_schema, wrapper(&shallow, "shallow"))).await;
+    assert_eq!(decode(&res_schema, &binary(&mut ws).await)["offset"], json!({"int": 0}));
+    // Only the shallow record reached Kafka.
+    let back = kafka_tool(&["consume", &topic, "2", "5", "raw", "raw"], "");
+    assert_eq!(back.lines().count(), 1, "{back}");
+
+    // The deep record written by the independent client, then a shallow one.
+    write_with_tool(
+        &topic,
+        &[
+            json!({"value": {"format": "bytearray", "value": b64(&deep)}}),
+            json!({"value": {"format": "bytearray", "value": b64(&shallow)}}),
+        ],
+    );
+    let mut ws = connect(
+        &proxy.url(&format!("/socket/out?clientId={}&topic={topic}&socketPayload=avro&valType=avro", unique("c"))),
+    )
+    .await;
+    let rec_out = served_schema(&proxy, "/schemas/avro/consumer/record").await;
+    assert_eq!(decode(&rec_out, &binary(&mut ws).await)["offset"], json!({"int": 0}));
+    let e = error_text(&mut ws).await;
+    assert_eq!((e["error"]["code"].as_str(), e["offset"].as_i64()), (Some("DECODE_ERROR"), Some(1)), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains("nests deeper"), "{e}");
+    assert_eq!(decode(&rec_out, &binary(&mut ws).await)["offset"], json!({"int": 2}), "consumption goes on");
+    assert_eq!(http(proxy.port, "GET", "/healthcheck", &[]).await.unwrap().0, 200);
+    let metrics = http(proxy.port, "GET", "/metrics", &[]).await.unwrap().2;
+    assert!(metrics.contains("wsproxy_avro_datums_refused_total{limit=\"depth\"} 2"), "{metrics}");
+}

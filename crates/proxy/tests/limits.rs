@@ -291,3 +291,87 @@ async fn echo_socket_echoes_with_the_real_limits_and_is_off_by_default() {
     assert_eq!(echoed(&mut ws).await, Message::Text("the first echo socket lives on".into()));
     ws.close(None).await.unwrap();
 }
+
+/// Writes `n` string records with the independent client.
+fn fill_with_tool(topic: &str, n: usize) {
+    let records: Vec<serde_json::Value> =
+        (0..n).map(|i| serde_json::json!({"value": {"format": "string", "value": format!("v{i}")}})).collect();
+    write_with_tool(topic, &records);
+}
+
+/// Records in one consume frame: an array (`batchSize`) or a single record.
+fn records_in(frame: &serde_json::Value) -> usize {
+    match frame.as_array() {
+        Some(items) => items.len(),
+        None => {
+            assert!(frame["offset"].is_i64(), "a record frame: {frame}");
+            1
+        }
+    }
+}
+
+/// Reads for `span`; returns (records, largest frame in records).
+async fn consumed_during(ws: &mut Ws, span: Duration) -> (usize, usize) {
+    let end = tokio::time::Instant::now() + span;
+    let (mut records, mut largest) = (0, 0);
+    while let Some(frame) = maybe_json(ws, end.saturating_duration_since(tokio::time::Instant::now())).await {
+        records += records_in(&frame);
+        largest = largest.max(records_in(&frame));
+    }
+    (records, largest)
+}
+
+/// M8: the consumer defaults (`WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC`,
+/// `WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE`) and a group's entry in
+/// `WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS` cap what a socket asks for with `rate=` and
+/// `batchSize=`; asking for less is granted. Rates are checked from above (a loaded machine
+/// only slows a socket down) and "unlimited" as far faster than the cap would allow.
+#[tokio::test]
+async fn m8_consumer_rate_and_batch_size_limits_cap_what_sockets_ask_for() {
+    let free = unique("free-group");
+    let statics = format!(r#"[{{"group-id":"{free}","messages-per-second":0,"batch-size":3}}]"#);
+    let proxy = Proxy::start(&[
+        ("WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC", "2"),
+        ("WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE", "5"),
+        ("WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS", &statics),
+    ])
+    .await;
+    let topic = unique("consumer-caps");
+    create_topic(&topic, 1).await;
+    fill_with_tool(&topic, 200);
+    let url = |group: &str, extra: &str| {
+        proxy.url(&format!("/socket/out?clientId={}&groupId={group}&topic={topic}&valType=string{extra}", unique("c")))
+    };
+    // Asking for more than the defaults: 2 records a second, at most 5 per frame.
+    let mut greedy = connect(&url(&unique("g"), "&rate=1000&batchSize=50")).await;
+    // Asking for nothing: the default rate.
+    let mut plain = connect(&url(&unique("g"), "")).await;
+    // Asking for less than the default rate: granted.
+    let mut modest = connect(&url(&unique("g"), "&rate=1")).await;
+    // The free group: no rate cap, at most 3 per frame.
+    let mut free_ws = connect(&url(&free, "&batchSize=50")).await;
+
+    let span = Duration::from_secs(5);
+    let ((greedy_n, greedy_frame), (plain_n, _), (modest_n, _)) = tokio::join!(
+        consumed_during(&mut greedy, span),
+        consumed_during(&mut plain, span),
+        consumed_during(&mut modest, span)
+    );
+    let started = Instant::now();
+    let (mut free_n, mut free_frame) = (0, 0);
+    while free_n < 200 {
+        let frame = recv_json(&mut free_ws).await;
+        free_n += records_in(&frame);
+        free_frame = free_frame.max(records_in(&frame));
+    }
+    let free_took = started.elapsed();
+    eprintln!("in {span:?}: greedy {greedy_n} (frames up to {greedy_frame}), plain {plain_n}, modest {modest_n}; free group: 200 in {free_took:?} (frames up to {free_frame})");
+    // The rate over the span, a first burst of at most the rate, slack.
+    let most = |rate: usize| rate * span.as_secs() as usize + rate + 2;
+    assert!((1..=most(2)).contains(&greedy_n), "rate=1000 under a cap of 2/s: {greedy_n} records in {span:?}");
+    assert!(greedy_frame <= 5, "batchSize=50 under a cap of 5: a frame of {greedy_frame}");
+    assert!((1..=most(2)).contains(&plain_n), "no rate= under a cap of 2/s: {plain_n} records in {span:?}");
+    assert!((1..=most(1)).contains(&modest_n), "rate=1 under a cap of 2/s: {modest_n} records in {span:?}");
+    assert!(free_frame <= 3, "batchSize=50 under the group's cap of 3: a frame of {free_frame}");
+    assert!(free_took < Duration::from_secs(50), "the free group's 200 records took {free_took:?} (100 s at 2/s)");
+}

@@ -647,3 +647,49 @@ async fn the_admin_api_takes_the_same_bearer_tokens() {
     let (status, _, _) = http(admin, "GET", "/admin/client/config", &[]).await.unwrap();
     assert_eq!(status, 401);
 }
+
+/// M9: with `WSPROXY_ADMIN_ALLOWED_USERS` the admin API takes the tokens whose `sub` or
+/// `preferred_username` it names; other valid tokens get 403 (and invalid ones still 401).
+#[tokio::test]
+async fn m9_the_admin_api_takes_only_tokens_of_allowed_users() {
+    let idp = Idp::start();
+    let admin = free_port();
+    let mut env = oidc_env(
+        &idp,
+        &[
+            ("WSPROXY_ADMIN_ENDPOINT_ENABLED", "true"),
+            ("WSPROXY_ADMIN_BIND_INTERFACE", "127.0.0.1"),
+            ("WSPROXY_ADMIN_ALLOWED_USERS", "ops-robot,jane"),
+        ],
+    );
+    env.push(("WSPROXY_ADMIN_PORT", admin.to_string()));
+    let _proxy = start_proxy(&env).await;
+    let cases = [
+        ("sub listed", idp.mint("rsa", json!({"sub": "ops-robot"}), json!({})).await, 200),
+        (
+            "preferred_username listed",
+            idp.mint("rsa", json!({"sub": "u-1", "preferred_username": "jane"}), json!({})).await,
+            200,
+        ),
+        (
+            "not listed",
+            idp.mint("rsa", json!({"sub": "mallory", "preferred_username": "mallory"}), json!({})).await,
+            403,
+        ),
+        ("expired", idp.mint("rsa", json!({"sub": "ops-robot", "exp": now() - 120}), json!({})).await, 401),
+    ];
+    for (name, token, want) in cases {
+        let auth = format!("Bearer {token}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, _, body) =
+                http(admin, "GET", "/admin/client/config", &[("Authorization", &auth)]).await.unwrap();
+            // 503 while the provider's keys are first fetched.
+            if status != 503 || Instant::now() > deadline {
+                assert_eq!(status, want, "{name}: {body}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -58,8 +58,10 @@ pub enum OidcError {
 pub struct Authenticated {
     /// The raw token, kept to revalidate it; `Debug` prints `***`.
     pub token: Secret,
-    /// `sub`, for log lines.
+    /// `sub`, for log lines and the admin API's allowed users.
     pub subject: Option<String>,
+    /// `preferred_username`, for the admin API's allowed users.
+    pub username: Option<String>,
     /// Kafka credentials from the configured claims, when present.
     pub kafka: Option<KafkaCredentials>,
     /// `exp`, in seconds since the epoch.
@@ -256,8 +258,9 @@ impl Oidc {
             (!username.is_empty()).then_some(KafkaCredentials { username, password })
         });
         let subject = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+        let username = claims.get("preferred_username").and_then(Value::as_str).map(str::to_owned);
         let expires = claims.get("exp").and_then(Value::as_f64).map(|e| e as u64);
-        Ok(Authenticated { token: Secret(token.to_owned()), subject, kafka, expires })
+        Ok(Authenticated { token: Secret(token.to_owned()), subject, username, kafka, expires })
     }
 
     fn log_refusal(&self, token: &str, result: &Result<Authenticated, OidcError>) {
@@ -432,7 +435,13 @@ mod tests {
 
     #[test]
     fn debug_of_a_token_hides_it() {
-        let a = Authenticated { token: Secret("eyJ.secret.sig".into()), subject: None, kafka: None, expires: None };
+        let a = Authenticated {
+            token: Secret("eyJ.secret.sig".into()),
+            subject: None,
+            username: None,
+            kafka: None,
+            expires: None,
+        };
         assert!(!format!("{a:?}").contains("secret"));
     }
 }

@@ -616,11 +616,18 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "admin listener port",
     },
     EnvVar {
+        name: "WSPROXY_ADMIN_ALLOWED_USERS",
+        key: "server.admin.allowed-users",
+        secret: false,
+        default: "",
+        help: "comma-separated principals allowed to use the admin API: the Basic user, or a token's sub or preferred_username (empty: any authenticated client)",
+    },
+    EnvVar {
         name: "WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC",
         key: "consumer.limits.default-messages-per-second",
         secret: false,
         default: "0",
-        help: "accepted; consumer rates are set per socket (rate=)",
+        help: "records/s per consume socket, a cap on its rate= (0: unlimited)",
     },
     EnvVar {
         name: "WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS",
@@ -634,7 +641,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         key: "consumer.limits.default-batch-size",
         secret: false,
         default: "0",
-        help: "accepted; batch sizes are set per socket (batchSize=)",
+        help: "records per frame, a cap on a socket's batchSize= (0: no cap)",
     },
     EnvVar {
         name: "WSPROXY_DEFAULT_BATCH_SIZE",

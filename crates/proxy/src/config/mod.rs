@@ -80,6 +80,9 @@ pub struct ServerConfig {
 pub struct AdminConfig {
     pub bind_interface: IpAddr,
     pub port: u16,
+    /// Principals allowed to use the admin API (the Basic user, or a token's `sub` or
+    /// `preferred_username`); empty allows any authenticated client.
+    pub allowed_users: Vec<String>,
 }
 
 /// A compacted internal topic (name, replication, retention, start-up patience).
@@ -559,7 +562,7 @@ impl Config {
                 }
             };
         let schema_registry = schema_registry(&mut r);
-        let config = Config {
+        let mut config = Config {
             schema_registry,
             server: ServerConfig {
                 server_id: o.server_id.clone().unwrap_or_else(|| r.string("WSPROXY_SERVER_ID")),
@@ -656,6 +659,18 @@ impl Config {
                 r.errors.push(format!("{name}: must be greater than zero"));
             }
         }
+        if let Some(admin) = &config.server.admin {
+            let authenticated = config.server.basic_auth.is_some() || config.server.openid.is_some();
+            if !admin.allowed_users.is_empty() && !authenticated {
+                r.errors.push("WSPROXY_ADMIN_ALLOWED_USERS: set, but neither WSPROXY_BASIC_AUTH_ENABLED nor WSPROXY_OPENID_ENABLED is, so no caller has a name to check".to_owned());
+            }
+            if !authenticated && !admin.bind_interface.is_loopback() {
+                config.warnings.push(format!(
+                    "WSPROXY_ADMIN_ENDPOINT_ENABLED: the admin API listens on {} without authentication: anyone who reaches port {} can change client limits and consumer group offsets; bind it to 127.0.0.1 (WSPROXY_ADMIN_BIND_INTERFACE) or enable authentication",
+                    admin.bind_interface, admin.port
+                ));
+            }
+        }
         if r.errors.is_empty() {
             Ok(config)
         } else {
@@ -678,7 +693,18 @@ fn admin_config(r: &mut Reader<'_>, main_bind: IpAddr) -> Option<AdminConfig> {
             main_bind
         })
     };
-    Some(AdminConfig { bind_interface, port: r.parse("WSPROXY_ADMIN_PORT", "a port number (0 to 65535)") })
+    let allowed_users = r
+        .string("WSPROXY_ADMIN_ALLOWED_USERS")
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Some(AdminConfig {
+        bind_interface,
+        port: r.parse("WSPROXY_ADMIN_PORT", "a port number (0 to 65535)"),
+        allowed_users,
+    })
 }
 
 /// Defaults and client-specific lists of client limits.

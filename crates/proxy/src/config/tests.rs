@@ -339,3 +339,30 @@ fn durations_in_reference_forms() {
     assert!(parse_duration("soon").is_err());
     assert!(parse_duration("5 fortnights").is_err());
 }
+
+/// M9: allowed admin users need an authentication that names callers; an admin API without
+/// authentication beyond loopback is warned about.
+#[test]
+fn m9_admin_allowed_users_need_authentication_and_an_open_admin_api_is_warned_about() {
+    let load = |extra: &[(&str, &str)]| {
+        let mut all = vec![("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"), ("WSPROXY_ADMIN_ENDPOINT_ENABLED", "true")];
+        all.extend_from_slice(extra);
+        Config::load(&vars(&all), &Overrides::default(), true)
+    };
+    let errors = load(&[("WSPROXY_ADMIN_ALLOWED_USERS", "ops")]).unwrap_err();
+    assert!(errors.iter().any(|e| e.starts_with("WSPROXY_ADMIN_ALLOWED_USERS")), "{errors:?}");
+    let c = load(&[]).unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("0.0.0.0 without authentication")), "{:?}", c.warnings);
+    let c = load(&[("WSPROXY_ADMIN_BIND_INTERFACE", "127.0.0.1")]).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = load(&[
+        ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+        ("WSPROXY_BASIC_AUTH_REALM", "r"),
+        ("WSPROXY_BASIC_AUTH_USERNAME", "u"),
+        ("WSPROXY_BASIC_AUTH_PASSWORD", "p"),
+        ("WSPROXY_ADMIN_ALLOWED_USERS", " ops, u ,"),
+    ])
+    .unwrap();
+    assert_eq!(c.server.admin.unwrap().allowed_users, vec!["ops".to_owned(), "u".to_owned()]);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}

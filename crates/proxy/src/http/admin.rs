@@ -1,5 +1,6 @@
 //! The admin API (reference section 3) on its own listener: cluster info, client limits
-//! (static and dynamic) and consumer groups. Same authentication as the main listener.
+//! (static and dynamic) and consumer groups. Same authentication as the main listener; with
+//! `WSPROXY_ADMIN_ALLOWED_USERS` only the principals it names get past it (others: 403).
 //!
 //! Statuses and bodies are the reference's: "empty" answers have an empty body labelled
 //! `application/json`, Kafka documents are pretty-printed like circe's `spaces2`, limit
@@ -9,17 +10,19 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::oidc::Authenticated;
 use crate::http::error::{json_response, message_body, ApiError};
 use crate::http::AppState;
 use crate::kafka::admin::{GroupError, GroupOffset};
 use crate::kafka::config_log::LogError;
 use crate::limits::{ClientLimits, ConsumerLimit, DynamicConfig, ProducerLimit};
+use crate::telemetry::metrics;
 
 /// Builds the admin router. The listener in [`crate::app`] serves it.
 pub fn router(state: AppState) -> Router {
@@ -50,9 +53,38 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/consumer-group/{group}/offsets/delete/{topic}", delete(delete_offsets))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { empty(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::require_auth))
         .layer(axum::middleware::from_fn(super::count_requests))
         .with_state(state)
+}
+
+/// Runs after authentication: with `WSPROXY_ADMIN_ALLOWED_USERS` set, only the Basic user or a
+/// token whose `sub` or `preferred_username` it names may call the admin API; anyone else
+/// authenticated gets 403. Empty allows any authenticated client (the reference's behaviour).
+async fn require_admin(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let allowed = state.config.server.admin.as_ref().map_or(&[][..], |a| &a.allowed_users[..]);
+    if allowed.is_empty() {
+        return next.run(req).await;
+    }
+    let token = req.extensions().get::<Authenticated>();
+    let principals: Vec<&str> = match (token, &state.basic_auth) {
+        (Some(token), _) => token.subject.iter().chain(&token.username).map(String::as_str).collect(),
+        (None, Some(basic)) => vec![basic.username.0.as_str()],
+        (None, None) => Vec::new(),
+    };
+    if principals.iter().any(|p| allowed.iter().any(|a| a == p)) {
+        return next.run(req).await;
+    }
+    metrics::auth_failure("admin_not_allowed");
+    // The Basic user name is a secret of the configuration: only a token's subject is logged.
+    let subject = token.and_then(|t| t.subject.as_deref()).unwrap_or("-");
+    tracing::warn!(subject = ?subject, path = req.uri().path(), "admin API call refused: the caller is not in WSPROXY_ADMIN_ALLOWED_USERS");
+    ApiError::Forbidden("The authenticated user is not allowed to use the admin API.".to_owned()).into_response()
 }
 
 /// A status with an empty `application/json` body, as the reference answers.
@@ -299,6 +331,9 @@ fn group_error(e: GroupError) -> Response {
         GroupError::Active => json_response(StatusCode::PRECONDITION_FAILED, message_body(&e.to_string())),
         GroupError::Invalid(m) => json_response(StatusCode::BAD_REQUEST, message_body(&m)),
         GroupError::Kafka(e) => axum::response::IntoResponse::into_response(kafka_down(e)),
+        GroupError::NotRestored { .. } => {
+            json_response(StatusCode::INTERNAL_SERVER_ERROR, message_body(&e.to_string()))
+        }
     }
 }
 

@@ -153,9 +153,8 @@ pub async fn consume(
         encoder: RecordEncoder { key_type: p.key_type, val_type: p.val_type },
         avro: p.socket_payload == SocketPayload::Avro,
         registry: registry_for(&state, p.key_type, p.val_type),
-        batch_size: batch.max(1),
+        pace: state.limits.consumer_pace_watch(&p.group_id, p.rate, batch.max(1)),
         batched: batch > 0,
-        rate: p.rate,
         auto_commit: p.auto_commit,
         commit_stack_max_size: cfg.consumer.commit_stack_max_size,
         commit_max_age: cfg

@@ -6,7 +6,9 @@
 //! topic in one OffsetFetch; they are altered by committing as a member-less client of the
 //! group (which the broker accepts only while the group has no members, as Kafka's own alter
 //! does); and a topic's offsets are deleted by deleting the (inactive) group and committing
-//! the offsets of its other topics again.
+//! the offsets of its other topics again. That is not atomic (finding L6): the recommit is
+//! retried, and offsets it could not restore are logged, counted and returned to the caller
+//! so that an operator can restore them with the alter route.
 
 use std::time::Duration;
 
@@ -66,6 +68,10 @@ pub enum GroupError {
     Invalid(String),
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// A topic's offsets were deleted with the group, and the other topics' offsets could not
+    /// be committed again: they are gone from Kafka until restored.
+    #[error("The offsets of topic {topic} were deleted, but the group's other offsets could not be committed again ({reason}). Restore them with PUT /admin/consumer-group/{group}/offsets/alter and this body: {offsets}")]
+    NotRestored { group: String, topic: String, reason: String, offsets: String },
 }
 
 /// Internal groups the listing hides unless asked.
@@ -250,13 +256,37 @@ impl Kafka {
         if keep.is_empty() {
             return Ok(());
         }
-        let (kafka, group) = (self.clone(), group.to_owned());
-        tokio::task::spawn_blocking(move || {
-            let consumer = kafka.group_client(&group)?;
-            commit(&consumer, &keep).map_err(commit_error)
+        // From here until the commit lands the other topics' offsets are gone: a member that
+        // joins now starts them from auto.offset.reset. Retried for failures that pass.
+        let mut attempt = 0;
+        let failure = loop {
+            attempt += 1;
+            let (kafka, owned, offsets) = (self.clone(), group.to_owned(), keep.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let consumer = kafka.group_client(&owned)?;
+                commit(&consumer, &offsets).map_err(commit_error)
+            })
+            .await
+            .expect("offsets task never panics");
+            match result {
+                Ok(()) => return Ok(()),
+                Err(GroupError::Active) => break "a consumer joined the group in between".to_owned(),
+                Err(e) if attempt == 3 => break e.to_string(),
+                Err(e) => {
+                    tracing::warn!(group, attempt, error = %e, "committing the group's other offsets again failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                }
+            }
+        };
+        let offsets = serde_json::to_string(&keep).expect("offsets serialise");
+        crate::telemetry::metrics::admin_offsets_not_restored();
+        tracing::error!(group, topic, reason = %failure, offsets = %offsets, "deleting one topic's offsets lost the group's other offsets: restore them with the alter route");
+        Err(GroupError::NotRestored {
+            group: group.to_owned(),
+            topic: topic.unwrap_or_default().to_owned(),
+            reason: failure,
+            offsets,
         })
-        .await
-        .expect("offsets task never panics")
     }
 
     async fn refuse_active(&self, group: &str) -> Result<(), GroupError> {

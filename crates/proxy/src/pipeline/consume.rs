@@ -33,6 +33,7 @@ use wsproxy_protocol::{ErrorCode, FormatType};
 
 use crate::kafka::headers::record_headers;
 use crate::kafka::SocketConsumer;
+use crate::limits::PaceWatch;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::rate_limit::RateLimit;
@@ -68,10 +69,11 @@ pub struct ConsumeSettings {
     pub avro: bool,
     /// Checks `avro` keys and values (Confluent wire format, known schema), when configured.
     pub registry: Option<Arc<SchemaRegistry>>,
-    /// Records per frame; 1 sends single objects, more sends arrays.
-    pub batch_size: usize,
+    /// Records per second and per frame (`batched`) or per wakeup: what the socket asked for,
+    /// capped by its group's limits, which may change while it is open.
+    pub pace: PaceWatch,
+    /// Whether records go out as arrays (`batchSize`), else as single objects.
     pub batched: bool,
-    pub rate: Option<u32>,
     pub auto_commit: bool,
     pub commit_stack_max_size: usize,
     /// Commit records of a manual-commit socket once they are this old.
@@ -131,7 +133,9 @@ pub async fn run<S>(
     let close_frame = {
         let mut stream = consumer.stream();
         let mut stack = CommitStack::new(settings.commit_stack_max_size);
-        let mut limit = RateLimit::new(settings.rate, settings.batch_size, std::time::Instant::now());
+        let mut pace = settings.pace.clone();
+        let mut batch_size = pace.current().batch_size;
+        let mut limit = RateLimit::new(pace.current().rate, batch_size, std::time::Instant::now());
         let mut keep_alive = interval(close::check_every(settings.keep_alive, settings.idle_timeout));
         keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
@@ -190,13 +194,17 @@ pub async fn run<S>(
                     progress.extend(due.iter().copied());
                     commit_offsets(&consumer, &settings.topic, &due);
                 }
+                now = pace.changed() => {
+                    batch_size = now.batch_size;
+                    limit = RateLimit::new(now.rate, batch_size, std::time::Instant::now());
+                }
                 // Timers come before the stream so that a busy socket still pings and commits.
                 _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
                 first = next_record(&mut stream, &mut held), if !throttled => {
                     let Some((first, was_held)) = first else { break Some(close::kafka_failure("the consumer stopped")) };
                     // Records taken per wakeup: one array frame's worth, or (one record per
                     // frame) as many as are ready, written with a single flush.
-                    let per_wakeup = if settings.batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
+                    let per_wakeup = if settings.batched { batch_size } else { MAX_FRAMES_PER_FLUSH };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
                     let mut items = Vec::with_capacity(max.min(1024));
                     let mut fatal = None;

@@ -234,6 +234,19 @@ pub fn producer_stats(queue_messages: u64, queue_bytes: u64, broker_rtts: &[(Str
     }
 }
 
+/// An Avro key or value refused before decoding because it is beyond the decoder's bounds
+/// (`limit`: `depth` of nesting or claimed `items`), from a client or from a Kafka record.
+pub fn avro_datum_refused(limit: &'static str, schema_id: u32) {
+    counter!("wsproxy_avro_datums_refused_total", "limit" => limit).increment(1);
+    tracing::warn!(limit, schema_id, "refused an Avro datum beyond the decoding bounds");
+}
+
+/// Deleting one topic's offsets deleted the group and could not commit its other topics'
+/// offsets again (the caller got them back to restore).
+pub fn admin_offsets_not_restored() {
+    counter!("wsproxy_admin_offsets_not_restored_total").increment(1);
+}
+
 /// State of a transactional or idempotent producer (`Init`, `Ready`, `InTransaction`, ...).
 pub fn producer_txn_state(idempotence: &str, transaction: &str) {
     gauge!("wsproxy_kafka_producer_idempotence_ready").set(if idempotence == "Assigned" { 1.0 } else { 0.0 });
