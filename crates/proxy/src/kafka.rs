@@ -6,6 +6,7 @@
 //! with its prefetch capped so that slow sockets cost bounded memory.
 
 pub mod admin;
+pub mod closer;
 pub mod config_log;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use wsproxy_protocol::ErrorCode;
 pub mod state_log;
 
 use crate::auth::kafka_credentials::KafkaCredentials;
+use crate::kafka::closer::ClientKind;
 use crate::config::Config;
 use crate::telemetry::metrics;
 
@@ -59,6 +61,14 @@ impl AuthFailure {
 /// A producer's context: turns librdkafka statistics into metrics, notes refused credentials.
 pub struct ProducerContext {
     auth: AuthFailure,
+    kind: ClientKind,
+}
+
+impl Drop for ProducerContext {
+    fn drop(&mut self) {
+        // The context goes with the librdkafka handle: this is where the client was destroyed.
+        closer::context_dropped(self.kind);
+    }
 }
 
 impl ClientContext for ProducerContext {
@@ -103,6 +113,12 @@ impl ClientContext for SocketConsumerContext {
 }
 
 impl ConsumerContext for SocketConsumerContext {}
+
+impl Drop for SocketConsumerContext {
+    fn drop(&mut self) {
+        closer::context_dropped(ClientKind::Consumer);
+    }
+}
 
 /// The consumer of one consume socket.
 pub type SocketConsumer = StreamConsumer<SocketConsumerContext>;
@@ -349,7 +365,10 @@ impl Kafka {
         producer_cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::default();
         let producer =
-            ProducerHandle(Arc::new(producer_cfg.create_with_context(ProducerContext { auth: auth.clone() })?), auth);
+            ProducerHandle(
+            Arc::new(producer_cfg.create_with_context(ProducerContext { auth: auth.clone(), kind: ClientKind::Producer })?),
+            auth,
+        );
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer,
@@ -379,7 +398,7 @@ impl Kafka {
         }
         cfg.set("sasl.username", &creds.username).set("sasl.password", &creds.password);
         let auth = AuthFailure::default();
-        let p = Arc::new(cfg.create_with_context(ProducerContext { auth: auth.clone() })?);
+        let p = Arc::new(cfg.create_with_context(ProducerContext { auth: auth.clone(), kind: ClientKind::Producer })?);
         cache.insert(creds.clone(), (Arc::downgrade(&p), auth.clone()));
         Ok(ProducerHandle(p, auth))
     }
@@ -416,7 +435,7 @@ impl Kafka {
             .set("delivery.timeout.ms", delivery.min(60_000).to_string());
         let auth = AuthFailure::default();
         let producer: FutureProducer<ProducerContext> =
-            cfg.create_with_context(ProducerContext { auth: auth.clone() })?;
+            cfg.create_with_context(ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer })?;
         let producer = Arc::new(producer);
         let p = producer.clone();
         tokio::task::spawn_blocking(move || p.init_transactions(TRANSACTION_TIMEOUT))

@@ -243,3 +243,18 @@ pub fn producer_txn_state(idempotence: &str, transaction: &str) {
         0.0
     });
 }
+
+/// A Kafka client handed to the closer thread (`delta` 1) or destroyed (`delta` -1).
+pub fn kafka_client_closing(kind: &'static str, delta: f64) {
+    gauge!("wsproxy_kafka_clients_closing", "kind" => kind).increment(delta);
+}
+
+/// A Kafka client destroyed by the closer thread.
+pub fn kafka_client_closed(kind: &'static str) {
+    counter!("wsproxy_kafka_clients_closed_total", "kind" => kind).increment(1);
+}
+
+/// A Kafka client destroyed on a tokio thread (a bug: it can stall sockets).
+pub fn kafka_client_dropped_on_runtime(kind: &'static str) {
+    counter!("wsproxy_kafka_clients_dropped_on_runtime_total", "kind" => kind).increment(1);
+}
