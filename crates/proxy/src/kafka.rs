@@ -31,7 +31,7 @@ use wsproxy_protocol::ErrorCode;
 pub mod state_log;
 
 use crate::auth::kafka_credentials::KafkaCredentials;
-use crate::kafka::closer::ClientKind;
+use crate::kafka::closer::{ClientKind, OffRuntime};
 use crate::config::Config;
 use crate::telemetry::metrics;
 
@@ -120,8 +120,11 @@ impl Drop for SocketConsumerContext {
     }
 }
 
-/// The consumer of one consume socket.
-pub type SocketConsumer = StreamConsumer<SocketConsumerContext>;
+/// The consumer of one consume socket; destroyed off the runtime whatever drops it.
+pub type SocketConsumer = OffRuntime<StreamConsumer<SocketConsumerContext>>;
+
+/// A producer client, destroyed off the runtime whatever drops its last handle.
+type SharedProducer = Arc<OffRuntime<FutureProducer<ProducerContext>>>;
 
 /// Long-lived Kafka clients shared by all sockets.
 #[derive(Clone)]
@@ -130,13 +133,22 @@ pub struct Kafka {
 }
 
 /// Producers of users who brought their own credentials; entries die with their last socket.
-type UserProducers = HashMap<KafkaCredentials, (Weak<FutureProducer<ProducerContext>>, AuthFailure)>;
+type UserProducers = HashMap<KafkaCredentials, (Weak<OffRuntime<FutureProducer<ProducerContext>>>, AuthFailure)>;
+
+/// How long a refused `X-Kafka-Auth` credential is answered 401 without asking Kafka again:
+/// a client retrying bad credentials in a loop costs no Kafka client per attempt.
+const REFUSED_CREDENTIALS_TTL: Duration = Duration::from_secs(5);
+
+/// At most this many refused credentials are remembered (older ones are forgotten first).
+const REFUSED_CREDENTIALS_MAX: usize = 10_000;
 
 struct Inner {
     /// The shared producer, authenticated as the proxy itself.
     producer: ProducerHandle,
     /// Producers of sockets that brought their own Kafka credentials, shared per user.
     user_producers: Mutex<UserProducers>,
+    /// Credentials Kafka refused lately, and when.
+    refused: Mutex<HashMap<KafkaCredentials, std::time::Instant>>,
     /// Settings without any credentials (per-socket clients add the client's).
     anonymous: ClientConfig,
     /// Settings with the proxy's own credentials.
@@ -149,7 +161,7 @@ struct Inner {
 
 /// A producer a socket writes with: the shared one, or one per Kafka user.
 #[derive(Clone)]
-pub struct ProducerHandle(Arc<FutureProducer<ProducerContext>>, AuthFailure);
+pub struct ProducerHandle(SharedProducer, AuthFailure);
 
 impl ProducerHandle {
     /// Hands one record to the producer. The future resolves once Kafka acknowledged it.
@@ -205,13 +217,6 @@ impl ProducerHandle {
             .map_err(TransactionError::from)
     }
 
-    /// Checks, with this producer's credentials, that it may write `topic`.
-    pub async fn probe(&self, topic: &str) -> Result<(), ProbeError> {
-        let (handle, topic) = (self.clone(), topic.to_owned());
-        tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1))
-            .await
-            .expect("probe task never panics")
-    }
 }
 
 /// How long a transaction's commit, abort or initialisation may take.
@@ -255,11 +260,10 @@ fn probe_topic<C: ClientContext>(
     auth: &AuthFailure,
 ) -> Result<(), ProbeError> {
     let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
-    let refused = || ProbeError::Unauthenticated("Authentication failed: invalid Kafka credentials".to_owned());
     let md = loop {
         match client.fetch_metadata(Some(topic), Duration::from_millis(250)) {
             Ok(md) => break Ok(md),
-            Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused()),
+            Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused_credentials()),
             Err(e) if std::time::Instant::now() >= deadline => break Err(e),
             Err(_) => {}
         }
@@ -276,6 +280,10 @@ fn probe_topic<C: ClientContext>(
         },
         Err(e) => Err(ProbeError::Unavailable(format!("Kafka did not answer: {e}"))),
     }
+}
+
+fn refused_credentials() -> ProbeError {
+    ProbeError::Unauthenticated("Authentication failed: invalid Kafka credentials".to_owned())
 }
 
 /// True when Kafka refused the client's credentials.
@@ -364,15 +372,14 @@ impl Kafka {
         }
         producer_cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::default();
-        let producer =
-            ProducerHandle(
-            Arc::new(producer_cfg.create_with_context(ProducerContext { auth: auth.clone(), kind: ClientKind::Producer })?),
-            auth,
-        );
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer };
+        let producer = producer_cfg.create_with_context(context)?;
+        let producer = ProducerHandle(Arc::new(OffRuntime::new(producer, ClientKind::Producer)), auth);
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer,
                 user_producers: Mutex::new(HashMap::new()),
+                refused: Mutex::new(HashMap::new()),
                 anonymous,
                 base,
                 producer_settings,
@@ -384,23 +391,77 @@ impl Kafka {
     }
 
     /// The producer for a socket: the shared one, or (with `X-Kafka-Auth`) one authenticated
-    /// as that user, shared by that user's sockets.
-    pub fn producer(&self, creds: Option<&KafkaCredentials>) -> Result<ProducerHandle, KafkaError> {
+    /// as that user, shared by that user's sockets (created on the blocking pool).
+    pub async fn producer(&self, creds: Option<&KafkaCredentials>) -> Result<ProducerHandle, KafkaError> {
         let Some(creds) = creds else { return Ok(self.inner.producer.clone()) };
-        let mut cache = self.inner.user_producers.lock().expect("producer cache is never poisoned");
-        if let Some((p, auth)) = cache.get(creds).and_then(|(w, a)| Some((w.upgrade()?, a.clone()))) {
-            return Ok(ProducerHandle(p, auth));
+        if let Some(p) = self.cached_producer(creds) {
+            return Ok(p);
         }
-        cache.retain(|_, (w, _)| w.strong_count() > 0);
         let mut cfg = self.inner.anonymous.clone();
         for (k, v) in &self.inner.producer_settings {
             cfg.set(*k, v);
         }
         cfg.set("sasl.username", &creds.username).set("sasl.password", &creds.password);
         let auth = AuthFailure::default();
-        let p = Arc::new(cfg.create_with_context(ProducerContext { auth: auth.clone(), kind: ClientKind::Producer })?);
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer };
+        let created = tokio::task::spawn_blocking(move || {
+            cfg.create_with_context(context).map(|p| OffRuntime::new(p, ClientKind::Producer))
+        })
+        .await
+        .expect("producer creation never panics")?;
+        let mut cache = self.inner.user_producers.lock().expect("producer cache is never poisoned");
+        // Another socket of the same user may have been quicker: use its producer.
+        if let Some((p, auth)) = cache.get(creds).and_then(|(w, a)| Some((w.upgrade()?, a.clone()))) {
+            return Ok(ProducerHandle(p, auth));
+        }
+        cache.retain(|_, (w, _)| w.strong_count() > 0);
+        let p = Arc::new(created);
         cache.insert(creds.clone(), (Arc::downgrade(&p), auth.clone()));
         Ok(ProducerHandle(p, auth))
+    }
+
+    fn cached_producer(&self, creds: &KafkaCredentials) -> Option<ProducerHandle> {
+        let cache = self.inner.user_producers.lock().expect("producer cache is never poisoned");
+        cache.get(creds).and_then(|(w, a)| Some(ProducerHandle(w.upgrade()?, a.clone())))
+    }
+
+    /// Checks, with the producer's (the socket's own) credentials, that it may write `topic`.
+    /// Refused credentials are remembered for [`REFUSED_CREDENTIALS_TTL`].
+    pub async fn probe(&self, producer: &ProducerHandle, creds: &KafkaCredentials, topic: &str) -> Result<(), ProbeError> {
+        self.refused_recently(creds)?;
+        let (handle, topic) = (producer.clone(), topic.to_owned());
+        let probed = tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1))
+            .await
+            .expect("probe task never panics");
+        self.remember(creds, &probed);
+        probed
+    }
+
+    /// `Err` when Kafka refused these credentials within the last [`REFUSED_CREDENTIALS_TTL`].
+    pub fn refused_recently(&self, creds: &KafkaCredentials) -> Result<(), ProbeError> {
+        let refused = self.inner.refused.lock().expect("refused credentials are never poisoned");
+        match refused.get(creds) {
+            Some(at) if at.elapsed() < REFUSED_CREDENTIALS_TTL => Err(refused_credentials()),
+            _ => Ok(()),
+        }
+    }
+
+    fn remember<T>(&self, creds: &KafkaCredentials, probed: &Result<T, ProbeError>) {
+        let mut refused = self.inner.refused.lock().expect("refused credentials are never poisoned");
+        match probed {
+            Err(ProbeError::Unauthenticated(_)) => {
+                if refused.len() >= REFUSED_CREDENTIALS_MAX {
+                    refused.retain(|_, at| at.elapsed() < REFUSED_CREDENTIALS_TTL);
+                    if refused.len() >= REFUSED_CREDENTIALS_MAX {
+                        refused.clear();
+                    }
+                }
+                refused.insert(creds.clone(), std::time::Instant::now());
+            }
+            _ => {
+                refused.remove(creds);
+            }
+        }
     }
 
     /// Settings with the socket's own credentials, or the proxy's when it brought none.
@@ -434,14 +495,18 @@ impl Kafka {
             .set("transaction.timeout.ms", "60000")
             .set("delivery.timeout.ms", delivery.min(60_000).to_string());
         let auth = AuthFailure::default();
-        let producer: FutureProducer<ProducerContext> =
-            cfg.create_with_context(ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer })?;
-        let producer = Arc::new(producer);
-        let p = producer.clone();
-        tokio::task::spawn_blocking(move || p.init_transactions(TRANSACTION_TIMEOUT))
-            .await
-            .expect("init task never panics")?;
-        Ok(ProducerHandle(producer, auth))
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer };
+        // Created and initialised on the blocking pool; whatever drops it, it is destroyed off
+        // the runtime.
+        let producer = tokio::task::spawn_blocking(move || {
+            let kind = ClientKind::TransactionalProducer;
+            let producer = OffRuntime::new(cfg.create_with_context::<_, FutureProducer<_>>(context)?, kind);
+            producer.init_transactions(TRANSACTION_TIMEOUT)?;
+            Ok::<_, KafkaError>(producer)
+        })
+        .await
+        .expect("init task never panics")?;
+        Ok(ProducerHandle(Arc::new(producer), auth))
     }
 
     /// True once Kafka refused the proxy's own credentials.
@@ -528,24 +593,33 @@ impl Kafka {
                 .await
                 .expect("start-offset task never panics")?;
         }
+        if let Some(c) = creds {
+            self.refused_recently(c).map_err(ConsumerError::Refused)?;
+        }
         let context = SocketConsumerContext { topic: params.topic.clone(), lag, auth: AuthFailure::default() };
-        let consumer: SocketConsumer = cfg.create_with_context(context)?;
-        // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
-        let consumer = if creds.is_some() {
-            let topic = params.topic.clone();
-            let (consumer, probed) = tokio::task::spawn_blocking(move || {
-                let r = probe_topic(consumer.client(), &topic, &consumer.context().auth);
-                (consumer, r)
-            })
-            .await
-            .expect("probe task never panics");
-            probed.map_err(ConsumerError::Refused)?;
-            consumer
-        } else {
-            consumer
-        };
-        consumer.subscribe(&[&params.topic])?;
-        Ok(consumer)
+        let (topic, probe) = (params.topic.clone(), creds.is_some());
+        // Created, probed and subscribed on the blocking pool, and guarded from the start: on
+        // any early return (refused credentials, a failed upgrade, a panic) the consumer is
+        // destroyed off the runtime.
+        let made = tokio::task::spawn_blocking(move || {
+            let consumer: SocketConsumer = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
+            // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
+            if probe {
+                probe_topic(consumer.client(), &topic, &consumer.context().auth).map_err(ConsumerError::Refused)?;
+            }
+            consumer.subscribe(&[&topic])?;
+            Ok::<_, ConsumerError>(consumer)
+        })
+        .await
+        .expect("consumer creation never panics");
+        if let Some(c) = creds {
+            let probed = match &made {
+                Err(ConsumerError::Refused(e)) => Err(e.clone()),
+                _ => Ok(()),
+            };
+            self.remember(c, &probed);
+        }
+        made
     }
 }
 

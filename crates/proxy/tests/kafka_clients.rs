@@ -103,7 +103,7 @@ async fn failing_upgrade(port: u16, path: String, delay: Duration) {
     );
     let _ = s.write_all(req.as_bytes()).await;
     tokio::time::sleep(delay).await;
-    let _ = s.set_linger(Some(Duration::ZERO));
+    let _ = s.set_zero_linger();
     drop(s);
 }
 
