@@ -184,3 +184,114 @@ async fn failed_upgrades_and_refused_credentials_never_destroy_clients_on_the_ru
     send(&mut ws, record(None, "still alive", None)).await;
     assert_eq!(recv_json(&mut ws).await["offset"], 0);
 }
+
+/// Deletes a SCRAM user and its ACLs when dropped (the broker is shared).
+struct ScramUser(String);
+
+impl ScramUser {
+    fn create(name: &str, password: &str) -> ScramUser {
+        kafka_tool(&["scram-user", name, password], "");
+        ScramUser(name.to_owned())
+    }
+}
+
+impl Drop for ScramUser {
+    fn drop(&mut self) {
+        let py = project_root().join(".venv/bin/python");
+        let tool = project_root().join("tests/support/kafka_tool.py");
+        for cmd in ["scram-delete", "acl-delete"] {
+            let _ = std::process::Command::new(&py).arg(&tool).args([cmd, &self.0]).env("KAFKA_BOOTSTRAP", bootstrap()).output();
+        }
+    }
+}
+
+/// Resets every TCP connection of process `pid` to `port` (as a broker restart or a network
+/// blip would): its clients must connect, and log in, again.
+fn reset_connections(pid: u32, port: u16) -> usize {
+    let out = std::process::Command::new("ss")
+        .args(["-tnpH", "state", "established", &format!("( dport = :{port} )")])
+        .output()
+        .expect("ss");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mine: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .filter_map(|l| l.split_whitespace().nth(2)?.rsplit(':').next().map(str::to_owned))
+        .collect();
+    for local in &mine {
+        let filter = format!("( sport = :{local} and dport = :{port} )");
+        let status = std::process::Command::new("ss").args(["-K", "-tn", "state", "established", &filter]).output();
+        assert!(status.is_ok_and(|s| s.status.success()), "ss -K failed");
+    }
+    mine.len()
+}
+
+async fn ready(port: u16) -> (u16, String) {
+    let (status, _, body) = http(port, "GET", "/ready", &[]).await.unwrap();
+    (status, body)
+}
+
+/// H2: Kafka refusing the proxy's own credentials is visible (`/ready` 503 naming it, the
+/// `wsproxy_kafka_credentials_refused` gauge) and not sticky: once Kafka accepts them again,
+/// `/ready` says 200 and produce sockets work, and stay open, again. The proxy's SCRAM user is
+/// deleted (and its connections reset so that it logs in again), then created again.
+#[tokio::test]
+async fn h2_refused_proxy_credentials_are_visible_and_clear_once_accepted_again() {
+    let name = unique("h2-user");
+    let user = ScramUser::create(&name, "h2-secret");
+    let mut env = sasl_env("SCRAM-SHA-512", &name, "h2-secret");
+    env.push(("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", "1 second".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let proxy = Proxy::start(&env).await;
+    let topic = unique("h2");
+    create_topic(&topic, 1).await;
+    let url = proxy.url(&format!("/socket/in?clientId=h2&topic={topic}"));
+    let mut ws = connect(&url).await;
+    send(&mut ws, record(None, "before", None)).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 0);
+    hang_up(ws).await;
+
+    // Kafka stops accepting the proxy's credentials; its clients must log in again.
+    kafka_tool(&["scram-delete", &name], "");
+    assert!(reset_connections(proxy.pid(), 9093) > 0, "the proxy has connections to 9093");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, body) = loop {
+        let (status, body) = ready(proxy.port).await;
+        if (status == 503 && body.contains("credentials")) || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("refuses the proxy's credentials"), "/ready names the reason: {body}");
+    let text = metrics_text(proxy.port).await;
+    assert_eq!(metric(&text, "wsproxy_kafka_credentials_refused", "credentials=\"proxy\""), 1.0, "{text}");
+    let refused_at = Instant::now();
+
+    // Kafka accepts them again.
+    kafka_tool(&["scram-user", &name, "h2-secret"], "");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = ready(proxy.port).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/ready did not recover: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("ready again {:?} after the user was restored", refused_at.elapsed());
+    let text = metrics_text(proxy.port).await;
+    assert_eq!(metric(&text, "wsproxy_kafka_credentials_refused", "credentials=\"proxy\""), 0.0, "{text}");
+
+    // Produce sockets work again and stay open (several keep-alive checks).
+    let mut ws = connect(&url).await;
+    send(&mut ws, record(None, "after", None)).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    send(&mut ws, record(None, "still open", None)).await;
+    let answer = recv_json(&mut ws).await;
+    assert_eq!(answer["offset"], 2, "{answer}");
+    let values: Vec<_> = read_back(&topic, 3, "raw", "string").iter().map(|r| r["value"].clone()).collect();
+    assert_eq!(values, ["before", "after", "still open"]);
+    drop(user);
+}
