@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -41,20 +41,74 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often librdkafka reports statistics (queue depth, round trips, consumer lag).
 const STATS_INTERVAL_MS: &str = "5000";
 
-/// Remembers that Kafka refused a client's credentials. librdkafka reports that through the
-/// error callback; requests just time out.
+/// Since when Kafka refuses a client's credentials, until it accepts them again (H2).
+/// librdkafka reports a refusal through the error callback (requests just time out); the next
+/// successful broker round trip (a broker `UP` in the statistics, a metadata answer) clears it,
+/// so a passing failure (a broker restarting before its SCRAM credentials are loaded, a
+/// password rotation race) is not remembered for good.
 #[derive(Clone, Default)]
-pub struct AuthFailure(Arc<AtomicBool>);
+pub struct AuthFailure(Arc<AuthState>);
+
+#[derive(Default)]
+struct AuthState {
+    /// Milliseconds since [`clock_ms`]'s epoch when the failure started; 0 while none.
+    since_ms: AtomicU64,
+    /// Whose credentials, for the metric and the log lines (`None`: not reported, e.g. a
+    /// socket's consumer, whose refusal is the socket's 401).
+    whose: Option<&'static str>,
+}
+
+/// Milliseconds since the first call, never 0.
+fn clock_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
 
 impl AuthFailure {
+    /// A failure tracker that is reported (metric, log lines) as `whose` credentials.
+    fn reported(whose: &'static str) -> Self {
+        AuthFailure(Arc::new(AuthState { since_ms: AtomicU64::new(0), whose: Some(whose) }))
+    }
+
     fn observe(&self, error: &KafkaError) {
-        if is_authentication_error(error) {
-            self.0.store(true, Ordering::Relaxed);
+        if !is_authentication_error(error) {
+            return;
+        }
+        let first = self.0.since_ms.compare_exchange(0, clock_ms(), Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if let (true, Some(whose)) = (first, self.0.whose) {
+            metrics::kafka_auth_failing(whose, 1.0);
+            tracing::warn!(credentials = whose, %error, "Kafka refuses the credentials; produce sockets close if it lasts");
+        }
+    }
+
+    /// Kafka answered a request of this client: its credentials are accepted (again).
+    fn clear(&self) {
+        let since = self.0.since_ms.swap(0, Ordering::AcqRel);
+        if let (true, Some(whose)) = (since != 0, self.0.whose) {
+            metrics::kafka_auth_failing(whose, -1.0);
+            let seconds = clock_ms().saturating_sub(since) / 1000;
+            tracing::warn!(credentials = whose, seconds, "Kafka accepts the credentials again");
+        }
+    }
+
+    /// How long Kafka has been refusing the credentials, if it does.
+    pub fn failing_for(&self) -> Option<Duration> {
+        match self.0.since_ms.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(Duration::from_millis(clock_ms().saturating_sub(since))),
         }
     }
 
     pub fn seen(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.failing_for().is_some()
+    }
+}
+
+impl Drop for AuthState {
+    fn drop(&mut self) {
+        if let (true, Some(whose)) = (*self.since_ms.get_mut() != 0, self.whose) {
+            metrics::kafka_auth_failing(whose, -1.0);
+        }
     }
 }
 
@@ -62,6 +116,8 @@ impl AuthFailure {
 pub struct ProducerContext {
     auth: AuthFailure,
     kind: ClientKind,
+    /// The shared producer: its statistics are the producer metrics.
+    shared: bool,
 }
 
 impl Drop for ProducerContext {
@@ -78,6 +134,13 @@ impl ClientContext for ProducerContext {
     }
 
     fn stats(&self, s: Statistics) {
+        // A broker that is up has accepted this client's credentials.
+        if s.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP") {
+            self.auth.clear();
+        }
+        if !self.shared {
+            return;
+        }
         let rtts: Vec<(String, Duration)> = s
             .brokers
             .values()
@@ -189,9 +252,9 @@ impl ProducerHandle {
         })
     }
 
-    /// True once Kafka refused this producer's credentials.
-    pub fn credentials_refused(&self) -> bool {
-        self.1.seen()
+    /// How long Kafka has been refusing this producer's credentials, if it does.
+    pub fn credentials_refused_for(&self) -> Option<Duration> {
+        self.1.failing_for()
     }
 
     /// Starts a transaction (transactional producers only).
@@ -262,7 +325,10 @@ fn probe_topic<C: ClientContext>(
     let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
     let md = loop {
         match client.fetch_metadata(Some(topic), Duration::from_millis(250)) {
-            Ok(md) => break Ok(md),
+            Ok(md) => {
+                auth.clear();
+                break Ok(md);
+            }
             Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused_credentials()),
             Err(e) if std::time::Instant::now() >= deadline => break Err(e),
             Err(_) => {}
@@ -371,8 +437,8 @@ impl Kafka {
             producer_cfg.set(*k, v);
         }
         producer_cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
-        let auth = AuthFailure::default();
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer };
+        let auth = AuthFailure::reported("proxy");
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: true };
         let producer = producer_cfg.create_with_context(context)?;
         let producer = ProducerHandle(Arc::new(OffRuntime::new(producer, ClientKind::Producer)), auth);
         Ok(Kafka {
@@ -401,9 +467,11 @@ impl Kafka {
         for (k, v) in &self.inner.producer_settings {
             cfg.set(*k, v);
         }
-        cfg.set("sasl.username", &creds.username).set("sasl.password", &creds.password);
-        let auth = AuthFailure::default();
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer };
+        cfg.set("sasl.username", &creds.username)
+            .set("sasl.password", &creds.password)
+            .set("statistics.interval.ms", STATS_INTERVAL_MS);
+        let auth = AuthFailure::reported("user");
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: false };
         let created = tokio::task::spawn_blocking(move || {
             cfg.create_with_context(context).map(|p| OffRuntime::new(p, ClientKind::Producer))
         })
@@ -494,8 +562,9 @@ impl Kafka {
             .set("linger.ms", "0")
             .set("transaction.timeout.ms", "60000")
             .set("delivery.timeout.ms", delivery.min(60_000).to_string());
-        let auth = AuthFailure::default();
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer };
+        cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
+        let auth = AuthFailure::reported(if creds.is_some() { "user" } else { "proxy_transactional" });
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer, shared: false };
         // Created and initialised on the blocking pool; whatever drops it, it is destroyed off
         // the runtime.
         let producer = tokio::task::spawn_blocking(move || {
@@ -509,9 +578,9 @@ impl Kafka {
         Ok(ProducerHandle(Arc::new(producer), auth))
     }
 
-    /// True once Kafka refused the proxy's own credentials.
-    pub fn credentials_refused(&self) -> bool {
-        self.inner.producer.credentials_refused()
+    /// How long Kafka has been refusing the proxy's own credentials, if it does.
+    pub fn credentials_refused_for(&self) -> Option<Duration> {
+        self.inner.producer.credentials_refused_for()
     }
 
     /// Waits for everything handed to the producer to be acknowledged, up to `timeout`.
@@ -526,6 +595,7 @@ impl Kafka {
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             let md = kafka.inner.producer.0.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+            kafka.inner.producer.1.clear();
             let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
                 return Ok(None);
             };
@@ -546,6 +616,7 @@ impl Kafka {
         let kafka = self.clone();
         tokio::task::spawn_blocking(move || {
             let md = kafka.inner.producer.0.client().fetch_metadata(None, timeout)?;
+            kafka.inner.producer.1.clear();
             Ok(md
                 .brokers()
                 .iter()

@@ -208,8 +208,9 @@ where
                 }
             }
             _ = keep_alive.tick() => {
-                if reading && kafka.credentials_refused() {
-                    // Revoked or wrong credentials: every record would time out. Say so.
+                if reading && kafka.credentials_refused_for().is_some_and(|d| d >= AUTH_FAILURE_PATIENCE) {
+                    // Revoked or wrong credentials for a while: every record would time out.
+                    // Say so. (A passing refusal clears on the next broker round trip.)
                     reading = false;
                     close_frame = Some(close::kafka_failure("Kafka refused the socket's credentials"));
                 }
@@ -234,6 +235,10 @@ fn rate_limit(per_second: Option<u32>) -> Option<RateLimit> {
     let burst = per_second.map_or(1, |r| (r / 20).max(1) as usize);
     RateLimit::new(per_second, burst, std::time::Instant::now())
 }
+
+/// How long Kafka may refuse the producer's credentials before its sockets close (H2): a
+/// broker restarting before its SCRAM users are loaded, or a password rotation, passes.
+const AUTH_FAILURE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Frames read per wakeup before the loop looks at acknowledgements and shutdown again.
 const FRAMES_PER_WAKEUP: usize = 64;
