@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -159,6 +159,16 @@ pub struct SocketConsumerContext {
     topic: String,
     lag: Arc<AtomicI64>,
     auth: AuthFailure,
+    /// The partitions of `topic` assigned to this consumer, kept by the rebalance callback so
+    /// that reading them is no op round trip to librdkafka's main thread (L3).
+    assigned: Mutex<std::collections::HashSet<i32>>,
+}
+
+impl SocketConsumerContext {
+    /// The partitions of the socket's topic this consumer owns now.
+    pub fn assigned(&self) -> std::collections::HashSet<i32> {
+        self.assigned.lock().expect("assignment is never poisoned").clone()
+    }
 }
 
 impl ClientContext for SocketConsumerContext {
@@ -175,7 +185,25 @@ impl ClientContext for SocketConsumerContext {
     }
 }
 
-impl ConsumerContext for SocketConsumerContext {}
+impl ConsumerContext for SocketConsumerContext {
+    /// Eager rebalances revoke everything, then assign everything; cooperative ones revoke and
+    /// assign increments: removing what is revoked and adding what is assigned fits both.
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assigned = self.assigned.lock().expect("assignment is never poisoned");
+        let ours = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => assigned.extend(ours(tpl)),
+            Rebalance::Revoke(tpl) => {
+                for p in ours(tpl) {
+                    assigned.remove(&p);
+                }
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+}
 
 impl Drop for SocketConsumerContext {
     fn drop(&mut self) {
@@ -257,9 +285,14 @@ impl ProducerHandle {
         self.1.failing_for()
     }
 
-    /// Starts a transaction (transactional producers only).
-    pub fn begin_transaction(&self) -> Result<(), TransactionError> {
-        self.0.begin_transaction().map_err(TransactionError::from)
+    /// Starts a transaction (transactional producers only). On the blocking pool: librdkafka
+    /// waits for its main thread without a timeout (L3).
+    pub async fn begin_transaction(&self) -> Result<(), TransactionError> {
+        let p = self.0.clone();
+        tokio::task::spawn_blocking(move || p.begin_transaction())
+            .await
+            .expect("begin task never panics")
+            .map_err(TransactionError::from)
     }
 
     /// Commits the open transaction; on failure it must be aborted (unless fatal).
@@ -667,7 +700,12 @@ impl Kafka {
         if let Some(c) = creds {
             self.refused_recently(c).map_err(ConsumerError::Refused)?;
         }
-        let context = SocketConsumerContext { topic: params.topic.clone(), lag, auth: AuthFailure::default() };
+        let context = SocketConsumerContext {
+            topic: params.topic.clone(),
+            lag,
+            auth: AuthFailure::default(),
+            assigned: Mutex::new(Default::default()),
+        };
         let (topic, probe) = (params.topic.clone(), creds.is_some());
         // Created, probed and subscribed on the blocking pool, and guarded from the start: on
         // any early return (refused credentials, a failed upgrade, a panic) the consumer is

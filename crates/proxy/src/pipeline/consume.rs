@@ -428,12 +428,10 @@ fn commit(
     }
 }
 
-/// The partitions of `topic` this socket's consumer owns now.
-fn assigned(consumer: &SocketConsumer, topic: &str) -> HashSet<i32> {
-    consumer
-        .assignment()
-        .map(|tpl| tpl.elements().iter().filter(|e| e.topic() == topic).map(|e| e.partition()).collect())
-        .unwrap_or_default()
+/// The partitions of `topic` this socket's consumer owns now (kept by its rebalance callback:
+/// no round trip to librdkafka's main thread on the runtime).
+fn assigned(consumer: &SocketConsumer, _topic: &str) -> HashSet<i32> {
+    consumer.context().assigned()
 }
 
 /// Drops what the socket remembers of partitions it no longer owns.

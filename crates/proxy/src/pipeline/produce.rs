@@ -374,7 +374,7 @@ async fn transact(
                 Ok(r) => (r.message_id, 0, Ok(Ack { partition: -1, offset: -1, timestamp: -1 })),
             });
         }
-    } else if let Err(e) = kafka.begin_transaction() {
+    } else if let Err(e) = kafka.begin_transaction().await {
         failure = Some(format!("the transaction could not start: {e}"));
         fatal = e.fatal.then(|| e.message.clone());
         for outcome in outcomes.into_iter().flatten() {
@@ -386,7 +386,7 @@ async fn transact(
         for attempt in 0..2 {
             failure = None;
             if attempt > 0 {
-                if let Err(e) = kafka.begin_transaction() {
+                if let Err(e) = kafka.begin_transaction().await {
                     failure = Some(format!("the transaction could not start: {e}"));
                     fatal = e.fatal.then(|| e.message.clone());
                     break;
