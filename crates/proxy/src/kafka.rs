@@ -316,7 +316,11 @@ impl ProducerHandle {
 }
 
 /// How long a transaction's commit, abort or initialisation may take.
+#[cfg(not(test))]
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Short in unit tests, which make Kafka slower than this on purpose.
+#[cfg(test)]
+pub(crate) const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A failed transaction step. Fatal ones (e.g. fenced by a newer producer with the same
 /// transactional id) end the socket; the others abort the transaction and go on.

@@ -577,3 +577,88 @@ fn answer<'a>(topic: &'a str, (id, _, result): &'a RecordResult) -> Answer<'a> {
         Err(e) => Answer::Err(e.frame()),
     }
 }
+
+#[cfg(test)]
+mod m1_real_timeout {
+    use std::collections::HashMap;
+
+    use rdkafka::mocking::MockCluster;
+
+    use super::*;
+    use crate::config::{Config, Overrides};
+    use crate::kafka::{Kafka, TRANSACTION_TIMEOUT};
+
+    async fn frame_answer(kafka: &ProducerHandle, settings: &ProduceSettings, text: &str) -> String {
+        let frame = settings.decoder.parse_frame(text);
+        let (entry, _, _) = transact(kafka, settings, frame, text.len(), &CancellationToken::new()).await;
+        match entry.await.frame {
+            Message::Text(t) => t.to_string(),
+            other => panic!("expected a text answer, got {other:?}"),
+        }
+    }
+
+    /// M1: a commit that takes longer than the producer's transaction timeout (librdkafka says
+    /// "timed out, retriable" and goes on committing) is resumed, and its records are answered
+    /// as committed, which they are; the proxy used to abort (which fails while the commit goes
+    /// on) and answer TRANSACTION_ABORTED. A one-broker librdkafka mock cluster whose round
+    /// trips are made longer than the (test) transaction timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn m1_a_commit_that_times_out_is_resumed_not_aborted() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("m1", 1, 1).unwrap();
+        let vars: HashMap<String, String> =
+            [("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".to_owned(), cluster.bootstrap_servers())].into_iter().collect();
+        let config = Config::load(&vars, &Overrides::default(), true).unwrap();
+        let kafka = Kafka::new(&config).unwrap();
+        let producer = kafka.transactional_producer(None, "m1-txn").await.unwrap();
+        let settings = ProduceSettings {
+            topic: "m1".to_owned(),
+            decoder: RecordDecoder { key_type: None, val_type: FormatType::String },
+            avro: false,
+            registry: None,
+            max_in_flight_records: 100,
+            max_in_flight_bytes: 1 << 20,
+            max_frame_bytes: 1 << 20,
+            keep_alive: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(60),
+            identity: SocketIdentity { client_id: "m1".to_owned(), group: None, remote: ([127, 0, 0, 1], 1).into() },
+            transactional: true,
+            limits: ClientLimits::new(config.limits.clone()),
+            stop_reason: close::StopReason::default(),
+        };
+        let first = frame_answer(&producer, &settings, r#"{"value":{"value":"a"}}"#).await;
+        assert!(first.contains("\"offset\":0"), "{first}");
+        // Every round trip now takes longer than a commit may wait.
+        cluster.broker_round_trip_time(1, TRANSACTION_TIMEOUT + Duration::from_secs(2)).unwrap();
+        let second = frame_answer(&producer, &settings, r#"[{"value":{"value":"b"}},{"value":{"value":"c"}}]"#).await;
+        assert!(!second.contains("TRANSACTION_ABORTED"), "records that commit are never answered aborted: {second}");
+        assert!(second.contains("\"offset\":1") && second.contains("\"offset\":2"), "{second}");
+        // And a read_committed consumer reads all three.
+        cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+        assert_eq!(read_committed(&cluster.bootstrap_servers(), "m1", 3), ["a", "b", "c"]);
+    }
+
+    /// Up to `n` values of `topic` partition 0 as a `read_committed` consumer sees them (20 s).
+    fn read_committed(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::Message as _;
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "m1-reader")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).unwrap();
+        consumer.assign(&tpl).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut values = Vec::new();
+        while values.len() < n && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            }
+        }
+        values
+    }
+}
