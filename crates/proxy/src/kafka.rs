@@ -295,7 +295,9 @@ impl ProducerHandle {
             .map_err(TransactionError::from)
     }
 
-    /// Commits the open transaction; on failure it must be aborted (unless fatal).
+    /// Commits the open transaction. A retriable failure (a timeout: librdkafka goes on
+    /// committing) may be retried with another call, which resumes the same commit; an
+    /// abortable one must be aborted (M1).
     pub async fn commit_transaction(&self) -> Result<(), TransactionError> {
         let p = self.0.clone();
         tokio::task::spawn_blocking(move || p.commit_transaction(TRANSACTION_TIMEOUT))
@@ -322,22 +324,37 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 #[cfg(test)]
 pub(crate) const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A failed transaction step. Fatal ones (e.g. fenced by a newer producer with the same
-/// transactional id) end the socket; the others abort the transaction and go on.
+/// A failed transaction step, classified as librdkafka classifies it. Fatal ones (e.g. fenced
+/// by a newer producer with the same transactional id) end the socket; abortable ones abort the
+/// transaction and go on; retriable ones (a commit that timed out) may be called again.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TransactionError {
     pub fatal: bool,
+    /// `rd_kafka_error_is_retriable`: the same call may be made again.
+    pub retriable: bool,
+    /// `rd_kafka_error_txn_requires_abort`: the transaction must be aborted.
+    pub requires_abort: bool,
     pub message: String,
+}
+
+impl TransactionError {
+    pub fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+
+    pub fn txn_requires_abort(&self) -> bool {
+        self.requires_abort
+    }
 }
 
 impl From<KafkaError> for TransactionError {
     fn from(e: KafkaError) -> Self {
-        let fatal = match &e {
-            KafkaError::Transaction(t) => t.is_fatal(),
-            _ => false,
+        let (fatal, retriable, requires_abort) = match &e {
+            KafkaError::Transaction(t) => (t.is_fatal(), t.is_retriable(), t.txn_requires_abort()),
+            _ => (false, false, false),
         };
-        TransactionError { fatal, message: e.to_string() }
+        TransactionError { fatal, retriable, requires_abort, message: e.to_string() }
     }
 }
 

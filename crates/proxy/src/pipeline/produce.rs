@@ -26,7 +26,7 @@ use wsproxy_protocol::produce::{
 };
 use wsproxy_protocol::{ErrorCode, FormatType};
 
-use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
+use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure, TransactionError};
 use crate::limits::ClientLimits;
 use crate::pipeline::close;
 use crate::pipeline::rate_limit::RateLimit;
@@ -365,6 +365,8 @@ async fn transact(
     let mut results: Vec<RecordResult> = Vec::with_capacity(outcomes.len());
     let mut failure: Option<String> = None;
     let mut fatal = None;
+    // Set when the commit neither succeeded nor failed for good (M1).
+    let mut unknown = false;
     let mut bytes = 0;
     if outcomes.iter().any(Result::is_err) {
         failure = Some("another record of the frame is invalid, so none was sent".to_owned());
@@ -402,19 +404,40 @@ async fn transact(
             results = futures::future::join_all(futs).await;
             let failed: Vec<ErrorCode> = results.iter().filter_map(|r| r.2.as_ref().err().map(|e| e.code)).collect();
             let outcome = if failed.is_empty() {
-                kafka.commit_transaction().await
+                commit(kafka).await
             } else {
-                Err(crate::kafka::TransactionError {
+                let e = TransactionError {
                     fatal: false,
+                    retriable: false,
+                    requires_abort: true,
                     message: "another record of the frame failed".to_owned(),
-                })
+                };
+                Err((e, AfterCommitError::Abort))
             };
-            let Err(e) = outcome else { break };
-            failure = Some(e.message.clone());
-            if e.fatal {
-                fatal = Some(e.message.clone());
+            let Err((e, next)) = outcome else {
+                metrics::transaction_outcome("committed");
                 break;
+            };
+            failure = Some(e.message.clone());
+            match next {
+                AfterCommitError::Abort => {}
+                AfterCommitError::Fatal => {
+                    metrics::transaction_outcome("failed");
+                    fatal = Some(e.message.clone());
+                    break;
+                }
+                AfterCommitError::Retry | AfterCommitError::Unknown => {
+                    // Kafka may still commit it: never say aborted. The producer cannot start
+                    // another transaction before this one ends, so the socket ends too; the
+                    // client's next socket fences this producer, which settles it.
+                    metrics::transaction_outcome("unknown");
+                    tracing::warn!(error = %e, client_id = ?settings.identity.client_id, "a transaction's outcome is unknown; closing the socket");
+                    unknown = true;
+                    fatal = Some(format!("the outcome of the last transaction is unknown: {e}"));
+                    break;
+                }
             }
+            metrics::transaction_outcome("aborted");
             if let Err(abort) = kafka.abort_transaction().await {
                 fatal = Some(format!("the transaction could not be aborted: {abort}"));
                 break;
@@ -428,11 +451,15 @@ async fn transact(
     if let Some(reason) = &failure {
         for (id, _, r) in results.iter_mut() {
             if r.is_ok() {
-                *r = Err(FrameError::new(
-                    ErrorCode::TransactionAborted,
-                    format!("the frame's transaction was aborted: {reason}"),
-                )
-                .with_message_id(id.clone()));
+                let e = if unknown {
+                    FrameError::new(
+                        ErrorCode::TransactionOutcomeUnknown,
+                        format!("the frame's transaction did not finish committing in time; its records may still be committed: {reason}"),
+                    )
+                } else {
+                    FrameError::new(ErrorCode::TransactionAborted, format!("the frame's transaction was aborted: {reason}"))
+                };
+                *r = Err(e.with_message_id(id.clone()));
             }
         }
     }
@@ -446,6 +473,53 @@ async fn transact(
     let mut done = settled(frame, &results, records, bytes);
     done.fatal = fatal.map(|f| format!("transactional producer failed: {f}"));
     (Box::pin(std::future::ready(done)), records, bytes)
+}
+
+/// How often a commit that timed out (Kafka still committing) is resumed before the outcome
+/// counts as unknown: each call waits up to the producer's transaction timeout.
+const COMMIT_ATTEMPTS: u32 = 3;
+
+/// What to do after `commit_transaction` failed (M1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterCommitError {
+    /// Retriable (a timeout): librdkafka goes on committing; calling commit again resumes it.
+    Retry,
+    /// The transaction cannot commit: abort it, its records are never read.
+    Abort,
+    /// The producer is unusable (fenced): end the socket.
+    Fatal,
+    /// Neither: the records may or may not be committed.
+    Unknown,
+}
+
+/// Decides from librdkafka's classification of a commit error, after `attempt` calls.
+fn after_commit_error(e: &TransactionError, attempt: u32) -> AfterCommitError {
+    if e.fatal {
+        AfterCommitError::Fatal
+    } else if e.txn_requires_abort() {
+        AfterCommitError::Abort
+    } else if e.is_retriable() && attempt < COMMIT_ATTEMPTS {
+        AfterCommitError::Retry
+    } else {
+        AfterCommitError::Unknown
+    }
+}
+
+/// Commits the open transaction, resuming a commit that timed out, until it succeeds or fails
+/// for good (or [`COMMIT_ATTEMPTS`] are used up: then the outcome is unknown).
+async fn commit(kafka: &ProducerHandle) -> Result<(), (TransactionError, AfterCommitError)> {
+    let mut attempt = 1;
+    loop {
+        let Err(e) = kafka.commit_transaction().await else { return Ok(()) };
+        match after_commit_error(&e, attempt) {
+            AfterCommitError::Retry => {
+                metrics::transaction_outcome("commit_retried");
+                tracing::warn!(error = %e, attempt, "a transaction commit timed out; resuming it");
+                attempt += 1;
+            }
+            next => return Err((e, next)),
+        }
+    }
 }
 
 /// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
@@ -575,6 +649,30 @@ fn answer<'a>(topic: &'a str, (id, _, result): &'a RecordResult) -> Answer<'a> {
             message_id: id,
         }),
         Err(e) => Answer::Err(e.frame()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(fatal: bool, retriable: bool, requires_abort: bool) -> TransactionError {
+        TransactionError { fatal, retriable, requires_abort, message: "x".to_owned() }
+    }
+
+    /// M1: a commit that timed out (retriable, not abortable) is resumed, never aborted; once
+    /// the attempts are used up its outcome is unknown (never TRANSACTION_ABORTED). Only an
+    /// abortable error aborts; a fatal one ends the socket.
+    #[test]
+    fn m1_a_commit_timeout_is_retried_then_unknown_never_aborted() {
+        let timeout = error(false, true, false);
+        assert_eq!(after_commit_error(&timeout, 1), AfterCommitError::Retry);
+        assert_eq!(after_commit_error(&timeout, COMMIT_ATTEMPTS - 1), AfterCommitError::Retry);
+        assert_eq!(after_commit_error(&timeout, COMMIT_ATTEMPTS), AfterCommitError::Unknown);
+        assert_eq!(after_commit_error(&error(false, false, true), 1), AfterCommitError::Abort);
+        assert_eq!(after_commit_error(&error(false, true, true), 1), AfterCommitError::Abort);
+        assert_eq!(after_commit_error(&error(true, false, false), 1), AfterCommitError::Fatal);
+        assert_eq!(after_commit_error(&error(false, false, false), 1), AfterCommitError::Unknown);
     }
 }
 
