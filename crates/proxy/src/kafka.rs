@@ -31,8 +31,8 @@ use wsproxy_protocol::ErrorCode;
 pub mod state_log;
 
 use crate::auth::kafka_credentials::KafkaCredentials;
-use crate::kafka::closer::{ClientKind, OffRuntime};
 use crate::config::Config;
+use crate::kafka::closer::{ClientKind, OffRuntime};
 use crate::telemetry::metrics;
 
 /// Timeout of metadata lookups made while a client waits for its upgrade.
@@ -314,7 +314,6 @@ impl ProducerHandle {
             .expect("abort task never panics")
             .map_err(TransactionError::from)
     }
-
 }
 
 /// How long a transaction's commit, abort or initialisation may take.
@@ -549,7 +548,12 @@ impl Kafka {
 
     /// Checks, with the producer's (the socket's own) credentials, that it may write `topic`.
     /// Refused credentials are remembered for [`REFUSED_CREDENTIALS_TTL`].
-    pub async fn probe(&self, producer: &ProducerHandle, creds: &KafkaCredentials, topic: &str) -> Result<(), ProbeError> {
+    pub async fn probe(
+        &self,
+        producer: &ProducerHandle,
+        creds: &KafkaCredentials,
+        topic: &str,
+    ) -> Result<(), ProbeError> {
         self.refused_recently(creds)?;
         let (handle, topic) = (producer.clone(), topic.to_owned());
         let probed = tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1))
@@ -759,7 +763,7 @@ impl Kafka {
 fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaError> {
     let mut cfg = cfg.clone();
     cfg.remove("statistics.interval.ms");
-    let consumer: BaseConsumer = cfg.create()?;
+    let consumer: OffRuntime<BaseConsumer> = OffRuntime::new(cfg.create()?, ClientKind::Consumer);
     let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut wanted = TopicPartitionList::new();

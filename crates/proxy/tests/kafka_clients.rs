@@ -200,7 +200,11 @@ impl Drop for ScramUser {
         let py = project_root().join(".venv/bin/python");
         let tool = project_root().join("tests/support/kafka_tool.py");
         for cmd in ["scram-delete", "acl-delete"] {
-            let _ = std::process::Command::new(&py).arg(&tool).args([cmd, &self.0]).env("KAFKA_BOOTSTRAP", bootstrap()).output();
+            let _ = std::process::Command::new(&py)
+                .arg(&tool)
+                .args([cmd, &self.0])
+                .env("KAFKA_BOOTSTRAP", bootstrap())
+                .output();
         }
     }
 }

@@ -163,7 +163,9 @@ async fn ready(State(state): State<AppState>) -> Response {
             let since = state.kafka.credentials_refused_for().unwrap_or_default().as_secs();
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                message_body(&format!("Kafka refuses the proxy's credentials (for {since} s); check WSPROXY_KAFKA_SASL_JAAS_CFG.")),
+                message_body(&format!(
+                    "Kafka refuses the proxy's credentials (for {since} s); check WSPROXY_KAFKA_SASL_JAAS_CFG."
+                )),
             )
         }
         Err(e) => {

@@ -157,7 +157,8 @@ fn run(rx: Receiver<Job>) {
 fn destroy_apart(job: Job, done: Arc<AtomicBool>) {
     let slot = Arc::new(Mutex::new(Some(job)));
     let (taken, finished) = (slot.clone(), done.clone());
-    let spawned = std::thread::Builder::new().name("kafka-client-close".to_owned()).spawn(move || destroy(&taken, &finished));
+    let spawned =
+        std::thread::Builder::new().name("kafka-client-close".to_owned()).spawn(move || destroy(&taken, &finished));
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "no thread for closing a Kafka client; closing it on the closer thread");
         destroy(&slot, &done);
