@@ -160,7 +160,6 @@ where
                 last_sent = Instant::now();
             }
             msg = rx.next(), if may_read => {
-                last_heard = Instant::now();
                 // Take every frame that is already buffered (up to a bound) in this wakeup.
                 let mut next = Some(msg);
                 let mut taken = 0;
@@ -197,6 +196,9 @@ where
                         next = rx.next().now_or_never();
                     }
                 }
+                // Heard now; and waiting for room in Kafka's queue or for a transaction did
+                // not read the socket: the client's pongs wait unread, its silence is ours (L9).
+                last_heard = Instant::now();
             }
             _ = tokio::time::sleep_until(throttled_until.map_or_else(Instant::now, Instant::from_std)), if throttled_until.is_some() => {}
             Ok(()) = changes.changed() => {
@@ -310,7 +312,8 @@ async fn submit(
     match frame {
         ProduceFrame::Single(outcome) => {
             let outcome = check_registry(settings, outcome).await;
-            let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown).await;
+            let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
+            let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
             let bytes = record_bytes.max(frame_len);
             let topic = topic.to_owned();
             let avro = settings.avro;
@@ -324,9 +327,11 @@ async fn submit(
         ProduceFrame::Batch(outcomes) => {
             let mut futs = Vec::with_capacity(outcomes.len());
             let mut bytes = 0;
+            // One deadline for the whole frame, not one per record (L9).
+            let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
             for outcome in outcomes {
                 let outcome = check_registry(settings, outcome).await;
-                let (fut, b) = enqueue(kafka, topic, outcome, shutdown).await;
+                let (fut, b) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
                 bytes += b;
                 futs.push(fut);
             }
@@ -396,8 +401,9 @@ async fn transact(
             }
             let mut futs = Vec::with_capacity(outcomes.len());
             bytes = 0;
+            let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
             for outcome in outcomes.iter().cloned() {
-                let (fut, b) = enqueue(kafka, topic, outcome, shutdown).await;
+                let (fut, b) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
                 bytes += b;
                 futs.push(fut);
             }
@@ -457,7 +463,10 @@ async fn transact(
                         format!("the frame's transaction did not finish committing in time; its records may still be committed: {reason}"),
                     )
                 } else {
-                    FrameError::new(ErrorCode::TransactionAborted, format!("the frame's transaction was aborted: {reason}"))
+                    FrameError::new(
+                        ErrorCode::TransactionAborted,
+                        format!("the frame's transaction was aborted: {reason}"),
+                    )
                 };
                 *r = Err(e.with_message_id(id.clone()));
             }
@@ -550,16 +559,19 @@ async fn check_registry(settings: &ProduceSettings, outcome: RecordOutcome) -> R
 
 type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
 
-/// How long a record waits for room in librdkafka's queue before it is answered with an error.
+/// How long a frame's records wait for room in librdkafka's queue before the rest are answered
+/// with an error: one deadline per frame, so a 1,000-record frame cannot hold the loop 1,000
+/// times this long (L9).
 const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Enqueues one record, waiting while librdkafka's queue is full (backpressure), but not past
-/// shutdown or [`QUEUE_FULL_PATIENCE`].
+/// shutdown or the frame's `give_up` deadline ([`QUEUE_FULL_PATIENCE`] after the frame started).
 async fn enqueue(
     kafka: &ProducerHandle,
     topic: &str,
     outcome: RecordOutcome,
     shutdown: &CancellationToken,
+    give_up: Instant,
 ) -> (RecordFuture, usize) {
     let record = match outcome {
         Ok(r) => r,
@@ -570,7 +582,6 @@ async fn enqueue(
     };
     let bytes = record.size();
     let mut backoff = Duration::from_micros(500);
-    let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
     loop {
         match kafka.enqueue(topic, &record) {
             Ok(delivery) => {
