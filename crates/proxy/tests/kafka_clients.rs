@@ -84,7 +84,8 @@ fn metric(text: &str, name: &str, labels: &str) -> f64 {
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum::<f64>()
+        + 0.0 // an empty sum is -0
 }
 
 async fn metrics_text(port: u16) -> String {

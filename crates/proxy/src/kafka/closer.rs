@@ -1,4 +1,5 @@
-//! The one owner that destroys the librdkafka clients of sockets, off the tokio runtime (H3, M4).
+//! The one owner that destroys the librdkafka clients of sockets (and the admin API's), off the
+//! tokio runtime (H3, M4).
 //!
 //! Destroying a librdkafka client joins its threads, purges or flushes what a producer still
 //! holds and, for a group consumer, leaves the group first, which in the middle of a join can
@@ -33,6 +34,7 @@ pub enum ClientKind {
     Consumer,
     Producer,
     TransactionalProducer,
+    Admin,
 }
 
 impl ClientKind {
@@ -41,6 +43,7 @@ impl ClientKind {
             ClientKind::Consumer => "consumer",
             ClientKind::Producer => "producer",
             ClientKind::TransactionalProducer => "transactional_producer",
+            ClientKind::Admin => "admin",
         }
     }
 }
