@@ -16,6 +16,11 @@ Commands (all print JSON on stdout):
   commit GROUP TOPIC PARTITION=OFFSET ...       commit offsets for a group (as a member-less client)
   topic-config TOPIC                            partition count and the topic's non-default configs
   version                                       client library versions and the broker's
+  scram-user NAME PASSWORD                      create (or reset) a SCRAM-SHA-512 user that may do
+                                                everything (ACLs on every topic, group, transactional
+                                                id and the cluster)
+  scram-delete NAME                             delete the user's SCRAM credential (it can no longer log in)
+  acl-delete NAME                               delete the ACLs scram-user granted the user
 """
 import base64
 import json
@@ -187,6 +192,47 @@ def topic_config(topic):
                       "configs": {k: v.value for k, v in configs.items() if not v.is_default}}))
 
 
+def _user_acls(name):
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, ResourcePatternType,
+                                       ResourceType)
+    any_ = (AclOperation.ALL, AclPermissionType.ALLOW)
+    return [AclBinding(t, n, ResourcePatternType.LITERAL, f"User:{name}", "*", *any_)
+            for t, n in ((ResourceType.TOPIC, "*"), (ResourceType.GROUP, "*"),
+                         (ResourceType.TRANSACTIONAL_ID, "*"), (ResourceType.BROKER, "kafka-cluster"))]
+
+
+def scram_user(name, password):
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)
+    for f in admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(name, info, password.encode())]).values():
+        f.result(timeout=30)
+    for f in admin.create_acls(_user_acls(name)).values():
+        f.result(timeout=30)
+    print(json.dumps({"user": name}))
+
+
+def scram_delete(name):
+    from confluent_kafka.admin import ScramMechanism, UserScramCredentialDeletion
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    for f in admin.alter_user_scram_credentials(
+            [UserScramCredentialDeletion(name, ScramMechanism.SCRAM_SHA_512)]).values():
+        f.result(timeout=30)
+    print(json.dumps({"deleted": name}))
+
+
+def acl_delete(name):
+    from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType, ResourcePatternType,
+                                       ResourceType)
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    flt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, f"User:{name}", None,
+                           AclOperation.ANY, AclPermissionType.ANY)
+    for f in admin.delete_acls([flt]).values():
+        f.result(timeout=30)
+    print(json.dumps({"acls_deleted": name}))
+
+
 def version():
     import confluent_kafka
     admin = AdminClient({"bootstrap.servers": BOOT})
@@ -198,4 +244,5 @@ def version():
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     {"create": create, "produce": produce, "consume": consume, "committed": committed, "commit": commit, "group-members": group_members,
-     "topic-config": topic_config, "version": version, "delete-topics": delete_topics}[cmd](*args)
+     "topic-config": topic_config, "version": version, "delete-topics": delete_topics,
+     "scram-user": scram_user, "scram-delete": scram_delete, "acl-delete": acl_delete}[cmd](*args)

@@ -42,6 +42,10 @@ pub enum ErrorCode {
     /// The record's transaction was aborted (another record of its frame failed, or the
     /// commit did): none of the frame's records will be read by `read_committed` consumers.
     TransactionAborted,
+    /// Exactly-once: the frame's transaction neither committed nor aborted in time (Kafka was
+    /// still committing it when the proxy gave up): its records may or may not be read by
+    /// `read_committed` consumers. The socket closes; check before resending.
+    TransactionOutcomeUnknown,
     /// The schema registry could not be asked about an `avro` key or value (down, slow,
     /// refused the proxy's credentials); the record was not produced (or not checked).
     SchemaRegistryUnavailable,
@@ -67,6 +71,7 @@ impl ErrorCode {
             ErrorCode::CommitFailed => "COMMIT_FAILED",
             ErrorCode::TransactionAborted => "TRANSACTION_ABORTED",
             ErrorCode::SchemaRegistryUnavailable => "SCHEMA_REGISTRY_UNAVAILABLE",
+            ErrorCode::TransactionOutcomeUnknown => "TRANSACTION_OUTCOME_UNKNOWN",
         }
     }
 }

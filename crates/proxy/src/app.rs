@@ -261,7 +261,7 @@ async fn wait_for_kafka(kafka: &Kafka, config: &Config) -> Result<(), StartError
                 return Ok(());
             }
             Ok(_) => last = "no brokers in the metadata".to_owned(),
-            Err(e) if crate::kafka::is_authentication_error(&e) || kafka.credentials_refused() => {
+            Err(e) if crate::kafka::is_authentication_error(&e) || kafka.credentials_refused_for().is_some() => {
                 return Err(StartError::Credentials {
                     bootstrap: config.kafka.bootstrap_hosts.clone(),
                     protocol: config.kafka.security_protocol.clone(),

@@ -6,6 +6,7 @@
 //! with its prefetch capped so that slow sockets cost bounded memory.
 
 pub mod admin;
+pub mod closer;
 pub mod config_log;
 pub mod headers;
 
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -32,6 +33,7 @@ pub mod state_log;
 
 use crate::auth::kafka_credentials::KafkaCredentials;
 use crate::config::Config;
+use crate::kafka::closer::{ClientKind, OffRuntime};
 use crate::telemetry::metrics;
 
 /// Timeout of metadata lookups made while a client waits for its upgrade.
@@ -40,26 +42,90 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often librdkafka reports statistics (queue depth, round trips, consumer lag).
 const STATS_INTERVAL_MS: &str = "5000";
 
-/// Remembers that Kafka refused a client's credentials. librdkafka reports that through the
-/// error callback; requests just time out.
+/// Since when Kafka refuses a client's credentials, until it accepts them again (H2).
+/// librdkafka reports a refusal through the error callback (requests just time out); the next
+/// successful broker round trip (a broker `UP` in the statistics, a metadata answer) clears it,
+/// so a passing failure (a broker restarting before its SCRAM credentials are loaded, a
+/// password rotation race) is not remembered for good.
 #[derive(Clone, Default)]
-pub struct AuthFailure(Arc<AtomicBool>);
+pub struct AuthFailure(Arc<AuthState>);
+
+#[derive(Default)]
+struct AuthState {
+    /// Milliseconds since [`clock_ms`]'s epoch when the failure started; 0 while none.
+    since_ms: AtomicU64,
+    /// Whose credentials, for the metric and the log lines (`None`: not reported, e.g. a
+    /// socket's consumer, whose refusal is the socket's 401).
+    whose: Option<&'static str>,
+}
+
+/// Milliseconds since the first call, never 0.
+fn clock_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
 
 impl AuthFailure {
+    /// A failure tracker that is reported (metric, log lines) as `whose` credentials.
+    fn reported(whose: &'static str) -> Self {
+        AuthFailure(Arc::new(AuthState { since_ms: AtomicU64::new(0), whose: Some(whose) }))
+    }
+
     fn observe(&self, error: &KafkaError) {
-        if is_authentication_error(error) {
-            self.0.store(true, Ordering::Relaxed);
+        if !is_authentication_error(error) {
+            return;
+        }
+        let first = self.0.since_ms.compare_exchange(0, clock_ms(), Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if let (true, Some(whose)) = (first, self.0.whose) {
+            metrics::kafka_auth_failing(whose, 1.0);
+            tracing::warn!(credentials = whose, %error, "Kafka refuses the credentials; produce sockets close if it lasts");
+        }
+    }
+
+    /// Kafka answered a request of this client: its credentials are accepted (again).
+    fn clear(&self) {
+        let since = self.0.since_ms.swap(0, Ordering::AcqRel);
+        if let (true, Some(whose)) = (since != 0, self.0.whose) {
+            metrics::kafka_auth_failing(whose, -1.0);
+            let seconds = clock_ms().saturating_sub(since) / 1000;
+            tracing::warn!(credentials = whose, seconds, "Kafka accepts the credentials again");
+        }
+    }
+
+    /// How long Kafka has been refusing the credentials, if it does.
+    pub fn failing_for(&self) -> Option<Duration> {
+        match self.0.since_ms.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(Duration::from_millis(clock_ms().saturating_sub(since))),
         }
     }
 
     pub fn seen(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.failing_for().is_some()
+    }
+}
+
+impl Drop for AuthState {
+    fn drop(&mut self) {
+        if let (true, Some(whose)) = (*self.since_ms.get_mut() != 0, self.whose) {
+            metrics::kafka_auth_failing(whose, -1.0);
+        }
     }
 }
 
 /// A producer's context: turns librdkafka statistics into metrics, notes refused credentials.
 pub struct ProducerContext {
     auth: AuthFailure,
+    kind: ClientKind,
+    /// The shared producer: its statistics are the producer metrics.
+    shared: bool,
+}
+
+impl Drop for ProducerContext {
+    fn drop(&mut self) {
+        // The context goes with the librdkafka handle: this is where the client was destroyed.
+        closer::context_dropped(self.kind);
+    }
 }
 
 impl ClientContext for ProducerContext {
@@ -69,6 +135,13 @@ impl ClientContext for ProducerContext {
     }
 
     fn stats(&self, s: Statistics) {
+        // A broker that is up has accepted this client's credentials.
+        if s.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP") {
+            self.auth.clear();
+        }
+        if !self.shared {
+            return;
+        }
         let rtts: Vec<(String, Duration)> = s
             .brokers
             .values()
@@ -90,6 +163,9 @@ pub struct SocketConsumerContext {
     /// Partitions of `topic` revoked and not assigned back, and those lost since the socket
     /// last took them (code review L4).
     revoked: Mutex<Revoked>,
+    /// The partitions of `topic` assigned to this consumer, kept by the rebalance callback so
+    /// that reading them is no op round trip to librdkafka's main thread (L3).
+    assigned: Mutex<std::collections::HashSet<i32>>,
 }
 
 #[derive(Default)]
@@ -99,6 +175,11 @@ struct Revoked {
 }
 
 impl SocketConsumerContext {
+    /// The partitions of the socket's topic this consumer owns now.
+    pub fn assigned(&self) -> std::collections::HashSet<i32> {
+        self.assigned.lock().expect("assignment is never poisoned").clone()
+    }
+
     /// Partitions lost since the last call (revoked, and not in the assignment that followed;
     /// with `closing`, also those revoked and not assigned yet). The socket must forget what
     /// it would commit there, even if they come back later: another member may have
@@ -146,6 +227,24 @@ impl ConsumerContext for SocketConsumerContext {
         }
     }
 
+    /// Eager rebalances revoke everything, then assign everything; cooperative ones revoke and
+    /// assign increments: removing what is revoked and adding what is assigned fits both.
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assigned = self.assigned.lock().expect("assignment is never poisoned");
+        let ours = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => assigned.extend(ours(tpl)),
+            Rebalance::Revoke(tpl) => {
+                for p in ours(tpl) {
+                    assigned.remove(&p);
+                }
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+
     // Manual commits are asynchronous: a refusal arrives here, after the client was answered.
     // Its records come again (duplicates, never loss); the operator sees it.
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
@@ -159,8 +258,17 @@ impl ConsumerContext for SocketConsumerContext {
     }
 }
 
-/// The consumer of one consume socket.
-pub type SocketConsumer = StreamConsumer<SocketConsumerContext>;
+impl Drop for SocketConsumerContext {
+    fn drop(&mut self) {
+        closer::context_dropped(ClientKind::Consumer);
+    }
+}
+
+/// The consumer of one consume socket; destroyed off the runtime whatever drops it.
+pub type SocketConsumer = OffRuntime<StreamConsumer<SocketConsumerContext>>;
+
+/// A producer client, destroyed off the runtime whatever drops its last handle.
+type SharedProducer = Arc<OffRuntime<FutureProducer<ProducerContext>>>;
 
 /// Long-lived Kafka clients shared by all sockets.
 #[derive(Clone)]
@@ -169,13 +277,22 @@ pub struct Kafka {
 }
 
 /// Producers of users who brought their own credentials; entries die with their last socket.
-type UserProducers = HashMap<KafkaCredentials, (Weak<FutureProducer<ProducerContext>>, AuthFailure)>;
+type UserProducers = HashMap<KafkaCredentials, (Weak<OffRuntime<FutureProducer<ProducerContext>>>, AuthFailure)>;
+
+/// How long a refused `X-Kafka-Auth` credential is answered 401 without asking Kafka again:
+/// a client retrying bad credentials in a loop costs no Kafka client per attempt.
+const REFUSED_CREDENTIALS_TTL: Duration = Duration::from_secs(5);
+
+/// At most this many refused credentials are remembered (older ones are forgotten first).
+const REFUSED_CREDENTIALS_MAX: usize = 10_000;
 
 struct Inner {
     /// The shared producer, authenticated as the proxy itself.
     producer: ProducerHandle,
     /// Producers of sockets that brought their own Kafka credentials, shared per user.
     user_producers: Mutex<UserProducers>,
+    /// Credentials Kafka refused lately, and when.
+    refused: Mutex<HashMap<KafkaCredentials, std::time::Instant>>,
     /// Settings without any credentials (per-socket clients add the client's).
     anonymous: ClientConfig,
     /// Settings with the proxy's own credentials.
@@ -188,7 +305,7 @@ struct Inner {
 
 /// A producer a socket writes with: the shared one, or one per Kafka user.
 #[derive(Clone)]
-pub struct ProducerHandle(Arc<FutureProducer<ProducerContext>>, AuthFailure);
+pub struct ProducerHandle(SharedProducer, AuthFailure);
 
 impl ProducerHandle {
     /// Hands one record to the producer. The future resolves once Kafka acknowledged it.
@@ -216,17 +333,24 @@ impl ProducerHandle {
         })
     }
 
-    /// True once Kafka refused this producer's credentials.
-    pub fn credentials_refused(&self) -> bool {
-        self.1.seen()
+    /// How long Kafka has been refusing this producer's credentials, if it does.
+    pub fn credentials_refused_for(&self) -> Option<Duration> {
+        self.1.failing_for()
     }
 
-    /// Starts a transaction (transactional producers only).
-    pub fn begin_transaction(&self) -> Result<(), TransactionError> {
-        self.0.begin_transaction().map_err(TransactionError::from)
+    /// Starts a transaction (transactional producers only). On the blocking pool: librdkafka
+    /// waits for its main thread without a timeout (L3).
+    pub async fn begin_transaction(&self) -> Result<(), TransactionError> {
+        let p = self.0.clone();
+        tokio::task::spawn_blocking(move || p.begin_transaction())
+            .await
+            .expect("begin task never panics")
+            .map_err(TransactionError::from)
     }
 
-    /// Commits the open transaction; on failure it must be aborted (unless fatal).
+    /// Commits the open transaction. A retriable failure (a timeout: librdkafka goes on
+    /// committing) may be retried with another call, which resumes the same commit; an
+    /// abortable one must be aborted (M1).
     pub async fn commit_transaction(&self) -> Result<(), TransactionError> {
         let p = self.0.clone();
         tokio::task::spawn_blocking(move || p.commit_transaction(TRANSACTION_TIMEOUT))
@@ -243,35 +367,46 @@ impl ProducerHandle {
             .expect("abort task never panics")
             .map_err(TransactionError::from)
     }
-
-    /// Checks, with this producer's credentials, that it may write `topic`.
-    pub async fn probe(&self, topic: &str) -> Result<(), ProbeError> {
-        let (handle, topic) = (self.clone(), topic.to_owned());
-        tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1))
-            .await
-            .expect("probe task never panics")
-    }
 }
 
 /// How long a transaction's commit, abort or initialisation may take.
+#[cfg(not(test))]
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Short in unit tests, which make Kafka slower than this on purpose.
+#[cfg(test)]
+pub(crate) const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A failed transaction step. Fatal ones (e.g. fenced by a newer producer with the same
-/// transactional id) end the socket; the others abort the transaction and go on.
+/// A failed transaction step, classified as librdkafka classifies it. Fatal ones (e.g. fenced
+/// by a newer producer with the same transactional id) end the socket; abortable ones abort the
+/// transaction and go on; retriable ones (a commit that timed out) may be called again.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TransactionError {
     pub fatal: bool,
+    /// `rd_kafka_error_is_retriable`: the same call may be made again.
+    pub retriable: bool,
+    /// `rd_kafka_error_txn_requires_abort`: the transaction must be aborted.
+    pub requires_abort: bool,
     pub message: String,
+}
+
+impl TransactionError {
+    pub fn is_retriable(&self) -> bool {
+        self.retriable
+    }
+
+    pub fn txn_requires_abort(&self) -> bool {
+        self.requires_abort
+    }
 }
 
 impl From<KafkaError> for TransactionError {
     fn from(e: KafkaError) -> Self {
-        let fatal = match &e {
-            KafkaError::Transaction(t) => t.is_fatal(),
-            _ => false,
+        let (fatal, retriable, requires_abort) = match &e {
+            KafkaError::Transaction(t) => (t.is_fatal(), t.is_retriable(), t.txn_requires_abort()),
+            _ => (false, false, false),
         };
-        TransactionError { fatal, message: e.to_string() }
+        TransactionError { fatal, retriable, requires_abort, message: e.to_string() }
     }
 }
 
@@ -294,11 +429,13 @@ fn probe_topic<C: ClientContext>(
     auth: &AuthFailure,
 ) -> Result<(), ProbeError> {
     let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
-    let refused = || ProbeError::Unauthenticated("Authentication failed: invalid Kafka credentials".to_owned());
     let md = loop {
         match client.fetch_metadata(Some(topic), Duration::from_millis(250)) {
-            Ok(md) => break Ok(md),
-            Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused()),
+            Ok(md) => {
+                auth.clear();
+                break Ok(md);
+            }
+            Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused_credentials()),
             Err(e) if std::time::Instant::now() >= deadline => break Err(e),
             Err(_) => {}
         }
@@ -315,6 +452,10 @@ fn probe_topic<C: ClientContext>(
         },
         Err(e) => Err(ProbeError::Unavailable(format!("Kafka did not answer: {e}"))),
     }
+}
+
+fn refused_credentials() -> ProbeError {
+    ProbeError::Unauthenticated("Authentication failed: invalid Kafka credentials".to_owned())
 }
 
 /// True when Kafka refused the client's credentials.
@@ -402,13 +543,15 @@ impl Kafka {
             producer_cfg.set(*k, v);
         }
         producer_cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
-        let auth = AuthFailure::default();
-        let producer =
-            ProducerHandle(Arc::new(producer_cfg.create_with_context(ProducerContext { auth: auth.clone() })?), auth);
+        let auth = AuthFailure::reported("proxy");
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: true };
+        let producer = producer_cfg.create_with_context(context)?;
+        let producer = ProducerHandle(Arc::new(OffRuntime::new(producer, ClientKind::Producer)), auth);
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer,
                 user_producers: Mutex::new(HashMap::new()),
+                refused: Mutex::new(HashMap::new()),
                 anonymous,
                 base,
                 producer_settings,
@@ -420,23 +563,84 @@ impl Kafka {
     }
 
     /// The producer for a socket: the shared one, or (with `X-Kafka-Auth`) one authenticated
-    /// as that user, shared by that user's sockets.
-    pub fn producer(&self, creds: Option<&KafkaCredentials>) -> Result<ProducerHandle, KafkaError> {
+    /// as that user, shared by that user's sockets (created on the blocking pool).
+    pub async fn producer(&self, creds: Option<&KafkaCredentials>) -> Result<ProducerHandle, KafkaError> {
         let Some(creds) = creds else { return Ok(self.inner.producer.clone()) };
-        let mut cache = self.inner.user_producers.lock().expect("producer cache is never poisoned");
-        if let Some((p, auth)) = cache.get(creds).and_then(|(w, a)| Some((w.upgrade()?, a.clone()))) {
-            return Ok(ProducerHandle(p, auth));
+        if let Some(p) = self.cached_producer(creds) {
+            return Ok(p);
         }
-        cache.retain(|_, (w, _)| w.strong_count() > 0);
         let mut cfg = self.inner.anonymous.clone();
         for (k, v) in &self.inner.producer_settings {
             cfg.set(*k, v);
         }
-        cfg.set("sasl.username", &creds.username).set("sasl.password", &creds.password);
-        let auth = AuthFailure::default();
-        let p = Arc::new(cfg.create_with_context(ProducerContext { auth: auth.clone() })?);
+        cfg.set("sasl.username", &creds.username)
+            .set("sasl.password", &creds.password)
+            .set("statistics.interval.ms", STATS_INTERVAL_MS);
+        let auth = AuthFailure::reported("user");
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: false };
+        let created = tokio::task::spawn_blocking(move || {
+            cfg.create_with_context(context).map(|p| OffRuntime::new(p, ClientKind::Producer))
+        })
+        .await
+        .expect("producer creation never panics")?;
+        let mut cache = self.inner.user_producers.lock().expect("producer cache is never poisoned");
+        // Another socket of the same user may have been quicker: use its producer.
+        if let Some((p, auth)) = cache.get(creds).and_then(|(w, a)| Some((w.upgrade()?, a.clone()))) {
+            return Ok(ProducerHandle(p, auth));
+        }
+        cache.retain(|_, (w, _)| w.strong_count() > 0);
+        let p = Arc::new(created);
         cache.insert(creds.clone(), (Arc::downgrade(&p), auth.clone()));
         Ok(ProducerHandle(p, auth))
+    }
+
+    fn cached_producer(&self, creds: &KafkaCredentials) -> Option<ProducerHandle> {
+        let cache = self.inner.user_producers.lock().expect("producer cache is never poisoned");
+        cache.get(creds).and_then(|(w, a)| Some(ProducerHandle(w.upgrade()?, a.clone())))
+    }
+
+    /// Checks, with the producer's (the socket's own) credentials, that it may write `topic`.
+    /// Refused credentials are remembered for [`REFUSED_CREDENTIALS_TTL`].
+    pub async fn probe(
+        &self,
+        producer: &ProducerHandle,
+        creds: &KafkaCredentials,
+        topic: &str,
+    ) -> Result<(), ProbeError> {
+        self.refused_recently(creds)?;
+        let (handle, topic) = (producer.clone(), topic.to_owned());
+        let probed = tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1))
+            .await
+            .expect("probe task never panics");
+        self.remember(creds, &probed);
+        probed
+    }
+
+    /// `Err` when Kafka refused these credentials within the last [`REFUSED_CREDENTIALS_TTL`].
+    pub fn refused_recently(&self, creds: &KafkaCredentials) -> Result<(), ProbeError> {
+        let refused = self.inner.refused.lock().expect("refused credentials are never poisoned");
+        match refused.get(creds) {
+            Some(at) if at.elapsed() < REFUSED_CREDENTIALS_TTL => Err(refused_credentials()),
+            _ => Ok(()),
+        }
+    }
+
+    fn remember<T>(&self, creds: &KafkaCredentials, probed: &Result<T, ProbeError>) {
+        let mut refused = self.inner.refused.lock().expect("refused credentials are never poisoned");
+        match probed {
+            Err(ProbeError::Unauthenticated(_)) => {
+                if refused.len() >= REFUSED_CREDENTIALS_MAX {
+                    refused.retain(|_, at| at.elapsed() < REFUSED_CREDENTIALS_TTL);
+                    if refused.len() >= REFUSED_CREDENTIALS_MAX {
+                        refused.clear();
+                    }
+                }
+                refused.insert(creds.clone(), std::time::Instant::now());
+            }
+            _ => {
+                refused.remove(creds);
+            }
+        }
     }
 
     /// Settings with the socket's own credentials, or the proxy's when it brought none.
@@ -469,20 +673,25 @@ impl Kafka {
             .set("linger.ms", "0")
             .set("transaction.timeout.ms", "60000")
             .set("delivery.timeout.ms", delivery.min(60_000).to_string());
-        let auth = AuthFailure::default();
-        let producer: FutureProducer<ProducerContext> =
-            cfg.create_with_context(ProducerContext { auth: auth.clone() })?;
-        let producer = Arc::new(producer);
-        let p = producer.clone();
-        tokio::task::spawn_blocking(move || p.init_transactions(TRANSACTION_TIMEOUT))
-            .await
-            .expect("init task never panics")?;
-        Ok(ProducerHandle(producer, auth))
+        cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
+        let auth = AuthFailure::reported(if creds.is_some() { "user" } else { "proxy_transactional" });
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer, shared: false };
+        // Created and initialised on the blocking pool; whatever drops it, it is destroyed off
+        // the runtime.
+        let producer = tokio::task::spawn_blocking(move || {
+            let kind = ClientKind::TransactionalProducer;
+            let producer = OffRuntime::new(cfg.create_with_context::<_, FutureProducer<_>>(context)?, kind);
+            producer.init_transactions(TRANSACTION_TIMEOUT)?;
+            Ok::<_, KafkaError>(producer)
+        })
+        .await
+        .expect("init task never panics")?;
+        Ok(ProducerHandle(Arc::new(producer), auth))
     }
 
-    /// True once Kafka refused the proxy's own credentials.
-    pub fn credentials_refused(&self) -> bool {
-        self.inner.producer.credentials_refused()
+    /// How long Kafka has been refusing the proxy's own credentials, if it does.
+    pub fn credentials_refused_for(&self) -> Option<Duration> {
+        self.inner.producer.credentials_refused_for()
     }
 
     /// Waits for everything handed to the producer to be acknowledged, up to `timeout`.
@@ -497,6 +706,7 @@ impl Kafka {
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             let md = kafka.inner.producer.0.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT)?;
+            kafka.inner.producer.1.clear();
             let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
                 return Ok(None);
             };
@@ -517,6 +727,7 @@ impl Kafka {
         let kafka = self.clone();
         tokio::task::spawn_blocking(move || {
             let md = kafka.inner.producer.0.client().fetch_metadata(None, timeout)?;
+            kafka.inner.producer.1.clear();
             Ok(md
                 .brokers()
                 .iter()
@@ -564,29 +775,39 @@ impl Kafka {
                 .await
                 .expect("start-offset task never panics")?;
         }
+        if let Some(c) = creds {
+            self.refused_recently(c).map_err(ConsumerError::Refused)?;
+        }
         let context = SocketConsumerContext {
             topic: params.topic.clone(),
             lag,
             auth: AuthFailure::default(),
             revoked: Mutex::new(Revoked::default()),
+            assigned: Mutex::new(Default::default()),
         };
-        let consumer: SocketConsumer = cfg.create_with_context(context)?;
-        // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
-        let consumer = if creds.is_some() {
-            let topic = params.topic.clone();
-            let (consumer, probed) = tokio::task::spawn_blocking(move || {
-                let r = probe_topic(consumer.client(), &topic, &consumer.context().auth);
-                (consumer, r)
-            })
-            .await
-            .expect("probe task never panics");
-            probed.map_err(ConsumerError::Refused)?;
-            consumer
-        } else {
-            consumer
-        };
-        consumer.subscribe(&[&params.topic])?;
-        Ok(consumer)
+        let (topic, probe) = (params.topic.clone(), creds.is_some());
+        // Created, probed and subscribed on the blocking pool, and guarded from the start: on
+        // any early return (refused credentials, a failed upgrade, a panic) the consumer is
+        // destroyed off the runtime.
+        let made = tokio::task::spawn_blocking(move || {
+            let consumer: SocketConsumer = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
+            // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
+            if probe {
+                probe_topic(consumer.client(), &topic, &consumer.context().auth).map_err(ConsumerError::Refused)?;
+            }
+            consumer.subscribe(&[&topic])?;
+            Ok::<_, ConsumerError>(consumer)
+        })
+        .await
+        .expect("consumer creation never panics");
+        if let Some(c) = creds {
+            let probed = match &made {
+                Err(ConsumerError::Refused(e)) => Err(e.clone()),
+                _ => Ok(()),
+            };
+            self.remember(c, &probed);
+        }
+        made
     }
 }
 
@@ -596,7 +817,7 @@ impl Kafka {
 fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaError> {
     let mut cfg = cfg.clone();
     cfg.remove("statistics.interval.ms");
-    let consumer: BaseConsumer = cfg.create()?;
+    let consumer: OffRuntime<BaseConsumer> = OffRuntime::new(cfg.create()?, ClientKind::Consumer);
     let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut wanted = TopicPartitionList::new();

@@ -158,6 +158,16 @@ async fn ready(State(state): State<AppState>) -> Response {
     match state.kafka.brokers(Duration::from_secs(2)).await {
         Ok(b) if !b.is_empty() => json_response(StatusCode::OK, "{ \"response\": \"ready\" }".to_owned()),
         Ok(_) => json_response(StatusCode::SERVICE_UNAVAILABLE, message_body("Kafka has no brokers available.")),
+        // H2: say why, so that the orchestrator and the operator see it.
+        Err(_) if state.kafka.credentials_refused_for().is_some() => {
+            let since = state.kafka.credentials_refused_for().unwrap_or_default().as_secs();
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                message_body(&format!(
+                    "Kafka refuses the proxy's credentials (for {since} s); check WSPROXY_KAFKA_SASL_JAAS_CFG."
+                )),
+            )
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness: Kafka is not reachable");
             json_response(StatusCode::SERVICE_UNAVAILABLE, message_body("Kafka is not reachable."))

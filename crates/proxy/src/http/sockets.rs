@@ -61,6 +61,10 @@ pub async fn produce(
     } else {
         None
     };
+    if let Some(c) = &creds {
+        // Credentials Kafka just refused: 401 without another Kafka client.
+        state.kafka.refused_recently(c).map_err(probe_error)?;
+    }
     let producer = if p.transactional {
         // Stable per client: the next socket of this client (on any node) fences this one and
         // aborts whatever transaction it left open.
@@ -72,7 +76,7 @@ pub async fn produce(
             ))
         })?
     } else {
-        state.kafka.producer(creds.as_ref()).map_err(|e| {
+        state.kafka.producer(creds.as_ref()).await.map_err(|e| {
             tracing::warn!(error = %e, "could not create a producer");
             ApiError::Internal(format!(
                 "An unexpected error occurred when trying to establish the WebSocket producer {} in session {}.",
@@ -80,8 +84,8 @@ pub async fn produce(
             ))
         })?
     };
-    if creds.is_some() {
-        producer.probe(&p.topic).await.map_err(probe_error)?;
+    if let Some(c) = &creds {
+        state.kafka.probe(&producer, c, &p.topic).await.map_err(probe_error)?;
     }
 
     let cfg = &state.config;

@@ -20,6 +20,7 @@ use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use super::closer::{ClientKind, OffRuntime};
 use super::Kafka;
 use crate::config::InternalTopicConfig;
 
@@ -95,15 +96,16 @@ fn java_state(state: &str) -> String {
 }
 
 impl Kafka {
-    fn admin_client(&self) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
-        self.inner.base.create()
+    /// An admin client, destroyed off the runtime when dropped (see [`super::closer`]).
+    fn admin_client(&self) -> Result<OffRuntime<AdminClient<DefaultClientContext>>, KafkaError> {
+        Ok(OffRuntime::new(self.inner.base.create()?, ClientKind::Admin))
     }
 
     /// A client of `group` that never joins it: for offset lookups and commits.
-    fn group_client(&self, group: &str) -> Result<BaseConsumer, KafkaError> {
+    fn group_client(&self, group: &str) -> Result<OffRuntime<BaseConsumer>, KafkaError> {
         let mut cfg = self.inner.base.clone();
         cfg.set("group.id", group).set("enable.auto.commit", "false");
-        cfg.create()
+        Ok(OffRuntime::new(cfg.create()?, ClientKind::Consumer))
     }
 
     /// Creates a compacted single-partition topic unless it exists, with min(configured,

@@ -559,12 +559,10 @@ fn commit(
     }
 }
 
-/// The partitions of `topic` this socket's consumer owns now.
-fn assigned(consumer: &SocketConsumer, topic: &str) -> HashSet<i32> {
-    consumer
-        .assignment()
-        .map(|tpl| tpl.elements().iter().filter(|e| e.topic() == topic).map(|e| e.partition()).collect())
-        .unwrap_or_default()
+/// The partitions of `topic` this socket's consumer owns now (kept by its rebalance callback:
+/// no round trip to librdkafka's main thread on the runtime).
+fn assigned(consumer: &SocketConsumer, _topic: &str) -> HashSet<i32> {
+    consumer.context().assigned()
 }
 
 /// Drops what the socket remembers of partitions lost in a rebalance since it last looked,
@@ -639,10 +637,8 @@ fn final_commit(consumer: SocketConsumer, topic: &str, progress: &HashMap<i32, i
     }
     // Dropping leaves the group, then destroys the librdkafka handle, which for a group
     // consumer can block forever (rust-rdkafka issue 509; see "Known issue" in the README).
-    // On its own thread, so that a stuck destroy never holds one of tokio's blocking threads:
-    // after 512 of them every later socket's final commit would wait forever.
-    // (If no thread can be started, the closure and the consumer are dropped right here.)
-    if let Err(e) = std::thread::Builder::new().name("consumer-close".to_owned()).spawn(move || drop(consumer)) {
-        tracing::warn!(error = %e, "no thread for closing the consumer; it was closed on the blocking pool");
-    }
+    // The consumer's guard hands it to a thread of its own (`kafka::closer`), so that a stuck
+    // destroy never holds one of tokio's blocking threads: after 512 of them every later
+    // socket's final commit would wait forever.
+    drop(consumer);
 }

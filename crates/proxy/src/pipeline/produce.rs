@@ -26,7 +26,7 @@ use wsproxy_protocol::produce::{
 };
 use wsproxy_protocol::{ErrorCode, FormatType};
 
-use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
+use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure, TransactionError};
 use crate::limits::ClientLimits;
 use crate::pipeline::close;
 use crate::pipeline::rate_limit::RateLimit;
@@ -160,7 +160,6 @@ where
                 last_sent = Instant::now();
             }
             msg = rx.next(), if may_read => {
-                last_heard = Instant::now();
                 // Take every frame that is already buffered (up to a bound) in this wakeup.
                 let mut next = Some(msg);
                 let mut taken = 0;
@@ -197,6 +196,9 @@ where
                         next = rx.next().now_or_never();
                     }
                 }
+                // Heard now; and waiting for room in Kafka's queue or for a transaction did
+                // not read the socket: the client's pongs wait unread, its silence is ours (L9).
+                last_heard = Instant::now();
             }
             _ = tokio::time::sleep_until(throttled_until.map_or_else(Instant::now, Instant::from_std)), if throttled_until.is_some() => {}
             Ok(()) = changes.changed() => {
@@ -208,8 +210,9 @@ where
                 }
             }
             _ = keep_alive.tick() => {
-                if reading && kafka.credentials_refused() {
-                    // Revoked or wrong credentials: every record would time out. Say so.
+                if reading && kafka.credentials_refused_for().is_some_and(|d| d >= AUTH_FAILURE_PATIENCE) {
+                    // Revoked or wrong credentials for a while: every record would time out.
+                    // Say so. (A passing refusal clears on the next broker round trip.)
                     reading = false;
                     close_frame = Some(close::kafka_failure("Kafka refused the socket's credentials"));
                 }
@@ -234,6 +237,10 @@ fn rate_limit(per_second: Option<u32>) -> Option<RateLimit> {
     let burst = per_second.map_or(1, |r| (r / 20).max(1) as usize);
     RateLimit::new(per_second, burst, std::time::Instant::now())
 }
+
+/// How long Kafka may refuse the producer's credentials before its sockets close (H2): a
+/// broker restarting before its SCRAM users are loaded, or a password rotation, passes.
+const AUTH_FAILURE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Frames read per wakeup before the loop looks at acknowledgements and shutdown again.
 const FRAMES_PER_WAKEUP: usize = 64;
@@ -305,7 +312,8 @@ async fn submit(
     match frame {
         ProduceFrame::Single(outcome) => {
             let outcome = check_registry(settings, outcome).await;
-            let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown).await;
+            let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
+            let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
             let bytes = record_bytes.max(frame_len);
             let topic = topic.to_owned();
             let avro = settings.avro;
@@ -319,9 +327,11 @@ async fn submit(
         ProduceFrame::Batch(outcomes) => {
             let mut futs = Vec::with_capacity(outcomes.len());
             let mut bytes = 0;
+            // One deadline for the whole frame, not one per record (L9).
+            let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
             for outcome in outcomes {
                 let outcome = check_registry(settings, outcome).await;
-                let (fut, b) = enqueue(kafka, topic, outcome, shutdown).await;
+                let (fut, b) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
                 bytes += b;
                 futs.push(fut);
             }
@@ -360,6 +370,8 @@ async fn transact(
     let mut results: Vec<RecordResult> = Vec::with_capacity(outcomes.len());
     let mut failure: Option<String> = None;
     let mut fatal = None;
+    // Set when the commit neither succeeded nor failed for good (M1).
+    let mut unknown = false;
     let mut bytes = 0;
     if outcomes.iter().any(Result::is_err) {
         failure = Some("another record of the frame is invalid, so none was sent".to_owned());
@@ -369,7 +381,7 @@ async fn transact(
                 Ok(r) => (r.message_id, 0, Ok(Ack { partition: -1, offset: -1, timestamp: -1 })),
             });
         }
-    } else if let Err(e) = kafka.begin_transaction() {
+    } else if let Err(e) = kafka.begin_transaction().await {
         failure = Some(format!("the transaction could not start: {e}"));
         fatal = e.fatal.then(|| e.message.clone());
         for outcome in outcomes.into_iter().flatten() {
@@ -381,7 +393,7 @@ async fn transact(
         for attempt in 0..2 {
             failure = None;
             if attempt > 0 {
-                if let Err(e) = kafka.begin_transaction() {
+                if let Err(e) = kafka.begin_transaction().await {
                     failure = Some(format!("the transaction could not start: {e}"));
                     fatal = e.fatal.then(|| e.message.clone());
                     break;
@@ -389,27 +401,49 @@ async fn transact(
             }
             let mut futs = Vec::with_capacity(outcomes.len());
             bytes = 0;
+            let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
             for outcome in outcomes.iter().cloned() {
-                let (fut, b) = enqueue(kafka, topic, outcome, shutdown).await;
+                let (fut, b) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
                 bytes += b;
                 futs.push(fut);
             }
             results = futures::future::join_all(futs).await;
             let failed: Vec<ErrorCode> = results.iter().filter_map(|r| r.2.as_ref().err().map(|e| e.code)).collect();
             let outcome = if failed.is_empty() {
-                kafka.commit_transaction().await
+                commit(kafka).await
             } else {
-                Err(crate::kafka::TransactionError {
+                let e = TransactionError {
                     fatal: false,
+                    retriable: false,
+                    requires_abort: true,
                     message: "another record of the frame failed".to_owned(),
-                })
+                };
+                Err((e, AfterCommitError::Abort))
             };
-            let Err(e) = outcome else { break };
-            failure = Some(e.message.clone());
-            if e.fatal {
-                fatal = Some(e.message.clone());
+            let Err((e, next)) = outcome else {
+                metrics::transaction_outcome("committed");
                 break;
+            };
+            failure = Some(e.message.clone());
+            match next {
+                AfterCommitError::Abort => {}
+                AfterCommitError::Fatal => {
+                    metrics::transaction_outcome("failed");
+                    fatal = Some(e.message.clone());
+                    break;
+                }
+                AfterCommitError::Retry | AfterCommitError::Unknown => {
+                    // Kafka may still commit it: never say aborted. The producer cannot start
+                    // another transaction before this one ends, so the socket ends too; the
+                    // client's next socket fences this producer, which settles it.
+                    metrics::transaction_outcome("unknown");
+                    tracing::warn!(error = %e, client_id = ?settings.identity.client_id, "a transaction's outcome is unknown; closing the socket");
+                    unknown = true;
+                    fatal = Some(format!("the outcome of the last transaction is unknown: {e}"));
+                    break;
+                }
             }
+            metrics::transaction_outcome("aborted");
             if let Err(abort) = kafka.abort_transaction().await {
                 fatal = Some(format!("the transaction could not be aborted: {abort}"));
                 break;
@@ -423,11 +457,18 @@ async fn transact(
     if let Some(reason) = &failure {
         for (id, _, r) in results.iter_mut() {
             if r.is_ok() {
-                *r = Err(FrameError::new(
-                    ErrorCode::TransactionAborted,
-                    format!("the frame's transaction was aborted: {reason}"),
-                )
-                .with_message_id(id.clone()));
+                let e = if unknown {
+                    FrameError::new(
+                        ErrorCode::TransactionOutcomeUnknown,
+                        format!("the frame's transaction did not finish committing in time; its records may still be committed: {reason}"),
+                    )
+                } else {
+                    FrameError::new(
+                        ErrorCode::TransactionAborted,
+                        format!("the frame's transaction was aborted: {reason}"),
+                    )
+                };
+                *r = Err(e.with_message_id(id.clone()));
             }
         }
     }
@@ -441,6 +482,53 @@ async fn transact(
     let mut done = settled(frame, &results, records, bytes);
     done.fatal = fatal.map(|f| format!("transactional producer failed: {f}"));
     (Box::pin(std::future::ready(done)), records, bytes)
+}
+
+/// How often a commit that timed out (Kafka still committing) is resumed before the outcome
+/// counts as unknown: each call waits up to the producer's transaction timeout.
+const COMMIT_ATTEMPTS: u32 = 3;
+
+/// What to do after `commit_transaction` failed (M1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterCommitError {
+    /// Retriable (a timeout): librdkafka goes on committing; calling commit again resumes it.
+    Retry,
+    /// The transaction cannot commit: abort it, its records are never read.
+    Abort,
+    /// The producer is unusable (fenced): end the socket.
+    Fatal,
+    /// Neither: the records may or may not be committed.
+    Unknown,
+}
+
+/// Decides from librdkafka's classification of a commit error, after `attempt` calls.
+fn after_commit_error(e: &TransactionError, attempt: u32) -> AfterCommitError {
+    if e.fatal {
+        AfterCommitError::Fatal
+    } else if e.txn_requires_abort() {
+        AfterCommitError::Abort
+    } else if e.is_retriable() && attempt < COMMIT_ATTEMPTS {
+        AfterCommitError::Retry
+    } else {
+        AfterCommitError::Unknown
+    }
+}
+
+/// Commits the open transaction, resuming a commit that timed out, until it succeeds or fails
+/// for good (or [`COMMIT_ATTEMPTS`] are used up: then the outcome is unknown).
+async fn commit(kafka: &ProducerHandle) -> Result<(), (TransactionError, AfterCommitError)> {
+    let mut attempt = 1;
+    loop {
+        let Err(e) = kafka.commit_transaction().await else { return Ok(()) };
+        match after_commit_error(&e, attempt) {
+            AfterCommitError::Retry => {
+                metrics::transaction_outcome("commit_retried");
+                tracing::warn!(error = %e, attempt, "a transaction commit timed out; resuming it");
+                attempt += 1;
+            }
+            next => return Err((e, next)),
+        }
+    }
 }
 
 /// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
@@ -471,16 +559,19 @@ async fn check_registry(settings: &ProduceSettings, outcome: RecordOutcome) -> R
 
 type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
 
-/// How long a record waits for room in librdkafka's queue before it is answered with an error.
+/// How long a frame's records wait for room in librdkafka's queue before the rest are answered
+/// with an error: one deadline per frame, so a 1,000-record frame cannot hold the loop 1,000
+/// times this long (L9).
 const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Enqueues one record, waiting while librdkafka's queue is full (backpressure), but not past
-/// shutdown or [`QUEUE_FULL_PATIENCE`].
+/// shutdown or the frame's `give_up` deadline ([`QUEUE_FULL_PATIENCE`] after the frame started).
 async fn enqueue(
     kafka: &ProducerHandle,
     topic: &str,
     outcome: RecordOutcome,
     shutdown: &CancellationToken,
+    give_up: Instant,
 ) -> (RecordFuture, usize) {
     let record = match outcome {
         Ok(r) => r,
@@ -491,7 +582,6 @@ async fn enqueue(
     };
     let bytes = record.size();
     let mut backoff = Duration::from_micros(500);
-    let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
     loop {
         match kafka.enqueue(topic, &record) {
             Ok(delivery) => {
@@ -570,5 +660,114 @@ fn answer<'a>(topic: &'a str, (id, _, result): &'a RecordResult) -> Answer<'a> {
             message_id: id,
         }),
         Err(e) => Answer::Err(e.frame()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(fatal: bool, retriable: bool, requires_abort: bool) -> TransactionError {
+        TransactionError { fatal, retriable, requires_abort, message: "x".to_owned() }
+    }
+
+    /// M1: a commit that timed out (retriable, not abortable) is resumed, never aborted; once
+    /// the attempts are used up its outcome is unknown (never TRANSACTION_ABORTED). Only an
+    /// abortable error aborts; a fatal one ends the socket.
+    #[test]
+    fn m1_a_commit_timeout_is_retried_then_unknown_never_aborted() {
+        let timeout = error(false, true, false);
+        assert_eq!(after_commit_error(&timeout, 1), AfterCommitError::Retry);
+        assert_eq!(after_commit_error(&timeout, COMMIT_ATTEMPTS - 1), AfterCommitError::Retry);
+        assert_eq!(after_commit_error(&timeout, COMMIT_ATTEMPTS), AfterCommitError::Unknown);
+        assert_eq!(after_commit_error(&error(false, false, true), 1), AfterCommitError::Abort);
+        assert_eq!(after_commit_error(&error(false, true, true), 1), AfterCommitError::Abort);
+        assert_eq!(after_commit_error(&error(true, false, false), 1), AfterCommitError::Fatal);
+        assert_eq!(after_commit_error(&error(false, false, false), 1), AfterCommitError::Unknown);
+    }
+}
+
+#[cfg(test)]
+mod m1_real_timeout {
+    use std::collections::HashMap;
+
+    use rdkafka::mocking::MockCluster;
+
+    use super::*;
+    use crate::config::{Config, Overrides};
+    use crate::kafka::{Kafka, TRANSACTION_TIMEOUT};
+
+    async fn frame_answer(kafka: &ProducerHandle, settings: &ProduceSettings, text: &str) -> String {
+        let frame = settings.decoder.parse_frame(text);
+        let (entry, _, _) = transact(kafka, settings, frame, text.len(), &CancellationToken::new()).await;
+        match entry.await.frame {
+            Message::Text(t) => t.to_string(),
+            other => panic!("expected a text answer, got {other:?}"),
+        }
+    }
+
+    /// M1: a commit that takes longer than the producer's transaction timeout (librdkafka says
+    /// "timed out, retriable" and goes on committing) is resumed, and its records are answered
+    /// as committed, which they are; the proxy used to abort (which fails while the commit goes
+    /// on) and answer TRANSACTION_ABORTED. A one-broker librdkafka mock cluster whose round
+    /// trips are made longer than the (test) transaction timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn m1_a_commit_that_times_out_is_resumed_not_aborted() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("m1", 1, 1).unwrap();
+        let vars: HashMap<String, String> =
+            [("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".to_owned(), cluster.bootstrap_servers())].into_iter().collect();
+        let config = Config::load(&vars, &Overrides::default(), true).unwrap();
+        let kafka = Kafka::new(&config).unwrap();
+        let producer = kafka.transactional_producer(None, "m1-txn").await.unwrap();
+        let settings = ProduceSettings {
+            topic: "m1".to_owned(),
+            decoder: RecordDecoder { key_type: None, val_type: FormatType::String },
+            avro: false,
+            registry: None,
+            max_in_flight_records: 100,
+            max_in_flight_bytes: 1 << 20,
+            max_frame_bytes: 1 << 20,
+            keep_alive: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(60),
+            identity: SocketIdentity { client_id: "m1".to_owned(), group: None, remote: ([127, 0, 0, 1], 1).into() },
+            transactional: true,
+            limits: ClientLimits::new(config.limits.clone()),
+            stop_reason: close::StopReason::default(),
+        };
+        let first = frame_answer(&producer, &settings, r#"{"value":{"value":"a"}}"#).await;
+        assert!(first.contains("\"offset\":0"), "{first}");
+        // Every round trip now takes longer than a commit may wait.
+        cluster.broker_round_trip_time(1, TRANSACTION_TIMEOUT + Duration::from_secs(2)).unwrap();
+        let second = frame_answer(&producer, &settings, r#"[{"value":{"value":"b"}},{"value":{"value":"c"}}]"#).await;
+        assert!(!second.contains("TRANSACTION_ABORTED"), "records that commit are never answered aborted: {second}");
+        assert!(second.contains("\"offset\":1") && second.contains("\"offset\":2"), "{second}");
+        // And a read_committed consumer reads all three.
+        cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+        assert_eq!(read_committed(&cluster.bootstrap_servers(), "m1", 3), ["a", "b", "c"]);
+    }
+
+    /// Up to `n` values of `topic` partition 0 as a `read_committed` consumer sees them (20 s).
+    fn read_committed(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::Message as _;
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "m1-reader")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).unwrap();
+        consumer.assign(&tpl).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut values = Vec::new();
+        while values.len() < n && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            }
+        }
+        values
     }
 }

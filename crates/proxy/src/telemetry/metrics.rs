@@ -41,6 +41,7 @@ pub fn install(max_topic_labels: usize) {
             counter!("wsproxy_sockets_opened_total", "direction" => dir.label()).absolute(0);
         }
         gauge!("wsproxy_kafka_producer_queue_messages").set(0.0);
+        gauge!("wsproxy_kafka_credentials_refused", "credentials" => "proxy").set(0.0);
         gauge!("wsproxy_kafka_producer_queue_bytes").set(0.0);
         Registry {
             handle,
@@ -280,4 +281,34 @@ pub fn consumed_header_not_utf8() {
 /// Kafka refused an (asynchronous) consumer offset commit; its records come again.
 pub fn consumer_commit_failed() {
     counter!("wsproxy_consumer_commit_failures_total").increment(1);
+}
+
+/// A Kafka client handed to the closer thread (`delta` 1) or destroyed (`delta` -1).
+pub fn kafka_client_closing(kind: &'static str, delta: f64) {
+    gauge!("wsproxy_kafka_clients_closing", "kind" => kind).increment(delta);
+}
+
+/// A Kafka client destroyed by the closer thread.
+pub fn kafka_client_closed(kind: &'static str) {
+    counter!("wsproxy_kafka_clients_closed_total", "kind" => kind).increment(1);
+}
+
+/// A Kafka client destroyed on a tokio thread (a bug: it can stall sockets).
+pub fn kafka_client_dropped_on_runtime(kind: &'static str) {
+    counter!("wsproxy_kafka_clients_dropped_on_runtime_total", "kind" => kind).increment(1);
+}
+
+/// Kafka started (`delta` 1) or stopped (-1) refusing a client's credentials; `whose` is
+/// `proxy` (the proxy's own), `proxy_transactional` or `user` (`X-Kafka-Auth`, token claims).
+pub fn kafka_auth_failing(whose: &'static str, delta: f64) {
+    gauge!("wsproxy_kafka_credentials_refused", "credentials" => whose).increment(delta);
+    if delta > 0.0 {
+        counter!("wsproxy_kafka_credentials_refusals_total", "credentials" => whose).increment(1);
+    }
+}
+
+/// The end of one transactional frame's commit: `committed`, `aborted`, `failed` (fatal),
+/// `unknown` (still committing when the proxy gave up), or one `commit_retried`.
+pub fn transaction_outcome(outcome: &'static str) {
+    counter!("wsproxy_transactions_total", "outcome" => outcome).increment(1);
 }
