@@ -100,11 +100,18 @@ fn check_acknowledged(topic: &str, outcomes: &[Outcome]) -> (usize, usize) {
     (acked.len(), duplicates)
 }
 
+/// The pid of the broker under test: the one on 9092, or with `KAFKA_INSTANCE` and
+/// `KAFKA_PORT_BASE` (and `KAFKA_BOOTSTRAP` pointing at it) a private one of `scripts/kafka`.
 fn broker_pid() -> String {
-    std::fs::read_to_string(project_root().join(".cache/kafka/run/kafka.pid"))
-        .expect("broker pid file")
-        .trim()
-        .to_owned()
+    assert_eq!(
+        std::env::var_os("KAFKA_INSTANCE").is_some(),
+        std::env::var_os("KAFKA_BOOTSTRAP").is_some(),
+        "set KAFKA_INSTANCE, KAFKA_PORT_BASE and KAFKA_BOOTSTRAP together, or none of them"
+    );
+    let out = Command::new(project_root().join("scripts/kafka")).arg("pid").output().unwrap();
+    let pid = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(out.status.success() && !pid.is_empty(), "scripts/kafka pid: the broker is not running");
+    pid
 }
 
 fn kafka_script(arg: &str) {
