@@ -35,7 +35,7 @@ const CLUSTER: &str = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094";
 const PACE: Duration = Duration::from_millis(20);
 
 /// How long the streams go on after the fault (and the broker's return) before they stop.
-const AFTER_FAULT: Duration = Duration::from_secs(10);
+const AFTER_FAULT: Duration = Duration::from_secs(5);
 
 /// The longest a consumer may go without a record while producers stream.
 const MAX_CONSUMER_GAP: Duration = Duration::from_secs(30);
@@ -253,7 +253,7 @@ fn check_acknowledged(topic: &str, outcomes: &[Outcome]) -> usize {
 }
 
 /// Streams through a proxy on the cluster while `fault` runs (blocking, off the runtime), then
-/// checks and prints the figures.
+/// checks and prints the figures. Starts any node an earlier test left stopped.
 async fn under_fault(name: &str, fault: impl FnOnce(String) -> String + Send + 'static) {
     let t_start = Instant::now();
     cluster_step(&["start"]).await;
@@ -343,8 +343,6 @@ async fn under_fault(name: &str, fault: impl FnOnce(String) -> String + Send + '
     assert!(closed.is_empty(), "{closed:?}");
     assert_eq!(missing, 0, "acknowledged records never reached the consumers");
     assert!(gap < MAX_CONSUMER_GAP, "a consumer received nothing for {gap:?} while producers streamed");
-    // Leave the cluster whole for the next test.
-    cluster_step(&["start"]).await;
 }
 
 #[tokio::test]
@@ -354,9 +352,9 @@ async fn cluster_partition_leader_sigkill_loses_no_acknowledged_record() {
         let leader = partition_leader(&topic, 0);
         let pid = kill_node(leader);
         // The streams go on with one broker down, then it comes back and catches up.
-        std::thread::sleep(Duration::from_secs(20));
+        std::thread::sleep(Duration::from_secs(10));
         cluster_script(&["start"]);
-        format!("SIGKILL of node {leader} (pid {pid}), leader of partition 0, restarted 20 s later")
+        format!("SIGKILL of node {leader} (pid {pid}), leader of partition 0, restarted 10 s later")
     })
     .await;
 }
@@ -377,9 +375,9 @@ async fn cluster_controller_leader_sigkill_loses_no_acknowledged_record() {
     under_fault("cl-controller", |_| {
         let leader: i32 = cluster_script(&["controller"]).trim().parse().expect("controller id");
         let pid = kill_node(leader);
-        std::thread::sleep(Duration::from_secs(20));
+        std::thread::sleep(Duration::from_secs(10));
         cluster_script(&["start"]);
-        format!("SIGKILL of node {leader} (pid {pid}), the active controller, restarted 20 s later")
+        format!("SIGKILL of node {leader} (pid {pid}), the active controller, restarted 10 s later")
     })
     .await;
 }
