@@ -311,9 +311,10 @@ async fn under_fault(name: &str, fault: impl FnOnce(String) -> String + Send + '
     let all_acked: HashSet<&String> = outcomes.iter().flat_map(|o| o.acked.iter().map(|a| &a.2)).collect();
     let t0 = Instant::now();
     let missing = loop {
-        let r = received.lock().unwrap();
-        let missing = all_acked.iter().filter(|id| !r.values.contains(id.as_str())).count();
-        drop(r);
+        let missing = {
+            let r = received.lock().unwrap();
+            all_acked.iter().filter(|id| !r.values.contains(id.as_str())).count()
+        };
         if missing == 0 || t0.elapsed() > Duration::from_secs(90) {
             break missing;
         }
