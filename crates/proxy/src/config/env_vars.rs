@@ -574,6 +574,13 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "serve /socket/echo (diagnostics: echoes frames with the sockets' limits)",
     },
     EnvVar {
+        name: "WSPROXY_CONSOLE_ENABLED",
+        key: "server.console-enabled",
+        secret: false,
+        default: "false",
+        help: "serve the browser console at /console (on in --demo)",
+    },
+    EnvVar {
         name: "WSPROXY_METRICS_ENABLED",
         key: "metrics.enabled",
         secret: false,
