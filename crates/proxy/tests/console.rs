@@ -177,3 +177,66 @@ async fn console_in_headless_chromium_works_with_basic_auth() {
     assert_eq!(lines.last().unwrap()["ok"], true);
     assert_eq!(read_back(&topic, 1, "string", "string")[0]["value"], "through basic auth");
 }
+
+/// Starts `--demo` (no broker, no auth) with extra variables; returns the child and the lines
+/// it printed up to the console's URL.
+async fn demo(env: &[(&str, &str)]) -> (std::process::Child, u16, String) {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
+        .args(["--demo", "--port", &port.to_string()])
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut printed = String::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.contains("/console") {
+                let _ = tx.send(printed.clone());
+            }
+        }
+        let _ = tx.send(printed);
+    });
+    let printed = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("the demo printed its console URL within 60 s");
+    (child, port, printed)
+}
+
+/// A non-loopback address of this machine, if it has one (no packet is sent).
+fn outside_address() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("10.255.255.255:9").ok()?;
+    Some(s.local_addr().ok()?.ip()).filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+}
+
+/// Issue 20: `--demo` (no authentication) listens on 127.0.0.1 unless `WSPROXY_BIND_INTERFACE`
+/// says otherwise, prints the console's URL and serves the console there.
+#[tokio::test]
+async fn demo_binds_loopback_and_prints_the_console_url() {
+    let (mut child, port, printed) = demo(&[]).await;
+    assert!(printed.contains(&format!("Open the console in a browser: http://127.0.0.1:{port}/console")), "{printed}");
+    assert!(printed.contains(&format!("Listening on 127.0.0.1:{port} only")), "{printed}");
+    let (status, headers, _) = http(port, "GET", "/console", &[]).await.unwrap();
+    assert_eq!((status, header(&headers, "x-content-type-options")), (200, "nosniff"));
+    if let Some(ip) = outside_address() {
+        let reached = tokio::net::TcpStream::connect((ip, port)).await;
+        assert!(reached.is_err(), "the demo answers on {ip}:{port}, outside the machine");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let (mut child, port, printed) = demo(&[("WSPROXY_BIND_INTERFACE", "0.0.0.0")]).await;
+    assert!(printed.contains(&format!("WARNING: listening on 0.0.0.0:{port}")), "{printed}");
+    assert!(printed.contains(&format!("http://127.0.0.1:{port}/console")), "{printed}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

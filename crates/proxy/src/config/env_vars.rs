@@ -18,7 +18,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         key: "server.bind-interface",
         secret: false,
         default: "0.0.0.0",
-        help: "address of the main listener",
+        help: "address of the main listener (127.0.0.1 in --demo)",
     },
     EnvVar {
         name: "WSPROXY_PORT",
