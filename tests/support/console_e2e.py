@@ -1,6 +1,6 @@
 """Drives the proxy's browser console (/console) in a real headless Chromium, as a person would.
 
-Usage: console_e2e.py BASE_URL TOPIC GROUP SCREENSHOT.png [USER:PASSWORD]
+Usage: console_e2e.py BASE_URL TOPIC GROUP SCREENSHOT.png [--basic USER:PASSWORD | --token TOKEN]
 
 BASE_URL is the proxy (http://127.0.0.1:PORT), TOPIC an existing one-partition topic. The
 script produces three records through the form, a bad one (an error frame) and one holding
@@ -8,8 +8,9 @@ HTML; subscribes in a second tab with autoCommit off, checks the table, commits 
 with its button and waits until the independent Kafka client (kafka_tool.py) sees the group's
 offset move; pauses and resumes; checks the page made no request outside its own origin and
 ran no script from a record. It saves a screenshot and prints one JSON line per checked step,
-the last one {"ok": true, ...}. With USER:PASSWORD it only checks that Basic authentication
-works from the browser (page and both sockets).
+the last one {"ok": true, ...}. With --basic it only checks that Basic authentication works
+from the browser (page and both sockets); with --token, that the page loads without a token and
+its sockets open with the one typed into its "Access token" field (OpenID Connect).
 """
 
 import base64
@@ -157,28 +158,42 @@ def requests_made(driver):
     return urls
 
 
-def basic_auth(base, topic, user_password):
-    """The browser's own credentials (as after its prompt) open the page and both sockets."""
+def authenticated(base, topic, group, basic=None, token=None):
+    """Basic: the browser's own credentials (as after its prompt) open the page and both
+    sockets. Token: the page loads without one; its sockets are refused until the token is in
+    the "Access token" field, then open with it."""
     driver = browser()
+    value = "through basic auth" if basic else "through a token"
     try:
         parts = urlsplit(base)
-        driver.get(f"{parts.scheme}://{user_password}@{parts.netloc}/console")
-        wait_for(driver, "the page", lambda d: d.find_elements(By.ID, "p-topic"))
+        driver.get(f"{parts.scheme}://{basic}@{parts.netloc}/console" if basic else f"{base}/console")
+        wait_for(driver, "the page's script", lambda d: d.execute_script(
+            "return document.getElementById('p-key-format').options.length > 0"))
         driver.find_element(By.ID, "p-topic").send_keys(topic)
-        answer = produce(driver, "k", "through basic auth")
-        assert answer.startswith("partition 0, offset"), answer
-        subscribe(driver, topic, "console-basic-group", auto_commit=True)
-        wait_for(driver, "the record in the table", lambda d: any(
-            r["value"] == "through basic auth" for r in rows(d)))
-        step("basic auth", answer=answer)
+        if token:
+            refused = produce(driver, "k", "without a token")
+            assert refused.startswith("No answer: the proxy refused the socket"), refused
+            step("refused without a token", answer=refused)
+            driver.find_element(By.ID, "token").send_keys(token)
+            learn = driver.find_element(By.ID, "learn-js").text
+            assert "access_token=YOUR_TOKEN" in learn and token not in learn, learn
+        answer = produce(driver, "k", value)
+        assert answer.startswith("partition 0, offset 0"), answer
+        subscribe(driver, topic, group, auto_commit=True)
+        wait_for(driver, "the record in the table", lambda d: any(r["value"] == value for r in rows(d)))
+        sockets = [u for u in requests_made(driver) if u.startswith("ws")]
+        if token:
+            assert sockets and all(u.endswith(f"access_token={token}") for u in sockets[1:]), sockets
+        step("authenticated", answer=answer, sockets=len(sockets))
         print(json.dumps({"ok": True}), flush=True)
     finally:
         driver.quit()
 
 
-def main(base, topic, group, screenshot, user_password=None):
-    if user_password:
-        return basic_auth(base, topic, user_password)
+def main(base, topic, group, screenshot, *auth):
+    if auth:
+        kind, secret = auth
+        return authenticated(base, topic, group, **{kind.lstrip("-"): secret})
     origin = base.rstrip("/")
     ws_origin = "ws" + origin[len("http"):]
     driver = browser()

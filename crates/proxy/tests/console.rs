@@ -2,15 +2,17 @@
 //! and the page itself driven in a real headless Chromium (`tests/support/console_e2e.py`,
 //! Selenium) against the proxy and the real broker, checked with the independent Kafka client.
 //!
+//! The OpenID Connect variant (the page's token field) is in `oidc.rs`, next to its provider.
 //! Without Chromium and its driver (`apt-get install chromium chromium-driver`, which
 //! `scripts/test` does when it can) the browser test is skipped with a warning.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::browser::{chromium, drive};
 use common::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -79,48 +81,6 @@ async fn the_consoles_own_origin_may_open_sockets_when_the_console_is_on() {
     }
 }
 
-/// Where Chromium and chromedriver are, or None (the browser tests are then skipped, loudly).
-fn chromium() -> Option<(PathBuf, PathBuf)> {
-    let browser = PathBuf::from(std::env::var("WSPROXY_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    let driver =
-        PathBuf::from(std::env::var("WSPROXY_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()));
-    if browser.exists() && driver.exists() {
-        return Some((browser, driver));
-    }
-    eprintln!(
-        "\n*** WARNING: {} or {} is missing: the headless Chromium console test is SKIPPED.\n\
-         *** Install them with: apt-get install -y chromium chromium-driver (scripts/test does when root).\n",
-        browser.display(),
-        driver.display()
-    );
-    None
-}
-
-/// Runs `tests/support/console_e2e.py` with the venv's Python; returns its JSON lines.
-fn drive(browser: &(PathBuf, PathBuf), args: &[&str]) -> Vec<Value> {
-    let root = project_root();
-    let python =
-        std::env::var("WSPROXY_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| root.join(".venv/bin/python"));
-    let started = Instant::now();
-    let out = Command::new(&python)
-        .arg(root.join("tests/support/console_e2e.py"))
-        .args(args)
-        .env("KAFKA_BOOTSTRAP", bootstrap())
-        .env("WSPROXY_TEST_CHROMIUM", &browser.0)
-        .env("WSPROXY_TEST_CHROMEDRIVER", &browser.1)
-        .output()
-        .expect("python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "console_e2e.py {args:?} failed after {:?}:\n{stdout}\n{}",
-        started.elapsed(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("console_e2e.py {args:?} passed in {:?}:\n{stdout}", started.elapsed());
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
 /// Issue 20, as a person would use it: open /console, produce three records through the form,
 /// a bad one (error frame) and `<img src=x onerror=alert(1)>` (shown as text, no script ran);
 /// subscribe in a second tab with autoCommit off, see them in the table, commit one with its
@@ -173,7 +133,10 @@ async fn console_in_headless_chromium_works_with_basic_auth() {
     assert_eq!(status, 401);
     assert!(header(&headers, "www-authenticate").starts_with("Basic"), "{headers:?}");
     let base = format!("http://127.0.0.1:{}", proxy.port);
-    let lines = drive(&browser, &[&base, &topic, "unused", "unused.png", "console-user:console-secret"]);
+    let lines = drive(
+        &browser,
+        &[&base, &topic, &unique("console-basic-group"), "unused.png", "--basic", "console-user:console-secret"],
+    );
     assert_eq!(lines.last().unwrap()["ok"], true);
     assert_eq!(read_back(&topic, 1, "string", "string")[0]["value"], "through basic auth");
 }
