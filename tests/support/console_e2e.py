@@ -272,6 +272,23 @@ def main(base, topic, group, screenshot, *auth):
             f.write(base64.b64decode(shot["data"]))
         step("screenshot", path=screenshot)
 
+        # Thousands of records (written by the independent client): the table keeps the newest
+        # 500, the counter counts them all, and the page still answers.
+        many = 3000
+        tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kafka_tool.py")
+        lines = "".join(json.dumps({"value": {"format": "string", "value": f"bulk {i}"}}) + "\n" for i in range(many))
+        subprocess.run([sys.executable, tool, "produce", topic], input=lines, check=True, capture_output=True,
+                       text=True, timeout=120)
+        started = time.monotonic()
+        wait_for(driver, f"{5 + many} records counted", lambda d: d.find_element(
+            By.ID, "record-count").text == f"{5 + many} records received")
+        shown = len(rows(driver))
+        assert shown == 500 and rows(driver)[0]["value"] == f"bulk {many - 1}", (shown, rows(driver)[0])
+        t0 = time.monotonic()
+        driver.execute_script("return document.title")
+        step("thousands", records=5 + many, shown=shown, seconds=round(time.monotonic() - started, 2),
+             script_roundtrip_ms=round((time.monotonic() - t0) * 1000, 1))
+
         no_alert(driver)
         driver.switch_to.window(tab1)
         no_alert(driver)
