@@ -70,14 +70,23 @@ fn content_security_policy(host: Option<&str>) -> String {
     )
 }
 
-/// Whether `origin` is the console's own page (same scheme-less host and port as the request):
-/// with the console on, it may open sockets even when `WSPROXY_ALLOWED_ORIGINS` does not list it.
+/// Whether `origin` is the console's own page (the request's host and port): with the console
+/// on, it may open sockets even when `WSPROXY_ALLOWED_ORIGINS` does not list it.
+///
+/// Only for a host that is an IP address or `localhost`: a page of a DNS-rebinding attacker
+/// sends its own name as both `Host` and `Origin`, so a matching name proves nothing. A console
+/// reached by name needs its origin in `WSPROXY_ALLOWED_ORIGINS`.
 pub fn is_own_origin(config: &Config, headers: &HeaderMap, origin: &str) -> bool {
     if !config.server.console_enabled {
         return false;
     }
     let Some(host) = host(headers) else { return false };
-    origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(ip, _)| ip),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let fixed = name.parse::<std::net::IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost");
+    fixed && origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
 }
 
 #[cfg(test)]
@@ -111,13 +120,26 @@ mod tests {
             ("WSPROXY_CONSOLE_ENABLED".to_owned(), "true".to_owned()),
         ]);
         let on = Config::load(&vars, &Default::default(), true).unwrap();
-        let h = headers("proxy.example:8078");
-        assert!(is_own_origin(&on, &h, "http://proxy.example:8078"));
-        assert!(is_own_origin(&on, &h, "https://proxy.example:8078"));
+        let h = headers("10.1.2.3:8078");
+        assert!(is_own_origin(&on, &h, "http://10.1.2.3:8078"));
+        assert!(is_own_origin(&on, &h, "https://10.1.2.3:8078"));
         assert!(!is_own_origin(&on, &h, "http://evil.example"));
-        assert!(!is_own_origin(&on, &h, "http://proxy.example:8078.evil.example"));
+        assert!(!is_own_origin(&on, &h, "http://10.1.2.3:8078.evil.example"));
+        assert!(is_own_origin(&on, &headers("[::1]:8078"), "http://[::1]:8078"));
+        assert!(is_own_origin(&on, &headers("localhost:8078"), "http://localhost:8078"));
         let mut off = on.clone();
         off.server.console_enabled = false;
-        assert!(!is_own_origin(&off, &h, "http://proxy.example:8078"));
+        assert!(!is_own_origin(&off, &h, "http://10.1.2.3:8078"));
+    }
+
+    /// A DNS-rebinding page sends its own name as `Host` and `Origin`: a name is never "own".
+    #[test]
+    fn a_host_name_is_not_its_own_origin() {
+        let vars = std::collections::HashMap::from([
+            ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".to_owned(), "h:1".to_owned()),
+            ("WSPROXY_CONSOLE_ENABLED".to_owned(), "true".to_owned()),
+        ]);
+        let on = Config::load(&vars, &Default::default(), true).unwrap();
+        assert!(!is_own_origin(&on, &headers("rebind.evil.example:8078"), "http://rebind.evil.example:8078"));
     }
 }
