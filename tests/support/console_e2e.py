@@ -179,6 +179,14 @@ def authenticated(base, topic, group, basic=None, token=None):
             assert "access_token=YOUR_TOKEN" in learn and token not in learn, learn
         answer = produce(driver, "k", value)
         assert answer.startswith("partition 0, offset 0"), answer
+        # Two records per frame: one JSON array frame, answered with one array frame.
+        count = driver.find_element(By.ID, "p-count")
+        count.clear()
+        count.send_keys("2")
+        pair = produce(driver, "k", "in an array")
+        assert pair == "partition 0, offset 1; partition 0, offset 2", pair
+        sent = driver.find_element(By.CSS_SELECTOR, "#produce-log tbody tr:first-child td:first-child").text
+        assert sent.startswith("[{") and sent.count('"messageId"') == 2, sent
         subscribe(driver, topic, group, auto_commit=True)
         wait_for(driver, "the record in the table", lambda d: any(r["value"] == value for r in rows(d)))
         sockets = [u for u in requests_made(driver) if u.startswith("ws")]
