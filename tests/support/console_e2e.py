@@ -6,8 +6,9 @@ BASE_URL is the proxy (http://127.0.0.1:PORT), TOPIC an existing one-partition t
 script produces three records through the form, a bad one (an error frame) and one holding
 HTML; subscribes in a second tab with autoCommit off, checks the table, commits one record
 with its button and waits until the independent Kafka client (kafka_tool.py) sees the group's
-offset move; pauses and resumes; checks the page made no request outside its own origin and
-ran no script from a record. It saves a screenshot and prints one JSON line per checked step,
+offset move; pauses and resumes; shows 3,000 more records with the table capped; checks the
+page made no request outside its own origin and ran no script from a record; runs the Learn
+section's Python snippet as copied. It saves a screenshot and prints one JSON line per checked step,
 the last one {"ok": true, ...}. With --basic it only checks that Basic authentication works
 from the browser (page and both sockets); with --token, that the page loads without a token and
 its sockets open with the one typed into its "Access token" field (OpenID Connect).
@@ -18,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -309,6 +311,21 @@ def main(base, topic, group, screenshot, *auth):
                     if e["level"] == "SEVERE" and "favicon" not in e["message"]]
         assert problems == [], problems
         step("network", requests=urls, outside=outside)
+
+        # The Learn tab's Python snippet, copied as is, produces and consumes too.
+        snippet = driver.find_element(By.ID, "learn-py").text
+        run = subprocess.Popen([sys.executable, "-c", snippet], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        guard = threading.Timer(WAIT, run.kill)  # a hung snippet ends the test instead of hanging it
+        guard.start()
+        try:
+            printed = [run.stdout.readline() for _ in range(2)]
+        finally:
+            guard.cancel()
+            run.kill()
+            run.wait()
+        assert '"offset":3005' in printed[0] and "'wsProxyMessageId'" in printed[1], (printed, run.stderr.read())
+        step("learn python snippet runs", printed=printed)
         print(json.dumps({"ok": True, "offsets": seen}), flush=True)
     except BaseException:
         try:

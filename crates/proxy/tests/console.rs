@@ -85,7 +85,7 @@ async fn the_consoles_own_origin_may_open_sockets_when_the_console_is_on() {
 /// a bad one (error frame) and `<img src=x onerror=alert(1)>` (shown as text, no script ran);
 /// subscribe in a second tab with autoCommit off, see them in the table, commit one with its
 /// button; pause and resume; 3,000 more records keep the table at 500 rows; no request outside
-/// the page's origin. The proxy refuses other
+/// the page's origin; the Learn section's Python snippet, run as copied, produces and consumes. The proxy refuses other
 /// origins (`WSPROXY_ALLOWED_ORIGINS`), so the page's sockets pass only as the console's own.
 /// Saves `target/console.png` (docs/console.png is a copy of one run).
 #[tokio::test]
