@@ -2,6 +2,8 @@
 //! with no Java and no broker. Not for production: the mock keeps only 5 MiB per partition,
 //! has no persistence, and its consumer groups wait 3 s before the first assignment.
 
+use std::net::{IpAddr, SocketAddr};
+
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
@@ -32,12 +34,27 @@ impl Demo {
     }
 }
 
-/// The lines printed once the demo is up: commands that produce and consume a record.
-pub fn instructions(port: u16, topic: &str, bootstrap: &str) -> String {
+/// The console's address on the main listener (a wildcard bind is shown as 127.0.0.1).
+pub fn console_url(addr: SocketAddr, https: bool) -> String {
+    let ip = if addr.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+    format!("{}://{}/console", if https { "https" } else { "http" }, SocketAddr::new(ip, addr.port()))
+}
+
+/// The lines printed once the demo is up: the console's URL and commands that produce and
+/// consume a record.
+pub fn instructions(addr: SocketAddr, topic: &str, bootstrap: &str, console: Option<&str>) -> String {
+    let port = addr.port();
+    let console = console.map(|url| format!("\nOpen the console in a browser: {url}\n")).unwrap_or_default();
+    let network = if addr.ip().is_loopback() {
+        format!("Listening on {addr} only; WSPROXY_BIND_INTERFACE opens it to the network.")
+    } else {
+        format!("WARNING: listening on {addr}: unless authentication is configured, anyone who reaches it can use it.")
+    };
     format!(
         r#"
 Kafka WebSocket Proxy demo is running (in-process Kafka at {bootstrap}, topic '{topic}').
-
+{network}
+{console}
 Produce a record (needs Python 3; the same works with websocat or wscat):
   python3 -c "import asyncio,websockets as w
 async def m():

@@ -72,6 +72,9 @@ async fn run() -> ExitCode {
     if cli.demo {
         // The mock cluster makes a new group member wait about session.timeout - 1 s.
         vars.entry("WSPROXY_CONSUMER_SESSION_TIMEOUT_MS".to_owned()).or_insert_with(|| "3000".to_owned());
+        // A demo has no authentication: it must not open Kafka to the network unless asked to.
+        vars.entry("WSPROXY_BIND_INTERFACE".to_owned()).or_insert_with(|| "127.0.0.1".to_owned());
+        vars.entry("WSPROXY_CONSOLE_ENABLED".to_owned()).or_insert_with(|| "true".to_owned());
     }
     telemetry::init_logging(&vars);
 
@@ -107,6 +110,8 @@ async fn run() -> ExitCode {
         }
     }
     let bootstrap = config.kafka.bootstrap_hosts.clone();
+    let console_enabled = config.server.console_enabled;
+    let tls_only = config.server.tls.as_ref().is_some_and(|t| t.only);
     let running = match app::start(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -116,7 +121,8 @@ async fn run() -> ExitCode {
     };
     if demo.is_some() {
         let topic = cli.demo_topics.first().map_or("demo", String::as_str);
-        println!("{}", demo::instructions(running.addr.port(), topic, &bootstrap));
+        let console = console_enabled.then(|| demo::console_url(running.addr, tls_only));
+        println!("{}", demo::instructions(running.addr, topic, &bootstrap, console.as_deref()));
     }
     let stop = running.shutdown.clone();
     tokio::spawn(async move {

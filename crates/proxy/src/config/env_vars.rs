@@ -18,7 +18,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         key: "server.bind-interface",
         secret: false,
         default: "0.0.0.0",
-        help: "address of the main listener",
+        help: "address of the main listener (127.0.0.1 in --demo)",
     },
     EnvVar {
         name: "WSPROXY_PORT",
@@ -572,6 +572,13 @@ pub const ENV_VARS: &[EnvVar] = &[
         secret: false,
         default: "false",
         help: "serve /socket/echo (diagnostics: echoes frames with the sockets' limits)",
+    },
+    EnvVar {
+        name: "WSPROXY_CONSOLE_ENABLED",
+        key: "server.console-enabled",
+        secret: false,
+        default: "false",
+        help: "serve the browser console at /console (on in --demo)",
     },
     EnvVar {
         name: "WSPROXY_METRICS_ENABLED",

@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Whether `/socket/echo` is served.
     pub echo_enabled: bool,
+    /// Whether the browser console is served at `/console` (its own origin may then open
+    /// sockets even when `allowed_origins` does not name it).
+    pub console_enabled: bool,
 }
 
 /// `WSPROXY_ADMIN_*`: the admin API's own listener (HTTPS when the main one has TLS).
@@ -585,6 +588,7 @@ impl Config {
                     .collect(),
                 header_read_timeout: r.duration("WSPROXY_HTTP_HEADER_READ_TIMEOUT"),
                 echo_enabled: r.boolean("WSPROXY_ECHO_ENABLED"),
+                console_enabled: r.boolean("WSPROXY_CONSOLE_ENABLED"),
             },
             kafka: KafkaConfig {
                 bootstrap_hosts,

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod console;
 pub mod error;
 mod schemas;
 pub mod server;
@@ -67,6 +68,9 @@ pub fn router(state: AppState) -> Router {
     if state.config.server.echo_enabled {
         routes = routes.route("/socket/echo", get(sockets::echo));
     }
+    if state.config.server.console_enabled {
+        routes = routes.merge(console::routes());
+    }
     routes
         .route("/healthcheck", get(healthcheck))
         .route("/ready", get(ready))
@@ -92,6 +96,12 @@ async fn require_auth(
 ) -> Response {
     let probe = matches!(req.uri().path(), "/healthcheck" | "/ready");
     if probe && !state.config.server.secure_healthcheck {
+        return next.run(req).await;
+    }
+    // With OIDC the browser cannot send a token when it loads the console's static page; the
+    // page sends one (as `access_token`) on the sockets it opens.
+    let console_page = req.uri().path() == "/console" || req.uri().path().starts_with("/console/");
+    if console_page && state.oidc.is_some() && state.config.server.console_enabled {
         return next.run(req).await;
     }
     if let Some(provider) = &state.oidc {

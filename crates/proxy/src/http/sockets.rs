@@ -322,7 +322,7 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         return Ok(());
     }
     let origin = origin.to_str().unwrap_or_default();
-    if allowed.iter().any(|a| a == origin) {
+    if allowed.iter().any(|a| a == origin) || crate::http::console::is_own_origin(&state.config, headers, origin) {
         Ok(())
     } else {
         metrics::auth_failure("origin_not_allowed");
