@@ -692,6 +692,8 @@ async fn m9_the_admin_api_takes_only_tokens_of_allowed_users() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
 /// Issue 20: with OpenID Connect the browser console loads without a token (a browser cannot
 /// send one when it opens a page) and its sockets carry the one typed into its "Access token"
 /// field as `access_token`; without it they are refused. Skipped, loudly, without Chromium.
