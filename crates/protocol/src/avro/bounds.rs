@@ -13,8 +13,11 @@
 //! maps claim, all blocks together, more items than the datum has bytes (an item takes at
 //! least one byte, except values of `null`, empty records and `fixed(0)`: an array of more of
 //! those than the datum's length is refused too). Lengths of `bytes` and `string` must fit in
-//! what is left. So every allocation is backed by input. Only `big-decimal` leaves are handed
-//! to apache-avro (a leaf: no recursion).
+//! what is left. And the datum may hold at most [`VALUES_PER_BYTE`] values per byte (plus
+//! [`VALUES_FREE`]): values of zero width (`null`, empty records, `fixed(0)`) cost no input, so
+//! without this bound a schema whose records hold two fields of the next record type, 30
+//! levels deep, builds 2^30 values from a 5-byte datum. So every allocation is backed by
+//! input. Only `big-decimal` leaves are handed to apache-avro (a leaf: no recursion).
 
 use std::collections::HashMap;
 
@@ -28,6 +31,14 @@ use apache_avro::types::Value as AvroValue;
 /// on a quarter of a tokio worker's 2 MiB stack.
 pub const MAX_AVRO_DEPTH: usize = 128;
 
+/// Values a datum may hold per byte of input, beyond [`VALUES_FREE`]: far above what real data
+/// needs (a record of fifteen `null` fields in one byte of its parent's union index), far
+/// below what makes a worker build gigabytes.
+pub const VALUES_PER_BYTE: usize = 16;
+
+/// Values any datum may hold, whatever its length.
+pub const VALUES_FREE: usize = 4096;
+
 /// Why a datum was refused: beyond a bound, or malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DatumError {
@@ -35,6 +46,8 @@ pub enum DatumError {
     TooDeep,
     #[error("an array or map block claims {claimed} items, more than the datum's {limit} bytes allow")]
     TooManyItems { claimed: u64, limit: usize },
+    #[error("the datum holds more than {limit} values, the proxy's limit for its length")]
+    TooManyValues { limit: usize },
     #[error("{0}")]
     Malformed(String),
 }
@@ -45,6 +58,7 @@ impl DatumError {
         match self {
             DatumError::TooDeep => Some("depth"),
             DatumError::TooManyItems { .. } => Some("items"),
+            DatumError::TooManyValues { .. } => Some("values"),
             DatumError::Malformed(_) => None,
         }
     }
@@ -52,7 +66,16 @@ impl DatumError {
 
 /// Decodes exactly one datum of `schema` from `bytes` (trailing bytes are an error).
 pub fn decode(schema: &Schema, bytes: &[u8]) -> Result<AvroValue, DatumError> {
-    let mut reader = Reader { root: schema, names: None, input: bytes, items_left: bytes.len(), limit: bytes.len() };
+    let values = bytes.len().saturating_mul(VALUES_PER_BYTE).saturating_add(VALUES_FREE);
+    let mut reader = Reader {
+        root: schema,
+        names: None,
+        input: bytes,
+        items_left: bytes.len(),
+        limit: bytes.len(),
+        values_left: values,
+        values_limit: values,
+    };
     let value = reader.value(schema, &None, 1)?;
     match reader.input.len() {
         0 => Ok(value),
@@ -68,6 +91,9 @@ struct Reader<'a, 's> {
     /// Array and map items the datum may still claim.
     items_left: usize,
     limit: usize,
+    /// Values the datum may still hold, and how many it could at first.
+    values_left: usize,
+    values_limit: usize,
 }
 
 fn malformed(why: impl Into<String>) -> DatumError {
@@ -160,6 +186,8 @@ impl<'a, 's> Reader<'a, 's> {
         if depth > MAX_AVRO_DEPTH {
             return Err(DatumError::TooDeep);
         }
+        self.values_left =
+            self.values_left.checked_sub(1).ok_or(DatumError::TooManyValues { limit: self.values_limit })?;
         let inner = depth + 1;
         Ok(match schema {
             Schema::Decimal(d) => match self.value(&d.inner, namespace, inner)? {
@@ -180,7 +208,8 @@ impl<'a, 's> Reader<'a, 's> {
                     if n == 0 {
                         break AvroValue::Array(items);
                     }
-                    items.reserve(n);
+                    // Backed by input, but a byte's worth of claim need not reserve a `Value`'s.
+                    items.reserve(n.min(1024));
                     for _ in 0..n {
                         items.push(self.value(&a.items, namespace, inner)?);
                     }
@@ -193,7 +222,7 @@ impl<'a, 's> Reader<'a, 's> {
                     if n == 0 {
                         break AvroValue::Map(items);
                     }
-                    items.reserve(n);
+                    items.reserve(n.min(1024));
                     for _ in 0..n {
                         let key = self.string()?;
                         items.insert(key, self.value(&m.types, namespace, inner)?);
@@ -321,6 +350,37 @@ mod tests {
             .join()
             .unwrap();
         assert!(decoded);
+    }
+
+    /// H5 (found in review): records of zero width cost no input, so a schema whose records
+    /// hold two fields of the next record type doubles the values per level: 30 levels from
+    /// a 0-byte datum would be 2^30 records. The value budget refuses it at once.
+    #[test]
+    fn h5_zero_width_records_that_double_per_level_are_refused() {
+        let mut types = String::from(r#"{"type":"record","name":"R30","fields":[]}"#);
+        for level in (0..30).rev() {
+            types = format!(
+                r#"{{"type":"record","name":"R{level}","fields":[{{"name":"a","type":{types}}},{{"name":"b","type":"R{}"}}]}}"#,
+                level + 1
+            );
+        }
+        let schema = Schema::parse_str(&types).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(check(&schema, &[]), Err(DatumError::TooManyValues { limit: VALUES_FREE }));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "refused, but only after {:?}",
+            started.elapsed()
+        );
+        // Ten levels (2,047 values) are within the budget.
+        let mut small = String::from(r#"{"type":"record","name":"S10","fields":[]}"#);
+        for level in (0..10).rev() {
+            small = format!(
+                r#"{{"type":"record","name":"S{level}","fields":[{{"name":"a","type":{small}}},{{"name":"b","type":"S{}"}}]}}"#,
+                level + 1
+            );
+        }
+        assert_eq!(check(&Schema::parse_str(&small).unwrap(), &[]), Ok(()));
     }
 
     /// H5: block counts are capped by the bytes of the datum, all blocks together.
