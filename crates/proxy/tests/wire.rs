@@ -120,6 +120,32 @@ async fn a_request_with_two_origin_headers_is_refused_with_400() {
     }
 }
 
+/// Issue 14, item 3: a frame header that claims a huge length on a control frame, or comes
+/// unmasked from a client, is a protocol error (1002), not a message too big (1009).
+#[tokio::test]
+async fn huge_control_frames_and_unmasked_frames_close_with_1002() {
+    let proxy = Proxy::start(&[("WSPROXY_ECHO_ENABLED", "true")]).await;
+    let huge = 1u64 << 32;
+    let mut ping = vec![0x89, 0x80 | 127];
+    ping.extend_from_slice(&huge.to_be_bytes());
+    ping.extend_from_slice(&[1, 2, 3, 4]);
+    let mut unmasked = vec![0x81, 127];
+    unmasked.extend_from_slice(&huge.to_be_bytes());
+    for (what, header) in [("a ping claiming 4 GiB", ping), ("an unmasked text frame", unmasked)] {
+        let (mut s, head) = raw_upgrade(proxy.port, "/socket/echo", &[]).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s.write_all(&header).await.unwrap();
+        assert_eq!(close_code(&mut s).await, Some(1002), "{what}");
+    }
+    // A masked data frame over the hard limit is still 1009.
+    let (mut s, _) = raw_upgrade(proxy.port, "/socket/echo", &[]).await;
+    let mut big = vec![0x81, 0x80 | 127];
+    big.extend_from_slice(&huge.to_be_bytes());
+    big.extend_from_slice(&[1, 2, 3, 4]);
+    s.write_all(&big).await.unwrap();
+    assert_eq!(close_code(&mut s).await, Some(1009));
+}
+
 /// Peak resident memory of the proxy (VmHWM), in KiB.
 fn peak_rss_kib(proxy: &Proxy) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.pid())).unwrap_or_default();
