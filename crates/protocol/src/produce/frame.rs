@@ -418,7 +418,9 @@ impl<'de> Visitor<'de> for RecordVisitor {
         while let Some(name) = map.next_key::<RecordKey>()? {
             match name {
                 RecordKey::MessageId => message_id = Some(map.next_value_seed(FieldSeed { keep: false })?),
-                RecordKey::Value => value = Some(map.next_value_seed(Formatted { keep: decoder.val_type == FormatType::Json })?),
+                RecordKey::Value => {
+                    value = Some(map.next_value_seed(Formatted { keep: decoder.val_type == FormatType::Json })?)
+                }
                 RecordKey::Key => {
                     let keep = decoder.key_type == Some(FormatType::Json);
                     key = Some(map.next_value_seed(Formatted { keep })?);
@@ -488,7 +490,8 @@ impl RecordDecoder {
 
 /// Encodes a key or value by the socket's format type.
 fn encode(format: FormatType, v: Field, code: ErrorCode, field: &str) -> Result<Option<Vec<u8>>, FrameError> {
-    let wrong = |e: crate::format::FormatError| FrameError::new(code, format!("'{field}' does not match its type: {e}"));
+    let wrong =
+        |e: crate::format::FormatError| FrameError::new(code, format!("'{field}' does not match its type: {e}"));
     match v {
         Field::Scalar(Value::Null) => Ok(None),
         Field::Scalar(v) => format.encode(&v).map(Some).map_err(wrong),
@@ -507,7 +510,10 @@ enum FormattedField {
     Null,
     /// Not an object: its kind.
     NotAnObject(&'static str),
-    Object { value: Option<Field>, format: Option<Field> },
+    Object {
+        value: Option<Field>,
+        format: Option<Field>,
+    },
 }
 
 impl FormattedField {
@@ -536,7 +542,10 @@ impl FormattedField {
 }
 
 fn not_an_object(field: &str, kind: &str) -> FrameError {
-    FrameError::new(ErrorCode::InvalidFrame, format!("'{field}' must be an object {{\"value\", \"format\"}}, got {kind}"))
+    FrameError::new(
+        ErrorCode::InvalidFrame,
+        format!("'{field}' must be an object {{\"value\", \"format\"}}, got {kind}"),
+    )
 }
 
 /// Reads a [`FormattedField`]; `keep` says whether an array or object value keeps its text.

@@ -377,7 +377,11 @@ fn toml_syntax_errors_do_not_echo_the_offending_line() {
     let dir = std::env::temp_dir().join(format!("wsproxy-toml-l8-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "[kafka-client]\nbootstrap-hosts = \"h:1\"\n[server.basic-auth]\npassword = \"hunter2-secret\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[kafka-client]\nbootstrap-hosts = \"h:1\"\n[server.basic-auth]\npassword = \"hunter2-secret\n",
+    )
+    .unwrap();
     let errors = read_toml(&bad).unwrap_err();
     assert_eq!(errors.len(), 1);
     assert!(errors[0].contains("TOML parse error at line 4"), "{}", errors[0]);

@@ -226,7 +226,9 @@ pub fn close_drained(outcome: crate::pipeline::close::Drained) {
         Drained::TimedOut => "timed_out",
     };
     if outcome == Drained::TimedOut {
-        tracing::warn!("a closing socket's client did not answer the close frame within 5 s; closing with input unread");
+        tracing::warn!(
+            "a closing socket's client did not answer the close frame within 5 s; closing with input unread"
+        );
     }
     counter!("wsproxy_socket_close_drains_total", "outcome" => label).increment(1);
 }
