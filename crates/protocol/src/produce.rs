@@ -238,6 +238,32 @@ mod tests {
         }
     }
 
+    /// M5: the visitor parser writes `json` values exactly as a `serde_json::Value` did (sorted
+    /// keys, the last duplicate wins, numbers as f64/i64/u64) and fails where it failed.
+    #[test]
+    fn json_values_and_errors_match_the_value_parser() {
+        let d = RecordDecoder { key_type: Some(FormatType::Json), val_type: FormatType::Json };
+        let value = r#"{"b":1,"a":[1.50,-2,{"d":null,"c":"\u00e9"}],"b":1e2}"#;
+        let r = single(d, &format!(r#"{{"key":{{"value":[{{"z":0,"y":1}}]}},"value":{{"value":{value}}}}}"#)).unwrap();
+        let expected = serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(value).unwrap()).unwrap();
+        assert_eq!(r.value.unwrap(), expected);
+        assert_eq!(r.key.as_deref(), Some(&br#"[{"y":1,"z":0}]"#[..]));
+        for text in ["[".repeat(200), format!("{{\"value\":{{\"value\":{}}}}}", "[".repeat(130)), "[1e400]".to_owned()]
+        {
+            let want = serde_json::from_str::<serde_json::Value>(&text).unwrap_err().to_string();
+            let e = single(d, &text).unwrap_err();
+            assert_eq!((e.code, e.message), (ErrorCode::InvalidJson, format!("the frame is not valid JSON: {want}")));
+        }
+    }
+
+    /// M5: an array over the limit is refused with its full count, without keeping its records.
+    #[test]
+    fn oversized_arrays_are_counted_to_the_end() {
+        let frame = format!("[{}]", vec![r#"{"a":0}"#; 5000].join(","));
+        let e = single(STRINGS, &frame).unwrap_err();
+        assert_eq!(e.message, "an array frame holds at most 1000 records, this one has 5000");
+    }
+
     #[test]
     fn null_value_is_a_tombstone() {
         assert_eq!(single(STRINGS, r#"{"value":{"value":null,"format":"string"}}"#).unwrap().value, None);
