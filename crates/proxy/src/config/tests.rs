@@ -360,6 +360,7 @@ fn basic_auth_without_an_origin_allow_list_warns() {
     let basic = [
         ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
         ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+        ("WSPROXY_BASIC_AUTH_REALM", "r"),
         ("WSPROXY_BASIC_AUTH_USERNAME", "u"),
         ("WSPROXY_BASIC_AUTH_PASSWORD", "p"),
     ];
