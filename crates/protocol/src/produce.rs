@@ -5,11 +5,12 @@
 //! [`ProducerRecord`] ready for Kafka, or a [`FrameError`] that is answered in the record's
 //! place; a bad record never ends the socket.
 
+mod frame;
+
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::error::{ErrorCode, ErrorFrame, FrameError};
-use crate::format::{json_kind, FormatType};
+use crate::format::FormatType;
 
 /// The most records one array frame may hold (its answer is one frame too).
 pub const MAX_BATCH_RECORDS: usize = 1000;
@@ -75,134 +76,22 @@ pub struct RecordDecoder {
 }
 
 impl RecordDecoder {
-    /// Parses one text frame.
+    /// Parses one text frame, holding at most about the frame's size while doing so (M5: no
+    /// `serde_json::Value` tree; see [`frame`]).
     pub fn parse_frame(&self, text: &str) -> ProduceFrame {
-        let parsed: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                return ProduceFrame::Single(Err(FrameError::new(
-                    ErrorCode::InvalidJson,
-                    format!("the frame is not valid JSON: {e}"),
-                )))
-            }
-        };
-        match parsed {
-            Value::Array(items) if items.len() > MAX_BATCH_RECORDS => ProduceFrame::Single(Err(FrameError::new(
+        match frame::parse(*self, text) {
+            Ok(frame::Parsed::Single(record)) => ProduceFrame::Single(record),
+            Ok(frame::Parsed::Batch(records)) => ProduceFrame::Batch(records),
+            Ok(frame::Parsed::TooMany(n)) => ProduceFrame::Single(Err(FrameError::new(
                 ErrorCode::InvalidFrame,
-                format!("an array frame holds at most {MAX_BATCH_RECORDS} records, this one has {}", items.len()),
+                format!("an array frame holds at most {MAX_BATCH_RECORDS} records, this one has {n}"),
             ))),
-            Value::Array(items) => ProduceFrame::Batch(items.into_iter().map(|v| self.record(v)).collect()),
-            other => ProduceFrame::Single(self.record(other)),
+            Err(e) => ProduceFrame::Single(Err(FrameError::new(
+                ErrorCode::InvalidJson,
+                format!("the frame is not valid JSON: {e}"),
+            ))),
         }
     }
-
-    /// Decodes one record object.
-    pub fn record(&self, value: Value) -> RecordOutcome {
-        let Value::Object(mut obj) = value else {
-            return Err(FrameError::new(
-                ErrorCode::InvalidFrame,
-                format!("a record must be a JSON object, got {}", json_kind(&value)),
-            ));
-        };
-        // The id first, so that every later error can echo it.
-        let message_id = match obj.remove("messageId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                return Err(FrameError::new(
-                    ErrorCode::InvalidFrame,
-                    format!("'messageId' must be a string, got {}", json_kind(&other)),
-                ))
-            }
-        };
-        let with_id = |e: FrameError| e.with_message_id(message_id.clone());
-
-        let value = match obj.remove("value") {
-            None => return Err(with_id(FrameError::new(ErrorCode::InvalidFrame, "the record has no 'value' object"))),
-            Some(v) => formatted(v, "value")
-                .and_then(|inner| encode_opt(self.val_type, inner, ErrorCode::InvalidValue, "value"))
-                .map_err(with_id)?,
-        };
-        let key = match obj.remove("key") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let inner = formatted(v, "key").map_err(with_id)?;
-                match (self.key_type, inner) {
-                    (_, Value::Null) => None,
-                    (Some(kt), inner) => encode_opt(kt, inner, ErrorCode::InvalidKey, "key").map_err(with_id)?,
-                    (None, _) => {
-                        return Err(with_id(FrameError::new(
-                            ErrorCode::InvalidKey,
-                            "the record has a key but the socket was opened without 'keyType'",
-                        )))
-                    }
-                }
-            }
-        };
-        let headers = match obj.remove("headers") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(v) => headers(v).map_err(with_id)?,
-        };
-        Ok(ProducerRecord { key, value, headers, message_id })
-    }
-}
-
-/// Unwraps `{"value": ..., "format": ...}`, checking `format` names a format type when present.
-/// As in the reference, the socket's type decides the encoding, not `format`.
-fn formatted(v: Value, field: &str) -> Result<Value, FrameError> {
-    let Value::Object(mut obj) = v else {
-        return Err(FrameError::new(
-            ErrorCode::InvalidFrame,
-            format!("'{field}' must be an object {{\"value\", \"format\"}}, got {}", json_kind(&v)),
-        ));
-    };
-    match obj.remove("format") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(name)) => {
-            name.parse::<FormatType>().map_err(|e| FrameError::new(ErrorCode::InvalidFormat, e.to_string()))?;
-        }
-        Some(other) => {
-            return Err(FrameError::new(
-                ErrorCode::InvalidFormat,
-                format!("'{field}.format' must be a string, got {}", json_kind(&other)),
-            ))
-        }
-    }
-    Ok(obj.remove("value").unwrap_or(Value::Null))
-}
-
-fn encode_opt(format: FormatType, v: Value, code: ErrorCode, field: &str) -> Result<Option<Vec<u8>>, FrameError> {
-    if v.is_null() {
-        return Ok(None);
-    }
-    format.encode(&v).map(Some).map_err(|e| FrameError::new(code, format!("'{field}' does not match its type: {e}")))
-}
-
-fn headers(v: Value) -> Result<Vec<Header>, FrameError> {
-    let bad = |what: String| FrameError::new(ErrorCode::InvalidFrame, format!("'headers' {what}"));
-    let Value::Array(items) = v else {
-        return Err(bad(format!("must be an array of {{\"key\", \"value\"}}, got {}", json_kind(&v))));
-    };
-    items
-        .into_iter()
-        .map(|item| {
-            let Value::Object(mut h) = item else {
-                return Err(bad(format!("entries must be objects, got {}", json_kind(&item))));
-            };
-            let key = match h.remove("key") {
-                Some(Value::String(k)) => k,
-                _ => return Err(bad("entries need a string 'key'".to_owned())),
-            };
-            let value = match h.remove("value") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.into_bytes()),
-                Some(other) => {
-                    return Err(bad(format!("value of '{key}' must be a string, got {}", json_kind(&other))))
-                }
-            };
-            Ok((key, value))
-        })
-        .collect()
 }
 
 /// The result of one record Kafka acknowledged.
@@ -347,6 +236,32 @@ mod tests {
             ProduceFrame::Single(Err(e)) => assert_eq!(e.code, ErrorCode::InvalidFrame),
             other => panic!("expected one error, got {} answers", other.len()),
         }
+    }
+
+    /// M5: the visitor parser writes `json` values exactly as a `serde_json::Value` did (sorted
+    /// keys, the last duplicate wins, numbers as f64/i64/u64) and fails where it failed.
+    #[test]
+    fn json_values_and_errors_match_the_value_parser() {
+        let d = RecordDecoder { key_type: Some(FormatType::Json), val_type: FormatType::Json };
+        let value = r#"{"b":1,"a":[1.50,-2,{"d":null,"c":"\u00e9"}],"b":1e2}"#;
+        let r = single(d, &format!(r#"{{"key":{{"value":[{{"z":0,"y":1}}]}},"value":{{"value":{value}}}}}"#)).unwrap();
+        let expected = serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(value).unwrap()).unwrap();
+        assert_eq!(r.value.unwrap(), expected);
+        assert_eq!(r.key.as_deref(), Some(&br#"[{"y":1,"z":0}]"#[..]));
+        for text in ["[".repeat(200), format!("{{\"value\":{{\"value\":{}}}}}", "[".repeat(130)), "[1e400]".to_owned()]
+        {
+            let want = serde_json::from_str::<serde_json::Value>(&text).unwrap_err().to_string();
+            let e = single(d, &text).unwrap_err();
+            assert_eq!((e.code, e.message), (ErrorCode::InvalidJson, format!("the frame is not valid JSON: {want}")));
+        }
+    }
+
+    /// M5: an array over the limit is refused with its full count, without keeping its records.
+    #[test]
+    fn oversized_arrays_are_counted_to_the_end() {
+        let frame = format!("[{}]", vec![r#"{"a":0}"#; 5000].join(","));
+        let e = single(STRINGS, &frame).unwrap_err();
+        assert_eq!(e.message, "an array frame holds at most 1000 records, this one has 5000");
     }
 
     #[test]

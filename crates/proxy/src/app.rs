@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -103,7 +102,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(t) => {
             let server = tls::server_config(&t.certificate_pem, &t.private_key_pem).map_err(StartError::Tls)?;
             let addr = SocketAddr::new(t.bind_interface, t.port);
-            let tcp = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+            let tcp =
+                server::bind(addr, config.server.listen_backlog).map_err(|source| StartError::Bind { addr, source })?;
             Some(tls::TlsListener::new(tcp, server).map_err(StartError::Serve)?)
         }
     };
@@ -112,7 +112,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None
     } else {
         let addr = SocketAddr::new(config.server.bind_interface, config.server.port);
-        Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?)
+        Some(server::bind(addr, config.server.listen_backlog).map_err(|source| StartError::Bind { addr, source })?)
     };
     let addr = match &listener {
         Some(l) => l.local_addr().map_err(StartError::Serve)?,
@@ -122,7 +122,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
         Some(a) => {
             let addr = SocketAddr::new(a.bind_interface, a.port);
-            let tcp = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+            let tcp =
+                server::bind(addr, config.server.listen_backlog).map_err(|source| StartError::Bind { addr, source })?;
             Some(match &config.server.tls {
                 None => AdminListener::Plain(tls::PlainListener(tcp)),
                 Some(t) => {

@@ -269,41 +269,61 @@ async fn producer_sessions_require_an_instance_id() {
     assert_eq!(recv_json(&mut ws).await["offset"], 0);
 }
 
+/// Issue 14, item 4: the client pipelines far more frames than the proxy reads before the stop
+/// (20,000), so the proxy closes with input unread. It used to close the TCP socket at once,
+/// which sends RST, and the client's kernel discarded the last answers and the close frame.
+/// Now every answer the proxy sent and its 1001 reach the client.
 #[tokio::test]
 async fn sigterm_answers_in_flight_records_then_closes_with_1001() {
     let mut proxy = Proxy::start(&[]).await;
     let topic = unique("shutdown");
     create_topic(&topic, 1).await;
     let mut consumer = connect(&proxy.url(&format!("/socket/out?clientId=sd&topic={topic}"))).await;
-    let mut ws = connect(&produce_url(&proxy, &topic, "")).await;
-    let n = 2000;
-    for i in 0..n {
-        ws.feed(Message::Text(record(None, &format!("v{i}"), Some(&i.to_string())).into())).await.unwrap();
-    }
-    ws.flush().await.unwrap();
+    let ws = connect(&produce_url(&proxy, &topic, "")).await;
+    let (mut sink, mut ws) = ws.split();
+    let n = 20_000;
+    // The writer runs beside the reader: the proxy stops reading while it has too much in
+    // flight, and a client that only wrote would then never read an answer.
+    let writer = tokio::spawn(async move {
+        for i in 0..n {
+            let frame = Message::Text(record(None, &format!("v{i}"), Some(&i.to_string())).into());
+            if sink.feed(frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.flush().await;
+    });
     // Wait for the first answer so the proxy has read some of the frames.
-    let first = recv_json(&mut ws).await;
+    let first = ws.next().await.expect("an answer").expect("an answer");
+    let first: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
     assert_eq!(first["clientMessageId"], "0");
     let pid = proxy.pid();
     std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     let mut answered = 1;
     let mut close_code = None;
-    while let Some(Ok(m)) = ws.next().await {
+    let mut ended = None;
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("no stall") {
         match m {
-            Message::Text(t) => {
+            Ok(Message::Text(t)) => {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 assert_eq!(v["clientMessageId"], answered.to_string(), "answers stay in order");
                 assert!(v["offset"].is_number(), "{v}");
                 answered += 1;
             }
-            Message::Close(f) => {
+            Ok(Message::Close(f)) => {
                 close_code = f.map(|f| u16::from(f.code));
                 break;
             }
-            _ => {}
+            Ok(_) => {}
+            Err(e) => {
+                ended = Some(e.to_string());
+                break;
+            }
         }
     }
-    assert_eq!(close_code, Some(1001), "closed with 1001 after {answered} answers");
+    writer.abort();
+    eprintln!("{answered} of {n} pipelined frames answered before the 1001");
+    assert_eq!(close_code, Some(1001), "closed with 1001 after {answered} answers (read ended with {ended:?})");
     // The consume socket closes with 1001 too, after the records it was sending.
     let mut consumer_close = None;
     while let Some(Ok(m)) = consumer.next().await {

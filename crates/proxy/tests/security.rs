@@ -206,11 +206,11 @@ async fn per_socket_kafka_credentials_apply_the_users_acls() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = proxy.log_text();
     let closed =
-        log.lines().find(|l| l.contains("socket closed") && l.contains("client_id=alice")).expect("close line");
+        log.lines().find(|l| l.contains("socket closed") && l.contains("client_id=\"alice\"")).expect("close line");
     for field in ["direction=in", "topic=acl-ok", "remote=127.0.0.1:", "duration_ms=", "records=2", "close_code=1000"] {
         assert!(closed.contains(field), "{field} missing in: {closed}");
     }
-    assert!(log.lines().any(|l| l.contains("socket opened") && l.contains("client_id=alice")));
+    assert!(log.lines().any(|l| l.contains("socket opened") && l.contains("client_id=\"alice\"")));
     // No secret in the (debug) log of the whole run.
     for secret in ["admin-secret", "alice-secret", "not-her-password", &BASE64.encode("alice:alice-secret")] {
         assert!(!log.contains(secret), "{secret} appears in the log");

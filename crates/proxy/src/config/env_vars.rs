@@ -560,6 +560,13 @@ pub const ENV_VARS: &[EnvVar] = &[
         help: "time to send a request's headers (slowloris guard); closed without an answer",
     },
     EnvVar {
+        name: "WSPROXY_LISTEN_BACKLOG",
+        key: "server.listen-backlog",
+        secret: false,
+        default: "1024",
+        help: "accept queue of each listener (connections the kernel holds before they are accepted)",
+    },
+    EnvVar {
         name: "WSPROXY_SOCKET_IDLE_TIMEOUT",
         key: "server.websocket.idle-timeout",
         secret: false,

@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub admin: Option<AdminConfig>,
     /// A client has this long to send a request's headers (slowloris guard).
     pub header_read_timeout: Duration,
+    /// Accept queue of each listener (`listen(2)` backlog; the kernel caps it at
+    /// `net.core.somaxconn`). The old 128 dropped SYNs when 1,000 clients connected at once.
+    pub listen_backlog: u32,
     /// Whether `/socket/echo` is served.
     pub echo_enabled: bool,
     /// Whether the browser console is served at `/console` (its own origin may then open
@@ -587,6 +590,7 @@ impl Config {
                     .map(str::to_owned)
                     .collect(),
                 header_read_timeout: r.duration("WSPROXY_HTTP_HEADER_READ_TIMEOUT"),
+                listen_backlog: r.parse("WSPROXY_LISTEN_BACKLOG", "a number"),
                 echo_enabled: r.boolean("WSPROXY_ECHO_ENABLED"),
                 console_enabled: r.boolean("WSPROXY_CONSOLE_ENABLED"),
             },
@@ -646,6 +650,14 @@ impl Config {
             warnings: confluent_monitoring_warning(vars).into_iter().collect(),
             metrics_max_topic_labels: r.parse("WSPROXY_METRICS_MAX_TOPIC_LABELS", "a number"),
         };
+        if config.server.basic_auth.is_some() && config.server.allowed_origins.is_empty() {
+            // L5: browsers resend cached Basic credentials, so any web page can open sockets.
+            config.warnings.push(
+                "Basic auth is on and WSPROXY_ALLOWED_ORIGINS is empty: a web page on any site can open sockets \
+                 with a browser's cached credentials (cross-site WebSocket hijacking); list your origins"
+                    .to_owned(),
+            );
+        }
         for (name, zero) in [
             ("WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS", config.producer.max_in_flight_records == 0),
             ("WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES", config.producer.max_in_flight_bytes == 0),
@@ -653,6 +665,7 @@ impl Config {
             ("WSPROXY_WS_MAX_FRAME_SIZE", config.socket.max_frame_bytes == 0),
             ("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", config.socket.keep_alive.is_zero()),
             ("WSPROXY_HTTP_HEADER_READ_TIMEOUT", config.server.header_read_timeout.is_zero()),
+            ("WSPROXY_LISTEN_BACKLOG", config.server.listen_backlog == 0),
             ("WSPROXY_SOCKET_IDLE_TIMEOUT", config.socket.idle_timeout.is_zero()),
             ("WSPROXY_CH_AUTOCOMMIT_INTERVAL", config.consumer.commit_auto_interval.is_zero()),
             ("WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT", config.sessions.init_timeout.is_zero()),
@@ -931,13 +944,28 @@ fn client_properties(r: &mut Reader<'_>, kind: ClientKind) -> Vec<(&'static str,
     out
 }
 
+/// A TOML syntax error without the snippet of the offending line the toml crate prints (L8):
+/// that line may hold a password (JAAS, keystore, Basic auth). Line and column say where.
+fn toml_error(path: &std::path::Path, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().lines().next().unwrap_or("invalid TOML").trim_end_matches('.');
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+            format!("--config {}: TOML parse error at line {line}, column {column}: {message}", path.display())
+        }
+        None => format!("--config {}: TOML parse error: {message}", path.display()),
+    }
+}
+
 /// Reads a `--config` TOML file into variables keyed by their `WSPROXY_*` names, so that the
 /// environment can override it. Keys are the Scala proxy's HOCON paths (an optional
 /// `kafka.ws.proxy.` prefix is dropped); unknown keys and non-scalar values are errors, except
 /// the arrays of tables of client-specific limits.
 pub fn read_toml(path: &std::path::Path) -> Result<HashMap<String, String>, Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| vec![format!("--config {}: {e}", path.display())])?;
-    let table: toml::Table = text.parse().map_err(|e| vec![format!("--config {}: {e}", path.display())])?;
+    let table: toml::Table = text.parse().map_err(|e| vec![toml_error(path, &text, &e)])?;
     let mut flat = Vec::new();
     let root = toml::Value::Table(table);
     flatten("", &root, &mut flat);

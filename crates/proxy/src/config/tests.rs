@@ -364,5 +364,54 @@ fn m9_admin_allowed_users_need_authentication_and_an_open_admin_api_is_warned_ab
     ])
     .unwrap();
     assert_eq!(c.server.admin.unwrap().allowed_users, vec!["ops".to_owned(), "u".to_owned()]);
+    assert!(!c.warnings.iter().any(|w| w.contains("without authentication")), "{:?}", c.warnings);
+}
+
+/// Issue 14, item 3: the listeners' accept backlog is 1024 unless configured, never 0.
+#[test]
+fn listen_backlog_defaults_to_1024_and_is_configurable() {
+    let load = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1")];
+        pairs.extend_from_slice(extra);
+        Config::load(&vars(&pairs), &Overrides::default(), true)
+    };
+    assert_eq!(load(&[]).unwrap().server.listen_backlog, 1024);
+    assert_eq!(load(&[("WSPROXY_LISTEN_BACKLOG", "4096")]).unwrap().server.listen_backlog, 4096);
+    let errors = load(&[("WSPROXY_LISTEN_BACKLOG", "0")]).unwrap_err();
+    assert_eq!(errors, vec!["WSPROXY_LISTEN_BACKLOG: must be greater than zero".to_owned()]);
+}
+
+/// L5: Basic auth without an Origin allow-list warns at start (cached browser credentials).
+#[test]
+fn basic_auth_without_an_origin_allow_list_warns() {
+    let basic = [
+        ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+        ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+        ("WSPROXY_BASIC_AUTH_REALM", "r"),
+        ("WSPROXY_BASIC_AUTH_USERNAME", "u"),
+        ("WSPROXY_BASIC_AUTH_PASSWORD", "p"),
+    ];
+    let c = Config::load(&vars(&basic), &Overrides::default(), true).unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("WSPROXY_ALLOWED_ORIGINS")), "{:?}", c.warnings);
+    let mut listed = basic.to_vec();
+    listed.push(("WSPROXY_ALLOWED_ORIGINS", "https://app.example.com"));
+    let c = Config::load(&vars(&listed), &Overrides::default(), true).unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// L8: a TOML syntax error names the line and column but never echoes the line (a password).
+#[test]
+fn toml_syntax_errors_do_not_echo_the_offending_line() {
+    let dir = std::env::temp_dir().join(format!("wsproxy-toml-l8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[kafka-client]\nbootstrap-hosts = \"h:1\"\n[server.basic-auth]\npassword = \"hunter2-secret\n",
+    )
+    .unwrap();
+    let errors = read_toml(&bad).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("TOML parse error at line 4"), "{}", errors[0]);
+    assert!(!errors[0].contains("hunter2"), "the secret leaked: {}", errors[0]);
 }

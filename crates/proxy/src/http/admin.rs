@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/consumer-group/{group}/offsets/delete/{topic}", delete(delete_offsets))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { empty(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(axum::middleware::from_fn(require_json_writes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::require_auth))
         .layer(axum::middleware::from_fn(super::count_requests))
@@ -85,6 +86,27 @@ async fn require_admin(
     let subject = token.and_then(|t| t.subject.as_deref()).unwrap_or("-");
     tracing::warn!(subject = ?subject, path = req.uri().path(), "admin API call refused: the caller is not in WSPROXY_ADMIN_ALLOWED_USERS");
     ApiError::Forbidden("The authenticated user is not allowed to use the admin API.".to_owned()).into_response()
+}
+
+/// L5: writes (`POST`, `PUT`) must say `Content-Type: application/json`. A web page can send
+/// a cross-site `text/plain` POST without a CORS preflight, and a browser adds its cached Basic
+/// credentials; `application/json` needs a preflight, which this API never grants.
+async fn require_json_writes(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let write = matches!(*req.method(), axum::http::Method::POST | axum::http::Method::PUT);
+    let json = req
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if write && !json {
+        tracing::warn!(method = %req.method(), "admin write refused: its Content-Type is not application/json");
+        return json_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message_body("Admin writes need the header 'Content-Type: application/json'."),
+        );
+    }
+    next.run(req).await
 }
 
 /// A status with an empty `application/json` body, as the reference answers.

@@ -143,7 +143,7 @@ pub async fn consume(
     let consumer = state.kafka.consumer(&p, creds.as_ref(), lag.clone()).await.map_err(|e| match e {
         ConsumerError::Refused(refused) => probe_error(refused),
         ConsumerError::Kafka(e) => {
-            tracing::warn!(error = %e, group = %p.group_id, "could not create a consumer");
+            tracing::warn!(error = %e, group = ?p.group_id, "could not create a consumer");
             ApiError::Internal(format!(
                 "An unexpected error occurred when trying to establish the WebSocket consumer {} in session {}.",
                 p.client_id, p.group_id
@@ -315,9 +315,16 @@ fn admit(state: &AppState, remote: std::net::SocketAddr) -> Result<Slot, ApiErro
 
 /// Cross-site WebSocket hijacking guard: with `WSPROXY_ALLOWED_ORIGINS` set, a browser's
 /// `Origin` must match one entry exactly. Clients without an `Origin` (not browsers) pass.
+/// A request with two `Origin` headers is refused (400) whatever the list: judging it by one
+/// of them would let the other pass unchecked (RFC 6454 7.3: at most one).
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let allowed = &state.config.server.allowed_origins;
-    let Some(origin) = headers.get(axum::http::header::ORIGIN) else { return Ok(()) };
+    let mut origins = headers.get_all(axum::http::header::ORIGIN).iter();
+    let Some(origin) = origins.next() else { return Ok(()) };
+    if origins.next().is_some() {
+        metrics::auth_failure("origin_repeated");
+        return Err(ApiError::BadRequest("A request may carry at most one Origin header.".to_owned()));
+    }
     if allowed.is_empty() {
         return Ok(());
     }

@@ -5,8 +5,10 @@
 //! big for the codec, 1011 a Kafka failure the proxy cannot recover from.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use axum::extract::ws::CloseFrame;
+use axum::extract::ws::{CloseFrame, Message};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 
 fn frame(code: u16, reason: &str) -> CloseFrame {
     CloseFrame { code, reason: reason.into() }
@@ -95,4 +97,58 @@ pub fn for_read_error(e: axum::Error) -> Option<CloseFrame> {
         },
         _ => None,
     }
+}
+
+/// How long a closing socket may take to send its close frame and read the client's answer.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a socket's input ended after the server sent its close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// The client answered with its close frame: nothing is left unread.
+    ClientClose,
+    /// The connection ended (or failed) on the client's side.
+    Eof,
+    /// The client neither answered nor stopped sending within [`CLOSE_TIMEOUT`].
+    TimedOut,
+}
+
+/// Ends a socket, the one close path of every socket kind (produce, transactional, consume,
+/// echo): sends `frame`, then reads and discards what the client still sends until its close
+/// frame, the end of the stream or [`CLOSE_TIMEOUT`].
+///
+/// Why drain (issue 14, item 4): closing a TCP socket with unread input sends RST instead of
+/// FIN, and an RST makes the client's kernel discard every byte it had not read yet: the last
+/// answers and the close frame. A client that pipelined thousands of frames always has some
+/// the proxy never read. Reading until the client's close frame leaves nothing unread, so the
+/// connection ends with FIN and the client reads everything; the connection loop
+/// ([`crate::http::server`]) then half-closes and waits for the client's EOF.
+pub async fn finish<T, R>(tx: &mut T, rx: &mut R, frame: Option<CloseFrame>) -> Drained
+where
+    T: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+    let sent = tokio::time::timeout_at(deadline, async {
+        let _ = tx.send(Message::Close(frame)).await;
+        let _ = tx.close().await;
+    })
+    .await;
+    let outcome = if sent.is_err() {
+        Drained::TimedOut
+    } else {
+        tokio::time::timeout_at(deadline, async {
+            loop {
+                match rx.next().await {
+                    Some(Ok(Message::Close(_))) => break Drained::ClientClose,
+                    Some(Ok(_)) => {}
+                    None | Some(Err(_)) => break Drained::Eof,
+                }
+            }
+        })
+        .await
+        .unwrap_or(Drained::TimedOut)
+    };
+    crate::telemetry::metrics::close_drained(outcome);
+    outcome
 }

@@ -47,9 +47,6 @@ const MAX_FRAMES_PER_FLUSH: usize = 256;
 /// first record), so that a large `batchSize` of large records stays within the write buffer.
 const MAX_BYTES_PER_FLUSH: usize = 1024 * 1024;
 
-/// How long the close handshake may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// How long the socket waits for its consumer's final commit and group leave.
 const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -286,11 +283,7 @@ pub async fn run<S>(
     let frame = close_frame.unwrap_or(CloseFrame { code: 1000, reason: "".into() });
     stats.closing(frame.code);
     drop(stats);
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        let _ = tx.send(Message::Close(Some(frame))).await;
-        let _ = tx.close().await;
-    })
-    .await;
+    close::finish(&mut tx, &mut rx, Some(frame)).await;
     // The connection ends now, not after the consumer's close below.
     drop((tx, rx));
     let topic = settings.topic.clone();

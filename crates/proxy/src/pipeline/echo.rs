@@ -67,11 +67,7 @@ where
         }
         last_sent = Instant::now();
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = tx.send(Message::Close(frame)).await;
-        let _ = tx.close().await;
-    })
-    .await;
+    close::finish(&mut tx, &mut rx, frame).await;
 }
 
 /// The produce socket's answer to a frame over `WSPROXY_WS_MAX_FRAME_SIZE`.

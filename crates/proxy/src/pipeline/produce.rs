@@ -103,11 +103,7 @@ where
         // bounded so that a client that stopped reading cannot hold it.
         if !reading && pending.is_empty() {
             stats.closing(close_frame.as_ref().map_or(1000, |f| f.code));
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                let _ = tx.send(Message::Close(close_frame.take())).await;
-                let _ = tx.close().await;
-            })
-            .await;
+            close::finish(&mut tx, &mut rx, close_frame.take()).await;
             return;
         }
         let now = std::time::Instant::now();
@@ -204,7 +200,7 @@ where
             Ok(()) = changes.changed() => {
                 let now_rate = settings.limits.producer_messages_per_second(&producer_id);
                 if now_rate != rate_per_second {
-                    tracing::info!(producer = %producer_id, from = ?rate_per_second, to = ?now_rate, "messages-per-second changed on an open socket");
+                    tracing::info!(producer = ?producer_id, from = ?rate_per_second, to = ?now_rate, "messages-per-second changed on an open socket");
                     rate_per_second = now_rate;
                     rate = rate_limit(now_rate);
                 }

@@ -127,8 +127,8 @@ impl SocketMetrics {
     pub fn open(direction: Direction, topic: &str, identity: SocketIdentity) -> SocketMetrics {
         tracing::info!(
             direction = %direction.label(),
-            client_id = %identity.client_id,
-            group = %identity.group.as_deref().unwrap_or("-"),
+            client_id = ?identity.client_id,
+            group = ?identity.group.as_deref().unwrap_or("-"),
             topic,
             remote = %identity.remote,
             "socket opened"
@@ -188,8 +188,8 @@ impl Drop for SocketMetrics {
         let dir = self.direction.label();
         tracing::info!(
             direction = %dir,
-            client_id = %self.identity.client_id,
-            group = %self.identity.group.as_deref().unwrap_or("-"),
+            client_id = ?self.identity.client_id,
+            group = ?self.identity.group.as_deref().unwrap_or("-"),
             topic = %self.topic,
             remote = %self.identity.remote,
             duration_ms = self.opened.elapsed().as_millis() as u64,
@@ -214,6 +214,24 @@ pub fn produce_ack(latency: Duration) {
 /// A request refused for its credentials; `reason` is a fixed word, never the credential.
 pub fn auth_failure(reason: &'static str) {
     counter!("wsproxy_auth_failures_total", "reason" => reason).increment(1);
+}
+
+/// How a closing socket's input ended (`client_close`, `eof`, `timed_out`). A timeout means
+/// the client did not answer the close frame within 5 s while still sending: the proxy
+/// closed with input unread, so the client may have lost the last answers (an RST).
+pub fn close_drained(outcome: crate::pipeline::close::Drained) {
+    use crate::pipeline::close::Drained;
+    let label = match outcome {
+        Drained::ClientClose => "client_close",
+        Drained::Eof => "eof",
+        Drained::TimedOut => "timed_out",
+    };
+    if outcome == Drained::TimedOut {
+        tracing::warn!(
+            "a closing socket's client did not answer the close frame within 5 s; closing with input unread"
+        );
+    }
+    counter!("wsproxy_socket_close_drains_total", "outcome" => label).increment(1);
 }
 
 /// A socket refused by a connection limit (`node_limit` or `per_ip_limit`).
