@@ -210,12 +210,16 @@ impl ClientContext for SocketConsumerContext {
 
 impl ConsumerContext for SocketConsumerContext {
     // Runs on the socket's task, inside its poll of the stream.
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mine = |tpl: &TopicPartitionList| -> Vec<i32> {
             tpl.elements().into_iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
         };
         let mut r = self.revoked.lock().expect("revoked list is never poisoned");
         match rebalance {
+            // A lost assignment (session timeout, max.poll.interval.ms) may come back in the
+            // next assignment after another member owned it and committed further meanwhile
+            // (a flag read in librdkafka, no op round trip).
+            Rebalance::Revoke(tpl) if consumer.assignment_lost() => r.lost.extend(mine(tpl)),
             Rebalance::Revoke(tpl) => r.pending.extend(mine(tpl)),
             // Kept through the rebalance when assigned back at once (no one else had it).
             Rebalance::Assign(tpl) => {
@@ -241,7 +245,8 @@ impl ConsumerContext for SocketConsumerContext {
                     assigned.remove(&p);
                 }
             }
-            Rebalance::Error(_) => {}
+            // rdkafka's default handler unassigns everything after a rebalance error.
+            Rebalance::Error(_) => assigned.clear(),
         }
     }
 
@@ -768,15 +773,16 @@ impl Kafka {
         for (k, v) in &self.inner.consumer_properties {
             cfg.set(*k, v);
         }
+        // Before any client is made for them (fromTimestamp's helper included).
+        if let Some(c) = creds {
+            self.refused_recently(c).map_err(ConsumerError::Refused)?;
+        }
         if let Some(ts) = params.from_timestamp {
             let cfg = cfg.clone();
             let (topic, ts) = (params.topic.clone(), ts);
             tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts))
                 .await
                 .expect("start-offset task never panics")?;
-        }
-        if let Some(c) = creds {
-            self.refused_recently(c).map_err(ConsumerError::Refused)?;
         }
         let context = SocketConsumerContext {
             topic: params.topic.clone(),

@@ -175,7 +175,10 @@ impl SchemaRegistry {
         let (status, body) = self.request(Method::GET, &format!("/schemas/ids/{id}"), None).await?;
         match status {
             200 => {}
-            404 => return Err(RegistryError::UnknownSchema(id)),
+            // Only the registry's own "not found" (a JSON body with an `error_code`, as
+            // Confluent's and Apicurio's send) means the id is unknown: a 404 page of a gateway
+            // in front of a registry that is down is "could not ask", never a bad record.
+            404 if is_registry_error(&body) => return Err(RegistryError::UnknownSchema(id)),
             _ => return Err(refused(status, &body)),
         }
         #[derive(serde::Deserialize)]
@@ -184,8 +187,8 @@ impl SchemaRegistry {
             schema: String,
             schema_type: Option<String>,
         }
-        let answer: Answer = serde_json::from_slice(&body)
-            .map_err(|e| RegistryError::BadSchema { id, reason: format!("unexpected answer: {e}") })?;
+        // A 200 that is not the registry's JSON (a gateway's page) is "could not ask" too.
+        let answer: Answer = serde_json::from_slice(&body).map_err(|_| refused(status, &body))?;
         if let Some(t) = answer.schema_type.filter(|t| !t.eq_ignore_ascii_case("AVRO")) {
             return Err(RegistryError::BadSchema { id, reason: format!("it is a {t} schema") });
         }
@@ -261,6 +264,11 @@ impl SchemaRegistry {
     }
 }
 
+/// An error answer of a schema registry itself: `{"error_code": 40403, "message": ...}`.
+fn is_registry_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("error_code").is_some_and(|c| c.is_i64()))
+}
+
 fn refused(status: u16, body: &[u8]) -> RegistryError {
     let mut text = String::from_utf8_lossy(body).into_owned();
     text.truncate(200);
@@ -310,5 +318,16 @@ mod tests {
         assert!(c.get(1).is_none());
         assert!(c.get(2).is_some() && c.get(3).is_some());
         assert_eq!(c.map.len(), 2);
+    }
+
+    /// H1 (found in review): a gateway's 404 page or a 200 that is not the registry's JSON,
+    /// while the registry behind it is down, is "could not ask" (the record is held), never
+    /// "unknown schema" (the record would be committed as a DECODE_ERROR).
+    #[test]
+    fn h1_only_the_registrys_own_not_found_means_an_unknown_schema() {
+        assert!(is_registry_error(br#"{"message":"No content with id 9","error_code":40403}"#));
+        assert!(!is_registry_error(b"<html><body>404 Not Found</body></html>"));
+        assert!(!is_registry_error(br#"{"message":"no route"}"#));
+        assert!(matches!(refused(200, b"<html>"), RegistryError::Refused { status: 200, .. }));
     }
 }
