@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::kafka::state_log::{StateLog, StateLogError, StateLogSettings};
+use crate::kafka::state_log::{self, StateLog, StateLogError, StateLogSettings};
 use crate::kafka::Kafka;
 pub use model::{Instance, Kind, Refusal, Session};
 
@@ -299,7 +299,7 @@ impl Sessions {
                         None
                     }
                 });
-                (session, Some(entry.offset))
+                (session, state_log::based_on(Some(&entry)))
             }
         }
     }
