@@ -3,7 +3,8 @@
 //!
 //! Every node reads the same records in the same order. A record this proxy writes carries the
 //! header `wsproxy.based-on`: the offset of the key's accepted record it replaces (`-1`: the key
-//! had none). A reader accepts it only if that is still the key's accepted record. When two
+//! had none, or only a tombstone, which compaction removes in time). A reader accepts it only if
+//! that is still the key's accepted record (`-1` also over a tombstone). When two
 //! nodes write the same key from the same state, the first in the log wins on every node and
 //! the other learns it lost when it reads its own record back (it then decides again from the
 //! new state). Records without the header (Scala nodes) are accepted as they come: last writer
@@ -331,9 +332,11 @@ impl Reader {
     }
 }
 
-/// The `based-on` offset a change of a key must carry, given the key's accepted record.
+/// The `based-on` offset a change of a key must carry, given the key's accepted record. A
+/// tombstone counts as no record (`None`, written as `-1`): compaction removes tombstones, and a
+/// node that started after that never saw it, so both must write and accept alike (M2).
 pub fn based_on(current: Option<&Entry>) -> Option<i64> {
-    current.map(|e| e.offset)
+    current.filter(|e| e.value.is_some()).map(|e| e.offset)
 }
 
 /// Applies one record to the map if its `based_on` is still the key's accepted record;
@@ -347,7 +350,9 @@ fn apply_record(
 ) -> bool {
     let accept = match (based_on, map.get(key)) {
         (None, _) | (Some(_), None) => true,
-        (Some(b), Some(current)) => b == current.offset,
+        // A tombstone is a missing key: `-1` is accepted as on a node that never saw it (and
+        // its own offset, written by nodes from before this rule).
+        (Some(b), Some(current)) => b == current.offset || (b == -1 && current.value.is_none()),
     };
     if accept {
         map.insert(key.to_owned(), Entry { offset, value: value.map(Arc::from) });
