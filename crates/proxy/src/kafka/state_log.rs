@@ -110,6 +110,10 @@ impl StateLog {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
+            // A write fails within the load timeout when the state partition is unavailable,
+            // not after librdkafka's default of 5 minutes while the upgrade waits (L1); a failed
+            // removal is retried by the node's sweep.
+            .set("message.timeout.ms", s.load_timeout.as_millis().clamp(1, i32::MAX as u128).to_string())
             .set("allow.auto.create.topics", "false");
         let producer: FutureProducer = producer_cfg.create()?;
         let mut consumer_cfg = kafka.inner.base.clone();
@@ -449,6 +453,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         let outcome = tokio::time::timeout(Duration::from_secs(60), log.write_if("g", None, Some(0))).await;
         let took = t0.elapsed();
+        println!("with Kafka down, a state write failed after {took:?} (load timeout {load_timeout:?})");
         assert!(matches!(outcome, Ok(Err(StateLogError::Kafka(_)))), "{outcome:?} after {took:?}");
         assert!(took < load_timeout + Duration::from_secs(5), "the write failed only after {took:?}");
         log.close().await;
