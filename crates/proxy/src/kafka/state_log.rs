@@ -369,9 +369,30 @@ fn apply_record(
     accept
 }
 
-/// The value of the last header named `name`.
+/// The value of the last header named `name`, read one header at a time.
+///
+/// rdkafka's `Headers::iter`, `get` and `try_get` `unwrap()` the key as UTF-8, so any client
+/// that writes a header key that is not UTF-8 would panic the reader thread (M3; every join
+/// then answered 503 until restart). The crate forbids `unsafe`, so the raw
+/// `rd_kafka_header_get_all` is out of reach: each header is read under `catch_unwind`, and one
+/// that panics is skipped (it cannot be one of ours). rdkafka's panic message still reaches
+/// stderr; the warning below says what it was.
 fn header_value(headers: &rdkafka::message::BorrowedHeaders, name: &str) -> Option<Vec<u8>> {
-    headers.iter().filter(|h| h.key == name).last().and_then(|h| h.value).map(<[u8]>::to_vec)
+    let mut found = None;
+    for idx in 0..headers.count() {
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            headers.try_get(idx).filter(|h| h.key == name).map(|h| h.value.map(<[u8]>::to_vec))
+        }));
+        match read {
+            Ok(Some(value)) => found = value,
+            Ok(None) => {}
+            Err(_) => {
+                crate::telemetry::metrics::session_state_unreadable_header();
+                tracing::warn!(header = idx, "a session-state record has a header key that is not UTF-8; skipped it");
+            }
+        }
+    }
+    found
 }
 
 /// Start time in nanoseconds: with the pid, tells this process from earlier ones of the node.
