@@ -543,7 +543,7 @@ async fn l2_a_draining_produce_socket_keeps_its_connection_slot() {
     assert!(body.contains("open sockets from"), "{body}");
 
     let (_again, took) = connect_eventually(&url, Duration::from_secs(45)).await;
-    println!("the slot was free {took:?} after the Close (linger 15 s)");
+    println!("the connection slot was free again {took:?} after the refusal (when the task ended)");
     // The record the socket drained landed, read with the independent client.
     assert_eq!(read_back(&topic, 1, "string", "string")[0]["value"], "in-flight");
 }
