@@ -32,6 +32,10 @@ use super::Kafka;
 const BASED_ON: &str = "wsproxy.based-on";
 /// Names the node that wrote a record, so that its reader notes whether it was accepted.
 const WRITER: &str = "wsproxy.writer";
+/// The longest a write waits for Kafka's acknowledgement (shorter when the load timeout is):
+/// a join during a state-topic outage answers 503 within 10 s, never minutes (L1). A healthy
+/// cluster acknowledges in milliseconds; a removal that gives up is retried by the sweep.
+const MAX_WRITE_WAIT: Duration = Duration::from_secs(5);
 
 /// Where the log lives and how the reader joins.
 #[derive(Debug, Clone)]
@@ -89,6 +93,8 @@ struct Inner {
     stop: Arc<AtomicBool>,
     reader: Mutex<Option<std::thread::JoinHandle<()>>>,
     load_timeout: Duration,
+    /// How long a write waits for Kafka's acknowledgement.
+    write_timeout: Duration,
 }
 
 impl StateLog {
@@ -112,10 +118,10 @@ impl StateLog {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
-            // A write fails within the load timeout when the state partition is unavailable,
+            // A write fails within the write timeout when the state partition is unavailable,
             // not after librdkafka's default of 5 minutes while the upgrade waits (L1); a failed
             // removal is retried by the node's sweep.
-            .set("message.timeout.ms", s.load_timeout.as_millis().clamp(1, i32::MAX as u128).to_string())
+            .set("message.timeout.ms", write_timeout(&s).as_millis().max(1).to_string())
             .set("allow.auto.create.topics", "false");
         let producer: FutureProducer = producer_cfg.create()?;
         let mut consumer_cfg = kafka.inner.base.clone();
@@ -163,6 +169,7 @@ impl StateLog {
                 stop,
                 reader: Mutex::new(Some(reader)),
                 load_timeout: s.load_timeout,
+                write_timeout: write_timeout(&s),
             }),
         };
         log.sync().await?;
@@ -199,7 +206,7 @@ impl StateLog {
         // librdkafka keeps a message that is in flight past message.timeout.ms until its request
         // fails, so the wait is bounded here too. A record given up on may still land: a join's
         // is then a leftover that the node's sweep removes, a removal's does no harm.
-        let timeout = self.inner.load_timeout;
+        let timeout = self.inner.write_timeout;
         let delivery = self.inner.producer.send(record, Timeout::After(timeout));
         let offset = match tokio::time::timeout(timeout, delivery).await {
             Ok(Ok(delivered)) => delivered.offset,
@@ -341,6 +348,10 @@ impl Reader {
     }
 }
 
+fn write_timeout(s: &StateLogSettings) -> Duration {
+    s.load_timeout.min(MAX_WRITE_WAIT)
+}
+
 /// The `based-on` offset a change of a key must carry, given the key's accepted record. A
 /// tombstone counts as no record (`None`, written as `-1`): compaction removes tombstones, and a
 /// node that started after that never saw it, so both must write and accept alike (M2).
@@ -450,17 +461,17 @@ mod tests {
         }
     }
 
-    /// L1: with Kafka unreachable, a state write (a join's or a removal's) fails within the load
-    /// timeout instead of librdkafka's default delivery timeout of 5 minutes, during which the
-    /// upgrade request hung holding its session's gate.
+    /// L1: with Kafka unreachable, a state write (a join's or a removal's) fails within 10 s
+    /// with the default load timeout (30 s), instead of librdkafka's default delivery timeout
+    /// of 5 minutes, during which the upgrade request hung holding its session's gate.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn l1_a_state_write_in_an_outage_fails_within_the_load_timeout() {
+    async fn l1_a_state_write_in_an_outage_fails_within_10_s() {
         let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
         mock.create_topic("state", 1, 1).expect("topic");
         let vars = [("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".to_owned(), mock.bootstrap_servers())].into_iter().collect();
         let config = crate::config::Config::load(&vars, &crate::config::Overrides::default(), true).expect("config");
         let kafka = Kafka::new(&config).expect("clients");
-        let load_timeout = Duration::from_secs(8);
+        let load_timeout = Duration::from_secs(30);
         let settings = StateLogSettings {
             topic: "state".to_owned(),
             replication_factor: 1,
@@ -481,7 +492,7 @@ mod tests {
         let took = t0.elapsed();
         println!("with Kafka down, a state write failed after {took:?} (load timeout {load_timeout:?})");
         assert!(matches!(outcome, Ok(Err(_))), "{outcome:?} after {took:?}");
-        assert!(took < load_timeout + Duration::from_secs(5), "the write failed only after {took:?}");
+        assert!(took < Duration::from_secs(10), "the write failed only after {took:?}");
         log.close().await;
     }
 
