@@ -75,9 +75,14 @@ impl PrivateBroker {
             .expect("java");
         self.process = Some(child);
         let client: BaseConsumer = ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(180);
+        let deadline = Instant::now() + Duration::from_secs(300);
         while client.fetch_metadata(None, Duration::from_secs(2)).map(|m| m.brokers().len()).unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "the private broker did not answer within 180 s");
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
+                let tail: String =
+                    log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                panic!("the private broker did not answer within 300 s; its log ends:\n{tail}");
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -144,4 +149,7 @@ async fn h4_after_a_kafka_outage_the_nodes_own_slots_are_freed_within_the_node_t
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!("node timeout 6 s: the node's own slot was free {:?} after Kafka's return", back.elapsed());
+    if std::env::var("SHOW_PROXY_LOG").is_ok() {
+        println!("{}", proxy.log_text());
+    }
 }

@@ -69,6 +69,8 @@ struct Inner {
     /// The instances this node's live guards hold, by session: every other instance of this
     /// node in the log is a leftover of a failed write.
     held: Mutex<HashMap<String, Vec<Instance>>>,
+    /// Whether the sweep already warned that it cannot free leftovers yet (warned once per outage).
+    retrying: std::sync::atomic::AtomicBool,
 }
 
 /// Serialises the changes of one session on this node.
@@ -149,6 +151,7 @@ impl Sessions {
                 leaving: TaskTracker::new(),
                 node_timeout: settings.node_timeout,
                 held: Mutex::new(HashMap::new()),
+                retrying: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         let mine = sessions.inner.server_id.clone();
@@ -311,8 +314,12 @@ impl Sessions {
                 "freed session slots of this node that no socket held (a state write had failed)"
             );
         }
-        if let Some(e) = failure {
-            tracing::warn!(left, error = %e, "could not free this node's leftover session slots yet; retrying");
+        match failure {
+            Some(e) if !self.inner.retrying.swap(true, Ordering::AcqRel) => {
+                tracing::warn!(left, error = %e, "could not free this node's leftover session slots yet; retrying every sweep");
+            }
+            Some(e) => tracing::debug!(left, error = %e, "still cannot free this node's leftover session slots"),
+            None => self.inner.retrying.store(false, Ordering::Release),
         }
     }
 
