@@ -122,6 +122,9 @@ impl StateLog {
             // not after librdkafka's default of 5 minutes while the upgrade waits (L1); a failed
             // removal is retried by the node's sweep.
             .set("message.timeout.ms", write_timeout(&s).as_millis().max(1).to_string())
+            // Notice Kafka's return within a second (librdkafka backs off up to 10 s), so that
+            // leftovers of an outage are freed soon after it.
+            .set("reconnect.backoff.max.ms", "1000")
             .set("allow.auto.create.topics", "false");
         let producer: FutureProducer = producer_cfg.create()?;
         let mut consumer_cfg = kafka.inner.base.clone();
@@ -135,6 +138,7 @@ impl StateLog {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10")
             .set("fetch.queue.backoff.ms", "1")
+            .set("reconnect.backoff.max.ms", "1000")
             .set("allow.auto.create.topics", "false");
         let consumer: BaseConsumer = consumer_cfg.create()?;
         consumer.subscribe(&[&s.topic])?;
