@@ -42,7 +42,8 @@ impl PrivateBroker {
              offsets.topic.replication.factor=1\noffsets.topic.num.partitions=1\n\
              transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n\
              share.coordinator.state.topic.replication.factor=1\n\
-             group.initial.rebalance.delay.ms=0\ngroup.min.session.timeout.ms=1000\n",
+             group.initial.rebalance.delay.ms=0\ngroup.min.session.timeout.ms=1000\n\
+             log.cleaner.dedupe.buffer.size=8388608\n",
             dir.display()
         );
         std::fs::write(dir.join("server.properties"), config).unwrap();
