@@ -326,3 +326,224 @@ async fn scala_session_records_are_honoured_and_ours_are_in_the_reference_format
     assert_eq!(records.last().unwrap()["key"], group.as_str());
     drop(ws);
 }
+
+// --- Partial failures of the session state (issue 14: H4, L1, M3) ---------------------------
+
+/// A session topic made by the test (compacted, like the proxy's), so that its configuration
+/// can be changed under the running nodes.
+async fn state_topic() -> String {
+    let state = unique("sessions");
+    create_topic_with(&state, 1, &[("cleanup.policy", "compact")]).await;
+    state
+}
+
+/// Makes every write to the session topic fail, or work again: a lowered `max.message.bytes`
+/// makes the broker refuse each record (MESSAGE_TOO_LARGE, not retried), as an outage longer
+/// than the state producer's delivery timeout ends every write. Only this topic is affected
+/// on the shared broker. Returns once an independent producer sees the new state.
+async fn state_writes(topic: &str, available: bool) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    let config = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", if available { "1048588" } else { "1" });
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.alter_configs(&[config], &opts).await.unwrap() {
+        r.unwrap_or_else(|(resource, e)| panic!("alter {resource:?}: {e}"));
+    }
+    let probe: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("acks", "all")
+        .set("message.timeout.ms", "5000")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // A tombstone of a key no session uses: harmless when it lands.
+        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key("outage-probe");
+        let landed = probe.send(record, Duration::from_secs(5)).await.is_ok();
+        if landed == available {
+            return;
+        }
+        assert!(Instant::now() < deadline, "writes to {topic} still available={landed} after 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the proxy's log contains `text`.
+async fn log_line(p: &Proxy, text: &str, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    while !p.log_text().contains(text) {
+        assert!(t0.elapsed() < within, "no log line '{text}' within {within:?}:\n{}", p.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t0.elapsed()
+}
+
+/// A Python helper process (the independent client) that is killed when dropped.
+struct Helper(std::process::Child);
+
+impl Helper {
+    fn start(script: &str, args: &[&str]) -> Helper {
+        let python = project_root().join(".venv/bin/python");
+        let child = std::process::Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .env("KAFKA_BOOTSTRAP", bootstrap())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python");
+        Helper(child)
+    }
+
+    /// Blocks until the helper printed `line`.
+    fn expect_line(&mut self, line: &str) {
+        use std::io::BufRead;
+        let out = self.0.stdout.as_mut().unwrap();
+        let mut reader = std::io::BufReader::new(out);
+        let mut got = String::new();
+        reader.read_line(&mut got).unwrap();
+        assert_eq!(got.trim(), line, "the Python helper said otherwise");
+    }
+
+    fn tell(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.0.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// H4 (scenario 1): a socket closes while the session-state partition refuses writes (as in an
+/// outage longer than the state producer's delivery timeout), so its removal write fails. Once
+/// Kafka accepts writes again, the node frees its own slot within WSPROXY_SESSION_NODE_TIMEOUT
+/// and the same client reconnects (before: "already registered" until the node restarted).
+#[tokio::test]
+async fn h4_a_slot_whose_removal_failed_in_an_outage_is_freed_after_it() {
+    let state = state_topic().await;
+    let env =
+        [("WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT", "3 seconds"), ("WSPROXY_SESSION_NODE_TIMEOUT", "6 seconds")];
+    let a = node(&state, &unique("node"), &env).await;
+    let topic = unique("outage");
+    create_topic(&topic, 1).await;
+    let group = unique("g");
+    let c1 = connect(&out_url(&a, &topic, &group, "c1")).await;
+
+    state_writes(&state, false).await;
+    hang_up(c1).await;
+    log_line(&a, "could not free a session slot", Duration::from_secs(60)).await;
+
+    state_writes(&state, true).await;
+    let (_ws, took) = connect_eventually(&out_url(&a, &topic, &group, "c1"), Duration::from_secs(6 + 20)).await;
+    println!("node timeout 6 s: the node freed its own leaked slot {took:?} after Kafka's return");
+}
+
+/// H4 (scenario 2): a join whose record was written but not read back within the load timeout
+/// (the reader is held at an open transaction's last stable offset) answers 503. Its record is
+/// accepted later, a phantom instance without a socket; the node removes it once the log
+/// advances again, so the same client gets in (before: refused as a duplicate until restart).
+#[tokio::test]
+async fn h4_a_join_that_timed_out_leaves_no_phantom_slot() {
+    const HOLD_OPEN: &str = r#"
+import os, sys
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": os.environ["KAFKA_BOOTSTRAP"], "transactional.id": sys.argv[2]})
+p.init_transactions(30)
+p.begin_transaction()
+p.produce(sys.argv[1], key=b"held-open-by-a-test", value=None)
+p.flush(30)
+print("open", flush=True)
+sys.stdin.readline()
+p.abort_transaction(30)
+print("aborted", flush=True)
+"#;
+    let state = state_topic().await;
+    let env =
+        [("WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT", "3 seconds"), ("WSPROXY_SESSION_NODE_TIMEOUT", "6 seconds")];
+    let a = node(&state, &unique("node"), &env).await;
+    let topic = unique("phantom");
+    create_topic(&topic, 1).await;
+    let group = unique("g");
+
+    let mut txn = Helper::start(HOLD_OPEN, &[&state, &unique("hold-open")]);
+    txn.expect_line("open");
+    let (status, _, body) = refused(&out_url(&a, &topic, &group, "c1")).await;
+    assert_eq!(status, 503, "the join's record cannot be read back past the open transaction: {body}");
+    txn.tell("abort");
+    txn.expect_line("aborted");
+
+    let (_ws, took) = connect_eventually(&out_url(&a, &topic, &group, "c1"), Duration::from_secs(6 + 20)).await;
+    println!("node timeout 6 s: the phantom slot was freed {took:?} after the log advanced");
+    // The phantom was in the log: the independent client reads the join, its removal and ours.
+    let records = session_records(&state, 3);
+    assert!(records.iter().any(|r| r["key"] == group.as_str()), "{records:?}");
+}
+
+/// M3: a record on the session-state topic whose header key is not UTF-8 (any non-Java client
+/// can write one) does not stop the node's state reader: later joins still work.
+#[tokio::test]
+async fn m3_a_state_record_with_a_non_utf8_header_key_does_not_stop_the_reader() {
+    // confluent-kafka turns a bytes key into its repr; kafka-python encodes str keys with
+    // `.encode("utf-8")`, which a str subclass can answer with any bytes.
+    const POISON: &str = r#"
+import os, sys
+from kafka import KafkaProducer
+class RawKey(str):
+    def encode(self, *args, **kwargs):
+        return b"\xff\xfe"
+p = KafkaProducer(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP"])
+headers = [(RawKey("xx"), b"x"), ("wsproxy.based-on", b"-1")]
+p.send(sys.argv[1], key=b"poison", value=None, headers=headers).get(timeout=30)
+p.close()
+print("written", flush=True)
+"#;
+    let state = state_topic().await;
+    let a = node(&state, &unique("node"), &[("WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT", "5 seconds")]).await;
+    let topic = unique("poison");
+    create_topic(&topic, 1).await;
+    let group = unique("g");
+    Helper::start(POISON, &[&state]).expect_line("written");
+
+    let c1 = connect(&out_url(&a, &topic, &group, "c1")).await;
+    hang_up(c1).await;
+    let _again = connect(&out_url(&a, &topic, &group, "c1")).await;
+}
+
+/// L2: a produce socket whose client closed keeps its connection slot until its task ended,
+/// that is until Kafka answered its in-flight records; before, the slot was freed at the
+/// client's Close, so one client could keep more draining sockets than the per-IP cap.
+#[tokio::test]
+async fn l2_a_draining_produce_socket_keeps_its_connection_slot() {
+    use futures::SinkExt;
+    // A long linger keeps a record in the producer's queue: the socket drains for 15 s.
+    let a =
+        Proxy::start(&[("WSPROXY_MAX_CONNECTIONS_PER_IP", "1"), ("WSPROXY_KAFKA_PRODUCER_LINGER_MS", "15000")]).await;
+    let topic = unique("draining");
+    create_topic(&topic, 1).await;
+    let url = a.url(&format!("/socket/in?clientId={}&topic={topic}&valType=string", unique("l2")));
+
+    let mut ws = connect(&url).await;
+    send(&mut ws, record(None, "in-flight", Some("m1"))).await;
+    ws.send(tokio_tungstenite::tungstenite::Message::Close(None)).await.unwrap();
+    // Give the proxy a moment to read the Close (before the fix, that freed the slot). The
+    // socket still waits for Kafka, so it counts against the per-IP limit.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _, body) = refused(&url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("open sockets from"), "{body}");
+
+    let (_again, took) = connect_eventually(&url, Duration::from_secs(45)).await;
+    println!("the connection slot was free again {took:?} after the refusal (when the task ended)");
+    // The record the socket drained landed, read with the independent client.
+    assert_eq!(read_back(&topic, 1, "string", "string")[0]["value"], "in-flight");
+}

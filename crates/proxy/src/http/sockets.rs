@@ -387,11 +387,13 @@ async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> 
 }
 
 /// A socket that holds its session slot and its connection slot. Once the client closes, the
-/// connection slot is freed and the session slot marked as closing (a reconnect waits for it
-/// instead of being refused); the session slot is freed when the socket drops.
+/// session slot is marked as closing (a reconnect waits for it instead of being refused); both
+/// are freed when the socket drops, at the end of its task: a produce socket still draining
+/// its in-flight records counts against the connection limits (L2).
 struct Watched {
     socket: WebSocket,
     session: Option<SessionGuard>,
+    #[expect(dead_code, reason = "held for its Drop: the connection slot is freed when the task ends")]
     slot: Option<Slot>,
 }
 
@@ -404,7 +406,6 @@ impl Stream for Watched {
             if let Some(s) = self.session.as_mut() {
                 s.closing();
             }
-            self.slot = None;
         }
         item
     }

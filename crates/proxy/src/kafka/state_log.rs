@@ -3,7 +3,8 @@
 //!
 //! Every node reads the same records in the same order. A record this proxy writes carries the
 //! header `wsproxy.based-on`: the offset of the key's accepted record it replaces (`-1`: the key
-//! had none). A reader accepts it only if that is still the key's accepted record. When two
+//! had none, or only a tombstone, which compaction removes in time). A reader accepts it only if
+//! that is still the key's accepted record (`-1` also over a tombstone). When two
 //! nodes write the same key from the same state, the first in the log wins on every node and
 //! the other learns it lost when it reads its own record back (it then decides again from the
 //! new state). Records without the header (Scala nodes) are accepted as they come: last writer
@@ -31,6 +32,10 @@ use super::Kafka;
 const BASED_ON: &str = "wsproxy.based-on";
 /// Names the node that wrote a record, so that its reader notes whether it was accepted.
 const WRITER: &str = "wsproxy.writer";
+/// The longest a write waits for Kafka's acknowledgement (shorter when the load timeout is):
+/// a join during a state-topic outage answers 503 within 10 s, never minutes (L1). A healthy
+/// cluster acknowledges in milliseconds; a removal that gives up is retried by the sweep.
+const MAX_WRITE_WAIT: Duration = Duration::from_secs(5);
 
 /// Where the log lives and how the reader joins.
 #[derive(Debug, Clone)]
@@ -59,6 +64,8 @@ pub enum StateLogError {
     Create { topic: String, reason: String },
     #[error("the topic {topic} was not read up to offset {target} within {timeout:?}")]
     Timeout { topic: String, target: i64, timeout: Duration },
+    #[error("Kafka did not acknowledge a write to {topic} within {timeout:?}")]
+    Unacknowledged { topic: String, timeout: Duration },
 }
 
 /// The accepted record of one key: its offset, and its value (`None`: deleted).
@@ -86,6 +93,8 @@ struct Inner {
     stop: Arc<AtomicBool>,
     reader: Mutex<Option<std::thread::JoinHandle<()>>>,
     load_timeout: Duration,
+    /// How long a write waits for Kafka's acknowledgement.
+    write_timeout: Duration,
 }
 
 impl StateLog {
@@ -109,6 +118,13 @@ impl StateLog {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("linger.ms", "0")
+            // A write fails within the write timeout when the state partition is unavailable,
+            // not after librdkafka's default of 5 minutes while the upgrade waits (L1); a failed
+            // removal is retried by the node's sweep.
+            .set("message.timeout.ms", write_timeout(&s).as_millis().max(1).to_string())
+            // Notice Kafka's return within a second (librdkafka backs off up to 10 s), so that
+            // leftovers of an outage are freed soon after it.
+            .set("reconnect.backoff.max.ms", "1000")
             .set("allow.auto.create.topics", "false");
         let producer: FutureProducer = producer_cfg.create()?;
         let mut consumer_cfg = kafka.inner.base.clone();
@@ -122,6 +138,7 @@ impl StateLog {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "10")
             .set("fetch.queue.backoff.ms", "1")
+            .set("reconnect.backoff.max.ms", "1000")
             .set("allow.auto.create.topics", "false");
         let consumer: BaseConsumer = consumer_cfg.create()?;
         consumer.subscribe(&[&s.topic])?;
@@ -156,6 +173,7 @@ impl StateLog {
                 stop,
                 reader: Mutex::new(Some(reader)),
                 load_timeout: s.load_timeout,
+                write_timeout: write_timeout(&s),
             }),
         };
         log.sync().await?;
@@ -189,13 +207,16 @@ impl StateLog {
         if let Some(v) = value {
             record = record.payload(v);
         }
-        let offset = self
-            .inner
-            .producer
-            .send(record, Timeout::After(self.inner.load_timeout))
-            .await
-            .map_err(|(e, _)| StateLogError::Kafka(e))?
-            .offset;
+        // librdkafka keeps a message that is in flight past message.timeout.ms until its request
+        // fails, so the wait is bounded here too. A record given up on may still land: a join's
+        // is then a leftover that the node's sweep removes, a removal's does no harm.
+        let timeout = self.inner.write_timeout;
+        let delivery = self.inner.producer.send(record, Timeout::After(timeout));
+        let offset = match tokio::time::timeout(timeout, delivery).await {
+            Ok(Ok(delivered)) => delivered.offset,
+            Ok(Err((e, _))) => return Err(StateLogError::Kafka(e)),
+            Err(_) => return Err(StateLogError::Unacknowledged { topic: self.inner.topic.clone(), timeout }),
+        };
         let waited = self.wait_applied(offset + 1).await;
         let accepted = self.inner.outcomes.lock().expect("outcomes are never poisoned").remove(&offset);
         waited?;
@@ -319,17 +340,11 @@ impl Reader {
 
     fn apply(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
         let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { return };
-        let header = |name: &str| m.headers().and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value));
-        let based_on = header(BASED_ON).and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
-        let mine = header(WRITER) == Some(self.writer.as_bytes());
+        let header = |name: &str| m.headers().and_then(|h| header_value(h, name));
+        let based_on = header(BASED_ON).and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok());
+        let mine = header(WRITER).as_deref() == Some(self.writer.as_bytes());
         let mut map = self.entries.lock().expect("state log map is never poisoned");
-        let accept = match (based_on, map.get(key)) {
-            (None, _) | (Some(_), None) => true,
-            (Some(b), Some(current)) => b == current.offset,
-        };
-        if accept {
-            map.insert(key.to_owned(), Entry { offset: m.offset(), value: m.payload().map(Arc::from) });
-        }
+        let accept = apply_record(&mut map, key, m.offset(), based_on, m.payload());
         drop(map);
         if mine {
             self.outcomes.lock().expect("outcomes are never poisoned").insert(m.offset(), accept);
@@ -337,7 +352,164 @@ impl Reader {
     }
 }
 
+fn write_timeout(s: &StateLogSettings) -> Duration {
+    s.load_timeout.min(MAX_WRITE_WAIT)
+}
+
+/// The `based-on` offset a change of a key must carry, given the key's accepted record. A
+/// tombstone counts as no record (`None`, written as `-1`): compaction removes tombstones, and a
+/// node that started after that never saw it, so both must write and accept alike (M2).
+pub fn based_on(current: Option<&Entry>) -> Option<i64> {
+    current.filter(|e| e.value.is_some()).map(|e| e.offset)
+}
+
+/// Applies one record to the map if its `based_on` is still the key's accepted record;
+/// returns whether it was accepted. Every node runs this on the same records in the same order.
+fn apply_record(
+    map: &mut HashMap<String, Entry>,
+    key: &str,
+    offset: i64,
+    based_on: Option<i64>,
+    value: Option<&[u8]>,
+) -> bool {
+    let accept = match (based_on, map.get(key)) {
+        (None, _) | (Some(_), None) => true,
+        // A tombstone is a missing key: `-1` is accepted as on a node that never saw it (and
+        // its own offset, written by nodes from before this rule).
+        (Some(b), Some(current)) => b == current.offset || (b == -1 && current.value.is_none()),
+    };
+    if accept {
+        map.insert(key.to_owned(), Entry { offset, value: value.map(Arc::from) });
+    }
+    accept
+}
+
+/// The value of the last header named `name`, read one header at a time.
+///
+/// rdkafka's `Headers::iter`, `get` and `try_get` `unwrap()` the key as UTF-8, so any client
+/// that writes a header key that is not UTF-8 would panic the reader thread (M3; every join
+/// then answered 503 until restart). The crate forbids `unsafe`, so the raw
+/// `rd_kafka_header_get_all` is out of reach: each header is read under `catch_unwind`, and one
+/// that panics is skipped (it cannot be one of ours). rdkafka's panic message still reaches
+/// stderr; the warning below says what it was.
+fn header_value(headers: &rdkafka::message::BorrowedHeaders, name: &str) -> Option<Vec<u8>> {
+    let mut found = None;
+    for idx in 0..headers.count() {
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            headers.try_get(idx).filter(|h| h.key == name).map(|h| h.value.map(<[u8]>::to_vec))
+        }));
+        match read {
+            Ok(Some(value)) => found = value,
+            Ok(None) => {}
+            Err(_) => {
+                crate::telemetry::metrics::session_state_unreadable_header();
+                tracing::warn!(header = idx, "a session-state record has a header key that is not UTF-8; skipped it");
+            }
+        }
+    }
+    found
+}
+
 /// Start time in nanoseconds: with the pid, tells this process from earlier ones of the node.
 fn unique_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two nodes' maps and the records they both read from the log from now on.
+    struct Node {
+        map: HashMap<String, Entry>,
+    }
+
+    impl Node {
+        fn apply(&mut self, offset: i64, based_on: Option<i64>, value: Option<&[u8]>) -> bool {
+            apply_record(&mut self.map, "g", offset, based_on, value)
+        }
+        /// The header a writer on this node puts on its change (`write_if` sends `-1` for none).
+        fn based_on(&self) -> Option<i64> {
+            Some(based_on(self.map.get("g")).unwrap_or(-1))
+        }
+        fn current(&self) -> Option<(i64, Option<Arc<[u8]>>)> {
+            self.map.get("g").map(|e| (e.offset, e.value.clone()))
+        }
+    }
+
+    /// M2: node A read the tombstone of session `g`; node B started after compaction removed
+    /// it and never saw the key. Whichever node writes next, both accept the same records.
+    #[test]
+    fn m2_a_compacted_tombstone_does_not_split_the_nodes() {
+        for first_writer in ["A", "B"] {
+            let mut a = Node { map: HashMap::new() };
+            a.apply(10, None, Some(b"one"));
+            a.apply(11, Some(10), None); // the session closed: a tombstone at 11
+            let mut b = Node { map: HashMap::new() }; // 10 and 11 were compacted away
+                                                      // Both nodes decide from their own view and race for the key.
+            let (from_a, from_b) = (a.based_on(), b.based_on());
+            let (first, second) = if first_writer == "A" { (from_a, from_b) } else { (from_b, from_a) };
+            for (offset, based_on, value) in [(20, first, b"x".as_slice()), (21, second, b"y".as_slice())] {
+                let (in_a, in_b) = (a.apply(offset, based_on, Some(value)), b.apply(offset, based_on, Some(value)));
+                assert_eq!(
+                    in_a, in_b,
+                    "{first_writer} wrote first: record {offset} accepted on A: {in_a}, on B: {in_b}"
+                );
+            }
+            assert_eq!(a.current(), b.current(), "{first_writer} wrote first");
+            assert_eq!(a.current().map(|c| c.0), Some(20), "the first write wins, the second lost the race");
+            // A later change based on what both nodes now hold is accepted by both.
+            let next = a.based_on();
+            assert_eq!(next, b.based_on());
+            assert!(a.apply(22, next, None) && b.apply(22, next, None));
+        }
+    }
+
+    /// L1: with Kafka unreachable, a state write (a join's or a removal's) fails within 10 s
+    /// with the default load timeout (30 s), instead of librdkafka's default delivery timeout
+    /// of 5 minutes, during which the upgrade request hung holding its session's gate.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn l1_a_state_write_in_an_outage_fails_within_10_s() {
+        let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        mock.create_topic("state", 1, 1).expect("topic");
+        let vars = [("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".to_owned(), mock.bootstrap_servers())].into_iter().collect();
+        let config = crate::config::Config::load(&vars, &crate::config::Overrides::default(), true).expect("config");
+        let kafka = Kafka::new(&config).expect("clients");
+        let load_timeout = Duration::from_secs(30);
+        let settings = StateLogSettings {
+            topic: "state".to_owned(),
+            replication_factor: 1,
+            retention_ms: -1,
+            group_id: "ws-proxy-session-consumer-l1".to_owned(),
+            group_instance_id: "l1".to_owned(),
+            session_timeout_ms: 6000,
+            load_timeout,
+            init_retries: 1,
+            init_retry_interval: Duration::from_secs(1),
+        };
+        let log = StateLog::open(&kafka, settings).await.expect("state log");
+        assert!(log.write_if("g", Some(b"joined"), None).await.expect("a write while Kafka is up"));
+
+        mock.broker_down(1).expect("broker down");
+        let t0 = std::time::Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(60), log.write_if("g", None, Some(0))).await;
+        let took = t0.elapsed();
+        println!("with Kafka down, a state write failed after {took:?} (load timeout {load_timeout:?})");
+        assert!(matches!(outcome, Ok(Err(_))), "{outcome:?} after {took:?}");
+        assert!(took < Duration::from_secs(10), "the write failed only after {took:?}");
+        log.close().await;
+    }
+
+    #[test]
+    fn stale_writes_are_refused_and_a_tombstone_is_a_missing_key() {
+        let mut a = Node { map: HashMap::new() };
+        assert!(a.apply(1, Some(-1), Some(b"one")));
+        assert!(!a.apply(2, Some(-1), Some(b"two")), "the key has a value: -1 is stale");
+        assert!(a.apply(3, Some(1), None));
+        assert_eq!(a.based_on(), Some(-1), "a tombstone is written over like a missing key");
+        // A record of an older node based on the tombstone's offset is still accepted.
+        let mut old = Node { map: a.map.clone() };
+        assert!(old.apply(4, Some(3), Some(b"four")));
+        assert!(a.apply(4, Some(-1), Some(b"four")));
+    }
 }

@@ -12,6 +12,12 @@
 //! each node that owns instances (`ws-proxy-session-consumer-<server-id>`); once the group has
 //! no members (its session timeout passed), that node's instances are removed. A node also
 //! removes its own leftovers when it starts, before it reports ready.
+//!
+//! A node also frees its own slots that no socket holds (H4): a removal whose write failed
+//! (Kafka unavailable longer than the state producer's delivery timeout), or a join that
+//! answered 503 but whose record landed later. Each node knows which instances its live
+//! [`SessionGuard`]s hold; the sweep removes every other instance of this node from the log,
+//! retrying until Kafka accepts the write.
 
 pub mod model;
 
@@ -24,8 +30,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::kafka::state_log::{StateLog, StateLogError, StateLogSettings};
+use crate::kafka::state_log::{self, StateLog, StateLogError, StateLogSettings};
 use crate::kafka::Kafka;
+use crate::telemetry::metrics;
 pub use model::{Instance, Kind, Refusal, Session};
 
 /// How often a write that lost a race is decided again before giving up.
@@ -59,6 +66,11 @@ struct Inner {
     /// Removals of instances whose sockets ended.
     leaving: TaskTracker,
     node_timeout: Duration,
+    /// The instances this node's live guards hold, by session: every other instance of this
+    /// node in the log is a leftover of a failed write.
+    held: Mutex<HashMap<String, Vec<Instance>>>,
+    /// Whether the sweep already warned that it cannot free leftovers yet (warned once per outage).
+    retrying: std::sync::atomic::AtomicBool,
 }
 
 /// Serialises the changes of one session on this node.
@@ -101,8 +113,11 @@ impl Drop for SessionGuard {
             {
                 let _serial = gate.lock.lock().await;
                 if let Err(e) = sessions.remove(&id, |i| i == &instance).await {
-                    tracing::warn!(session = %id, error = %e, "could not free a session slot; the node sweep will");
+                    metrics::session_state_write_failed("leave");
+                    tracing::warn!(session = %id, error = %e, "could not free a session slot; the node's sweep retries until Kafka accepts it");
                 }
+                // Held until its own removal was tried: from now on the sweep frees it if needed.
+                sessions.release(&id, &instance);
             }
             gate.leaving.fetch_sub(1, Ordering::AcqRel);
             gate.left.notify_waiters();
@@ -135,6 +150,8 @@ impl Sessions {
                 gates: Mutex::new(HashMap::new()),
                 leaving: TaskTracker::new(),
                 node_timeout: settings.node_timeout,
+                held: Mutex::new(HashMap::new()),
+                retrying: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         let mine = sessions.inner.server_id.clone();
@@ -162,7 +179,14 @@ impl Sessions {
             let base = current.unwrap_or_else(|| Session::new(kind, session_id, limit));
             let refusal = match base.admit(instance.clone(), limit) {
                 Ok(next) => {
-                    if self.inner.log.write_if(session_id, Some(&next.to_json()), based_on).await? {
+                    let written = self.inner.log.write_if(session_id, Some(&next.to_json()), based_on).await;
+                    if written.is_err() {
+                        // The record may still land: the sweep then removes it (no guard holds it).
+                        metrics::session_state_write_failed("join");
+                    }
+                    if written? {
+                        // Held before the gate opens, so that the sweep never takes it for a leftover.
+                        self.hold(session_id, &instance);
                         return Ok(SessionGuard {
                             sessions: self.clone(),
                             session_id: session_id.to_owned(),
@@ -224,6 +248,7 @@ impl Sessions {
     }
 
     async fn sweep(&self) {
+        self.free_leftovers().await;
         let mut owners: Vec<String> = self
             .all()
             .iter()
@@ -242,6 +267,92 @@ impl Sessions {
                     Err(e) => tracing::warn!(node = %node, error = %e, "could not free the slots of a silent node"),
                 },
                 Err(e) => tracing::debug!(node = %node, error = %e, "could not check whether a node is alive"),
+            }
+        }
+    }
+
+    /// Removes this node's instances that no live socket holds (H4): left by a removal whose
+    /// write failed, or by a join that failed after its record was written.
+    async fn free_leftovers(&self) {
+        let candidates: Vec<String> = self
+            .all()
+            .iter()
+            .filter(|s| s.instances().iter().any(|i| self.is_leftover(s.session_id(), i)))
+            .map(|s| s.session_id().to_owned())
+            .collect();
+        let (mut freed, mut left) = (0, 0);
+        let mut failure = None;
+        for session_id in candidates {
+            if failure.is_some() {
+                // Kafka refuses writes: the next sweep tries again.
+                left += self.leftovers(&session_id);
+                continue;
+            }
+            let gate = self.gate(&session_id);
+            let _serial = gate.lock.lock().await;
+            // Decided again behind the gate: a join of this session may just have finished.
+            let n = self.leftovers(&session_id);
+            if n == 0 {
+                continue;
+            }
+            match self.remove(&session_id, |i| self.is_leftover(&session_id, i)).await {
+                Ok(true) => freed += n,
+                Ok(false) => left += n,
+                Err(e) => {
+                    metrics::session_state_write_failed("leave");
+                    left += n;
+                    failure = Some(e);
+                }
+            }
+        }
+        metrics::session_leftover_slots(left);
+        if freed > 0 {
+            metrics::session_leftover_slots_freed(freed);
+            tracing::warn!(
+                freed,
+                left,
+                "freed session slots of this node that no socket held (a state write had failed)"
+            );
+        }
+        match failure {
+            Some(e) if !self.inner.retrying.swap(true, Ordering::AcqRel) => {
+                tracing::warn!(left, error = %e, "could not free this node's leftover session slots yet; retrying every sweep");
+            }
+            Some(e) => tracing::debug!(left, error = %e, "still cannot free this node's leftover session slots"),
+            None => self.inner.retrying.store(false, Ordering::Release),
+        }
+    }
+
+    /// How many of this node's instances in the session no socket holds.
+    fn leftovers(&self, session_id: &str) -> usize {
+        self.current(session_id)
+            .0
+            .map_or(0, |s| s.instances().iter().filter(|i| self.is_leftover(session_id, i)).count())
+    }
+
+    fn is_leftover(&self, session_id: &str, instance: &Instance) -> bool {
+        instance.server_id() == self.inner.server_id
+            && !self.held().get(session_id).is_some_and(|held| held.contains(instance))
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Instance>>> {
+        self.inner.held.lock().expect("held instances are never poisoned")
+    }
+
+    /// A guard now holds `instance` (called behind the session's gate).
+    fn hold(&self, session_id: &str, instance: &Instance) {
+        self.held().entry(session_id.to_owned()).or_default().push(instance.clone());
+    }
+
+    /// The guard holding `instance` dropped and its removal was tried.
+    fn release(&self, session_id: &str, instance: &Instance) {
+        let mut held = self.held();
+        if let Some(instances) = held.get_mut(session_id) {
+            if let Some(at) = instances.iter().position(|i| i == instance) {
+                instances.swap_remove(at);
+            }
+            if instances.is_empty() {
+                held.remove(session_id);
             }
         }
     }
@@ -299,7 +410,7 @@ impl Sessions {
                         None
                     }
                 });
-                (session, Some(entry.offset))
+                (session, state_log::based_on(Some(&entry)))
             }
         }
     }

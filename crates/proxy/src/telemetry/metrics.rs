@@ -40,6 +40,8 @@ pub fn install(max_topic_labels: usize) {
             gauge!("wsproxy_sockets_open", "direction" => dir.label()).set(0.0);
             counter!("wsproxy_sockets_opened_total", "direction" => dir.label()).absolute(0);
         }
+        gauge!("wsproxy_session_leftover_slots").set(0.0);
+        counter!("wsproxy_session_leftover_slots_freed_total").absolute(0);
         gauge!("wsproxy_kafka_producer_queue_messages").set(0.0);
         gauge!("wsproxy_kafka_credentials_refused", "credentials" => "proxy").set(0.0);
         gauge!("wsproxy_kafka_producer_queue_bytes").set(0.0);
@@ -329,4 +331,26 @@ pub fn kafka_auth_failing(whose: &'static str, delta: f64) {
 /// `unknown` (still committing when the proxy gave up), or one `commit_retried`.
 pub fn transaction_outcome(outcome: &'static str) {
     counter!("wsproxy_transactions_total", "outcome" => outcome).increment(1);
+}
+
+/// A write to the session state failed (`change`: `join` or `leave`); a failed leave is
+/// retried by the node's sweep, a failed join answered 503.
+pub fn session_state_write_failed(change: &'static str) {
+    counter!("wsproxy_session_state_write_failures_total", "change" => change).increment(1);
+}
+
+/// Slots of this node in the session state that no socket holds and that could not be freed
+/// yet (left by failed writes; retried every sweep).
+pub fn session_leftover_slots(n: usize) {
+    gauge!("wsproxy_session_leftover_slots").set(n as f64);
+}
+
+/// Leftover slots of this node that its sweep freed.
+pub fn session_leftover_slots_freed(n: usize) {
+    counter!("wsproxy_session_leftover_slots_freed_total").increment(n as u64);
+}
+
+/// A session-state record header that could not be read (a key that is not UTF-8); skipped.
+pub fn session_state_unreadable_header() {
+    counter!("wsproxy_session_state_unreadable_headers_total").increment(1);
 }
