@@ -1,6 +1,8 @@
 //! H4 against a real Kafka outage: a private single-node KRaft broker (from the distribution
 //! `scripts/kafka` fetched into `.cache/kafka`, on ports of its own) that the test kills and
-//! restarts. The shared broker on 9092 is never touched.
+//! restarts. The shared broker on 9092 is never touched. `#[ignore]`d in the parallel suite (a
+//! fourth JVM starting beside busy tests is slow on a small machine); `scripts/test` runs it
+//! with the fault tests, one at a time.
 
 mod common;
 
@@ -108,6 +110,7 @@ impl Drop for PrivateBroker {
 /// the state producer. Within WSPROXY_SESSION_NODE_TIMEOUT of Kafka's return the node has freed
 /// its own slot and the same client gets in again (before: refused until the node restarted).
 #[tokio::test]
+#[ignore = "starts a broker of its own; scripts/test runs it after the fault tests, alone"]
 async fn h4_after_a_kafka_outage_the_nodes_own_slots_are_freed_within_the_node_timeout() {
     let mut broker = PrivateBroker::start().await;
     let topic = unique("outage");

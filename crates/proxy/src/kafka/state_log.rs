@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::sync::watch;
@@ -340,9 +340,19 @@ impl Reader {
 
     fn apply(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
         let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { return };
-        let header = |name: &str| m.headers().and_then(|h| header_value(h, name));
-        let based_on = header(BASED_ON).and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok());
-        let mine = header(WRITER).as_deref() == Some(self.writer.as_bytes());
+        // Read without rdkafka's `Headers` API, whose `unwrap()` on a key that is not UTF-8
+        // would panic this thread (M3; every join then answered 503 until restart).
+        let headers = crate::kafka::headers::record_headers(m);
+        if headers.iter().any(|(k, _)| matches!(k, std::borrow::Cow::Owned(_))) {
+            crate::telemetry::metrics::session_state_unreadable_header();
+            tracing::warn!(
+                offset = m.offset(),
+                "a session-state record has a header key that is not UTF-8 (not one of ours)"
+            );
+        }
+        let header = |name: &str| headers.iter().rev().find(|(k, _)| k == name).and_then(|(_, v)| *v);
+        let based_on = header(BASED_ON).and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
+        let mine = header(WRITER) == Some(self.writer.as_bytes());
         let mut map = self.entries.lock().expect("state log map is never poisoned");
         let accept = apply_record(&mut map, key, m.offset(), based_on, m.payload());
         drop(map);
@@ -382,32 +392,6 @@ fn apply_record(
         map.insert(key.to_owned(), Entry { offset, value: value.map(Arc::from) });
     }
     accept
-}
-
-/// The value of the last header named `name`, read one header at a time.
-///
-/// rdkafka's `Headers::iter`, `get` and `try_get` `unwrap()` the key as UTF-8, so any client
-/// that writes a header key that is not UTF-8 would panic the reader thread (M3; every join
-/// then answered 503 until restart). The crate forbids `unsafe`, so the raw
-/// `rd_kafka_header_get_all` is out of reach: each header is read under `catch_unwind`, and one
-/// that panics is skipped (it cannot be one of ours). rdkafka's panic message still reaches
-/// stderr; the warning below says what it was.
-fn header_value(headers: &rdkafka::message::BorrowedHeaders, name: &str) -> Option<Vec<u8>> {
-    let mut found = None;
-    for idx in 0..headers.count() {
-        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            headers.try_get(idx).filter(|h| h.key == name).map(|h| h.value.map(<[u8]>::to_vec))
-        }));
-        match read {
-            Ok(Some(value)) => found = value,
-            Ok(None) => {}
-            Err(_) => {
-                crate::telemetry::metrics::session_state_unreadable_header();
-                tracing::warn!(header = idx, "a session-state record has a header key that is not UTF-8; skipped it");
-            }
-        }
-    }
-    found
 }
 
 /// Start time in nanoseconds: with the pid, tells this process from earlier ones of the node.
