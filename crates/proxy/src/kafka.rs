@@ -683,15 +683,21 @@ impl Kafka {
         let context = ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer, shared: false };
         // Created and initialised on the blocking pool; whatever drops it, it is destroyed off
         // the runtime.
-        let producer = tokio::task::spawn_blocking(move || {
+        let made = tokio::task::spawn_blocking(move || {
             let kind = ClientKind::TransactionalProducer;
             let producer = OffRuntime::new(cfg.create_with_context::<_, FutureProducer<_>>(context)?, kind);
             producer.init_transactions(TRANSACTION_TIMEOUT)?;
             Ok::<_, KafkaError>(producer)
         })
         .await
-        .expect("init task never panics")?;
-        Ok(ProducerHandle(Arc::new(producer), auth))
+        .expect("init task never panics");
+        // Refused socket credentials are remembered like a failed probe's, so that a client
+        // retrying them gets 401 at once instead of a blocking-pool thread each (review of M4).
+        if let Some(c) = creds {
+            let refused = made.is_err() && (auth.seen() || made.as_ref().err().is_some_and(is_authentication_error));
+            self.remember(c, &if refused { Err(refused_credentials()) } else { Ok(()) });
+        }
+        Ok(ProducerHandle(Arc::new(made?), auth))
     }
 
     /// How long Kafka has been refusing the proxy's own credentials, if it does.

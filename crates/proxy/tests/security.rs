@@ -298,3 +298,33 @@ async fn allowed_origins_stop_cross_site_websocket_hijacking() {
     assert_eq!(recv_json(&mut ws).await["offset"], 0);
     assert!(connect_with(&url, &[]).await.is_ok());
 }
+
+/// Review of M4: a transactional socket whose `X-Kafka-Auth` Kafka refuses gets 401 (it got 503
+/// after the whole `init_transactions` wait), and the refusal is remembered like a failed
+/// probe's: the next attempt with the same credentials is answered at once, without another
+/// Kafka client holding a blocking-pool thread.
+#[tokio::test]
+async fn a_transactional_socket_with_refused_kafka_credentials_gets_401_and_is_remembered() {
+    let env = sasl_env("PLAIN", "admin", "admin-secret");
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([("WSPROXY_PRODUCER_SESSIONS_ENABLED", "true"), ("WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED", "true")]);
+    let proxy = Proxy::start(&env).await;
+    let bad = vec![("X-Kafka-Auth", BASE64.encode("alice:not-her-password-txn"))];
+    let url = proxy.url("/socket/in?clientId=alice-txn&instanceId=i1&topic=acl-ok&transactional=true");
+    let (status, body) = connect_with(&url, &bad).await.err().expect("refused");
+    assert_eq!(status, 401, "{body}");
+    let started = Instant::now();
+    let (status, body) = connect_with(&url, &bad).await.err().expect("refused");
+    assert_eq!(status, 401, "{body}");
+    // A wide bound: the first attempt waited for Kafka's refusal, this one must not.
+    assert!(started.elapsed() < Duration::from_secs(5), "the second refusal took {:?}", started.elapsed());
+    // The proxy's own transactional sockets are unaffected.
+    let topic = unique("txn-after-refusal");
+    create_topic(&topic, 1).await;
+    let mut ws =
+        connect(&proxy.url(&format!("/socket/in?clientId=admin-txn&instanceId=i1&topic={topic}&transactional=true")))
+            .await;
+    send(&mut ws, record(None, "committed", Some("t1"))).await;
+    let r = recv_json(&mut ws).await;
+    assert!(r["offset"].is_number(), "{r}");
+}

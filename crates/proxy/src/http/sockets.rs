@@ -70,6 +70,10 @@ pub async fn produce(
         // aborts whatever transaction it left open.
         let id = format!("{}-{}", p.client_id, p.instance_id.as_deref().unwrap_or_default());
         state.kafka.transactional_producer(creds.as_ref(), &id).await.map_err(|e| {
+            // Kafka refused the socket's own credentials: 401, as for other produce sockets.
+            if let Some(refused) = creds.as_ref().and_then(|c| state.kafka.refused_recently(c).err()) {
+                return probe_error(refused);
+            }
             tracing::warn!(error = %e, transactional_id = %id, "could not initialise a transactional producer");
             ApiError::KafkaUnavailable(format!(
                 "The transactional producer {id} could not be initialised in Kafka; the socket was not opened."
