@@ -977,28 +977,6 @@ async fn m9_admin_api_only_for_allowed_users_and_a_warning_when_open_to_the_netw
     assert!(!local.log_text().contains("without authentication"), "{}", local.log_text());
 }
 
-/// Records in one consume frame: an array (`batchSize`) or a single record.
-fn records_in(frame: &Value) -> usize {
-    match frame.as_array() {
-        Some(items) => items.len(),
-        None => {
-            assert!(frame["offset"].is_i64(), "a record frame: {frame}");
-            1
-        }
-    }
-}
-
-/// Reads for `span`; returns (records, largest frame in records).
-async fn consumed_during(ws: &mut Ws, span: Duration) -> (usize, usize) {
-    let end = tokio::time::Instant::now() + span;
-    let (mut records, mut largest) = (0, 0);
-    while let Some(frame) = maybe_json(ws, end.saturating_duration_since(tokio::time::Instant::now())).await {
-        records += records_in(&frame);
-        largest = largest.max(records_in(&frame));
-    }
-    (records, largest)
-}
-
 /// M8: a dynamic consumer config caps the rate and batch size of an open socket (below what it
 /// asked for) and the batch size of a new one, and its removal frees the open socket again. Checked from above
 /// (a loaded machine only slows a socket down); "freed" as far faster than the cap allows.

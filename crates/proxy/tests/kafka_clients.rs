@@ -15,19 +15,6 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-fn sasl_env(mechanism: &'static str, user: &str, pass: &str) -> Vec<(&'static str, String)> {
-    let module = if mechanism == "PLAIN" { "plain.PlainLoginModule" } else { "scram.ScramLoginModule" };
-    vec![
-        ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "127.0.0.1:9093".to_owned()),
-        ("WSPROXY_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
-        ("WSPROXY_KAFKA_SASL_MECHANISM", mechanism.to_owned()),
-        (
-            "WSPROXY_KAFKA_SASL_JAAS_CFG",
-            format!("org.apache.kafka.common.security.{module} required username=\"{user}\" password=\"{pass}\";"),
-        ),
-    ]
-}
-
 /// `/healthcheck` probed from a plain thread every 50 ms: the slowest answer, and how many
 /// probes took longer than `bound` (or failed).
 struct Prober {

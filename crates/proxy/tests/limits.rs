@@ -299,28 +299,6 @@ fn fill_with_tool(topic: &str, n: usize) {
     write_with_tool(topic, &records);
 }
 
-/// Records in one consume frame: an array (`batchSize`) or a single record.
-fn records_in(frame: &serde_json::Value) -> usize {
-    match frame.as_array() {
-        Some(items) => items.len(),
-        None => {
-            assert!(frame["offset"].is_i64(), "a record frame: {frame}");
-            1
-        }
-    }
-}
-
-/// Reads for `span`; returns (records, largest frame in records).
-async fn consumed_during(ws: &mut Ws, span: Duration) -> (usize, usize) {
-    let end = tokio::time::Instant::now() + span;
-    let (mut records, mut largest) = (0, 0);
-    while let Some(frame) = maybe_json(ws, end.saturating_duration_since(tokio::time::Instant::now())).await {
-        records += records_in(&frame);
-        largest = largest.max(records_in(&frame));
-    }
-    (records, largest)
-}
-
 /// M8: the consumer defaults (`WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC`,
 /// `WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE`) and a group's entry in
 /// `WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS` cap what a socket asks for with `rate=` and

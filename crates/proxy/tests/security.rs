@@ -23,19 +23,6 @@ fn basic(user: &str, pass: &str) -> String {
     format!("Basic {}", BASE64.encode(format!("{user}:{pass}")))
 }
 
-fn sasl_env(mechanism: &'static str, user: &str, pass: &str) -> Vec<(&'static str, String)> {
-    let module = if mechanism == "PLAIN" { "plain.PlainLoginModule" } else { "scram.ScramLoginModule" };
-    vec![
-        ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "127.0.0.1:9093".to_owned()),
-        ("WSPROXY_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
-        ("WSPROXY_KAFKA_SASL_MECHANISM", mechanism.to_owned()),
-        (
-            "WSPROXY_KAFKA_SASL_JAAS_CFG",
-            format!("org.apache.kafka.common.security.{module} required username=\"{user}\" password=\"{pass}\";"),
-        ),
-    ]
-}
-
 async fn connect_with(url: &str, headers: &[(&'static str, String)]) -> Result<Ws, (u16, String)> {
     let mut req = url.into_client_request().unwrap();
     for (k, v) in headers {

@@ -359,3 +359,40 @@ pub fn record(key: Option<&str>, value: &str, id: Option<&str>) -> String {
     }
     v.to_string()
 }
+
+/// The proxy's own identity on the broker's SASL_PLAINTEXT listener (9093): `PLAIN` or a
+/// `SCRAM-SHA-*` mechanism, in the reference's JAAS form.
+pub fn sasl_env(mechanism: &'static str, user: &str, pass: &str) -> Vec<(&'static str, String)> {
+    let module = if mechanism == "PLAIN" { "plain.PlainLoginModule" } else { "scram.ScramLoginModule" };
+    vec![
+        ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "127.0.0.1:9093".to_owned()),
+        ("WSPROXY_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
+        ("WSPROXY_KAFKA_SASL_MECHANISM", mechanism.to_owned()),
+        (
+            "WSPROXY_KAFKA_SASL_JAAS_CFG",
+            format!("org.apache.kafka.common.security.{module} required username=\"{user}\" password=\"{pass}\";"),
+        ),
+    ]
+}
+
+/// Records in one consume frame: an array (`batchSize`) or a single record.
+pub fn records_in(frame: &Value) -> usize {
+    match frame.as_array() {
+        Some(items) => items.len(),
+        None => {
+            assert!(frame["offset"].is_i64(), "a record frame: {frame}");
+            1
+        }
+    }
+}
+
+/// Reads a consume socket for `span`; returns (records, largest frame in records).
+pub async fn consumed_during(ws: &mut Ws, span: Duration) -> (usize, usize) {
+    let end = tokio::time::Instant::now() + span;
+    let (mut records, mut largest) = (0, 0);
+    while let Some(frame) = maybe_json(ws, end.saturating_duration_since(tokio::time::Instant::now())).await {
+        records += records_in(&frame);
+        largest = largest.max(records_in(&frame));
+    }
+    (records, largest)
+}
