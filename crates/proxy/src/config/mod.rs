@@ -321,8 +321,16 @@ struct Reader<'a> {
     errors: Vec<String>,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// The names this thread's loads asked for (tests check them against the table).
+    static READ: std::cell::RefCell<std::collections::HashSet<String>> = Default::default();
+}
+
 impl Reader<'_> {
     fn raw(&self, name: &str) -> String {
+        #[cfg(test)]
+        READ.with(|read| read.borrow_mut().insert(name.to_owned()));
         match self.vars.get(name) {
             Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
             _ => ENV_VARS.iter().find(|e| e.name == name).map(|e| e.default.to_owned()).unwrap_or_default(),

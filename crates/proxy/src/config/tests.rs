@@ -415,3 +415,36 @@ fn toml_syntax_errors_do_not_echo_the_offending_line() {
     assert!(errors[0].contains("TOML parse error at line 4"), "{}", errors[0]);
     assert!(!errors[0].contains("hunter2"), "the secret leaked: {}", errors[0]);
 }
+
+/// Issue 15 step 5: every setting in the table is read by `Config::load` when every optional
+/// section is enabled (a table entry nothing reads is a setting that silently does nothing).
+#[test]
+fn every_setting_in_the_table_is_read_by_load() {
+    let all_on = vars(&[
+        ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+        ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+        ("WSPROXY_OPENID_ENABLED", "true"),
+        ("WSPROXY_SSL_ENABLED", "true"),
+        ("WSPROXY_ADMIN_ENDPOINT_ENABLED", "true"),
+        ("WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED", "true"),
+        ("WSPROXY_SCHEMA_REGISTRY_URL", "http://reg:8081"),
+        ("WSPROXY_KAFKA_SASL_MECHANISM", "PLAIN"),
+        ("WSPROXY_KAFKA_PRODUCER_REQUEST_TIMEOUT_MS", "1000"),
+        ("WSPROXY_KAFKA_CONSUMER_NUM_RETRIES", "3"),
+    ]);
+    let _ = Config::load(&all_on, &Overrides::default(), true);
+    let read = READ.with(|read| read.borrow().clone());
+    let unread: Vec<&str> = ENV_VARS.iter().map(|v| v.name).filter(|name| !read.contains(*name)).collect();
+    assert!(unread.is_empty(), "settings in the table that Config::load never reads: {unread:?}");
+    let unknown: Vec<&String> = read.iter().filter(|name| !ENV_VARS.iter().any(|v| v.name == *name)).collect();
+    assert!(unknown.is_empty(), "names Config::load reads that the table does not have: {unknown:?}");
+}
+
+/// Issue 15 step 5: a name missing from the table (a typo) must not silently read as empty.
+#[test]
+#[should_panic(expected = "not in the table")]
+fn a_name_missing_from_the_table_is_refused() {
+    let empty = HashMap::new();
+    let r = Reader { vars: &empty, errors: Vec::new() };
+    r.raw("WSPROXY_PROT");
+}
