@@ -3,8 +3,13 @@
 //! `--help-env` output, the README table, `--print-config` and the `--config` key mapping are
 //! generated from it.
 //!
-//! The [`settings!`] macro also makes each row a `const` named like the variable, and the
+//! The `settings!` macro also makes each row a `const` named like the variable, and the
 //! sections read settings only through those consts: a misspelled name does not compile.
+//!
+//! ```
+//! use kafka_websocket_proxy::config::env_vars::WSPROXY_PORT;
+//! assert_eq!((WSPROXY_PORT.name, WSPROXY_PORT.default), ("WSPROXY_PORT", "8078"));
+//! ```
 //!
 //! ```compile_fail
 //! // A name that is not in the table is not a setting.
