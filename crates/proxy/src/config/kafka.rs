@@ -137,7 +137,7 @@ pub enum Mapping {
 }
 
 /// The one table from the seed's Java property names to librdkafka's, per client kind.
-/// Properties handled elsewhere (JAAS, truststores) are mapped in [`read`] and [`super::tls`].
+/// Properties handled elsewhere (JAAS, truststores) are mapped where the Kafka section is read.
 pub fn librdkafka_property(kind: ClientKind, java: &str) -> Option<Mapping> {
     use ClientKind::*;
     use Mapping::*;

@@ -5,12 +5,12 @@
 //! [`Secret`], whose `Debug` prints `***`.
 //!
 //! One file per section, each with its struct(s) and a `read(&mut Reader) -> …Config`:
-//! [`server`] (main listener, which also holds [`tls`], [`auth`] and [`admin`]), [`kafka`]
-//! (shared client settings and the Java-to-librdkafka mapping), [`producer`], [`consumer`],
-//! [`socket`], [`sessions`], [`limits`] (client limits and the dynamic config topic),
-//! [`registry`] and [`metrics`]. Every setting is a row of [`env_vars`], read through its
-//! `const` by a [`reader::Reader`]; [`file`] reads `--config` and [`render`] prints
-//! `--print-config` and `--help-env`.
+//! `server.rs` (the main listener, which also holds what `tls.rs`, `auth.rs` and `admin.rs`
+//! read), `kafka.rs` (shared client settings and the Java-to-librdkafka mapping),
+//! `producer.rs`, `consumer.rs`, `socket.rs`, `sessions.rs`, `limits.rs` (client limits and the
+//! dynamic config topic), `registry.rs` and `metrics.rs`. Every setting is a row of
+//! [`env_vars`], read through its `const` by the `Reader` of `reader.rs`; `file.rs` reads
+//! `--config`, and `render.rs` prints `--print-config` and `--help-env`.
 //!
 //! Adding a setting: a row in `env_vars.rs`, a field in its section's struct, one read in that
 //! section's `read`.
