@@ -1,20 +1,36 @@
-//! The consumer port: each consume socket gets a group member of its own, created here.
+//! The consumer port: each consume socket gets a group member of its own, a
+//! [`SocketConsumer`], through which the socket's loop reads [`Record`]s, learns its
+//! assignment, stores and commits offsets and finally leaves the group, without naming
+//! rdkafka. The produce side's [`ProducerHandle`](crate::kafka::ProducerHandle) is the model.
+//!
+//! The rule that makes delivery at-least-once without handing Kafka what the client never got
+//! is [`SocketConsumer::store`]'s: the offset of a record is stored only after the frame
+//! carrying it was flushed to the socket.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
+use wsproxy_protocol::consume::KafkaRecordView;
 use wsproxy_protocol::params::ConsumerParams;
 
 use crate::auth::kafka_credentials::KafkaCredentials;
 use crate::kafka::client::{probe_topic, AuthFailure, ClientError, ProbeError, METADATA_TIMEOUT, STATS_INTERVAL_MS};
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
+use crate::kafka::headers::record_headers;
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
 
@@ -132,8 +148,176 @@ impl Drop for SocketConsumerContext {
     }
 }
 
-/// The consumer of one consume socket; destroyed off the runtime whatever drops it.
-pub type SocketConsumer = OffRuntime<StreamConsumer<SocketConsumerContext>>;
+/// The rdkafka client behind a [`SocketConsumer`]; destroyed off the runtime whatever drops it.
+type GroupMember = OffRuntime<StreamConsumer<SocketConsumerContext>>;
+
+/// How long a socket waits for its consumer's final commit and group leave.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The consumer of one consume socket: a member of the socket's group, subscribed to its topic.
+pub struct SocketConsumer {
+    member: GroupMember,
+    topic: String,
+}
+
+/// The records of a [`SocketConsumer`], in the order Kafka delivers them. Records borrow the
+/// consumer: taking one costs no copy of its key, value or headers.
+pub struct Records<'c> {
+    stream: MessageStream<'c, SocketConsumerContext>,
+}
+
+/// One consumed record, borrowed from its consumer.
+pub struct Record<'c>(BorrowedMessage<'c>);
+
+/// Why the consumer gave an error in place of a record.
+#[derive(Debug)]
+pub struct ConsumeError(KafkaError);
+
+impl SocketConsumer {
+    /// The records of the socket's topic, as they come. Create it once per socket.
+    pub fn records(&self) -> Records<'_> {
+        Records { stream: self.member.stream() }
+    }
+
+    /// The partitions of the socket's topic this consumer owns now (kept by its rebalance
+    /// callback: no round trip to librdkafka's main thread on the runtime).
+    pub fn assigned(&self) -> HashSet<i32> {
+        self.member.context().assigned()
+    }
+
+    /// Partitions lost in a rebalance since the last call (see
+    /// [`SocketConsumerContext::take_lost`]): what the socket would commit there must go.
+    pub fn take_lost(&self) -> Vec<i32> {
+        self.member.context().take_lost(false)
+    }
+
+    /// Stores the offset of the record at `offset` of `partition`, for the group's next
+    /// automatic commit (`autoCommit=true`).
+    ///
+    /// **Call it only after the frame carrying the record was flushed to the socket.** The
+    /// consumer is made with `enable.auto.offset.store=false`, so nothing else stores: even
+    /// with auto-commit Kafka never commits a record the client did not get, and a record
+    /// taken but not written is delivered again (to the next member, or on reconnect). Manual
+    /// commits (`autoCommit=false`) follow the same rule: the loop stashes a record for the
+    /// client's commit only once it was flushed. Returns `false` when the partition was
+    /// revoked meanwhile (its next owner reads the record).
+    pub fn store(&self, partition: i32, offset: i64) -> bool {
+        self.member.store_offset(&self.topic, partition, offset).is_ok()
+    }
+
+    /// Commits the next offsets to read (`(partition, offset)`) asynchronously: a refusal that
+    /// arrives later is counted and logged by the consumer's context.
+    pub fn commit(&self, offsets: &[(i32, i64)]) -> Result<(), ClientError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))?;
+        }
+        Ok(self.member.commit(&tpl, CommitMode::Async)?)
+    }
+
+    /// Commits `progress` (next offsets per partition) synchronously for the partitions still
+    /// assigned, so that nothing is lost to an in-flight async commit, then leaves the group;
+    /// waits at most [`CLOSE_TIMEOUT`] for that, after which it goes on in the background.
+    pub async fn close(self, progress: HashMap<i32, i64>) {
+        let closing = tokio::task::spawn_blocking(move || self.final_commit(&progress));
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!(
+                "the consumer did not close within {CLOSE_TIMEOUT:?}; leaving it to finish in the background"
+            );
+        }
+    }
+
+    /// Blocking: [`close`](Self::close) runs it on the blocking pool.
+    fn final_commit(self, progress: &HashMap<i32, i64>) {
+        let (consumer, topic) = (self.member, self.topic.as_str());
+        let owned = consumer.assignment().unwrap_or_default();
+        let revoked = consumer.context().take_lost(true);
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in progress {
+            if owned.find_partition(topic, *p).is_some() && !revoked.contains(p) {
+                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "final commit failed; uncommitted records will be delivered again");
+            }
+        }
+        // Dropping leaves the group, then destroys the librdkafka handle, which for a group
+        // consumer can block forever (rust-rdkafka issue 509; see "Known issue" in the README).
+        // The consumer's guard hands it to a thread of its own (`kafka::closer`), so that a stuck
+        // destroy never holds one of tokio's blocking threads: after 512 of them every later
+        // socket's final commit would wait forever.
+        drop(consumer);
+    }
+}
+
+impl<'c> Records<'c> {
+    /// The next record or consumer error; `None` once the consumer stopped (it never does
+    /// while it lives). Cancel-safe: a record is only taken when the future completes.
+    pub async fn next(&mut self) -> Option<Result<Record<'c>, ConsumeError>> {
+        self.stream.next().await.map(|m| m.map(Record).map_err(ConsumeError))
+    }
+}
+
+impl Record<'_> {
+    /// Where the record is and its key and value, without its headers.
+    pub fn view<'m>(&'m self, headers: &'m [(&'m str, Option<&'m [u8]>)]) -> KafkaRecordView<'m> {
+        let m = &self.0;
+        KafkaRecordView {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis().unwrap_or(-1),
+            key: m.key(),
+            value: m.payload(),
+            headers,
+        }
+    }
+
+    /// Calls `f` with the whole record as its frames show it, `headers` included. A header key
+    /// that is not UTF-8 is decoded lossily, counted and logged (never rdkafka's
+    /// `Headers::iter`: it panics on such a key, M3).
+    pub fn with_view<R>(&self, f: impl FnOnce(&KafkaRecordView<'_>) -> R) -> R {
+        let m = &self.0;
+        let owned = record_headers(m);
+        if owned.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
+            metrics::consumed_header_not_utf8();
+            tracing::warn!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                "a consumed record has a header key that is not UTF-8; it is delivered with the key decoded lossily"
+            );
+        }
+        let headers: Vec<(&str, Option<&[u8]>)> = owned.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+        f(&self.view(&headers))
+    }
+}
+
+impl ConsumeError {
+    /// Authorization failures and a deleted topic end the socket (`Err`, with why); anything
+    /// else is transient (librdkafka retries) and only logged.
+    pub fn triage(self) -> Result<(), String> {
+        let e = self.0;
+        match e.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic,
+            ) => Err(e.to_string()),
+            _ => {
+                tracing::warn!(error = %e, "consumer error (retrying)");
+                Ok(())
+            }
+        }
+    }
+}
 
 /// Why a consume socket got no consumer.
 #[derive(Debug)]
@@ -161,8 +345,7 @@ impl Kafka {
         let mut cfg = self.client_config(creds);
         cfg.set("group.id", &params.group_id)
             .set("client.id", &params.client_id)
-            // Offsets are stored only after a record was written to the socket, so even
-            // autoCommit=true never commits what the client did not get.
+            // Only `SocketConsumer::store` stores offsets (its rule: after the flush).
             .set("enable.auto.commit", if params.auto_commit { "true" } else { "false" })
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", "1000")
@@ -204,13 +387,13 @@ impl Kafka {
         // any early return (refused credentials, a failed upgrade, a panic) the consumer is
         // destroyed off the runtime.
         let made = tokio::task::spawn_blocking(move || {
-            let consumer: SocketConsumer = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
+            let consumer: GroupMember = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
             // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
             if probe {
                 probe_topic(consumer.client(), &topic, &consumer.context().auth).map_err(ConsumerError::Refused)?;
             }
             consumer.subscribe(&[&topic])?;
-            Ok::<_, ConsumerError>(consumer)
+            Ok::<_, ConsumerError>(SocketConsumer { member: consumer, topic })
         })
         .await
         .expect("consumer creation never panics");

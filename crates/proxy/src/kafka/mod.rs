@@ -19,6 +19,8 @@ pub mod consumer;
 pub mod headers;
 pub mod producer;
 pub mod state_log;
+#[cfg(test)]
+pub mod testing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -36,7 +38,7 @@ use crate::kafka::closer::OffRuntime;
 use crate::kafka::producer::ProducerContext;
 
 pub use client::{AuthFailure, ClientError, ProbeError};
-pub use consumer::{ConsumerError, SocketConsumer, SocketConsumerContext};
+pub use consumer::{ConsumeError, ConsumerError, Record, Records, SocketConsumer};
 #[cfg(test)]
 pub(crate) use producer::TRANSACTION_TIMEOUT;
 pub use producer::{delivered, record_failure, Ack, EnqueueError, ProducerHandle, RecordFailure, TransactionError};

@@ -294,12 +294,12 @@ impl Kafka {
     }
 }
 
+/// librdkafka properties every producer of the proxy is made with.
+pub(super) type ProducerSettings = Vec<(&'static str, String)>;
+
 /// The producer every socket without credentials of its own writes with, and the settings
 /// every producer of the proxy shares (per-user and transactional ones add theirs).
-pub(super) fn shared(
-    config: &Config,
-    base: &ClientConfig,
-) -> Result<(ProducerHandle, Vec<(&'static str, String)>), KafkaError> {
+pub(super) fn shared(config: &Config, base: &ClientConfig) -> Result<(ProducerHandle, ProducerSettings), KafkaError> {
     let p = &config.producer;
     let producer_settings: Vec<(&'static str, String)> = [
         ("client.id", format!("wsproxy-{}", config.server.server_id)),
