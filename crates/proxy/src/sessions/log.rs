@@ -137,7 +137,7 @@ pub mod memory {
         }
 
         /// How many records were written so far.
-        pub fn len(&self) -> usize {
+        pub fn written(&self) -> usize {
             self.records.lock().unwrap().len()
         }
 
@@ -237,7 +237,7 @@ pub mod memory {
         }
 
         async fn sync(&self) -> Result<(), StateLogError> {
-            let end = self.shared.len();
+            let end = self.shared.written();
             self.read_to(end);
             Ok(())
         }

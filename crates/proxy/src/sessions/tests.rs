@@ -49,9 +49,9 @@ async fn two_nodes_racing_for_the_last_slot_never_both_win() {
         (a, b) => panic!("exactly one winner expected, got {:?} and {:?}", a.is_ok(), b.is_ok()),
     };
     assert!(matches!(&loser, JoinError::Refused(r) if *r == full(1)), "{loser:?}");
-    assert_eq!(instances(&shared, "g"), [winner.instance.clone()]);
+    assert_eq!(instances(&shared, "g"), std::slice::from_ref(&winner.instance));
     let state = shared.state();
-    assert_eq!(state["g"].offset, shared.len() as i64 - 1, "the accepted state is the key's last record");
+    assert_eq!(state["g"].offset, shared.written() as i64 - 1, "the accepted state is the key's last record");
     // Both nodes agree once they have read the log.
     for n in [&a, &b] {
         n.inner.log.sync().await.unwrap();
@@ -94,7 +94,11 @@ async fn a_join_that_loses_races_retries_and_gives_up_as_unavailable_only_after_
     shared.interfere(MAX_ATTEMPTS - 1);
     let guard = a.join(Kind::Consumer, "g", consumer("c1", "a"), 0).await.expect("wins at the last attempt");
     assert_eq!(instances(&shared, "g"), [first.instance.clone(), guard.instance.clone()]);
-    assert_eq!(shared.len(), 1 + 2 * (MAX_ATTEMPTS - 1) + 1, "each lost attempt: a competing and a rejected record");
+    assert_eq!(
+        shared.written(),
+        1 + 2 * (MAX_ATTEMPTS - 1) + 1,
+        "each lost attempt: a competing and a rejected record"
+    );
 
     shared.interfere(MAX_ATTEMPTS);
     match a.join(Kind::Consumer, "g", consumer("c2", "a"), 0).await {
@@ -162,7 +166,7 @@ async fn a_slot_freed_on_another_node_is_seen_before_refusing() {
     drop(held);
     a.close(Duration::from_secs(5)).await; // the removal is written; b has not read it
     let joined = b.join(Kind::Consumer, "g", consumer("c2", "b"), 1).await.expect("b syncs and finds the slot free");
-    assert_eq!(instances(&shared, "g"), [joined.instance.clone()]);
+    assert_eq!(instances(&shared, "g"), std::slice::from_ref(&joined.instance));
 }
 
 /// The sweep frees the slots of a node whose consumer group has no members, and only then.
@@ -177,7 +181,7 @@ async fn the_slots_of_a_node_that_went_silent_are_freed_by_the_others() {
     assert_eq!(instances(&shared, "g").len(), 2, "a live node keeps its slots");
     shared.set_alive(&node_group("b"), false);
     a.sweep().await;
-    assert_eq!(instances(&shared, "g"), [on_a.instance.clone()], "the silent node's slot is freed");
+    assert_eq!(instances(&shared, "g"), std::slice::from_ref(&on_a.instance), "the silent node's slot is freed");
 }
 
 /// H4: a join whose write timed out answers 503, but its record landed; no guard holds that
@@ -197,7 +201,7 @@ async fn a_join_whose_record_landed_after_a_timeout_leaves_no_phantom_slot() {
     let failed = a.join(Kind::Consumer, "g", consumer("c1", "a"), 1).await;
     assert!(matches!(failed, Err(JoinError::Unavailable(_))), "{:?}", failed.map(|g| g.instance.clone()));
     let joined = a.join(Kind::Consumer, "g", consumer("c1", "a"), 1).await.expect("Kafka is back");
-    assert_eq!(instances(&shared, "g"), [joined.instance.clone()]);
+    assert_eq!(instances(&shared, "g"), std::slice::from_ref(&joined.instance));
 }
 
 /// A node that restarts (same server id) frees what it held before it serves.
@@ -209,5 +213,5 @@ async fn a_restarted_node_frees_its_own_leftovers_when_it_opens() {
     let on_b = b.join(Kind::Consumer, "g", consumer("c2", "b"), 0).await.expect("b joins");
     std::mem::forget(before); // the old process died: no guard frees its slot
     let _restarted = node(&shared, "a").await;
-    assert_eq!(instances(&shared, "g"), [on_b.instance.clone()]);
+    assert_eq!(instances(&shared, "g"), std::slice::from_ref(&on_b.instance));
 }
