@@ -198,3 +198,37 @@ impl Kafka {
         .expect("metadata task never panics")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The Kafka boundary holds: `pipeline/` and `http/` reach Kafka through this module's
+    /// ports, never through rdkafka (no `use rdkafka`, no `rdkafka::` path; comments may
+    /// still mention librdkafka).
+    #[test]
+    fn pipeline_and_http_never_name_rdkafka() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut dirs = vec![src.join("pipeline"), src.join("http")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).expect("a source folder") {
+                let path = entry.expect("a folder entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or_default();
+                    let names = code.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'));
+                    if names.into_iter().any(|w| w == "rdkafka" || w.starts_with("rdkafka::")) {
+                        offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "rdkafka named outside kafka/:\n{}", offenders.join("\n"));
+    }
+}
