@@ -19,7 +19,7 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures::{Sink, SinkExt, Stream};
 use tokio::time::{interval, Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use wsproxy_protocol::codec::Frame;
+use wsproxy_protocol::codec::{Frame, FrameRef};
 
 use crate::pipeline::close::{self, Drained, StopReason};
 
@@ -38,6 +38,15 @@ pub enum Tick {
 /// stopped reading, and the socket ends without a close handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stalled;
+
+/// Why [`Liveness::send_all`] did not finish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Interrupted {
+    /// The write failed or took longer than the idle timeout.
+    Stalled,
+    /// The socket must stop (shutdown or revocation) while the write waited: close with this.
+    Stopped(CloseFrame),
+}
 
 /// One socket's timers and stop signal.
 pub struct Liveness {
@@ -137,6 +146,29 @@ impl Liveness {
         Ok(())
     }
 
+    /// Writes `frames` with one flush, within the idle timeout as a whole, and gives way to a
+    /// stop: a client that stopped reading holds neither the socket nor a shutdown. A client
+    /// that takes frames is alive: it counts as heard (its pongs waited unread meanwhile).
+    pub async fn send_all<T, I>(&mut self, tx: &mut T, frames: I) -> Result<(), Interrupted>
+    where
+        T: Sink<Message> + Unpin,
+        I: IntoIterator<Item = Message>,
+    {
+        let write = async {
+            for frame in frames {
+                tx.feed(frame).await?;
+            }
+            tx.flush().await
+        };
+        tokio::select! {
+            written = bounded(self.idle_timeout, write) => written.map_err(|Stalled| Interrupted::Stalled)?,
+            frame = self.stopped() => return Err(Interrupted::Stopped(frame)),
+        }
+        self.sent();
+        self.heard();
+        Ok(())
+    }
+
     /// The close handshake: sends `frame` and reads until the client's close frame, the end
     /// of the stream or [`close::CLOSE_TIMEOUT`] (see [`close::finish`]).
     pub async fn close<T, R>(&self, tx: &mut T, rx: &mut R, frame: Option<CloseFrame>) -> Drained
@@ -145,6 +177,15 @@ impl Liveness {
         R: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
         close::finish(tx, rx, frame).await
+    }
+}
+
+/// The data of a text or binary message, for the socket's codec (`None` for control frames).
+pub fn frame_ref(msg: &Message) -> Option<FrameRef<'_>> {
+    match msg {
+        Message::Text(t) => Some(FrameRef::Text(t.as_str())),
+        Message::Binary(b) => Some(FrameRef::Binary(b)),
+        _ => None,
     }
 }
 
@@ -202,6 +243,32 @@ mod tests {
         // The channel holds one message per sender and nobody reads: the next send stalls.
         assert_eq!(l.send_bounded(&mut tx, Message::Text("x".into())).await, Err(Stalled));
         assert!(matches!(futures::StreamExt::next(&mut rx).await, Some(Message::Ping(_))));
+    }
+
+    /// A batch write gives way to a stop, and one that went through counts as sent and heard.
+    #[tokio::test]
+    async fn a_batch_write_gives_way_to_a_stop() {
+        let token = CancellationToken::new();
+        let mut l = Liveness::new(S(15), S(60), token.clone(), StopReason::default());
+        let (mut tx, _rx) = mpsc::channel::<Message>(1);
+        let before = l.last_heard;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(l.send_all(&mut tx, [Message::Text("a".into())]).await, Ok(()));
+        assert!(l.last_heard > before && l.last_sent > before);
+        let stop = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stop.cancel();
+        });
+        let frames = [Message::Text("b".into()), Message::Text("c".into())];
+        assert_eq!(l.send_all(&mut tx, frames).await, Err(Interrupted::Stopped(close::going_away())));
+    }
+
+    #[test]
+    fn data_frames_reach_the_codec_control_frames_do_not() {
+        assert!(matches!(frame_ref(&Message::Text("t".into())), Some(FrameRef::Text("t"))));
+        assert!(matches!(frame_ref(&Message::Binary(vec![1].into())), Some(FrameRef::Binary([1]))));
+        assert!(frame_ref(&Message::Ping(Vec::new().into())).is_none());
     }
 
     #[tokio::test]
