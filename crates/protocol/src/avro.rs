@@ -263,16 +263,7 @@ pub fn encode_consumer_record(
     key_type: Option<FormatType>,
     val_type: FormatType,
 ) -> Result<Vec<u8>, FrameError> {
-    let id = MessageId { topic: r.topic.to_owned(), partition: r.partition, offset: r.offset, timestamp: r.timestamp };
-    let decode_err = |what: &str, e: String| {
-        FrameError::new(
-            ErrorCode::DecodeError,
-            format!(
-                "the {what} of record {id} (topic {}, partition {}, offset {}) does not decode: {e}",
-                r.topic, r.partition, r.offset
-            ),
-        )
-    };
+    let decode_err = |what: &str, e: String| FrameError::undecodable(what, r, e);
     let key = match r.key {
         None => AvroValue::Union(0, Box::new(AvroValue::Null)),
         Some(bytes) => {
@@ -307,7 +298,7 @@ pub fn encode_consumer_record(
         AvroValue::Union(1, Box::new(AvroValue::Array(items)))
     };
     let record = AvroValue::Record(vec![
-        ("wsProxyMessageId".to_owned(), AvroValue::String(id.to_string())),
+        ("wsProxyMessageId".to_owned(), AvroValue::String(MessageId::of(r).to_string())),
         ("topic".to_owned(), AvroValue::String(r.topic.to_owned())),
         ("partition".to_owned(), AvroValue::Int(r.partition)),
         ("offset".to_owned(), AvroValue::Long(r.offset)),
@@ -387,12 +378,7 @@ pub fn decode_commit(bytes: &[u8]) -> Result<MessageId, FrameError> {
             ))
         }
     };
-    MessageId::parse(&id).ok_or_else(|| {
-        FrameError::new(
-            ErrorCode::UnknownMessageId,
-            format!("'{id}' is not a wsProxyMessageId (<topic>-<partition>-<offset>-<timestamp>)"),
-        )
-    })
+    MessageId::parse_commit(&id)
 }
 
 #[cfg(test)]

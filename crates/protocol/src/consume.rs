@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::error::{ErrorCode, FrameError};
+use crate::error::{ConsumerErrorFrame, ErrorBody, ErrorCode, FrameError};
 use crate::format::{FormatError, FormatType};
 
 /// The id of a consumed record: `<topic>-<partition>-<offset>-<timestamp>`.
@@ -28,6 +28,11 @@ impl fmt::Display for MessageId {
 }
 
 impl MessageId {
+    /// The id of a consumed record.
+    pub fn of(r: &KafkaRecordView<'_>) -> MessageId {
+        MessageId { topic: r.topic.to_owned(), partition: r.partition, offset: r.offset, timestamp: r.timestamp }
+    }
+
     /// Parses an id. Topic names may contain `-`, so the numbers are taken from the right.
     pub fn parse(s: &str) -> Option<MessageId> {
         // Only the timestamp may be negative (-1: none); topics may end with '-'.
@@ -98,6 +103,44 @@ pub struct KafkaRecordView<'a> {
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
 }
 
+impl KafkaRecordView<'_> {
+    /// How every error text names a consumed record, written once:
+    /// `record <id> (topic <t>, partition <p>, offset <o>)`.
+    pub fn name(&self) -> impl fmt::Display + '_ {
+        RecordName(self)
+    }
+}
+
+struct RecordName<'v>(&'v KafkaRecordView<'v>);
+
+impl fmt::Display for RecordName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        write!(f, "record {} (topic {}, partition {}, offset {})", MessageId::of(r), r.topic, r.partition, r.offset)
+    }
+}
+
+impl FrameError {
+    /// `DECODE_ERROR`: the key or value (`what`) of a consumed record does not decode as the
+    /// socket's type.
+    pub fn undecodable(what: &str, record: &KafkaRecordView<'_>, e: impl fmt::Display) -> FrameError {
+        FrameError::new(ErrorCode::DecodeError, format!("the {what} of {} does not decode: {e}", record.name()))
+    }
+}
+
+/// A consumer-socket error frame (JSON text), naming the record when there is one.
+pub fn render_error(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
+    let id = record.map(|r| MessageId::of(r).to_string());
+    let frame = ConsumerErrorFrame {
+        error: ErrorBody { code: e.code, message: &e.message },
+        ws_proxy_message_id: id.as_deref(),
+        topic: record.map(|r| r.topic),
+        partition: record.map(|r| r.partition),
+        offset: record.map(|r| r.offset),
+    };
+    serde_json::to_string(&frame).expect("error frames always serialise")
+}
+
 /// How records of one consume socket are rendered: its `keyType` and `valType`.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordEncoder {
@@ -108,17 +151,7 @@ pub struct RecordEncoder {
 impl RecordEncoder {
     /// Renders one Kafka record, or says why its bytes do not decode.
     pub fn record<'a>(&self, r: &KafkaRecordView<'a>) -> Result<ConsumerRecordOut<'a>, FrameError> {
-        let id =
-            MessageId { topic: r.topic.to_owned(), partition: r.partition, offset: r.offset, timestamp: r.timestamp };
-        let decode_err = |what: &str, e: FormatError| {
-            FrameError::new(
-                ErrorCode::DecodeError,
-                format!(
-                    "the {what} of record {id} (topic {}, partition {}, offset {}) does not decode: {e}",
-                    r.topic, r.partition, r.offset
-                ),
-            )
-        };
+        let decode_err = |what: &str, e: FormatError| FrameError::undecodable(what, r, e);
         let key = match r.key {
             None => None,
             Some(bytes) => {
@@ -140,7 +173,7 @@ impl RecordEncoder {
             Some(r.headers.iter().map(|(k, v)| HeaderOut { key: k, value: v.map(String::from_utf8_lossy) }).collect())
         };
         Ok(ConsumerRecordOut {
-            ws_proxy_message_id: id.to_string(),
+            ws_proxy_message_id: MessageId::of(r).to_string(),
             topic: r.topic,
             partition: r.partition,
             offset: r.offset,
@@ -164,15 +197,19 @@ pub fn parse_commit(text: &str) -> Result<MessageId, FrameError> {
     let frame: CommitFrame = serde_json::from_str(text).map_err(|e| {
         FrameError::new(ErrorCode::InvalidFrame, format!("a commit must be {{\"wsProxyMessageId\": \"<id>\"}}: {e}"))
     })?;
-    MessageId::parse(&frame.ws_proxy_message_id).ok_or_else(|| {
-        FrameError::new(
-            ErrorCode::UnknownMessageId,
-            format!(
-                "'{}' is not a wsProxyMessageId (<topic>-<partition>-<offset>-<timestamp>)",
-                frame.ws_proxy_message_id
-            ),
-        )
-    })
+    MessageId::parse_commit(&frame.ws_proxy_message_id)
+}
+
+impl MessageId {
+    /// Parses the id a commit frame names, or answers `UNKNOWN_MESSAGE_ID`.
+    pub fn parse_commit(id: &str) -> Result<MessageId, FrameError> {
+        MessageId::parse(id).ok_or_else(|| {
+            FrameError::new(
+                ErrorCode::UnknownMessageId,
+                format!("'{id}' is not a wsProxyMessageId (<topic>-<partition>-<offset>-<timestamp>)"),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,15 @@ impl FrameError {
         self
     }
 
+    /// `FRAME_TOO_LARGE`: a frame of `len` bytes on a socket whose limit is `max`
+    /// (`WSPROXY_WS_MAX_FRAME_SIZE`); answered in the frame's place, the socket stays open.
+    pub fn too_large(len: usize, max: usize) -> FrameError {
+        FrameError::new(
+            ErrorCode::FrameTooLarge,
+            format!("the frame has {len} bytes; the limit is {max} (WSPROXY_WS_MAX_FRAME_SIZE)"),
+        )
+    }
+
     /// The produce-socket error frame for this error.
     pub fn frame(&self) -> ErrorFrame<'_> {
         ErrorFrame {

@@ -1,5 +1,6 @@
 //! The wire contract of the Kafka WebSocket proxy, with no I/O.
 //!
+//! - [`codec`] — a socket's wire format, chosen once: [`SocketCodec`] (JSON text or Avro binary).
 //! - [`avro`] — the Avro socket payload: the wrapper schemas and their binary codecs.
 //! - [`format`] — the key/value format types and their Kafka byte layouts.
 //! - [`produce`] — produce-socket frames in (records) and out (results).
@@ -11,11 +12,13 @@
 //! by the server, the tests and the benchmark.
 
 pub mod avro;
+pub mod codec;
 pub mod consume;
 pub mod error;
 pub mod format;
 pub mod params;
 pub mod produce;
 
+pub use codec::SocketCodec;
 pub use error::{ErrorCode, FrameError};
 pub use format::FormatType;

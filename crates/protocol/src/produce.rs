@@ -6,6 +6,7 @@
 //! place; a bad record never ends the socket.
 
 mod frame;
+mod json_value;
 
 use serde::Serialize;
 

@@ -16,9 +16,8 @@ use axum::Extension;
 use futures::{Sink, Stream};
 use wsproxy_protocol::consume::RecordEncoder;
 use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
-use wsproxy_protocol::produce::RecordDecoder;
 
-use wsproxy_protocol::FormatType;
+use wsproxy_protocol::{FormatType, SocketCodec};
 
 use crate::auth::kafka_credentials;
 use crate::auth::oidc::{self, Authenticated};
@@ -97,8 +96,7 @@ pub async fn produce(
     let cfg = &state.config;
     let settings = produce::ProduceSettings {
         topic: p.topic.clone(),
-        decoder: RecordDecoder { key_type: p.key_type, val_type: p.val_type },
-        avro: p.socket_payload == SocketPayload::Avro,
+        codec: SocketCodec::new(p.socket_payload, p.key_type, p.val_type),
         registry: registry_for(&state, p.key_type, p.val_type),
         max_in_flight_records: cfg.producer.max_in_flight_records,
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,

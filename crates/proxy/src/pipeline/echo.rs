@@ -4,20 +4,20 @@
 //!
 //! It runs with exactly the produce socket's limits: the same codec settings (1009 beyond the
 //! hard limit), the same `FRAME_TOO_LARGE` error frame beyond `WSPROXY_WS_MAX_FRAME_SIZE`, the
-//! same keep-alive pings, idle timeout and shutdown close; authentication, Origin check and
-//! connection limits are applied before the upgrade like on the real sockets.
+//! same keep-alive pings, idle timeout and shutdown close ([`super::liveness`]);
+//! authentication, Origin check and connection limits are applied before the upgrade like on
+//! the real sockets.
 
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
-use futures::{Sink, SinkExt, Stream, StreamExt};
-use tokio::time::{interval, Instant, MissedTickBehavior};
+use futures::{Sink, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::error::FrameError;
 use wsproxy_protocol::produce::{render_answer, Answer};
-use wsproxy_protocol::ErrorCode;
 
 use crate::pipeline::close;
+use crate::pipeline::liveness::{Liveness, Tick};
 
 /// Settings of one echo socket (the produce socket's limits).
 #[derive(Clone)]
@@ -33,15 +33,13 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
-    let mut keep_alive = interval(close::check_every(settings.keep_alive, settings.idle_timeout));
-    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let (mut last_sent, mut last_heard) = (Instant::now(), Instant::now());
+    let mut live = Liveness::new(settings.keep_alive, settings.idle_timeout, shutdown, close::StopReason::default());
     let frame: Option<CloseFrame> = loop {
         let reply = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break Some(close::going_away()),
+            frame = live.stopped() => break Some(frame),
             msg = rx.next() => {
-                last_heard = Instant::now();
+                live.heard();
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break Some(close::normal()),
                     Some(Err(e)) => break close::for_read_error(e),
@@ -51,30 +49,22 @@ where
                     Some(Ok(m)) => m,
                 }
             }
-            _ = keep_alive.tick() => {
-                if last_heard.elapsed() >= settings.idle_timeout {
-                    break Some(close::idle(settings.idle_timeout));
-                }
-                if last_sent.elapsed() < settings.keep_alive {
-                    continue;
-                }
-                Message::Ping(Vec::new().into())
+            tick = live.tick() => match tick {
+                Tick::Idle(frame) => break Some(frame),
+                Tick::Ping => Message::Ping(Vec::new().into()),
+                Tick::Nothing => continue,
             }
         };
         // A client that stopped reading cannot hold the socket past the idle timeout.
-        if !matches!(tokio::time::timeout(settings.idle_timeout, tx.send(reply)).await, Ok(Ok(()))) {
+        if live.send_bounded(&mut tx, reply).await.is_err() {
             return;
         }
-        last_sent = Instant::now();
     };
-    close::finish(&mut tx, &mut rx, frame).await;
+    live.close(&mut tx, &mut rx, frame).await;
 }
 
 /// The produce socket's answer to a frame over `WSPROXY_WS_MAX_FRAME_SIZE`.
 fn too_large(len: usize, settings: &EchoSettings) -> Message {
-    let e = FrameError::new(
-        ErrorCode::FrameTooLarge,
-        format!("the frame has {len} bytes; the limit is {} (WSPROXY_WS_MAX_FRAME_SIZE)", settings.max_frame_bytes),
-    );
+    let e = FrameError::too_large(len, settings.max_frame_bytes);
     Message::Text(render_answer(&Answer::Err(e.frame())).into())
 }

@@ -4,6 +4,8 @@
 //! - [`consume`] — `/socket/out`, a group member per socket, records out at the socket's pace.
 //! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
 //! - [`echo`] — `/socket/echo`, frames back with the produce socket's limits (diagnostics).
+//! - [`liveness`] — the skeleton of every loop: pings, idle timeout, bounded writes, stop, close.
+//! - [`transaction`] — exactly-once: one produce frame, one Kafka transaction.
 //! - [`close`] — close codes and reasons.
 //!
 //! The loops are generic over the socket's `Stream`/`Sink`, so tests can drive them with any
@@ -13,5 +15,7 @@ pub mod close;
 pub mod commit_stack;
 pub mod consume;
 pub mod echo;
+pub mod liveness;
 pub mod produce;
 pub mod rate_limit;
+pub mod transaction;

@@ -8,6 +8,10 @@
 //! The producer's `messages-per-second` limit (static or dynamic, see [`crate::limits`]) is
 //! applied the same way: beyond the rate the socket is not read. A dynamic change reaches an
 //! open socket through [`ClientLimits::changes`].
+//!
+//! The socket's [`SocketCodec`] reads frames and writes answers; pings, the idle timeout,
+//! bounded writes and the close are [`Liveness`]'s; exactly-once frames go through
+//! [`super::transaction`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,20 +20,20 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures::stream::FuturesOrdered;
-use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
-use tokio::time::{interval, Instant, MissedTickBehavior};
+use futures::{FutureExt, Sink, Stream, StreamExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wsproxy_protocol::avro;
+use wsproxy_protocol::codec::FrameRef;
 use wsproxy_protocol::error::FrameError;
-use wsproxy_protocol::produce::{
-    render_answer, render_answers, Answer, ProduceFrame, ProduceResult, RecordDecoder, RecordOutcome,
-};
-use wsproxy_protocol::{ErrorCode, FormatType};
+use wsproxy_protocol::produce::{Answer, ProduceFrame, ProduceResult, RecordOutcome};
+use wsproxy_protocol::{ErrorCode, FormatType, SocketCodec};
 
-use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure, TransactionError};
+use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
 use crate::limits::ClientLimits;
 use crate::pipeline::close;
+use crate::pipeline::liveness::{message, Liveness, Tick};
 use crate::pipeline::rate_limit::RateLimit;
+use crate::pipeline::transaction;
 use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
@@ -37,9 +41,9 @@ use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 #[derive(Clone)]
 pub struct ProduceSettings {
     pub topic: String,
-    pub decoder: RecordDecoder,
-    /// `socketPayload=avro`: binary `AvroProducerRecord` frames in, `AvroProducerResult` out.
-    pub avro: bool,
+    /// The socket's frames: JSON text, or (`socketPayload=avro`) binary `AvroProducerRecord`
+    /// frames in and `AvroProducerResult` out.
+    pub codec: SocketCodec,
     /// Checks `avro` keys and values (Confluent wire format, known schema), when configured.
     pub registry: Option<Arc<SchemaRegistry>>,
     pub max_in_flight_records: usize,
@@ -59,9 +63,9 @@ pub struct ProduceSettings {
 }
 
 /// A frame's answer once all its records are settled, with what it held in flight.
-struct Settled {
+pub(super) struct Settled {
     /// The answer frame: text (JSON, and every error), or binary (an Avro result).
-    frame: Message,
+    pub(super) frame: Message,
     records: usize,
     bytes: usize,
     /// Records Kafka acknowledged, and their bytes.
@@ -70,13 +74,13 @@ struct Settled {
     /// Codes of the error frames in the answer.
     errors: Vec<ErrorCode>,
     /// A failure that ends the socket after this answer (a fenced transactional producer).
-    fatal: Option<String>,
+    pub(super) fatal: Option<String>,
 }
 
-type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
+pub(super) type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
 
 /// The outcome of one record: its id, its size, and where Kafka put it or why not.
-type RecordResult = (Option<String>, usize, Result<Ack, FrameError>);
+pub(super) type RecordResult = (Option<String>, usize, Result<Ack, FrameError>);
 
 /// Runs the socket until the client closes it, the connection fails, or the server shuts down.
 pub async fn run<S>(socket: S, kafka: ProducerHandle, settings: ProduceSettings, shutdown: CancellationToken)
@@ -87,10 +91,7 @@ where
     let mut stats = SocketMetrics::open(Direction::In, &settings.topic, settings.identity.clone());
     let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
     let (mut in_flight_records, mut in_flight_bytes) = (0usize, 0usize);
-    let mut keep_alive = interval(close::check_every(settings.keep_alive, settings.idle_timeout));
-    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_sent = Instant::now();
-    let mut last_heard = Instant::now();
+    let mut live = Liveness::new(settings.keep_alive, settings.idle_timeout, shutdown, settings.stop_reason.clone());
     let mut reading = true;
     let mut close_frame: Option<CloseFrame> = None;
     let producer_id = settings.identity.client_id.clone();
@@ -103,7 +104,7 @@ where
         // bounded so that a client that stopped reading cannot hold it.
         if !reading && pending.is_empty() {
             stats.closing(close_frame.as_ref().map_or(1000, |f| f.code));
-            close::finish(&mut tx, &mut rx, close_frame.take()).await;
+            live.close(&mut tx, &mut rx, close_frame.take()).await;
             return;
         }
         let now = std::time::Instant::now();
@@ -117,14 +118,14 @@ where
             && in_flight_bytes < settings.max_in_flight_bytes;
         if !may_read {
             // Not reading (backpressure): the client's silence is ours, not its.
-            last_heard = Instant::now();
+            live.heard();
         }
         tokio::select! {
             biased;
-            _ = shutdown.cancelled(), if reading => {
+            frame = live.stopped(), if reading => {
                 // Stop taking records; answer what is in flight, then close with 1001.
                 reading = false;
-                close_frame = Some(settings.stop_reason.frame());
+                close_frame = Some(frame);
             }
             Some(first) = pending.next(), if !pending.is_empty() => {
                 // Coalesce: send every answer that is already settled, then flush once.
@@ -140,7 +141,7 @@ where
                     for code in &s.errors {
                         stats.error_frame(code.as_str());
                     }
-                    if !matches!(tokio::time::timeout(settings.idle_timeout, tx.feed(s.frame)).await, Ok(Ok(()))) {
+                    if live.feed_bounded(&mut tx, s.frame).await.is_err() {
                         stats.closing(1006);
                         return;
                     }
@@ -149,11 +150,10 @@ where
                         close_frame = Some(close::kafka_failure(&reason));
                     }
                 }
-                if !matches!(tokio::time::timeout(settings.idle_timeout, tx.flush()).await, Ok(Ok(()))) {
+                if live.flush_bounded(&mut tx).await.is_err() {
                     stats.closing(1006);
                     return;
                 }
-                last_sent = Instant::now();
             }
             msg = rx.next(), if may_read => {
                 // Take every frame that is already buffered (up to a bound) in this wakeup.
@@ -169,9 +169,9 @@ where
                         }
                         Inbound::Frame(frame, frame_len) => {
                             let (entry, records, bytes) = if settings.transactional {
-                                transact(&kafka, &settings, frame, frame_len, &shutdown).await
+                                transaction::transact(&kafka, &settings, frame, frame_len, live.shutdown()).await
                             } else {
-                                submit(&kafka, &settings, frame, frame_len, &shutdown).await
+                                submit(&kafka, &settings, frame, frame_len, live.shutdown()).await
                             };
                             in_flight_records += records;
                             in_flight_bytes += bytes;
@@ -194,7 +194,7 @@ where
                 }
                 // Heard now; and waiting for room in Kafka's queue or for a transaction did
                 // not read the socket: the client's pongs wait unread, its silence is ours (L9).
-                last_heard = Instant::now();
+                live.heard();
             }
             _ = tokio::time::sleep_until(throttled_until.map_or_else(Instant::now, Instant::from_std)), if throttled_until.is_some() => {}
             Ok(()) = changes.changed() => {
@@ -205,23 +205,25 @@ where
                     rate = rate_limit(now_rate);
                 }
             }
-            _ = keep_alive.tick() => {
+            tick = live.tick() => {
                 if reading && kafka.credentials_refused_for().is_some_and(|d| d >= AUTH_FAILURE_PATIENCE) {
                     // Revoked or wrong credentials for a while: every record would time out.
                     // Say so. (A passing refusal clears on the next broker round trip.)
                     reading = false;
                     close_frame = Some(close::kafka_failure("Kafka refused the socket's credentials"));
                 }
-                if reading && last_heard.elapsed() >= settings.idle_timeout {
-                    reading = false;
-                    close_frame = Some(close::idle(settings.idle_timeout));
-                }
-                if last_sent.elapsed() >= settings.keep_alive {
-                    if !matches!(tokio::time::timeout(settings.idle_timeout, tx.send(Message::Ping(Vec::new().into()))).await, Ok(Ok(()))) {
+                match tick {
+                    // Not reading, the loop hears the client on every turn: only a reading
+                    // socket idles out. It answers what is in flight, then closes.
+                    Tick::Idle(frame) if reading => {
+                        reading = false;
+                        close_frame = Some(frame);
+                    }
+                    Tick::Ping if live.ping(&mut tx).await.is_err() => {
                         stats.closing(1006);
                         return;
                     }
-                    last_sent = Instant::now();
+                    _ => {}
                 }
             }
         }
@@ -250,48 +252,21 @@ enum Inbound {
 }
 
 fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings) -> Inbound {
-    let mut len = 0;
-    let frame = match msg {
+    let decoded = match msg {
         // The client is done: answer what is in flight if it still listens.
         None | Some(Ok(Message::Close(_))) => return Inbound::End(close::normal()),
         Some(Err(e)) => return Inbound::End(close::for_read_error(e).unwrap_or_else(close::normal)),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Skip,
-        Some(Ok(Message::Text(_))) if settings.avro => Err(FrameError::new(
-            ErrorCode::UnsupportedFrame,
-            "text frames are not accepted on a socket with socketPayload=avro; send binary AvroProducerRecord frames",
-        )),
-        Some(Ok(Message::Binary(bytes))) if settings.avro => {
-            len = bytes.len();
-            if bytes.len() > settings.max_frame_bytes {
-                Err(too_large(bytes.len(), settings.max_frame_bytes))
-            } else {
-                let (kt, vt) = (settings.decoder.key_type, settings.decoder.val_type);
-                Ok(ProduceFrame::Single(avro::decode_producer_record(&bytes, kt, vt)))
-            }
+        Some(Ok(Message::Text(text))) => settings.codec.decode_produce(FrameRef::Text(&text), settings.max_frame_bytes),
+        Some(Ok(Message::Binary(bytes))) => {
+            settings.codec.decode_produce(FrameRef::Binary(&bytes), settings.max_frame_bytes)
         }
-        Some(Ok(Message::Text(text))) => {
-            len = text.len();
-            if text.len() > settings.max_frame_bytes {
-                Err(too_large(text.len(), settings.max_frame_bytes))
-            } else if text.trim().is_empty() {
-                return Inbound::Skip; // the reference ignores empty frames
-            } else {
-                Ok(settings.decoder.parse_frame(text.as_str()))
-            }
-        }
-        Some(Ok(Message::Binary(_))) => Err(FrameError::new(
-            ErrorCode::UnsupportedFrame,
-            "binary frames are not accepted on a socket with socketPayload=json; send JSON text frames",
-        )),
     };
-    Inbound::Frame(frame.unwrap_or_else(|e| ProduceFrame::Single(Err(e))), len)
-}
-
-fn too_large(len: usize, max: usize) -> FrameError {
-    FrameError::new(
-        ErrorCode::FrameTooLarge,
-        format!("the frame has {len} bytes; the limit is {max} (WSPROXY_WS_MAX_FRAME_SIZE)"),
-    )
+    match decoded {
+        Some((frame, len)) => Inbound::Frame(frame, len),
+        // The reference ignores empty frames.
+        None => Inbound::Skip,
+    }
 }
 
 /// Hands a frame's records to Kafka and returns the future of its answer, with the records
@@ -312,10 +287,10 @@ async fn submit(
             let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
             let bytes = record_bytes.max(frame_len);
             let topic = topic.to_owned();
-            let avro = settings.avro;
+            let codec = settings.codec;
             let entry = async move {
                 let result = fut.await;
-                let frame = answer_frame(&topic, avro, &result);
+                let frame = answer_frame(&topic, &codec, &result);
                 settled(frame, std::slice::from_ref(&result), 1, bytes)
             };
             (Box::pin(entry), 1, bytes)
@@ -333,207 +308,23 @@ async fn submit(
             }
             let (records, bytes) = (futs.len().max(1), bytes.max(frame_len));
             let topic = topic.to_owned();
+            let codec = settings.codec;
             let entry = async move {
                 let results = futures::future::join_all(futs).await;
-                let answers: Vec<Answer<'_>> = results.iter().map(|r| answer(&topic, r)).collect();
-                settled(Message::Text(render_answers(&answers).into()), &results, records, bytes)
+                settled(answers_frame(&topic, &codec, &results), &results, records, bytes)
             };
             (Box::pin(entry), records, bytes)
         }
     }
 }
 
-/// Exactly-once: the frame's records are one transaction, answered once it committed. If any
-/// record fails, or the commit does, the transaction is aborted and every record of the frame
-/// is answered with an error: `read_committed` consumers see all of a frame or none of it.
-/// Frames are taken one at a time (the next transaction starts after this one ended).
-async fn transact(
-    kafka: &ProducerHandle,
-    settings: &ProduceSettings,
-    frame: ProduceFrame,
-    frame_len: usize,
-    shutdown: &CancellationToken,
-) -> (Pending, usize, usize) {
-    let topic = settings.topic.as_str();
-    let (unchecked, single) = match frame {
-        ProduceFrame::Single(outcome) => (vec![outcome], true),
-        ProduceFrame::Batch(outcomes) => (outcomes, false),
-    };
-    let mut outcomes = Vec::with_capacity(unchecked.len());
-    for outcome in unchecked {
-        outcomes.push(check_registry(settings, outcome).await);
-    }
-    let mut results: Vec<RecordResult> = Vec::with_capacity(outcomes.len());
-    let mut failure: Option<String> = None;
-    let mut fatal = None;
-    // Set when the commit neither succeeded nor failed for good (M1).
-    let mut unknown = false;
-    let mut bytes = 0;
-    if outcomes.iter().any(Result::is_err) {
-        failure = Some("another record of the frame is invalid, so none was sent".to_owned());
-        for outcome in outcomes {
-            results.push(match outcome {
-                Err(e) => (e.message_id.clone(), 0, Err(e)),
-                Ok(r) => (r.message_id, 0, Ok(Ack { partition: -1, offset: -1, timestamp: -1 })),
-            });
-        }
-    } else if let Err(e) = kafka.begin_transaction().await {
-        failure = Some(format!("the transaction could not start: {e}"));
-        fatal = e.fatal.then(|| e.message.clone());
-        for outcome in outcomes.into_iter().flatten() {
-            results.push((outcome.message_id, 0, Ok(Ack { partition: -1, offset: -1, timestamp: -1 })));
-        }
-    } else {
-        // One retry when only purges failed it: librdkafka purges the first transaction after an
-        // abort that needed a new producer epoch (a known librdkafka behaviour).
-        for attempt in 0..2 {
-            failure = None;
-            if attempt > 0 {
-                if let Err(e) = kafka.begin_transaction().await {
-                    failure = Some(format!("the transaction could not start: {e}"));
-                    fatal = e.fatal.then(|| e.message.clone());
-                    break;
-                }
-            }
-            let mut futs = Vec::with_capacity(outcomes.len());
-            bytes = 0;
-            let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
-            for outcome in outcomes.iter().cloned() {
-                let (fut, b) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
-                bytes += b;
-                futs.push(fut);
-            }
-            results = futures::future::join_all(futs).await;
-            let failed: Vec<ErrorCode> = results.iter().filter_map(|r| r.2.as_ref().err().map(|e| e.code)).collect();
-            let outcome = if failed.is_empty() {
-                commit(kafka).await
-            } else {
-                let e = TransactionError {
-                    fatal: false,
-                    retriable: false,
-                    requires_abort: true,
-                    message: "another record of the frame failed".to_owned(),
-                };
-                Err((e, AfterCommitError::Abort))
-            };
-            let Err((e, next)) = outcome else {
-                metrics::transaction_outcome("committed");
-                break;
-            };
-            failure = Some(e.message.clone());
-            match next {
-                AfterCommitError::Abort => {}
-                AfterCommitError::Fatal => {
-                    metrics::transaction_outcome("failed");
-                    fatal = Some(e.message.clone());
-                    break;
-                }
-                AfterCommitError::Retry | AfterCommitError::Unknown => {
-                    // Kafka may still commit it: never say aborted. The producer cannot start
-                    // another transaction before this one ends, so the socket ends too; the
-                    // client's next socket fences this producer, which settles it.
-                    metrics::transaction_outcome("unknown");
-                    tracing::warn!(error = %e, client_id = ?settings.identity.client_id, "a transaction's outcome is unknown; closing the socket");
-                    unknown = true;
-                    fatal = Some(format!("the outcome of the last transaction is unknown: {e}"));
-                    break;
-                }
-            }
-            metrics::transaction_outcome("aborted");
-            if let Err(abort) = kafka.abort_transaction().await {
-                fatal = Some(format!("the transaction could not be aborted: {abort}"));
-                break;
-            }
-            let only_purged = !failed.is_empty() && failed.iter().all(|c| *c == ErrorCode::TransactionAborted);
-            if !only_purged {
-                break;
-            }
-        }
-    }
-    if let Some(reason) = &failure {
-        for (id, _, r) in results.iter_mut() {
-            if r.is_ok() {
-                let e = if unknown {
-                    FrameError::new(
-                        ErrorCode::TransactionOutcomeUnknown,
-                        format!("the frame's transaction did not finish committing in time; its records may still be committed: {reason}"),
-                    )
-                } else {
-                    FrameError::new(
-                        ErrorCode::TransactionAborted,
-                        format!("the frame's transaction was aborted: {reason}"),
-                    )
-                };
-                *r = Err(e.with_message_id(id.clone()));
-            }
-        }
-    }
-    let records = results.len().max(1);
-    let bytes = bytes.max(frame_len);
-    let frame = if single {
-        answer_frame(topic, settings.avro, &results[0])
-    } else {
-        Message::Text(render_answers(&results.iter().map(|r| answer(topic, r)).collect::<Vec<_>>()).into())
-    };
-    let mut done = settled(frame, &results, records, bytes);
-    done.fatal = fatal.map(|f| format!("transactional producer failed: {f}"));
-    (Box::pin(std::future::ready(done)), records, bytes)
-}
-
-/// How often a commit that timed out (Kafka still committing) is resumed before the outcome
-/// counts as unknown: each call waits up to the producer's transaction timeout.
-const COMMIT_ATTEMPTS: u32 = 3;
-
-/// What to do after `commit_transaction` failed (M1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AfterCommitError {
-    /// Retriable (a timeout): librdkafka goes on committing; calling commit again resumes it.
-    Retry,
-    /// The transaction cannot commit: abort it, its records are never read.
-    Abort,
-    /// The producer is unusable (fenced): end the socket.
-    Fatal,
-    /// Neither: the records may or may not be committed.
-    Unknown,
-}
-
-/// Decides from librdkafka's classification of a commit error, after `attempt` calls.
-fn after_commit_error(e: &TransactionError, attempt: u32) -> AfterCommitError {
-    if e.fatal {
-        AfterCommitError::Fatal
-    } else if e.txn_requires_abort() {
-        AfterCommitError::Abort
-    } else if e.is_retriable() && attempt < COMMIT_ATTEMPTS {
-        AfterCommitError::Retry
-    } else {
-        AfterCommitError::Unknown
-    }
-}
-
-/// Commits the open transaction, resuming a commit that timed out, until it succeeds or fails
-/// for good (or [`COMMIT_ATTEMPTS`] are used up: then the outcome is unknown).
-async fn commit(kafka: &ProducerHandle) -> Result<(), (TransactionError, AfterCommitError)> {
-    let mut attempt = 1;
-    loop {
-        let Err(e) = kafka.commit_transaction().await else { return Ok(()) };
-        match after_commit_error(&e, attempt) {
-            AfterCommitError::Retry => {
-                metrics::transaction_outcome("commit_retried");
-                tracing::warn!(error = %e, attempt, "a transaction commit timed out; resuming it");
-                attempt += 1;
-            }
-            next => return Err((e, next)),
-        }
-    }
-}
-
 /// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
 /// the registry knows; otherwise the record is answered with an error and not produced.
-async fn check_registry(settings: &ProduceSettings, outcome: RecordOutcome) -> RecordOutcome {
+pub(super) async fn check_registry(settings: &ProduceSettings, outcome: RecordOutcome) -> RecordOutcome {
     let (Some(registry), Ok(record)) = (&settings.registry, &outcome) else { return outcome };
     let checks = [
-        (settings.decoder.key_type == Some(FormatType::Avro), record.key.as_deref(), "key", ErrorCode::InvalidKey),
-        (settings.decoder.val_type == FormatType::Avro, record.value.as_deref(), "value", ErrorCode::InvalidValue),
+        (settings.codec.key_type() == Some(FormatType::Avro), record.key.as_deref(), "key", ErrorCode::InvalidKey),
+        (settings.codec.val_type() == FormatType::Avro, record.value.as_deref(), "value", ErrorCode::InvalidValue),
     ];
     for (applies, bytes, field, code) in checks {
         let (true, Some(bytes)) = (applies, bytes) else { continue };
@@ -558,11 +349,11 @@ type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
 /// How long a frame's records wait for room in librdkafka's queue before the rest are answered
 /// with an error: one deadline per frame, so a 1,000-record frame cannot hold the loop 1,000
 /// times this long (L9).
-const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(30);
+pub(super) const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Enqueues one record, waiting while librdkafka's queue is full (backpressure), but not past
 /// shutdown or the frame's `give_up` deadline ([`QUEUE_FULL_PATIENCE`] after the frame started).
-async fn enqueue(
+pub(super) async fn enqueue(
     kafka: &ProducerHandle,
     topic: &str,
     outcome: RecordOutcome,
@@ -619,7 +410,7 @@ async fn enqueue(
     }
 }
 
-fn settled(frame: Message, results: &[RecordResult], records: usize, bytes: usize) -> Settled {
+pub(super) fn settled(frame: Message, results: &[RecordResult], records: usize, bytes: usize) -> Settled {
     let mut s = Settled { frame, records, bytes, acked: 0, acked_bytes: 0, errors: Vec::new(), fatal: None };
     for (_, size, r) in results {
         match r {
@@ -633,15 +424,14 @@ fn settled(frame: Message, results: &[RecordResult], records: usize, bytes: usiz
     s
 }
 
-/// The answer to a single record: an Avro result on an avro socket, else (and for every
-/// error) a JSON text frame.
-fn answer_frame(topic: &str, avro: bool, result: &RecordResult) -> Message {
-    match (&result.2, avro) {
-        (Ok(ack), true) => Message::Binary(
-            avro::encode_producer_result(topic, ack.partition, ack.offset, ack.timestamp, result.0.as_deref()).into(),
-        ),
-        _ => Message::Text(render_answer(&answer(topic, result)).into()),
-    }
+/// The answer to a single record, in the socket's codec (an error is always JSON text).
+pub(super) fn answer_frame(topic: &str, codec: &SocketCodec, result: &RecordResult) -> Message {
+    message(codec.encode_answer(&answer(topic, result)))
+}
+
+/// The answer to an array frame: one frame of every record's result or error, in order.
+pub(super) fn answers_frame(topic: &str, codec: &SocketCodec, results: &[RecordResult]) -> Message {
+    message(codec.encode_answers(&results.iter().map(|r| answer(topic, r)).collect::<Vec<_>>()))
 }
 
 fn answer<'a>(topic: &'a str, (id, _, result): &'a RecordResult) -> Answer<'a> {
@@ -656,88 +446,5 @@ fn answer<'a>(topic: &'a str, (id, _, result): &'a RecordResult) -> Answer<'a> {
             message_id: id,
         }),
         Err(e) => Answer::Err(e.frame()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn error(fatal: bool, retriable: bool, requires_abort: bool) -> TransactionError {
-        TransactionError { fatal, retriable, requires_abort, message: "x".to_owned() }
-    }
-
-    /// M1: a commit that timed out (retriable, not abortable) is resumed, never aborted; once
-    /// the attempts are used up its outcome is unknown (never TRANSACTION_ABORTED). Only an
-    /// abortable error aborts; a fatal one ends the socket.
-    #[test]
-    fn m1_a_commit_timeout_is_retried_then_unknown_never_aborted() {
-        let timeout = error(false, true, false);
-        assert_eq!(after_commit_error(&timeout, 1), AfterCommitError::Retry);
-        assert_eq!(after_commit_error(&timeout, COMMIT_ATTEMPTS - 1), AfterCommitError::Retry);
-        assert_eq!(after_commit_error(&timeout, COMMIT_ATTEMPTS), AfterCommitError::Unknown);
-        assert_eq!(after_commit_error(&error(false, false, true), 1), AfterCommitError::Abort);
-        assert_eq!(after_commit_error(&error(false, true, true), 1), AfterCommitError::Abort);
-        assert_eq!(after_commit_error(&error(true, false, false), 1), AfterCommitError::Fatal);
-        assert_eq!(after_commit_error(&error(false, false, false), 1), AfterCommitError::Unknown);
-    }
-}
-
-#[cfg(test)]
-mod m1_real_timeout {
-    use std::collections::HashMap;
-
-    use super::*;
-    use crate::config::{Config, Overrides};
-    use crate::kafka::testing::MockKafka;
-    use crate::kafka::{Kafka, TRANSACTION_TIMEOUT};
-
-    async fn frame_answer(kafka: &ProducerHandle, settings: &ProduceSettings, text: &str) -> String {
-        let frame = settings.decoder.parse_frame(text);
-        let (entry, _, _) = transact(kafka, settings, frame, text.len(), &CancellationToken::new()).await;
-        match entry.await.frame {
-            Message::Text(t) => t.to_string(),
-            other => panic!("expected a text answer, got {other:?}"),
-        }
-    }
-
-    /// M1: a commit that takes longer than the producer's transaction timeout (librdkafka says
-    /// "timed out, retriable" and goes on committing) is resumed, and its records are answered
-    /// as committed, which they are; the proxy used to abort (which fails while the commit goes
-    /// on) and answer TRANSACTION_ABORTED. A one-broker librdkafka mock cluster whose round
-    /// trips are made longer than the (test) transaction timeout.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn m1_a_commit_that_times_out_is_resumed_not_aborted() {
-        let cluster = MockKafka::with_topic("m1");
-        let vars: HashMap<String, String> =
-            [("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".to_owned(), cluster.bootstrap_servers())].into_iter().collect();
-        let config = Config::load(&vars, &Overrides::default(), true).unwrap();
-        let kafka = Kafka::new(&config).unwrap();
-        let producer = kafka.transactional_producer(None, "m1-txn").await.unwrap();
-        let settings = ProduceSettings {
-            topic: "m1".to_owned(),
-            decoder: RecordDecoder { key_type: None, val_type: FormatType::String },
-            avro: false,
-            registry: None,
-            max_in_flight_records: 100,
-            max_in_flight_bytes: 1 << 20,
-            max_frame_bytes: 1 << 20,
-            keep_alive: Duration::from_secs(3),
-            idle_timeout: Duration::from_secs(60),
-            identity: SocketIdentity { client_id: "m1".to_owned(), group: None, remote: ([127, 0, 0, 1], 1).into() },
-            transactional: true,
-            limits: ClientLimits::new(config.limits.clone()),
-            stop_reason: close::StopReason::default(),
-        };
-        let first = frame_answer(&producer, &settings, r#"{"value":{"value":"a"}}"#).await;
-        assert!(first.contains("\"offset\":0"), "{first}");
-        // Every round trip now takes longer than a commit may wait.
-        cluster.round_trip_time(TRANSACTION_TIMEOUT + Duration::from_secs(2));
-        let second = frame_answer(&producer, &settings, r#"[{"value":{"value":"b"}},{"value":{"value":"c"}}]"#).await;
-        assert!(!second.contains("TRANSACTION_ABORTED"), "records that commit are never answered aborted: {second}");
-        assert!(second.contains("\"offset\":1") && second.contains("\"offset\":2"), "{second}");
-        // And a read_committed consumer reads all three.
-        cluster.round_trip_time(Duration::ZERO);
-        assert_eq!(cluster.read_committed("m1", 3), ["a", "b", "c"]);
     }
 }
