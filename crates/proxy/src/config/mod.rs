@@ -5,6 +5,9 @@
 //! [`Secret`], whose `Debug` prints `***`.
 
 mod env_vars;
+mod stores;
+
+pub use stores::{expiry_warnings, EXPIRY_WARNING_DAYS};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -112,8 +115,8 @@ pub struct TlsConfig {
     pub port: u16,
     /// Serve only TLS (no plain listener).
     pub only: bool,
-    pub certificate_pem: String,
-    pub private_key_pem: String,
+    /// Certificate chain and key, from a keystore (JKS, PKCS#12, PEM) or the PEM pair.
+    pub identity: crate::keystore::Identity,
 }
 
 /// `WSPROXY_BASIC_AUTH_*`: one user for every endpoint.
@@ -172,10 +175,10 @@ pub struct KafkaConfig {
     pub sasl: Option<SaslConfig>,
     /// The mechanism alone (per-socket credentials use it even when the proxy has none).
     pub sasl_mechanism: Option<String>,
-    /// PEM file of the CAs that sign the brokers' certificates (`ssl.ca.location`).
-    pub ssl_ca_location: Option<String>,
-    /// PKCS#12 keystore for TLS client authentication to Kafka.
-    pub ssl_keystore: Option<(String, Secret)>,
+    /// The CAs that sign the brokers' certificates, from the truststore (`ssl.ca.pem`).
+    pub ssl_trusted: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    /// The client certificate and key for mutual TLS to Kafka, from the keystore.
+    pub ssl_identity: Option<crate::keystore::Identity>,
     /// `ssl.endpoint.identification.algorithm`: `https` checks the broker host name.
     pub ssl_endpoint_identification: bool,
 }
@@ -196,6 +199,10 @@ pub enum Mapping {
     Ignored(&'static str),
 }
 
+/// Keystores and truststores are read by the proxy and handed to librdkafka as PEM.
+const STORES_READ_BY_THE_PROXY: &str =
+    "read by the proxy (JKS, PKCS#12 or PEM) and handed to librdkafka as ssl.ca.pem, ssl.certificate.pem, ssl.key.pem";
+
 /// The one table from the seed's Java property names to librdkafka's, per client kind.
 /// Properties handled elsewhere (JAAS, truststores) are mapped in [`Config::load`].
 pub fn librdkafka_property(kind: ClientKind, java: &str) -> Option<Mapping> {
@@ -205,9 +212,6 @@ pub fn librdkafka_property(kind: ClientKind, java: &str) -> Option<Mapping> {
         (_, "security.protocol") => To("security.protocol"),
         (_, "sasl.mechanism") => To("sasl.mechanism"),
         (_, "retry.backoff.ms") => To("retry.backoff.ms"),
-        (_, "ssl.key.password") => To("ssl.key.password"),
-        (_, "ssl.keystore.location") => To("ssl.keystore.location"),
-        (_, "ssl.keystore.password") => To("ssl.keystore.password"),
         (_, "ssl.cipher.suites") => To("ssl.cipher.suites"),
         (_, "ssl.endpoint.identification.algorithm") => To("ssl.endpoint.identification.algorithm"),
         (Producer, "request.timeout.ms") => To("request.timeout.ms"),
@@ -217,8 +221,9 @@ pub fn librdkafka_property(kind: ClientKind, java: &str) -> Option<Mapping> {
         (Producer, "max.in.flight.requests.per.connection") => To("max.in.flight.requests.per.connection"),
         (Producer, "delivery.timeout.ms") => To("delivery.timeout.ms"),
         (Producer, "compression.type") => To("compression.type"),
-        (_, "ssl.truststore.type") => Ignored("the truststore is read as PEM"),
-        (_, "ssl.truststore.password") => Ignored("PEM truststores have no password"),
+        (_, "ssl.key.password" | "ssl.keystore.location" | "ssl.keystore.password" | "ssl.truststore.location")
+        | (_, "ssl.truststore.password") => Ignored(STORES_READ_BY_THE_PROXY),
+        (_, "ssl.truststore.type") => Ignored("the format is read from the file"),
         (_, "ssl.provider") => Ignored("librdkafka uses OpenSSL"),
         (_, "ssl.enabled.protocols") => Ignored("OpenSSL negotiates TLS 1.2 or 1.3"),
         _ => return None,
@@ -390,6 +395,21 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Every certificate the configuration holds, by where it comes from (for expiry checks).
+    pub fn certificates(&self) -> Vec<(&'static str, &[rustls_pki_types::CertificateDer<'static>])> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.server.tls {
+            out.push(("WSPROXY_SSL_KEYSTORE_LOCATION", &t.identity.chain[..]));
+        }
+        if let Some(certs) = &self.kafka.ssl_trusted {
+            out.push(("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION", &certs[..]));
+        }
+        if let Some(id) = &self.kafka.ssl_identity {
+            out.push(("WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION", &id.chain[..]));
+        }
+        out
+    }
+
     /// Builds the configuration from variables (normally the process environment) and flags.
     /// `bootstrap_required` is false in demo mode, where the proxy brings its own cluster.
     pub fn load(
@@ -479,26 +499,9 @@ impl Config {
                     bind_interface
                 })
             };
-            let (cert, key) =
-                (r.string("WSPROXY_SSL_CERTIFICATE_LOCATION"), r.string("WSPROXY_SSL_PRIVATE_KEY_LOCATION"));
-            let keystore = r.string("WSPROXY_SSL_KEYSTORE_LOCATION");
-            if cert.is_empty() || key.is_empty() {
-                r.errors.push(if keystore.is_empty() {
-                    "WSPROXY_SSL_CERTIFICATE_LOCATION, WSPROXY_SSL_PRIVATE_KEY_LOCATION: required when WSPROXY_SSL_ENABLED=true".to_owned()
-                } else {
-                    format!("WSPROXY_SSL_KEYSTORE_LOCATION: PKCS#12 keystores are not read yet; export PEM (openssl pkcs12 -in {keystore} -nokeys -out cert.pem; openssl pkcs12 -in {keystore} -nocerts -nodes -out key.pem) and set WSPROXY_SSL_CERTIFICATE_LOCATION and WSPROXY_SSL_PRIVATE_KEY_LOCATION")
-                });
-            } else {
-                for (name, path) in
-                    [("WSPROXY_SSL_CERTIFICATE_LOCATION", &cert), ("WSPROXY_SSL_PRIVATE_KEY_LOCATION", &key)]
-                {
-                    if std::fs::metadata(path).is_err() {
-                        r.errors.push(format!("{name}: cannot read '{path}'"));
-                    }
-                }
-            }
+            let identity = stores::listener_identity(&mut r);
             let only = r.boolean("WSPROXY_SSL_ONLY");
-            Some(TlsConfig { bind_interface: bind, port, only, certificate_pem: cert, private_key_pem: key })
+            identity.map(|identity| TlsConfig { bind_interface: bind, port, only, identity })
         } else {
             None
         };
@@ -531,33 +534,7 @@ impl Config {
                 }
             },
         };
-        let truststore = r.string("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION");
-        let ssl_ca_location = if truststore.is_empty() {
-            None
-        } else {
-            match std::fs::read(&truststore) {
-                Ok(bytes) if bytes.windows(11).any(|w| w == b"-----BEGIN ") => Some(truststore),
-                Ok(_) => {
-                    r.errors.push(format!(
-                        "WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: '{truststore}' is not PEM; librdkafka reads PEM CAs (convert a JKS/PKCS#12 truststore with: keytool -exportcert -rfc -keystore <store> -alias <alias> > ca.pem)"
-                    ));
-                    None
-                }
-                Err(e) => {
-                    r.errors.push(format!("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: cannot read '{truststore}': {e}"));
-                    None
-                }
-            }
-        };
-        let keystore = r.string("WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION");
-        let ssl_keystore = if keystore.is_empty() {
-            None
-        } else {
-            if std::fs::metadata(&keystore).is_err() {
-                r.errors.push(format!("WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION: cannot read '{keystore}'"));
-            }
-            Some((keystore, Secret(r.string("WSPROXY_KAFKA_SSL_KEYSTORE_PASS"))))
-        };
+        let (ssl_trusted, ssl_identity) = stores::kafka_stores(&mut r);
         let ssl_endpoint_identification =
             match r.string("WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO").to_ascii_lowercase().as_str() {
                 "" | "none" => false,
@@ -603,8 +580,8 @@ impl Config {
                 broker_resolution_retry_interval: r.duration("WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL"),
                 sasl,
                 sasl_mechanism,
-                ssl_ca_location,
-                ssl_keystore,
+                ssl_trusted,
+                ssl_identity,
                 ssl_endpoint_identification,
             },
             producer: ProducerConfig {
@@ -650,6 +627,8 @@ impl Config {
             warnings: confluent_monitoring_warning(vars).into_iter().collect(),
             metrics_max_topic_labels: r.parse("WSPROXY_METRICS_MAX_TOPIC_LABELS", "a number"),
         };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        config.warnings.extend(expiry_warnings(&config.certificates(), now));
         if config.server.basic_auth.is_some() && config.server.allowed_origins.is_empty() {
             // L5: browsers resend cached Basic credentials, so any web page can open sockets.
             config.warnings.push(
