@@ -103,6 +103,15 @@ asyncio.run(main())
         assert_eq!(result["offset"], 0, "{keystore}: {result}");
         assert_eq!(read_back(&topic, 1, "raw", "string")[0]["value"], "over wss", "{keystore}");
         assert!(!without_test_topics(&proxy.log_text()).contains(PASS), "{keystore}: the password is in the log");
+        // The listener's certificates are exported with their expiry time.
+        let (_, _, metrics) = http(proxy.port, "GET", "/metrics", &[]).await.unwrap();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("wsproxy_tls_certificate_expiry_timestamp_seconds") && l.contains("CN=localhost"))
+            .unwrap_or_else(|| panic!("{keystore}: no expiry metric in {metrics}"));
+        let end: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(end > now + 30.0 * 86_400.0, "{line}");
     }
     let _ = std::fs::remove_file(pem);
 }

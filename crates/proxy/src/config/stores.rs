@@ -145,3 +145,25 @@ pub fn expiry_warnings(stores: &[(&str, &[CertificateDer<'static>])], now: i64) 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_ending_within_30_days_or_ended_are_warned_about() {
+        let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/src/keystore/testdata/ca.pem")).unwrap();
+        let certs = keystore::read_trusted(&pem, "").unwrap();
+        let end = keystore::not_after(&certs[0]).unwrap().1;
+        let stores = [("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION", &certs[..])];
+        assert!(expiry_warnings(&stores, end - 31 * 86_400).is_empty());
+        assert_eq!(
+            expiry_warnings(&stores, end - 10 * 86_400 - 5),
+            ["WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: the certificate 'CN=fixture-ca' expires in 10 days"]
+        );
+        assert_eq!(
+            expiry_warnings(&stores, end + 2 * 86_400),
+            ["WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: the certificate 'CN=fixture-ca' has expired (2 days ago)"]
+        );
+    }
+}

@@ -7,8 +7,16 @@ pub const NULL: u8 = 0x05;
 pub const OID: u8 = 0x06;
 pub const SEQUENCE: u8 = 0x30;
 
-/// The first TLV: (tag, content, the whole TLV, what follows).
-fn next(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// One TLV read from the front of the input.
+struct Tlv<'a> {
+    tag: u8,
+    content: &'a [u8],
+    whole: &'a [u8],
+    rest: &'a [u8],
+}
+
+/// The first TLV.
+fn next(input: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {
@@ -24,19 +32,19 @@ fn next(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
         return None;
     }
     let header = input.len() - rest.len();
-    Some((tag, &rest[..len], &input[..header + len], &rest[len..]))
+    Some(Tlv { tag, content: &rest[..len], whole: &input[..header + len], rest: &rest[len..] })
 }
 
 /// The content of a TLV with this tag, and what follows it.
 pub fn read(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (t, content, _, rest) = next(input)?;
-    (t == tag).then_some((content, rest))
+    let t = next(input)?;
+    (t.tag == tag).then_some((t.content, t.rest))
 }
 
 /// The first TLV whole (any tag), and what follows it.
 pub fn split_tlv(input: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (_, _, whole, rest) = next(input)?;
-    Some((whole, rest))
+    let t = next(input)?;
+    Some((t.whole, t.rest))
 }
 
 /// Encodes one TLV.
