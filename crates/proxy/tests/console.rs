@@ -87,7 +87,7 @@ async fn the_consoles_own_origin_may_open_sockets_when_the_console_is_on() {
 /// button; pause and resume; 3,000 more records keep the table at 500 rows; no request outside
 /// the page's origin; the Learn section's Python snippet, run as copied, produces and consumes. The proxy refuses other
 /// origins (`WSPROXY_ALLOWED_ORIGINS`), so the page's sockets pass only as the console's own.
-/// Saves `target/console.png` (docs/console.png is a copy of one run).
+/// Saves `target/console.png` (docs/src/console.png is a copy of one run).
 #[tokio::test]
 async fn console_in_headless_chromium_produces_consumes_and_commits() {
     let Some(browser) = chromium() else { return };

@@ -349,7 +349,7 @@ async fn broker_paused_30_s_keeps_sockets_open_loses_nothing_and_memory_stays_bo
     );
     assert!(acked > 0);
     // The consumers' group session (10 s) expires during the pause; both rejoin after SIGCONT
-    // and get every acknowledged record (README, "Guarantees").
+    // and get every acknowledged record (the book's Guarantees chapter).
     let all_acked: HashSet<String> = outcomes.iter().flat_map(|o| o.acked.iter().map(|a| a.2.clone())).collect();
     let t0 = Instant::now();
     let missing = loop {

@@ -12,7 +12,6 @@ use base64::Engine;
 use common::*;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Waits for the close frame (other frames skipped): (code, reason), or None when the
@@ -201,21 +200,6 @@ async fn pings_pongs_and_frames_keep_a_socket_alive() {
     produces(&mut reader, "the reader is still open").await;
 }
 
-async fn connect_with(url: &str, headers: &[(&'static str, &str)]) -> Result<Ws, (u16, String)> {
-    let mut req = url.into_client_request().unwrap();
-    for (k, v) in headers {
-        req.headers_mut().insert(*k, v.parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            Err((resp.status().as_u16(), body))
-        }
-        Err(e) => panic!("connect {url}: {e}"),
-    }
-}
-
 /// Reads the echo of one frame (the server's pings skipped).
 async fn echoed(ws: &mut Ws) -> Message {
     loop {
@@ -248,7 +232,7 @@ async fn echo_socket_echoes_with_the_real_limits_and_is_off_by_default() {
     let url = proxy.url("/socket/echo");
     let good = format!("Basic {}", BASE64.encode("echo:s3cret"));
     // The same authentication and Origin rules as the real sockets.
-    assert_eq!(connect_with(&url, &[]).await.err().map(|e| e.0), Some(401));
+    assert_eq!(connect_with(&url, NO_HEADERS).await.err().map(|e| e.0), Some(401));
     let wrong = format!("Basic {}", BASE64.encode("echo:wrong"));
     assert_eq!(connect_with(&url, &[("authorization", &wrong)]).await.err().map(|e| e.0), Some(401));
     let evil = [("authorization", good.as_str()), ("origin", "https://evil.example")];

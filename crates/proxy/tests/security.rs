@@ -10,7 +10,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use common::*;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const BASIC: [(&str, &str); 4] = [
     ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
@@ -21,21 +20,6 @@ const BASIC: [(&str, &str); 4] = [
 
 fn basic(user: &str, pass: &str) -> String {
     format!("Basic {}", BASE64.encode(format!("{user}:{pass}")))
-}
-
-async fn connect_with(url: &str, headers: &[(&'static str, String)]) -> Result<Ws, (u16, String)> {
-    let mut req = url.into_client_request().unwrap();
-    for (k, v) in headers {
-        req.headers_mut().insert(*k, v.parse().unwrap());
-    }
-    match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            Err((resp.status().as_u16(), body))
-        }
-        Err(e) => panic!("connect {url}: {e}"),
-    }
 }
 
 fn message(body: &str) -> String {
@@ -61,13 +45,13 @@ async fn basic_auth_guards_sockets_and_http_endpoints() {
         assert_eq!(status, 200, "{path}");
     }
     let url = proxy.url(&format!("/socket/in?clientId=b&topic={topic}"));
-    assert_eq!(connect_with(&url, &[]).await.err().map(|e| e.0), Some(401));
+    assert_eq!(connect_with(&url, NO_HEADERS).await.err().map(|e| e.0), Some(401));
     assert_eq!(connect_with(&url, &[("Authorization", basic("wsuser", "x"))]).await.err().map(|e| e.0), Some(401));
     let mut ws = connect_with(&url, &[("Authorization", good.clone())]).await.unwrap();
     send(&mut ws, record(None, "authorised", None)).await;
     assert_eq!(recv_json(&mut ws).await["offset"], 0);
     let out = proxy.url(&format!("/socket/out?clientId=b&topic={topic}"));
-    assert_eq!(connect_with(&out, &[]).await.err().map(|e| e.0), Some(401));
+    assert_eq!(connect_with(&out, NO_HEADERS).await.err().map(|e| e.0), Some(401));
 
     assert!(!proxy.log_text().contains("ws-basic-secret"));
     // Refusals are counted by reason (never by credential).
@@ -284,7 +268,7 @@ async fn allowed_origins_stop_cross_site_websocket_hijacking() {
     let mut ws = connect_with(&url, &[("Origin", "https://admin.example.com".to_owned())]).await.unwrap();
     send(&mut ws, record(None, "from the app", None)).await;
     assert_eq!(recv_json(&mut ws).await["offset"], 0);
-    assert!(connect_with(&url, &[]).await.is_ok());
+    assert!(connect_with(&url, NO_HEADERS).await.is_ok());
 }
 
 /// Review of M4: a transactional socket whose `X-Kafka-Auth` Kafka refuses gets 401 (it got 503

@@ -30,7 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/app.css", get(|h: HeaderMap| async move { asset(&h, "text/css; charset=utf-8", APP_CSS) }))
 }
 
-/// Total size of the embedded assets in bytes (the README states it).
+/// Total size of the embedded assets in bytes (the book's console chapter states it).
 pub fn size_bytes() -> usize {
     INDEX_HTML.len() + APP_JS.len() + APP_CSS.len()
 }

@@ -12,6 +12,9 @@ pub mod server;
 mod sockets;
 pub mod tls;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

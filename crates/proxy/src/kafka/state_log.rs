@@ -394,6 +394,31 @@ fn apply_record(
     accept
 }
 
+/// A seam for in-process tests of what runs before a socket joins its session (the HTTP
+/// edge, `crate::http::tests`): a log that was never opened, with no reader and nothing
+/// loaded. Creating it sends nothing to Kafka; a write would wait for Kafka and fail.
+#[cfg(test)]
+impl StateLog {
+    pub(crate) fn unopened(kafka: &Kafka, topic: &str) -> StateLog {
+        let producer: FutureProducer = kafka.inner.base.create().expect("a producer from the proxy's settings");
+        let (_, applied) = watch::channel(0);
+        StateLog {
+            inner: Arc::new(Inner {
+                topic: topic.to_owned(),
+                producer,
+                entries: Arc::default(),
+                outcomes: Arc::default(),
+                writer: "unopened".to_owned(),
+                applied,
+                stop: Arc::default(),
+                reader: Mutex::new(None),
+                load_timeout: Duration::from_secs(1),
+                write_timeout: Duration::from_secs(1),
+            }),
+        }
+    }
+}
+
 /// Start time in nanoseconds: with the pid, tells this process from earlier ones of the node.
 fn unique_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)

@@ -437,3 +437,23 @@ impl Sessions {
         }
     }
 }
+
+/// A seam for in-process tests of the HTTP edge (`crate::http::tests`): a registry over a
+/// log that was never opened. Nothing is sent to Kafka; a socket that got as far as joining
+/// would wait for Kafka, so those tests stop before (the integration tests cover joining).
+#[cfg(test)]
+impl Sessions {
+    pub(crate) fn unopened(kafka: &Kafka, server_id: &str) -> Sessions {
+        Sessions {
+            inner: Arc::new(Inner {
+                log: StateLog::unopened(kafka, "_wsproxy.session.state"),
+                server_id: server_id.to_owned(),
+                gates: Mutex::new(HashMap::new()),
+                leaving: TaskTracker::new(),
+                node_timeout: Duration::from_secs(30),
+                held: Mutex::new(HashMap::new()),
+                retrying: std::sync::atomic::AtomicBool::new(false),
+            }),
+        }
+    }
+}

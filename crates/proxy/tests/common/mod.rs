@@ -20,11 +20,14 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod admin;
 pub mod avro;
 pub mod browser;
+pub mod oidc;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -289,6 +292,39 @@ pub async fn connect(url: &str) -> Ws {
         }
         Err(e) => panic!("connect {url}: {e}"),
     }
+}
+
+/// No extra request headers, for [`connect_with`] and [`open_with`].
+pub const NO_HEADERS: &[(&str, &str)] = &[];
+
+/// Opens a WebSocket with extra request headers; the refusal as (status, headers, body).
+pub async fn open_with<V: AsRef<str>>(
+    url: &str,
+    headers: &[(&str, V)],
+) -> Result<Ws, (u16, Vec<(String, String)>, String)> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut()
+            .insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.as_ref().parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let headers = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+                .collect();
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            Err((resp.status().as_u16(), headers, body))
+        }
+        Err(e) => panic!("connect {url}: {e}"),
+    }
+}
+
+/// Opens a WebSocket with extra request headers; the refusal as (status, body).
+pub async fn connect_with<V: AsRef<str>>(url: &str, headers: &[(&str, V)]) -> Result<Ws, (u16, String)> {
+    open_with(url, headers).await.map_err(|(status, _, body)| (status, body))
 }
 
 /// Tries to open a WebSocket and returns the refusal: (status, content-type, body).
