@@ -74,6 +74,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
     if config.metrics_enabled {
         metrics::install(config.metrics_max_topic_labels);
+        for (store, certs) in config.certificates() {
+            metrics::certificate_expiry(store, certs);
+        }
     }
     let oidc = match &config.server.openid {
         None => None,
@@ -100,7 +103,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tls = match &config.server.tls {
         None => None,
         Some(t) => {
-            let server = tls::server_config(&t.certificate_pem, &t.private_key_pem).map_err(StartError::Tls)?;
+            let server = tls::server_config(&t.identity).map_err(StartError::Tls)?;
             let addr = SocketAddr::new(t.bind_interface, t.port);
             let tcp =
                 server::bind(addr, config.server.listen_backlog).map_err(|source| StartError::Bind { addr, source })?;
@@ -127,7 +130,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Some(match &config.server.tls {
                 None => AdminListener::Plain(tls::PlainListener(tcp)),
                 Some(t) => {
-                    let server = tls::server_config(&t.certificate_pem, &t.private_key_pem).map_err(StartError::Tls)?;
+                    let server = tls::server_config(&t.identity).map_err(StartError::Tls)?;
                     AdminListener::Tls(tls::TlsListener::new(tcp, server).map_err(StartError::Serve)?)
                 }
             })

@@ -22,6 +22,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod kafka;
+pub mod keystore;
 pub mod limits;
 pub mod pipeline;
 pub mod schema_registry;

@@ -121,7 +121,7 @@ async fn proxy_runs_on_the_ssl_listener_with_a_pem_truststore() {
     let mut out = connect(&proxy.url(&format!("/socket/out?clientId=t&topic={topic}"))).await;
     assert_eq!(recv_json(&mut out).await["value"]["value"], "over tls");
 
-    // A truststore librdkafka cannot read is a configuration error, before any port is bound.
+    // A truststore the password does not open is a configuration error, before any port is bound.
     let p12 = project_root().join(".cache/kafka/tls/broker.p12");
     let out = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"))
         .env_clear()
@@ -131,7 +131,8 @@ async fn proxy_runs_on_the_ssl_listener_with_a_pem_truststore() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not PEM"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS: the password does not open this PKCS#12 store"));
 }
 
 #[tokio::test]

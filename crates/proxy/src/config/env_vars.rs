@@ -68,13 +68,19 @@ settings! {
     WSPROXY_KAFKA_SASL_JAAS_CFG secret: "kafka-client.properties.sasl.jaas.config",
         "", "JAAS config with username/password";
     WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: "kafka-client.properties.ssl.truststore.location",
-        "", "PEM file of trusted CAs";
+        "", "truststore of the brokers' CAs: JKS, PKCS#12 or PEM (format read from the file)";
     WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS secret: "kafka-client.properties.ssl.truststore.password",
-        "", "accepted; PEM needs none";
+        "", "truststore password (JKS: empty skips the integrity check)";
     WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION: "kafka-client.properties.ssl.keystore.location",
-        "", "PKCS#12 client keystore";
+        "", "client keystore for mutual TLS: JKS, PKCS#12 or PEM (first key entry, or the alias)";
     WSPROXY_KAFKA_SSL_KEYSTORE_PASS secret: "kafka-client.properties.ssl.keystore.password",
         "", "keystore password";
+    WSPROXY_KAFKA_SSL_KEY_PASS secret: "kafka-client.properties.ssl.key.password",
+        "", "password of the key entry, when not the keystore's";
+    WSPROXY_KAFKA_SSL_KEYSTORE_ALIAS: "kafka-client.properties.ssl.keystore.alias",
+        "", "the keystore entry to use (default: the first private key entry); not in the Scala proxy";
+    WSPROXY_KAFKA_SSL_TRUSTSTORE_TYPE: "kafka-client.properties.ssl.truststore.type",
+        "", "JKS, PKCS12 or PEM; accepted, the format is read from the file";
     WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO: "kafka-client.properties.ssl.endpoint.identification.algorithm",
         "", "'https' checks broker host names";
     WSPROXY_MAX_CONNECTIONS: "server.max-connections",
@@ -96,7 +102,11 @@ settings! {
     WSPROXY_SSL_PRIVATE_KEY_LOCATION: "server.ssl.private-key-location",
         "", "PEM private key";
     WSPROXY_SSL_KEYSTORE_LOCATION: "server.ssl.keystore-location",
-        "", "PKCS#12 keystore (not read: export PEM)";
+        "", "keystore of the TLS listener: PKCS#12, JKS or PEM (format read from the file)";
+    WSPROXY_SSL_KEYSTORE_PASS secret: "server.ssl.keystore-password",
+        "", "keystore password";
+    WSPROXY_SSL_KEYSTORE_ALIAS: "server.ssl.keystore-alias",
+        "", "the keystore entry to use (default: the first private key entry); not in the Scala proxy";
     WSPROXY_BASIC_AUTH_ENABLED: "server.basic-auth.enabled",
         "false", "HTTP Basic auth for every endpoint";
     WSPROXY_BASIC_AUTH_REALM: "server.basic-auth.realm",

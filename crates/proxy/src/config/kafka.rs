@@ -33,10 +33,10 @@ pub struct KafkaConfig {
     pub sasl: Option<SaslConfig>,
     /// The mechanism alone (per-socket credentials use it even when the proxy has none).
     pub sasl_mechanism: Option<String>,
-    /// PEM file of the CAs that sign the brokers' certificates (`ssl.ca.location`).
-    pub ssl_ca_location: Option<String>,
-    /// PKCS#12 keystore for TLS client authentication to Kafka.
-    pub ssl_keystore: Option<(String, Secret)>,
+    /// The CAs that sign the brokers' certificates, from the truststore (`ssl.ca.pem`).
+    pub ssl_trusted: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
+    /// The client certificate and key for mutual TLS to Kafka, from the keystore.
+    pub ssl_identity: Option<crate::keystore::Identity>,
     /// `ssl.endpoint.identification.algorithm`: `https` checks the broker host name.
     pub ssl_endpoint_identification: bool,
 }
@@ -72,8 +72,8 @@ pub(super) fn read(r: &mut Reader<'_>, o: &Overrides, bootstrap_required: bool) 
         broker_resolution_retry_interval: r.duration(WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL),
         sasl,
         sasl_mechanism,
-        ssl_ca_location: stores.ca_location,
-        ssl_keystore: stores.keystore,
+        ssl_trusted: stores.trusted,
+        ssl_identity: stores.identity,
         ssl_endpoint_identification: stores.endpoint_identification,
     }
 }
@@ -136,6 +136,10 @@ pub enum Mapping {
     Ignored(&'static str),
 }
 
+/// Keystores and truststores are read by the proxy and handed to librdkafka as PEM.
+pub(super) const STORES_READ_BY_THE_PROXY: &str =
+    "read by the proxy (JKS, PKCS#12 or PEM) and handed to librdkafka as ssl.ca.pem, ssl.certificate.pem, ssl.key.pem";
+
 /// The one table from the seed's Java property names to librdkafka's, per client kind.
 /// Properties handled elsewhere (JAAS, truststores) are mapped where the Kafka section is read.
 pub fn librdkafka_property(kind: ClientKind, java: &str) -> Option<Mapping> {
@@ -145,9 +149,6 @@ pub fn librdkafka_property(kind: ClientKind, java: &str) -> Option<Mapping> {
         (_, "security.protocol") => To("security.protocol"),
         (_, "sasl.mechanism") => To("sasl.mechanism"),
         (_, "retry.backoff.ms") => To("retry.backoff.ms"),
-        (_, "ssl.key.password") => To("ssl.key.password"),
-        (_, "ssl.keystore.location") => To("ssl.keystore.location"),
-        (_, "ssl.keystore.password") => To("ssl.keystore.password"),
         (_, "ssl.cipher.suites") => To("ssl.cipher.suites"),
         (_, "ssl.endpoint.identification.algorithm") => To("ssl.endpoint.identification.algorithm"),
         (Producer, "request.timeout.ms") => To("request.timeout.ms"),
@@ -157,8 +158,9 @@ pub fn librdkafka_property(kind: ClientKind, java: &str) -> Option<Mapping> {
         (Producer, "max.in.flight.requests.per.connection") => To("max.in.flight.requests.per.connection"),
         (Producer, "delivery.timeout.ms") => To("delivery.timeout.ms"),
         (Producer, "compression.type") => To("compression.type"),
-        (_, "ssl.truststore.type") => Ignored("the truststore is read as PEM"),
-        (_, "ssl.truststore.password") => Ignored("PEM truststores have no password"),
+        (_, "ssl.key.password" | "ssl.keystore.location" | "ssl.keystore.password" | "ssl.truststore.location")
+        | (_, "ssl.truststore.password") => Ignored(STORES_READ_BY_THE_PROXY),
+        (_, "ssl.truststore.type") => Ignored("the format is read from the file"),
         (_, "ssl.provider") => Ignored("librdkafka uses OpenSSL"),
         (_, "ssl.enabled.protocols") => Ignored("OpenSSL negotiates TLS 1.2 or 1.3"),
         _ => return None,

@@ -51,7 +51,7 @@ pub use render::{markdown_table, render_effective};
 pub use server::ServerConfig;
 pub use sessions::SessionStateConfig;
 pub use socket::SocketConfig;
-pub use tls::TlsConfig;
+pub use tls::{expiry_warnings, TlsConfig, EXPIRY_WARNING_DAYS};
 
 use reader::Reader;
 
@@ -123,7 +123,7 @@ impl Config {
         let dynamic_config = limits::dynamic_config(r);
         let schema_registry = registry::read(r);
         let (metrics_enabled, metrics_max_topic_labels) = metrics::read(r);
-        Config {
+        let mut config = Config {
             server,
             kafka,
             producer,
@@ -136,7 +136,25 @@ impl Config {
             metrics_enabled,
             metrics_max_topic_labels,
             warnings: std::mem::take(&mut r.warnings),
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        config.warnings.extend(expiry_warnings(&config.certificates(), now));
+        config
+    }
+
+    /// Every certificate the configuration holds, by the setting it comes from (expiry checks).
+    pub fn certificates(&self) -> Vec<(&'static str, &[rustls_pki_types::CertificateDer<'static>])> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.server.tls {
+            out.push(("WSPROXY_SSL_KEYSTORE_LOCATION", &t.identity.chain[..]));
         }
+        if let Some(certs) = &self.kafka.ssl_trusted {
+            out.push(("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION", &certs[..]));
+        }
+        if let Some(id) = &self.kafka.ssl_identity {
+            out.push(("WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION", &id.chain[..]));
+        }
+        out
     }
 }
 

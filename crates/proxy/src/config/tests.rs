@@ -293,9 +293,9 @@ fn java_properties_map_to_librdkafka_names() {
         (Consumer, "retries", Some(Mapping::Ignored("librdkafka consumers retry fetches on their own"))),
         (Producer, "max.in.flight.requests.per.connection", Some(Mapping::To("max.in.flight.requests.per.connection"))),
         (Consumer, "max.in.flight.requests.per.connection", None),
-        (Producer, "ssl.keystore.location", Some(Mapping::To("ssl.keystore.location"))),
+        (Producer, "ssl.keystore.location", Some(Mapping::Ignored(kafka::STORES_READ_BY_THE_PROXY))),
         (Producer, "ssl.endpoint.identification.algorithm", Some(Mapping::To("ssl.endpoint.identification.algorithm"))),
-        (Consumer, "ssl.truststore.type", Some(Mapping::Ignored("the truststore is read as PEM"))),
+        (Consumer, "ssl.truststore.type", Some(Mapping::Ignored("the format is read from the file"))),
         (Producer, "interceptor.classes", None),
     ];
     for (kind, java, want) in table {

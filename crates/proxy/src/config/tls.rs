@@ -1,12 +1,19 @@
 //! TLS on both sides: `[server.ssl]`, the HTTPS/WSS listener's certificate and key, and
 //! `kafka-client.properties.ssl.*`, the stores the proxy's Kafka clients trust and present.
-//! Files are checked here, so a missing or unreadable one stops the start (exit 2).
+//! Keystores and truststores (JKS, PKCS#12 or PEM, told apart by their bytes) are read here
+//! through [`crate::keystore`], so a missing file, a wrong password or a store without a key
+//! stops the start (exit 2) with an error naming the setting.
 
 use std::net::IpAddr;
 
+use rustls_pki_types::CertificateDer;
+
 use super::env_vars::*;
 use super::reader::Reader;
-use super::Secret;
+use crate::keystore::{self, Error as StoreError, Identity};
+
+/// A certificate that ends within this many days is warned about at start.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// `WSPROXY_SSL_*`: the TLS listener.
 #[derive(Debug, Clone)]
@@ -15,8 +22,8 @@ pub struct TlsConfig {
     pub port: u16,
     /// Serve only TLS (no plain listener).
     pub only: bool,
-    pub certificate_pem: String,
-    pub private_key_pem: String,
+    /// Certificate chain and key, from a keystore (JKS, PKCS#12, PEM) or the PEM pair.
+    pub identity: Identity,
 }
 
 /// `WSPROXY_SSL_*`, when the TLS listener is enabled; it binds like the main listener unless
@@ -31,64 +38,140 @@ pub(super) fn read(r: &mut Reader<'_>, main_bind: IpAddr) -> Option<TlsConfig> {
         0
     });
     let bind_interface = r.ip(WSPROXY_SSL_BIND_INTERFACE, main_bind);
-    let (cert, key) = (r.string(WSPROXY_SSL_CERTIFICATE_LOCATION), r.string(WSPROXY_SSL_PRIVATE_KEY_LOCATION));
-    let keystore = r.string(WSPROXY_SSL_KEYSTORE_LOCATION);
-    if cert.is_empty() || key.is_empty() {
-        if keystore.is_empty() {
-            r.error("WSPROXY_SSL_CERTIFICATE_LOCATION, WSPROXY_SSL_PRIVATE_KEY_LOCATION: required when WSPROXY_SSL_ENABLED=true");
-        } else {
-            r.fail(WSPROXY_SSL_KEYSTORE_LOCATION, format!("PKCS#12 keystores are not read yet; export PEM (openssl pkcs12 -in {keystore} -nokeys -out cert.pem; openssl pkcs12 -in {keystore} -nocerts -nodes -out key.pem) and set WSPROXY_SSL_CERTIFICATE_LOCATION and WSPROXY_SSL_PRIVATE_KEY_LOCATION"));
-        }
-    } else {
-        for (var, path) in [(WSPROXY_SSL_CERTIFICATE_LOCATION, &cert), (WSPROXY_SSL_PRIVATE_KEY_LOCATION, &key)] {
-            if std::fs::metadata(path).is_err() {
-                r.fail(var, format!("cannot read '{path}'"));
-            }
-        }
-    }
+    let identity = listener_identity(r);
     let only = r.boolean(WSPROXY_SSL_ONLY);
-    Some(TlsConfig { bind_interface, port, only, certificate_pem: cert, private_key_pem: key })
+    identity.map(|identity| TlsConfig { bind_interface, port, only, identity })
 }
 
 /// What the proxy's Kafka clients trust and present, kept in [`super::KafkaConfig`].
 pub(super) struct KafkaStores {
-    /// PEM file of the CAs that sign the brokers' certificates (`ssl.ca.location`).
-    pub ca_location: Option<String>,
-    /// PKCS#12 keystore for TLS client authentication to Kafka, and its password.
-    pub keystore: Option<(String, Secret)>,
+    /// The CAs that sign the brokers' certificates, from the truststore.
+    pub trusted: Option<Vec<CertificateDer<'static>>>,
+    /// The client certificate and key for mutual TLS, from the keystore.
+    pub identity: Option<Identity>,
     /// `ssl.endpoint.identification.algorithm=https`: the broker's host name is checked.
     pub endpoint_identification: bool,
 }
 
+/// Which settings name one keystore, for reading it and for its errors.
+struct KeystoreSettings {
+    location: EnvVar,
+    password: EnvVar,
+    key_password: Option<EnvVar>,
+    alias: EnvVar,
+}
+
+fn read_file(r: &mut Reader<'_>, setting: EnvVar, path: &str) -> Option<Vec<u8>> {
+    std::fs::read(path).map_err(|e| r.fail(setting, format!("cannot read '{path}': {e}"))).ok()
+}
+
+/// The error of a store, in front of it the setting that can fix it.
+fn store_error(r: &mut Reader<'_>, s: &KeystoreSettings, path: &str, e: &StoreError) {
+    let setting = match e {
+        StoreError::WrongPassword(_) => s.password,
+        StoreError::WrongKeyPassword(_) => s.key_password.unwrap_or(s.password),
+        StoreError::NoSuchAlias { .. } => s.alias,
+        _ => s.location,
+    };
+    r.fail(setting, format!("{e} ('{path}', {})", s.location.name));
+}
+
+fn identity(r: &mut Reader<'_>, s: &KeystoreSettings, path: &str) -> Option<Identity> {
+    let bytes = read_file(r, s.location, path)?;
+    let password = r.string(s.password);
+    let key_password = s.key_password.map(|k| r.string(k));
+    let alias = Some(r.string(s.alias)).filter(|a| !a.is_empty());
+    keystore::read_identity(&bytes, &password, key_password.as_deref(), alias.as_deref())
+        .map_err(|e| store_error(r, s, path, &e))
+        .ok()
+}
+
+/// The TLS listener's identity: `WSPROXY_SSL_KEYSTORE_*` (JKS, PKCS#12 or PEM), or the PEM pair
+/// `WSPROXY_SSL_CERTIFICATE_LOCATION` + `WSPROXY_SSL_PRIVATE_KEY_LOCATION`.
+fn listener_identity(r: &mut Reader<'_>) -> Option<Identity> {
+    let keystore = r.string(WSPROXY_SSL_KEYSTORE_LOCATION);
+    let settings = KeystoreSettings {
+        location: WSPROXY_SSL_KEYSTORE_LOCATION,
+        password: WSPROXY_SSL_KEYSTORE_PASS,
+        key_password: None,
+        alias: WSPROXY_SSL_KEYSTORE_ALIAS,
+    };
+    let (cert, key) = (r.string(WSPROXY_SSL_CERTIFICATE_LOCATION), r.string(WSPROXY_SSL_PRIVATE_KEY_LOCATION));
+    if !keystore.is_empty() {
+        if !cert.is_empty() || !key.is_empty() {
+            r.error("WSPROXY_SSL_KEYSTORE_LOCATION, WSPROXY_SSL_CERTIFICATE_LOCATION: set a keystore or a PEM certificate and key, not both");
+            return None;
+        }
+        return identity(r, &settings, &keystore);
+    }
+    r.accept(WSPROXY_SSL_KEYSTORE_PASS);
+    r.accept(WSPROXY_SSL_KEYSTORE_ALIAS);
+    if cert.is_empty() || key.is_empty() {
+        r.error("WSPROXY_SSL_KEYSTORE_LOCATION (or WSPROXY_SSL_CERTIFICATE_LOCATION and WSPROXY_SSL_PRIVATE_KEY_LOCATION): required when WSPROXY_SSL_ENABLED=true");
+        return None;
+    }
+    let cert_bytes = read_file(r, WSPROXY_SSL_CERTIFICATE_LOCATION, &cert);
+    let key_bytes = read_file(r, WSPROXY_SSL_PRIVATE_KEY_LOCATION, &key);
+    let (mut both, key_bytes) = (cert_bytes?, key_bytes?);
+    both.push(b'\n');
+    both.extend(key_bytes);
+    match keystore::read_identity(&both, "", None, None) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            let setting = match e {
+                StoreError::NoKeyEntry(_) | StoreError::WrongKeyPassword(_) => WSPROXY_SSL_PRIVATE_KEY_LOCATION,
+                _ => WSPROXY_SSL_CERTIFICATE_LOCATION,
+            };
+            r.fail(setting, format!("{e} ('{cert}', '{key}')"));
+            None
+        }
+    }
+}
+
 /// `WSPROXY_KAFKA_SSL_*` and the endpoint identification of the Kafka clients.
 pub(super) fn kafka_stores(r: &mut Reader<'_>) -> KafkaStores {
+    let kind = r.string(WSPROXY_KAFKA_SSL_TRUSTSTORE_TYPE).to_ascii_uppercase();
+    if !matches!(kind.as_str(), "" | "JKS" | "PKCS12" | "PEM") {
+        r.fail(
+            WSPROXY_KAFKA_SSL_TRUSTSTORE_TYPE,
+            format!("'{kind}' is not JKS, PKCS12 or PEM (the format is read from the file)"),
+        );
+    }
     let truststore = r.string(WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION);
-    // librdkafka reads the truststore as PEM, which has no password.
-    r.accept(WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS);
-    let ca_location = if truststore.is_empty() {
+    let password = r.string(WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS);
+    let trusted = if truststore.is_empty() {
         None
     } else {
-        match std::fs::read(&truststore) {
-            Ok(bytes) if bytes.windows(11).any(|w| w == b"-----BEGIN ") => Some(truststore),
-            Ok(_) => {
-                r.fail(WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION, format!("'{truststore}' is not PEM; librdkafka reads PEM CAs (convert a JKS/PKCS#12 truststore with: keytool -exportcert -rfc -keystore <store> -alias <alias> > ca.pem)"));
-                None
-            }
-            Err(e) => {
-                r.fail(WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION, format!("cannot read '{truststore}': {e}"));
-                None
-            }
-        }
+        read_file(r, WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION, &truststore).and_then(|bytes| {
+            let settings = KeystoreSettings {
+                location: WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION,
+                password: WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS,
+                key_password: None,
+                alias: WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION,
+            };
+            keystore::read_trusted(&bytes, &password).map_err(|e| store_error(r, &settings, &truststore, &e)).ok()
+        })
     };
     let keystore = r.string(WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION);
-    let password = Secret(r.string(WSPROXY_KAFKA_SSL_KEYSTORE_PASS));
-    let keystore = if keystore.is_empty() {
+    let settings = KeystoreSettings {
+        location: WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION,
+        password: WSPROXY_KAFKA_SSL_KEYSTORE_PASS,
+        key_password: Some(WSPROXY_KAFKA_SSL_KEY_PASS),
+        alias: WSPROXY_KAFKA_SSL_KEYSTORE_ALIAS,
+    };
+    let identity = if keystore.is_empty() {
+        for unused in [WSPROXY_KAFKA_SSL_KEYSTORE_PASS, WSPROXY_KAFKA_SSL_KEY_PASS, WSPROXY_KAFKA_SSL_KEYSTORE_ALIAS] {
+            r.accept(unused);
+        }
         None
     } else {
-        if std::fs::metadata(&keystore).is_err() {
-            r.fail(WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION, format!("cannot read '{keystore}'"));
-        }
-        Some((keystore, password))
+        identity(r, &settings, &keystore).filter(|id| match id.librdkafka_key_pem() {
+            Ok(_) => true,
+            Err(e) => {
+                r.fail(WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION, format!("the key cannot be handed to librdkafka: {e}"));
+                false
+            }
+        })
     };
     let endpoint_identification = match r.string(WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO).to_ascii_lowercase().as_str() {
         "" | "none" => false,
@@ -98,5 +181,43 @@ pub(super) fn kafka_stores(r: &mut Reader<'_>) -> KafkaStores {
             false
         }
     };
-    KafkaStores { ca_location, keystore, endpoint_identification }
+    KafkaStores { trusted, identity, endpoint_identification }
+}
+
+/// One warning per certificate that ends within [`EXPIRY_WARNING_DAYS`] (or has ended).
+pub fn expiry_warnings(stores: &[(&str, &[CertificateDer<'static>])], now: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    for (store, certs) in stores {
+        for (subject, end) in keystore::expiring(certs, now, EXPIRY_WARNING_DAYS * 86_400) {
+            let days = (end - now).div_euclid(86_400);
+            out.push(if end <= now {
+                format!("{store}: the certificate '{subject}' has expired ({} days ago)", -days)
+            } else {
+                format!("{store}: the certificate '{subject}' expires in {days} days")
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_ending_within_30_days_or_ended_are_warned_about() {
+        let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/src/keystore/testdata/ca.pem")).unwrap();
+        let certs = keystore::read_trusted(&pem, "").unwrap();
+        let end = keystore::not_after(&certs[0]).unwrap().1;
+        let stores = [("WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION", &certs[..])];
+        assert!(expiry_warnings(&stores, end - 31 * 86_400).is_empty());
+        assert_eq!(
+            expiry_warnings(&stores, end - 10 * 86_400 - 5),
+            ["WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: the certificate 'CN=fixture-ca' expires in 10 days"]
+        );
+        assert_eq!(
+            expiry_warnings(&stores, end + 2 * 86_400),
+            ["WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: the certificate 'CN=fixture-ca' has expired (2 days ago)"]
+        );
+    }
 }

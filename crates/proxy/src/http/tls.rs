@@ -1,14 +1,12 @@
 //! The listeners. The plain one sets `TCP_NODELAY` (results and records are small frames that
-//! Nagle's algorithm would hold back). The TLS one (`WSPROXY_SSL_*`): rustls with the ring provider, PEM certificate chain and
-//! private key. Handshakes run in their own tasks with a timeout, so a slow or silent client
+//! Nagle's algorithm would hold back). The TLS one (`WSPROXY_SSL_*`): rustls with the ring provider, the certificate chain and
+//! private key of a keystore (JKS, PKCS#12) or PEM files. Handshakes run in their own tasks with a timeout, so a slow or silent client
 //! never blocks other connections from being accepted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls::ServerConfig;
@@ -18,17 +16,10 @@ use tokio_rustls::TlsAcceptor;
 /// A client has this long to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Loads a certificate chain and key from PEM files into a rustls server configuration.
-pub fn server_config(cert_path: &str, key_path: &str) -> Result<Arc<ServerConfig>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|e| format!("cannot read the certificate chain {cert_path}: {e}"))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot parse the certificate chain {cert_path}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{cert_path} holds no PEM certificate"));
-    }
-    let key =
-        PrivateKeyDer::from_pem_file(key_path).map_err(|e| format!("cannot read the private key {key_path}: {e}"))?;
+/// A rustls server configuration for a certificate chain and key (read by the configuration
+/// from a keystore or PEM files).
+pub fn server_config(identity: &crate::keystore::Identity) -> Result<Arc<ServerConfig>, String> {
+    let (certs, key) = (identity.chain.clone(), identity.key.clone_key());
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -174,11 +174,13 @@ pub(super) fn base_config(config: &Config) -> ClientConfig {
     }
     if k.security_protocol.ends_with("SSL") {
         cfg.set("ssl.endpoint.identification.algorithm", if k.ssl_endpoint_identification { "https" } else { "none" });
-        if let Some(ca) = &k.ssl_ca_location {
-            cfg.set("ssl.ca.location", ca);
+        if let Some(certs) = &k.ssl_trusted {
+            cfg.set("ssl.ca.pem", crate::keystore::certificates_pem(certs));
         }
-        if let Some((location, password)) = &k.ssl_keystore {
-            cfg.set("ssl.keystore.location", location).set("ssl.keystore.password", &password.0);
+        if let Some(id) = &k.ssl_identity {
+            // Encrypted under a one-time password: rdkafka's Debug hides ssl.key.password, not ssl.key.pem.
+            let (key, password) = id.librdkafka_key_pem().expect("the system has randomness");
+            cfg.set("ssl.certificate.pem", id.chain_pem()).set("ssl.key.pem", key).set("ssl.key.password", password);
         }
     }
     cfg

@@ -354,3 +354,13 @@ pub fn session_leftover_slots_freed(n: usize) {
 pub fn session_state_unreadable_header() {
     counter!("wsproxy_session_state_unreadable_headers_total").increment(1);
 }
+
+/// `wsproxy_tls_certificate_expiry_timestamp_seconds{store, subject}`: when each certificate of
+/// a configured keystore or truststore stops being valid (`notAfter`, Unix seconds). Alert on
+/// `wsproxy_tls_certificate_expiry_timestamp_seconds - time() < 30 * 86400`.
+pub fn certificate_expiry(store: &'static str, certs: &[rustls_pki_types::CertificateDer<'static>]) {
+    for (subject, end) in certs.iter().filter_map(crate::keystore::not_after) {
+        gauge!("wsproxy_tls_certificate_expiry_timestamp_seconds", "store" => store, "subject" => subject)
+            .set(end as f64);
+    }
+}
