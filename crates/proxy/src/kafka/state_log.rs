@@ -394,13 +394,18 @@ pub async fn foreign_members(kafka: &Kafka, group: &str) -> Result<Vec<String>, 
         .expect("group list task never panics")
 }
 
+/// Whether a member of a node's group, by its client id, is a session reader of this proxy.
+fn is_our_reader(client_id: &str) -> bool {
+    client_id == "rdkafka" || client_id.starts_with("wsproxy-session-reader-")
+}
+
 fn not_ours(list: &rdkafka::groups::GroupList, group: &str) -> Result<Vec<String>, KafkaError> {
     Ok(list
         .groups()
         .iter()
         .filter(|g| g.name() == group)
         .flat_map(|g| g.members())
-        .filter(|m| m.client_id() != "rdkafka" && !m.client_id().starts_with("wsproxy-session-reader-"))
+        .filter(|m| !is_our_reader(m.client_id()))
         .map(|m| format!("{}@{}", m.client_id(), m.client_host()))
         .collect())
 }
@@ -550,6 +555,13 @@ mod tests {
         assert!(matches!(outcome, Ok(Err(_))), "{outcome:?} after {took:?}");
         assert!(took < Duration::from_secs(10), "the write failed only after {took:?}");
         log.close().await;
+    }
+
+    #[test]
+    fn a_scala_nodes_reader_is_not_ours() {
+        assert!(is_our_reader(&reader_client_id("node-1")));
+        assert!(is_our_reader("rdkafka"), "readers of earlier versions kept librdkafka's default");
+        assert!(!is_our_reader("ws-proxy-session-consumer-node-1"), "the Scala proxy's reader");
     }
 
     #[test]
