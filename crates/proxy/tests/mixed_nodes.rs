@@ -57,10 +57,8 @@ impl ScalaNode {
         let log = std::env::temp_dir().join(format!("wsproxy-scala-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let timeout = format!("-Dkafka.ws.proxy.consumer.kafka-client-properties.session.timeout.ms={NODE_TIMEOUT_MS}");
-        let heartbeat = format!(
-            "-Dkafka.ws.proxy.consumer.kafka-client-properties.heartbeat.interval.ms={}",
-            NODE_TIMEOUT_MS / 3
-        );
+        let heartbeat =
+            format!("-Dkafka.ws.proxy.consumer.kafka-client-properties.heartbeat.interval.ms={}", NODE_TIMEOUT_MS / 3);
         let mut cmd = Command::new(run);
         cmd.env_clear();
         // Its dependency cache lives under $HOME (~/.cache/scala-proxy and Maven's ~/.m2).
@@ -105,7 +103,11 @@ impl ScalaNode {
         }
         let group = format!("ws-proxy-session-consumer-{}", self.server_id);
         while !group_members(&group).iter().any(|m| !m["partitions"].as_array().unwrap().is_empty()) {
-            assert!(Instant::now() < deadline, "the Scala node's session reader has no partition:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "the Scala node's session reader has no partition:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         println!("Scala node {} up after {:?}", self.server_id, t0.elapsed());
@@ -180,11 +182,7 @@ async fn wait_for_session(state_topic: &str, group: &str, expected: &[(&str, &st
     let mut seen = Vec::new();
     while Instant::now() < deadline {
         let out = kafka_tool(&["consume", state_topic, "1000", "4", "string", "string"], "");
-        let latest = out
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["key"] == group)
-            .last();
+        let latest = out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).rfind(|r| r["key"] == group);
         seen = latest
             .and_then(|r| r["value"].as_str().map(str::to_owned))
             .map(|v| {
@@ -278,11 +276,17 @@ async fn a_scala_node_killed_with_sigkill_has_its_slots_freed_by_the_rust_node()
         if let Ok((ws, _)) = tokio_tungstenite::connect_async(&rust.url(&out_path(&topic, &group, "c1"))).await {
             break ws;
         }
-        assert!(t0.elapsed() < within, "c1 of the killed Scala node still refused after {within:?}:\n{}", rust.log_text());
+        assert!(
+            t0.elapsed() < within,
+            "c1 of the killed Scala node still refused after {within:?}:\n{}",
+            rust.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let freed = t0.elapsed();
-    println!("the Rust node freed the killed Scala node's slot {freed:?} after SIGKILL (node timeout {NODE_TIMEOUT_MS} ms)");
+    println!(
+        "the Rust node freed the killed Scala node's slot {freed:?} after SIGKILL (node timeout {NODE_TIMEOUT_MS} ms)"
+    );
     wait_for_session(&state, &group, &[("c1", &rust_id)]).await;
     assert!(rust.log_text().contains("freed the session slots of a node that went silent"));
 }

@@ -389,9 +389,11 @@ pub fn reader_client_id(server_id: &str) -> String {
 pub async fn foreign_members(kafka: &Kafka, group: &str) -> Result<Vec<String>, KafkaError> {
     let client: BaseConsumer = kafka.inner.base.create()?;
     let group = group.to_owned();
-    tokio::task::spawn_blocking(move || not_ours(&client.fetch_group_list(Some(&group), Duration::from_secs(5))?, &group))
-        .await
-        .expect("group list task never panics")
+    tokio::task::spawn_blocking(move || {
+        not_ours(&client.fetch_group_list(Some(&group), Duration::from_secs(5))?, &group)
+    })
+    .await
+    .expect("group list task never panics")
 }
 
 /// Whether a member of a node's group, by its client id, is a session reader of this proxy.

@@ -526,6 +526,7 @@ impl Sessions {
                 node_timeout: Duration::from_secs(30),
                 held: Mutex::new(HashMap::new()),
                 retrying: std::sync::atomic::AtomicBool::new(false),
+                clash: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
