@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod closer;
 pub mod config_log;
+pub mod credentials;
 pub mod headers;
 
 use std::collections::HashMap;
@@ -31,9 +32,9 @@ use wsproxy_protocol::ErrorCode;
 
 pub mod state_log;
 
-use crate::auth::kafka_credentials::KafkaCredentials;
 use crate::config::Config;
 use crate::kafka::closer::{ClientKind, OffRuntime};
+use crate::kafka::credentials::KafkaCredentials;
 use crate::telemetry::metrics;
 
 /// Timeout of metadata lookups made while a client waits for its upgrade.
