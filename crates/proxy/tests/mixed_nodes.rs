@@ -468,3 +468,24 @@ async fn a_rust_node_given_a_running_scala_nodes_server_id_says_so_at_once_and_s
     println!("the successor logged the clash after {said:?} and listened after {up:?}");
     wait_for_session(&state, &group, &[]).await;
 }
+
+#[tokio::test]
+#[ignore = "starts the Scala proxy (a JVM): scripts/test runs it where Java is available"]
+async fn a_scala_node_started_with_a_running_rust_nodes_server_id_is_reported() {
+    let state = unique("sessions");
+    let shared_id = unique("clash");
+    let rust = rust_node(&state, &shared_id, &[]).await;
+    let gauge = "wsproxy_server_id_clash 0";
+    assert!(http(rust.port, "GET", "/metrics", &[]).await.unwrap().2.contains(gauge), "{gauge} before");
+
+    let _scala = ScalaNode::start(&shared_id, &state, &[]).await;
+    // The Rust node's next sweep (every node timeout / 3) names the clash and sets the gauge.
+    let t0 = Instant::now();
+    while !rust.log_text().contains("another node uses WSPROXY_SERVER_ID") {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no clash reported:\n{}", rust.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = http(rust.port, "GET", "/metrics", &[]).await.unwrap().2;
+    assert!(metrics.contains("wsproxy_server_id_clash 1"), "{metrics}");
+    println!("the running Rust node reported the Scala node's clash {:?} after the Scala node was up", t0.elapsed());
+}
