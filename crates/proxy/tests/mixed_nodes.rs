@@ -1,8 +1,9 @@
 //! Scala and Rust nodes side by side on the real broker, as during a migration: the real Scala
 //! proxy (`scala-proxy/run`, see [`scala_run`]) and ours share one session topic (and one
 //! dynamic config topic); a consumer group's limit and a duplicate `clientId` hold across the
-//! two, the slots of a Scala node killed with SIGKILL are freed by the Rust node, and a Rust
-//! node given the server id of a Scala node says so at once and waits a bounded time.
+//! two, the slots of a Scala node killed with SIGKILL are freed by the Rust node, a Rust node
+//! given the server id of a Scala node says so at once and waits a bounded time, and a Scala
+//! node started with a running Rust node's id is reported by the Rust node.
 //!
 //! Ignored by default (each test starts a JVM, 10 to 60 s on a loaded machine):
 //! `scripts/test` runs them one at a time where Java and the Scala proxy's jars are available
