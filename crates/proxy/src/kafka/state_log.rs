@@ -13,7 +13,9 @@
 //!
 //! The reader joins the consumer group `ws-proxy-session-consumer-<server-id>` (the reference's
 //! name) with static membership, so the group's members say which nodes are alive: a node that
-//! crashed leaves its group empty once its session timeout passed.
+//! crashed leaves its group empty once its session timeout passed. The reader's `client.id`
+//! ([`reader_client_id`]) tells it from a Scala node's reader (`ws-proxy-session-consumer-<id>`),
+//! so that a node can see another one using its server id ([`foreign_members`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +68,8 @@ pub enum StateLogError {
     Timeout { topic: String, target: i64, timeout: Duration },
     #[error("Kafka did not acknowledge a write to {topic} within {timeout:?}")]
     Unacknowledged { topic: String, timeout: Duration },
+    #[error("another node uses WSPROXY_SERVER_ID={server_id} (members {members:?} of {group} are not this proxy's, still there after {waited:?}): give every node its own server id")]
+    ServerIdInUse { server_id: String, group: String, members: Vec<String>, waited: Duration },
 }
 
 /// The accepted record of one key: its offset, and its value (`None`: deleted).
@@ -131,6 +135,7 @@ impl StateLog {
         consumer_cfg
             .set("group.id", &s.group_id)
             .set("group.instance.id", &s.group_instance_id)
+            .set("client.id", reader_client_id(&s.group_instance_id))
             .set("session.timeout.ms", s.session_timeout_ms.to_string())
             // Three heartbeats per session timeout, or a short timeout expires between two.
             .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string())
@@ -259,6 +264,16 @@ impl StateLog {
         .map_err(StateLogError::from)
     }
 
+    /// [`foreign_members`] through this log's client (no new connection).
+    pub async fn foreign_members(&self, group: &str) -> Result<Vec<String>, KafkaError> {
+        let (inner, group) = (self.inner.clone(), group.to_owned());
+        tokio::task::spawn_blocking(move || {
+            not_ours(&inner.producer.client().fetch_group_list(Some(&group), Duration::from_secs(5))?, &group)
+        })
+        .await
+        .expect("group list task never panics")
+    }
+
     /// Stops the reader (its static group membership expires after the session timeout).
     pub async fn close(&self) {
         self.inner.stop.store(true, Ordering::Release);
@@ -361,6 +376,41 @@ impl Reader {
             self.outcomes.lock().expect("outcomes are never poisoned").insert(m.offset(), accept);
         }
     }
+}
+
+/// The `client.id` of the session reader of the node `server_id`.
+pub fn reader_client_id(server_id: &str) -> String {
+    format!("wsproxy-session-reader-{server_id}")
+}
+
+/// The members of `group` that are not this proxy's session readers, as `client id@host`: a
+/// Scala node's reader (client id `ws-proxy-session-consumer-<server-id>`) when a Scala and a
+/// Rust node were given the same server id. Readers of earlier versions of this proxy kept
+/// librdkafka's default client id `rdkafka`, and count as ours.
+pub async fn foreign_members(kafka: &Kafka, group: &str) -> Result<Vec<String>, KafkaError> {
+    let client: BaseConsumer = kafka.inner.base.create()?;
+    let group = group.to_owned();
+    tokio::task::spawn_blocking(move || {
+        not_ours(&client.fetch_group_list(Some(&group), Duration::from_secs(5))?, &group)
+    })
+    .await
+    .expect("group list task never panics")
+}
+
+/// Whether a member of a node's group, by its client id, is a session reader of this proxy.
+fn is_our_reader(client_id: &str) -> bool {
+    client_id == "rdkafka" || client_id.starts_with("wsproxy-session-reader-")
+}
+
+fn not_ours(list: &rdkafka::groups::GroupList, group: &str) -> Result<Vec<String>, KafkaError> {
+    Ok(list
+        .groups()
+        .iter()
+        .filter(|g| g.name() == group)
+        .flat_map(|g| g.members())
+        .filter(|m| !is_our_reader(m.client_id()))
+        .map(|m| format!("{}@{}", m.client_id(), m.client_host()))
+        .collect())
 }
 
 fn write_timeout(s: &StateLogSettings) -> Duration {
@@ -509,6 +559,13 @@ mod tests {
         assert!(matches!(outcome, Ok(Err(_))), "{outcome:?} after {took:?}");
         assert!(took < Duration::from_secs(10), "the write failed only after {took:?}");
         log.close().await;
+    }
+
+    #[test]
+    fn a_scala_nodes_reader_is_not_ours() {
+        assert!(is_our_reader(&reader_client_id("node-1")));
+        assert!(is_our_reader("rdkafka"), "readers of earlier versions kept librdkafka's default");
+        assert!(!is_our_reader("ws-proxy-session-consumer-node-1"), "the Scala proxy's reader");
     }
 
     #[test]

@@ -13,6 +13,13 @@
 //! no members (its session timeout passed), that node's instances are removed. A node also
 //! removes its own leftovers when it starts, before it reports ready.
 //!
+//! A node's server id names its reader's group, so it must be unique: a Scala node given the
+//! same id (both default to `node-1`) would share the group, take the state partition from one
+//! another and have its live slots freed as leftovers. A node that finds a reader that is not
+//! ours in its group says so at once and waits at most the load timeout for it to leave (a
+//! crashed node leaves when its session timeout passes), then refuses to start; the sweep
+//! reports one that joins later (`wsproxy_server_id_clash`).
+//!
 //! A node also frees its own slots that no socket holds (H4): a removal whose write failed
 //! (Kafka unavailable longer than the state producer's delivery timeout), or a join that
 //! answered 503 but whose record landed later. Each node knows which instances its live
@@ -81,6 +88,8 @@ struct Inner<L> {
     held: Mutex<HashMap<String, Vec<Instance>>>,
     /// Whether the sweep already warned that it cannot free leftovers yet (warned once per outage).
     retrying: std::sync::atomic::AtomicBool,
+    /// Whether the sweep saw another node's reader under this node's server id.
+    clash: std::sync::atomic::AtomicBool,
 }
 
 /// Serialises the changes of one session on this node.
@@ -144,6 +153,45 @@ pub struct SessionSettings {
     pub node_timeout: Duration,
 }
 
+/// Waits until no reader that is not ours is in this node's group, at most the load timeout:
+/// a live node with the same server id makes the start fail, one that crashed leaves the group
+/// when its session timeout passes. Says so at once, never silently.
+async fn claim_server_id(kafka: &Kafka, settings: &SessionSettings) -> Result<(), StateLogError> {
+    let (id, group, wait) = (&settings.server_id, &settings.log.group_id, settings.log.load_timeout);
+    let t0 = tokio::time::Instant::now();
+    let mut seen = false;
+    loop {
+        let others = match state_log::foreign_members(kafka, group).await {
+            Ok(others) => others,
+            Err(e) => {
+                tracing::debug!(group, error = %e, "could not check whether another node uses this server id");
+                return Ok(());
+            }
+        };
+        if others.is_empty() {
+            if seen {
+                metrics::server_id_clash(false);
+                tracing::warn!(group, waited = ?t0.elapsed(), "the other node with this server id left its group; this node takes the id over");
+            }
+            return Ok(());
+        }
+        if !seen {
+            seen = true;
+            metrics::server_id_clash(true);
+            tracing::error!(group, members = ?others, "another node uses WSPROXY_SERVER_ID={id}: every node needs its own server id (the Scala proxy's default is node-1, as ours); waiting up to {wait:?} for it to leave (a crashed node leaves when its session timeout passes)");
+        }
+        if t0.elapsed() >= wait {
+            return Err(StateLogError::ServerIdInUse {
+                server_id: id.clone(),
+                group: group.clone(),
+                members: others,
+                waited: t0.elapsed(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The consumer group through which a node's liveness is seen (the reference's name).
 pub fn node_group(server_id: &str) -> String {
     format!("ws-proxy-session-consumer-{server_id}")
@@ -152,6 +200,7 @@ pub fn node_group(server_id: &str) -> String {
 impl Sessions {
     /// Loads the session state and frees what this node owned before a restart or crash.
     pub async fn open(kafka: &Kafka, settings: SessionSettings) -> Result<Sessions, StateLogError> {
+        claim_server_id(kafka, &settings).await?;
         let log = StateLog::open(kafka, settings.log).await?;
         Sessions::with_log(log, settings.server_id, settings.node_timeout).await
     }
@@ -170,6 +219,7 @@ impl<L: SessionLog> Sessions<L> {
                 node_timeout,
                 held: Mutex::new(HashMap::new()),
                 retrying: std::sync::atomic::AtomicBool::new(false),
+                clash: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         let mine = sessions.inner.server_id.clone();
@@ -266,6 +316,7 @@ impl<L: SessionLog> Sessions<L> {
     }
 
     async fn sweep(&self) {
+        self.check_server_id().await;
         self.free_leftovers().await;
         let mut owners: Vec<String> = self
             .all()
@@ -286,6 +337,28 @@ impl<L: SessionLog> Sessions<L> {
                 },
                 Err(e) => tracing::debug!(node = %node, error = %e, "could not check whether a node is alive"),
             }
+        }
+    }
+
+    /// Reports a reader that is not ours in this node's group (a Scala node started with this
+    /// node's server id after it).
+    async fn check_server_id(&self) {
+        let id = &self.inner.server_id;
+        let group = node_group(id);
+        match self.inner.log.foreign_members(&group).await {
+            Ok(others) if others.is_empty() => {
+                if self.inner.clash.swap(false, Ordering::AcqRel) {
+                    metrics::server_id_clash(false);
+                    tracing::info!(group, "the other node with this server id left");
+                }
+            }
+            Ok(others) => {
+                if !self.inner.clash.swap(true, Ordering::AcqRel) {
+                    metrics::server_id_clash(true);
+                    tracing::error!(group, members = ?others, "another node uses WSPROXY_SERVER_ID={id}: every node needs its own server id; the two take the session state from each other until one is stopped");
+                }
+            }
+            Err(e) => tracing::debug!(group, error = %e, "could not check whether another node uses this server id"),
         }
     }
 
@@ -471,6 +544,7 @@ impl Sessions {
                 node_timeout: Duration::from_secs(30),
                 held: Mutex::new(HashMap::new()),
                 retrying: std::sync::atomic::AtomicBool::new(false),
+                clash: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }

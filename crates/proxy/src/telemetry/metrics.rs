@@ -41,6 +41,7 @@ pub fn install(max_topic_labels: usize) {
             counter!("wsproxy_sockets_opened_total", "direction" => dir.label()).absolute(0);
         }
         gauge!("wsproxy_session_leftover_slots").set(0.0);
+        gauge!("wsproxy_server_id_clash").set(0.0);
         counter!("wsproxy_session_leftover_slots_freed_total").absolute(0);
         gauge!("wsproxy_kafka_producer_queue_messages").set(0.0);
         gauge!("wsproxy_kafka_credentials_refused", "credentials" => "proxy").set(0.0);
@@ -337,6 +338,12 @@ pub fn transaction_outcome(outcome: &'static str) {
 /// retried by the node's sweep, a failed join answered 503.
 pub fn session_state_write_failed(change: &'static str) {
     counter!("wsproxy_session_state_write_failures_total", "change" => change).increment(1);
+}
+
+/// 1 while a node that is not this proxy (a Scala node) reads the session state under this
+/// node's server id: the two share one liveness group and fight over the state partition.
+pub fn server_id_clash(clash: bool) {
+    gauge!("wsproxy_server_id_clash").set(if clash { 1.0 } else { 0.0 });
 }
 
 /// Slots of this node in the session state that no socket holds and that could not be freed
