@@ -265,13 +265,14 @@ impl StateLog {
     }
 
     /// [`foreign_members`] through this log's client (no new connection).
-    pub async fn foreign_members(&self, group: &str) -> Result<Vec<String>, KafkaError> {
+    pub async fn foreign_members(&self, group: &str) -> Result<Vec<String>, StateLogError> {
         let (inner, group) = (self.inner.clone(), group.to_owned());
         tokio::task::spawn_blocking(move || {
             not_ours(&inner.producer.client().fetch_group_list(Some(&group), Duration::from_secs(5))?, &group)
         })
         .await
         .expect("group list task never panics")
+        .map_err(StateLogError::from)
     }
 
     /// Stops the reader (its static group membership expires after the session timeout).

@@ -35,6 +35,10 @@ pub trait SessionLog: Send + Sync + 'static {
     /// True when the consumer group has members (the node owning it is alive).
     fn group_has_members(&self, group: &str) -> impl Future<Output = Result<bool, StateLogError>> + Send;
 
+    /// Members of a node's group that are not this proxy's session readers (a Scala node
+    /// started with the same server id).
+    fn foreign_members(&self, group: &str) -> impl Future<Output = Result<Vec<String>, StateLogError>> + Send;
+
     /// Stops reading the log.
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
@@ -63,6 +67,10 @@ impl SessionLog for StateLog {
 
     fn group_has_members(&self, group: &str) -> impl Future<Output = Result<bool, StateLogError>> + Send {
         StateLog::group_has_members(self, group)
+    }
+
+    fn foreign_members(&self, group: &str) -> impl Future<Output = Result<Vec<String>, StateLogError>> + Send {
+        StateLog::foreign_members(self, group)
     }
 
     fn close(&self) -> impl Future<Output = ()> + Send {
@@ -244,6 +252,11 @@ pub mod memory {
 
         async fn group_has_members(&self, group: &str) -> Result<bool, StateLogError> {
             Ok(self.shared.alive.lock().unwrap().contains(group))
+        }
+
+        /// The in-memory log has only this proxy's nodes.
+        async fn foreign_members(&self, _group: &str) -> Result<Vec<String>, StateLogError> {
+            Ok(Vec::new())
         }
 
         async fn close(&self) {}
