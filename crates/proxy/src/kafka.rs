@@ -9,6 +9,8 @@ pub mod admin;
 pub mod closer;
 pub mod config_log;
 pub mod headers;
+pub mod oauth;
+pub(crate) mod oauth_admin;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -34,6 +36,7 @@ pub mod state_log;
 use crate::auth::kafka_credentials::KafkaCredentials;
 use crate::config::Config;
 use crate::kafka::closer::{ClientKind, OffRuntime};
+use crate::kafka::oauth::{OAuthContext, TokenCell};
 use crate::telemetry::metrics;
 
 /// Timeout of metadata lookups made while a client waits for its upgrade.
@@ -57,6 +60,9 @@ struct AuthState {
     /// Whose credentials, for the metric and the log lines (`None`: not reported, e.g. a
     /// socket's consumer, whose refusal is the socket's 401).
     whose: Option<&'static str>,
+    /// Kafka refused this client everything it needs (an idempotent producer's id: a user
+    /// with no write permission anywhere); fatal for the client, a 403 for the socket.
+    forbidden: std::sync::atomic::AtomicBool,
 }
 
 /// Milliseconds since the first call, never 0.
@@ -68,10 +74,17 @@ fn clock_ms() -> u64 {
 impl AuthFailure {
     /// A failure tracker that is reported (metric, log lines) as `whose` credentials.
     fn reported(whose: &'static str) -> Self {
-        AuthFailure(Arc::new(AuthState { since_ms: AtomicU64::new(0), whose: Some(whose) }))
+        AuthFailure(Arc::new(AuthState {
+            since_ms: AtomicU64::new(0),
+            whose: Some(whose),
+            forbidden: Default::default(),
+        }))
     }
 
     fn observe(&self, error: &KafkaError) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::ClusterAuthorizationFailed) {
+            self.0.forbidden.store(true, Ordering::Release);
+        }
         if !is_authentication_error(error) {
             return;
         }
@@ -119,6 +132,8 @@ pub struct ProducerContext {
     kind: ClientKind,
     /// The shared producer: its statistics are the producer metrics.
     shared: bool,
+    /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
+    token: Option<TokenCell>,
 }
 
 impl Drop for ProducerContext {
@@ -129,6 +144,12 @@ impl Drop for ProducerContext {
 }
 
 impl ClientContext for ProducerContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth::oauth_token(self.token.as_ref())
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::error!(target: "librdkafka", %error, "{reason}");
@@ -166,6 +187,8 @@ pub struct SocketConsumerContext {
     /// The partitions of `topic` assigned to this consumer, kept by the rebalance callback so
     /// that reading them is no op round trip to librdkafka's main thread (L3).
     assigned: Mutex<std::collections::HashSet<i32>>,
+    /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
+    token: Option<TokenCell>,
 }
 
 #[derive(Default)]
@@ -195,6 +218,12 @@ impl SocketConsumerContext {
 }
 
 impl ClientContext for SocketConsumerContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth::oauth_token(self.token.as_ref())
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::warn!(target: "librdkafka", %error, "{reason}");
@@ -306,6 +335,10 @@ struct Inner {
     consumer_queued_max_kbytes: u32,
     consumer_properties: Vec<(&'static str, String)>,
     consumer_session_timeout_ms: u32,
+    /// OAUTHBEARER: the proxy's own token.
+    proxy_token: Option<TokenCell>,
+    /// `WSPROXY_JWT_KAFKA_OAUTHBEARER`: the newest token of each subject.
+    bearer_cells: Mutex<HashMap<String, TokenCell>>,
 }
 
 /// A producer a socket writes with: the shared one, or one per Kafka user.
@@ -441,6 +474,9 @@ fn probe_topic<C: ClientContext>(
                 break Ok(md);
             }
             Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused_credentials()),
+            Err(_) if auth.0.forbidden.load(Ordering::Acquire) => {
+                return Err(ProbeError::Forbidden(format!("Not authorized to access topics: [{topic}]")))
+            }
             Err(e) if std::time::Instant::now() >= deadline => break Err(e),
             Err(_) => {}
         }
@@ -522,6 +558,11 @@ pub struct Ack {
 impl Kafka {
     /// Builds the shared clients. Nothing is sent to Kafka yet.
     pub fn new(config: &Config) -> Result<Kafka, KafkaError> {
+        Kafka::with_token(config, None)
+    }
+
+    /// [`Kafka::new`], the proxy's own clients authenticating with `proxy_token` (OAUTHBEARER).
+    pub fn with_token(config: &Config, proxy_token: Option<TokenCell>) -> Result<Kafka, KafkaError> {
         let anonymous = base_config(config);
         let mut base = anonymous.clone();
         if let Some(sasl) = &config.kafka.sasl {
@@ -549,7 +590,12 @@ impl Kafka {
         }
         producer_cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::reported("proxy");
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: true };
+        let context = ProducerContext {
+            auth: auth.clone(),
+            kind: ClientKind::Producer,
+            shared: true,
+            token: proxy_token.clone(),
+        };
         let producer = producer_cfg.create_with_context(context)?;
         let producer = ProducerHandle(Arc::new(OffRuntime::new(producer, ClientKind::Producer)), auth);
         Ok(Kafka {
@@ -563,6 +609,8 @@ impl Kafka {
                 consumer_queued_max_kbytes: config.consumer.queued_max_kbytes,
                 consumer_properties: config.consumer.client_properties.clone(),
                 consumer_session_timeout_ms: config.consumer.session_timeout_ms,
+                proxy_token,
+                bearer_cells: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -578,11 +626,11 @@ impl Kafka {
         for (k, v) in &self.inner.producer_settings {
             cfg.set(*k, v);
         }
-        cfg.set("sasl.username", &creds.username)
-            .set("sasl.password", &creds.password)
-            .set("statistics.interval.ms", STATS_INTERVAL_MS);
+        set_credentials(&mut cfg, creds);
+        cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::reported("user");
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: false };
+        let token = self.token_for(Some(creds));
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: false, token };
         let created = tokio::task::spawn_blocking(move || {
             cfg.create_with_context(context).map(|p| OffRuntime::new(p, ClientKind::Producer))
         })
@@ -654,7 +702,7 @@ impl Kafka {
             None => self.inner.base.clone(),
             Some(c) => {
                 let mut cfg = self.inner.anonymous.clone();
-                cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
+                set_credentials(&mut cfg, c);
                 cfg
             }
         }
@@ -680,7 +728,8 @@ impl Kafka {
             .set("delivery.timeout.ms", delivery.min(60_000).to_string());
         cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::reported(if creds.is_some() { "user" } else { "proxy_transactional" });
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer, shared: false };
+        let (kind, token) = (ClientKind::TransactionalProducer, self.token_for(creds));
+        let context = ProducerContext { auth: auth.clone(), kind, shared: false, token };
         // Created and initialised on the blocking pool; whatever drops it, it is destroyed off
         // the runtime.
         let made = tokio::task::spawn_blocking(move || {
@@ -703,6 +752,48 @@ impl Kafka {
     /// How long Kafka has been refusing the proxy's own credentials, if it does.
     pub fn credentials_refused_for(&self) -> Option<Duration> {
         self.inner.producer.credentials_refused_for()
+    }
+
+    /// Where a client's OAUTHBEARER token comes from: the socket's subject's cell, or the
+    /// proxy's own for a socket without credentials.
+    fn token_for(&self, creds: Option<&KafkaCredentials>) -> Option<TokenCell> {
+        match creds {
+            None => self.inner.proxy_token.clone(),
+            Some(c) => c.bearer.as_ref().map(|b| b.0.clone()),
+        }
+    }
+
+    /// The context of the proxy's own auxiliary clients (admin, session and config logs).
+    pub fn oauth_context(&self) -> OAuthContext {
+        OAuthContext { token: self.inner.proxy_token.clone() }
+    }
+
+    /// OAUTHBEARER: hands the proxy's token to one of its own clients that is not polled yet
+    /// (see `oauth_admin`); nothing otherwise.
+    pub(crate) fn give_token<C: ClientContext>(&self, client: &rdkafka::client::Client<C>) -> Result<(), KafkaError> {
+        match &self.inner.proxy_token {
+            Some(cell) => oauth_admin::set_token(client, cell).map_err(KafkaError::ClientCreation),
+            None => Ok(()),
+        }
+    }
+
+    /// Credentials for a socket that authenticates to Kafka with its own bearer token: keyed
+    /// by `subject`, whose cell keeps the newest token any of its sockets brought (so a
+    /// client shared by the subject's sockets can always hand librdkafka a live one).
+    pub fn bearer_credentials(&self, subject: &str, token: oauth::BearerToken) -> KafkaCredentials {
+        let mut cells = self.inner.bearer_cells.lock().expect("bearer cells are never poisoned");
+        if cells.len() >= REFUSED_CREDENTIALS_MAX {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            cells.retain(|_, c| c.get().is_some_and(|t| t.expires_ms as u128 > now));
+        }
+        let cell = cells.entry(subject.to_owned()).or_default().clone();
+        drop(cells);
+        cell.offer(token);
+        KafkaCredentials {
+            username: subject.to_owned(),
+            password: String::new(),
+            bearer: Some(crate::auth::kafka_credentials::BearerKey(cell)),
+        }
     }
 
     /// Waits for everything handed to the producer to be acknowledged, up to `timeout`.
@@ -785,17 +876,19 @@ impl Kafka {
         }
         if let Some(ts) = params.from_timestamp {
             let cfg = cfg.clone();
-            let (topic, ts) = (params.topic.clone(), ts);
-            tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts))
+            let (topic, ts, token) = (params.topic.clone(), ts, self.token_for(creds));
+            tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts, token))
                 .await
                 .expect("start-offset task never panics")?;
         }
+        let token = self.token_for(creds);
         let context = SocketConsumerContext {
             topic: params.topic.clone(),
             lag,
             auth: AuthFailure::default(),
             revoked: Mutex::new(Revoked::default()),
             assigned: Mutex::new(Default::default()),
+            token: token.clone(),
         };
         let (topic, probe) = (params.topic.clone(), creds.is_some());
         // Created, probed and subscribed on the blocking pool, and guarded from the start: on
@@ -803,6 +896,10 @@ impl Kafka {
         // destroyed off the runtime.
         let made = tokio::task::spawn_blocking(move || {
             let consumer: SocketConsumer = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
+            if let Some(cell) = &token {
+                // Not polled before its probe: it gets its token now (see `oauth_admin`).
+                oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
+            }
             // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
             if probe {
                 probe_topic(consumer.client(), &topic, &consumer.context().auth).map_err(ConsumerError::Refused)?;
@@ -826,10 +923,14 @@ impl Kafka {
 /// For `fromTimestamp`: commits, for every partition where the group has no committed offset
 /// yet, the first offset at or after `ts`. Partitions with a commit are left alone. A group
 /// with active members refuses the commit; their positions stand.
-fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaError> {
+fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64, token: Option<TokenCell>) -> Result<(), KafkaError> {
     let mut cfg = cfg.clone();
     cfg.remove("statistics.interval.ms");
-    let consumer: OffRuntime<BaseConsumer> = OffRuntime::new(cfg.create()?, ClientKind::Consumer);
+    let consumer: OffRuntime<BaseConsumer<OAuthContext>> =
+        OffRuntime::new(cfg.create_with_context(OAuthContext { token: token.clone() })?, ClientKind::Consumer);
+    if let Some(cell) = &token {
+        oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
+    }
     let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut wanted = TopicPartitionList::new();
@@ -863,6 +964,16 @@ fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaE
         tracing::info!(topic, error = %e, "fromTimestamp: start offsets not committed (group active?)");
     }
     Ok(())
+}
+
+/// Sets a socket's own credentials: its SASL user and password, or (a bearer token) the
+/// OAUTHBEARER mechanism, whose token the client's context hands over.
+fn set_credentials(cfg: &mut ClientConfig, c: &KafkaCredentials) {
+    if c.bearer.is_some() {
+        cfg.set("sasl.mechanism", "OAUTHBEARER");
+    } else {
+        cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
+    }
 }
 
 /// The settings every client shares: bootstrap, security, timeouts.

@@ -8,6 +8,8 @@ use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
+use crate::kafka::oauth::TokenCell;
+
 /// The header name.
 pub const HEADER: &str = "x-kafka-auth";
 
@@ -16,11 +18,34 @@ pub const HEADER: &str = "x-kafka-auth";
 pub struct KafkaCredentials {
     pub username: String,
     pub password: String,
+    /// A socket's own bearer token (`WSPROXY_JWT_KAFKA_OAUTHBEARER`): `username` is the token's
+    /// subject and `password` is empty. Credentials compare and hash by subject only, so
+    /// clients are shared per subject and never between subjects.
+    pub bearer: Option<BearerKey>,
+}
+
+/// The token cell of a subject's bearer credentials; equal to any other (the subject is the key).
+#[derive(Clone, Debug)]
+pub struct BearerKey(pub TokenCell);
+
+impl PartialEq for BearerKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for BearerKey {}
+
+impl std::hash::Hash for BearerKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u8(1);
+    }
 }
 
 impl fmt::Debug for KafkaCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KafkaCredentials {{ username: {:?}, password: *** }}", self.username)
+        let kind = if self.bearer.is_some() { "bearer token" } else { "password" };
+        write!(f, "KafkaCredentials {{ username: {:?}, {kind}: *** }}", self.username)
     }
 }
 
@@ -36,7 +61,7 @@ pub fn from_headers(headers: &HeaderMap) -> Result<Option<KafkaCredentials>, Str
     if username.is_empty() {
         return Err(bad());
     }
-    Ok(Some(KafkaCredentials { username: username.to_owned(), password: password.to_owned() }))
+    Ok(Some(KafkaCredentials { username: username.to_owned(), password: password.to_owned(), bearer: None }))
 }
 
 #[cfg(test)]
@@ -63,7 +88,7 @@ mod tests {
     fn malformed_headers_are_errors_and_debug_hides_the_password() {
         assert!(from_headers(&headers("%%%")).is_err());
         assert!(from_headers(&headers(&BASE64.encode("no-colon"))).is_err());
-        let c = KafkaCredentials { username: "u".into(), password: "hunter2".into() };
+        let c = KafkaCredentials { username: "u".into(), password: "hunter2".into(), bearer: None };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -5,6 +5,9 @@
 //! [`Secret`], whose `Debug` prints `***`.
 
 mod env_vars;
+mod oauthbearer;
+
+pub use oauthbearer::OAuthBearerConfig;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -146,6 +149,8 @@ pub struct OpenIdConfig {
     pub kafka_claims: Option<(String, String)>,
     /// Kafka credentials only from the token; `X-Kafka-Auth` is ignored.
     pub kafka_token_auth_only: bool,
+    /// A socket's Kafka clients authenticate with its own bearer token (OAUTHBEARER).
+    pub kafka_oauthbearer: bool,
 }
 
 /// SASL credentials of the proxy's own Kafka clients.
@@ -172,6 +177,8 @@ pub struct KafkaConfig {
     pub sasl: Option<SaslConfig>,
     /// The mechanism alone (per-socket credentials use it even when the proxy has none).
     pub sasl_mechanism: Option<String>,
+    /// With `OAUTHBEARER`: the proxy's own client-credentials grant.
+    pub oauthbearer: Option<OAuthBearerConfig>,
     /// PEM file of the CAs that sign the brokers' certificates (`ssl.ca.location`).
     pub ssl_ca_location: Option<String>,
     /// PKCS#12 keystore for TLS client authentication to Kafka.
@@ -505,15 +512,20 @@ impl Config {
         let sasl_mechanism =
             Some(r.string("WSPROXY_KAFKA_SASL_MECHANISM").to_ascii_uppercase()).filter(|m| !m.is_empty());
         if let Some(m) = &sasl_mechanism {
-            if !matches!(m.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") {
+            if !matches!(m.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" | "OAUTHBEARER") {
                 r.errors.push(format!(
-                    "WSPROXY_KAFKA_SASL_MECHANISM: '{m}' cannot be mapped to librdkafka here; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                    "WSPROXY_KAFKA_SASL_MECHANISM: '{m}' cannot be mapped to librdkafka here; use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
                 ));
             }
         }
         let jaas = r.string("WSPROXY_KAFKA_SASL_JAAS_CFG");
+        let oauthbearer = match sasl_mechanism.as_deref() {
+            Some("OAUTHBEARER") => oauthbearer::read(&mut r, &jaas),
+            _ => None,
+        };
         let sasl = match (&sasl_mechanism, jaas.is_empty()) {
             (_, true) => None,
+            (Some(m), false) if m == "OAUTHBEARER" => None,
             (None, false) => {
                 r.errors.push("WSPROXY_KAFKA_SASL_JAAS_CFG: set, but WSPROXY_KAFKA_SASL_MECHANISM is not".to_owned());
                 None
@@ -603,6 +615,7 @@ impl Config {
                 broker_resolution_retry_interval: r.duration("WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL"),
                 sasl,
                 sasl_mechanism,
+                oauthbearer,
                 ssl_ca_location,
                 ssl_keystore,
                 ssl_endpoint_identification,
@@ -833,6 +846,7 @@ fn openid_config(r: &mut Reader<'_>) -> Option<OpenIdConfig> {
         jwks_min_refresh_interval: r.duration("WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL"),
         kafka_claims,
         kafka_token_auth_only: r.boolean("WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY"),
+        kafka_oauthbearer: r.boolean("WSPROXY_JWT_KAFKA_OAUTHBEARER"),
     };
     for (name, zero) in [
         ("WSPROXY_OPENID_REVALIDATION_INTERVAL", config.revalidation_interval.is_zero()),

@@ -1,0 +1,104 @@
+//! The proxy's own Kafka identity with `WSPROXY_KAFKA_SASL_MECHANISM=OAUTHBEARER`: the
+//! reference's JAAS line (`OAuthBearerLoginModule required clientId="..." clientSecret="..."
+//! [scope="..."] ;`) plus the token endpoint, read into an OAuth 2.0 client-credentials client.
+//! The token is fetched by the proxy (`kafka/oauth.rs`) and handed to librdkafka through its
+//! token callback.
+
+use super::{Reader, Secret};
+
+/// The client-credentials grant the proxy's own Kafka clients authenticate with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthBearerConfig {
+    pub client_id: String,
+    /// Never logged; `--print-config` masks the JAAS line that carries it.
+    pub client_secret: Secret,
+    /// `sasl.oauthbearer.token.endpoint.url`.
+    pub token_endpoint_url: String,
+    /// `sasl.oauthbearer.scope` (or the JAAS `scope` option); none when empty.
+    pub scope: Option<String>,
+}
+
+/// The JAAS login module OAUTHBEARER takes.
+const MODULE: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule";
+
+/// The value of `key=value` or `key="value"` in a JAAS line.
+fn jaas_option(jaas: &str, key: &str) -> Option<String> {
+    let mut rest = jaas;
+    loop {
+        let at = rest.find(&format!("{key}="))?;
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + key.len() + 1..];
+        // `clientId=` must not match inside `xclientId=`.
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        return Some(match rest.strip_prefix('"') {
+            Some(quoted) => quoted[..quoted.find('"')?].to_owned(),
+            None => rest.split(|c: char| c.is_whitespace() || c == ';').next().unwrap_or("").to_owned(),
+        });
+    }
+}
+
+/// Reads the OAUTHBEARER settings; problems go to `r.errors`, each naming its setting.
+pub(super) fn read(r: &mut Reader<'_>, jaas: &str) -> Option<OAuthBearerConfig> {
+    let endpoint = r.string("WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL");
+    let scope_setting = r.string("WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE");
+    let extensions = r.string("WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS");
+    if !extensions.is_empty() {
+        r.errors.push(
+            "WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS: SASL extensions are not sent yet (the token is handed to \
+             librdkafka through rdkafka's callback, which carries none); leave it empty"
+                .to_owned(),
+        );
+    }
+    if jaas.is_empty() {
+        r.errors.push(
+            "WSPROXY_KAFKA_SASL_JAAS_CFG: OAUTHBEARER needs `OAuthBearerLoginModule required clientId=\"...\" \
+             clientSecret=\"...\" ;`"
+                .to_owned(),
+        );
+        return None;
+    }
+    if !jaas.contains(MODULE) {
+        r.errors.push(format!("WSPROXY_KAFKA_SASL_JAAS_CFG: OAUTHBEARER needs the login module {MODULE}"));
+        return None;
+    }
+    let (Some(client_id), Some(client_secret)) = (jaas_option(jaas, "clientId"), jaas_option(jaas, "clientSecret"))
+    else {
+        r.errors.push(
+            "WSPROXY_KAFKA_SASL_JAAS_CFG: cannot find clientId=\"...\" and clientSecret=\"...\" in it".to_owned(),
+        );
+        return None;
+    };
+    if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+        r.errors.push(format!(
+            "WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: '{endpoint}' is not an http(s) URL; required with \
+             WSPROXY_KAFKA_SASL_MECHANISM=OAUTHBEARER"
+        ));
+        return None;
+    }
+    let scope = Some(scope_setting).filter(|s| !s.is_empty()).or_else(|| jaas_option(jaas, "scope"));
+    Some(OAuthBearerConfig {
+        client_id,
+        client_secret: Secret(client_secret),
+        token_endpoint_url: endpoint,
+        scope: scope.filter(|s| !s.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_quoted_and_bare_jaas_options() {
+        let jaas = format!("{MODULE} required clientId=\"proxy\" clientSecret=\"s3 cr;et\" scope=kafka ;");
+        assert_eq!(jaas_option(&jaas, "clientId").as_deref(), Some("proxy"));
+        assert_eq!(jaas_option(&jaas, "clientSecret").as_deref(), Some("s3 cr;et"));
+        assert_eq!(jaas_option(&jaas, "scope").as_deref(), Some("kafka"));
+        let bare = format!("{MODULE} required clientId=proxy clientSecret=secret;");
+        assert_eq!(jaas_option(&bare, "clientSecret").as_deref(), Some("secret"));
+        assert_eq!(jaas_option("required xclientId=a", "clientId"), None);
+        assert_eq!(jaas_option("required xclientId=a clientId=b", "clientId").as_deref(), Some("b"));
+    }
+}
