@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod closer;
 pub mod config_log;
+pub mod credentials;
 pub mod headers;
 pub mod oauth;
 pub(crate) mod oauth_admin;
@@ -33,9 +34,9 @@ use wsproxy_protocol::ErrorCode;
 
 pub mod state_log;
 
-use crate::auth::kafka_credentials::KafkaCredentials;
 use crate::config::Config;
 use crate::kafka::closer::{ClientKind, OffRuntime};
+use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::oauth::{OAuthContext, TokenCell};
 use crate::telemetry::metrics;
 
@@ -792,7 +793,7 @@ impl Kafka {
         KafkaCredentials {
             username: subject.to_owned(),
             password: String::new(),
-            bearer: Some(crate::auth::kafka_credentials::BearerKey(cell)),
+            bearer: Some(crate::kafka::credentials::BearerKey(cell)),
         }
     }
 

@@ -1,13 +1,12 @@
 //! HTTP Basic authentication against the configured user (`WSPROXY_BASIC_AUTH_*`).
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
+use crate::auth::outcome::{Challenge, Scheme};
 use crate::config::Secret;
-use crate::http::error::message_body;
 
 /// The one user of Basic authentication.
 #[derive(Clone)]
@@ -48,25 +47,20 @@ impl BasicAuth {
         }
     }
 
-    /// The 401 answer: the reference's texts and its challenge.
-    pub fn challenge(&self, e: BasicAuthError) -> Response {
-        let text = match e {
-            BasicAuthError::Missing => "The resource requires authentication, which was not supplied with the request",
-            BasicAuthError::Invalid => "The supplied authentication is invalid",
-        };
-        let challenge = format!("Basic realm=\"{}\",charset=UTF-8", self.realm.replace('"', "'"));
-        let mut r = (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "application/json")], message_body(text))
-            .into_response();
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    /// What a refused request is told: a Basic challenge in the configured realm, with the
+    /// reference's text for missing or invalid credentials.
+    pub fn challenge(&self, e: BasicAuthError) -> Challenge {
+        match e {
+            BasicAuthError::Missing => Challenge::missing(Scheme::Basic, &self.realm),
+            BasicAuthError::Invalid => Challenge::invalid(Scheme::Basic, &self.realm),
         }
-        r
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     fn auth() -> BasicAuth {
         BasicAuth { realm: "Test Server".into(), username: Secret("user".into()), password: Secret("p@ss:word".into()) }
@@ -101,9 +95,11 @@ mod tests {
     }
 
     #[test]
-    fn challenge_names_the_realm() {
-        let r = auth().challenge(BasicAuthError::Invalid);
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"Test Server\",charset=UTF-8");
+    fn challenge_names_the_scheme_the_realm_and_why() {
+        let c = auth().challenge(BasicAuthError::Invalid);
+        assert_eq!((c.scheme, c.realm.as_str()), (Scheme::Basic, "Test Server"));
+        assert_eq!(c.text, "The supplied authentication is invalid");
+        let c = auth().challenge(BasicAuthError::Missing);
+        assert_eq!(c.text, "The resource requires authentication, which was not supplied with the request");
     }
 }

@@ -5,26 +5,24 @@
 //! refresh, at most once per `WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL` (concurrent requests
 //! share it), so a key rotation needs no restart. Revalidation refreshes the keys once they are
 //! older than the revalidation interval, so a withdrawn key ends the sockets it signed for.
-//! Every call to the provider has a timeout; a provider that cannot be reached answers 503.
-//! Tokens never reach a log line, and neither do the Kafka credentials they may carry.
+//! Every call to the provider has a timeout; a provider that cannot be reached is
+//! [`Refused::ProviderUnreachable`] (503). Refusals and revocations are returned as values
+//! ([`super::outcome`]); `http/` renders them. Tokens never reach a log line, and neither do the
+//! Kafka credentials they may carry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use crate::auth::kafka_credentials::KafkaCredentials;
+use crate::auth::outcome::{Challenge, Refused, Revoked, Scheme};
 use crate::config::{OpenIdConfig, Secret};
-use crate::http::error::message_body;
-
-/// The reference's text for a provider that cannot be reached.
-pub const UNAVAILABLE: &str = "OpenID Connect server does not seem to be available.";
+use crate::kafka::credentials::KafkaCredentials;
 
 /// Signature algorithms a token may use. Symmetric (`HS*`) and `none` are never accepted:
 /// the keys are public, so an HMAC "signed" with one proves nothing.
@@ -48,6 +46,9 @@ pub enum OidcError {
     /// The token is not valid; the reason is for the log, never for the client.
     #[error("invalid token: {0}")]
     Invalid(String),
+    /// The token's `exp` has passed (beyond the allowed clock skew).
+    #[error("invalid token: token expired")]
+    Expired,
     /// The provider could not be reached (the reason is for the log).
     #[error("OpenID Connect server unavailable: {0}")]
     Unavailable(String),
@@ -250,7 +251,10 @@ impl Oidc {
         validation.set_issuer(&[&set.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
-            .map_err(|e| OidcError::Invalid(describe(e.kind()).to_owned()))?
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => OidcError::Expired,
+                kind => OidcError::Invalid(describe(kind).to_owned()),
+            })?
             .claims;
         let kafka = self.config.kafka_claims.as_ref().and_then(|(user, pass)| {
             let username = claim(&claims, user)?.to_owned();
@@ -274,19 +278,20 @@ impl Oidc {
         }
     }
 
-    /// The 401 answer, with the reference's texts and a Bearer challenge.
-    pub fn challenge(&self, e: &OidcError) -> Response {
-        let text = match e {
-            OidcError::Missing => "The resource requires authentication, which was not supplied with the request",
-            _ => "The supplied authentication is invalid",
-        };
-        let mut r = (StatusCode::UNAUTHORIZED, [(header::CONTENT_TYPE, "application/json")], message_body(text))
-            .into_response();
-        let challenge = format!("Bearer realm=\"{}\"", self.config.realm.replace('"', "'"));
-        if let Ok(v) = HeaderValue::from_str(&challenge) {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    /// What a request without a valid token is told: a Bearer challenge in this provider's
+    /// realm, or that the provider cannot be reached.
+    pub fn refusal(&self, e: &OidcError) -> Refused {
+        match e {
+            OidcError::Missing => Refused::Challenge(Challenge::missing(Scheme::Bearer, &self.config.realm)),
+            OidcError::Unavailable(_) => Refused::ProviderUnreachable,
+            OidcError::Invalid(_) | OidcError::Expired => Refused::Challenge(self.invalid()),
         }
-        r
+    }
+
+    /// The Bearer challenge for a token that does not hold, or does not carry what the socket
+    /// needs (its Kafka credentials).
+    pub fn invalid(&self) -> Challenge {
+        Challenge::invalid(Scheme::Bearer, &self.config.realm)
     }
 }
 
@@ -364,15 +369,10 @@ fn unverified_subject(token: &str) -> Option<String> {
 }
 
 /// Re-checks one socket's token every revalidation interval, and right after it expires, until
-/// the socket ends. An invalid token closes the socket with 1008; provider failures close it
-/// with 1011 once `WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT` of them happened in a row (never
-/// with -1).
-pub async fn watch(
-    oidc: Arc<Oidc>,
-    auth: Authenticated,
-    stop: tokio_util::sync::CancellationToken,
-    reason: crate::pipeline::close::StopReason,
-) {
+/// `stop` is cancelled (`None`: the socket ended first) or the token no longer holds. Provider
+/// failures revoke it only once `WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT` of them happened in
+/// a row (never with -1). What the socket does about it (a close code) is `http/`'s business.
+pub async fn watch(oidc: Arc<Oidc>, auth: Authenticated, stop: tokio_util::sync::CancellationToken) -> Option<Revoked> {
     let interval = oidc.config.revalidation_interval;
     let expiry = auth.expires.map(|exp| exp.saturating_add(oidc.config.clock_skew.as_secs()).saturating_add(1));
     let mut failures = 0u32;
@@ -380,7 +380,7 @@ pub async fn watch(
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let until_expiry = expiry.map_or(interval, |e| Duration::from_secs(e.saturating_sub(now)));
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return None,
             _ = tokio::time::sleep(interval.min(until_expiry).max(Duration::from_millis(100))) => {}
         }
         match oidc.revalidate(&auth.token.0).await {
@@ -389,28 +389,33 @@ pub async fn watch(
                 failures += 1;
                 tracing::warn!(error = %e, failures, "token revalidation: provider not reachable");
                 if oidc.config.revalidation_errors_limit.is_some_and(|limit| failures >= limit.max(1)) {
-                    reason.set(crate::pipeline::close::provider_unavailable());
-                    stop.cancel();
-                    return;
+                    return Some(Revoked::ProviderDown);
                 }
             }
             Err(e) => {
-                let text = match &e {
-                    OidcError::Invalid(why) => format!("Bearer token is no longer valid: {why}"),
-                    other => other.to_string(),
-                };
+                let revoked = revoked(&e, auth.expires);
                 tracing::info!(subject = auth.subject.as_deref().unwrap_or("-"), reason = %e, "closing a socket whose token is no longer valid");
-                reason.set(crate::pipeline::close::policy_violation(&text));
-                stop.cancel();
-                return;
+                return Some(revoked);
             }
         }
+    }
+}
+
+/// An open socket's token that failed its revalidation, for a token that expires at `expires`.
+fn revoked(e: &OidcError, expires: Option<u64>) -> Revoked {
+    match (e, expires) {
+        (OidcError::Expired, Some(at)) => Revoked::Expired { at },
+        (OidcError::Expired, None) => Revoked::Invalid("token expired".to_owned()),
+        (OidcError::Invalid(why), _) => Revoked::Invalid(why.clone()),
+        (OidcError::Unavailable(_), _) => Revoked::ProviderDown,
+        (OidcError::Missing, _) => Revoked::Invalid(e.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn bearer_from_header_first_then_query() {
@@ -431,6 +436,18 @@ mod tests {
         assert_eq!(claim(&claims, "kafka.user"), Some("alice"));
         assert_eq!(claim(&claims, "kafka.n"), None);
         assert_eq!(claim(&claims, "nope.user"), None);
+    }
+
+    #[test]
+    fn a_failed_revalidation_says_what_happened() {
+        assert_eq!(revoked(&OidcError::Expired, Some(1_800_000_000)), Revoked::Expired { at: 1_800_000_000 });
+        assert_eq!(revoked(&OidcError::Expired, None).to_string(), "Bearer token is no longer valid: token expired");
+        let withdrawn = OidcError::Invalid("signing key no longer published by the provider".into());
+        assert_eq!(
+            revoked(&withdrawn, Some(1)),
+            Revoked::Invalid("signing key no longer published by the provider".into())
+        );
+        assert_eq!(revoked(&OidcError::Unavailable("timeout".into()), Some(1)), Revoked::ProviderDown);
     }
 
     #[test]

@@ -1,814 +1,286 @@
-//! Every setting: its `WSPROXY_*` name, its TOML key (the reference's HOCON path below
-//! `kafka.ws.proxy`), whether it is a secret, its default and a one-line help (the README table
-//! is generated from it).
+//! Every setting in one table: its `WSPROXY_*` name, its TOML key (the reference's HOCON path
+//! below `kafka.ws.proxy`), whether it is a secret, its default and a one-line help. The
+//! `--help-env` output, the README table, `--print-config` and the `--config` key mapping are
+//! generated from it.
+//!
+//! The `settings!` macro also makes each row a `const` named like the variable, and the
+//! sections read settings only through those consts: a misspelled name does not compile.
+//!
+//! ```
+//! use kafka_websocket_proxy::config::env_vars::WSPROXY_PORT;
+//! assert_eq!((WSPROXY_PORT.name, WSPROXY_PORT.default), ("WSPROXY_PORT", "8078"));
+//! ```
+//!
+//! ```compile_fail
+//! // A name that is not in the table is not a setting.
+//! let _ = kafka_websocket_proxy::config::env_vars::WSPROXY_PROT;
+//! ```
+//!
+//! Entries read `NAME [secret]: "toml.key", "default", "help";`.
 
-use super::EnvVar;
+/// One environment variable the proxy reads: its name and what it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: &'static str,
+    /// The key in the `--config` TOML file (the Scala proxy's HOCON path under `kafka.ws.proxy`).
+    pub key: &'static str,
+    /// Never printed: `--print-config` shows `***`.
+    pub secret: bool,
+    pub default: &'static str,
+    pub help: &'static str,
+}
 
-/// Every environment variable, in one table (also printed by `--help-env`).
-pub const ENV_VARS: &[EnvVar] = &[
-    EnvVar {
-        name: "WSPROXY_SERVER_ID",
-        key: "server.server-id",
-        secret: false,
-        default: "node-1",
-        help: "unique id of this node",
-    },
-    EnvVar {
-        name: "WSPROXY_BIND_INTERFACE",
-        key: "server.bind-interface",
-        secret: false,
-        default: "0.0.0.0",
-        help: "address of the main listener (127.0.0.1 in --demo)",
-    },
-    EnvVar {
-        name: "WSPROXY_PORT",
-        key: "server.port",
-        secret: false,
-        default: "8078",
-        help: "port of the main listener",
-    },
-    EnvVar {
-        name: "WSPROXY_SHUTDOWN_GRACE_PERIOD",
-        key: "server.shutdown-grace-period",
-        secret: false,
-        default: "20 seconds",
-        help: "max time to drain sockets on SIGTERM",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_BOOTSTRAP_HOSTS",
-        key: "kafka-client.bootstrap-hosts",
-        secret: false,
-        default: "",
-        help: "Kafka bootstrap servers (required)",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SECURITY_PROTOCOL",
-        key: "kafka-client.properties.security.protocol",
-        secret: false,
-        default: "PLAINTEXT",
-        help: "security.protocol",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SASL_MECHANISM",
-        key: "kafka-client.properties.sasl.mechanism",
-        secret: false,
-        default: "",
-        help: "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SASL_JAAS_CFG",
-        key: "kafka-client.properties.sasl.jaas.config",
-        secret: true,
-        default: "",
-        help: "JAAS config with username/password (OAUTHBEARER: clientId/clientSecret)",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL",
-        key: "kafka-client.properties.sasl.oauthbearer.token.endpoint.url",
-        secret: false,
-        default: "",
-        help: "OAUTHBEARER: the OAuth 2.0 token endpoint (client-credentials grant)",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE",
-        key: "kafka-client.properties.sasl.oauthbearer.scope",
-        secret: false,
-        default: "",
-        help: "OAUTHBEARER: the scope asked for (or the JAAS `scope` option)",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS",
-        key: "kafka-client.properties.sasl.oauthbearer.extensions",
-        secret: false,
-        default: "",
-        help: "OAUTHBEARER SASL extensions: refused at start, not sent yet",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION",
-        key: "kafka-client.properties.ssl.truststore.location",
-        secret: false,
-        default: "",
-        help: "PEM file of trusted CAs",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS",
-        key: "kafka-client.properties.ssl.truststore.password",
-        secret: true,
-        default: "",
-        help: "accepted; PEM needs none",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION",
-        key: "kafka-client.properties.ssl.keystore.location",
-        secret: false,
-        default: "",
-        help: "PKCS#12 client keystore",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SSL_KEYSTORE_PASS",
-        key: "kafka-client.properties.ssl.keystore.password",
-        secret: true,
-        default: "",
-        help: "keystore password",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO",
-        key: "kafka-client.properties.ssl.endpoint.identification.algorithm",
-        secret: false,
-        default: "",
-        help: "'https' checks broker host names",
-    },
-    EnvVar {
-        name: "WSPROXY_MAX_CONNECTIONS",
-        key: "server.max-connections",
-        secret: false,
-        default: "0",
-        help: "open sockets per node, 0: unlimited (503 beyond)",
-    },
-    EnvVar {
-        name: "WSPROXY_MAX_CONNECTIONS_PER_IP",
-        key: "server.max-connections-per-ip",
-        secret: false,
-        default: "0",
-        help: "open sockets per client IP, 0: unlimited (503 beyond)",
-    },
-    EnvVar {
-        name: "WSPROXY_ALLOWED_ORIGINS",
-        key: "server.allowed-origins",
-        secret: false,
-        default: "",
-        help: "comma-separated Origins allowed to open sockets (empty: any)",
-    },
-    EnvVar {
-        name: "WSPROXY_SSL_ENABLED",
-        key: "server.ssl.enabled",
-        secret: false,
-        default: "false",
-        help: "serve HTTPS/WSS",
-    },
-    EnvVar {
-        name: "WSPROXY_SSL_ONLY",
-        key: "server.ssl.ssl-only",
-        secret: false,
-        default: "false",
-        help: "no plain listener",
-    },
-    EnvVar {
-        name: "WSPROXY_SSL_BIND_INTERFACE",
-        key: "server.ssl.bind-interface",
-        secret: false,
-        default: "",
-        help: "TLS listener address (default: bind interface)",
-    },
-    EnvVar {
-        name: "WSPROXY_SSL_PORT",
-        key: "server.ssl.port",
-        secret: false,
-        default: "",
-        help: "TLS listener port (required with SSL)",
-    },
-    EnvVar {
-        name: "WSPROXY_SSL_CERTIFICATE_LOCATION",
-        key: "server.ssl.certificate-location",
-        secret: false,
-        default: "",
-        help: "PEM certificate chain",
-    },
-    EnvVar {
-        name: "WSPROXY_SSL_PRIVATE_KEY_LOCATION",
-        key: "server.ssl.private-key-location",
-        secret: false,
-        default: "",
-        help: "PEM private key",
-    },
-    EnvVar {
-        name: "WSPROXY_SSL_KEYSTORE_LOCATION",
-        key: "server.ssl.keystore-location",
-        secret: false,
-        default: "",
-        help: "PKCS#12 keystore (not read: export PEM)",
-    },
-    EnvVar {
-        name: "WSPROXY_BASIC_AUTH_ENABLED",
-        key: "server.basic-auth.enabled",
-        secret: false,
-        default: "false",
-        help: "HTTP Basic auth for every endpoint",
-    },
-    EnvVar {
-        name: "WSPROXY_BASIC_AUTH_REALM",
-        key: "server.basic-auth.realm",
-        secret: false,
-        default: "",
-        help: "realm of the Basic challenge",
-    },
-    EnvVar {
-        name: "WSPROXY_BASIC_AUTH_USERNAME",
-        key: "server.basic-auth.username",
-        secret: false,
-        default: "",
-        help: "the one Basic auth user",
-    },
-    EnvVar {
-        name: "WSPROXY_BASIC_AUTH_PASSWORD",
-        key: "server.basic-auth.password",
-        secret: true,
-        default: "",
-        help: "its password",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_ENABLED",
-        key: "server.openid-connect.enabled",
-        secret: false,
-        default: "false",
-        help: "OpenID Connect bearer tokens for every endpoint",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_WELLKNOWN",
-        key: "server.openid-connect.well-known-url",
-        secret: false,
-        default: "",
-        help: "discovery document URL (required when enabled)",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_AUDIENCE",
-        key: "server.openid-connect.audience",
-        secret: false,
-        default: "",
-        help: "audience a token must carry (required when enabled)",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_REALM",
-        key: "server.openid-connect.realm",
-        secret: false,
-        default: "",
-        help: "realm of the Bearer challenge",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_ALLOW_DETAILED_LOGGING",
-        key: "server.openid-connect.allow-detailed-logging",
-        secret: false,
-        default: "false",
-        help: "log why a token was refused, with its subject (never the token)",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_REVALIDATION_INTERVAL",
-        key: "server.openid-connect.revalidation-interval",
-        secret: false,
-        default: "10 minutes",
-        help: "how often open sockets re-check their token",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT",
-        key: "server.openid-connect.revalidation-errors-limit",
-        secret: false,
-        default: "-1",
-        help: "provider failures in a row that close a socket (-1: never)",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_CLOCK_SKEW",
-        key: "server.openid-connect.clock-skew",
-        secret: false,
-        default: "30 seconds",
-        help: "leeway on exp and nbf",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_REQUEST_TIMEOUT",
-        key: "server.openid-connect.request-timeout",
-        secret: false,
-        default: "5 seconds",
-        help: "timeout of each call to the provider",
-    },
-    EnvVar {
-        name: "WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL",
-        key: "server.openid-connect.jwks-min-refresh-interval",
-        secret: false,
-        default: "10 seconds",
-        help: "least time between two key fetches for unknown kids",
-    },
-    EnvVar {
-        name: "WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY",
-        key: "server.openid-connect.custom-jwt.kafka-token-auth-only",
-        secret: false,
-        default: "false",
-        help: "Kafka credentials only from the token (X-Kafka-Auth ignored)",
-    },
-    EnvVar {
-        name: "WSPROXY_JWT_KAFKA_OAUTHBEARER",
-        key: "server.openid-connect.custom-jwt.kafka-oauthbearer",
-        secret: false,
-        default: "false",
-        help: "a socket's Kafka clients use its bearer token (SASL OAUTHBEARER)",
-    },
-    EnvVar {
-        name: "WSPROXY_JWT_KAFKA_USERNAME_KEY",
-        key: "server.openid-connect.custom-jwt.jwt-kafka-username-key",
-        secret: false,
-        default: "",
-        help: "claim (dotted path) with the Kafka username",
-    },
-    EnvVar {
-        name: "WSPROXY_JWT_KAFKA_PASSWORD_KEY",
-        key: "server.openid-connect.custom-jwt.jwt-kafka-password-key",
-        secret: false,
-        default: "",
-        help: "claim (dotted path) with the Kafka password",
-    },
-    EnvVar {
-        name: "WSPROXY_SECURE_HEALTHCHECK_ENDPOINT",
-        key: "server.secure-health-check-endpoint",
-        secret: false,
-        default: "true",
-        help: "auth on /healthcheck and /ready",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS",
-        key: "kafka-client.properties.request.timeout.ms",
-        secret: false,
-        default: "30000",
-        help: "request.timeout.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_CLIENT_NUM_RETRIES",
-        key: "kafka-client.properties.retries",
-        secret: false,
-        default: "2147483647",
-        help: "retries (librdkafka: message.send.max.retries)",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_REQUEST_TIMEOUT_MS",
-        key: "producer.kafka-client-properties.request.timeout.ms",
-        secret: false,
-        default: "",
-        help: "producer request.timeout.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_NUM_RETRIES",
-        key: "producer.kafka-client-properties.retries",
-        secret: false,
-        default: "",
-        help: "producer retries",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_RETRY_BACKOFF_MS",
-        key: "producer.kafka-client-properties.retry.backoff.ms",
-        secret: false,
-        default: "",
-        help: "producer retry.backoff.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_MAX_IN_FLIGHT_REQ",
-        key: "producer.kafka-client-properties.max.in.flight.requests.per.connection",
-        secret: false,
-        default: "",
-        help: "producer max.in.flight.requests.per.connection (1 to 5: idempotence)",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_CONSUMER_REQUEST_TIMEOUT_MS",
-        key: "consumer.kafka-client-properties.request.timeout.ms",
-        secret: false,
-        default: "",
-        help: "consumer request.timeout.ms (librdkafka: socket.timeout.ms)",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_CONSUMER_NUM_RETRIES",
-        key: "consumer.kafka-client-properties.retries",
-        secret: false,
-        default: "",
-        help: "accepted; librdkafka consumers retry on their own",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_CONSUMER_RETRY_BACKOFF_MS",
-        key: "consumer.kafka-client-properties.retry.backoff.ms",
-        secret: false,
-        default: "",
-        help: "consumer retry.backoff.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS",
-        key: "kafka-client.properties.retry.backoff.ms",
-        secret: false,
-        default: "100",
-        help: "retry.backoff.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_BROKER_RESOLUTION_RETRIES",
-        key: "server.broker-resolution-retries",
-        secret: false,
-        default: "25",
-        help: "start-up attempts to reach Kafka",
-    },
-    EnvVar {
-        name: "WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL",
-        key: "server.broker-resolution-retry-interval",
-        secret: false,
-        default: "1 second",
-        help: "pause between attempts",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS",
-        key: "producer.delivery-timeout-ms",
-        secret: false,
-        default: "120000",
-        help: "delivery.timeout.ms",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE",
-        key: "producer.compression-type",
-        secret: false,
-        default: "none",
-        help: "none|gzip|snappy|lz4|zstd",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_LINGER_MS",
-        key: "producer.linger-ms",
-        secret: false,
-        default: "5",
-        help: "linger.ms of the shared producer",
-    },
-    EnvVar {
-        name: "WSPROXY_KAFKA_PRODUCER_QUEUE_MAX_KBYTES",
-        key: "producer.queue-max-kbytes",
-        secret: false,
-        default: "262144",
-        help: "librdkafka queue bound, all sockets",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_SESSIONS_ENABLED",
-        key: "producer.sessions-enabled",
-        secret: false,
-        default: "false",
-        help: "producer sessions (instanceId required)",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED",
-        key: "producer.exactly-once-enabled",
-        secret: false,
-        default: "false",
-        help: "allow transactional=true",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS",
-        key: "producer.max-in-flight-records",
-        secret: false,
-        default: "10000",
-        help: "per-socket unacknowledged records",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES",
-        key: "producer.max-in-flight-bytes",
-        secret: false,
-        default: "8388608",
-        help: "per-socket unacknowledged bytes",
-    },
-    EnvVar {
-        name: "WSPROXY_CONSUMER_QUEUED_MAX_KBYTES",
-        key: "consumer.queued-max-kbytes",
-        secret: false,
-        default: "2048",
-        help: "prefetch bound per consumer socket",
-    },
-    EnvVar {
-        name: "WSPROXY_CONSUMER_SESSION_TIMEOUT_MS",
-        key: "consumer.session-timeout-ms",
-        secret: false,
-        default: "10000",
-        help: "session.timeout.ms of socket consumers",
-    },
-    EnvVar {
-        name: "WSPROXY_CH_MAX_STACK_SIZE",
-        key: "commit-handler.max-stack-size",
-        secret: false,
-        default: "100",
-        help: "uncommitted records kept per partition",
-    },
-    EnvVar {
-        name: "WSPROXY_CH_AUTOCOMMIT_ENABLED",
-        key: "commit-handler.auto-commit-enabled",
-        secret: false,
-        default: "false",
-        help: "commit records older than the max age",
-    },
-    EnvVar {
-        name: "WSPROXY_CH_AUTOCOMMIT_INTERVAL",
-        key: "commit-handler.auto-commit-interval",
-        secret: false,
-        default: "1 second",
-        help: "how often to look for old records",
-    },
-    EnvVar {
-        name: "WSPROXY_CH_AUTOCOMMIT_MAX_AGE",
-        key: "commit-handler.auto-commit-max-age",
-        secret: false,
-        default: "20 seconds",
-        help: "age at which a record is auto-committed",
-    },
-    EnvVar {
-        name: "WSPROXY_SESSION_STATE_TOPIC",
-        key: "session-handler.topic-name",
-        secret: false,
-        default: "_wsproxy.session.state",
-        help: "compacted topic of the session state",
-    },
-    EnvVar {
-        name: "WSPROXY_SESSION_STATE_REPLICATION_FACTOR",
-        key: "session-handler.topic-replication-factor",
-        secret: false,
-        default: "3",
-        help: "capped at the number of brokers",
-    },
-    EnvVar {
-        name: "WSPROXY_SESSION_STATE_RETENTION",
-        key: "session-handler.topic-retention",
-        secret: false,
-        default: "30 days",
-        help: "retention.ms of the session topic",
-    },
-    EnvVar {
-        name: "WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT",
-        key: "session-handler.topic-init-timeout",
-        secret: false,
-        default: "30 seconds",
-        help: "bound on loading the session state",
-    },
-    EnvVar {
-        name: "WSPROXY_SESSION_STATE_TOPIC_INIT_RETRIES",
-        key: "session-handler.topic-init-retries",
-        secret: false,
-        default: "25",
-        help: "attempts to create the session topic",
-    },
-    EnvVar {
-        name: "WSPROXY_SESSION_STATE_TOPIC_INIT_RETRY_INTERVAL",
-        key: "session-handler.topic-init-retry-interval",
-        secret: false,
-        default: "1 second",
-        help: "pause between those attempts",
-    },
-    EnvVar {
-        name: "WSPROXY_SESSION_NODE_TIMEOUT",
-        key: "session-handler.node-timeout",
-        secret: false,
-        default: "30 seconds",
-        help: "silence before a node's slots are freed",
-    },
-    EnvVar {
-        name: "WSPROXY_WS_MAX_FRAME_SIZE",
-        key: "server.websocket.max-frame-size",
-        secret: false,
-        default: "4194304",
-        help: "bigger frames get FRAME_TOO_LARGE",
-    },
-    EnvVar {
-        name: "WSPROXY_WS_READ_BUFFER_SIZE",
-        key: "server.websocket.read-buffer-size",
-        secret: false,
-        default: "8192",
-        help: "per-socket read buffer",
-    },
-    EnvVar {
-        name: "WSPROXY_WS_WRITE_BUFFER_SIZE",
-        key: "server.websocket.write-buffer-size",
-        secret: false,
-        default: "16384",
-        help: "per-socket write buffer",
-    },
-    EnvVar {
-        name: "WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL",
-        key: "server.websocket.keep-alive-interval",
-        secret: false,
-        default: "3 seconds",
-        help: "ping a quiet socket this often",
-    },
-    EnvVar {
-        name: "WSPROXY_HTTP_HEADER_READ_TIMEOUT",
-        key: "server.header-read-timeout",
-        secret: false,
-        default: "10 seconds",
-        help: "time to send a request's headers (slowloris guard); closed without an answer",
-    },
-    EnvVar {
-        name: "WSPROXY_LISTEN_BACKLOG",
-        key: "server.listen-backlog",
-        secret: false,
-        default: "1024",
-        help: "accept queue of each listener (connections the kernel holds before they are accepted)",
-    },
-    EnvVar {
-        name: "WSPROXY_SOCKET_IDLE_TIMEOUT",
-        key: "server.websocket.idle-timeout",
-        secret: false,
-        default: "60 seconds",
-        help: "close (1001) a socket that sent nothing, not even a pong, this long",
-    },
-    EnvVar {
-        name: "WSPROXY_ECHO_ENABLED",
-        key: "server.echo-enabled",
-        secret: false,
-        default: "false",
-        help: "serve /socket/echo (diagnostics: echoes frames with the sockets' limits)",
-    },
-    EnvVar {
-        name: "WSPROXY_CONSOLE_ENABLED",
-        key: "server.console-enabled",
-        secret: false,
-        default: "false",
-        help: "serve the browser console at /console (on in --demo)",
-    },
-    EnvVar {
-        name: "WSPROXY_METRICS_ENABLED",
-        key: "metrics.enabled",
-        secret: false,
-        default: "true",
-        help: "export Prometheus metrics at /metrics",
-    },
-    EnvVar {
-        name: "WSPROXY_CONFLUENT_MONITORING_ENABLED",
-        key: "kafka-client.monitoring-enabled",
-        secret: false,
-        default: "false",
-        help: "accepted, no effect: use /metrics",
-    },
-    EnvVar {
-        name: "WSPROXY_METRICS_MAX_TOPIC_LABELS",
-        key: "metrics.max-topic-labels",
-        secret: false,
-        default: "100",
-        help: "topics with their own metric label",
-    },
-    EnvVar {
-        name: "WSPROXY_ADMIN_ENDPOINT_ENABLED",
-        key: "server.admin.enabled",
-        secret: false,
-        default: "false",
-        help: "serve the admin API on its own port",
-    },
-    EnvVar {
-        name: "WSPROXY_ADMIN_BIND_INTERFACE",
-        key: "server.admin.bind-interface",
-        secret: false,
-        default: "",
-        help: "admin listener address (default: bind interface)",
-    },
-    EnvVar {
-        name: "WSPROXY_ADMIN_PORT",
-        key: "server.admin.port",
-        secret: false,
-        default: "9078",
-        help: "admin listener port",
-    },
-    EnvVar {
-        name: "WSPROXY_ADMIN_ALLOWED_USERS",
-        key: "server.admin.allowed-users",
-        secret: false,
-        default: "",
-        help: "comma-separated principals allowed to use the admin API: the Basic user, or a token's sub or preferred_username (empty: any authenticated client)",
-    },
-    EnvVar {
-        name: "WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC",
-        key: "consumer.limits.default-messages-per-second",
-        secret: false,
-        default: "0",
-        help: "records/s per consume socket, a cap on its rate= (0: unlimited)",
-    },
-    EnvVar {
-        name: "WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS",
-        key: "consumer.limits.default-max-connections-per-client",
-        secret: false,
-        default: "0",
-        help: "sockets per groupId, 0: number of partitions",
-    },
-    EnvVar {
-        name: "WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE",
-        key: "consumer.limits.default-batch-size",
-        secret: false,
-        default: "0",
-        help: "records per frame, a cap on a socket's batchSize= (0: no cap)",
-    },
-    EnvVar {
-        name: "WSPROXY_DEFAULT_BATCH_SIZE",
-        key: "consumer.default-batch-size",
-        secret: false,
-        default: "",
-        help: "deprecated name of WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE",
-    },
-    EnvVar {
-        name: "WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS",
-        key: "consumer.limits.client-specific-limits",
-        secret: false,
-        default: "[]",
-        help: "JSON array of {group-id, max-connections?, messages-per-second?, batch-size?}",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC",
-        key: "producer.limits.default-messages-per-second",
-        secret: false,
-        default: "0",
-        help: "records/s per produce socket, 0: unlimited",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS",
-        key: "producer.limits.default-max-connections-per-client",
-        secret: false,
-        default: "0",
-        help: "sockets per producer clientId, 0: unlimited",
-    },
-    EnvVar {
-        name: "WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS",
-        key: "producer.limits.client-specific-limits",
-        secret: false,
-        default: "[]",
-        help: "JSON array of {producer-id, max-connections?, messages-per-second?}",
-    },
-    EnvVar {
-        name: "WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED",
-        key: "dynamic-config-handler.enabled",
-        secret: false,
-        default: "false",
-        help: "client limits set through the admin API",
-    },
-    EnvVar {
-        name: "WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME",
-        key: "dynamic-config-handler.topic-name",
-        secret: false,
-        default: "_wsproxy.dynamic.configs",
-        help: "compacted topic of dynamic limits",
-    },
-    EnvVar {
-        name: "WSPROXY_DYNAMIC_CONFIG_REPLICATION_FACTOR",
-        key: "dynamic-config-handler.topic-replication-factor",
-        secret: false,
-        default: "3",
-        help: "its replicas (at most the number of brokers)",
-    },
-    EnvVar {
-        name: "WSPROXY_DYNAMIC_CONFIG_RETENTION",
-        key: "dynamic-config-handler.topic-retention",
-        secret: false,
-        default: "0",
-        help: "its retention.ms, 0: forever",
-    },
-    EnvVar {
-        name: "WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_TIMEOUT",
-        key: "dynamic-config-handler.topic-init-timeout",
-        secret: false,
-        default: "30 seconds",
-        help: "time to create or load it per attempt",
-    },
-    EnvVar {
-        name: "WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_RETRIES",
-        key: "dynamic-config-handler.topic-init-retries",
-        secret: false,
-        default: "25",
-        help: "attempts to create it",
-    },
-    EnvVar {
-        name: "WSPROXY_DYNAMIC_CONFIG_TOPIC_RETRY_INTERVAL",
-        key: "dynamic-config-handler.topic-retry-interval",
-        secret: false,
-        default: "1 second",
-        help: "pause between attempts",
-    },
-    EnvVar {
-        name: "WSPROXY_SCHEMA_REGISTRY_URL",
-        key: "kafka-client.schema-registry.url",
-        secret: false,
-        default: "",
-        help: "Confluent-compatible schema registry, http://host:port (comma-separated: tried in order); checks avro keys and values",
-    },
-    EnvVar {
-        name: "WSPROXY_SCHEMA_AUTO_REGISTER",
-        key: "kafka-client.schema-registry.auto-register-schemas",
-        secret: false,
-        default: "true",
-        help: "register the Avro wrapper schemas in the registry at start",
-    },
-    EnvVar {
-        name: "WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC",
-        key: "kafka-client.schema-registry.properties.schema.registry.basic.auth.credentials.source",
-        secret: false,
-        default: "USER_INFO",
-        help: "USER_INFO (the setting below) or URL (user:password@ in the URL)",
-    },
-    EnvVar {
-        name: "WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO",
-        key: "kafka-client.schema-registry.properties.schema.registry.basic.auth.user.info",
-        secret: true,
-        default: "",
-        help: "user:password for the registry's Basic auth",
-    },
-    EnvVar {
-        name: "WSPROXY_SCHEMA_REGISTRY_TIMEOUT",
-        key: "kafka-client.schema-registry.request-timeout",
-        secret: false,
-        default: "5 seconds",
-        help: "deadline of one registry request",
-    },
-    EnvVar {
-        name: "WSPROXY_SCHEMA_REGISTRY_CACHE_SIZE",
-        key: "kafka-client.schema-registry.cache-size",
-        secret: false,
-        default: "1000",
-        help: "schemas kept in memory (by id)",
-    },
-];
+/// Emits one `const` per row (named like the variable) and [`ENV_VARS`] with every row, in order.
+macro_rules! settings {
+    ($($name:ident $($secret:ident)?: $key:literal, $default:literal, $help:literal;)*) => {
+        $(
+            #[doc = $help]
+            pub const $name: EnvVar = EnvVar {
+                name: stringify!($name),
+                key: $key,
+                secret: settings!(@secret $($secret)?),
+                default: $default,
+                help: $help,
+            };
+        )*
+        /// Every environment variable, in one table (also printed by `--help-env`).
+        pub const ENV_VARS: &[EnvVar] = &[$($name),*];
+    };
+    (@secret) => { false };
+    (@secret secret) => { true };
+}
+
+settings! {
+    WSPROXY_SERVER_ID: "server.server-id",
+        "node-1", "unique id of this node";
+    WSPROXY_BIND_INTERFACE: "server.bind-interface",
+        "0.0.0.0", "address of the main listener (127.0.0.1 in --demo)";
+    WSPROXY_PORT: "server.port",
+        "8078", "port of the main listener";
+    WSPROXY_SHUTDOWN_GRACE_PERIOD: "server.shutdown-grace-period",
+        "20 seconds", "max time to drain sockets on SIGTERM";
+    WSPROXY_KAFKA_BOOTSTRAP_HOSTS: "kafka-client.bootstrap-hosts",
+        "", "Kafka bootstrap servers (required)";
+    WSPROXY_KAFKA_SECURITY_PROTOCOL: "kafka-client.properties.security.protocol",
+        "PLAINTEXT", "security.protocol";
+    WSPROXY_KAFKA_SASL_MECHANISM: "kafka-client.properties.sasl.mechanism",
+        "", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER";
+    WSPROXY_KAFKA_SASL_JAAS_CFG secret: "kafka-client.properties.sasl.jaas.config",
+        "", "JAAS config with username/password (OAUTHBEARER: clientId/clientSecret)";
+    WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: "kafka-client.properties.sasl.oauthbearer.token.endpoint.url",
+        "", "OAUTHBEARER: the OAuth 2.0 token endpoint (client-credentials grant)";
+    WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE: "kafka-client.properties.sasl.oauthbearer.scope",
+        "", "OAUTHBEARER: the scope asked for (or the JAAS `scope` option)";
+    WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS: "kafka-client.properties.sasl.oauthbearer.extensions",
+        "", "OAUTHBEARER SASL extensions: refused at start, not sent yet";
+    WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: "kafka-client.properties.ssl.truststore.location",
+        "", "PEM file of trusted CAs";
+    WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS secret: "kafka-client.properties.ssl.truststore.password",
+        "", "accepted; PEM needs none";
+    WSPROXY_KAFKA_SSL_KEYSTORE_LOCATION: "kafka-client.properties.ssl.keystore.location",
+        "", "PKCS#12 client keystore";
+    WSPROXY_KAFKA_SSL_KEYSTORE_PASS secret: "kafka-client.properties.ssl.keystore.password",
+        "", "keystore password";
+    WSPROXY_KAFKA_SASL_ENDPOINT_ID_ALGO: "kafka-client.properties.ssl.endpoint.identification.algorithm",
+        "", "'https' checks broker host names";
+    WSPROXY_MAX_CONNECTIONS: "server.max-connections",
+        "0", "open sockets per node, 0: unlimited (503 beyond)";
+    WSPROXY_MAX_CONNECTIONS_PER_IP: "server.max-connections-per-ip",
+        "0", "open sockets per client IP, 0: unlimited (503 beyond)";
+    WSPROXY_ALLOWED_ORIGINS: "server.allowed-origins",
+        "", "comma-separated Origins allowed to open sockets (empty: any)";
+    WSPROXY_SSL_ENABLED: "server.ssl.enabled",
+        "false", "serve HTTPS/WSS";
+    WSPROXY_SSL_ONLY: "server.ssl.ssl-only",
+        "false", "no plain listener";
+    WSPROXY_SSL_BIND_INTERFACE: "server.ssl.bind-interface",
+        "", "TLS listener address (default: bind interface)";
+    WSPROXY_SSL_PORT: "server.ssl.port",
+        "", "TLS listener port (required with SSL)";
+    WSPROXY_SSL_CERTIFICATE_LOCATION: "server.ssl.certificate-location",
+        "", "PEM certificate chain";
+    WSPROXY_SSL_PRIVATE_KEY_LOCATION: "server.ssl.private-key-location",
+        "", "PEM private key";
+    WSPROXY_SSL_KEYSTORE_LOCATION: "server.ssl.keystore-location",
+        "", "PKCS#12 keystore (not read: export PEM)";
+    WSPROXY_BASIC_AUTH_ENABLED: "server.basic-auth.enabled",
+        "false", "HTTP Basic auth for every endpoint";
+    WSPROXY_BASIC_AUTH_REALM: "server.basic-auth.realm",
+        "", "realm of the Basic challenge";
+    WSPROXY_BASIC_AUTH_USERNAME: "server.basic-auth.username",
+        "", "the one Basic auth user";
+    WSPROXY_BASIC_AUTH_PASSWORD secret: "server.basic-auth.password",
+        "", "its password";
+    WSPROXY_OPENID_ENABLED: "server.openid-connect.enabled",
+        "false", "OpenID Connect bearer tokens for every endpoint";
+    WSPROXY_OPENID_WELLKNOWN: "server.openid-connect.well-known-url",
+        "", "discovery document URL (required when enabled)";
+    WSPROXY_OPENID_AUDIENCE: "server.openid-connect.audience",
+        "", "audience a token must carry (required when enabled)";
+    WSPROXY_OPENID_REALM: "server.openid-connect.realm",
+        "", "realm of the Bearer challenge";
+    WSPROXY_OPENID_ALLOW_DETAILED_LOGGING: "server.openid-connect.allow-detailed-logging",
+        "false", "log why a token was refused, with its subject (never the token)";
+    WSPROXY_OPENID_REVALIDATION_INTERVAL: "server.openid-connect.revalidation-interval",
+        "10 minutes", "how often open sockets re-check their token";
+    WSPROXY_OPENID_REVALIDATION_ERRORS_LIMIT: "server.openid-connect.revalidation-errors-limit",
+        "-1", "provider failures in a row that close a socket (-1: never)";
+    WSPROXY_OPENID_CLOCK_SKEW: "server.openid-connect.clock-skew",
+        "30 seconds", "leeway on exp and nbf";
+    WSPROXY_OPENID_REQUEST_TIMEOUT: "server.openid-connect.request-timeout",
+        "5 seconds", "timeout of each call to the provider";
+    WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL: "server.openid-connect.jwks-min-refresh-interval",
+        "10 seconds", "least time between two key fetches for unknown kids";
+    WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY: "server.openid-connect.custom-jwt.kafka-token-auth-only",
+        "false", "Kafka credentials only from the token (X-Kafka-Auth ignored)";
+    WSPROXY_JWT_KAFKA_OAUTHBEARER: "server.openid-connect.custom-jwt.kafka-oauthbearer",
+        "false", "a socket's Kafka clients use its bearer token (SASL OAUTHBEARER)";
+    WSPROXY_JWT_KAFKA_USERNAME_KEY: "server.openid-connect.custom-jwt.jwt-kafka-username-key",
+        "", "claim (dotted path) with the Kafka username";
+    WSPROXY_JWT_KAFKA_PASSWORD_KEY: "server.openid-connect.custom-jwt.jwt-kafka-password-key",
+        "", "claim (dotted path) with the Kafka password";
+    WSPROXY_SECURE_HEALTHCHECK_ENDPOINT: "server.secure-health-check-endpoint",
+        "true", "auth on /healthcheck and /ready";
+    WSPROXY_KAFKA_CLIENT_REQUEST_TIMEOUT_MS: "kafka-client.properties.request.timeout.ms",
+        "30000", "request.timeout.ms";
+    WSPROXY_KAFKA_CLIENT_NUM_RETRIES: "kafka-client.properties.retries",
+        "2147483647", "retries (librdkafka: message.send.max.retries)";
+    WSPROXY_KAFKA_PRODUCER_REQUEST_TIMEOUT_MS: "producer.kafka-client-properties.request.timeout.ms",
+        "", "producer request.timeout.ms";
+    WSPROXY_KAFKA_PRODUCER_NUM_RETRIES: "producer.kafka-client-properties.retries",
+        "", "producer retries";
+    WSPROXY_KAFKA_PRODUCER_RETRY_BACKOFF_MS: "producer.kafka-client-properties.retry.backoff.ms",
+        "", "producer retry.backoff.ms";
+    WSPROXY_KAFKA_PRODUCER_MAX_IN_FLIGHT_REQ: "producer.kafka-client-properties.max.in.flight.requests.per.connection",
+        "", "producer max.in.flight.requests.per.connection (1 to 5: idempotence)";
+    WSPROXY_KAFKA_CONSUMER_REQUEST_TIMEOUT_MS: "consumer.kafka-client-properties.request.timeout.ms",
+        "", "consumer request.timeout.ms (librdkafka: socket.timeout.ms)";
+    WSPROXY_KAFKA_CONSUMER_NUM_RETRIES: "consumer.kafka-client-properties.retries",
+        "", "accepted; librdkafka consumers retry on their own";
+    WSPROXY_KAFKA_CONSUMER_RETRY_BACKOFF_MS: "consumer.kafka-client-properties.retry.backoff.ms",
+        "", "consumer retry.backoff.ms";
+    WSPROXY_KAFKA_CLIENT_RETRY_BACKOFF_MS: "kafka-client.properties.retry.backoff.ms",
+        "100", "retry.backoff.ms";
+    WSPROXY_BROKER_RESOLUTION_RETRIES: "server.broker-resolution-retries",
+        "25", "start-up attempts to reach Kafka";
+    WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL: "server.broker-resolution-retry-interval",
+        "1 second", "pause between attempts";
+    WSPROXY_KAFKA_PRODUCER_DELIVER_TIMEOUT_MS: "producer.delivery-timeout-ms",
+        "120000", "delivery.timeout.ms";
+    WSPROXY_KAFKA_PRODUCER_COMPRESSION_TYPE: "producer.compression-type",
+        "none", "none|gzip|snappy|lz4|zstd";
+    WSPROXY_KAFKA_PRODUCER_LINGER_MS: "producer.linger-ms",
+        "5", "linger.ms of the shared producer";
+    WSPROXY_KAFKA_PRODUCER_QUEUE_MAX_KBYTES: "producer.queue-max-kbytes",
+        "262144", "librdkafka queue bound, all sockets";
+    WSPROXY_PRODUCER_SESSIONS_ENABLED: "producer.sessions-enabled",
+        "false", "producer sessions (instanceId required)";
+    WSPROXY_PRODUCER_EXACTLY_ONCE_ENABLED: "producer.exactly-once-enabled",
+        "false", "allow transactional=true";
+    WSPROXY_PRODUCER_MAX_IN_FLIGHT_RECORDS: "producer.max-in-flight-records",
+        "10000", "per-socket unacknowledged records";
+    WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES: "producer.max-in-flight-bytes",
+        "8388608", "per-socket unacknowledged bytes";
+    WSPROXY_CONSUMER_QUEUED_MAX_KBYTES: "consumer.queued-max-kbytes",
+        "2048", "prefetch bound per consumer socket";
+    WSPROXY_CONSUMER_SESSION_TIMEOUT_MS: "consumer.session-timeout-ms",
+        "10000", "session.timeout.ms of socket consumers";
+    WSPROXY_CH_MAX_STACK_SIZE: "commit-handler.max-stack-size",
+        "100", "uncommitted records kept per partition";
+    WSPROXY_CH_AUTOCOMMIT_ENABLED: "commit-handler.auto-commit-enabled",
+        "false", "commit records older than the max age";
+    WSPROXY_CH_AUTOCOMMIT_INTERVAL: "commit-handler.auto-commit-interval",
+        "1 second", "how often to look for old records";
+    WSPROXY_CH_AUTOCOMMIT_MAX_AGE: "commit-handler.auto-commit-max-age",
+        "20 seconds", "age at which a record is auto-committed";
+    WSPROXY_SESSION_STATE_TOPIC: "session-handler.topic-name",
+        "_wsproxy.session.state", "compacted topic of the session state";
+    WSPROXY_SESSION_STATE_REPLICATION_FACTOR: "session-handler.topic-replication-factor",
+        "3", "capped at the number of brokers";
+    WSPROXY_SESSION_STATE_RETENTION: "session-handler.topic-retention",
+        "30 days", "retention.ms of the session topic";
+    WSPROXY_SESSION_STATE_TOPIC_INIT_TIMEOUT: "session-handler.topic-init-timeout",
+        "30 seconds", "bound on loading the session state";
+    WSPROXY_SESSION_STATE_TOPIC_INIT_RETRIES: "session-handler.topic-init-retries",
+        "25", "attempts to create the session topic";
+    WSPROXY_SESSION_STATE_TOPIC_INIT_RETRY_INTERVAL: "session-handler.topic-init-retry-interval",
+        "1 second", "pause between those attempts";
+    WSPROXY_SESSION_NODE_TIMEOUT: "session-handler.node-timeout",
+        "30 seconds", "silence before a node's slots are freed";
+    WSPROXY_WS_MAX_FRAME_SIZE: "server.websocket.max-frame-size",
+        "4194304", "bigger frames get FRAME_TOO_LARGE";
+    WSPROXY_WS_READ_BUFFER_SIZE: "server.websocket.read-buffer-size",
+        "8192", "per-socket read buffer";
+    WSPROXY_WS_WRITE_BUFFER_SIZE: "server.websocket.write-buffer-size",
+        "16384", "per-socket write buffer";
+    WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL: "server.websocket.keep-alive-interval",
+        "3 seconds", "ping a quiet socket this often";
+    WSPROXY_HTTP_HEADER_READ_TIMEOUT: "server.header-read-timeout",
+        "10 seconds", "time to send a request's headers (slowloris guard); closed without an answer";
+    WSPROXY_LISTEN_BACKLOG: "server.listen-backlog",
+        "1024", "accept queue of each listener (connections the kernel holds before they are accepted)";
+    WSPROXY_SOCKET_IDLE_TIMEOUT: "server.websocket.idle-timeout",
+        "60 seconds", "close (1001) a socket that sent nothing, not even a pong, this long";
+    WSPROXY_ECHO_ENABLED: "server.echo-enabled",
+        "false", "serve /socket/echo (diagnostics: echoes frames with the sockets' limits)";
+    WSPROXY_CONSOLE_ENABLED: "server.console-enabled",
+        "false", "serve the browser console at /console (on in --demo)";
+    WSPROXY_METRICS_ENABLED: "metrics.enabled",
+        "true", "export Prometheus metrics at /metrics";
+    WSPROXY_CONFLUENT_MONITORING_ENABLED: "kafka-client.monitoring-enabled",
+        "false", "accepted, no effect: use /metrics";
+    WSPROXY_METRICS_MAX_TOPIC_LABELS: "metrics.max-topic-labels",
+        "100", "topics with their own metric label";
+    WSPROXY_ADMIN_ENDPOINT_ENABLED: "server.admin.enabled",
+        "false", "serve the admin API on its own port";
+    WSPROXY_ADMIN_BIND_INTERFACE: "server.admin.bind-interface",
+        "", "admin listener address (default: bind interface)";
+    WSPROXY_ADMIN_PORT: "server.admin.port",
+        "9078", "admin listener port";
+    WSPROXY_ADMIN_ALLOWED_USERS: "server.admin.allowed-users",
+        "",
+        "comma-separated principals allowed to use the admin API: the Basic user, or a token's sub or preferred_username (empty: any authenticated client)";
+    WSPROXY_CONSUMER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC: "consumer.limits.default-messages-per-second",
+        "0", "records/s per consume socket, a cap on its rate= (0: unlimited)";
+    WSPROXY_CONSUMER_DEFAULT_MAX_CLIENT_CONNECTIONS: "consumer.limits.default-max-connections-per-client",
+        "0", "sockets per groupId, 0: number of partitions";
+    WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE: "consumer.limits.default-batch-size",
+        "0", "records per frame, a cap on a socket's batchSize= (0: no cap)";
+    WSPROXY_DEFAULT_BATCH_SIZE: "consumer.default-batch-size",
+        "", "deprecated name of WSPROXY_CONSUMER_DEFAULT_BATCH_SIZE";
+    WSPROXY_CONSUMER_CLIENT_SPECIFIC_LIMITS: "consumer.limits.client-specific-limits",
+        "[]", "JSON array of {group-id, max-connections?, messages-per-second?, batch-size?}";
+    WSPROXY_PRODUCER_RATELIMIT_DEFAULT_MESSAGES_PER_SEC: "producer.limits.default-messages-per-second",
+        "0", "records/s per produce socket, 0: unlimited";
+    WSPROXY_PRODUCER_DEFAULT_MAX_CLIENT_CONNECTIONS: "producer.limits.default-max-connections-per-client",
+        "0", "sockets per producer clientId, 0: unlimited";
+    WSPROXY_PRODUCER_CLIENT_SPECIFIC_LIMITS: "producer.limits.client-specific-limits",
+        "[]", "JSON array of {producer-id, max-connections?, messages-per-second?}";
+    WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED: "dynamic-config-handler.enabled",
+        "false", "client limits set through the admin API";
+    WSPROXY_DYNAMIC_CONFIG_TOPIC_NAME: "dynamic-config-handler.topic-name",
+        "_wsproxy.dynamic.configs", "compacted topic of dynamic limits";
+    WSPROXY_DYNAMIC_CONFIG_REPLICATION_FACTOR: "dynamic-config-handler.topic-replication-factor",
+        "3", "its replicas (at most the number of brokers)";
+    WSPROXY_DYNAMIC_CONFIG_RETENTION: "dynamic-config-handler.topic-retention",
+        "0", "its retention.ms, 0: forever";
+    WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_TIMEOUT: "dynamic-config-handler.topic-init-timeout",
+        "30 seconds", "time to create or load it per attempt";
+    WSPROXY_DYNAMIC_CONFIG_TOPIC_INIT_RETRIES: "dynamic-config-handler.topic-init-retries",
+        "25", "attempts to create it";
+    WSPROXY_DYNAMIC_CONFIG_TOPIC_RETRY_INTERVAL: "dynamic-config-handler.topic-retry-interval",
+        "1 second", "pause between attempts";
+    WSPROXY_SCHEMA_REGISTRY_URL: "kafka-client.schema-registry.url",
+        "",
+        "Confluent-compatible schema registry, http://host:port (comma-separated: tried in order); checks avro keys and values";
+    WSPROXY_SCHEMA_AUTO_REGISTER: "kafka-client.schema-registry.auto-register-schemas",
+        "true", "register the Avro wrapper schemas in the registry at start";
+    WSPROXY_SCHEMA_BASIC_AUTH_CREDS_SRC: "kafka-client.schema-registry.properties.schema.registry.basic.auth.credentials.source",
+        "USER_INFO", "USER_INFO (the setting below) or URL (user:password@ in the URL)";
+    WSPROXY_SCHEMA_BASIC_AUTH_USER_INFO secret: "kafka-client.schema-registry.properties.schema.registry.basic.auth.user.info",
+        "", "user:password for the registry's Basic auth";
+    WSPROXY_SCHEMA_REGISTRY_TIMEOUT: "kafka-client.schema-registry.request-timeout",
+        "5 seconds", "deadline of one registry request";
+    WSPROXY_SCHEMA_REGISTRY_CACHE_SIZE: "kafka-client.schema-registry.cache-size",
+        "1000", "schemas kept in memory (by id)";
+}

@@ -4,7 +4,9 @@
 //! The token is fetched by the proxy (`kafka/oauth.rs`) and handed to librdkafka through its
 //! token callback.
 
-use super::{Reader, Secret};
+use super::env_vars::*;
+use super::reader::Reader;
+use super::Secret;
 
 /// The client-credentials grant the proxy's own Kafka clients authenticate with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,45 +41,52 @@ fn jaas_option(jaas: &str, key: &str) -> Option<String> {
     }
 }
 
-/// Reads the OAUTHBEARER settings; problems go to `r.errors`, each naming its setting.
-pub(super) fn read(r: &mut Reader<'_>, jaas: &str) -> Option<OAuthBearerConfig> {
-    let endpoint = r.string("WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL");
-    let scope_setting = r.string("WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE");
-    let extensions = r.string("WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS");
-    if !extensions.is_empty() {
-        r.errors.push(
-            "WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS: SASL extensions are not sent yet (the token is handed to \
-             librdkafka through rdkafka's callback, which carries none); leave it empty"
-                .to_owned(),
-        );
-    }
-    if jaas.is_empty() {
-        r.errors.push(
-            "WSPROXY_KAFKA_SASL_JAAS_CFG: OAUTHBEARER needs `OAuthBearerLoginModule required clientId=\"...\" \
-             clientSecret=\"...\" ;`"
-                .to_owned(),
-        );
+/// Reads the OAUTHBEARER settings when `enabled` (`WSPROXY_KAFKA_SASL_MECHANISM=OAUTHBEARER`);
+/// each problem is reported against its setting, also one set for another mechanism.
+pub(super) fn read(r: &mut Reader<'_>, enabled: bool) -> Option<OAuthBearerConfig> {
+    let jaas = r.string(WSPROXY_KAFKA_SASL_JAAS_CFG);
+    let endpoint = r.string(WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL);
+    let scope_setting = r.string(WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE);
+    let extensions = r.string(WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS);
+    if !enabled {
+        for (var, value) in [
+            (WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL, &endpoint),
+            (WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE, &scope_setting),
+            (WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS, &extensions),
+        ] {
+            if !value.is_empty() {
+                r.fail(var, "set, but WSPROXY_KAFKA_SASL_MECHANISM is not OAUTHBEARER");
+            }
+        }
         return None;
+    }
+    if !extensions.is_empty() {
+        r.fail(
+            WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS,
+            "SASL extensions are not sent yet (the token is handed to librdkafka through rdkafka's callback, \
+             which carries none); leave it empty",
+        );
     }
     if !jaas.contains(MODULE) {
-        r.errors.push(format!("WSPROXY_KAFKA_SASL_JAAS_CFG: OAUTHBEARER needs the login module {MODULE}"));
+        r.fail(
+            WSPROXY_KAFKA_SASL_JAAS_CFG,
+            format!("OAUTHBEARER needs `{MODULE} required clientId=\"...\" clientSecret=\"...\" ;`"),
+        );
         return None;
     }
-    let (Some(client_id), Some(client_secret)) = (jaas_option(jaas, "clientId"), jaas_option(jaas, "clientSecret"))
+    let (Some(client_id), Some(client_secret)) = (jaas_option(&jaas, "clientId"), jaas_option(&jaas, "clientSecret"))
     else {
-        r.errors.push(
-            "WSPROXY_KAFKA_SASL_JAAS_CFG: cannot find clientId=\"...\" and clientSecret=\"...\" in it".to_owned(),
-        );
+        r.fail(WSPROXY_KAFKA_SASL_JAAS_CFG, "cannot find clientId=\"...\" and clientSecret=\"...\" in it");
         return None;
     };
     if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-        r.errors.push(format!(
-            "WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: '{endpoint}' is not an http(s) URL; required with \
-             WSPROXY_KAFKA_SASL_MECHANISM=OAUTHBEARER"
-        ));
+        r.fail(
+            WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL,
+            format!("'{endpoint}' is not an http(s) URL; required with WSPROXY_KAFKA_SASL_MECHANISM=OAUTHBEARER"),
+        );
         return None;
     }
-    let scope = Some(scope_setting).filter(|s| !s.is_empty()).or_else(|| jaas_option(jaas, "scope"));
+    let scope = Some(scope_setting).filter(|s| !s.is_empty()).or_else(|| jaas_option(&jaas, "scope"));
     Some(OAuthBearerConfig {
         client_id,
         client_secret: Secret(client_secret),

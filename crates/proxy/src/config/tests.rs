@@ -1,5 +1,6 @@
 //! Unit tests of the configuration: defaults, layering, every-problem-at-once, mappings.
 use super::*;
+use std::time::Duration;
 
 fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -414,4 +415,56 @@ fn toml_syntax_errors_do_not_echo_the_offending_line() {
     assert_eq!(errors.len(), 1);
     assert!(errors[0].contains("TOML parse error at line 4"), "{}", errors[0]);
     assert!(!errors[0].contains("hunter2"), "the secret leaked: {}", errors[0]);
+}
+
+/// Issue 15 step 5: every setting in the table is read by `Config::load` when every optional
+/// section is enabled (a table entry nothing reads is a setting that silently does nothing).
+/// Reads name settings by their consts, so a name outside the table does not compile (see the
+/// `compile_fail` example in `env_vars.rs`).
+#[test]
+fn every_setting_in_the_table_is_read_by_load() {
+    let all_on = vars(&[
+        ("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", "h:1"),
+        ("WSPROXY_BASIC_AUTH_ENABLED", "true"),
+        ("WSPROXY_OPENID_ENABLED", "true"),
+        ("WSPROXY_SSL_ENABLED", "true"),
+        ("WSPROXY_ADMIN_ENDPOINT_ENABLED", "true"),
+        ("WSPROXY_DYNAMIC_CONFIG_HANDLER_ENABLED", "true"),
+        ("WSPROXY_SCHEMA_REGISTRY_URL", "http://reg:8081"),
+    ]);
+    let _ = Config::load(&all_on, &Overrides::default(), true);
+    let read = reader::READ.with(|read| read.borrow().clone());
+    let unread: Vec<&str> = ENV_VARS.iter().map(|v| v.name).filter(|name| !read.contains(name)).collect();
+    assert!(unread.is_empty(), "settings in the table that Config::load never reads: {unread:?}");
+}
+
+/// Issue 15 step 5: setting names written in the config's own text (error messages, warnings,
+/// docs) are names of the table too, so a message never points at a setting that does not exist.
+#[test]
+fn every_setting_name_the_config_code_mentions_is_in_the_table() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        if file.ends_with(".rs") && file != "tests.rs" {
+            sources.push((file, std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    assert!(sources.len() > 10, "the config sections are read from {}", dir.display());
+    let mut unknown = Vec::new();
+    for (file, text) in &sources {
+        for (at, _) in text.match_indices("WSPROXY_") {
+            let name: String =
+                text[at..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
+            // `WSPROXY_KAFKA_MONITORING_*`: a prefix, not a name; `WSPROXY_PROT`: the typo of
+            // env_vars.rs's compile_fail example.
+            let known = ENV_VARS.iter().any(|v| v.name == name);
+            let typo_example = file == "env_vars.rs" && name == "WSPROXY_PROT";
+            if !(known || name.ends_with('_') || typo_example) {
+                unknown.push(format!("{file}: {name}"));
+            }
+        }
+    }
+    assert!(unknown.is_empty(), "names that are not settings: {unknown:?}");
 }

@@ -1,8 +1,12 @@
 //! Errors before the upgrade: one enum, mapped once to a status and a JSON body
 //! `{"message": "..."}` (rendered like the reference: two-space indent, ` : ` separators).
+//! Authentication's refusals ([`Refused`]) become [`ApiError`]s here, so every 401 with its
+//! `WWW-Authenticate` challenge is written by [`ApiError::into_response`].
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+
+use crate::auth::outcome::{Challenge, Refused, Scheme};
 
 /// Why a request was refused before any WebSocket upgrade.
 #[derive(Debug, thiserror::Error)]
@@ -27,12 +31,11 @@ pub enum ApiError {
     /// Kafka's ACLs do not let the socket's user use the topic.
     #[error("{0}")]
     KafkaForbidden(String),
-    /// The bearer token does not carry what the socket needs (its Kafka credentials); the
-    /// value is the realm of the Bearer challenge.
-    #[error("The supplied authentication is invalid")]
-    BearerRefused(String),
+    /// The client must authenticate (again): 401 with the challenge's `WWW-Authenticate`.
+    #[error("{}", .0.text)]
+    Unauthorized(Challenge),
     /// The OpenID Connect provider cannot be reached.
-    #[error("OpenID Connect server does not seem to be available.")]
+    #[error("{}", crate::auth::outcome::PROVIDER_UNREACHABLE)]
     OidcUnavailable,
     /// A connection limit is reached.
     #[error("{0}")]
@@ -53,10 +56,29 @@ impl ApiError {
             ApiError::KafkaUnavailable(_) | ApiError::Overloaded(_) | ApiError::OidcUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::KafkaUnauthenticated(_) | ApiError::BearerRefused(_) => StatusCode::UNAUTHORIZED,
+            ApiError::KafkaUnauthenticated(_) | ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::KafkaForbidden(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> ApiError {
+        match refused {
+            Refused::Challenge(c) => ApiError::Unauthorized(c),
+            Refused::ProviderUnreachable => ApiError::OidcUnavailable,
+        }
+    }
+}
+
+/// The `WWW-Authenticate` value of a challenge, as the reference writes it (a `"` in the realm
+/// becomes `'`).
+fn www_authenticate(c: &Challenge) -> String {
+    let realm = c.realm.replace('"', "'");
+    match c.scheme {
+        Scheme::Basic => format!("Basic realm=\"{realm}\",charset=UTF-8"),
+        Scheme::Bearer => format!("Bearer realm=\"{realm}\""),
     }
 }
 
@@ -74,9 +96,8 @@ pub fn json_response(status: StatusCode, body: String) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = json_response(self.status(), message_body(&self.to_string()));
-        if let ApiError::BearerRefused(realm) = &self {
-            let challenge = format!("Bearer realm=\"{}\"", realm.replace('"', "'"));
-            if let Ok(v) = header::HeaderValue::from_str(&challenge) {
+        if let ApiError::Unauthorized(challenge) = &self {
+            if let Ok(v) = header::HeaderValue::from_str(&www_authenticate(challenge)) {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
@@ -96,5 +117,54 @@ mod tests {
         );
         assert_eq!(ApiError::TopicNotFound("t".into()).to_string(), "Topic t does not exist");
         assert_eq!(ApiError::TopicNotFound("t".into()).status(), StatusCode::BAD_REQUEST);
+    }
+
+    async fn rendered(e: ApiError) -> (StatusCode, Vec<(String, String)>, String) {
+        let r = e.into_response();
+        let headers = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned())).collect();
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, headers, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn header(name: &str, value: &str) -> (String, String) {
+        (name.to_owned(), value.to_owned())
+    }
+
+    #[tokio::test]
+    async fn refusals_render_as_the_reference_answers() {
+        let basic = Refused::Challenge(Challenge::missing(Scheme::Basic, "Test Server"));
+        assert_eq!(
+            rendered(basic.into()).await,
+            (
+                StatusCode::UNAUTHORIZED,
+                vec![
+                    header("content-type", "application/json"),
+                    header("www-authenticate", "Basic realm=\"Test Server\",charset=UTF-8"),
+                ],
+                "{\n  \"message\" : \"The resource requires authentication, which was not supplied with the request\"\n}"
+                    .to_owned()
+            )
+        );
+        let bearer = Refused::Challenge(Challenge::invalid(Scheme::Bearer, "a \"quoted\" realm"));
+        assert_eq!(
+            rendered(bearer.into()).await,
+            (
+                StatusCode::UNAUTHORIZED,
+                vec![
+                    header("content-type", "application/json"),
+                    header("www-authenticate", "Bearer realm=\"a 'quoted' realm\""),
+                ],
+                "{\n  \"message\" : \"The supplied authentication is invalid\"\n}".to_owned()
+            )
+        );
+        assert_eq!(
+            rendered(Refused::ProviderUnreachable.into()).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![header("content-type", "application/json")],
+                "{\n  \"message\" : \"OpenID Connect server does not seem to be available.\"\n}".to_owned()
+            )
+        );
     }
 }

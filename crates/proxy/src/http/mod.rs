@@ -117,13 +117,13 @@ async fn require_auth(
                 req.extensions_mut().insert(auth);
                 next.run(req).await
             }
-            Err(OidcError::Unavailable(_)) => {
-                metrics::auth_failure("oidc_unavailable");
-                ApiError::OidcUnavailable.into_response()
-            }
             Err(e) => {
-                metrics::auth_failure(if e == OidcError::Missing { "bearer_missing" } else { "bearer_invalid" });
-                provider.challenge(&e)
+                metrics::auth_failure(match e {
+                    OidcError::Unavailable(_) => "oidc_unavailable",
+                    OidcError::Missing => "bearer_missing",
+                    OidcError::Invalid(_) | OidcError::Expired => "bearer_invalid",
+                });
+                ApiError::from(provider.refusal(&e)).into_response()
             }
         };
     }
@@ -135,7 +135,7 @@ async fn require_auth(
                 BasicAuthError::Missing => "basic_missing",
                 BasicAuthError::Invalid => "basic_invalid",
             });
-            auth.challenge(e)
+            ApiError::Unauthorized(auth.challenge(e)).into_response()
         }
     }
 }

@@ -20,14 +20,16 @@ use wsproxy_protocol::produce::RecordDecoder;
 
 use wsproxy_protocol::FormatType;
 
-use crate::auth::kafka_credentials::{self, KafkaCredentials};
+use crate::auth::kafka_credentials;
 use crate::auth::oidc::{self, Authenticated};
+use crate::auth::outcome::Revoked;
 use crate::http::admission::{Refused, Slot};
 use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
+use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::oauth::BearerToken;
 use crate::kafka::{ConsumerError, ProbeError};
-use crate::pipeline::close::StopReason;
+use crate::pipeline::close::{self, StopReason};
 use crate::pipeline::{consume, echo, produce};
 use crate::schema_registry::SchemaRegistry;
 use crate::sessions::{Instance, JoinError, Kind, Refusal, SessionGuard};
@@ -246,7 +248,7 @@ fn socket_credentials(
 ) -> Result<Option<KafkaCredentials>, ApiError> {
     let from_header = || kafka_credentials::from_headers(headers).map_err(ApiError::BadRequest);
     if let Some(provider) = state.oidc.as_ref().filter(|o| o.config().kafka_oauthbearer) {
-        return bearer_credentials(state, provider.config().realm.clone(), auth).map(Some);
+        return bearer_credentials(state, provider, auth).map(Some);
     }
     let Some(provider) = state.oidc.as_ref().filter(|o| o.config().kafka_claims.is_some()) else {
         return from_header();
@@ -260,19 +262,19 @@ fn socket_credentials(
         }
     }
     metrics::auth_failure("bearer_without_kafka_credentials");
-    Err(ApiError::BearerRefused(provider.config().realm.clone()))
+    Err(ApiError::Unauthorized(provider.invalid()))
 }
 
 /// `WSPROXY_JWT_KAFKA_OAUTHBEARER`: the socket authenticates to Kafka with the bearer token it
 /// connected with, as the token's subject (a token without `sub` is refused with 401).
 fn bearer_credentials(
     state: &AppState,
-    realm: String,
+    provider: &oidc::Oidc,
     auth: Option<&Authenticated>,
 ) -> Result<KafkaCredentials, ApiError> {
     let Some((auth, subject)) = auth.and_then(|a| Some((a, a.subject.as_deref().filter(|s| !s.is_empty())?))) else {
         metrics::auth_failure("bearer_without_subject");
-        return Err(ApiError::BearerRefused(realm));
+        return Err(ApiError::Unauthorized(provider.invalid()));
     };
     let expires_ms = auth.expires.map_or(i64::MAX, |e| (e as i64).saturating_mul(1000));
     let token = BearerToken { token: auth.token.0.clone(), principal: subject.to_owned(), expires_ms };
@@ -282,10 +284,27 @@ fn bearer_credentials(
 type Watch =
     Box<dyn FnOnce(tokio_util::sync::CancellationToken, StopReason) -> futures::future::BoxFuture<'static, ()> + Send>;
 
-/// The revalidation of a token-authenticated socket, started once the socket is upgraded.
+/// The revalidation of a token-authenticated socket, started once the socket is upgraded: a
+/// token that no longer holds stops the socket with [`revoked_close`]'s frame.
 fn revalidation(state: &AppState, auth: Option<Authenticated>) -> Option<Watch> {
     let (provider, auth) = (state.oidc.clone()?, auth?);
-    Some(Box::new(move |stop, reason| Box::pin(oidc::watch(provider, auth, stop, reason))))
+    Some(Box::new(move |stop, reason| {
+        Box::pin(async move {
+            if let Some(revoked) = oidc::watch(provider, auth, stop.clone()).await {
+                reason.set(revoked_close(&revoked));
+                stop.cancel();
+            }
+        })
+    }))
+}
+
+/// The close frame of a socket whose token no longer holds: 1008 (policy) when the token is
+/// expired or invalid, 1011 when the provider stayed unreachable.
+fn revoked_close(revoked: &Revoked) -> axum::extract::ws::CloseFrame {
+    match revoked {
+        Revoked::Expired { .. } | Revoked::Invalid(_) => close::policy_violation(&revoked.to_string()),
+        Revoked::ProviderDown => close::provider_unavailable(),
+    }
 }
 
 /// The schema registry, for sockets whose key or value type is `avro`.
@@ -452,5 +471,21 @@ impl Sink<Message> for Watched {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Pin::new(&mut self.socket).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revoked_token_closes_with_1008_and_an_unreachable_provider_with_1011() {
+        let expired = revoked_close(&Revoked::Expired { at: 1_800_000_000 });
+        assert_eq!((expired.code, expired.reason.as_str()), (1008, "Bearer token is no longer valid: token expired"));
+        let withdrawn = revoked_close(&Revoked::Invalid("signing key no longer published by the provider".into()));
+        assert_eq!(withdrawn.code, 1008);
+        assert!(withdrawn.reason.contains("no longer published"), "{}", withdrawn.reason);
+        let down = revoked_close(&Revoked::ProviderDown);
+        assert_eq!((down.code, down.reason.as_str()), (1011, "OpenID Connect server does not seem to be available."));
     }
 }

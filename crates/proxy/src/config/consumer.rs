@@ -1,0 +1,40 @@
+//! `[consumer]` and `[commit-handler]`: each consume socket's own Kafka consumer and how its
+//! offsets are committed.
+
+use std::time::Duration;
+
+use super::env_vars::*;
+use super::kafka::{client_properties, ClientKind};
+use super::reader::Reader;
+
+/// Per-socket consumers.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Prefetch bound per consumer socket (`queued.max.messages.kbytes`).
+    pub queued_max_kbytes: u32,
+    pub session_timeout_ms: u32,
+    /// librdkafka properties from the consumer-specific Java settings.
+    pub client_properties: Vec<(&'static str, String)>,
+    /// Entries per partition kept for `autoCommit=false` commits.
+    pub commit_stack_max_size: usize,
+    pub commit_auto_enabled: bool,
+    pub commit_auto_interval: Duration,
+    pub commit_auto_max_age: Duration,
+}
+
+/// Reads `WSPROXY_CONSUMER_*`, `WSPROXY_KAFKA_CONSUMER_*` and `WSPROXY_CH_*`.
+pub(super) fn read(r: &mut Reader<'_>) -> ConsumerConfig {
+    let commit_stack_max_size = r.parse(WSPROXY_CH_MAX_STACK_SIZE, "a number");
+    r.above_zero(WSPROXY_CH_MAX_STACK_SIZE, commit_stack_max_size == 0);
+    let commit_auto_interval = r.duration(WSPROXY_CH_AUTOCOMMIT_INTERVAL);
+    r.above_zero(WSPROXY_CH_AUTOCOMMIT_INTERVAL, commit_auto_interval.is_zero());
+    ConsumerConfig {
+        queued_max_kbytes: r.parse(WSPROXY_CONSUMER_QUEUED_MAX_KBYTES, "a number of KiB"),
+        session_timeout_ms: r.parse(WSPROXY_CONSUMER_SESSION_TIMEOUT_MS, "a number of milliseconds"),
+        client_properties: client_properties(r, ClientKind::Consumer),
+        commit_stack_max_size,
+        commit_auto_enabled: r.boolean(WSPROXY_CH_AUTOCOMMIT_ENABLED),
+        commit_auto_interval,
+        commit_auto_max_age: r.duration(WSPROXY_CH_AUTOCOMMIT_MAX_AGE),
+    }
+}
