@@ -110,4 +110,45 @@ mod tests {
         assert_eq!(jaas_option("required xclientId=a", "clientId"), None);
         assert_eq!(jaas_option("required xclientId=a clientId=b", "clientId").as_deref(), Some("b"));
     }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<crate::config::Config, String> {
+        let mut vars: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        vars.insert("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".into(), "localhost:9097".into());
+        crate::config::Config::load(&vars, &crate::config::Overrides::default(), true).map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn the_reference_jaas_line_and_endpoint_make_the_proxys_grant() {
+        let jaas = format!("{MODULE} required clientId=\"proxy\" clientSecret=\"hunter2\" scope=\"kafka\" ;");
+        let c = load(&[
+            ("WSPROXY_KAFKA_SASL_MECHANISM", "oauthbearer"),
+            ("WSPROXY_KAFKA_SASL_JAAS_CFG", &jaas),
+            ("WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL", "https://idp/token"),
+        ])
+        .unwrap();
+        let o = c.kafka.oauthbearer.clone().unwrap();
+        assert_eq!((o.client_id.as_str(), o.scope.as_deref()), ("proxy", Some("kafka")));
+        assert_eq!((o.client_secret.0.as_str(), o.token_endpoint_url.as_str()), ("hunter2", "https://idp/token"));
+        assert!(c.kafka.sasl.is_none());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn missing_or_misplaced_oauthbearer_settings_are_named() {
+        let jaas = format!("{MODULE} required clientId=\"proxy\" clientSecret=\"s\" ;");
+        let e = load(&[("WSPROXY_KAFKA_SASL_MECHANISM", "OAUTHBEARER"), ("WSPROXY_KAFKA_SASL_JAAS_CFG", &jaas)])
+            .unwrap_err();
+        assert!(e.contains("WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL"), "{e}");
+        let e = load(&[
+            ("WSPROXY_KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+            ("WSPROXY_KAFKA_SASL_JAAS_CFG", "org.apache.kafka.common.security.plain.PlainLoginModule required;"),
+            ("WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL", "https://idp/token"),
+            ("WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS", "logicalCluster=lkc-1"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("WSPROXY_KAFKA_SASL_JAAS_CFG") && e.contains("EXTENSIONS"), "{e}");
+        let e = load(&[("WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE", "kafka")]).unwrap_err();
+        assert!(e.contains("is not OAUTHBEARER"), "{e}");
+    }
 }
