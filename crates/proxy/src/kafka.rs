@@ -627,7 +627,7 @@ impl Kafka {
         for (k, v) in &self.inner.producer_settings {
             cfg.set(*k, v);
         }
-        set_credentials(&mut cfg, creds);
+        oauth::set_credentials(&mut cfg, creds);
         cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::reported("user");
         let token = self.token_for(Some(creds));
@@ -703,7 +703,7 @@ impl Kafka {
             None => self.inner.base.clone(),
             Some(c) => {
                 let mut cfg = self.inner.anonymous.clone();
-                set_credentials(&mut cfg, c);
+                oauth::set_credentials(&mut cfg, c);
                 cfg
             }
         }
@@ -753,48 +753,6 @@ impl Kafka {
     /// How long Kafka has been refusing the proxy's own credentials, if it does.
     pub fn credentials_refused_for(&self) -> Option<Duration> {
         self.inner.producer.credentials_refused_for()
-    }
-
-    /// Where a client's OAUTHBEARER token comes from: the socket's subject's cell, or the
-    /// proxy's own for a socket without credentials.
-    fn token_for(&self, creds: Option<&KafkaCredentials>) -> Option<TokenCell> {
-        match creds {
-            None => self.inner.proxy_token.clone(),
-            Some(c) => c.bearer.as_ref().map(|b| b.0.clone()),
-        }
-    }
-
-    /// The context of the proxy's own auxiliary clients (admin, session and config logs).
-    pub fn oauth_context(&self) -> OAuthContext {
-        OAuthContext { token: self.inner.proxy_token.clone() }
-    }
-
-    /// OAUTHBEARER: hands the proxy's token to one of its own clients that is not polled yet
-    /// (see `oauth_admin`); nothing otherwise.
-    pub(crate) fn give_token<C: ClientContext>(&self, client: &rdkafka::client::Client<C>) -> Result<(), KafkaError> {
-        match &self.inner.proxy_token {
-            Some(cell) => oauth_admin::set_token(client, cell).map_err(KafkaError::ClientCreation),
-            None => Ok(()),
-        }
-    }
-
-    /// Credentials for a socket that authenticates to Kafka with its own bearer token: keyed
-    /// by `subject`, whose cell keeps the newest token any of its sockets brought (so a
-    /// client shared by the subject's sockets can always hand librdkafka a live one).
-    pub fn bearer_credentials(&self, subject: &str, token: oauth::BearerToken) -> KafkaCredentials {
-        let mut cells = self.inner.bearer_cells.lock().expect("bearer cells are never poisoned");
-        if cells.len() >= REFUSED_CREDENTIALS_MAX {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-            cells.retain(|_, c| c.get().is_some_and(|t| t.expires_ms as u128 > now));
-        }
-        let cell = cells.entry(subject.to_owned()).or_default().clone();
-        drop(cells);
-        cell.offer(token);
-        KafkaCredentials {
-            username: subject.to_owned(),
-            password: String::new(),
-            bearer: Some(crate::kafka::credentials::BearerKey(cell)),
-        }
     }
 
     /// Waits for everything handed to the producer to be acknowledged, up to `timeout`.
@@ -965,16 +923,6 @@ fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64, token: Option<TokenC
         tracing::info!(topic, error = %e, "fromTimestamp: start offsets not committed (group active?)");
     }
     Ok(())
-}
-
-/// Sets a socket's own credentials: its SASL user and password, or (a bearer token) the
-/// OAUTHBEARER mechanism, whose token the client's context hands over.
-fn set_credentials(cfg: &mut ClientConfig, c: &KafkaCredentials) {
-    if c.bearer.is_some() {
-        cfg.set("sasl.mechanism", "OAUTHBEARER");
-    } else {
-        cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
-    }
 }
 
 /// The settings every client shares: bootstrap, security, timeouts.

@@ -24,7 +24,11 @@ use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 
+use rdkafka::config::ClientConfig;
+
 use crate::config::OAuthBearerConfig;
+use crate::kafka::credentials::{BearerKey, KafkaCredentials};
+use crate::kafka::Kafka;
 
 /// A token as librdkafka takes it; `Debug` never shows the token.
 #[derive(Clone, PartialEq, Eq)]
@@ -133,6 +137,56 @@ impl ClientContext for OAuthContext {
 }
 
 impl ConsumerContext for OAuthContext {}
+
+impl Kafka {
+    /// Where a client's OAUTHBEARER token comes from: the socket's subject's cell, or the
+    /// proxy's own for a socket without credentials.
+    pub(super) fn token_for(&self, creds: Option<&KafkaCredentials>) -> Option<TokenCell> {
+        match creds {
+            None => self.inner.proxy_token.clone(),
+            Some(c) => c.bearer.as_ref().map(|b| b.0.clone()),
+        }
+    }
+
+    /// The context of the proxy's own auxiliary clients (admin, session and config logs).
+    pub fn oauth_context(&self) -> OAuthContext {
+        OAuthContext { token: self.inner.proxy_token.clone() }
+    }
+
+    /// OAUTHBEARER: hands the proxy's token to one of its own clients that is not polled yet
+    /// (see `oauth_admin`); nothing otherwise.
+    pub(crate) fn give_token<C: ClientContext>(&self, client: &rdkafka::client::Client<C>) -> Result<(), KafkaError> {
+        match &self.inner.proxy_token {
+            Some(cell) => super::oauth_admin::set_token(client, cell).map_err(KafkaError::ClientCreation),
+            None => Ok(()),
+        }
+    }
+
+    /// Credentials for a socket that authenticates to Kafka with its own bearer token: keyed
+    /// by `subject`, whose cell keeps the newest token any of its sockets brought (so a
+    /// client shared by the subject's sockets can always hand librdkafka a live one).
+    pub fn bearer_credentials(&self, subject: &str, token: BearerToken) -> KafkaCredentials {
+        let mut cells = self.inner.bearer_cells.lock().expect("bearer cells are never poisoned");
+        if cells.len() >= super::REFUSED_CREDENTIALS_MAX {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            cells.retain(|_, c| c.get().is_some_and(|t| t.expires_ms as u128 > now));
+        }
+        let cell = cells.entry(subject.to_owned()).or_default().clone();
+        drop(cells);
+        cell.offer(token);
+        KafkaCredentials { username: subject.to_owned(), password: String::new(), bearer: Some(BearerKey(cell)) }
+    }
+}
+
+/// Sets a socket's own credentials: its SASL user and password, or (a bearer token) the
+/// OAUTHBEARER mechanism, whose token the client's context hands over.
+pub(super) fn set_credentials(cfg: &mut ClientConfig, c: &KafkaCredentials) {
+    if c.bearer.is_some() {
+        cfg.set("sasl.mechanism", "OAUTHBEARER");
+    } else {
+        cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
+    }
+}
 
 /// One client-credentials grant (RFC 6749 4.4, client authentication by HTTP Basic).
 async fn fetch(http: &reqwest::Client, cfg: &OAuthBearerConfig) -> Result<BearerToken, String> {
