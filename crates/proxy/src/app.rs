@@ -28,7 +28,7 @@ use crate::telemetry::metrics;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the Kafka clients: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    Kafka(#[from] crate::kafka::ClientError),
     #[error("Kafka at {bootstrap} is not reachable after {attempts} attempts: {last}")]
     Unreachable { bootstrap: String, attempts: u32, last: String },
     #[error("Kafka at {bootstrap} refused the proxy's credentials (security.protocol {protocol}, sasl.mechanism {mechanism}); check WSPROXY_KAFKA_SASL_JAAS_CFG")]
@@ -278,7 +278,7 @@ async fn wait_for_kafka(kafka: &Kafka, config: &Config) -> Result<(), StartError
                 return Ok(());
             }
             Ok(_) => last = "no brokers in the metadata".to_owned(),
-            Err(e) if crate::kafka::is_authentication_error(&e) || kafka.credentials_refused_for().is_some() => {
+            Err(e) if e.is_authentication() || kafka.credentials_refused_for().is_some() => {
                 return Err(StartError::Credentials {
                     bootstrap: config.kafka.bootstrap_hosts.clone(),
                     protocol: config.kafka.security_protocol.clone(),

@@ -312,7 +312,6 @@ fn kafka_never_imports_auth() {
 }
 
 #[test]
-#[ignore = "until the kafka boundary (r-kafka) lands"]
 fn pipeline_and_http_never_name_rdkafka() {
     let all = sources();
     let mut found = names(&all, "pipeline", "rdkafka");

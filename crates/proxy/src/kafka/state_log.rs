@@ -250,14 +250,15 @@ impl StateLog {
     }
 
     /// True when the consumer group has members (the node owning it is alive).
-    pub async fn group_has_members(&self, group: &str) -> Result<bool, KafkaError> {
+    pub async fn group_has_members(&self, group: &str) -> Result<bool, StateLogError> {
         let (inner, group) = (self.inner.clone(), group.to_owned());
         tokio::task::spawn_blocking(move || {
             let list = inner.producer.client().fetch_group_list(Some(&group), Duration::from_secs(5))?;
-            Ok(list.groups().iter().any(|g| g.name() == group && !g.members().is_empty()))
+            Ok::<_, KafkaError>(list.groups().iter().any(|g| g.name() == group && !g.members().is_empty()))
         })
         .await
         .expect("group list task never panics")
+        .map_err(StateLogError::from)
     }
 
     /// Stops the reader (its static group membership expires after the session timeout).
@@ -376,8 +377,9 @@ pub fn based_on(current: Option<&Entry>) -> Option<i64> {
 }
 
 /// Applies one record to the map if its `based_on` is still the key's accepted record;
-/// returns whether it was accepted. Every node runs this on the same records in the same order.
-fn apply_record(
+/// returns whether it was accepted. Every node runs this on the same records in the same order
+/// (the in-memory log of the sessions' unit tests too).
+pub(crate) fn apply_record(
     map: &mut HashMap<String, Entry>,
     key: &str,
     offset: i64,

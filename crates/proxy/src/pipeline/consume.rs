@@ -4,7 +4,7 @@
 //! Backpressure is structural: the next record is taken from the consumer only after the
 //! previous frame was written, and the consumer's prefetch is capped, so a stalled client
 //! costs bounded memory. Offsets are stored (for auto-commit) or stashed (for manual commits)
-//! only after the frame carrying the record was flushed to the socket.
+//! as [`SocketConsumer::store`] says: after the frame carrying the record was flushed.
 //!
 //! A record is skipped (answered with an error frame in its place, and committed) only when
 //! it is bad: it does not decode (`DECODE_ERROR`) or renders larger than a frame the socket
@@ -12,7 +12,6 @@
 //! not bad: the socket holds it, reads nothing further, and retries with a backoff until the
 //! registry answers (code review H1).
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -20,10 +19,6 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, MessageStream};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message as _};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::avro;
@@ -31,8 +26,7 @@ use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, MessageId, Record
 use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
 use wsproxy_protocol::{ErrorCode, FormatType};
 
-use crate::kafka::headers::record_headers;
-use crate::kafka::SocketConsumer;
+use crate::kafka::{ConsumeError, Record, Records, SocketConsumer};
 use crate::limits::PaceWatch;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
@@ -46,9 +40,6 @@ const MAX_FRAMES_PER_FLUSH: usize = 256;
 /// Bytes of records taken per wakeup (also the most an array frame grows to, beyond its
 /// first record), so that a large `batchSize` of large records stays within the write buffer.
 const MAX_BYTES_PER_FLUSH: usize = 1024 * 1024;
-
-/// How long the socket waits for its consumer's final commit and group leave.
-const CONSUMER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// First and longest wait before asking the schema registry again about a held record.
 const REGISTRY_RETRY_FIRST: Duration = Duration::from_millis(250);
@@ -128,7 +119,7 @@ pub async fn run<S>(
     // Next offsets per partition: stored (auto-commit) or committed by the client (manual).
     let mut progress: HashMap<i32, i64> = HashMap::new();
     let close_frame = {
-        let mut stream = consumer.stream();
+        let mut records = consumer.records();
         let mut stack = CommitStack::new(settings.commit_stack_max_size);
         let mut pace = settings.pace.clone();
         let mut batch_size = pace.current().batch_size;
@@ -141,7 +132,7 @@ pub async fn run<S>(
         let mut last_sent = Instant::now();
         // A record the schema registry could not be asked about, and when to ask again; the
         // stream is not read meanwhile (H1). `retry` is the last wait, `None` outside an outage.
-        let mut held: Option<(BorrowedMessage<'_>, Instant)> = None;
+        let mut held: Option<(Record<'_>, Instant)> = None;
         let mut retry: Option<Duration> = None;
 
         loop {
@@ -185,11 +176,10 @@ pub async fn run<S>(
                 _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
                     let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
                     forget_rebalanced(&consumer, &mut stack, &mut progress);
-                    let owned = assigned(&consumer, &settings.topic);
-                    forget_revoked(&owned, &mut stack, &mut progress);
+                    forget_revoked(&consumer.assigned(), &mut stack, &mut progress);
                     let due = stack.expired(std::time::Instant::now(), max_age);
                     progress.extend(due.iter().copied());
-                    commit_offsets(&consumer, &settings.topic, &due);
+                    commit_offsets(&consumer, &due);
                 }
                 now = pace.changed() => {
                     batch_size = now.batch_size;
@@ -197,7 +187,7 @@ pub async fn run<S>(
                 }
                 // Timers come before the stream so that a busy socket still pings and commits.
                 _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
-                first = next_record(&mut stream, &mut held), if !throttled => {
+                first = next_record(&mut records, &mut held), if !throttled => {
                     let Some((first, was_held)) = first else { break Some(close::kafka_failure("the consumer stopped")) };
                     // Records taken per wakeup: one array frame's worth, or (one record per
                     // frame) as many as are ready, written with a single flush.
@@ -218,7 +208,7 @@ pub async fn run<S>(
                     }
                     let mut batch_bytes = items.iter().map(|i| i.frame.len()).sum::<usize>();
                     while unchecked.is_none() && items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
-                        let Some(Some(next)) = stream.next().now_or_never() else { break };
+                        let Some(Some(next)) = records.next().now_or_never() else { break };
                         match check_registry(&settings, &next).await {
                             Err(unavailable) => unchecked = next.ok().map(|m| (m, unavailable)),
                             Ok(invalid) => if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; },
@@ -230,7 +220,7 @@ pub async fn run<S>(
                     // that names the record but is not committed: the record itself follows.
                     if let Some((record, unavailable)) = unchecked {
                         if retry.is_none() {
-                            let frame = Frame::Text(error_frame(&unavailable, Some(&record_view(&record, &[]))));
+                            let frame = Frame::Text(error_frame(&unavailable, Some(&record.view(&[]))));
                             items.push(Item { frame, position: None, bytes: 0, error: Some(unavailable.code) });
                         }
                         let wait = retry.map_or(REGISTRY_RETRY_FIRST, |w| (w * 2).min(REGISTRY_RETRY_MAX));
@@ -264,7 +254,7 @@ pub async fn run<S>(
                         if revoked.contains(&partition) { continue; }
                         if settings.auto_commit {
                             // Fails only for partitions revoked meanwhile; the next owner reads them.
-                            if consumer.store_offset(&settings.topic, partition, offset).is_ok() {
+                            if consumer.store(partition, offset) {
                                 progress.insert(partition, offset + 1);
                             }
                         } else {
@@ -286,48 +276,40 @@ pub async fn run<S>(
     close::finish(&mut tx, &mut rx, Some(frame)).await;
     // The connection ends now, not after the consumer's close below.
     drop((tx, rx));
-    let topic = settings.topic.clone();
-    let closing = tokio::task::spawn_blocking(move || final_commit(consumer, &topic, &progress));
-    if tokio::time::timeout(CONSUMER_CLOSE_TIMEOUT, closing).await.is_err() {
-        tracing::warn!(
-            "the consumer did not close within {CONSUMER_CLOSE_TIMEOUT:?}; leaving it to finish in the background"
-        );
-    }
+    consumer.close(progress).await;
 }
 
 /// Renders one polled result into `items`; `Err` is a failure that ends the socket.
 fn render(
-    polled: KafkaResult<BorrowedMessage<'_>>,
+    polled: Result<Record<'_>, ConsumeError>,
     settings: &ConsumeSettings,
     invalid: Option<FrameError>,
     items: &mut Vec<Item>,
 ) -> Result<(), String> {
-    let m = match polled {
-        Ok(m) => m,
-        Err(e) => return consumer_error(e),
+    let record = match polled {
+        Ok(record) => record,
+        Err(e) => return e.triage(),
     };
-    // Never rdkafka's `Headers::iter`: it panics on a key that is not UTF-8 (M3).
-    let owned = record_headers(&m);
-    if owned.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
-        metrics::consumed_header_not_utf8();
-        tracing::warn!(
-            topic = m.topic(),
-            partition = m.partition(),
-            offset = m.offset(),
-            "a consumed record has a header key that is not UTF-8; it is delivered with the key decoded lossily"
-        );
-    }
-    let headers: Vec<(&str, Option<&[u8]>)> = owned.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
-    let view = record_view(&m, &headers);
+    record.with_view(|view| render_view(view, settings, invalid, items));
+    Ok(())
+}
+
+/// Renders one record (with its headers) into `items`: its frame, or the error frame in its place.
+fn render_view(
+    view: &KafkaRecordView<'_>,
+    settings: &ConsumeSettings,
+    invalid: Option<FrameError>,
+    items: &mut Vec<Item>,
+) {
     let rendered = if let Some(e) = invalid {
         Err(e)
     } else if settings.avro {
         let (kt, vt) = (settings.encoder.key_type, settings.encoder.val_type);
-        avro::encode_consumer_record(&view, kt, vt).map(Frame::Binary)
+        avro::encode_consumer_record(view, kt, vt).map(Frame::Binary)
     } else {
         settings
             .encoder
-            .record(&view)
+            .record(view)
             .map(|out| Frame::Text(serde_json::to_string(&out).expect("records always serialise")))
     };
     // A frame the socket could not send would end it, and the record would come first
@@ -365,11 +347,10 @@ fn render(
     });
     let (frame, error) = match rendered {
         Ok(frame) => (frame, None),
-        Err(e) => (Frame::Text(error_frame(&e, Some(&view))), Some(e.code)),
+        Err(e) => (Frame::Text(error_frame(&e, Some(view))), Some(e.code)),
     };
     let bytes = (view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len)) as u64;
     items.push(Item { frame, position: Some((view.partition, view.offset, view.timestamp)), bytes, error });
-    Ok(())
 }
 
 /// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
@@ -377,12 +358,13 @@ fn render(
 /// they are not; `Err` says the registry could not be asked (the record must wait, H1).
 async fn check_registry(
     settings: &ConsumeSettings,
-    polled: &KafkaResult<BorrowedMessage<'_>>,
+    polled: &Result<Record<'_>, ConsumeError>,
 ) -> Result<Option<FrameError>, FrameError> {
-    let (Some(registry), Ok(m)) = (&settings.registry, polled) else { return Ok(None) };
+    let (Some(registry), Ok(record)) = (&settings.registry, polled) else { return Ok(None) };
+    let m = record.view(&[]);
     let checks = [
-        (settings.encoder.key_type == Some(FormatType::Avro), m.key(), "key"),
-        (settings.encoder.val_type == FormatType::Avro, m.payload(), "value"),
+        (settings.encoder.key_type == Some(FormatType::Avro), m.key, "key"),
+        (settings.encoder.val_type == FormatType::Avro, m.value, "value"),
     ];
     for (applies, bytes, field) in checks {
         let (true, Some(bytes)) = (applies, bytes) else { continue };
@@ -398,19 +380,13 @@ async fn check_registry(
                 ),
             ),
         };
-        let id = MessageId {
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis().unwrap_or(-1),
-        };
+        let id =
+            MessageId { topic: m.topic.to_owned(), partition: m.partition, offset: m.offset, timestamp: m.timestamp };
         let e = FrameError::new(
             code,
             format!(
                 "the {field} of record {id} (topic {}, partition {}, offset {}) {why}",
-                m.topic(),
-                m.partition(),
-                m.offset()
+                m.topic, m.partition, m.offset
             ),
         );
         return if code == ErrorCode::SchemaRegistryUnavailable { Err(e) } else { Ok(Some(e)) };
@@ -419,47 +395,16 @@ async fn check_registry(
 }
 
 /// The next record: the held one once its retry is due (`true`), else the stream's next.
-async fn next_record<'a, C: ConsumerContext>(
-    stream: &mut MessageStream<'a, C>,
-    held: &mut Option<(BorrowedMessage<'a>, Instant)>,
-) -> Option<(KafkaResult<BorrowedMessage<'a>>, bool)> {
+async fn next_record<'a>(
+    records: &mut Records<'a>,
+    held: &mut Option<(Record<'a>, Instant)>,
+) -> Option<(Result<Record<'a>, ConsumeError>, bool)> {
     if let Some((_, at)) = held {
         sleep_until(*at).await;
         // Nothing awaits after the take: a cancelled wait keeps the record held.
         return held.take().map(|(m, _)| (Ok(m), true));
     }
-    stream.next().await.map(|m| (m, false))
-}
-
-/// What a record's frames show of it: where it is, its key, value and `headers`.
-fn record_view<'m>(m: &'m BorrowedMessage<'_>, headers: &'m [(&'m str, Option<&'m [u8]>)]) -> KafkaRecordView<'m> {
-    KafkaRecordView {
-        topic: m.topic(),
-        partition: m.partition(),
-        offset: m.offset(),
-        timestamp: m.timestamp().to_millis().unwrap_or(-1),
-        key: m.key(),
-        value: m.payload(),
-        headers,
-    }
-}
-
-/// Errors from the consumer: authorization and a deleted topic end the socket; anything else
-/// is transient (librdkafka retries) and only logged.
-fn consumer_error(e: KafkaError) -> Result<(), String> {
-    match e.rdkafka_error_code() {
-        Some(
-            RDKafkaErrorCode::TopicAuthorizationFailed
-            | RDKafkaErrorCode::GroupAuthorizationFailed
-            | RDKafkaErrorCode::SaslAuthenticationFailed
-            | RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::UnknownTopic,
-        ) => Err(e.to_string()),
-        _ => {
-            tracing::warn!(error = %e, "consumer error (retrying)");
-            Ok(())
-        }
-    }
+    records.next().await.map(|m| (m, false))
 }
 
 async fn send_items<S>(tx: &mut S, items: &mut [Item], batched: bool) -> Result<(), axum::Error>
@@ -529,7 +474,7 @@ fn commit(
     }
     // After a rebalance another member owns the partition: committing there could rewind it.
     forget_rebalanced(consumer, stack, progress);
-    let owned = assigned(consumer, topic);
+    let owned = consumer.assigned();
     forget_revoked(&owned, stack, progress);
     if !owned.contains(&id.partition) {
         return unknown(&format!(
@@ -538,7 +483,7 @@ fn commit(
         ));
     }
     match stack.commit(id.partition, id.offset, id.timestamp) {
-        Ok(next) => match commit_offsets_result(consumer, topic, &[(id.partition, next)]) {
+        Ok(next) => match consumer.commit(&[(id.partition, next)]) {
             Ok(()) => {
                 progress.insert(id.partition, next);
                 None
@@ -552,12 +497,6 @@ fn commit(
     }
 }
 
-/// The partitions of `topic` this socket's consumer owns now (kept by its rebalance callback:
-/// no round trip to librdkafka's main thread on the runtime).
-fn assigned(consumer: &SocketConsumer, _topic: &str) -> HashSet<i32> {
-    consumer.context().assigned()
-}
-
 /// Drops what the socket remembers of partitions lost in a rebalance since it last looked,
 /// even those assigned to it again since (another member may have committed further
 /// meanwhile, L4); returns them.
@@ -566,7 +505,7 @@ fn forget_rebalanced(
     stack: &mut CommitStack,
     progress: &mut HashMap<i32, i64>,
 ) -> HashSet<i32> {
-    let revoked: HashSet<i32> = consumer.context().take_lost(false).into_iter().collect();
+    let revoked: HashSet<i32> = consumer.take_lost().into_iter().collect();
     if !revoked.is_empty() {
         stack.retain_partitions(|p| !revoked.contains(&p));
         progress.retain(|p, _| !revoked.contains(p));
@@ -580,21 +519,10 @@ fn forget_revoked(owned: &HashSet<i32>, stack: &mut CommitStack, progress: &mut 
     progress.retain(|p, _| owned.contains(p));
 }
 
-fn commit_offsets(consumer: &SocketConsumer, topic: &str, offsets: &[(i32, i64)]) {
-    if let Err(e) = commit_offsets_result(consumer, topic, offsets) {
+fn commit_offsets(consumer: &SocketConsumer, offsets: &[(i32, i64)]) {
+    if let Err(e) = consumer.commit(offsets) {
         tracing::warn!(error = %e, "auto-commit of old records failed");
     }
-}
-
-fn commit_offsets_result(consumer: &SocketConsumer, topic: &str, offsets: &[(i32, i64)]) -> KafkaResult<()> {
-    if offsets.is_empty() {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in offsets {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))?;
-    }
-    consumer.commit(&tpl, CommitMode::Async)
 }
 
 /// A consumer error frame, naming the record when there is one.
@@ -611,27 +539,4 @@ fn error_frame(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
         offset: record.map(|r| r.offset),
     };
     serde_json::to_string(&frame).expect("error frames always serialise")
-}
-
-/// Commits `progress` for the partitions still assigned, synchronously, then closes.
-fn final_commit(consumer: SocketConsumer, topic: &str, progress: &HashMap<i32, i64>) {
-    let owned = consumer.assignment().unwrap_or_default();
-    let revoked = consumer.context().take_lost(true);
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in progress {
-        if owned.find_partition(topic, *p).is_some() && !revoked.contains(p) {
-            let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
-        }
-    }
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-            tracing::warn!(error = %e, "final commit failed; uncommitted records will be delivered again");
-        }
-    }
-    // Dropping leaves the group, then destroys the librdkafka handle, which for a group
-    // consumer can block forever (rust-rdkafka issue 509; see "Known issue" in the README).
-    // The consumer's guard hands it to a thread of its own (`kafka::closer`), so that a stuck
-    // destroy never holds one of tokio's blocking threads: after 512 of them every later
-    // socket's final commit would wait forever.
-    drop(consumer);
 }

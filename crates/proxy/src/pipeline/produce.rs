@@ -687,10 +687,9 @@ mod tests {
 mod m1_real_timeout {
     use std::collections::HashMap;
 
-    use rdkafka::mocking::MockCluster;
-
     use super::*;
     use crate::config::{Config, Overrides};
+    use crate::kafka::testing::MockKafka;
     use crate::kafka::{Kafka, TRANSACTION_TIMEOUT};
 
     async fn frame_answer(kafka: &ProducerHandle, settings: &ProduceSettings, text: &str) -> String {
@@ -709,8 +708,7 @@ mod m1_real_timeout {
     /// trips are made longer than the (test) transaction timeout.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn m1_a_commit_that_times_out_is_resumed_not_aborted() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("m1", 1, 1).unwrap();
+        let cluster = MockKafka::with_topic("m1");
         let vars: HashMap<String, String> =
             [("WSPROXY_KAFKA_BOOTSTRAP_HOSTS".to_owned(), cluster.bootstrap_servers())].into_iter().collect();
         let config = Config::load(&vars, &Overrides::default(), true).unwrap();
@@ -734,36 +732,12 @@ mod m1_real_timeout {
         let first = frame_answer(&producer, &settings, r#"{"value":{"value":"a"}}"#).await;
         assert!(first.contains("\"offset\":0"), "{first}");
         // Every round trip now takes longer than a commit may wait.
-        cluster.broker_round_trip_time(1, TRANSACTION_TIMEOUT + Duration::from_secs(2)).unwrap();
+        cluster.round_trip_time(TRANSACTION_TIMEOUT + Duration::from_secs(2));
         let second = frame_answer(&producer, &settings, r#"[{"value":{"value":"b"}},{"value":{"value":"c"}}]"#).await;
         assert!(!second.contains("TRANSACTION_ABORTED"), "records that commit are never answered aborted: {second}");
         assert!(second.contains("\"offset\":1") && second.contains("\"offset\":2"), "{second}");
         // And a read_committed consumer reads all three.
-        cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
-        assert_eq!(read_committed(&cluster.bootstrap_servers(), "m1", 3), ["a", "b", "c"]);
-    }
-
-    /// Up to `n` values of `topic` partition 0 as a `read_committed` consumer sees them (20 s).
-    fn read_committed(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        use rdkafka::Message as _;
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", "m1-reader")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .unwrap();
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).unwrap();
-        consumer.assign(&tpl).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut values = Vec::new();
-        while values.len() < n && std::time::Instant::now() < deadline {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
-            }
-        }
-        values
+        cluster.round_trip_time(Duration::ZERO);
+        assert_eq!(cluster.read_committed("m1", 3), ["a", "b", "c"]);
     }
 }

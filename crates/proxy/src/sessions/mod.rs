@@ -19,7 +19,10 @@
 //! [`SessionGuard`]s hold; the sweep removes every other instance of this node from the log,
 //! retrying until Kafka accepts the write.
 
+pub mod log;
 pub mod model;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use crate::kafka::state_log::{self, StateLog, StateLogError, StateLogSettings};
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
+pub use log::SessionLog;
 pub use model::{Instance, Kind, Refusal, Session};
 
 /// How often a write that lost a race is decided again before giving up.
@@ -53,14 +57,20 @@ impl From<StateLogError> for JoinError {
     }
 }
 
-/// The session registry of this node; cheap to clone.
-#[derive(Clone)]
-pub struct Sessions {
-    inner: Arc<Inner>,
+/// The session registry of this node; cheap to clone. `L` is the state log: Kafka's, or an
+/// in-memory one in unit tests.
+pub struct Sessions<L: SessionLog = StateLog> {
+    inner: Arc<Inner<L>>,
 }
 
-struct Inner {
-    log: StateLog,
+impl<L: SessionLog> Clone for Sessions<L> {
+    fn clone(&self) -> Self {
+        Sessions { inner: self.inner.clone() }
+    }
+}
+
+struct Inner<L> {
+    log: L,
     server_id: String,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
     /// Removals of instances whose sockets ended.
@@ -83,8 +93,8 @@ struct Gate {
 }
 
 /// A socket's place in its session; dropping it frees the place.
-pub struct SessionGuard {
-    sessions: Sessions,
+pub struct SessionGuard<L: SessionLog = StateLog> {
+    sessions: Sessions<L>,
     session_id: String,
     instance: Instance,
     gate: Arc<Gate>,
@@ -92,7 +102,7 @@ pub struct SessionGuard {
     announced: bool,
 }
 
-impl SessionGuard {
+impl<L: SessionLog> SessionGuard<L> {
     /// The socket is closing: a reconnect of the same client waits for its slot instead of
     /// being refused (call once the client closed; the slot is freed when the guard drops).
     pub fn closing(&mut self) {
@@ -103,7 +113,7 @@ impl SessionGuard {
     }
 }
 
-impl Drop for SessionGuard {
+impl<L: SessionLog> Drop for SessionGuard<L> {
     fn drop(&mut self) {
         // Counted now, so a reconnect that arrives before the removal is written waits for it.
         self.closing();
@@ -143,13 +153,21 @@ impl Sessions {
     /// Loads the session state and frees what this node owned before a restart or crash.
     pub async fn open(kafka: &Kafka, settings: SessionSettings) -> Result<Sessions, StateLogError> {
         let log = StateLog::open(kafka, settings.log).await?;
+        Sessions::with_log(log, settings.server_id, settings.node_timeout).await
+    }
+}
+
+impl<L: SessionLog> Sessions<L> {
+    /// The registry of node `server_id` over a loaded `log`; frees what this node owned before
+    /// a restart or crash.
+    pub async fn with_log(log: L, server_id: String, node_timeout: Duration) -> Result<Sessions<L>, StateLogError> {
         let sessions = Sessions {
             inner: Arc::new(Inner {
                 log,
-                server_id: settings.server_id,
+                server_id,
                 gates: Mutex::new(HashMap::new()),
                 leaving: TaskTracker::new(),
-                node_timeout: settings.node_timeout,
+                node_timeout,
                 held: Mutex::new(HashMap::new()),
                 retrying: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -170,7 +188,7 @@ impl Sessions {
         session_id: &str,
         instance: Instance,
         limit: u32,
-    ) -> Result<SessionGuard, JoinError> {
+    ) -> Result<SessionGuard<L>, JoinError> {
         let gate = self.gate(session_id);
         let (mut synced, mut waited, mut lost) = (false, false, false);
         for _ in 0..MAX_ATTEMPTS {

@@ -1,0 +1,198 @@
+//! The settings every Kafka client shares (bootstrap, security, timeouts), and what any client
+//! may learn about its credentials: refused (tracked in [`AuthFailure`]) or not allowed on a
+//! topic ([`ProbeError`], found by [`probe_topic`] before a socket's upgrade).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::config::Config;
+use crate::telemetry::metrics;
+
+/// Timeout of metadata lookups made while a client waits for its upgrade.
+pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often librdkafka reports statistics (queue depth, round trips, consumer lag).
+pub(super) const STATS_INTERVAL_MS: &str = "5000";
+
+/// Since when Kafka refuses a client's credentials, until it accepts them again (H2).
+/// librdkafka reports a refusal through the error callback (requests just time out); the next
+/// successful broker round trip (a broker `UP` in the statistics, a metadata answer) clears it,
+/// so a passing failure (a broker restarting before its SCRAM credentials are loaded, a
+/// password rotation race) is not remembered for good.
+#[derive(Clone, Default)]
+pub struct AuthFailure(Arc<AuthState>);
+
+#[derive(Default)]
+struct AuthState {
+    /// Milliseconds since [`clock_ms`]'s epoch when the failure started; 0 while none.
+    since_ms: AtomicU64,
+    /// Whose credentials, for the metric and the log lines (`None`: not reported, e.g. a
+    /// socket's consumer, whose refusal is the socket's 401).
+    whose: Option<&'static str>,
+    /// Kafka refused this client everything it needs (an idempotent producer's id: a user
+    /// with no write permission anywhere); fatal for the client, a 403 for the socket.
+    forbidden: std::sync::atomic::AtomicBool,
+}
+
+/// Milliseconds since the first call, never 0.
+fn clock_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+impl AuthFailure {
+    /// A failure tracker that is reported (metric, log lines) as `whose` credentials.
+    pub(super) fn reported(whose: &'static str) -> Self {
+        AuthFailure(Arc::new(AuthState {
+            since_ms: AtomicU64::new(0),
+            whose: Some(whose),
+            forbidden: Default::default(),
+        }))
+    }
+
+    pub(super) fn observe(&self, error: &KafkaError) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::ClusterAuthorizationFailed) {
+            self.0.forbidden.store(true, Ordering::Release);
+        }
+        if !is_authentication_error(error) {
+            return;
+        }
+        let first = self.0.since_ms.compare_exchange(0, clock_ms(), Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if let (true, Some(whose)) = (first, self.0.whose) {
+            metrics::kafka_auth_failing(whose, 1.0);
+            tracing::warn!(credentials = whose, %error, "Kafka refuses the credentials; produce sockets close if it lasts");
+        }
+    }
+
+    /// Kafka answered a request of this client: its credentials are accepted (again).
+    pub(super) fn clear(&self) {
+        let since = self.0.since_ms.swap(0, Ordering::AcqRel);
+        if let (true, Some(whose)) = (since != 0, self.0.whose) {
+            metrics::kafka_auth_failing(whose, -1.0);
+            let seconds = clock_ms().saturating_sub(since) / 1000;
+            tracing::warn!(credentials = whose, seconds, "Kafka accepts the credentials again");
+        }
+    }
+
+    /// How long Kafka has been refusing the credentials, if it does.
+    pub fn failing_for(&self) -> Option<Duration> {
+        match self.0.since_ms.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(Duration::from_millis(clock_ms().saturating_sub(since))),
+        }
+    }
+
+    pub fn seen(&self) -> bool {
+        self.failing_for().is_some()
+    }
+}
+
+impl Drop for AuthState {
+    fn drop(&mut self) {
+        if let (true, Some(whose)) = (*self.since_ms.get_mut() != 0, self.whose) {
+            metrics::kafka_auth_failing(whose, -1.0);
+        }
+    }
+}
+
+/// What a socket's own credentials may not do, found before the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeError {
+    /// Kafka refused the credentials (401).
+    Unauthenticated(String),
+    /// The user may not use the topic (403).
+    Forbidden(String),
+    /// Kafka did not answer (503).
+    Unavailable(String),
+}
+
+/// One metadata round trip with a client's own credentials, in short slices so that refused
+/// credentials are noticed as soon as librdkafka reports them.
+pub(super) fn probe_topic<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    auth: &AuthFailure,
+) -> Result<(), ProbeError> {
+    let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
+    let md = loop {
+        match client.fetch_metadata(Some(topic), Duration::from_millis(250)) {
+            Ok(md) => {
+                auth.clear();
+                break Ok(md);
+            }
+            Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused_credentials()),
+            Err(_) if auth.0.forbidden.load(Ordering::Acquire) => {
+                return Err(ProbeError::Forbidden(format!("Not authorized to access topics: [{topic}]")))
+            }
+            Err(e) if std::time::Instant::now() >= deadline => break Err(e),
+            Err(_) => {}
+        }
+    };
+    match md {
+        Ok(md) => match md.topics().iter().find(|t| t.name() == topic).and_then(|t| t.error()) {
+            None => Ok(()),
+            Some(e) => match RDKafkaErrorCode::from(e) {
+                RDKafkaErrorCode::TopicAuthorizationFailed => {
+                    Err(ProbeError::Forbidden(format!("Not authorized to access topics: [{topic}]")))
+                }
+                code => Err(ProbeError::Unavailable(format!("Kafka answered {code} for topic {topic}"))),
+            },
+        },
+        Err(e) => Err(ProbeError::Unavailable(format!("Kafka did not answer: {e}"))),
+    }
+}
+
+pub(super) fn refused_credentials() -> ProbeError {
+    ProbeError::Unauthenticated("Authentication failed: invalid Kafka credentials".to_owned())
+}
+
+/// True when Kafka refused the client's credentials.
+pub fn is_authentication_error(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    )
+}
+
+/// A failed Kafka request, as the rest of the proxy sees it: rdkafka's error type stays inside
+/// `kafka/`. It displays as librdkafka describes the failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct ClientError(#[from] KafkaError);
+
+impl ClientError {
+    /// Kafka refused the client's credentials.
+    pub fn is_authentication(&self) -> bool {
+        is_authentication_error(&self.0)
+    }
+}
+
+/// The settings every client shares: bootstrap, security, timeouts.
+/// The one place where the seed's Java-named settings become librdkafka properties.
+pub(super) fn base_config(config: &Config) -> ClientConfig {
+    let k = &config.kafka;
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &k.bootstrap_hosts)
+        .set("security.protocol", &k.security_protocol)
+        .set("socket.timeout.ms", k.request_timeout_ms.to_string())
+        .set("retry.backoff.ms", k.retry_backoff_ms.to_string())
+        .set("log.connection.close", "false");
+    if let Some(m) = &k.sasl_mechanism {
+        cfg.set("sasl.mechanism", m);
+    }
+    if k.security_protocol.ends_with("SSL") {
+        cfg.set("ssl.endpoint.identification.algorithm", if k.ssl_endpoint_identification { "https" } else { "none" });
+        if let Some(ca) = &k.ssl_ca_location {
+            cfg.set("ssl.ca.location", ca);
+        }
+        if let Some((location, password)) = &k.ssl_keystore {
+            cfg.set("ssl.keystore.location", location).set("ssl.keystore.password", &password.0);
+        }
+    }
+    cfg
+}

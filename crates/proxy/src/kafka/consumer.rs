@@ -1,0 +1,470 @@
+//! The consumer port: each consume socket gets a group member of its own, a
+//! [`SocketConsumer`], through which the socket's loop reads [`Record`]s, learns its
+//! assignment, stores and commits offsets and finally leaves the group, without naming
+//! rdkafka. The produce side's [`ProducerHandle`](crate::kafka::ProducerHandle) is the model.
+//!
+//! The rule that makes delivery at-least-once without handing Kafka what the client never got
+//! is [`SocketConsumer::store`]'s: the offset of a record is stored only after the frame
+//! carrying it was flushed to the socket.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use wsproxy_protocol::consume::KafkaRecordView;
+use wsproxy_protocol::params::ConsumerParams;
+
+use crate::kafka::client::{probe_topic, AuthFailure, ClientError, ProbeError, METADATA_TIMEOUT, STATS_INTERVAL_MS};
+use crate::kafka::closer::{self, ClientKind, OffRuntime};
+use crate::kafka::credentials::KafkaCredentials;
+use crate::kafka::headers::record_headers;
+use crate::kafka::oauth::{self, OAuthContext, TokenCell};
+use crate::kafka::{oauth_admin, Kafka};
+use crate::telemetry::metrics;
+
+/// A consume socket's context: keeps the consumer's lag on its topic, as librdkafka reports it.
+pub struct SocketConsumerContext {
+    topic: String,
+    lag: Arc<AtomicI64>,
+    auth: AuthFailure,
+    /// Partitions of `topic` revoked and not assigned back, and those lost since the socket
+    /// last took them (code review L4).
+    revoked: Mutex<Revoked>,
+    /// The partitions of `topic` assigned to this consumer, kept by the rebalance callback so
+    /// that reading them is no op round trip to librdkafka's main thread (L3).
+    assigned: Mutex<std::collections::HashSet<i32>>,
+    /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
+    token: Option<TokenCell>,
+}
+
+#[derive(Default)]
+struct Revoked {
+    pending: Vec<i32>,
+    lost: Vec<i32>,
+}
+
+impl SocketConsumerContext {
+    /// The partitions of the socket's topic this consumer owns now.
+    pub fn assigned(&self) -> std::collections::HashSet<i32> {
+        self.assigned.lock().expect("assignment is never poisoned").clone()
+    }
+
+    /// Partitions lost since the last call (revoked, and not in the assignment that followed;
+    /// with `closing`, also those revoked and not assigned yet). The socket must forget what
+    /// it would commit there, even if they come back later: another member may have
+    /// committed further meanwhile.
+    pub fn take_lost(&self, closing: bool) -> Vec<i32> {
+        let mut r = self.revoked.lock().expect("revoked list is never poisoned");
+        let mut lost = std::mem::take(&mut r.lost);
+        if closing {
+            lost.append(&mut r.pending);
+        }
+        lost
+    }
+}
+
+impl ClientContext for SocketConsumerContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth::oauth_token(self.token.as_ref())
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.auth.observe(&error);
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+
+    fn stats(&self, s: Statistics) {
+        if let Some(t) = s.topics.get(&self.topic) {
+            let lag: i64 = t.partitions.values().filter(|p| p.partition >= 0).map(|p| p.consumer_lag.max(0)).sum();
+            self.lag.store(lag, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ConsumerContext for SocketConsumerContext {
+    // Runs on the socket's task, inside its poll of the stream.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mine = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().into_iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
+        };
+        let mut r = self.revoked.lock().expect("revoked list is never poisoned");
+        match rebalance {
+            // A lost assignment (session timeout, max.poll.interval.ms) may come back in the
+            // next assignment after another member owned it and committed further meanwhile
+            // (a flag read in librdkafka, no op round trip).
+            Rebalance::Revoke(tpl) if consumer.assignment_lost() => r.lost.extend(mine(tpl)),
+            Rebalance::Revoke(tpl) => r.pending.extend(mine(tpl)),
+            // Kept through the rebalance when assigned back at once (no one else had it).
+            Rebalance::Assign(tpl) => {
+                let back = mine(tpl);
+                let (_, lost): (Vec<i32>, Vec<i32>) = r.pending.drain(..).partition(|p| back.contains(p));
+                r.lost.extend(lost);
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+
+    /// Eager rebalances revoke everything, then assign everything; cooperative ones revoke and
+    /// assign increments: removing what is revoked and adding what is assigned fits both.
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assigned = self.assigned.lock().expect("assignment is never poisoned");
+        let ours = |tpl: &TopicPartitionList| -> Vec<i32> {
+            tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(tpl) => assigned.extend(ours(tpl)),
+            Rebalance::Revoke(tpl) => {
+                for p in ours(tpl) {
+                    assigned.remove(&p);
+                }
+            }
+            // rdkafka's default handler unassigns everything after a rebalance error.
+            Rebalance::Error(_) => assigned.clear(),
+        }
+    }
+
+    // Manual commits are asynchronous: a refusal arrives here, after the client was answered.
+    // Its records come again (duplicates, never loss); the operator sees it.
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        match result {
+            Err(e) if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) => {
+                metrics::consumer_commit_failed();
+                tracing::warn!(error = %e, topic = %self.topic, "Kafka refused a consumer commit; the records after the group's last commit will be delivered again");
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for SocketConsumerContext {
+    fn drop(&mut self) {
+        closer::context_dropped(ClientKind::Consumer);
+    }
+}
+
+/// The rdkafka client behind a [`SocketConsumer`]; destroyed off the runtime whatever drops it.
+type GroupMember = OffRuntime<StreamConsumer<SocketConsumerContext>>;
+
+/// How long a socket waits for its consumer's final commit and group leave.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The consumer of one consume socket: a member of the socket's group, subscribed to its topic.
+pub struct SocketConsumer {
+    member: GroupMember,
+    topic: String,
+}
+
+/// The records of a [`SocketConsumer`], in the order Kafka delivers them. Records borrow the
+/// consumer: taking one costs no copy of its key, value or headers.
+pub struct Records<'c> {
+    stream: MessageStream<'c, SocketConsumerContext>,
+}
+
+/// One consumed record, borrowed from its consumer.
+pub struct Record<'c>(BorrowedMessage<'c>);
+
+/// Why the consumer gave an error in place of a record.
+#[derive(Debug)]
+pub struct ConsumeError(KafkaError);
+
+impl SocketConsumer {
+    /// The records of the socket's topic, as they come. Create it once per socket.
+    pub fn records(&self) -> Records<'_> {
+        Records { stream: self.member.stream() }
+    }
+
+    /// The partitions of the socket's topic this consumer owns now (kept by its rebalance
+    /// callback: no round trip to librdkafka's main thread on the runtime).
+    pub fn assigned(&self) -> HashSet<i32> {
+        self.member.context().assigned()
+    }
+
+    /// Partitions lost in a rebalance since the last call (see
+    /// [`SocketConsumerContext::take_lost`]): what the socket would commit there must go.
+    pub fn take_lost(&self) -> Vec<i32> {
+        self.member.context().take_lost(false)
+    }
+
+    /// Stores the offset of the record at `offset` of `partition`, for the group's next
+    /// automatic commit (`autoCommit=true`).
+    ///
+    /// **Call it only after the frame carrying the record was flushed to the socket.** The
+    /// consumer is made with `enable.auto.offset.store=false`, so nothing else stores: even
+    /// with auto-commit Kafka never commits a record the client did not get, and a record
+    /// taken but not written is delivered again (to the next member, or on reconnect). Manual
+    /// commits (`autoCommit=false`) follow the same rule: the loop stashes a record for the
+    /// client's commit only once it was flushed. Returns `false` when the partition was
+    /// revoked meanwhile (its next owner reads the record).
+    pub fn store(&self, partition: i32, offset: i64) -> bool {
+        self.member.store_offset(&self.topic, partition, offset).is_ok()
+    }
+
+    /// Commits the next offsets to read (`(partition, offset)`) asynchronously: a refusal that
+    /// arrives later is counted and logged by the consumer's context.
+    pub fn commit(&self, offsets: &[(i32, i64)]) -> Result<(), ClientError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))?;
+        }
+        Ok(self.member.commit(&tpl, CommitMode::Async)?)
+    }
+
+    /// Commits `progress` (next offsets per partition) synchronously for the partitions still
+    /// assigned, so that nothing is lost to an in-flight async commit, then leaves the group;
+    /// waits at most [`CLOSE_TIMEOUT`] for that, after which it goes on in the background.
+    pub async fn close(self, progress: HashMap<i32, i64>) {
+        let closing = tokio::task::spawn_blocking(move || self.final_commit(&progress));
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!(
+                "the consumer did not close within {CLOSE_TIMEOUT:?}; leaving it to finish in the background"
+            );
+        }
+    }
+
+    /// Blocking: [`close`](Self::close) runs it on the blocking pool.
+    fn final_commit(self, progress: &HashMap<i32, i64>) {
+        let (consumer, topic) = (self.member, self.topic.as_str());
+        let owned = consumer.assignment().unwrap_or_default();
+        let revoked = consumer.context().take_lost(true);
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in progress {
+            if owned.find_partition(topic, *p).is_some() && !revoked.contains(p) {
+                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                tracing::warn!(error = %e, "final commit failed; uncommitted records will be delivered again");
+            }
+        }
+        // Dropping leaves the group, then destroys the librdkafka handle, which for a group
+        // consumer can block forever (rust-rdkafka issue 509; see "Known issue" in the README).
+        // The consumer's guard hands it to a thread of its own (`kafka::closer`), so that a stuck
+        // destroy never holds one of tokio's blocking threads: after 512 of them every later
+        // socket's final commit would wait forever.
+        drop(consumer);
+    }
+}
+
+impl<'c> Records<'c> {
+    /// The next record or consumer error; `None` once the consumer stopped (it never does
+    /// while it lives). Cancel-safe: a record is only taken when the future completes.
+    pub async fn next(&mut self) -> Option<Result<Record<'c>, ConsumeError>> {
+        self.stream.next().await.map(|m| m.map(Record).map_err(ConsumeError))
+    }
+}
+
+impl Record<'_> {
+    /// Where the record is and its key and value, without its headers.
+    pub fn view<'m>(&'m self, headers: &'m [(&'m str, Option<&'m [u8]>)]) -> KafkaRecordView<'m> {
+        let m = &self.0;
+        KafkaRecordView {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis().unwrap_or(-1),
+            key: m.key(),
+            value: m.payload(),
+            headers,
+        }
+    }
+
+    /// Calls `f` with the whole record as its frames show it, `headers` included. A header key
+    /// that is not UTF-8 is decoded lossily, counted and logged (never rdkafka's
+    /// `Headers::iter`: it panics on such a key, M3).
+    pub fn with_view<R>(&self, f: impl FnOnce(&KafkaRecordView<'_>) -> R) -> R {
+        let m = &self.0;
+        let owned = record_headers(m);
+        if owned.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
+            metrics::consumed_header_not_utf8();
+            tracing::warn!(
+                topic = m.topic(),
+                partition = m.partition(),
+                offset = m.offset(),
+                "a consumed record has a header key that is not UTF-8; it is delivered with the key decoded lossily"
+            );
+        }
+        let headers: Vec<(&str, Option<&[u8]>)> = owned.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+        f(&self.view(&headers))
+    }
+}
+
+impl ConsumeError {
+    /// Authorization failures and a deleted topic end the socket (`Err`, with why); anything
+    /// else is transient (librdkafka retries) and only logged.
+    pub fn triage(self) -> Result<(), String> {
+        let e = self.0;
+        match e.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic,
+            ) => Err(e.to_string()),
+            _ => {
+                tracing::warn!(error = %e, "consumer error (retrying)");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Why a consume socket got no consumer.
+#[derive(Debug)]
+pub enum ConsumerError {
+    /// The socket's own credentials were refused, or may not read the topic.
+    Refused(ProbeError),
+    /// librdkafka could not create or subscribe the consumer.
+    Kafka(ClientError),
+}
+
+impl From<KafkaError> for ConsumerError {
+    fn from(e: KafkaError) -> Self {
+        ConsumerError::Kafka(e.into())
+    }
+}
+
+impl Kafka {
+    /// A consumer for one socket, subscribed to its topic; `lag` receives its consumer lag.
+    pub async fn consumer(
+        &self,
+        params: &ConsumerParams,
+        creds: Option<&KafkaCredentials>,
+        lag: Arc<AtomicI64>,
+    ) -> Result<SocketConsumer, ConsumerError> {
+        let mut cfg = self.client_config(creds);
+        cfg.set("group.id", &params.group_id)
+            .set("client.id", &params.client_id)
+            // Only `SocketConsumer::store` stores offsets (its rule: after the flush).
+            .set("enable.auto.commit", if params.auto_commit { "true" } else { "false" })
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set("auto.offset.reset", params.offset_reset.as_kafka())
+            .set("isolation.level", params.isolation.as_kafka())
+            .set("allow.auto.create.topics", "false")
+            .set("session.timeout.ms", self.inner.consumer_session_timeout_ms.to_string())
+            // Bounded prefetch. With a small queue librdkafka pauses fetching for
+            // fetch.queue.backoff.ms whenever the queue is full: 1 s by default, which caps a
+            // consumer at ~30k records/s. 10 ms keeps it fetching as the socket drains.
+            .set("queued.max.messages.kbytes", self.inner.consumer_queued_max_kbytes.to_string())
+            .set("fetch.queue.backoff.ms", "10")
+            .set("fetch.max.bytes", "1048576")
+            .set("max.partition.fetch.bytes", "262144")
+            .set("statistics.interval.ms", STATS_INTERVAL_MS);
+        for (k, v) in &self.inner.consumer_properties {
+            cfg.set(*k, v);
+        }
+        // Before any client is made for them (fromTimestamp's helper included).
+        if let Some(c) = creds {
+            self.refused_recently(c).map_err(ConsumerError::Refused)?;
+        }
+        if let Some(ts) = params.from_timestamp {
+            let cfg = cfg.clone();
+            let (topic, ts, token) = (params.topic.clone(), ts, self.token_for(creds));
+            tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts, token))
+                .await
+                .expect("start-offset task never panics")?;
+        }
+        let token = self.token_for(creds);
+        let context = SocketConsumerContext {
+            topic: params.topic.clone(),
+            lag,
+            auth: AuthFailure::default(),
+            revoked: Mutex::new(Revoked::default()),
+            assigned: Mutex::new(Default::default()),
+            token: token.clone(),
+        };
+        let (topic, probe) = (params.topic.clone(), creds.is_some());
+        // Created, probed and subscribed on the blocking pool, and guarded from the start: on
+        // any early return (refused credentials, a failed upgrade, a panic) the consumer is
+        // destroyed off the runtime.
+        let made = tokio::task::spawn_blocking(move || {
+            let consumer: GroupMember = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
+            if let Some(cell) = &token {
+                // Not polled before its probe: it gets its token now (see `oauth_admin`).
+                oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
+            }
+            // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
+            if probe {
+                probe_topic(consumer.client(), &topic, &consumer.context().auth).map_err(ConsumerError::Refused)?;
+            }
+            consumer.subscribe(&[&topic])?;
+            Ok::<_, ConsumerError>(SocketConsumer { member: consumer, topic })
+        })
+        .await
+        .expect("consumer creation never panics");
+        if let Some(c) = creds {
+            let probed = match &made {
+                Err(ConsumerError::Refused(e)) => Err(e.clone()),
+                _ => Ok(()),
+            };
+            self.remember(c, &probed);
+        }
+        made
+    }
+}
+
+/// For `fromTimestamp`: commits, for every partition where the group has no committed offset
+/// yet, the first offset at or after `ts`. Partitions with a commit are left alone. A group
+/// with active members refuses the commit; their positions stand.
+fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64, token: Option<TokenCell>) -> Result<(), KafkaError> {
+    let mut cfg = cfg.clone();
+    cfg.remove("statistics.interval.ms");
+    let consumer: OffRuntime<BaseConsumer<OAuthContext>> =
+        OffRuntime::new(cfg.create_with_context(OAuthContext { token: token.clone() })?, ClientKind::Consumer);
+    if let Some(cell) = &token {
+        oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
+    }
+    let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut wanted = TopicPartitionList::new();
+    for p in &partitions {
+        wanted.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(wanted, METADATA_TIMEOUT)?;
+    let mut times = TopicPartitionList::new();
+    for e in committed.elements() {
+        if !matches!(e.offset(), Offset::Offset(_)) {
+            times.add_partition_offset(topic, e.partition(), Offset::Offset(ts))?;
+        }
+    }
+    if times.count() == 0 {
+        return Ok(());
+    }
+    let found = consumer.offsets_for_times(times, METADATA_TIMEOUT)?;
+    let mut commit = TopicPartitionList::new();
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for e in found.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => o,
+            // No record at or after ts: start at the end of the partition.
+            _ => *ends.entry(e.partition()).or_insert_with(|| {
+                consumer.fetch_watermarks(topic, e.partition(), METADATA_TIMEOUT).map(|(_, hi)| hi).unwrap_or(0)
+            }),
+        };
+        commit.add_partition_offset(topic, e.partition(), Offset::Offset(offset))?;
+    }
+    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+        tracing::info!(topic, error = %e, "fromTimestamp: start offsets not committed (group active?)");
+    }
+    Ok(())
+}
