@@ -45,6 +45,8 @@ pub enum StartError {
     Sessions(String),
     #[error("dynamic configs: {0}")]
     DynamicConfigs(String),
+    #[error("{0}")]
+    OAuthBearer(String),
 }
 
 /// A started proxy: its address and a handle to stop it.
@@ -86,9 +88,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             Some(provider)
         }
     };
-    let kafka = Kafka::new(&config)?;
-    wait_for_kafka(&kafka, &config).await?;
     let shutdown = CancellationToken::new();
+    let proxy_token = match &config.kafka.oauthbearer {
+        None => None,
+        Some(o) => Some(
+            crate::kafka::oauth::start_client_credentials(
+                o.clone(),
+                Duration::from_millis(u64::from(config.kafka.request_timeout_ms)),
+                config.kafka.broker_resolution_retries,
+                config.kafka.broker_resolution_retry_interval,
+                shutdown.clone(),
+            )
+            .await
+            .map_err(StartError::OAuthBearer)?,
+        ),
+    };
+    let kafka = Kafka::with_token(&config, proxy_token)?;
+    wait_for_kafka(&kafka, &config).await?;
     let limits = ClientLimits::new(config.limits.clone());
     let config_log = match &config.dynamic_config {
         None => None,

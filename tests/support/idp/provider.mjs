@@ -8,6 +8,8 @@
 // Clients (secret `test-client-secret`, auth client_secret_post):
 //   wsproxy-rs256   RS256 token, 300 s      wsproxy-es256  ES256 token, 300 s
 //   wsproxy-short   RS256 token, 10 s       wsproxy-alice  RS256, with Kafka credential claims
+//   wsproxy-kafka   RS256 token, 300 s, auth client_secret_basic (the proxy's own Kafka
+//                   OAUTHBEARER identity; its `sub` is its client id)
 // POST /test/mint {"claims":{...},"header":{...},"sign":"rsa|ec|foreign|none|hs256-with-public-key"}
 // signs arbitrary (also broken) tokens with the provider's own keys, for the negative tests.
 // Prints `ready <issuer>` on stdout once it listens.
@@ -48,6 +50,7 @@ const clientTable = {
   'wsproxy-es256': { alg: 'ES256', ttl: 300 },
   'wsproxy-short': { alg: 'RS256', ttl: 10 },
   'wsproxy-alice': { alg: 'RS256', ttl: 300, claims: { kafka: { user: 'alice', password: 'alice-secret' } } },
+  'wsproxy-kafka': { alg: 'RS256', ttl: 300, auth: 'client_secret_basic' },
 };
 const issuer = `http://127.0.0.1:${port}`;
 const provider = new Provider(issuer, {
@@ -58,7 +61,7 @@ const provider = new Provider(issuer, {
     grant_types: ['client_credentials'],
     redirect_uris: [],
     response_types: [],
-    token_endpoint_auth_method: 'client_secret_post',
+    token_endpoint_auth_method: clientTable[client_id].auth ?? 'client_secret_post',
   })),
   features: {
     devInteractions: { enabled: false },

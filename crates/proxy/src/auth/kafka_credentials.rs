@@ -26,7 +26,7 @@ pub fn from_headers(headers: &HeaderMap) -> Result<Option<KafkaCredentials>, Str
     if username.is_empty() {
         return Err(bad());
     }
-    Ok(Some(KafkaCredentials { username: username.to_owned(), password: password.to_owned() }))
+    Ok(Some(KafkaCredentials { username: username.to_owned(), password: password.to_owned(), bearer: None }))
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ impl Oidc {
         let kafka = self.config.kafka_claims.as_ref().and_then(|(user, pass)| {
             let username = claim(&claims, user)?.to_owned();
             let password = claim(&claims, pass)?.to_owned();
-            (!username.is_empty()).then_some(KafkaCredentials { username, password })
+            (!username.is_empty()).then_some(KafkaCredentials { username, password, bearer: None })
         });
         let subject = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
         let username = claims.get("preferred_username").and_then(Value::as_str).map(str::to_owned);

@@ -37,6 +37,8 @@ pub struct OpenIdConfig {
     pub kafka_claims: Option<(String, String)>,
     /// Kafka credentials only from the token; `X-Kafka-Auth` is ignored.
     pub kafka_token_auth_only: bool,
+    /// A socket's Kafka clients authenticate with its own bearer token (OAUTHBEARER).
+    pub kafka_oauthbearer: bool,
 }
 
 /// Reads both ways to authenticate and refuses to enable the two at once.
@@ -93,6 +95,13 @@ fn openid(r: &mut Reader<'_>) -> Option<OpenIdConfig> {
             None
         }
     };
+    let kafka_oauthbearer = r.boolean(WSPROXY_JWT_KAFKA_OAUTHBEARER);
+    if kafka_oauthbearer && kafka_claims.is_some() {
+        r.fail(
+            WSPROXY_JWT_KAFKA_OAUTHBEARER,
+            "the token is the Kafka credential; unset WSPROXY_JWT_KAFKA_USERNAME_KEY and WSPROXY_JWT_KAFKA_PASSWORD_KEY",
+        );
+    }
     let revalidation_interval = r.duration(WSPROXY_OPENID_REVALIDATION_INTERVAL);
     r.above_zero(WSPROXY_OPENID_REVALIDATION_INTERVAL, revalidation_interval.is_zero());
     let request_timeout = r.duration(WSPROXY_OPENID_REQUEST_TIMEOUT);
@@ -109,5 +118,6 @@ fn openid(r: &mut Reader<'_>) -> Option<OpenIdConfig> {
         jwks_min_refresh_interval: r.duration(WSPROXY_OPENID_JWKS_MIN_REFRESH_INTERVAL),
         kafka_claims,
         kafka_token_auth_only: r.boolean(WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY),
+        kafka_oauthbearer,
     })
 }

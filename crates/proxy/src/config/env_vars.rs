@@ -64,9 +64,15 @@ settings! {
     WSPROXY_KAFKA_SECURITY_PROTOCOL: "kafka-client.properties.security.protocol",
         "PLAINTEXT", "security.protocol";
     WSPROXY_KAFKA_SASL_MECHANISM: "kafka-client.properties.sasl.mechanism",
-        "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512";
+        "", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER";
     WSPROXY_KAFKA_SASL_JAAS_CFG secret: "kafka-client.properties.sasl.jaas.config",
-        "", "JAAS config with username/password";
+        "", "JAAS config with username/password (OAUTHBEARER: clientId/clientSecret)";
+    WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL: "kafka-client.properties.sasl.oauthbearer.token.endpoint.url",
+        "", "OAUTHBEARER: the OAuth 2.0 token endpoint (client-credentials grant)";
+    WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE: "kafka-client.properties.sasl.oauthbearer.scope",
+        "", "OAUTHBEARER: the scope asked for (or the JAAS `scope` option)";
+    WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS: "kafka-client.properties.sasl.oauthbearer.extensions",
+        "", "OAUTHBEARER SASL extensions: refused at start, not sent yet";
     WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: "kafka-client.properties.ssl.truststore.location",
         "", "truststore of the brokers' CAs: JKS, PKCS#12 or PEM (format read from the file)";
     WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS secret: "kafka-client.properties.ssl.truststore.password",
@@ -137,6 +143,8 @@ settings! {
         "10 seconds", "least time between two key fetches for unknown kids";
     WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY: "server.openid-connect.custom-jwt.kafka-token-auth-only",
         "false", "Kafka credentials only from the token (X-Kafka-Auth ignored)";
+    WSPROXY_JWT_KAFKA_OAUTHBEARER: "server.openid-connect.custom-jwt.kafka-oauthbearer",
+        "false", "a socket's Kafka clients use its bearer token (SASL OAUTHBEARER)";
     WSPROXY_JWT_KAFKA_USERNAME_KEY: "server.openid-connect.custom-jwt.jwt-kafka-username-key",
         "", "claim (dotted path) with the Kafka username";
     WSPROXY_JWT_KAFKA_PASSWORD_KEY: "server.openid-connect.custom-jwt.jwt-kafka-password-key",

@@ -33,6 +33,8 @@ pub struct KafkaConfig {
     pub sasl: Option<SaslConfig>,
     /// The mechanism alone (per-socket credentials use it even when the proxy has none).
     pub sasl_mechanism: Option<String>,
+    /// With `OAUTHBEARER`: the proxy's own client-credentials grant.
+    pub oauthbearer: Option<super::OAuthBearerConfig>,
     /// The CAs that sign the brokers' certificates, from the truststore (`ssl.ca.pem`).
     pub ssl_trusted: Option<Vec<rustls_pki_types::CertificateDer<'static>>>,
     /// The client certificate and key for mutual TLS to Kafka, from the keystore.
@@ -62,6 +64,7 @@ pub(super) fn read(r: &mut Reader<'_>, o: &Overrides, bootstrap_required: bool) 
         );
     }
     let (sasl_mechanism, sasl) = sasl(r);
+    let oauthbearer = super::oauthbearer::read(r, sasl_mechanism.as_deref() == Some("OAUTHBEARER"));
     let stores = tls::kafka_stores(r);
     KafkaConfig {
         bootstrap_hosts,
@@ -72,6 +75,7 @@ pub(super) fn read(r: &mut Reader<'_>, o: &Overrides, bootstrap_required: bool) 
         broker_resolution_retry_interval: r.duration(WSPROXY_BROKER_RESOLUTION_RETRY_INTERVAL),
         sasl,
         sasl_mechanism,
+        oauthbearer,
         ssl_trusted: stores.trusted,
         ssl_identity: stores.identity,
         ssl_endpoint_identification: stores.endpoint_identification,
@@ -82,16 +86,20 @@ pub(super) fn read(r: &mut Reader<'_>, o: &Overrides, bootstrap_required: bool) 
 fn sasl(r: &mut Reader<'_>) -> (Option<String>, Option<SaslConfig>) {
     let mechanism = Some(r.string(WSPROXY_KAFKA_SASL_MECHANISM).to_ascii_uppercase()).filter(|m| !m.is_empty());
     if let Some(m) = &mechanism {
-        if !matches!(m.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") {
+        if !matches!(m.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" | "OAUTHBEARER") {
             r.fail(
                 WSPROXY_KAFKA_SASL_MECHANISM,
-                format!("'{m}' cannot be mapped to librdkafka here; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                format!(
+                    "'{m}' cannot be mapped to librdkafka here; use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
+                ),
             );
         }
     }
     let jaas = r.string(WSPROXY_KAFKA_SASL_JAAS_CFG);
     let sasl = match (&mechanism, jaas.is_empty()) {
         (_, true) => None,
+        // The JAAS line of OAUTHBEARER holds a client id and secret (`oauthbearer.rs`).
+        (Some(m), false) if m == "OAUTHBEARER" => None,
         (None, false) => {
             r.fail(WSPROXY_KAFKA_SASL_JAAS_CFG, "set, but WSPROXY_KAFKA_SASL_MECHANISM is not");
             None

@@ -26,6 +26,7 @@ use crate::http::admission::{Refused, Slot};
 use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::credentials::KafkaCredentials;
+use crate::kafka::oauth::BearerToken;
 use crate::kafka::{ConsumerError, ProbeError};
 use crate::pipeline::close::{self, StopReason};
 use crate::pipeline::{consume, echo, produce};
@@ -244,6 +245,9 @@ fn socket_credentials(
     auth: Option<&Authenticated>,
 ) -> Result<Option<KafkaCredentials>, ApiError> {
     let from_header = || kafka_credentials::from_headers(headers).map_err(ApiError::BadRequest);
+    if let Some(provider) = state.oidc.as_ref().filter(|o| o.config().kafka_oauthbearer) {
+        return bearer_credentials(state, provider, auth).map(Some);
+    }
     let Some(provider) = state.oidc.as_ref().filter(|o| o.config().kafka_claims.is_some()) else {
         return from_header();
     };
@@ -257,6 +261,22 @@ fn socket_credentials(
     }
     metrics::auth_failure("bearer_without_kafka_credentials");
     Err(ApiError::Unauthorized(provider.invalid()))
+}
+
+/// `WSPROXY_JWT_KAFKA_OAUTHBEARER`: the socket authenticates to Kafka with the bearer token it
+/// connected with, as the token's subject (a token without `sub` is refused with 401).
+fn bearer_credentials(
+    state: &AppState,
+    provider: &oidc::Oidc,
+    auth: Option<&Authenticated>,
+) -> Result<KafkaCredentials, ApiError> {
+    let Some((auth, subject)) = auth.and_then(|a| Some((a, a.subject.as_deref().filter(|s| !s.is_empty())?))) else {
+        metrics::auth_failure("bearer_without_subject");
+        return Err(ApiError::Unauthorized(provider.invalid()));
+    };
+    let expires_ms = auth.expires.map_or(i64::MAX, |e| (e as i64).saturating_mul(1000));
+    let token = BearerToken { token: auth.token.0.clone(), principal: subject.to_owned(), expires_ms };
+    Ok(state.kafka.bearer_credentials(subject, token))
 }
 
 type Watch =

@@ -13,7 +13,6 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::Producer;
@@ -23,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::closer::{ClientKind, OffRuntime};
 use super::Kafka;
 use crate::config::InternalTopicConfig;
+use crate::kafka::oauth::OAuthContext;
 
 /// Timeout of one admin round trip.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,15 +97,20 @@ fn java_state(state: &str) -> String {
 
 impl Kafka {
     /// An admin client, destroyed off the runtime when dropped (see [`super::closer`]).
-    fn admin_client(&self) -> Result<OffRuntime<AdminClient<DefaultClientContext>>, KafkaError> {
-        Ok(OffRuntime::new(self.inner.base.create()?, ClientKind::Admin))
+    fn admin_client(&self) -> Result<OffRuntime<AdminClient<OAuthContext>>, KafkaError> {
+        let admin: AdminClient<OAuthContext> = self.inner.base.create_with_context(self.oauth_context())?;
+        // Its main queue is never polled: it gets the token now (see `oauth_admin`).
+        self.give_token(admin.inner())?;
+        Ok(OffRuntime::new(admin, ClientKind::Admin))
     }
 
     /// A client of `group` that never joins it: for offset lookups and commits.
-    fn group_client(&self, group: &str) -> Result<OffRuntime<BaseConsumer>, KafkaError> {
+    fn group_client(&self, group: &str) -> Result<OffRuntime<BaseConsumer<OAuthContext>>, KafkaError> {
         let mut cfg = self.inner.base.clone();
         cfg.set("group.id", group).set("enable.auto.commit", "false");
-        Ok(OffRuntime::new(cfg.create()?, ClientKind::Consumer))
+        let consumer: BaseConsumer<OAuthContext> = cfg.create_with_context(self.oauth_context())?;
+        self.give_token(consumer.client())?;
+        Ok(OffRuntime::new(consumer, ClientKind::Consumer))
     }
 
     /// Creates a compacted single-partition topic unless it exists, with min(configured,
@@ -302,7 +307,7 @@ impl Kafka {
 }
 
 /// Every offset must be at least 0 and name a partition that exists.
-fn check_partitions(consumer: &BaseConsumer, offsets: &[GroupOffset]) -> Result<(), GroupError> {
+fn check_partitions(consumer: &BaseConsumer<OAuthContext>, offsets: &[GroupOffset]) -> Result<(), GroupError> {
     if let Some(o) = offsets.iter().find(|o| o.offset < 0) {
         return Err(GroupError::Invalid(format!(
             "The offset {} of {}-{} is negative.",
@@ -333,7 +338,7 @@ fn commit_error(e: KafkaError) -> GroupError {
     }
 }
 
-fn commit(consumer: &BaseConsumer, offsets: &[GroupOffset]) -> Result<(), KafkaError> {
+fn commit(consumer: &BaseConsumer<OAuthContext>, offsets: &[GroupOffset]) -> Result<(), KafkaError> {
     let mut tpl = TopicPartitionList::new();
     for o in offsets {
         tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset))?;
@@ -347,7 +352,7 @@ fn commit(consumer: &BaseConsumer, offsets: &[GroupOffset]) -> Result<(), KafkaE
 }
 
 /// The group's committed offsets, asked for every partition of every user topic at once.
-fn committed(consumer: &BaseConsumer) -> Result<Vec<GroupOffset>, KafkaError> {
+fn committed(consumer: &BaseConsumer<OAuthContext>) -> Result<Vec<GroupOffset>, KafkaError> {
     let md = consumer.fetch_metadata(None, ADMIN_TIMEOUT)?;
     let mut all = TopicPartitionList::new();
     for t in md.topics().iter().filter(|t| !t.name().starts_with("__") && t.error().is_none()) {

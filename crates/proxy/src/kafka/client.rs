@@ -34,6 +34,9 @@ struct AuthState {
     /// Whose credentials, for the metric and the log lines (`None`: not reported, e.g. a
     /// socket's consumer, whose refusal is the socket's 401).
     whose: Option<&'static str>,
+    /// Kafka refused this client everything it needs (an idempotent producer's id: a user
+    /// with no write permission anywhere); fatal for the client, a 403 for the socket.
+    forbidden: std::sync::atomic::AtomicBool,
 }
 
 /// Milliseconds since the first call, never 0.
@@ -45,10 +48,17 @@ fn clock_ms() -> u64 {
 impl AuthFailure {
     /// A failure tracker that is reported (metric, log lines) as `whose` credentials.
     pub(super) fn reported(whose: &'static str) -> Self {
-        AuthFailure(Arc::new(AuthState { since_ms: AtomicU64::new(0), whose: Some(whose) }))
+        AuthFailure(Arc::new(AuthState {
+            since_ms: AtomicU64::new(0),
+            whose: Some(whose),
+            forbidden: Default::default(),
+        }))
     }
 
     pub(super) fn observe(&self, error: &KafkaError) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::ClusterAuthorizationFailed) {
+            self.0.forbidden.store(true, Ordering::Release);
+        }
         if !is_authentication_error(error) {
             return;
         }
@@ -116,6 +126,9 @@ pub(super) fn probe_topic<C: ClientContext>(
                 break Ok(md);
             }
             Err(e) if is_authentication_error(&e) || auth.seen() => return Err(refused_credentials()),
+            Err(_) if auth.0.forbidden.load(Ordering::Acquire) => {
+                return Err(ProbeError::Forbidden(format!("Not authorized to access topics: [{topic}]")))
+            }
             Err(e) if std::time::Instant::now() >= deadline => break Err(e),
             Err(_) => {}
         }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Kafka;
 use crate::config::InternalTopicConfig;
+use crate::kafka::oauth::OAuthContext;
 use crate::limits::{ClientLimits, DynamicConfig};
 
 /// How long a write waits for Kafka and for its record to come back.
@@ -65,7 +66,9 @@ impl ConfigLog {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "100");
-        let consumer: StreamConsumer = client.create().map_err(|e| e.to_string())?;
+        let consumer: StreamConsumer<OAuthContext> =
+            client.create_with_context(kafka.oauth_context()).map_err(|e| e.to_string())?;
+        kafka.give_token(consumer.client()).map_err(|e| e.to_string())?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&cfg.topic, 0, Offset::Beginning).map_err(|e| e.to_string())?;
         consumer.assign(&tpl).map_err(|e| e.to_string())?;
@@ -150,7 +153,7 @@ impl ConfigLog {
 
 /// Follows the topic and applies each record.
 struct Reader {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<OAuthContext>>,
     limits: ClientLimits,
     /// The end offset at start: reaching it means loaded.
     end: i64,

@@ -31,7 +31,8 @@ use crate::kafka::client::{probe_topic, AuthFailure, ClientError, ProbeError, ME
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::headers::record_headers;
-use crate::kafka::Kafka;
+use crate::kafka::oauth::{self, OAuthContext, TokenCell};
+use crate::kafka::{oauth_admin, Kafka};
 use crate::telemetry::metrics;
 
 /// A consume socket's context: keeps the consumer's lag on its topic, as librdkafka reports it.
@@ -45,6 +46,8 @@ pub struct SocketConsumerContext {
     /// The partitions of `topic` assigned to this consumer, kept by the rebalance callback so
     /// that reading them is no op round trip to librdkafka's main thread (L3).
     assigned: Mutex<std::collections::HashSet<i32>>,
+    /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
+    token: Option<TokenCell>,
 }
 
 #[derive(Default)]
@@ -74,6 +77,12 @@ impl SocketConsumerContext {
 }
 
 impl ClientContext for SocketConsumerContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth::oauth_token(self.token.as_ref())
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::warn!(target: "librdkafka", %error, "{reason}");
@@ -370,17 +379,19 @@ impl Kafka {
         }
         if let Some(ts) = params.from_timestamp {
             let cfg = cfg.clone();
-            let (topic, ts) = (params.topic.clone(), ts);
-            tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts))
+            let (topic, ts, token) = (params.topic.clone(), ts, self.token_for(creds));
+            tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts, token))
                 .await
                 .expect("start-offset task never panics")?;
         }
+        let token = self.token_for(creds);
         let context = SocketConsumerContext {
             topic: params.topic.clone(),
             lag,
             auth: AuthFailure::default(),
             revoked: Mutex::new(Revoked::default()),
             assigned: Mutex::new(Default::default()),
+            token: token.clone(),
         };
         let (topic, probe) = (params.topic.clone(), creds.is_some());
         // Created, probed and subscribed on the blocking pool, and guarded from the start: on
@@ -388,6 +399,10 @@ impl Kafka {
         // destroyed off the runtime.
         let made = tokio::task::spawn_blocking(move || {
             let consumer: GroupMember = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
+            if let Some(cell) = &token {
+                // Not polled before its probe: it gets its token now (see `oauth_admin`).
+                oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
+            }
             // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
             if probe {
                 probe_topic(consumer.client(), &topic, &consumer.context().auth).map_err(ConsumerError::Refused)?;
@@ -411,10 +426,14 @@ impl Kafka {
 /// For `fromTimestamp`: commits, for every partition where the group has no committed offset
 /// yet, the first offset at or after `ts`. Partitions with a commit are left alone. A group
 /// with active members refuses the commit; their positions stand.
-fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64) -> Result<(), KafkaError> {
+fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64, token: Option<TokenCell>) -> Result<(), KafkaError> {
     let mut cfg = cfg.clone();
     cfg.remove("statistics.interval.ms");
-    let consumer: OffRuntime<BaseConsumer> = OffRuntime::new(cfg.create()?, ClientKind::Consumer);
+    let consumer: OffRuntime<BaseConsumer<OAuthContext>> =
+        OffRuntime::new(cfg.create_with_context(OAuthContext { token: token.clone() })?, ClientKind::Consumer);
+    if let Some(cell) = &token {
+        oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
+    }
     let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
     let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut wanted = TopicPartitionList::new();

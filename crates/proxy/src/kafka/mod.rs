@@ -18,6 +18,8 @@ pub mod config_log;
 pub mod consumer;
 pub mod credentials;
 pub mod headers;
+pub mod oauth;
+pub(crate) mod oauth_admin;
 pub mod producer;
 pub mod state_log;
 #[cfg(test)]
@@ -36,6 +38,7 @@ use crate::config::Config;
 use crate::kafka::client::{base_config, refused_credentials, METADATA_TIMEOUT};
 use crate::kafka::closer::OffRuntime;
 use crate::kafka::credentials::KafkaCredentials;
+use crate::kafka::oauth::TokenCell;
 use crate::kafka::producer::ProducerContext;
 
 pub use client::{AuthFailure, ClientError, ProbeError};
@@ -75,6 +78,10 @@ struct Inner {
     consumer_queued_max_kbytes: u32,
     consumer_properties: Vec<(&'static str, String)>,
     consumer_session_timeout_ms: u32,
+    /// OAUTHBEARER: the proxy's own token.
+    proxy_token: Option<TokenCell>,
+    /// `WSPROXY_JWT_KAFKA_OAUTHBEARER`: the newest token of each subject.
+    bearer_cells: Mutex<HashMap<String, TokenCell>>,
 }
 
 /// A broker as `/kafka/cluster/info` lists it.
@@ -90,12 +97,17 @@ pub struct BrokerInfo {
 impl Kafka {
     /// Builds the shared clients. Nothing is sent to Kafka yet.
     pub fn new(config: &Config) -> Result<Kafka, ClientError> {
+        Kafka::with_token(config, None)
+    }
+
+    /// [`Kafka::new`], the proxy's own clients authenticating with `proxy_token` (OAUTHBEARER).
+    pub fn with_token(config: &Config, proxy_token: Option<TokenCell>) -> Result<Kafka, ClientError> {
         let anonymous = base_config(config);
         let mut base = anonymous.clone();
         if let Some(sasl) = &config.kafka.sasl {
             base.set("sasl.username", &sasl.username).set("sasl.password", &sasl.password.0);
         }
-        let (producer, producer_settings) = producer::shared(config, &base)?;
+        let (producer, producer_settings) = producer::shared(config, &base, proxy_token.clone())?;
         Ok(Kafka {
             inner: Arc::new(Inner {
                 producer,
@@ -107,6 +119,8 @@ impl Kafka {
                 consumer_queued_max_kbytes: config.consumer.queued_max_kbytes,
                 consumer_properties: config.consumer.client_properties.clone(),
                 consumer_session_timeout_ms: config.consumer.session_timeout_ms,
+                proxy_token,
+                bearer_cells: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -144,7 +158,7 @@ impl Kafka {
             None => self.inner.base.clone(),
             Some(c) => {
                 let mut cfg = self.inner.anonymous.clone();
-                cfg.set("sasl.username", &c.username).set("sasl.password", &c.password);
+                oauth::set_credentials(&mut cfg, c);
                 cfg
             }
         }

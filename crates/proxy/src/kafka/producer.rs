@@ -20,6 +20,7 @@ use crate::kafka::client::{
 };
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
+use crate::kafka::oauth::{self, TokenCell};
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
 
@@ -29,6 +30,8 @@ pub struct ProducerContext {
     pub(super) kind: ClientKind,
     /// The shared producer: its statistics are the producer metrics.
     pub(super) shared: bool,
+    /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
+    pub(super) token: Option<TokenCell>,
 }
 
 impl Drop for ProducerContext {
@@ -39,6 +42,12 @@ impl Drop for ProducerContext {
 }
 
 impl ClientContext for ProducerContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth::oauth_token(self.token.as_ref())
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::error!(target: "librdkafka", %error, "{reason}");
@@ -210,11 +219,11 @@ impl Kafka {
         for (k, v) in &self.inner.producer_settings {
             cfg.set(*k, v);
         }
-        cfg.set("sasl.username", &creds.username)
-            .set("sasl.password", &creds.password)
-            .set("statistics.interval.ms", STATS_INTERVAL_MS);
+        oauth::set_credentials(&mut cfg, creds);
+        cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::reported("user");
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: false };
+        let token = self.token_for(Some(creds));
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: false, token };
         let created = tokio::task::spawn_blocking(move || {
             cfg.create_with_context(context).map(|p| OffRuntime::new(p, ClientKind::Producer))
         })
@@ -273,7 +282,8 @@ impl Kafka {
             .set("delivery.timeout.ms", delivery.min(60_000).to_string());
         cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::reported(if creds.is_some() { "user" } else { "proxy_transactional" });
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::TransactionalProducer, shared: false };
+        let (kind, token) = (ClientKind::TransactionalProducer, self.token_for(creds));
+        let context = ProducerContext { auth: auth.clone(), kind, shared: false, token };
         // Created and initialised on the blocking pool; whatever drops it, it is destroyed off
         // the runtime.
         let made = tokio::task::spawn_blocking(move || {
@@ -299,7 +309,11 @@ pub(super) type ProducerSettings = Vec<(&'static str, String)>;
 
 /// The producer every socket without credentials of its own writes with, and the settings
 /// every producer of the proxy shares (per-user and transactional ones add theirs).
-pub(super) fn shared(config: &Config, base: &ClientConfig) -> Result<(ProducerHandle, ProducerSettings), KafkaError> {
+pub(super) fn shared(
+    config: &Config,
+    base: &ClientConfig,
+    token: Option<TokenCell>,
+) -> Result<(ProducerHandle, ProducerSettings), KafkaError> {
     let p = &config.producer;
     let producer_settings: Vec<(&'static str, String)> = [
         ("client.id", format!("wsproxy-{}", config.server.server_id)),
@@ -322,7 +336,7 @@ pub(super) fn shared(config: &Config, base: &ClientConfig) -> Result<(ProducerHa
     }
     producer_cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
     let auth = AuthFailure::reported("proxy");
-    let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: true };
+    let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: true, token };
     let producer = producer_cfg.create_with_context(context)?;
     Ok((ProducerHandle(Arc::new(OffRuntime::new(producer, ClientKind::Producer)), auth), producer_settings))
 }

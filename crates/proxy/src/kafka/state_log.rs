@@ -29,6 +29,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::sync::watch;
 
+use super::oauth::OAuthContext;
 use super::Kafka;
 
 const BASED_ON: &str = "wsproxy.based-on";
@@ -87,7 +88,7 @@ pub struct StateLog {
 
 struct Inner {
     topic: String,
-    producer: FutureProducer,
+    producer: FutureProducer<OAuthContext>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     /// Whether each of this node's records was accepted, until its writer looked.
     outcomes: Arc<Mutex<HashMap<i64, bool>>>,
@@ -130,7 +131,7 @@ impl StateLog {
             // leftovers of an outage are freed soon after it.
             .set("reconnect.backoff.max.ms", "1000")
             .set("allow.auto.create.topics", "false");
-        let producer: FutureProducer = producer_cfg.create()?;
+        let producer: FutureProducer<OAuthContext> = producer_cfg.create_with_context(kafka.oauth_context())?;
         let mut consumer_cfg = kafka.inner.base.clone();
         consumer_cfg
             .set("group.id", &s.group_id)
@@ -145,7 +146,8 @@ impl StateLog {
             .set("fetch.queue.backoff.ms", "1")
             .set("reconnect.backoff.max.ms", "1000")
             .set("allow.auto.create.topics", "false");
-        let consumer: BaseConsumer = consumer_cfg.create()?;
+        let consumer: BaseConsumer<OAuthContext> = consumer_cfg.create_with_context(kafka.oauth_context())?;
+        kafka.give_token(consumer.client())?;
         consumer.subscribe(&[&s.topic])?;
         let entries = Arc::new(Mutex::new(HashMap::new()));
         let outcomes = Arc::new(Mutex::new(HashMap::new()));
@@ -309,7 +311,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn run(self, consumer: BaseConsumer) {
+    fn run(self, consumer: BaseConsumer<OAuthContext>) {
         let topic = self.topic.as_str();
         let mut next = 0i64;
         let mut last_warning = std::time::Instant::now() - Duration::from_secs(60);
@@ -453,7 +455,8 @@ pub(crate) fn apply_record(
 #[cfg(test)]
 impl StateLog {
     pub(crate) fn unopened(kafka: &Kafka, topic: &str) -> StateLog {
-        let producer: FutureProducer = kafka.inner.base.create().expect("a producer from the proxy's settings");
+        let producer: FutureProducer<OAuthContext> =
+            kafka.inner.base.create_with_context(kafka.oauth_context()).expect("a producer from the proxy's settings");
         let (_, applied) = watch::channel(0);
         StateLog {
             inner: Arc::new(Inner {
