@@ -71,6 +71,7 @@ impl Target {
 /// A proxy process on a free port; killed when dropped.
 pub struct Proxy {
     child: Child,
+    log: PathBuf,
     pub port: u16,
     pub kind: Kind,
 }
@@ -85,11 +86,10 @@ impl Proxy {
             .env("WSPROXY_BIND_INTERFACE", "127.0.0.1")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
+        let f = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
+        cmd.stdout(f.try_clone().map_err(|e| e.to_string())?).stderr(f);
         let limit = match target.kind {
-            Kind::Ours => {
-                cmd.stdout(Stdio::null()).stderr(Stdio::null());
-                Duration::from_secs(30)
-            }
+            Kind::Ours => Duration::from_secs(60),
             Kind::Scala => {
                 // Its own session topic and server id: both proxies default to node-1 and the
                 // same topic on a shared broker.
@@ -99,8 +99,6 @@ impl Proxy {
                 )
                 .env("WSPROXY_SERVER_ID", "bench-scala")
                 .env("WSPROXY_ADMIN_ENDPOINT_ENABLED", "false");
-                let f = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
-                cmd.stdout(f.try_clone().map_err(|e| e.to_string())?).stderr(f);
                 Duration::from_secs(120)
             }
         };
@@ -108,7 +106,7 @@ impl Proxy {
             cmd.env(k, v);
         }
         let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", target.program.display()))?;
-        let mut proxy = Proxy { child, port, kind: target.kind };
+        let mut proxy = Proxy { child, log: log.clone(), port, kind: target.kind };
         let deadline = Instant::now() + limit;
         loop {
             if http_status(port, "/healthcheck").await == Some(200) {
@@ -146,6 +144,7 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

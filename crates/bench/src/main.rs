@@ -37,9 +37,10 @@ struct Cli {
     /// Also measure the reference Scala proxy (its `run` script: needs java and mvn).
     #[arg(long)]
     with_scala: bool,
-    /// The Scala proxy's start script.
-    #[arg(long, default_value = "../shared/scala-proxy/run")]
-    scala_run: PathBuf,
+    /// The Scala proxy's start script; default: `shared/scala-proxy/run` in the project's
+    /// parent directory or the one above it (a git worktree).
+    #[arg(long)]
+    scala_run: Option<PathBuf>,
     /// Run only this scenario and print its figures (for profiling): produce, produce-1k,
     /// produce-array, produce-parallel or consume.
     #[arg(long)]
@@ -141,7 +142,11 @@ async fn main() {
     let ours = Target { kind: Kind::Ours, program: bin.clone() };
     let mut targets = vec![ours.clone()];
     if cli.with_scala {
-        let run = if cli.scala_run.is_absolute() { cli.scala_run.clone() } else { root.join(&cli.scala_run) };
+        let run = cli.scala_run.clone().unwrap_or_else(|| {
+            let found =
+                ["..", "../.."].iter().map(|up| root.join(up).join("shared/scala-proxy/run")).find(|p| p.exists());
+            found.unwrap_or_else(|| root.join("../shared/scala-proxy/run"))
+        });
         targets.push(Target { kind: Kind::Scala, program: run });
     }
     let mut s = if cli.quick { Sizes::quick() } else { Sizes::full() };

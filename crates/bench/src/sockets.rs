@@ -43,6 +43,11 @@ fn results_in(text: &str, per_frame: usize) -> Outcome<usize> {
     Ok(per_frame)
 }
 
+/// ": close code 1000, reason ..." of a close frame.
+fn closed(c: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
+    c.map_or(String::new(), |c| format!(" with close code {} ({:?})", u16::from(c.code), c.reason.as_str()))
+}
+
 /// Pipelines `frames` frames of `per_frame` records each on one socket and waits for every
 /// result; returns the elapsed time.
 pub async fn produce_via_socket(ws: Ws, text: &str, frames: usize, per_frame: usize) -> Outcome<Duration> {
@@ -63,7 +68,7 @@ pub async fn produce_via_socket(ws: Ws, text: &str, frames: usize, per_frame: us
         while got < want {
             match within(ANSWER_WAIT, &format!("result after {got} of {want}"), rx.next()).await? {
                 Some(Ok(Message::Text(t))) => got += results_in(&t, per_frame)?,
-                Some(Ok(Message::Close(c))) => return Err(format!("closed after {got} results: {c:?}")),
+                Some(Ok(Message::Close(c))) => return Err(format!("closed after {got} results{}", closed(c))),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(format!("socket error after {got} results: {e}")),
                 None => return Err(format!("socket ended after {got} results")),
@@ -99,7 +104,7 @@ pub async fn consume_via_socket(ws: &mut Ws, n: usize, batched: bool) -> Outcome
                     1
                 };
             }
-            Some(Ok(Message::Close(c))) => return Err(format!("closed after {got} records: {c:?}")),
+            Some(Ok(Message::Close(c))) => return Err(format!("closed after {got} records{}", closed(c))),
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(format!("socket error after {got} records: {e}")),
             None => return Err(format!("socket ended after {got} records")),
@@ -138,7 +143,7 @@ pub async fn latency_via_socket(ws: Ws, text: &str, n: usize, per_ms: usize) -> 
                     let sent = sent_rx.recv().await.ok_or("more results than records sent")?;
                     lat.push(sent.elapsed());
                 }
-                Some(Ok(Message::Close(c))) => return Err(format!("closed after {} results: {c:?}", lat.len())),
+                Some(Ok(Message::Close(c))) => return Err(format!("closed after {} results{}", lat.len(), closed(c))),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(format!("socket error: {e}")),
                 None => return Err(format!("socket ended after {} results", lat.len())),
