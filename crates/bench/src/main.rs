@@ -176,6 +176,11 @@ async fn main() {
 
     if let Some(only) = cli.only.as_deref() {
         (s.min_pairs, s.max_pairs, s.consume) = (1, 1, cli.records);
+        // One scenario for a profile: no Kafka perf tool beside it.
+        let spec = |title: &str, size, records, sockets, per_frame| ProduceSpec {
+            kafka_tool: false,
+            ..spec(title, size, records, sockets, per_frame)
+        };
         let n = cli.records;
         let table = match only {
             "produce" => throughput::produce(spec("produce 100 B", 100, n, 1, 1), &variants(false), s).await,
