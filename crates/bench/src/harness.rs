@@ -1,23 +1,25 @@
-//! What every scenario needs: the proxy process, topics, a direct librdkafka producer and
-//! consumer configured like the proxy's, WebSocket clients, and Kafka's own perf tools.
+//! What every scenario needs: the proxy processes (ours and, with `--with-scala`, the reference
+//! Scala proxy), their CPU time and memory, topics, a direct librdkafka producer and consumer
+//! configured like the proxy's, and Kafka's own perf tools. Every wait here has a deadline.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::{SinkExt, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const BOOTSTRAP: &str = "127.0.0.1:9092";
+
+/// A failed measurement: the reason, shown in the report (the figure becomes JSON `null`).
+pub type Outcome<T> = Result<T, String>;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("project root")
@@ -28,33 +30,100 @@ pub fn unique(prefix: &str) -> String {
     format!("bench-{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// Awaits `fut` for at most `limit`; a miss is an error naming `what`.
+pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> Outcome<T> {
+    tokio::time::timeout(limit, fut).await.map_err(|_| format!("{what}: no answer within {} s", limit.as_secs()))
+}
+
+/// Which proxy a row measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ours,
+    Scala,
+}
+
+/// A proxy to measure: its kind and the program that starts it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub kind: Kind,
+    pub program: PathBuf,
+}
+
+impl Target {
+    /// The row label.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Ours => "proxy",
+            Kind::Scala => "Scala proxy",
+        }
+    }
+
+    /// Records for this proxy: the Scala proxy gets `1/div` of ours (it is ~30× slower; the
+    /// figures are per record or per second, so they compare).
+    pub fn records(&self, n: usize, div: usize) -> usize {
+        match self.kind {
+            Kind::Ours => n,
+            Kind::Scala => (n / div.max(1)).max(100),
+        }
+    }
+}
+
 /// A proxy process on a free port; killed when dropped.
 pub struct Proxy {
     child: Child,
+    log: PathBuf,
     pub port: u16,
+    pub kind: Kind,
 }
 
 impl Proxy {
-    pub async fn start(bin: &Path, env: &[(&str, &str)]) -> Proxy {
+    pub async fn start(target: &Target, env: &[(&str, &str)]) -> Outcome<Proxy> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut cmd = Command::new(bin);
+        let log = std::env::temp_dir().join(format!("wsproxy-bench-{}-{port}.log", std::process::id()));
+        let mut cmd = Command::new(&target.program);
         cmd.env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", BOOTSTRAP)
             .env("WSPROXY_PORT", port.to_string())
             .env("WSPROXY_BIND_INTERFACE", "127.0.0.1")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdin(Stdio::null());
+        let f = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
+        cmd.stdout(f.try_clone().map_err(|e| e.to_string())?).stderr(f);
+        let limit = match target.kind {
+            Kind::Ours => Duration::from_secs(60),
+            Kind::Scala => {
+                // Its own session topic and server id: both proxies default to node-1 and the
+                // same topic on a shared broker.
+                cmd.env(
+                    "WSPROXY_SESSION_STATE_TOPIC",
+                    format!("_wsproxy.bench-scala-{}.session.state", std::process::id()),
+                )
+                .env("WSPROXY_SERVER_ID", "bench-scala")
+                .env("WSPROXY_ADMIN_ENDPOINT_ENABLED", "false");
+                Duration::from_secs(120)
+            }
+        };
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let proxy = Proxy { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "the proxy did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", target.program.display()))?;
+        let mut proxy = Proxy { child, log: log.clone(), port, kind: target.kind };
+        let deadline = Instant::now() + limit;
+        loop {
+            if http_status(port, "/healthcheck").await == Some(200) {
+                return Ok(proxy);
+            }
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                return Err(format!("{} exited at start ({status}){}", target.name(), log_tail(&log)));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{} not healthy within {} s{}", target.name(), limit.as_secs(), log_tail(&log)));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        proxy
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -64,13 +133,42 @@ impl Proxy {
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.child.id())
     }
+
+    /// User+system CPU time of the whole process so far, in microseconds.
+    pub fn cpu_us(&self) -> f64 {
+        cpu_us(&self.child.id().to_string())
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; log: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+    }
+}
+
+/// The HTTP status of `GET path` on 127.0.0.1:port, or None (2 s deadline).
+async fn http_status(port: u16, path: &str) -> Option<u16> {
+    let ask = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = [0u8; 32];
+        let n = s.read(&mut buf).await.ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask).await.ok().flatten()
 }
 
 pub fn rss_kib(pid: u32) -> u64 {
@@ -83,12 +181,47 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-pub async fn create_topic(name: &str, partitions: i32) {
+/// Clock ticks per second of `/proc/PID/stat` (USER_HZ).
+fn clock_ticks() -> f64 {
+    static HZ: OnceLock<f64> = OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// User+system CPU time of process `pid` ("self" for the bench) in microseconds, from
+/// `/proc/PID/stat` (utime and stime, fields 14 and 15; threads that ended are included).
+pub fn cpu_us(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    parse_stat_ticks(&stat).map_or(f64::NAN, |t| t as f64 * 1e6 / clock_ticks())
+}
+
+/// utime + stime of a `/proc/PID/stat` line (the command name may hold spaces and parens).
+fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // after ")" field 3 (state) is index 0, so field N is index N - 3.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+pub async fn create_topic(name: &str, partitions: i32) -> Outcome<()> {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", BOOTSTRAP).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", BOOTSTRAP).create().map_err(|e| e.to_string())?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for r in admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &opts).await.unwrap() {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    let results = within(
+        Duration::from_secs(60),
+        "create topic",
+        admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &opts),
+    )
+    .await?
+    .map_err(|e| e.to_string())?;
+    for r in results {
+        r.map_err(|(t, e)| format!("create {t}: {e}"))?;
     }
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", BOOTSTRAP).create().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -97,14 +230,16 @@ pub async fn create_topic(name: &str, partitions: i32) {
         if md.is_ok_and(|m| {
             m.topics().iter().any(|t| t.error().is_none() && t.partitions().len() == partitions as usize)
         }) {
-            return;
+            return Ok(());
         }
-        assert!(Instant::now() < deadline, "topic {name} did not appear");
+        if Instant::now() > deadline {
+            return Err(format!("topic {name} did not appear within 15 s"));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// A producer with the proxy's own settings (see `crates/proxy/src/kafka.rs`).
+/// A producer with the proxy's own settings (see `crates/proxy/src/kafka`).
 pub fn direct_producer() -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", BOOTSTRAP)
@@ -136,143 +271,79 @@ pub fn direct_consumer(topic: &str) -> rdkafka::consumer::StreamConsumer {
     c
 }
 
-/// Sends records with the producer as fast as it takes them; returns when all are acknowledged.
-pub async fn produce_direct(p: &FutureProducer, topic: &str, payload: &[u8], n: usize) -> Duration {
+/// Sends records with the producer as fast as it takes them; returns when all are acknowledged
+/// (each acknowledgement within 60 s).
+pub async fn produce_direct(p: &FutureProducer, topic: &str, payload: &[u8], n: usize) -> Outcome<Duration> {
     let t0 = Instant::now();
     let mut futs = Vec::with_capacity(n);
     for _ in 0..n {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match p.send_result(FutureRecord::<(), [u8]>::to(topic).payload(payload)) {
                 Ok(f) => {
                     futs.push(f);
                     break;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Err((e, _)) => panic!("produce: {e}"),
+                Err((e, _)) => return Err(format!("direct produce: {e}")),
             }
         }
     }
     for f in futs {
-        f.await.expect("delivery").expect("delivered");
+        within(Duration::from_secs(60), "direct delivery", f)
+            .await?
+            .map_err(|_| "delivery future dropped".to_owned())?
+            .map_err(|(e, _)| format!("direct delivery: {e}"))?;
     }
-    t0.elapsed()
+    Ok(t0.elapsed())
 }
 
 /// Fills a topic with `n` records of `size` bytes.
-pub async fn fill(topic: &str, n: usize, size: usize) {
+pub async fn fill(topic: &str, n: usize, size: usize) -> Outcome<()> {
     let p = direct_producer();
-    produce_direct(&p, topic, &vec![b'x'; size], n).await;
-    p.flush(Duration::from_secs(30)).unwrap();
+    produce_direct(&p, topic, &vec![b'x'; size], n).await?;
+    p.flush(Duration::from_secs(30)).map_err(|e| format!("flush: {e}"))
 }
 
-pub async fn connect(url: &str) -> Ws {
-    // Like any latency-aware client, disable Nagle's algorithm.
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    ws
-}
-
-/// A produce frame holding `size` ASCII bytes.
-pub fn frame(size: usize) -> String {
-    format!("{{\"value\":{{\"value\":\"{}\",\"format\":\"string\"}}}}", "x".repeat(size))
-}
-
-/// Pipelines `n` frames on one socket and waits for every result; returns the elapsed time.
-pub async fn produce_via_socket(ws: Ws, text: &str, n: usize) -> Duration {
-    let (mut tx, mut rx) = ws.split();
-    let t0 = Instant::now();
-    let text = text.to_owned();
-    let sender = tokio::spawn(async move {
-        for _ in 0..n {
-            tx.feed(Message::Text(text.clone().into())).await.unwrap();
-        }
-        tx.flush().await.unwrap();
-        tx
-    });
-    let mut got = 0;
-    while got < n {
-        match rx.next().await {
-            Some(Ok(Message::Text(t))) => {
-                assert!(!t.starts_with("{\"error\""), "the proxy refused a record: {t}");
-                got += 1;
-            }
-            Some(Ok(_)) => {}
-            other => panic!("socket ended after {got} results: {other:?}"),
-        }
-    }
-    let elapsed = t0.elapsed();
-    let mut tx = sender.await.unwrap();
-    let _ = tx.close().await;
-    elapsed
-}
-
-/// Reads `n` records from a consume socket; time from the first record to the last.
-pub async fn consume_via_socket(ws: &mut Ws, n: usize, batched: bool) -> Duration {
-    let mut got = 0;
-    let mut first = None;
-    while got < n {
-        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await.expect("records keep coming") {
-            Some(Ok(Message::Text(t))) => {
-                first.get_or_insert_with(Instant::now);
-                got += if batched {
-                    serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&t).map(|v| v.len()).unwrap_or(1)
-                } else {
-                    1
-                };
-            }
-            Some(Ok(_)) => {}
-            other => panic!("socket ended after {got} records: {other:?}"),
-        }
-    }
-    first.map(|f| f.elapsed()).unwrap_or_default()
-}
-
-/// Runs one of Kafka's Java tools and returns its stdout.
-pub fn kafka_java_tool(main: &str, args: &[&str]) -> Option<String> {
+/// Runs one of Kafka's Java tools (at most 5 minutes) and returns its stdout.
+pub async fn kafka_java_tool(main: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(root().join("scripts/kafka")).arg("classpath").output().ok()?;
     let classpath = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     if classpath.is_empty() {
         return None;
     }
-    let run_root = root().join(".cache/kafka/run/tools-log4j2.properties");
-    let out = Command::new("java")
+    let log_config = root().join(".cache/kafka/run/tools-log4j2.properties");
+    let run = tokio::process::Command::new("java")
         .arg("-Xmx512m")
-        .arg(format!("-Dlog4j2.configurationFile={}", run_root.display()))
+        .arg(format!("-Dlog4j2.configurationFile={}", log_config.display()))
         .arg("-cp")
         .arg(classpath)
         .arg(main)
         .args(args)
-        .output()
-        .ok()?;
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), run).await.ok()?.ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The median and spread (min, max) of repeated measurements.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Stat {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Stat {
-    pub fn of(mut v: Vec<f64>) -> Stat {
-        if v.is_empty() {
-            return Stat::default();
-        }
-        v.sort_by(|a, b| a.total_cmp(b));
-        Stat { median: v[v.len() / 2], min: v[0], max: v[v.len() - 1] }
+    #[test]
+    fn cpu_ticks_from_proc_stat() {
+        let line = "1234 (tokio (rt) w) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 5 1000 10 0";
+        assert_eq!(parse_stat_ticks(line), Some(325));
+        assert!(cpu_us("self") >= 0.0);
+        assert_eq!(parse_stat_ticks("garbage"), None);
     }
-}
 
-/// The q-quantile of sorted samples.
-pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+    #[test]
+    fn scala_gets_a_share_of_the_records() {
+        let t = Target { kind: Kind::Scala, program: PathBuf::new() };
+        assert_eq!(t.records(500_000, 10), 50_000);
+        assert_eq!(Target { kind: Kind::Ours, ..t }.records(500_000, 10), 500_000);
     }
-    let idx = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[idx]
 }

@@ -1,178 +1,452 @@
-//! The report: `report.md` with every figure and its ratio to the baseline, SVG plots, and the
-//! one-line JSON summary.
+//! The report: `report.md` with every figure, its ratio to the direct client (median of
+//! interleaved pairs, with spread), CPU per record, failed rows with their reason, SVG plots,
+//! and the one-line JSON summary (the same JSON as the report's summary block).
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::quantile;
-use crate::scenarios::{IdleCost, Latency, Stall, Throughput};
+use serde_json::{Map, Value};
+
+use crate::harness::Outcome;
+use crate::plots::{bar_chart, line_chart};
+use crate::scenarios::{IdleCost, Latency, Stall};
+use crate::stats::{quantile, Stat};
+use crate::throughput::{Table, SETTLED_PCT};
+
+/// A figure per proxy ("proxy", "Scala proxy").
+pub type PerProxy<T> = Vec<(String, Outcome<T>)>;
 
 pub struct Results {
     pub quick: bool,
-    pub produce_100b: Vec<Throughput>,
-    pub produce_1k: Vec<Throughput>,
-    pub produce_parallel: Vec<Throughput>,
-    pub produce_no_metrics: Vec<Throughput>,
-    pub consume: Vec<Throughput>,
-    pub latency: Latency,
-    pub idle_producers: IdleCost,
-    pub idle_consumers: IdleCost,
-    pub stall: Stall,
-    pub churn_per_s: f64,
+    pub note: Option<String>,
+    pub produce_100b: Table,
+    pub produce_1k: Table,
+    pub produce_array: Table,
+    pub produce_parallel: Table,
+    pub consume: Table,
+    pub latency: Vec<Latency>,
+    pub idle_producers: PerProxy<IdleCost>,
+    pub idle_consumers: PerProxy<IdleCost>,
+    pub stall: PerProxy<Stall>,
+    pub churn: PerProxy<f64>,
     pub facts: Vec<(String, String)>,
-}
-
-fn ratio(v: &[Throughput], name_prefix: &str) -> f64 {
-    let proxy = v.iter().find(|t| t.name.starts_with(name_prefix)).map_or(0.0, |t| t.rate.median);
-    let direct = v.iter().find(|t| t.name == "direct librdkafka").map_or(f64::NAN, |t| t.rate.median);
-    proxy / direct
+    /// The summary of the report this run replaces, to say how far two runs agree.
+    pub previous: Option<Value>,
+    /// Hand-written findings from the profile (`where-the-cpu-goes.md` beside the report).
+    pub findings: Option<String>,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// A number rounded to 2 decimals, or null when it was not measured.
+fn num(v: f64) -> Value {
+    if v.is_finite() {
+        Value::from((v * 100.0).round() / 100.0)
+    } else {
+        Value::Null
+    }
+}
+
+fn get<'a, T>(v: &'a PerProxy<T>, name: &str) -> Option<&'a T> {
+    v.iter().find(|(n, _)| n == name).and_then(|(_, r)| r.as_ref().ok())
+}
+
+/// The keys of the summary whose name says they are ratios to compare between runs.
+fn is_ratio(key: &str) -> bool {
+    key.contains("ratio")
+}
+
 impl Results {
-    pub fn summary_json(&self) -> serde_json::Value {
-        let p99_added = ms(quantile(&self.latency.proxy, 0.99)) - ms(quantile(&self.latency.direct, 0.99));
-        serde_json::json!({
-            "quick": self.quick,
-            "produce_ratio_100b": round(ratio(&self.produce_100b, "proxy")),
-            "produce_ratio_1k": round(ratio(&self.produce_1k, "proxy")),
-            "produce_ratio_parallel": round(ratio(&self.produce_parallel, "proxy")),
-            "consume_ratio": round(ratio(&self.consume, "proxy, batchSize 100")),
-            "consume_ratio_batch1": round(ratio(&self.consume, "proxy, batchSize 1")),
-            "p99_added_ms": round(p99_added),
-            "idle_producer_socket_kb": round(self.idle_producers.per_socket_kib()),
-            "idle_consumer_socket_kb": round(self.idle_consumers.per_socket_kib()),
-            "stalled_consumer_rss_growth_mb": round((self.stall.peak_kib.saturating_sub(self.stall.start_kib)) as f64 / 1024.0),
-            "churn_sockets_per_s": round(self.churn_per_s),
-        })
+    fn p99_added(&self, per_s: usize, name: &str) -> f64 {
+        let Some(l) = self.latency.iter().find(|l| l.per_s == per_s) else { return f64::NAN };
+        match (get(&l.proxies, name), &l.direct) {
+            (Some(p), Ok(d)) => ms(quantile(p, 0.99)) - ms(quantile(d, 0.99)),
+            _ => f64::NAN,
+        }
+    }
+
+    /// The figures of one proxy under `prefix` ("" for ours, "scala_" for the Scala proxy).
+    fn proxy_figures(&self, m: &mut Map<String, Value>, prefix: &str, name: &str) {
+        let mut put = |k: &str, v: f64| {
+            m.insert(format!("{prefix}{k}"), num(v));
+        };
+        put("produce_ratio_100b", self.produce_100b.ratio(name).median);
+        put("produce_ratio_1k", self.produce_1k.ratio(name).median);
+        put("produce_ratio_parallel", self.produce_parallel.ratio(name).median);
+        put("produce_ratio_array100", self.produce_array.ratio(name).median);
+        put("consume_ratio", self.consume.ratio(&format!("{name}, batchSize 100")).median);
+        put("consume_ratio_batch1", self.consume.ratio(&format!("{name}, batchSize 1")).median);
+        put("p99_added_ms", self.p99_added(1000, name));
+        put("p99_added_ms_10k", self.p99_added(10_000, name));
+        put("idle_producer_socket_kb", get(&self.idle_producers, name).map_or(f64::NAN, IdleCost::per_socket_kib));
+        put("idle_consumer_socket_kb", get(&self.idle_consumers, name).map_or(f64::NAN, IdleCost::per_socket_kib));
+        put("stalled_consumer_rss_growth_mb", get(&self.stall, name).map_or(f64::NAN, Stall::growth_mib));
+        put("churn_sockets_per_s", get(&self.churn, name).copied().unwrap_or(f64::NAN));
+        let cpu =
+            |t: &Table, row: &str| t.row(row).filter(|r| r.failure.is_none()).map_or(f64::NAN, |r| r.cpu().median);
+        let who = if prefix.is_empty() { "proxy_" } else { "" };
+        put(&format!("{who}cpu_us_per_record_produce_100b"), cpu(&self.produce_100b, name));
+        put(&format!("{who}cpu_us_per_record_consume_100b"), cpu(&self.consume, &format!("{name}, batchSize 100")));
+        put("cpu_ratio_produce_100b", self.produce_100b.cpu_ratio(name).median);
+        put("cpu_ratio_consume_100b", self.consume.cpu_ratio(&format!("{name}, batchSize 100")).median);
+    }
+
+    pub fn summary_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("quick".to_owned(), Value::from(self.quick));
+        self.proxy_figures(&mut m, "", "proxy");
+        m.insert("direct_cpu_us_per_record_produce_100b".to_owned(), num(self.produce_100b.direct().cpu().median));
+        m.insert("direct_cpu_us_per_record_consume_100b".to_owned(), num(self.consume.direct().cpu().median));
+        if self.idle_producers.iter().any(|(n, _)| n == "Scala proxy") {
+            self.proxy_figures(&mut m, "scala_", "Scala proxy");
+        }
+        Value::Object(m)
     }
 
     pub fn markdown(&self, commands: &str) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# Benchmark report\n");
+        if let Some(note) = &self.note {
+            let _ = writeln!(md, "**{note}**\n");
+        }
+        if self.quick {
+            let _ = writeln!(
+                md,
+                "**Quick run (`--quick`): small sizes, one pair per scenario; figures are indicative only.**\n"
+            );
+        }
         let _ = writeln!(
             md,
-            "{}The proxy (release build) against the local Apache Kafka broker of `scripts/kafka`, beside a direct librdkafka client with the proxy's producer/consumer settings and Kafka's own perf tools, in the same run. Client, proxy and broker share the machine.\n",
-            if self.quick { "**Quick run (`--quick`): small sizes, one repetition; figures are indicative only.**\n\n" } else { "" }
+            "The proxy (release build) against the local Apache Kafka broker of `scripts/kafka`, beside a direct librdkafka client with the proxy's producer/consumer settings{} and Kafka's own perf tools, in the same run. Client, proxy and broker share the machine.\n",
+            if self.idle_producers.len() > 1 { ", the reference Scala proxy (`../shared/scala-proxy/run`)" } else { "" }
         );
+        md.push_str(METHOD);
         let _ = writeln!(md, "## Machine and versions\n");
         for (k, v) in &self.facts {
             let _ = writeln!(md, "- {k}: {v}");
         }
+        let summary = serde_json::to_string_pretty(&self.summary_json()).unwrap();
+        let _ = writeln!(md, "\n## Summary\n\n```json\n{summary}\n```\n");
+        self.cpu_table(&mut md);
+        for t in [&self.produce_100b, &self.produce_1k, &self.produce_array, &self.produce_parallel, &self.consume] {
+            table_md(&mut md, t);
+        }
+        self.latency_md(&mut md);
+        self.memory_md(&mut md);
+        self.failures_md(&mut md);
+        let _ = writeln!(md, "## Where the CPU goes\n");
+        match &self.findings {
+            Some(f) => md.push_str(f.trim_end()),
+            None => md.push_str("Not profiled in this run: see `scripts/flamegraph`."),
+        }
+        let _ = writeln!(md, "\n");
+        self.agreement_md(&mut md);
+        let _ = writeln!(md, "## How to reproduce\n\n```sh\n{commands}\n```");
+        md
+    }
+
+    fn cpu_table(&self, md: &mut String) {
+        let _ = writeln!(md, "## CPU per record\n");
+        let _ = writeln!(md, "User+system CPU of the measured process per record, µs (median over the runs); ratio = median of the per-pair ratios to the direct client (± largest distance of a pair from it).\n");
+        let scala = self.idle_producers.len() > 1;
         let _ = writeln!(
             md,
-            "\n## Summary\n\n```json\n{}\n```\n",
-            serde_json::to_string_pretty(&self.summary_json()).unwrap()
+            "| scenario | proxy | direct librdkafka | proxy / direct |{}\n|---|---|---|---|{}",
+            if scala { " Scala proxy | Scala / direct |" } else { "" },
+            if scala { "---|---|" } else { "" }
         );
-        for (title, rows) in [
-            ("1. Produce, one socket, 100 B values", &self.produce_100b),
-            ("1. Produce, one socket, 1 KiB values", &self.produce_1k),
-            ("2. Produce, many sockets in parallel, 100 B values", &self.produce_parallel),
-            ("Cost of metrics: produce, one socket, 100 B, `WSPROXY_METRICS_ENABLED=false`", &self.produce_no_metrics),
-            ("3. Consume, one socket, 100 B values", &self.consume),
-        ] {
-            let _ = writeln!(md, "## {title}\n");
-            let _ = writeln!(
+        let cons = [("consume 100 B, batchSize 1", "batchSize 1"), ("consume 100 B, batchSize 100", "batchSize 100")];
+        let mut lines: Vec<(&str, &Table, String, String)> = vec![
+            ("produce 100 B, single-record frames", &self.produce_100b, "proxy".into(), "Scala proxy".into()),
+            ("produce 1 KiB, single-record frames", &self.produce_1k, "proxy".into(), "Scala proxy".into()),
+            ("produce 100 B, 100-record array frames", &self.produce_array, "proxy".into(), "Scala proxy".into()),
+        ];
+        for (label, b) in cons {
+            lines.push((label, &self.consume, format!("proxy, {b}"), format!("Scala proxy, {b}")));
+        }
+        for (label, t, ours, theirs) in lines {
+            let _ = write!(
                 md,
-                "| client | records | records/s (median) | spread (min to max) | MB/s | ratio to direct |"
+                "| {label} | {} | {} | {} |",
+                cpu_cell(t, &ours),
+                f2(t.direct().cpu().median),
+                ratio_cell(t.cpu_ratio(&ours))
             );
-            let _ = writeln!(md, "|---|---|---|---|---|---|");
-            let direct = rows.iter().find(|t| t.name == "direct librdkafka").map_or(f64::NAN, |t| t.rate.median);
-            for t in rows {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {:.0} | {:.0} to {:.0} | {:.1} | {:.2} |",
-                    t.name,
-                    t.records,
-                    t.rate.median,
-                    t.rate.min,
-                    t.rate.max,
-                    t.mb_per_s(),
-                    t.rate.median / direct
-                );
+            if scala {
+                let _ = write!(md, " {} | {} |", cpu_cell(t, &theirs), ratio_cell(t.cpu_ratio(&theirs)));
             }
             let _ = writeln!(md);
         }
-        let _ = writeln!(md, "## 4. Produce acknowledgement latency at 1,000 records/s\n");
-        let _ = writeln!(md, "| client | samples | p50 ms | p99 ms | p99.9 ms | max ms |");
-        let _ = writeln!(md, "|---|---|---|---|---|---|");
-        for (name, v) in [("proxy", &self.latency.proxy), ("direct librdkafka", &self.latency.direct)] {
-            let _ = writeln!(
-                md,
-                "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                v.len(),
-                ms(quantile(v, 0.5)),
-                ms(quantile(v, 0.99)),
-                ms(quantile(v, 0.999)),
-                ms(v.last().copied().unwrap_or_default())
-            );
+        let _ = writeln!(md);
+    }
+
+    fn latency_md(&self, md: &mut String) {
+        for l in &self.latency {
+            let _ = writeln!(md, "## 4. Produce acknowledgement latency at {} records/s\n", thousands(l.per_s));
+            let _ =
+                writeln!(md, "| client | samples | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|");
+            let mut rows: Vec<(&str, &Outcome<Vec<Duration>>)> =
+                l.proxies.iter().map(|(n, r)| (n.as_str(), r)).collect();
+            rows.push(("direct librdkafka", &l.direct));
+            for (name, r) in rows {
+                match r {
+                    Ok(v) => {
+                        let _ = writeln!(
+                            md,
+                            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                            v.len(),
+                            ms(quantile(v, 0.5)),
+                            ms(quantile(v, 0.99)),
+                            ms(quantile(v, 0.999)),
+                            ms(v.last().copied().unwrap_or_default())
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(md, "| {name} | failed: {} | | | | |", cell(e));
+                    }
+                }
+            }
+            let _ = writeln!(md, "\n![latency CDF](latency{}.svg)\n", if l.per_s == 1000 { "" } else { "_10k" });
         }
-        let _ = writeln!(md, "\n![latency CDF](latency.svg)\n");
+    }
+
+    fn memory_md(&self, md: &mut String) {
         let _ = writeln!(md, "## 5. Memory\n");
-        let _ = writeln!(md, "| sockets | count | proxy RSS before | with sockets | per socket |");
-        let _ = writeln!(md, "|---|---|---|---|---|");
-        for (name, c) in
+        let _ = writeln!(
+            md,
+            "| proxy | sockets | count | RSS before | with sockets | per socket |\n|---|---|---|---|---|---|"
+        );
+        for (what, v) in
             [("idle producer sockets", &self.idle_producers), ("idle consumer sockets", &self.idle_consumers)]
         {
-            let _ = writeln!(
-                md,
-                "| {name} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB |",
-                c.sockets,
-                c.base_kib as f64 / 1024.0,
-                c.with_sockets_kib as f64 / 1024.0,
-                c.per_socket_kib()
-            );
+            for (name, r) in v {
+                match r {
+                    Ok(c) => {
+                        let _ = writeln!(
+                            md,
+                            "| {name} | {what} | {} | {:.1} MiB | {:.1} MiB | {:.1} KiB |",
+                            c.sockets,
+                            c.base_kib as f64 / 1024.0,
+                            c.with_sockets_kib as f64 / 1024.0,
+                            c.per_socket_kib()
+                        );
+                    }
+                    Err(e) => {
+                        let _ = writeln!(md, "| {name} | {what} | failed: {} | | | |", cell(e));
+                    }
+                }
+            }
         }
-        let _ = writeln!(
-            md,
-            "\nStalled consumer: backlog of {} records; RSS {:.1} MiB when it stopped reading, peak {:.1} MiB over the stall (growth {:.1} MiB).\n\n![RSS over time](stall_rss.svg)\n",
-            self.stall.backlog,
-            self.stall.start_kib as f64 / 1024.0,
-            self.stall.peak_kib as f64 / 1024.0,
-            (self.stall.peak_kib.saturating_sub(self.stall.start_kib)) as f64 / 1024.0
+        let _ = writeln!(md);
+        for (name, r) in &self.stall {
+            match r {
+                Ok(s) => {
+                    let _ = writeln!(
+                        md,
+                        "Stalled consumer, {name}: backlog of {} records; RSS {:.1} MiB when it stopped reading, peak {:.1} MiB over the stall (growth {:.1} MiB).\n",
+                        s.backlog,
+                        s.start_kib as f64 / 1024.0,
+                        s.peak_kib as f64 / 1024.0,
+                        s.growth_mib()
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(md, "Stalled consumer, {name}: failed: {e}\n");
+                }
+            }
+        }
+        let _ = writeln!(md, "![RSS over time](stall_rss.svg)\n\n## 6. Connection churn\n");
+        for (name, r) in &self.churn {
+            match r {
+                Ok(v) => {
+                    let _ = writeln!(
+                        md,
+                        "- {name}: {v:.0} produce sockets opened and closed per second (8 clients in parallel)."
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(md, "- {name}: failed: {e}");
+                }
+            }
+        }
+        let _ = writeln!(md, "\n![throughput](throughput.svg)\n");
+    }
+
+    fn failures_md(&self, md: &mut String) {
+        let mut failed = Vec::new();
+        for t in [&self.produce_100b, &self.produce_1k, &self.produce_array, &self.produce_parallel, &self.consume] {
+            for r in &t.rows {
+                if let Some(e) = &r.failure {
+                    failed.push(format!("{}: {}: {e}", t.title, r.name));
+                }
+            }
+        }
+        for l in &self.latency {
+            for (n, r) in l.proxies.iter().map(|(n, r)| (n.as_str(), r)).chain([("direct librdkafka", &l.direct)]) {
+                if let Err(e) = r {
+                    failed.push(format!("latency at {}/s: {n}: {e}", l.per_s));
+                }
+            }
+        }
+        for (what, v) in
+            [("idle producer sockets", &self.idle_producers), ("idle consumer sockets", &self.idle_consumers)]
+        {
+            failed.extend(v.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{what}: {n}: {e}"))));
+        }
+        failed.extend(
+            self.stall.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("stalled consumer: {n}: {e}"))),
         );
-        let _ = writeln!(
-            md,
-            "## 6. Connection churn\n\n{:.0} produce sockets opened and closed per second (8 clients in parallel).\n",
-            self.churn_per_s
-        );
-        let _ = writeln!(md, "![throughput](throughput.svg)\n\n## How to reproduce\n\n```sh\n{commands}\n```");
-        md
+        failed.extend(self.churn.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("churn: {n}: {e}"))));
+        if !failed.is_empty() {
+            let _ = writeln!(md, "## Failed rows\n\nA failed row's figures are `null` in the summary.\n");
+            for f in failed {
+                let _ = writeln!(md, "- {f}");
+            }
+            let _ = writeln!(md);
+        }
+    }
+
+    fn agreement_md(&self, md: &mut String) {
+        let Some(prev) = self.previous.as_ref().and_then(Value::as_object) else { return };
+        if prev.get("quick") != Some(&Value::from(self.quick)) {
+            return;
+        }
+        let now = self.summary_json();
+        let _ = writeln!(md, "## Agreement with the previous run\n");
+        let _ = writeln!(md, "The ratios of this run beside those of the report it replaced (issue 16 asks two full runs in a row to agree within ±{SETTLED_PCT:.0} %).\n");
+        let _ = writeln!(md, "| figure | previous run | this run | difference |\n|---|---|---|---|");
+        let mut worst: f64 = 0.0;
+        for (k, v) in now.as_object().unwrap() {
+            if !is_ratio(k) {
+                continue;
+            }
+            let (Some(a), Some(b)) = (prev.get(k).and_then(Value::as_f64), v.as_f64()) else { continue };
+            let d = (b - a) / a * 100.0;
+            worst = worst.max(d.abs());
+            let _ = writeln!(md, "| `{k}` | {a:.2} | {b:.2} | {d:+.0} % |");
+        }
+        let _ = writeln!(md, "\nLargest difference: {worst:.0} %.\n");
     }
 
     pub fn write_plots(&self, dir: &Path) -> std::io::Result<()> {
         let mut bars = Vec::new();
-        for (group, rows) in [
+        for (group, t) in [
             ("produce 100 B", &self.produce_100b),
             ("produce 1 KiB", &self.produce_1k),
+            ("produce 100 B arrays", &self.produce_array),
             ("produce parallel", &self.produce_parallel),
             ("consume 100 B", &self.consume),
         ] {
-            for t in rows {
-                bars.push((format!("{group}: {}", t.name), t.rate.median));
+            for r in t.rows.iter().filter(|r| r.failure.is_none()) {
+                bars.push((format!("{group}: {}", r.name), r.rate().median));
             }
         }
         std::fs::write(dir.join("throughput.svg"), bar_chart("Throughput (records/s, median)", &bars))?;
-        let lines = [("proxy", cdf(&self.latency.proxy)), ("direct librdkafka", cdf(&self.latency.direct))];
-        std::fs::write(
-            dir.join("latency.svg"),
-            line_chart("Produce ack latency CDF at 1,000 records/s", "ms", "fraction", &lines),
-        )?;
-        let rss: Vec<(f64, f64)> = self.stall.samples.iter().map(|(t, k)| (*t, *k as f64 / 1024.0)).collect();
-        std::fs::write(
-            dir.join("stall_rss.svg"),
-            line_chart("Proxy RSS while a consumer stalls", "s", "MiB", &[("RSS", rss)]),
-        )?;
+        for l in &self.latency {
+            let mut lines: Vec<(&str, Vec<(f64, f64)>)> =
+                l.proxies.iter().filter_map(|(n, r)| r.as_ref().ok().map(|v| (n.as_str(), cdf(v)))).collect();
+            if let Ok(d) = &l.direct {
+                lines.push(("direct librdkafka", cdf(d)));
+            }
+            let title = format!("Produce ack latency CDF at {} records/s", thousands(l.per_s));
+            let file = if l.per_s == 1000 { "latency.svg".to_owned() } else { "latency_10k.svg".to_owned() };
+            std::fs::write(dir.join(file), line_chart(&title, "ms", "fraction", &lines))?;
+        }
+        let rss: Vec<(&str, Vec<(f64, f64)>)> = self
+            .stall
+            .iter()
+            .filter_map(|(n, r)| {
+                r.as_ref().ok().map(|s| (n.as_str(), s.samples.iter().map(|(t, k)| (*t, *k as f64 / 1024.0)).collect()))
+            })
+            .collect();
+        std::fs::write(dir.join("stall_rss.svg"), line_chart("RSS while a consumer stalls", "s", "MiB", &rss))?;
         Ok(())
     }
 }
 
-fn round(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
+const METHOD: &str = "## How it measures\n\n\
+- **Interleaved pairs.** Each round runs every proxy variant and then the direct librdkafka client on fresh topics (A B A B …); a proxy run's ratio is taken against the direct run of its own round, and a table shows the median of those per-pair ratios with its spread (± the largest distance of a pair from the median). A full run does at least 3 rounds and goes on to 5 while a ratio's spread stays above ±15 %.\n\
+- **CPU per record.** The measured process's user+system CPU time (`/proc/PID/stat`, utime+stime, all its threads, read before and after the measured records, warm-up excluded) divided by the records. The proxy is its own process. The direct client runs inside the bench process, so its figure is the bench process's own CPU (`/proc/self/stat`) over its run: librdkafka's threads plus the tokio tasks that hand it records and await the acknowledgements; nothing else runs in the bench meanwhile. Unlike records/s, this does not depend on how busy the machine is (but a busy machine's caches and frequency still move it somewhat).\n\
+- **The Scala proxy** (`--with-scala`) is started for each run like ours, with its own `WSPROXY_SESSION_STATE_TOPIC` and `WSPROXY_SERVER_ID`, gets 1/10 of the records of a throughput run (it is about 30 times slower; every figure is per record or per second) and a JIT warm-up of 2,000 records. A scenario it cannot do becomes a failed row with the reason.\n\
+- **Deadlines.** Every wait has one (30 s without an answer on a socket, 5 s for a close frame in reply, 120 s for the Scala proxy's start); a proxy that does not answer makes its row fail with the reason, never a hang.\n\n";
+
+fn table_md(md: &mut String, t: &Table) {
+    let _ = writeln!(md, "## {}\n", t.title);
+    let _ = writeln!(
+        md,
+        "| client | records | records/s (median) | spread (min to max) | MB/s | ratio to direct (median of pairs) | pairs, spread | CPU µs/record | CPU ratio to direct |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let direct = t.direct();
+    for r in &t.rows {
+        if let Some(e) = &r.failure {
+            let _ = writeln!(md, "| {} | {} | failed: {} | | | | | | |", r.name, r.records, cell(e));
+            continue;
+        }
+        let rate = r.rate();
+        let (ratio, pairs) = if r.name == direct.name {
+            ("1.00".to_owned(), format!("{} runs", rate.n))
+        } else {
+            let q = t.ratio(&r.name);
+            let pairs = if r.paired { format!("{}, ±{:.0} %", q.n, q.spread_pct()) } else { "not paired".to_owned() };
+            (f2(q.median), pairs)
+        };
+        let cpu_ratio = if r.name == direct.name { "1.00".to_owned() } else { f2(t.cpu_ratio(&r.name).median) };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0} to {:.0} | {:.1} | {ratio} | {pairs} | {} | {cpu_ratio} |",
+            r.name,
+            r.records,
+            rate.median,
+            rate.min,
+            rate.max,
+            rate.median * t.size as f64 / 1e6,
+            f2(r.cpu().median),
+        );
+    }
+    for n in &t.notes {
+        let _ = writeln!(md, "\n{n}");
+    }
+    let _ = writeln!(md);
+}
+
+fn cpu_cell(t: &Table, row: &str) -> String {
+    match t.row(row) {
+        Some(r) if r.failure.is_none() => f2(r.cpu().median),
+        Some(_) => "failed".to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+fn ratio_cell(s: Stat) -> String {
+    if s.n == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.2} (±{:.0} %, {} pairs)", s.median, s.spread_pct(), s.n)
+    }
+}
+
+fn f2(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        "-".to_owned()
+    }
+}
+
+fn cell(e: &str) -> String {
+    e.replace('|', "/").replace('\n', " ")
+}
+
+fn thousands(n: usize) -> String {
+    if n >= 1000 {
+        format!("{},{:03}", n / 1000, n % 1000)
+    } else {
+        n.to_string()
+    }
 }
 
 fn cdf(sorted: &[Duration]) -> Vec<(f64, f64)> {
@@ -181,76 +455,24 @@ fn cdf(sorted: &[Duration]) -> Vec<(f64, f64)> {
     sorted.iter().enumerate().step_by(step).map(|(i, d)| (ms(*d), (i + 1) as f64 / n)).collect()
 }
 
-const W: f64 = 900.0;
-const H: f64 = 420.0;
-const COLORS: [&str; 4] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"];
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+/// The fenced `json` summary block of an earlier report.
+pub fn summary_of(report: &str) -> Option<Value> {
+    let start = report.find("```json\n")? + "```json\n".len();
+    let end = start + report[start..].find("```")?;
+    serde_json::from_str(&report[start..end]).ok()
 }
 
-/// Horizontal bars, one per label.
-fn bar_chart(title: &str, bars: &[(String, f64)]) -> String {
-    let max = bars.iter().map(|b| b.1).fold(1.0, f64::max);
-    let row = 22.0;
-    let h = 60.0 + row * bars.len() as f64;
-    let mut s = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{h}' font-family='sans-serif' font-size='12'>\
-         <rect width='100%' height='100%' fill='white'/><text x='10' y='20' font-size='15'>{}</text>",
-        esc(title)
-    );
-    for (i, (label, v)) in bars.iter().enumerate() {
-        let y = 40.0 + row * i as f64;
-        let w = (W - 420.0) * v / max;
-        let _ = write!(
-            s,
-            "<text x='10' y='{}'>{}</text><rect x='340' y='{}' width='{w:.1}' height='{}' fill='{}'/><text x='{:.1}' y='{}'>{v:.0}</text>",
-            y + 14.0,
-            esc(label),
-            y + 3.0,
-            row - 6.0,
-            COLORS[i % COLORS.len()],
-            345.0 + w,
-            y + 14.0
-        );
-    }
-    s.push_str("</svg>");
-    s
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Lines over shared axes.
-fn line_chart(title: &str, x_label: &str, y_label: &str, lines: &[(&str, Vec<(f64, f64)>)]) -> String {
-    let xs = lines.iter().flat_map(|l| l.1.iter().map(|p| p.0));
-    let ys = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1));
-    let (x_max, y_max) = (xs.fold(1e-9, f64::max), ys.fold(1e-9, f64::max));
-    let (x0, y0, pw, ph) = (70.0, H - 50.0, W - 100.0, H - 100.0);
-    let mut s = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' width='{W}' height='{H}' font-family='sans-serif' font-size='12'>\
-         <rect width='100%' height='100%' fill='white'/><text x='10' y='20' font-size='15'>{}</text>\
-         <line x1='{x0}' y1='{y0}' x2='{}' y2='{y0}' stroke='black'/><line x1='{x0}' y1='{y0}' x2='{x0}' y2='{}' stroke='black'/>\
-         <text x='{}' y='{}'>{} (max {x_max:.2})</text><text x='5' y='{}'>{} (max {y_max:.2})</text>",
-        esc(title),
-        x0 + pw,
-        y0 - ph,
-        x0 + pw / 2.0,
-        y0 + 35.0,
-        esc(x_label),
-        y0 - ph - 8.0,
-        esc(y_label)
-    );
-    for (i, (name, pts)) in lines.iter().enumerate() {
-        let path: Vec<String> =
-            pts.iter().map(|(x, y)| format!("{:.1},{:.1}", x0 + pw * x / x_max, y0 - ph * y / y_max)).collect();
-        let c = COLORS[i % COLORS.len()];
-        let _ = write!(
-            s,
-            "<polyline fill='none' stroke='{c}' stroke-width='2' points='{}'/><text x='{}' y='{}' fill='{c}'>{}</text>",
-            path.join(" "),
-            x0 + pw - 150.0,
-            y0 - ph + 20.0 + 16.0 * i as f64,
-            esc(name)
-        );
+    #[test]
+    fn reads_the_summary_block_back() {
+        let md = "# r\n\n## Summary\n\n```json\n{\n  \"quick\": false,\n  \"consume_ratio\": 0.26\n}\n```\n\n## more\n```sh\nx\n```";
+        let v = summary_of(md).unwrap();
+        assert_eq!(v["consume_ratio"], 0.26);
+        assert_eq!(num(f64::NAN), Value::Null);
+        assert_eq!(num(1.234), Value::from(1.23));
+        assert_eq!(thousands(10_000), "10,000");
     }
-    s.push_str("</svg>");
-    s
 }

@@ -26,12 +26,23 @@ fn quick_run_writes_a_report_and_a_json_summary() {
         "idle_producer_socket_kb",
         "idle_consumer_socket_kb",
         "stalled_consumer_rss_growth_mb",
+        "churn_sockets_per_s",
+        "p99_added_ms_10k",
+        "produce_ratio_array100",
+        "proxy_cpu_us_per_record_produce_100b",
+        "direct_cpu_us_per_record_produce_100b",
+        "proxy_cpu_us_per_record_consume_100b",
+        "direct_cpu_us_per_record_consume_100b",
     ] {
         assert!(summary[key].is_number(), "{key} missing in {summary}");
     }
     let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
     assert!(report.contains("direct librdkafka"));
-    for plot in ["throughput.svg", "latency.svg", "stall_rss.svg"] {
+    assert!(report.contains("## CPU per record"));
+    // The report's summary block is the JSON of the last line.
+    let block = report.split("```json\n").nth(1).and_then(|b| b.split("```").next()).expect("a json block");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(block).unwrap(), summary);
+    for plot in ["throughput.svg", "latency.svg", "latency_10k.svg", "stall_rss.svg"] {
         assert!(out_dir.join(plot).exists(), "{plot}");
     }
     let _ = std::fs::remove_dir_all(out_dir);
