@@ -14,8 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
 use futures::{Sink, Stream};
-use wsproxy_protocol::consume::RecordEncoder;
-use wsproxy_protocol::params::{self, ProducerRules, Query, SocketPayload};
+use wsproxy_protocol::params::{self, ProducerRules, Query};
 
 use wsproxy_protocol::{FormatType, SocketCodec};
 
@@ -159,8 +158,7 @@ pub async fn consume(
     let batch = p.batch_size.unwrap_or(0) as usize;
     let settings = consume::ConsumeSettings {
         topic: p.topic.clone(),
-        encoder: RecordEncoder { key_type: p.key_type, val_type: p.val_type },
-        avro: p.socket_payload == SocketPayload::Avro,
+        codec: SocketCodec::new(p.socket_payload, p.key_type, p.val_type),
         registry: registry_for(&state, p.key_type, p.val_type),
         pace: state.limits.consumer_pace_watch(&p.group_id, p.rate, batch.max(1)),
         batched: batch > 0,

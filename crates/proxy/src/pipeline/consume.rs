@@ -11,6 +11,9 @@
 //! can send (`RECORD_TOO_LARGE`). A record the schema registry could not be asked about is
 //! not bad: the socket holds it, reads nothing further, and retries with a backoff until the
 //! registry answers (code review H1).
+//!
+//! The socket's [`SocketCodec`] renders records, batches and error frames and reads commits;
+//! pings, the idle timeout, bounded writes, the stop and the close are [`Liveness`]'s.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -18,18 +21,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
-use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use futures::{FutureExt, Sink, Stream, StreamExt};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use wsproxy_protocol::avro;
-use wsproxy_protocol::consume::{parse_commit, KafkaRecordView, MessageId, RecordEncoder};
-use wsproxy_protocol::error::{ConsumerErrorFrame, ErrorBody, FrameError};
-use wsproxy_protocol::{ErrorCode, FormatType};
+use wsproxy_protocol::codec::Frame;
+use wsproxy_protocol::consume::{KafkaRecordView, MessageId};
+use wsproxy_protocol::error::FrameError;
+use wsproxy_protocol::{ErrorCode, FormatType, SocketCodec};
 
 use crate::kafka::{ConsumeError, Record, Records, SocketConsumer};
 use crate::limits::PaceWatch;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
+use crate::pipeline::liveness::{frame_ref, message, Interrupted, Liveness, Tick};
 use crate::pipeline::rate_limit::RateLimit;
 use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
@@ -52,9 +56,9 @@ const BATCH_ROOM: usize = MAX_BYTES_PER_FLUSH + 256 * 1024;
 #[derive(Clone)]
 pub struct ConsumeSettings {
     pub topic: String,
-    pub encoder: RecordEncoder,
-    /// `socketPayload=avro`: binary `AvroConsumerRecord` frames out, `AvroCommit` in.
-    pub avro: bool,
+    /// The socket's frames: JSON text, or (`socketPayload=avro`) binary `AvroConsumerRecord`
+    /// frames out and `AvroCommit` in.
+    pub codec: SocketCodec,
     /// Checks `avro` keys and values (Confluent wire format, known schema), when configured.
     pub registry: Option<Arc<SchemaRegistry>>,
     /// Records per second and per frame (`batched`) or per wakeup: what the socket asked for,
@@ -78,24 +82,9 @@ pub struct ConsumeSettings {
     pub stop_reason: close::StopReason,
 }
 
-/// A rendered frame: JSON text (records of a JSON socket, and every error frame) or an Avro
-/// binary record.
-enum Frame {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
-impl Frame {
-    fn len(&self) -> usize {
-        match self {
-            Frame::Text(t) => t.len(),
-            Frame::Binary(b) => b.len(),
-        }
-    }
-}
-
 /// A rendered record (or record error) and where it came from.
 struct Item {
+    /// JSON text (records of a JSON socket, and every error frame) or an Avro binary record.
     frame: Frame,
     position: Option<(i32, i64, i64)>,
     /// Key and value bytes of the record.
@@ -118,18 +107,15 @@ pub async fn run<S>(
     let mut stats = SocketMetrics::open(Direction::Out, &settings.topic, settings.identity.clone());
     // Next offsets per partition: stored (auto-commit) or committed by the client (manual).
     let mut progress: HashMap<i32, i64> = HashMap::new();
+    let mut live = Liveness::new(settings.keep_alive, settings.idle_timeout, shutdown, settings.stop_reason.clone());
     let close_frame = {
         let mut records = consumer.records();
         let mut stack = CommitStack::new(settings.commit_stack_max_size);
         let mut pace = settings.pace.clone();
         let mut batch_size = pace.current().batch_size;
         let mut limit = RateLimit::new(pace.current().rate, batch_size, std::time::Instant::now());
-        let mut keep_alive = interval(close::check_every(settings.keep_alive, settings.idle_timeout));
-        keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_heard = Instant::now();
         let mut expiry = interval(settings.commit_max_age.map_or(Duration::from_secs(3600), |(every, _)| every));
         expiry.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_sent = Instant::now();
         // A record the schema registry could not be asked about, and when to ask again; the
         // stream is not read meanwhile (H1). `retry` is the last wait, `None` outside an outage.
         let mut held: Option<(Record<'_>, Instant)> = None;
@@ -140,37 +126,28 @@ pub async fn run<S>(
             let throttled = wait.is_some_and(|w| w > Instant::now());
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break Some(settings.stop_reason.frame()),
-                msg = rx.next() => { last_heard = Instant::now(); match msg {
+                frame = live.stopped() => break Some(frame),
+                msg = rx.next() => { live.heard(); match msg {
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(e)) => break close::for_read_error(e),
-                    Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) if !settings.auto_commit => {
-                        let id = match (msg, settings.avro) {
-                            (Message::Text(text), false) => parse_commit(text.as_str()),
-                            (Message::Binary(bytes), true) => avro::decode_commit(&bytes),
-                            (_, false) => Err(FrameError::new(ErrorCode::UnsupportedFrame, "commits are JSON text frames: {\"wsProxyMessageId\": \"<id>\"}")),
-                            (_, true) => Err(FrameError::new(ErrorCode::UnsupportedFrame, "commits on a socket with socketPayload=avro are binary AvroCommit frames")),
-                        };
-                        if let Some((code, err)) = commit(&consumer, &settings.topic, &mut stack, &mut progress, id) {
-                            stats.error_frame(code.as_str());
+                    // With autoCommit=true the reference ignores inbound frames.
+                    Some(Ok(msg)) => if let Some(frame) = frame_ref(&msg).filter(|_| !settings.auto_commit) {
+                        let id = settings.codec.decode_commit(frame);
+                        if let Err(e) = commit(&consumer, &settings.topic, &mut stack, &mut progress, id) {
+                            stats.error_frame(e.code.as_str());
                             // Bounded like every write: a client that sends bad commits and
                             // stops reading must not hold the loop (M6).
-                            let sent = tokio::time::timeout(settings.idle_timeout, tx.send(Message::Text(err.into())));
-                            if !matches!(sent.await, Ok(Ok(()))) { break None; }
+                            let answer = message(settings.codec.encode_error(&e, None));
+                            if live.send_bounded(&mut tx, answer).await.is_err() { break None; }
                         }
-                    }
-                    // With autoCommit=true the reference ignores inbound frames.
-                    Some(Ok(_)) => {}
+                    },
                 }},
-                _ = keep_alive.tick() => {
+                tick = live.tick() => {
                     stats.lag(lag.load(Ordering::Relaxed));
-                    if last_heard.elapsed() >= settings.idle_timeout {
-                        break Some(close::idle(settings.idle_timeout));
-                    }
-                    if last_sent.elapsed() >= settings.keep_alive {
-                        let ping = tokio::time::timeout(settings.idle_timeout, tx.send(Message::Ping(Vec::new().into())));
-                        if !matches!(ping.await, Ok(Ok(()))) { break None; }
-                        last_sent = Instant::now();
+                    match tick {
+                        Tick::Idle(frame) => break Some(frame),
+                        Tick::Ping => if live.ping(&mut tx).await.is_err() { break None; },
+                        Tick::Nothing => {}
                     }
                 }
                 _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
@@ -220,7 +197,7 @@ pub async fn run<S>(
                     // that names the record but is not committed: the record itself follows.
                     if let Some((record, unavailable)) = unchecked {
                         if retry.is_none() {
-                            let frame = Frame::Text(error_frame(&unavailable, Some(&record.view(&[]))));
+                            let frame = settings.codec.encode_error(&unavailable, Some(&record.view(&[])));
                             items.push(Item { frame, position: None, bytes: 0, error: Some(unavailable.code) });
                         }
                         let wait = retry.map_or(REGISTRY_RETRY_FIRST, |w| (w * 2).min(REGISTRY_RETRY_MAX));
@@ -230,17 +207,17 @@ pub async fn run<S>(
                     // Nothing to write (a retry that failed again): the client was not heard from.
                     if items.is_empty() && fatal.is_none() { continue; }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
-                    // A client that stops reading must not hold up a shutdown.
-                    tokio::select! {
-                        sent = send_items(&mut tx, &mut items, settings.batched) => if sent.is_err() { break None; },
-                        _ = shutdown.cancelled() => break Some(settings.stop_reason.frame()),
-                        // The client stopped reading: its records go to the group's next member.
-                        _ = tokio::time::sleep(settings.idle_timeout) => break None,
+                    // A client that stops reading must not hold up a shutdown; one that stopped
+                    // for the idle timeout leaves its records to the group's next member. While
+                    // the write waited the client's pongs were not read: a client that takes
+                    // frames is alive.
+                    let frames: Vec<Frame> = items.iter_mut().map(|i| std::mem::take(&mut i.frame)).collect();
+                    let frames = if settings.batched { settings.codec.encode_batch(frames) } else { frames };
+                    match live.send_all(&mut tx, frames.into_iter().map(message)).await {
+                        Ok(()) => {}
+                        Err(Interrupted::Stalled) => break None,
+                        Err(Interrupted::Stopped(frame)) => break Some(frame),
                     }
-                    // While the write waited the client's pongs were not read; a client
-                    // that takes frames is alive.
-                    last_sent = Instant::now();
-                    last_heard = last_sent;
                     for item in &items {
                         match item.error {
                             None => stats.records(1, item.bytes),
@@ -273,7 +250,7 @@ pub async fn run<S>(
     let frame = close_frame.unwrap_or(CloseFrame { code: 1000, reason: "".into() });
     stats.closing(frame.code);
     drop(stats);
-    close::finish(&mut tx, &mut rx, Some(frame)).await;
+    live.close(&mut tx, &mut rx, Some(frame)).await;
     // The connection ends now, not after the consumer's close below.
     drop((tx, rx));
     consumer.close(progress).await;
@@ -301,17 +278,7 @@ fn render_view(
     invalid: Option<FrameError>,
     items: &mut Vec<Item>,
 ) {
-    let rendered = if let Some(e) = invalid {
-        Err(e)
-    } else if settings.avro {
-        let (kt, vt) = (settings.encoder.key_type, settings.encoder.val_type);
-        avro::encode_consumer_record(view, kt, vt).map(Frame::Binary)
-    } else {
-        settings
-            .encoder
-            .record(view)
-            .map(|out| Frame::Text(serde_json::to_string(&out).expect("records always serialise")))
-    };
+    let rendered = if let Some(e) = invalid { Err(e) } else { settings.codec.encode_record(view) };
     // A frame the socket could not send would end it, and the record would come first
     // again on every reconnect: answer it like a record that does not decode (M7).
     let limit = settings.max_frame_bytes.saturating_sub(BATCH_ROOM);
@@ -331,23 +298,15 @@ fn render_view(
         Err(FrameError::new(
             ErrorCode::RecordTooLarge,
             format!(
-                "record {} (topic {}, partition {}, offset {}) renders to {} bytes, more than the {limit} a frame of this socket can carry; it is skipped",
-                MessageId {
-                    topic: view.topic.to_owned(),
-                    partition: view.partition,
-                    offset: view.offset,
-                    timestamp: view.timestamp
-                },
-                view.topic,
-                view.partition,
-                view.offset,
+                "{} renders to {} bytes, more than the {limit} a frame of this socket can carry; it is skipped",
+                view.name(),
                 frame.len()
             ),
         ))
     });
     let (frame, error) = match rendered {
         Ok(frame) => (frame, None),
-        Err(e) => (Frame::Text(error_frame(&e, Some(view))), Some(e.code)),
+        Err(e) => (settings.codec.encode_error(&e, Some(view)), Some(e.code)),
     };
     let bytes = (view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len)) as u64;
     items.push(Item { frame, position: Some((view.partition, view.offset, view.timestamp)), bytes, error });
@@ -363,8 +322,8 @@ async fn check_registry(
     let (Some(registry), Ok(record)) = (&settings.registry, polled) else { return Ok(None) };
     let m = record.view(&[]);
     let checks = [
-        (settings.encoder.key_type == Some(FormatType::Avro), m.key, "key"),
-        (settings.encoder.val_type == FormatType::Avro, m.value, "value"),
+        (settings.codec.key_type() == Some(FormatType::Avro), m.key, "key"),
+        (settings.codec.val_type() == FormatType::Avro, m.value, "value"),
     ];
     for (applies, bytes, field) in checks {
         let (true, Some(bytes)) = (applies, bytes) else { continue };
@@ -380,15 +339,7 @@ async fn check_registry(
                 ),
             ),
         };
-        let id =
-            MessageId { topic: m.topic.to_owned(), partition: m.partition, offset: m.offset, timestamp: m.timestamp };
-        let e = FrameError::new(
-            code,
-            format!(
-                "the {field} of record {id} (topic {}, partition {}, offset {}) {why}",
-                m.topic, m.partition, m.offset
-            ),
-        );
+        let e = FrameError::new(code, format!("the {field} of {} {why}", m.name()));
         return if code == ErrorCode::SchemaRegistryUnavailable { Err(e) } else { Ok(Some(e)) };
     }
     Ok(None)
@@ -407,68 +358,16 @@ async fn next_record<'a>(
     records.next().await.map(|m| (m, false))
 }
 
-async fn send_items<S>(tx: &mut S, items: &mut [Item], batched: bool) -> Result<(), axum::Error>
-where
-    S: Sink<Message, Error = axum::Error> + Unpin,
-{
-    if items.is_empty() {
-        return Ok(());
-    }
-    if !batched {
-        for item in items {
-            let frame = match std::mem::replace(&mut item.frame, Frame::Binary(Vec::new())) {
-                Frame::Text(t) => Message::Text(t.into()),
-                Frame::Binary(b) => Message::Binary(b.into()),
-            };
-            tx.feed(frame).await?;
-        }
-    } else if items.iter().any(|i| matches!(i.frame, Frame::Binary(_))) {
-        // Avro: the records as one Avro array; error frames (JSON text) after it.
-        let mut records = Vec::with_capacity(items.len());
-        let mut errors = Vec::new();
-        for item in items.iter_mut() {
-            match std::mem::replace(&mut item.frame, Frame::Binary(Vec::new())) {
-                Frame::Binary(b) => records.push(b),
-                Frame::Text(t) => errors.push(t),
-            }
-        }
-        tx.feed(Message::Binary(avro::encode_consumer_batch(&records).into())).await?;
-        for e in errors {
-            tx.feed(Message::Text(e.into())).await?;
-        }
-    } else {
-        let mut text = String::with_capacity(items.iter().map(|i| i.frame.len() + 1).sum::<usize>() + 2);
-        text.push('[');
-        for (n, item) in items.iter().enumerate() {
-            if n > 0 {
-                text.push(',');
-            }
-            if let Frame::Text(t) = &item.frame {
-                text.push_str(t);
-            }
-        }
-        text.push(']');
-        tx.feed(Message::Text(text.into())).await?;
-    }
-    tx.flush().await
-}
-
-/// Handles a commit frame; returns the code and text of the error frame to send, if any.
+/// Handles a commit frame; `Err` is the error frame to answer it with.
 fn commit(
     consumer: &SocketConsumer,
     topic: &str,
     stack: &mut CommitStack,
     progress: &mut HashMap<i32, i64>,
     id: Result<MessageId, FrameError>,
-) -> Option<(ErrorCode, String)> {
-    let id = match id {
-        Ok(id) => id,
-        Err(e) => return Some((e.code, error_frame(&e, None))),
-    };
-    let unknown = |why: &str| {
-        let e = FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}"));
-        Some((e.code, error_frame(&e, None)))
-    };
+) -> Result<(), FrameError> {
+    let id = id?;
+    let unknown = |why: &str| Err(FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}")));
     if id.topic != topic {
         return unknown(&format!("it names topic '{}', this socket reads '{topic}'", id.topic));
     }
@@ -486,12 +385,9 @@ fn commit(
         Ok(next) => match consumer.commit(&[(id.partition, next)]) {
             Ok(()) => {
                 progress.insert(id.partition, next);
-                None
+                Ok(())
             }
-            Err(e) => {
-                let e = FrameError::new(ErrorCode::CommitFailed, format!("Kafka refused the commit of '{id}': {e}"));
-                Some((e.code, error_frame(&e, None)))
-            }
+            Err(e) => Err(FrameError::new(ErrorCode::CommitFailed, format!("Kafka refused the commit of '{id}': {e}"))),
         },
         Err(_) => unknown("this socket did not send it, or it was already committed"),
     }
@@ -523,20 +419,4 @@ fn commit_offsets(consumer: &SocketConsumer, offsets: &[(i32, i64)]) {
     if let Err(e) = consumer.commit(offsets) {
         tracing::warn!(error = %e, "auto-commit of old records failed");
     }
-}
-
-/// A consumer error frame, naming the record when there is one.
-fn error_frame(e: &FrameError, record: Option<&KafkaRecordView<'_>>) -> String {
-    let id = record.map(|r| {
-        MessageId { topic: r.topic.to_owned(), partition: r.partition, offset: r.offset, timestamp: r.timestamp }
-            .to_string()
-    });
-    let frame = ConsumerErrorFrame {
-        error: ErrorBody { code: e.code, message: &e.message },
-        ws_proxy_message_id: id.as_deref(),
-        topic: record.map(|r| r.topic),
-        partition: record.map(|r| r.partition),
-        offset: record.map(|r| r.offset),
-    };
-    serde_json::to_string(&frame).expect("error frames always serialise")
 }
