@@ -84,20 +84,8 @@ async fn the_tls_listener_serves_wss_from_jks_pkcs12_and_pem_keystores() {
         .await;
         let topic = unique("wss");
         create_topic(&topic, 1).await;
-        let script = r#"
-import asyncio, ssl, sys, websockets
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-async def main():
-    async with websockets.connect(sys.argv[1], ssl=ctx) as s:
-        await s.send('{"value":{"value":"over wss","format":"string"},"messageId":"t1"}')
-        print(await s.recv())
-asyncio.run(main())
-"#;
         let url = format!("wss://127.0.0.1:{tls_port}/socket/in?clientId=tls&topic={topic}");
-        let out = Command::new(project_root().join(".venv/bin/python"))
-            .args(["-c", script, &url, &store("ca.pem")])
-            .output()
-            .unwrap();
+        let out = produce_over_wss(&url, &store("ca.pem"));
         assert!(out.status.success(), "{keystore}: {}", String::from_utf8_lossy(&out.stderr));
         let result: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(result["offset"], 0, "{keystore}: {result}");

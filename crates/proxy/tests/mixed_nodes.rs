@@ -357,20 +357,13 @@ struct Starting {
 impl Starting {
     fn spawn(env: &[(&str, &str)]) -> Starting {
         let port = free_port();
-        let log = std::env::temp_dir().join(format!("wsproxy-test-{port}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", bootstrap())
-            .env("WSPROXY_PORT", port.to_string())
-            .env("WSPROXY_BIND_INTERFACE", "127.0.0.1")
-            .env("RUST_LOG", "info")
-            .env("WSPROXY_LOG_ANSI_OFF", "true");
+        let (mut cmd, log) = proxy_command(port);
+        // These tests wait for info lines, whatever TEST_PROXY_LOG says.
+        cmd.env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.stdout(file.try_clone().unwrap()).stderr(file).spawn().expect("spawn proxy");
+        let child = cmd.spawn().expect("spawn proxy");
         Starting { child, log, port }
     }
 

@@ -210,20 +210,8 @@ async fn tls_listener_serves_https_and_wss_to_real_clients() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "{ \"response\": \"I'm healthy\" }", "{out:?}");
     // Python's websockets produces over wss://.
-    let script = r#"
-import asyncio, ssl, sys, websockets
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-async def main():
-    async with websockets.connect(sys.argv[1], ssl=ctx) as s:
-        await s.send('{"value":{"value":"over wss","format":"string"},"messageId":"t1"}')
-        print(await s.recv())
-asyncio.run(main())
-"#;
     let url = format!("wss://127.0.0.1:{tls_port}/socket/in?clientId=tls&topic={topic}");
-    let out = Command::new(project_root().join(".venv/bin/python"))
-        .args(["-c", script, &url, ca.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = produce_over_wss(&url, ca.to_str().unwrap());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((result["clientMessageId"].as_str(), result["offset"].as_i64()), (Some("t1"), Some(0)));

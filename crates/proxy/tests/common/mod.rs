@@ -157,23 +157,32 @@ pub struct Proxy {
     log: PathBuf,
 }
 
+/// The proxy's command against the test broker, listening on 127.0.0.1:`port`, its stdout and
+/// stderr going to a fresh log file (returned); `TEST_PROXY_LOG` sets `RUST_LOG` (default info).
+pub fn proxy_command(port: u16) -> (Command, PathBuf) {
+    let log = std::env::temp_dir().join(format!("wsproxy-test-{port}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", bootstrap())
+        .env("WSPROXY_PORT", port.to_string())
+        .env("WSPROXY_BIND_INTERFACE", "127.0.0.1")
+        .env("RUST_LOG", std::env::var("TEST_PROXY_LOG").unwrap_or_else(|_| "info".to_owned()))
+        .env("WSPROXY_LOG_ANSI_OFF", "true")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    (cmd, log)
+}
+
 impl Proxy {
     /// Starts the proxy against the test broker with extra `WSPROXY_*` variables.
     pub async fn start(env: &[(&str, &str)]) -> Proxy {
         require_kafka();
         let port = free_port();
-        let log = std::env::temp_dir().join(format!("wsproxy-test-{port}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafka-websocket-proxy"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("WSPROXY_KAFKA_BOOTSTRAP_HOSTS", bootstrap())
-            .env("WSPROXY_PORT", port.to_string())
-            .env("WSPROXY_BIND_INTERFACE", "127.0.0.1")
-            .env("RUST_LOG", std::env::var("TEST_PROXY_LOG").unwrap_or_else(|_| "info".to_owned()))
-            .env("WSPROXY_LOG_ANSI_OFF", "true")
-            // Server ids must be unique per node: tests run many proxies at once.
-            .env("WSPROXY_SERVER_ID", unique("node"))
+        let (mut cmd, log) = proxy_command(port);
+        // Server ids must be unique per node: tests run many proxies at once.
+        cmd.env("WSPROXY_SERVER_ID", unique("node"))
             // Each proxy its own session state, so that tests reusing a clientId (and proxies
             // killed with sockets open) do not hold slots for each other. Multi-node tests pass
             // a shared topic. scripts/test deletes these topics before a run.
@@ -181,7 +190,7 @@ impl Proxy {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.stdout(file.try_clone().unwrap()).stderr(file).spawn().expect("spawn proxy");
+        let child = cmd.spawn().expect("spawn proxy");
         let mut proxy = Proxy { child, port, log };
         proxy.wait_healthy().await;
         proxy
@@ -431,4 +440,19 @@ pub async fn consumed_during(ws: &mut Ws, span: Duration) -> (usize, usize) {
         largest = largest.max(records_in(&frame));
     }
     (records, largest)
+}
+
+/// Python's websockets sends one record (`messageId` "t1", value "over wss") over `url`
+/// (`wss://`), trusting only the CA certificates in `ca_pem`; stdout holds the proxy's answer.
+pub fn produce_over_wss(url: &str, ca_pem: &str) -> std::process::Output {
+    let script = r#"
+import asyncio, ssl, sys, websockets
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+async def main():
+    async with websockets.connect(sys.argv[1], ssl=ctx) as s:
+        await s.send('{"value":{"value":"over wss","format":"string"},"messageId":"t1"}')
+        print(await s.recv())
+asyncio.run(main())
+"#;
+    Command::new(project_root().join(".venv/bin/python")).args(["-c", script, url, ca_pem]).output().unwrap()
 }
