@@ -6,6 +6,9 @@
 //! The rule that makes delivery at-least-once without handing Kafka what the client never got
 //! is [`SocketConsumer::store`]'s: the offset of a record is stored only after the frame
 //! carrying it was flushed to the socket.
+//!
+//! A socket reads one topic, several (`topic=a,b,c`) or a pattern (`topicPattern`): partitions
+//! are named by [`TopicPartition`] throughout.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -25,9 +28,11 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use wsproxy_protocol::consume::KafkaRecordView;
-use wsproxy_protocol::params::ConsumerParams;
+use wsproxy_protocol::params::{ConsumerParams, TopicSelection};
 
-use crate::kafka::client::{probe_topic, AuthFailure, ClientError, ProbeError, METADATA_TIMEOUT, STATS_INTERVAL_MS};
+use crate::kafka::client::{
+    probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError, METADATA_TIMEOUT, STATS_INTERVAL_MS,
+};
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::headers::record_headers;
@@ -35,30 +40,38 @@ use crate::kafka::oauth::{self, OAuthContext, TokenCell};
 use crate::kafka::{oauth_admin, Kafka};
 use crate::telemetry::metrics;
 
-/// A consume socket's context: keeps the consumer's lag on its topic, as librdkafka reports it.
+/// A partition of one of the socket's topics. The name is shared: a socket keeps one copy of
+/// each of its topics' names, not one per record.
+pub type TopicPartition = (Arc<str>, i32);
+
+/// A consume socket's context: keeps the consumer's lag on its topics, as librdkafka reports it.
 pub struct SocketConsumerContext {
-    topic: String,
     lag: Arc<AtomicI64>,
     auth: AuthFailure,
-    /// Partitions of `topic` revoked and not assigned back, and those lost since the socket
-    /// last took them (code review L4).
+    /// Partitions revoked and not assigned back, and those lost since the socket last took
+    /// them (code review L4). A consumer is only ever assigned partitions of its subscription.
     revoked: Mutex<Revoked>,
-    /// The partitions of `topic` assigned to this consumer, kept by the rebalance callback so
-    /// that reading them is no op round trip to librdkafka's main thread (L3).
-    assigned: Mutex<std::collections::HashSet<i32>>,
+    /// The partitions assigned to this consumer, kept by the rebalance callback so that
+    /// reading them is no op round trip to librdkafka's main thread (L3).
+    assigned: Mutex<HashSet<TopicPartition>>,
     /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
     token: Option<TokenCell>,
 }
 
 #[derive(Default)]
 struct Revoked {
-    pending: Vec<i32>,
-    lost: Vec<i32>,
+    pending: Vec<TopicPartition>,
+    lost: Vec<TopicPartition>,
+}
+
+/// The partitions of a rebalance's list.
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect()
 }
 
 impl SocketConsumerContext {
-    /// The partitions of the socket's topic this consumer owns now.
-    pub fn assigned(&self) -> std::collections::HashSet<i32> {
+    /// The partitions this consumer owns now.
+    pub fn assigned(&self) -> HashSet<TopicPartition> {
         self.assigned.lock().expect("assignment is never poisoned").clone()
     }
 
@@ -66,7 +79,7 @@ impl SocketConsumerContext {
     /// with `closing`, also those revoked and not assigned yet). The socket must forget what
     /// it would commit there, even if they come back later: another member may have
     /// committed further meanwhile.
-    pub fn take_lost(&self, closing: bool) -> Vec<i32> {
+    pub fn take_lost(&self, closing: bool) -> Vec<TopicPartition> {
         let mut r = self.revoked.lock().expect("revoked list is never poisoned");
         let mut lost = std::mem::take(&mut r.lost);
         if closing {
@@ -88,20 +101,23 @@ impl ClientContext for SocketConsumerContext {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 
+    /// The lag over every topic the consumer reads.
     fn stats(&self, s: Statistics) {
-        if let Some(t) = s.topics.get(&self.topic) {
-            let lag: i64 = t.partitions.values().filter(|p| p.partition >= 0).map(|p| p.consumer_lag.max(0)).sum();
-            self.lag.store(lag, Ordering::Relaxed);
-        }
+        let lag: i64 = s
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0)
+            .map(|p| p.consumer_lag.max(0))
+            .sum();
+        self.lag.store(lag, Ordering::Relaxed);
     }
 }
 
 impl ConsumerContext for SocketConsumerContext {
     // Runs on the socket's task, inside its poll of the stream.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mine = |tpl: &TopicPartitionList| -> Vec<i32> {
-            tpl.elements().into_iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
-        };
+        let mine = partitions;
         let mut r = self.revoked.lock().expect("revoked list is never poisoned");
         match rebalance {
             // A lost assignment (session timeout, max.poll.interval.ms) may come back in the
@@ -112,7 +128,7 @@ impl ConsumerContext for SocketConsumerContext {
             // Kept through the rebalance when assigned back at once (no one else had it).
             Rebalance::Assign(tpl) => {
                 let back = mine(tpl);
-                let (_, lost): (Vec<i32>, Vec<i32>) = r.pending.drain(..).partition(|p| back.contains(p));
+                let (_, lost): (Vec<_>, Vec<_>) = r.pending.drain(..).partition(|p| back.contains(p));
                 r.lost.extend(lost);
             }
             Rebalance::Error(_) => {}
@@ -123,14 +139,12 @@ impl ConsumerContext for SocketConsumerContext {
     /// assign increments: removing what is revoked and adding what is assigned fits both.
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut assigned = self.assigned.lock().expect("assignment is never poisoned");
-        let ours = |tpl: &TopicPartitionList| -> Vec<i32> {
-            tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
-        };
+        let ours = partitions;
         match rebalance {
             Rebalance::Assign(tpl) => assigned.extend(ours(tpl)),
             Rebalance::Revoke(tpl) => {
-                for p in ours(tpl) {
-                    assigned.remove(&p);
+                for p in &ours(tpl) {
+                    assigned.remove(p);
                 }
             }
             // rdkafka's default handler unassigns everything after a rebalance error.
@@ -144,7 +158,7 @@ impl ConsumerContext for SocketConsumerContext {
         match result {
             Err(e) if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) => {
                 metrics::consumer_commit_failed();
-                tracing::warn!(error = %e, topic = %self.topic, "Kafka refused a consumer commit; the records after the group's last commit will be delivered again");
+                tracing::warn!(error = %e, "Kafka refused a consumer commit; the records after the group's last commit will be delivered again");
             }
             _ => {}
         }
@@ -163,10 +177,10 @@ type GroupMember = OffRuntime<StreamConsumer<SocketConsumerContext>>;
 /// How long a socket waits for its consumer's final commit and group leave.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The consumer of one consume socket: a member of the socket's group, subscribed to its topic.
+/// The consumer of one consume socket: a member of the socket's group, subscribed to its
+/// topics (or pattern).
 pub struct SocketConsumer {
     member: GroupMember,
-    topic: String,
 }
 
 /// The records of a [`SocketConsumer`], in the order Kafka delivers them. Records borrow the
@@ -188,19 +202,19 @@ impl SocketConsumer {
         Records { stream: self.member.stream() }
     }
 
-    /// The partitions of the socket's topic this consumer owns now (kept by its rebalance
-    /// callback: no round trip to librdkafka's main thread on the runtime).
-    pub fn assigned(&self) -> HashSet<i32> {
+    /// The partitions this consumer owns now (kept by its rebalance callback: no round trip
+    /// to librdkafka's main thread on the runtime).
+    pub fn assigned(&self) -> HashSet<TopicPartition> {
         self.member.context().assigned()
     }
 
     /// Partitions lost in a rebalance since the last call (see
     /// [`SocketConsumerContext::take_lost`]): what the socket would commit there must go.
-    pub fn take_lost(&self) -> Vec<i32> {
+    pub fn take_lost(&self) -> Vec<TopicPartition> {
         self.member.context().take_lost(false)
     }
 
-    /// Stores the offset of the record at `offset` of `partition`, for the group's next
+    /// Stores the offset of the record at `offset` of `tp`, for the group's next
     /// automatic commit (`autoCommit=true`).
     ///
     /// **Call it only after the frame carrying the record was flushed to the socket.** The
@@ -210,19 +224,19 @@ impl SocketConsumer {
     /// commits (`autoCommit=false`) follow the same rule: the loop stashes a record for the
     /// client's commit only once it was flushed. Returns `false` when the partition was
     /// revoked meanwhile (its next owner reads the record).
-    pub fn store(&self, partition: i32, offset: i64) -> bool {
-        self.member.store_offset(&self.topic, partition, offset).is_ok()
+    pub fn store(&self, tp: &TopicPartition, offset: i64) -> bool {
+        self.member.store_offset(&tp.0, tp.1, offset).is_ok()
     }
 
     /// Commits the next offsets to read (`(partition, offset)`) asynchronously: a refusal that
     /// arrives later is counted and logged by the consumer's context.
-    pub fn commit(&self, offsets: &[(i32, i64)]) -> Result<(), ClientError> {
+    pub fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
         if offsets.is_empty() {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in offsets {
-            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))?;
+        for ((topic, p), o) in offsets {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*o))?;
         }
         Ok(self.member.commit(&tpl, CommitMode::Async)?)
     }
@@ -230,7 +244,7 @@ impl SocketConsumer {
     /// Commits `progress` (next offsets per partition) synchronously for the partitions still
     /// assigned, so that nothing is lost to an in-flight async commit, then leaves the group;
     /// waits at most [`CLOSE_TIMEOUT`] for that, after which it goes on in the background.
-    pub async fn close(self, progress: HashMap<i32, i64>) {
+    pub async fn close(self, progress: HashMap<TopicPartition, i64>) {
         let closing = tokio::task::spawn_blocking(move || self.final_commit(&progress));
         if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
             tracing::warn!(
@@ -240,14 +254,14 @@ impl SocketConsumer {
     }
 
     /// Blocking: [`close`](Self::close) runs it on the blocking pool.
-    fn final_commit(self, progress: &HashMap<i32, i64>) {
-        let (consumer, topic) = (self.member, self.topic.as_str());
+    fn final_commit(self, progress: &HashMap<TopicPartition, i64>) {
+        let consumer = self.member;
         let owned = consumer.assignment().unwrap_or_default();
         let revoked = consumer.context().take_lost(true);
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in progress {
-            if owned.find_partition(topic, *p).is_some() && !revoked.contains(p) {
-                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+        for (tp, o) in progress {
+            if owned.find_partition(&tp.0, tp.1).is_some() && !revoked.contains(tp) {
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*o));
             }
         }
         if tpl.count() > 0 {
@@ -344,7 +358,9 @@ impl From<KafkaError> for ConsumerError {
 }
 
 impl Kafka {
-    /// A consumer for one socket, subscribed to its topic; `lag` receives its consumer lag.
+    /// A consumer for one socket, subscribed to its topics or pattern; `lag` receives its
+    /// consumer lag. A socket with its own credentials gets 401/403 for each listed topic it
+    /// may not read, before the upgrade.
     pub async fn consumer(
         &self,
         params: &ConsumerParams,
@@ -373,27 +389,34 @@ impl Kafka {
         for (k, v) in &self.inner.consumer_properties {
             cfg.set(*k, v);
         }
+        if matches!(params.topics, TopicSelection::Pattern(_)) {
+            // New matching topics are found by the metadata refresh; internal topics are
+            // hidden from the consumer as if they did not exist.
+            cfg.set("topic.metadata.refresh.interval.ms", self.inner.consumer_metadata_refresh_ms.to_string())
+                .set("topic.blacklist", internal_topics_blacklist(&self.inner.internal_topics));
+        }
         // Before any client is made for them (fromTimestamp's helper included).
         if let Some(c) = creds {
             self.refused_recently(c).map_err(ConsumerError::Refused)?;
         }
-        if let Some(ts) = params.from_timestamp {
+        if let (Some(ts), TopicSelection::Listed(topics)) = (params.from_timestamp, &params.topics) {
             let cfg = cfg.clone();
-            let (topic, ts, token) = (params.topic.clone(), ts, self.token_for(creds));
-            tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts, token))
-                .await
-                .expect("start-offset task never panics")?;
+            let (topics, ts, token) = (topics.clone(), ts, self.token_for(creds));
+            tokio::task::spawn_blocking(move || {
+                topics.iter().try_for_each(|topic| start_group_at(&cfg, topic, ts, token.clone()))
+            })
+            .await
+            .expect("start-offset task never panics")?;
         }
         let token = self.token_for(creds);
         let context = SocketConsumerContext {
-            topic: params.topic.clone(),
             lag,
             auth: AuthFailure::default(),
             revoked: Mutex::new(Revoked::default()),
             assigned: Mutex::new(Default::default()),
             token: token.clone(),
         };
-        let (topic, probe) = (params.topic.clone(), creds.is_some());
+        let (topics, probe) = (params.topics.clone(), creds.is_some());
         // Created, probed and subscribed on the blocking pool, and guarded from the start: on
         // any early return (refused credentials, a failed upgrade, a panic) the consumer is
         // destroyed off the runtime.
@@ -403,12 +426,26 @@ impl Kafka {
                 // Not polled before its probe: it gets its token now (see `oauth_admin`).
                 oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
             }
-            // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
-            if probe {
-                probe_topic(consumer.client(), &topic, &consumer.context().auth).map_err(ConsumerError::Refused)?;
-            }
-            consumer.subscribe(&[&topic])?;
-            Ok::<_, ConsumerError>(SocketConsumer { member: consumer, topic })
+            // A socket with its own credentials: check them (and its topics' ACLs) before the upgrade.
+            let auth = &consumer.context().auth;
+            let subscription: Vec<&str> = match &topics {
+                TopicSelection::Listed(topics) => {
+                    if probe {
+                        for topic in topics {
+                            probe_topic(consumer.client(), topic, auth).map_err(ConsumerError::Refused)?;
+                        }
+                    }
+                    topics.iter().map(String::as_str).collect()
+                }
+                TopicSelection::Pattern(pattern) => {
+                    if probe {
+                        probe_credentials(consumer.client(), auth).map_err(ConsumerError::Refused)?;
+                    }
+                    vec![pattern.as_str()]
+                }
+            };
+            consumer.subscribe(&subscription)?;
+            Ok::<_, ConsumerError>(SocketConsumer { member: consumer })
         })
         .await
         .expect("consumer creation never panics");
@@ -421,6 +458,15 @@ impl Kafka {
         }
         made
     }
+}
+
+/// librdkafka's `topic.blacklist` for pattern sockets: Kafka's internal topics, the proxy's
+/// (`_wsproxy.*`) and its configured internal topics whatever their names (topic names hold
+/// no regex metacharacter but the dot).
+fn internal_topics_blacklist(internal: &[String]) -> String {
+    let mut list = vec![r"^__.*".to_owned(), r"^_wsproxy\..*".to_owned()];
+    list.extend(internal.iter().map(|t| format!("^{}$", t.replace('.', r"\."))));
+    list.join(",")
 }
 
 /// For `fromTimestamp`: commits, for every partition where the group has no committed offset

@@ -1,5 +1,6 @@
 //! One consume socket's data path: records from the socket's own group member, out at the
-//! pace the socket drains; commits in when `autoCommit=false`.
+//! pace the socket drains; commits in when `autoCommit=false`. A socket reads one topic,
+//! several or a pattern: partitions are [`TopicPartition`]s throughout.
 //!
 //! Backpressure is structural: the next record is taken from the consumer only after the
 //! previous frame was written, and the consumer's prefetch is capped, so a stalled client
@@ -27,9 +28,10 @@ use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::codec::Frame;
 use wsproxy_protocol::consume::{KafkaRecordView, MessageId};
 use wsproxy_protocol::error::FrameError;
+use wsproxy_protocol::params::TopicSelection;
 use wsproxy_protocol::{ErrorCode, FormatType, SocketCodec};
 
-use crate::kafka::{ConsumeError, Record, Records, SocketConsumer};
+use crate::kafka::{ConsumeError, Record, Records, SocketConsumer, TopicPartition};
 use crate::limits::PaceWatch;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
@@ -55,7 +57,11 @@ const BATCH_ROOM: usize = MAX_BYTES_PER_FLUSH + 256 * 1024;
 /// Settings of one consume socket.
 #[derive(Clone)]
 pub struct ConsumeSettings {
+    /// What the socket reads as the client named it (`a`, `a,b,c` or the pattern), for logs,
+    /// metrics and error texts.
     pub topic: String,
+    /// The topics the socket reads: a commit naming another one is refused.
+    pub topics: TopicSelection,
     /// The socket's frames: JSON text, or (`socketPayload=avro`) binary `AvroConsumerRecord`
     /// frames out and `AvroCommit` in.
     pub codec: SocketCodec,
@@ -86,11 +92,28 @@ pub struct ConsumeSettings {
 struct Item {
     /// JSON text (records of a JSON socket, and every error frame) or an Avro binary record.
     frame: Frame,
-    position: Option<(i32, i64, i64)>,
+    /// Partition, offset and timestamp.
+    position: Option<(TopicPartition, i64, i64)>,
     /// Key and value bytes of the record.
     bytes: u64,
     /// Set when the item is an error frame.
     error: Option<ErrorCode>,
+}
+
+/// The socket's topic names, one shared copy each: records name theirs by `&str`, the commit
+/// stack and offsets keep a [`TopicPartition`] per record without a copy of the name.
+#[derive(Default)]
+struct TopicNames(HashSet<Arc<str>>);
+
+impl TopicNames {
+    fn get(&mut self, topic: &str) -> Arc<str> {
+        if let Some(name) = self.0.get(topic) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.0.insert(name.clone());
+        name
+    }
 }
 
 /// Runs the socket until the client leaves, Kafka fails for good, or the server shuts down.
@@ -106,7 +129,8 @@ pub async fn run<S>(
     let (mut tx, mut rx) = socket.split();
     let mut stats = SocketMetrics::open(Direction::Out, &settings.topic, settings.identity.clone());
     // Next offsets per partition: stored (auto-commit) or committed by the client (manual).
-    let mut progress: HashMap<i32, i64> = HashMap::new();
+    let mut progress: HashMap<TopicPartition, i64> = HashMap::new();
+    let mut names = TopicNames::default();
     let mut live = Liveness::new(settings.keep_alive, settings.idle_timeout, shutdown, settings.stop_reason.clone());
     let close_frame = {
         let mut records = consumer.records();
@@ -133,7 +157,7 @@ pub async fn run<S>(
                     // With autoCommit=true the reference ignores inbound frames.
                     Some(Ok(msg)) => if let Some(frame) = frame_ref(&msg).filter(|_| !settings.auto_commit) {
                         let id = settings.codec.decode_commit(frame);
-                        if let Err(e) = commit(&consumer, &settings.topic, &mut stack, &mut progress, id) {
+                        if let Err(e) = commit(&consumer, &settings, &mut stack, &mut progress, id) {
                             stats.error_frame(e.code.as_str());
                             // Bounded like every write: a client that sends bad commits and
                             // stops reading must not hold the loop (M6).
@@ -155,7 +179,7 @@ pub async fn run<S>(
                     forget_rebalanced(&consumer, &mut stack, &mut progress);
                     forget_revoked(&consumer.assigned(), &mut stack, &mut progress);
                     let due = stack.expired(std::time::Instant::now(), max_age);
-                    progress.extend(due.iter().copied());
+                    progress.extend(due.iter().cloned());
                     commit_offsets(&consumer, &due);
                 }
                 now = pace.changed() => {
@@ -178,7 +202,7 @@ pub async fn run<S>(
                         Err(unavailable) => unchecked = first.ok().map(|m| (m, unavailable)),
                         Ok(invalid) => {
                             if was_held { retry = None; }
-                            if let Err(fatal) = render(first, &settings, invalid, &mut items) {
+                            if let Err(fatal) = render(first, &settings, invalid, &mut names, &mut items) {
                                 break Some(close::kafka_failure(&fatal));
                             }
                         }
@@ -188,7 +212,7 @@ pub async fn run<S>(
                         let Some(Some(next)) = records.next().now_or_never() else { break };
                         match check_registry(&settings, &next).await {
                             Err(unavailable) => unchecked = next.ok().map(|m| (m, unavailable)),
-                            Ok(invalid) => if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; },
+                            Ok(invalid) => if let Err(e) = render(next, &settings, invalid, &mut names, &mut items) { fatal = Some(e); break; },
                         }
                         batch_bytes += items.last().map_or(0, |i| i.frame.len());
                     }
@@ -226,16 +250,16 @@ pub async fn run<S>(
                     }
                     let now = std::time::Instant::now();
                     let revoked = forget_rebalanced(&consumer, &mut stack, &mut progress);
-                    for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position) {
+                    for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position.as_ref()) {
                         // Taken before a revoke: the partition's next owner delivers it again.
-                        if revoked.contains(&partition) { continue; }
+                        if revoked.contains(partition) { continue; }
                         if settings.auto_commit {
                             // Fails only for partitions revoked meanwhile; the next owner reads them.
-                            if consumer.store(partition, offset) {
-                                progress.insert(partition, offset + 1);
+                            if consumer.store(partition, *offset) {
+                                progress.insert(partition.clone(), offset + 1);
                             }
                         } else {
-                            stack.stash(partition, offset, timestamp, now);
+                            stack.stash(partition.clone(), *offset, *timestamp, now);
                         }
                     }
                     if let Some(reason) = fatal { break Some(close::kafka_failure(&reason)); }
@@ -261,13 +285,14 @@ fn render(
     polled: Result<Record<'_>, ConsumeError>,
     settings: &ConsumeSettings,
     invalid: Option<FrameError>,
+    names: &mut TopicNames,
     items: &mut Vec<Item>,
 ) -> Result<(), String> {
     let record = match polled {
         Ok(record) => record,
         Err(e) => return e.triage(),
     };
-    record.with_view(|view| render_view(view, settings, invalid, items));
+    record.with_view(|view| render_view(view, settings, invalid, names, items));
     Ok(())
 }
 
@@ -276,6 +301,7 @@ fn render_view(
     view: &KafkaRecordView<'_>,
     settings: &ConsumeSettings,
     invalid: Option<FrameError>,
+    names: &mut TopicNames,
     items: &mut Vec<Item>,
 ) {
     let rendered = if let Some(e) = invalid { Err(e) } else { settings.codec.encode_record(view) };
@@ -309,7 +335,8 @@ fn render_view(
         Err(e) => (settings.codec.encode_error(&e, Some(view)), Some(e.code)),
     };
     let bytes = (view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len)) as u64;
-    items.push(Item { frame, position: Some((view.partition, view.offset, view.timestamp)), bytes, error });
+    let partition = (names.get(view.topic), view.partition);
+    items.push(Item { frame, position: Some((partition, view.offset, view.timestamp)), bytes, error });
 }
 
 /// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
@@ -361,30 +388,31 @@ async fn next_record<'a>(
 /// Handles a commit frame; `Err` is the error frame to answer it with.
 fn commit(
     consumer: &SocketConsumer,
-    topic: &str,
-    stack: &mut CommitStack,
-    progress: &mut HashMap<i32, i64>,
+    settings: &ConsumeSettings,
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
     id: Result<MessageId, FrameError>,
 ) -> Result<(), FrameError> {
     let id = id?;
     let unknown = |why: &str| Err(FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}")));
-    if id.topic != topic {
-        return unknown(&format!("it names topic '{}', this socket reads '{topic}'", id.topic));
-    }
     // After a rebalance another member owns the partition: committing there could rewind it.
     forget_rebalanced(consumer, stack, progress);
     let owned = consumer.assigned();
     forget_revoked(&owned, stack, progress);
-    if !owned.contains(&id.partition) {
+    let partition: TopicPartition = (Arc::from(id.topic.as_str()), id.partition);
+    if !owned.contains(&partition) {
+        if !settings.topics.reads(&id.topic) {
+            return unknown(&format!("it names topic '{}', this socket reads '{}'", id.topic, settings.topic));
+        }
         return unknown(&format!(
             "partition {} is no longer assigned to this socket (the group rebalanced); its uncommitted records go to its new owner",
             id.partition
         ));
     }
-    match stack.commit(id.partition, id.offset, id.timestamp) {
-        Ok(next) => match consumer.commit(&[(id.partition, next)]) {
+    match stack.commit(&partition, id.offset, id.timestamp) {
+        Ok(next) => match consumer.commit(&[(partition.clone(), next)]) {
             Ok(()) => {
-                progress.insert(id.partition, next);
+                progress.insert(partition, next);
                 Ok(())
             }
             Err(e) => Err(FrameError::new(ErrorCode::CommitFailed, format!("Kafka refused the commit of '{id}': {e}"))),
@@ -398,24 +426,28 @@ fn commit(
 /// meanwhile, L4); returns them.
 fn forget_rebalanced(
     consumer: &SocketConsumer,
-    stack: &mut CommitStack,
-    progress: &mut HashMap<i32, i64>,
-) -> HashSet<i32> {
-    let revoked: HashSet<i32> = consumer.take_lost().into_iter().collect();
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) -> HashSet<TopicPartition> {
+    let revoked: HashSet<TopicPartition> = consumer.take_lost().into_iter().collect();
     if !revoked.is_empty() {
-        stack.retain_partitions(|p| !revoked.contains(&p));
+        stack.retain_partitions(|p| !revoked.contains(p));
         progress.retain(|p, _| !revoked.contains(p));
     }
     revoked
 }
 
 /// Drops what the socket remembers of partitions it no longer owns.
-fn forget_revoked(owned: &HashSet<i32>, stack: &mut CommitStack, progress: &mut HashMap<i32, i64>) {
-    stack.retain_partitions(|p| owned.contains(&p));
+fn forget_revoked(
+    owned: &HashSet<TopicPartition>,
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) {
+    stack.retain_partitions(|p| owned.contains(p));
     progress.retain(|p, _| owned.contains(p));
 }
 
-fn commit_offsets(consumer: &SocketConsumer, offsets: &[(i32, i64)]) {
+fn commit_offsets(consumer: &SocketConsumer, offsets: &[(TopicPartition, i64)]) {
     if let Err(e) = consumer.commit(offsets) {
         tracing::warn!(error = %e, "auto-commit of old records failed");
     }
