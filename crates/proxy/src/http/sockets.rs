@@ -164,6 +164,7 @@ pub async fn consume(
         pace: state.limits.consumer_pace_watch(&p.group_id, p.rate, batch.max(1)),
         batched: batch > 0,
         auto_commit: p.auto_commit,
+        pull_max_credit: p.pull.then_some(cfg.consumer.max_credit),
         commit_stack_max_size: cfg.consumer.commit_stack_max_size,
         commit_max_age: cfg
             .consumer

@@ -228,6 +228,33 @@ impl SocketConsumer {
         self.member.store_offset(&tp.0, tp.1, offset).is_ok()
     }
 
+    /// Stops fetching every assigned partition (a `pull=true` socket without credit):
+    /// librdkafka drops what it prefetched for them and, on [`resume`](Self::resume), fetches
+    /// again from the record after the last one the socket took. The consumer keeps polling
+    /// (rebalances, group membership) meanwhile.
+    pub fn pause(&self) {
+        self.pause_or_resume(true);
+    }
+
+    /// Fetches every assigned partition again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.pause_or_resume(false);
+    }
+
+    fn pause_or_resume(&self, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in self.assigned() {
+            tpl.add_partition(&topic, partition);
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        let done = if pause { self.member.pause(&tpl) } else { self.member.resume(&tpl) };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, pause, "pausing or resuming the partitions of a pull socket failed");
+        }
+    }
+
     /// Commits the next offsets to read (`(partition, offset)`) asynchronously: a refusal that
     /// arrives later is counted and logged by the consumer's context.
     pub fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {

@@ -15,8 +15,14 @@
 //!
 //! The socket's [`SocketCodec`] renders records, batches and error frames and reads commits;
 //! pings, the idle timeout, bounded writes, the stop and the close are [`Liveness`]'s.
+//!
+//! A `pull=true` socket sends records only against [`Credit`] the client granted with
+//! `{"request":N}`. Without credit it still polls its consumer (rebalances, membership): a
+//! record that comes meanwhile is parked and every assigned partition paused, which drops
+//! librdkafka's prefetch, so a pull socket that grants nothing holds at most a record per
+//! partition assigned since the pause.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,16 +31,17 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures::{FutureExt, Sink, Stream, StreamExt};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use wsproxy_protocol::codec::Frame;
+use wsproxy_protocol::codec::{Frame, FrameRef};
 use wsproxy_protocol::consume::{KafkaRecordView, MessageId};
 use wsproxy_protocol::error::FrameError;
 use wsproxy_protocol::params::TopicSelection;
-use wsproxy_protocol::{ErrorCode, FormatType, SocketCodec};
+use wsproxy_protocol::{pull, ErrorCode, FormatType, SocketCodec};
 
 use crate::kafka::{ConsumeError, Record, Records, SocketConsumer, TopicPartition};
 use crate::limits::PaceWatch;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
+use crate::pipeline::credit::Credit;
 use crate::pipeline::liveness::{frame_ref, message, Interrupted, Liveness, Tick};
 use crate::pipeline::rate_limit::RateLimit;
 use crate::schema_registry::{CheckError, SchemaRegistry};
@@ -73,6 +80,9 @@ pub struct ConsumeSettings {
     /// Whether records go out as arrays (`batchSize`), else as single objects.
     pub batched: bool,
     pub auto_commit: bool,
+    /// `pull=true`: the most credit the client may hold (`WSPROXY_CONSUMER_MAX_CREDIT`);
+    /// `None` for a socket that sends as fast as the client reads.
+    pub pull_max_credit: Option<u32>,
     pub commit_stack_max_size: usize,
     /// Commit records of a manual-commit socket once they are this old.
     pub commit_max_age: Option<(Duration, Duration)>,
@@ -144,6 +154,11 @@ pub async fn run<S>(
         // stream is not read meanwhile (H1). `retry` is the last wait, `None` outside an outage.
         let mut held: Option<(Record<'_>, Instant)> = None;
         let mut retry: Option<Duration> = None;
+        // Pull sockets: records the client granted and did not get yet; records taken while
+        // it had none, to send first; whether the assignment is paused for want of credit.
+        let mut credit = settings.pull_max_credit.map(Credit::new);
+        let mut parked: VecDeque<Record<'_>> = VecDeque::new();
+        let mut paused = false;
 
         loop {
             let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
@@ -155,9 +170,9 @@ pub async fn run<S>(
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(e)) => break close::for_read_error(e),
                     // With autoCommit=true the reference ignores inbound frames.
-                    Some(Ok(msg)) => if let Some(frame) = frame_ref(&msg).filter(|_| !settings.auto_commit) {
-                        let id = settings.codec.decode_commit(frame);
-                        if let Err(e) = commit(&consumer, &settings, &mut stack, &mut progress, id) {
+                    Some(Ok(msg)) => if let Some(frame) = frame_ref(&msg) {
+                        let read = (&mut credit, &mut paused);
+                        if let Err(e) = inbound(frame, &consumer, &settings, read, &mut stack, &mut progress) {
                             stats.error_frame(e.code.as_str());
                             // Bounded like every write: a client that sends bad commits and
                             // stops reading must not hold the loop (M6).
@@ -188,12 +203,26 @@ pub async fn run<S>(
                 }
                 // Timers come before the stream so that a busy socket still pings and commits.
                 _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
-                first = next_record(&mut records, &mut held), if !throttled => {
+                first = next_record(&mut records, &mut held, &mut parked, credit.is_none_or(|c| c.available() > 0)), if !throttled => {
                     let Some((first, was_held)) = first else { break Some(close::kafka_failure("the consumer stopped")) };
+                    // No credit: the record waits for it, and so does every assigned partition
+                    // (paused again for partitions assigned since the last pause).
+                    if credit.is_some_and(|c| c.available() == 0) {
+                        match first {
+                            Ok(record) => {
+                                parked.push_back(record);
+                                consumer.pause();
+                                paused = true;
+                            }
+                            Err(e) => if let Err(fatal) = e.triage() { break Some(close::kafka_failure(&fatal)); },
+                        }
+                        continue;
+                    }
                     // Records taken per wakeup: one array frame's worth, or (one record per
                     // frame) as many as are ready, written with a single flush.
                     let per_wakeup = if settings.batched { batch_size } else { MAX_FRAMES_PER_FLUSH };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
+                    let max = credit.map_or(max, |c| max.min(c.available()));
                     let mut items = Vec::with_capacity(max.min(1024));
                     let mut fatal = None;
                     let mut unchecked = None;
@@ -209,7 +238,10 @@ pub async fn run<S>(
                     }
                     let mut batch_bytes = items.iter().map(|i| i.frame.len()).sum::<usize>();
                     while unchecked.is_none() && items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
-                        let Some(Some(next)) = records.next().now_or_never() else { break };
+                        let next = match parked.pop_front() {
+                            Some(record) => Ok(record),
+                            None => { let Some(Some(next)) = records.next().now_or_never() else { break }; next }
+                        };
                         match check_registry(&settings, &next).await {
                             Err(unavailable) => unchecked = next.ok().map(|m| (m, unavailable)),
                             Ok(invalid) => if let Err(e) = render(next, &settings, invalid, &mut names, &mut items) { fatal = Some(e); break; },
@@ -231,6 +263,7 @@ pub async fn run<S>(
                     // Nothing to write (a retry that failed again): the client was not heard from.
                     if items.is_empty() && fatal.is_none() { continue; }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
+                    if let Some(c) = credit.as_mut() { c.take(items.iter().filter(|i| i.position.is_some()).count()); }
                     // A client that stops reading must not hold up a shutdown; one that stopped
                     // for the idle timeout leaves its records to the group's next member. While
                     // the write waited the client's pongs were not read: a client that takes
@@ -372,17 +405,57 @@ async fn check_registry(
     Ok(None)
 }
 
-/// The next record: the held one once its retry is due (`true`), else the stream's next.
+/// The next record: the held one once its retry is due (`true`), else a parked one (when the
+/// socket may send), else the stream's next.
 async fn next_record<'a>(
     records: &mut Records<'a>,
     held: &mut Option<(Record<'a>, Instant)>,
+    parked: &mut VecDeque<Record<'a>>,
+    may_send: bool,
 ) -> Option<(Result<Record<'a>, ConsumeError>, bool)> {
     if let Some((_, at)) = held {
         sleep_until(*at).await;
         // Nothing awaits after the take: a cancelled wait keeps the record held.
         return held.take().map(|(m, _)| (Ok(m), true));
     }
+    if may_send {
+        if let Some(record) = parked.pop_front() {
+            return Some((Ok(record), false));
+        }
+    }
     records.next().await.map(|m| (m, false))
+}
+
+/// A frame from the client: a credit grant (pull sockets), a commit (`autoCommit=false`), or
+/// nothing (`autoCommit=true` push sockets: the reference ignores inbound frames). `Err` is
+/// the error frame to answer with; the socket goes on.
+fn inbound(
+    frame: FrameRef<'_>,
+    consumer: &SocketConsumer,
+    settings: &ConsumeSettings,
+    (credit, paused): (&mut Option<Credit>, &mut bool),
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) -> Result<(), FrameError> {
+    if let Some(credit) = credit.as_mut() {
+        if let Some(request) = match frame {
+            FrameRef::Text(text) => pull::decode_request(text),
+            FrameRef::Binary(_) => None,
+        } {
+            credit.grant(request?);
+            if std::mem::take(paused) {
+                consumer.resume();
+            }
+            return Ok(());
+        }
+        if settings.auto_commit {
+            return Err(pull::not_a_request());
+        }
+    }
+    if settings.auto_commit {
+        return Ok(());
+    }
+    commit(consumer, settings, stack, progress, settings.codec.decode_commit(frame))
 }
 
 /// Handles a commit frame; `Err` is the error frame to answer it with.
