@@ -12,41 +12,38 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
-use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use wsproxy_protocol::consume::KafkaRecordView;
 use wsproxy_protocol::params::{ConsumerParams, TopicSelection};
 
-use crate::kafka::client::{
-    probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError, METADATA_TIMEOUT, STATS_INTERVAL_MS,
-};
+use crate::kafka::client::{probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError};
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::headers::record_headers;
-use crate::kafka::oauth::{self, OAuthContext, TokenCell};
-use crate::kafka::{oauth_admin, Kafka};
+use crate::kafka::oauth::{self, TokenCell};
+use crate::kafka::{oauth_admin, start_offsets, watermarks, Kafka};
 use crate::telemetry::metrics;
 
 /// A partition of one of the socket's topics. The name is shared: a socket keeps one copy of
 /// each of its topics' names, not one per record.
 pub type TopicPartition = (Arc<str>, i32);
 
-/// A consume socket's context: keeps the consumer's lag on its topics, as librdkafka reports it.
+/// A consume socket's context: keeps the assignment and what was revoked or lost, and tells the
+/// socket's [`Records`] when librdkafka gave up fetching the committed offsets.
 pub struct SocketConsumerContext {
-    lag: Arc<AtomicI64>,
     auth: AuthFailure,
     /// Partitions revoked and not assigned back, and those lost since the socket last took
     /// them (code review L4). A consumer is only ever assigned partitions of its subscription.
@@ -56,6 +53,9 @@ pub struct SocketConsumerContext {
     assigned: Mutex<HashSet<TopicPartition>>,
     /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
     token: Option<TokenCell>,
+    /// Told when librdkafka gave up fetching the group's committed offsets for the assignment
+    /// (see [`Records::next`]).
+    refetch: Notify,
 }
 
 #[derive(Default)]
@@ -99,18 +99,9 @@ impl ClientContext for SocketConsumerContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::warn!(target: "librdkafka", %error, "{reason}");
-    }
-
-    /// The lag over every topic the consumer reads.
-    fn stats(&self, s: Statistics) {
-        let lag: i64 = s
-            .topics
-            .values()
-            .flat_map(|t| t.partitions.values())
-            .filter(|p| p.partition >= 0)
-            .map(|p| p.consumer_lag.max(0))
-            .sum();
-        self.lag.store(lag, Ordering::Relaxed);
+        if gave_up_offset_fetch(reason) {
+            self.refetch.notify_one();
+        }
     }
 }
 
@@ -187,6 +178,11 @@ pub struct SocketConsumer {
 /// consumer: taking one costs no copy of its key, value or headers.
 pub struct Records<'c> {
     stream: MessageStream<'c, SocketConsumerContext>,
+    member: &'c GroupMember,
+    /// When to assign the partitions again after a failed committed-offset fetch.
+    refetch_at: Option<Instant>,
+    /// The next offset per partition after the last record taken (for [`Records::lag`]).
+    taken: Vec<(TopicPartition, i64)>,
 }
 
 /// One consumed record, borrowed from its consumer.
@@ -197,9 +193,9 @@ pub struct Record<'c>(BorrowedMessage<'c>);
 pub struct ConsumeError(KafkaError);
 
 impl SocketConsumer {
-    /// The records of the socket's topic, as they come. Create it once per socket.
+    /// The records of the socket's topics, as they come. Create it once per socket.
     pub fn records(&self) -> Records<'_> {
-        Records { stream: self.member.stream() }
+        Records { stream: self.member.stream(), member: &self.member, refetch_at: None, taken: Vec::new() }
     }
 
     /// The partitions this consumer owns now (kept by its rebalance callback: no round trip
@@ -308,8 +304,97 @@ impl SocketConsumer {
 impl<'c> Records<'c> {
     /// The next record or consumer error; `None` once the consumer stopped (it never does
     /// while it lives). Cancel-safe: a record is only taken when the future completes.
+    ///
+    /// Also repairs librdkafka issue 5586 (open in 2.12): when the group coordinator answers
+    /// the fetch of the committed offsets of a new assignment with a request-level error
+    /// (`NOT_COORDINATOR` after a broker pause or a coordinator move), librdkafka reports
+    /// "Failed to fetch committed offsets" once and never fetches again: the partitions stay
+    /// assigned to this member and silent for good. [`REFETCH_AFTER`] later the consumer is
+    /// assigned its partitions again, which fetches the committed offsets anew.
     pub async fn next(&mut self) -> Option<Result<Record<'c>, ConsumeError>> {
-        self.stream.next().await.map(|m| m.map(Record).map_err(ConsumeError))
+        let Records { stream, member, refetch_at, taken, .. } = self;
+        loop {
+            let due = async {
+                match *refetch_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                m = stream.next() => {
+                    if let Some(Ok(m)) = &m {
+                        // No copy of the topic's name but for a partition's first record.
+                        match taken.iter_mut().find(|((t, p), _)| *p == m.partition() && **t == *m.topic()) {
+                            Some((_, next)) => *next = m.offset() + 1,
+                            None => taken.push(((Arc::from(m.topic()), m.partition()), m.offset() + 1)),
+                        }
+                    }
+                    return m.map(|m| m.map(Record).map_err(ConsumeError));
+                }
+                () = member.context().refetch.notified(), if refetch_at.is_none() => {
+                    *refetch_at = Some(Instant::now() + REFETCH_AFTER);
+                }
+                () = due => {
+                    *refetch_at = None;
+                    assign_again(member);
+                }
+            }
+        }
+    }
+}
+
+impl Records<'_> {
+    /// How many records of the partitions this consumer owns and has read from are behind the
+    /// last one taken: the end of each partition as the consumer last heard it (no round trip)
+    /// minus the next offset to take. Partitions not read from yet do not count.
+    pub fn lag(&mut self) -> i64 {
+        let assigned = self.member.context().assigned();
+        self.taken.retain(|(p, _)| assigned.contains(p));
+        self.taken
+            .iter()
+            .filter_map(|(p, next)| {
+                let end = watermarks::cached_end(self.member.client(), &p.0, p.1)?;
+                Some((end - next).max(0))
+            })
+            .sum()
+    }
+}
+
+/// How long after a failed committed-offset fetch the partitions are assigned again: time for
+/// librdkafka to find the group coordinator anew (it asks at once).
+const REFETCH_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether a consumer error's text is librdkafka giving up the committed-offset fetch of the
+/// assignment (`rdkafka_assignment.c`, both of its texts).
+fn gave_up_offset_fetch(reason: &str) -> bool {
+    reason.starts_with("Failed to fetch committed offsets")
+}
+
+/// Assigns the consumer its current partitions again (an eager group allows `assign` at any
+/// time): librdkafka stops them and fetches their committed offsets anew. Records sent after the
+/// last commit come again (at least once). Nothing to do while a rebalance is under way: its
+/// assignment fetches the offsets anyway. Two short round trips to librdkafka's main thread.
+fn assign_again(member: &GroupMember) {
+    if member.assignment_lost() {
+        return;
+    }
+    let Ok(current) = member.assignment() else { return };
+    if current.count() == 0 {
+        return;
+    }
+    let mut again = TopicPartitionList::new();
+    for e in current.elements() {
+        again.add_partition(e.topic(), e.partition());
+    }
+    match member.assign(&again) {
+        Ok(()) => {
+            metrics::consumer_offsets_fetched_again();
+            tracing::warn!(
+                partitions = again.count(),
+                "librdkafka gave up fetching the group's committed offsets; the partitions were assigned again (librdkafka issue 5586)"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "assigning the partitions again after a failed offset fetch failed"),
     }
 }
 
@@ -385,14 +470,12 @@ impl From<KafkaError> for ConsumerError {
 }
 
 impl Kafka {
-    /// A consumer for one socket, subscribed to its topics or pattern; `lag` receives its
-    /// consumer lag. A socket with its own credentials gets 401/403 for each listed topic it
-    /// may not read, before the upgrade.
+    /// A consumer for one socket, subscribed to its topics or pattern. A socket with its own
+    /// credentials gets 401/403 for each listed topic it may not read, before the upgrade.
     pub async fn consumer(
         &self,
         params: &ConsumerParams,
         creds: Option<&KafkaCredentials>,
-        lag: Arc<AtomicI64>,
     ) -> Result<SocketConsumer, ConsumerError> {
         let mut cfg = self.client_config(creds);
         cfg.set("group.id", &params.group_id)
@@ -411,8 +494,10 @@ impl Kafka {
             .set("queued.max.messages.kbytes", self.inner.consumer_queued_max_kbytes.to_string())
             .set("fetch.queue.backoff.ms", "10")
             .set("fetch.max.bytes", "1048576")
-            .set("max.partition.fetch.bytes", "262144")
-            .set("statistics.interval.ms", STATS_INTERVAL_MS);
+            .set("max.partition.fetch.bytes", "262144");
+        // No statistics: with them on, librdkafka keeps four latency histograms per broker
+        // connection (~120 KiB per connection, three connections per consumer); the lag comes
+        // from `Records::lag` instead. Idle consume socket: 384 KiB with, 245 KiB without.
         for (k, v) in &self.inner.consumer_properties {
             cfg.set(*k, v);
         }
@@ -430,18 +515,18 @@ impl Kafka {
             let cfg = cfg.clone();
             let (topics, ts, token) = (topics.clone(), ts, self.token_for(creds));
             tokio::task::spawn_blocking(move || {
-                topics.iter().try_for_each(|topic| start_group_at(&cfg, topic, ts, token.clone()))
+                topics.iter().try_for_each(|topic| start_offsets::start_group_at(&cfg, topic, ts, token.clone()))
             })
             .await
             .expect("start-offset task never panics")?;
         }
         let token = self.token_for(creds);
         let context = SocketConsumerContext {
-            lag,
             auth: AuthFailure::default(),
             revoked: Mutex::new(Revoked::default()),
             assigned: Mutex::new(Default::default()),
             token: token.clone(),
+            refetch: Notify::new(),
         };
         let (topics, probe) = (params.topics.clone(), creds.is_some());
         // Created, probed and subscribed on the blocking pool, and guarded from the start: on
@@ -496,48 +581,6 @@ fn internal_topics_blacklist(internal: &[String]) -> String {
     list.join(",")
 }
 
-/// For `fromTimestamp`: commits, for every partition where the group has no committed offset
-/// yet, the first offset at or after `ts`. Partitions with a commit are left alone. A group
-/// with active members refuses the commit; their positions stand.
-fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64, token: Option<TokenCell>) -> Result<(), KafkaError> {
-    let mut cfg = cfg.clone();
-    cfg.remove("statistics.interval.ms");
-    let consumer: OffRuntime<BaseConsumer<OAuthContext>> =
-        OffRuntime::new(cfg.create_with_context(OAuthContext { token: token.clone() })?, ClientKind::Consumer);
-    if let Some(cell) = &token {
-        oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
-    }
-    let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    let mut wanted = TopicPartitionList::new();
-    for p in &partitions {
-        wanted.add_partition(topic, *p);
-    }
-    let committed = consumer.committed_offsets(wanted, METADATA_TIMEOUT)?;
-    let mut times = TopicPartitionList::new();
-    for e in committed.elements() {
-        if !matches!(e.offset(), Offset::Offset(_)) {
-            times.add_partition_offset(topic, e.partition(), Offset::Offset(ts))?;
-        }
-    }
-    if times.count() == 0 {
-        return Ok(());
-    }
-    let found = consumer.offsets_for_times(times, METADATA_TIMEOUT)?;
-    let mut commit = TopicPartitionList::new();
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    for e in found.elements() {
-        let offset = match e.offset() {
-            Offset::Offset(o) => o,
-            // No record at or after ts: start at the end of the partition.
-            _ => *ends.entry(e.partition()).or_insert_with(|| {
-                consumer.fetch_watermarks(topic, e.partition(), METADATA_TIMEOUT).map(|(_, hi)| hi).unwrap_or(0)
-            }),
-        };
-        commit.add_partition_offset(topic, e.partition(), Offset::Offset(offset))?;
-    }
-    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-        tracing::info!(topic, error = %e, "fromTimestamp: start offsets not committed (group active?)");
-    }
-    Ok(())
-}
+#[cfg(test)]
+#[path = "consumer_tests.rs"]
+mod tests;

@@ -23,7 +23,6 @@
 //! partition assigned since the pause.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,13 +126,8 @@ impl TopicNames {
 }
 
 /// Runs the socket until the client leaves, Kafka fails for good, or the server shuts down.
-pub async fn run<S>(
-    socket: S,
-    consumer: SocketConsumer,
-    lag: Arc<AtomicI64>,
-    settings: ConsumeSettings,
-    shutdown: CancellationToken,
-) where
+pub async fn run<S>(socket: S, consumer: SocketConsumer, settings: ConsumeSettings, shutdown: CancellationToken)
+where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
@@ -182,7 +176,7 @@ pub async fn run<S>(
                     },
                 }},
                 tick = live.tick() => {
-                    stats.lag(lag.load(Ordering::Relaxed));
+                    stats.lag(records.lag());
                     match tick {
                         Tick::Idle(frame) => break Some(frame),
                         Tick::Ping => if live.ping(&mut tx).await.is_err() { break None; },
