@@ -199,3 +199,53 @@ async fn a_pull_client_that_grants_nothing_costs_bounded_memory_and_gets_everyth
         next = offsets.last().unwrap() + 1;
     }
 }
+
+#[tokio::test]
+async fn a_pull_socket_paused_without_credit_goes_on_after_a_rebalance() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("pull-rebalance");
+    create_topic(&topic, 2).await;
+    let records: Vec<Value> = (0..40)
+        .map(|i| json!({"partition": i % 2, "value": {"format": "string", "value": format!("v-{i}")}}))
+        .collect();
+    write_with_tool(&topic, &records);
+    let group = unique("g");
+    let url = |client: &str, pull: &str| {
+        proxy.url(&format!("/socket/out?clientId={client}&groupId={group}&topic={topic}{pull}&autoCommit=false"))
+    };
+    let mut puller = connect(&url("puller", "&pull=true")).await;
+    send(&mut puller, request(1)).await;
+    let first = recv_json(&mut puller).await;
+    // Give the puller time to park a record and pause both partitions, then make the group
+    // rebalance: a push socket joins and takes one partition.
+    nothing_more(&mut puller, "no credit left").await;
+    let mut pusher = connect(&url("pusher", "")).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let members: Value = serde_json::from_str(&kafka_tool(&["group-members", &group], "")).unwrap();
+        let owners = members.as_array().unwrap().iter().filter(|m| m["partitions"].as_array().unwrap().len() == 1);
+        if owners.count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group did not rebalance to one partition each: {members}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The puller's partition flows again once it grants credit; the pusher reads the other.
+    send(&mut puller, request(100)).await;
+    let mut seen: Vec<(i64, i64)> = vec![(first["partition"].as_i64().unwrap(), first["offset"].as_i64().unwrap())];
+    let mut per_socket = [0usize; 2];
+    let end = Instant::now() + Duration::from_secs(60);
+    while seen.iter().collect::<std::collections::BTreeSet<_>>().len() < 40 {
+        assert!(Instant::now() < end, "not every record arrived: {} distinct", seen.len());
+        for (i, ws) in [&mut puller, &mut pusher].into_iter().enumerate() {
+            if let Some(r) = maybe_json(ws, Duration::from_millis(200)).await {
+                assert!(r.get("error").is_none(), "{r}");
+                seen.push((r["partition"].as_i64().unwrap(), r["offset"].as_i64().unwrap()));
+                per_socket[i] += 1;
+            }
+        }
+    }
+    assert!(per_socket[0] > 0 && per_socket[1] > 0, "both members read after the rebalance: {per_socket:?}");
+    let distinct: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(distinct.len(), 40, "every record of both partitions, at least once");
+}
