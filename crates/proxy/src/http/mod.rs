@@ -5,8 +5,10 @@
 
 pub mod admin;
 pub mod admission;
+mod bridge;
 pub mod console;
 pub mod error;
+mod post;
 mod schemas;
 pub mod server;
 mod sockets;
@@ -22,7 +24,7 @@ use std::time::Duration;
 use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -81,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/socket/in", get(sockets::produce))
         .route("/socket/out", get(sockets::consume))
+        .route("/http/in", post(post::produce))
         .merge(schemas::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
