@@ -7,11 +7,13 @@ pub mod admin;
 pub mod admission;
 mod bridge;
 pub mod console;
+mod cors;
 pub mod error;
 mod post;
 mod schemas;
 pub mod server;
 mod sockets;
+mod sse;
 pub mod tls;
 
 #[cfg(test)]
@@ -84,10 +86,13 @@ pub fn router(state: AppState) -> Router {
         .route("/socket/in", get(sockets::produce))
         .route("/socket/out", get(sockets::consume))
         .route("/http/in", post(post::produce))
+        .route("/sse/out", get(sse::consume))
         .merge(schemas::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_auth))
+        // Outside authentication: preflights carry no credentials, and refusals need CORS too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
 }
