@@ -379,3 +379,87 @@ async fn sse_refusals_say_why() {
         (400, "Last-Event-ID 'garbage' is not a record id (topic-partition-offset-timestamp).".to_owned())
     );
 }
+
+/// Opens `GET /sse/out` over a raw connection, checks the 200 and then never reads again.
+async fn stalled_stream(port: u16, query: String) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET /sse/out?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "the stream ended in its head");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    s
+}
+
+/// 100 event streams held open (each its own group member with a backlog, none read) cost
+/// about what 100 consume sockets do: the stream is the socket's loop over a small channel.
+/// A safety bound with a wide margin, not a target; the figures are printed.
+#[tokio::test]
+async fn held_event_streams_cost_no_more_than_consume_sockets() {
+    const N: usize = 100;
+    let topic = unique("sse-held");
+    create_topic(&topic, 1).await;
+    let records: Vec<Value> =
+        (0..500).map(|i| json!({"value": {"format": "string", "value": format!("{i:0>200}")}})).collect();
+    write_with_tool(&topic, &records);
+    let settle = Duration::from_secs(10);
+
+    let proxy = Proxy::start(&[]).await;
+    let before = proxy.rss_kib();
+    let mut sockets = Vec::new();
+    for i in 0..N {
+        sockets.push(
+            connect(&proxy.url(&format!("/socket/out?clientId=ws{i}&groupId={}&topic={topic}", unique("g")))).await,
+        );
+    }
+    tokio::time::sleep(settle).await;
+    let ws_cost = proxy.rss_kib().saturating_sub(before);
+    drop(sockets);
+    drop(proxy);
+
+    let proxy = Proxy::start(&[]).await;
+    let before = proxy.rss_kib();
+    let mut streams = Vec::new();
+    for i in 0..N {
+        streams
+            .push(stalled_stream(proxy.port, format!("clientId=sse{i}&groupId={}&topic={topic}", unique("g"))).await);
+    }
+    tokio::time::sleep(settle).await;
+    let sse_cost = proxy.rss_kib().saturating_sub(before);
+    println!(
+        "{N} held consume sockets: RSS +{ws_cost} KiB ({} KiB each); {N} held event streams: RSS +{sse_cost} KiB ({} KiB each)",
+        ws_cost / N as u64,
+        sse_cost / N as u64
+    );
+    assert!(sse_cost <= ws_cost * 3 / 2 + 32 * 1024, "streams {sse_cost} KiB, sockets {ws_cost} KiB");
+}
+
+/// With OpenID Connect: an `EventSource` cannot set headers, so the token goes in
+/// `access_token`; `POST` takes it in the `Authorization` header. Without one: 401.
+#[tokio::test]
+async fn with_openid_connect_streams_take_access_token_and_posts_the_bearer_header() {
+    let idp = oidc::Idp::start();
+    let proxy = oidc::start_proxy(&oidc::oidc_env(&idp, &[])).await;
+    let token = idp.token("wsproxy-rs256").await;
+    let topic = unique("http-oidc");
+    create_topic(&topic, 1).await;
+    let post_url = format!("http://127.0.0.1:{}/http/in?clientId=c&topic={topic}", proxy.port);
+    let (status, body) = curl(&[&post_url], Some(&record(None, "no token", None)));
+    assert_eq!(status, 401, "{body}");
+    let bearer = format!("Authorization: Bearer {token}");
+    let (status, body) = curl(&["-H", &bearer, &post_url], Some(&record(None, "with token", None)));
+    assert_eq!(status, 200, "{body}");
+
+    let sse_url = format!("http://127.0.0.1:{}/sse/out?clientId=r&topic={topic}", proxy.port);
+    let refused = sse(&sse_url, 1, 10, None);
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let got = sse(&format!("{sse_url}&access_token={token}"), 1, 30, None);
+    assert_eq!(got.status, 200, "{}", got.body);
+    let records = got.records();
+    assert_eq!(records[0]["value"]["value"], "with token");
+}
