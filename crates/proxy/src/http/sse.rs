@@ -15,7 +15,8 @@
 //!   `socketPayload=avro` are refused (400): SSE cannot send commits, events are one record;
 //! - a reconnect with `Last-Event-ID` (an `EventSource` sends it by itself) sends no record
 //!   of that id's partition at or before that id's offset again, whatever the group's
-//!   committed offset is;
+//!   committed offset is; when only this client reads the group, the records its previous
+//!   stream wrote after the id (committed, but never read) come again ([`rewind`]);
 //! - the loop's close becomes a final `event: close` with `{"code", "reason"}`, then the
 //!   stream ends.
 
@@ -24,6 +25,7 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ws::Message;
@@ -43,6 +45,7 @@ use crate::http::bridge::Bridge;
 use crate::http::error::ApiError;
 use crate::http::sockets;
 use crate::http::{AppState, Peer};
+use crate::kafka::admin::GroupOffset;
 use crate::kafka::ConsumerError;
 use crate::pipeline::close::StopReason;
 use crate::pipeline::consume;
@@ -77,6 +80,9 @@ pub async fn consume(
     };
     let instance = Instance::consumer(&p.group_id, &p.client_id, &state.config.server.server_id);
     let session = sockets::join(&state, Kind::Consumer, &p.group_id, instance, limit).await?;
+    if let Some(id) = &resume_after {
+        rewind(&state, &p.group_id, &p.client_id, id).await;
+    }
     let lag = Arc::new(AtomicI64::new(0));
     let consumer = state.kafka.consumer(&p, creds.as_ref(), lag.clone()).await.map_err(|e| match e {
         ConsumerError::Refused(refused) => sockets::probe_error(refused),
@@ -151,6 +157,49 @@ fn last_event_id(headers: &HeaderMap, topic: &str) -> Result<Option<MessageId>, 
         ApiError::BadRequest(format!("Last-Event-ID '{text}' is not a record id (topic-partition-offset-timestamp)."))
     })?;
     Ok(Some(id).filter(|id| id.topic == topic))
+}
+
+/// How long a reconnect waits for its previous stream to leave the group before rewinding.
+const REWIND_WAIT: Duration = Duration::from_secs(10);
+
+/// A reconnect with `Last-Event-ID` to a group only this client reads: the records its
+/// previous stream wrote after that id but the client never read were committed (autoCommit
+/// semantics); the partition's committed offset goes back to right after the id, so they
+/// come again and nothing is lost. The previous stream may still be leaving the group (its
+/// consumer closes after its connection): that is waited for, up to [`REWIND_WAIT`]. When
+/// other clients read the group, or Kafka refuses, nothing is rewound: the stream then only
+/// skips what the id covers.
+async fn rewind(state: &AppState, group: &str, client_id: &str, id: &MessageId) {
+    let deadline = tokio::time::Instant::now() + REWIND_WAIT;
+    loop {
+        match state.kafka.describe_group(group).await {
+            Ok(g) if g.members.is_empty() && !g.is_active() => break,
+            Ok(g) if g.members.iter().all(|m| m == client_id) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(group, error = %e, "an event stream's group could not be described; not rewound");
+                return;
+            }
+        }
+    }
+    let Ok(committed) = state.kafka.group_offsets(group).await else { return };
+    let at = committed.iter().find(|o| o.topic == id.topic && o.partition == id.partition).map(|o| o.offset);
+    let Some(at) = at.filter(|at| *at > id.offset + 1) else { return };
+    let back = GroupOffset { topic: id.topic.clone(), partition: id.partition, offset: id.offset + 1, metadata: None };
+    match state.kafka.alter_group_offsets(group, vec![back]).await {
+        Ok(_) => tracing::info!(
+            group,
+            partition = id.partition,
+            from = at,
+            to = id.offset + 1,
+            "event stream resumed after its Last-Event-ID: records written but not read come again"
+        ),
+        Err(e) => {
+            tracing::warn!(group, error = %e, "an event stream's group could not be rewound to its Last-Event-ID")
+        }
+    }
 }
 
 /// The response body: the loop's frames as events.
