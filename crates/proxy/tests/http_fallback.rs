@@ -36,6 +36,15 @@ fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
+/// The value of the metric `name` on the line that has every one of `labels`.
+async fn metric(proxy: &Proxy, name: &str, labels: &[&str]) -> f64 {
+    let (_, _, text) = http(proxy.port, "GET", "/metrics", &[]).await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The `{"message": ..}` of a refusal.
 fn message_of(body: &str) -> String {
     json_of(body)["message"].as_str().unwrap_or_else(|| panic!("no message: {body}")).to_owned()
@@ -99,6 +108,11 @@ async fn post_an_array_keeps_its_order_bad_records_get_error_entries_nothing_is_
     found.sort();
     written.sort();
     assert_eq!(found, written);
+    // Counted like a socket's records and error frames.
+    let topic_label = format!("topic=\"{topic}\"");
+    assert_eq!(metric(&proxy, "wsproxy_records_total", &["direction=\"in\"", &topic_label]).await, 57.0);
+    let invalid = metric(&proxy, "wsproxy_error_frames_total", &["direction=\"in\"", "code=\"INVALID_VALUE\""]).await;
+    assert_eq!(invalid, 3.0);
     // Same key, same partition, in input order.
     let k0: Vec<i64> =
         answers.iter().enumerate().filter(|(i, _)| i % 5 == 0).filter_map(|(_, a)| a["offset"].as_i64()).collect();
@@ -338,6 +352,10 @@ async fn curl_receives_records_and_keep_alive_comments() {
         assert_eq!(d["value"]["value"], format!("v{i}"));
     }
     assert!(text.contains("\n: keep-alive\n\n"), "{text}");
+    // Counted like a consume socket's records, and closed once curl left.
+    let topic_label = format!("topic=\"{topic}\"");
+    assert_eq!(metric(&proxy, "wsproxy_records_total", &["direction=\"out\"", &topic_label]).await, 3.0);
+    assert_eq!(metric(&proxy, "wsproxy_sockets_opened_total", &["direction=\"out\""]).await, 1.0);
 }
 
 /// What a user sees when a stream is refused: status and the reason.

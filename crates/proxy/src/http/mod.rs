@@ -85,7 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/socket/in", get(sockets::produce))
         .route("/socket/out", get(sockets::consume))
-        .route("/http/in", post(post::produce))
+        .route("/http/in", post(post::produce).fallback(|| async { ApiError::MethodNotAllowed("POST") }))
         .route("/sse/out", get(sse::consume))
         .merge(schemas::routes())
         .fallback(not_found)

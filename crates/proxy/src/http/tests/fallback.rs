@@ -126,3 +126,11 @@ async fn cors_follows_the_allowed_origins_and_never_pairs_a_wildcard_with_creden
     let answer = authenticated.main(preflight("/http/in?clientId=c&topic=t", "https://any.example")).await;
     assert!(answer.headers.get("access-control-allow-origin").is_none(), "{answer:?}");
 }
+
+#[tokio::test]
+async fn http_in_takes_post_only() {
+    let edge = Edge::new(&[]);
+    let not_allowed = message("HTTP method not allowed, supported methods: POST");
+    let answer = edge.main(get("/http/in?clientId=c&topic=t")).await;
+    answer.is(405, &[("allow", "POST"), JSON_VARY[0], JSON_VARY[1]], &not_allowed);
+}
