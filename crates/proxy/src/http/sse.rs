@@ -22,8 +22,6 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::AtomicI64;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -83,8 +81,7 @@ pub async fn consume(
     if let Some(id) = &resume_after {
         rewind(&state, &p.group_id, &p.client_id, id).await;
     }
-    let lag = Arc::new(AtomicI64::new(0));
-    let consumer = state.kafka.consumer(&p, creds.as_ref(), lag.clone()).await.map_err(|e| match e {
+    let consumer = state.kafka.consumer(&p, creds.as_ref()).await.map_err(|e| match e {
         ConsumerError::Refused(refused) => sockets::probe_error(refused),
         ConsumerError::Kafka(e) => {
             tracing::warn!(error = %e, group = ?p.group_id, "could not create a consumer for an event stream");
@@ -117,7 +114,7 @@ pub async fn consume(
     let bridge = Bridge::new(inbound, outbound, Some(session), Some(slot));
     tokio::spawn(async move {
         let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
-        consume::run(bridge, consumer, lag, settings, stop).await;
+        consume::run(bridge, consumer, settings, stop).await;
         watcher.inspect(tokio::task::JoinHandle::abort);
         drop(token);
     });
