@@ -40,6 +40,9 @@ pub enum ApiError {
     /// A connection limit is reached.
     #[error("{0}")]
     Overloaded(String),
+    /// A request body (`POST /http/in`) beyond the frame size limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// The request is refused by the proxy's own policy (e.g. its Origin).
     #[error("{0}")]
     Forbidden(String),
@@ -52,6 +55,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::TopicNotFound(_) | ApiError::NotAnUpgrade => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::KafkaUnavailable(_) | ApiError::Overloaded(_) | ApiError::OidcUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -5,11 +5,15 @@
 
 pub mod admin;
 pub mod admission;
+mod bridge;
 pub mod console;
+mod cors;
 pub mod error;
+mod post;
 mod schemas;
 pub mod server;
 mod sockets;
+mod sse;
 pub mod tls;
 
 #[cfg(test)]
@@ -22,7 +26,7 @@ use std::time::Duration;
 use axum::extract::{MatchedPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -81,10 +85,14 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/socket/in", get(sockets::produce))
         .route("/socket/out", get(sockets::consume))
+        .route("/http/in", post(post::produce).fallback(|| async { ApiError::MethodNotAllowed("POST") }))
+        .route("/sse/out", get(sse::consume))
         .merge(schemas::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_auth))
+        // Outside authentication: preflights carry no credentials, and refusals need CORS too.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors::cors))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
 }

@@ -25,7 +25,7 @@ use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::oauth::BearerToken;
-use crate::kafka::{ConsumerError, ProbeError};
+use crate::kafka::{ConsumerError, ProbeError, ProducerHandle};
 use crate::pipeline::close::{self, StopReason};
 use crate::pipeline::{consume, echo, produce};
 use crate::schema_registry::SchemaRegistry;
@@ -41,23 +41,59 @@ pub async fn produce(
     auth: Option<Extension<Authenticated>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let pairs = query_pairs(query.as_deref())?;
+    let p = producer_params(&state, query.as_deref())?;
+    let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
+    let auth = auth.map(|Extension(a)| a);
+    let open = open_producer(&state, remote, p, &headers, auth.as_ref()).await?;
+    let (stop, token) = (state.shutdown.child_token(), state.sockets.token());
+    let watch = revalidation(&state, auth);
+    Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
+        let OpenProducer { kafka, settings, session, slot } = open;
+        let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
+        produce::run(Watched { socket, session, slot: Some(slot) }, kafka, settings, stop).await;
+        watcher.inspect(tokio::task::JoinHandle::abort);
+        drop(token);
+    }))
+}
+
+/// The produce parameters of `/socket/in` (and `POST /http/in`), with the reference's texts.
+pub(super) fn producer_params(state: &AppState, query: Option<&str>) -> Result<params::ProducerParams, ApiError> {
+    let pairs = query_pairs(query)?;
     let rules = ProducerRules {
         sessions_enabled: state.config.producer.sessions_enabled,
         exactly_once_enabled: state.config.producer.exactly_once_enabled,
     };
-    let p = params::producer_params(&Query::new(&pairs), rules).map_err(|e| ApiError::BadRequest(e.0))?;
-    let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
-    check_origin(&state, &headers)?;
-    let slot = admit(&state, remote)?;
-    let auth = auth.map(|Extension(a)| a);
-    let creds = socket_credentials(&state, &headers, auth.as_ref())?;
-    ensure_topic(&state, &p.topic).await?;
+    params::producer_params(&Query::new(&pairs), rules).map_err(|e| ApiError::BadRequest(e.0))
+}
+
+/// A producer that passed every check, ready for [`produce::run`].
+pub(super) struct OpenProducer {
+    pub(super) kafka: ProducerHandle,
+    pub(super) settings: produce::ProduceSettings,
+    /// Held while the records are in flight: the producer's place in its session, if any.
+    pub(super) session: Option<SessionGuard>,
+    /// Held while the records are in flight: the connection slot.
+    pub(super) slot: Slot,
+}
+
+/// Every check a produce socket passes before it opens (origin, admission, credentials, the
+/// topic, the session, Kafka's verdict on the credentials), then its producer and settings.
+pub(super) async fn open_producer(
+    state: &AppState,
+    remote: std::net::SocketAddr,
+    p: params::ProducerParams,
+    headers: &HeaderMap,
+    auth: Option<&Authenticated>,
+) -> Result<OpenProducer, ApiError> {
+    check_origin(state, headers)?;
+    let slot = admit(state, remote)?;
+    let creds = socket_credentials(state, headers, auth)?;
+    ensure_topic(state, &p.topic).await?;
     let session = if state.config.producer.sessions_enabled {
         // A transactional client is one writer: a second socket would fence the first.
         let limit = if p.transactional { 1 } else { state.limits.producer_max_connections(&p.client_id) };
         let instance = Instance::producer(&p.client_id, p.instance_id.as_deref(), &state.config.server.server_id);
-        Some(join(&state, Kind::Producer, &p.client_id, instance, limit).await?)
+        Some(join(state, Kind::Producer, &p.client_id, instance, limit).await?)
     } else {
         None
     };
@@ -96,7 +132,7 @@ pub async fn produce(
     let settings = produce::ProduceSettings {
         topic: p.topic.clone(),
         codec: SocketCodec::new(p.socket_payload, p.key_type, p.val_type),
-        registry: registry_for(&state, p.key_type, p.val_type),
+        registry: registry_for(state, p.key_type, p.val_type),
         max_in_flight_records: cfg.producer.max_in_flight_records,
         max_in_flight_bytes: cfg.producer.max_in_flight_bytes,
         max_frame_bytes: cfg.socket.max_frame_bytes,
@@ -107,14 +143,7 @@ pub async fn produce(
         limits: state.limits.clone(),
         stop_reason: StopReason::default(),
     };
-    let (kafka, stop, token) = (producer, state.shutdown.child_token(), state.sockets.token());
-    let watch = revalidation(&state, auth);
-    Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
-        produce::run(Watched { socket, session, slot: Some(slot) }, kafka, settings, stop).await;
-        watcher.inspect(tokio::task::JoinHandle::abort);
-        drop(token);
-    }))
+    Ok(OpenProducer { kafka: producer, settings, session, slot })
 }
 
 /// `GET /socket/out`.
@@ -186,7 +215,7 @@ pub async fn consume(
 }
 
 /// Takes the socket's place in its session (shared by all nodes), or says why not.
-async fn join(
+pub(super) async fn join(
     state: &AppState,
     kind: Kind,
     session_id: &str,
@@ -237,7 +266,7 @@ async fn join(
 /// The socket's Kafka credentials: from the token's claims when `WSPROXY_JWT_KAFKA_*_KEY` are
 /// set (falling back to `X-Kafka-Auth` unless `WSPROXY_JWT_KAFKA_TOKEN_AUTH_ONLY`; a token
 /// with neither is refused with 401), else from `X-Kafka-Auth`.
-fn socket_credentials(
+pub(super) fn socket_credentials(
     state: &AppState,
     headers: &HeaderMap,
     auth: Option<&Authenticated>,
@@ -282,7 +311,7 @@ type Watch =
 
 /// The revalidation of a token-authenticated socket, started once the socket is upgraded: a
 /// token that no longer holds stops the socket with [`revoked_close`]'s frame.
-fn revalidation(state: &AppState, auth: Option<Authenticated>) -> Option<Watch> {
+pub(super) fn revalidation(state: &AppState, auth: Option<Authenticated>) -> Option<Watch> {
     let (provider, auth) = (state.oidc.clone()?, auth?);
     Some(Box::new(move |stop, reason| {
         Box::pin(async move {
@@ -304,7 +333,11 @@ fn revoked_close(revoked: &Revoked) -> axum::extract::ws::CloseFrame {
 }
 
 /// The schema registry, for sockets whose key or value type is `avro`.
-fn registry_for(state: &AppState, key: Option<FormatType>, value: FormatType) -> Option<Arc<SchemaRegistry>> {
+pub(super) fn registry_for(
+    state: &AppState,
+    key: Option<FormatType>,
+    value: FormatType,
+) -> Option<Arc<SchemaRegistry>> {
     (key == Some(FormatType::Avro) || value == FormatType::Avro).then(|| state.registry.clone()).flatten()
 }
 
@@ -334,7 +367,7 @@ pub async fn echo(
 
 /// Takes a connection slot or answers 503 with which limit was reached (or that the node is
 /// still loading its dynamic configs: a socket opened then would miss its client's limits).
-fn admit(state: &AppState, remote: std::net::SocketAddr) -> Result<Slot, ApiError> {
+pub(super) fn admit(state: &AppState, remote: std::net::SocketAddr) -> Result<Slot, ApiError> {
     if !state.started.load(std::sync::atomic::Ordering::Acquire) {
         return Err(ApiError::KafkaUnavailable(
             "The proxy is still loading its state from Kafka; try again in a moment.".to_owned(),
@@ -356,7 +389,7 @@ fn admit(state: &AppState, remote: std::net::SocketAddr) -> Result<Slot, ApiErro
 /// `Origin` must match one entry exactly. Clients without an `Origin` (not browsers) pass.
 /// A request with two `Origin` headers is refused (400) whatever the list: judging it by one
 /// of them would let the other pass unchecked (RFC 6454 7.3: at most one).
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let allowed = &state.config.server.allowed_origins;
     let mut origins = headers.get_all(axum::http::header::ORIGIN).iter();
     let Some(origin) = origins.next() else { return Ok(()) };
@@ -376,7 +409,7 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn probe_error(e: ProbeError) -> ApiError {
+pub(super) fn probe_error(e: ProbeError) -> ApiError {
     match e {
         ProbeError::Unauthenticated(m) => {
             metrics::auth_failure("kafka_credentials_refused");
@@ -395,7 +428,7 @@ fn probe_error(e: ProbeError) -> ApiError {
 
 /// The largest frame a socket can send (beyond a full write buffer); consume sockets answer
 /// a record that renders larger with `RECORD_TOO_LARGE`.
-fn max_sent_frame_bytes(s: &crate::config::SocketConfig) -> usize {
+pub(super) fn max_sent_frame_bytes(s: &crate::config::SocketConfig) -> usize {
     s.hard_max_frame_bytes.max(16 * 1024 * 1024)
 }
 
@@ -409,7 +442,7 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
         .max_frame_size(s.hard_max_frame_bytes)
 }
 
-fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str(raw.unwrap_or_default())
         .map_err(|e| ApiError::BadRequest(format!("The query string cannot be parsed: {e}")))
 }
@@ -417,7 +450,7 @@ fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
 /// The partitions a consume socket reads, over all its topics: each listed topic must exist
 /// (the first missing one is named, in the reference's words); a pattern counts the topics it
 /// matches now, and at least one (it may match none yet).
-async fn partitions_read(state: &AppState, topics: &TopicSelection) -> Result<u32, ApiError> {
+pub(super) async fn partitions_read(state: &AppState, topics: &TopicSelection) -> Result<u32, ApiError> {
     match topics {
         TopicSelection::Listed(topics) => {
             let mut partitions = 0;
@@ -440,7 +473,7 @@ async fn partitions_read(state: &AppState, topics: &TopicSelection) -> Result<u3
     }
 }
 
-async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> {
+pub(super) async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> {
     match state.kafka.topic_partitions(topic).await {
         Ok(Some(n)) => Ok(n),
         Ok(None) => Err(ApiError::TopicNotFound(topic.to_owned())),

@@ -11,6 +11,7 @@
 
 mod admin;
 mod auth;
+mod fallback;
 mod sockets;
 
 use std::collections::HashMap;
