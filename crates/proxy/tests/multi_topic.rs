@@ -202,3 +202,20 @@ async fn the_session_limit_of_a_group_counts_the_partitions_of_all_its_topics() 
     hang_up(first).await;
     hang_up(second).await;
 }
+
+#[tokio::test]
+async fn with_its_own_credentials_a_socket_gets_403_naming_the_listed_topic_it_may_not_read() {
+    // The broker's SASL listener: alice may describe `acl-ok` (scripts/kafka) and nothing else.
+    let env = sasl_env("PLAIN", "admin", "admin-secret");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let proxy = Proxy::start(&env).await;
+    let other = unique("acl-denied");
+    create_topic(&other, 1).await;
+    use base64::Engine;
+    let alice = vec![("X-Kafka-Auth", base64::engine::general_purpose::STANDARD.encode("alice:alice-secret"))];
+    let url = proxy.url(&format!("/socket/out?clientId=alice&topic=acl-ok,{other}"));
+    let (status, body) = connect_with(&url, &alice).await.err().expect("refused before the upgrade");
+    assert_eq!(status, 403, "{body}");
+    let message = serde_json::from_str::<Value>(&body).unwrap()["message"].as_str().unwrap().to_owned();
+    assert_eq!(message, format!("Not authorized to access topics: [{other}]"));
+}
