@@ -214,7 +214,7 @@ async fn with_its_own_credentials_a_socket_gets_403_naming_the_listed_topic_it_m
     use base64::Engine;
     let alice = vec![("X-Kafka-Auth", base64::engine::general_purpose::STANDARD.encode("alice:alice-secret"))];
     let url = proxy.url(&format!("/socket/out?clientId=alice&topic=acl-ok,{other}"));
-    let (status, body) = connect_with(&url, &alice).await.err().expect("refused before the upgrade");
+    let Err((status, body)) = connect_with(&url, &alice).await else { panic!("accepted: expected a 403") };
     assert_eq!(status, 403, "{body}");
     let message = serde_json::from_str::<Value>(&body).unwrap()["message"].as_str().unwrap().to_owned();
     assert_eq!(message, format!("Not authorized to access topics: [{other}]"));
