@@ -13,7 +13,7 @@ use serde::Serialize;
 pub enum ErrorCode {
     /// The frame is not JSON.
     InvalidJson,
-    /// The JSON does not have the shape of a record (or of a commit).
+    /// The JSON does not have the shape of a record (or of a commit, or of a credit request).
     InvalidFrame,
     /// A `format` field names no format type.
     InvalidFormat,

@@ -18,6 +18,7 @@ pub mod error;
 pub mod format;
 pub mod params;
 pub mod produce;
+pub mod pull;
 
 pub use codec::SocketCodec;
 pub use error::{ErrorCode, FrameError};

@@ -72,12 +72,55 @@ pub struct ProducerParams {
     pub transactional: bool,
 }
 
+/// What a consume socket reads: `topic=a` or `topic=a,b,c`, or `topicPattern=<regex>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicSelection {
+    /// These topics, in the order given, without repeats; each must exist before the upgrade.
+    Listed(Vec<String>),
+    /// Every topic whose name matches, now or created later (librdkafka's `^` subscription):
+    /// the regular expression as given, starting with `^` (added when the client left it
+    /// out), so that it matches names from their start. Internal topics never match.
+    Pattern(String),
+}
+
+impl TopicSelection {
+    /// Whether the socket reads `topic` (for a pattern: whether its name matches, internal
+    /// topics excepted).
+    pub fn reads(&self, topic: &str) -> bool {
+        self.reader()(topic)
+    }
+
+    /// [`reads`](Self::reads) for many names: the pattern is compiled once.
+    pub fn reader(&self) -> impl Fn(&str) -> bool + '_ {
+        let pattern = match self {
+            TopicSelection::Pattern(p) => regex_lite::Regex::new(p).ok(),
+            TopicSelection::Listed(_) => None,
+        };
+        move |topic| match self {
+            TopicSelection::Listed(topics) => topics.iter().any(|t| t == topic),
+            TopicSelection::Pattern(_) => {
+                !is_internal_topic(topic) && pattern.as_ref().is_some_and(|r| r.is_match(topic))
+            }
+        }
+    }
+}
+
+/// Kafka's own topics (`__consumer_offsets`, `__transaction_state`, ...) and the proxy's
+/// (`_wsproxy.*`): a `topicPattern` never reads them.
+pub fn is_internal_topic(topic: &str) -> bool {
+    topic.starts_with("__") || topic.starts_with("_wsproxy.")
+}
+
 /// Validated `/socket/out` parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerParams {
     pub client_id: String,
     pub group_id: String,
+    /// The `topic` parameter as given (`a` or `a,b,c`), or the `topicPattern`: how logs and
+    /// metrics name what the socket reads.
     pub topic: String,
+    /// The topics the socket reads.
+    pub topics: TopicSelection,
     pub socket_payload: SocketPayload,
     pub key_type: Option<FormatType>,
     pub val_type: FormatType,
@@ -90,6 +133,8 @@ pub struct ConsumerParams {
     /// Up to this many records per frame; `None` or 0 is one record per frame.
     pub batch_size: Option<u32>,
     pub auto_commit: bool,
+    /// `pull=true`: no record until the client grants credit with `{"request":N}`.
+    pub pull: bool,
 }
 
 /// Query parameters as sent; the first occurrence of a name wins.
@@ -187,7 +232,7 @@ pub fn producer_params(q: &Query<'_>, rules: ProducerRules) -> Result<ProducerPa
 pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
     let client_id = q.required("clientId")?.to_owned();
     let group_id = q.optional("groupId").map_or_else(|| format!("{client_id}-group"), str::to_owned);
-    let topic = q.required("topic")?.to_owned();
+    let (topic, topics) = topic_selection(q)?;
     let socket_payload = q.payload()?;
     let key_type = q.format("keyType")?;
     let val_type = q.format("valType")?.unwrap_or(FormatType::String);
@@ -211,6 +256,11 @@ pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
             ParamError(format!("'{v}' is not a valid fromTimestamp. Please use milliseconds since the epoch."))
         })?),
     };
+    if from_timestamp.is_some() && matches!(topics, TopicSelection::Pattern(_)) {
+        return Err(ParamError(
+            "Request param 'fromTimestamp' cannot be used with 'topicPattern': the topics a pattern matches are only known once the socket reads them.".to_owned(),
+        ));
+    }
     let isolation = match q.optional("isolationLevel").map(str::to_ascii_lowercase).as_deref() {
         None | Some("read_uncommitted") => Isolation::ReadUncommitted,
         Some("read_committed") => Isolation::ReadCommitted,
@@ -227,10 +277,12 @@ pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
         return Err(ParamError(format!("Request param 'batchSize' must be at most {MAX_BATCH_SIZE}, got {b}.")));
     }
     let auto_commit = q.boolean("autoCommit", true)?;
+    let pull = q.boolean("pull", false)?;
     Ok(ConsumerParams {
         client_id,
         group_id,
         topic,
+        topics,
         socket_payload,
         key_type,
         val_type,
@@ -240,7 +292,43 @@ pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
         rate,
         batch_size,
         auto_commit,
+        pull,
     })
+}
+
+/// `topic` (one topic or a comma list: commas cannot occur in topic names) or `topicPattern`,
+/// never both; a missing `topic` keeps the reference's text.
+fn topic_selection(q: &Query<'_>) -> Result<(String, TopicSelection), ParamError> {
+    let pattern = q.get("topicPattern");
+    match (q.optional("topic"), pattern) {
+        (Some(_), Some(_)) => Err(ParamError(
+            "Request params 'topic' and 'topicPattern' cannot be used together: give a list of topics or one pattern."
+                .to_owned(),
+        )),
+        (None, None) => Err(ParamError("Request param 'topic' is missing.".to_owned())),
+        (None, Some("")) => Err(ParamError("Request param 'topicPattern' is empty.".to_owned())),
+        (None, Some(p)) => {
+            let anchored = if p.starts_with('^') { p.to_owned() } else { format!("^{p}") };
+            regex_lite::Regex::new(&anchored).map_err(|e| {
+                ParamError(format!("Request param 'topicPattern' is not a valid regular expression: {e}"))
+            })?;
+            Ok((p.to_owned(), TopicSelection::Pattern(anchored)))
+        }
+        (Some(list), None) => {
+            let mut topics: Vec<String> = Vec::new();
+            for name in list.split(',') {
+                if name.is_empty() {
+                    return Err(ParamError(format!(
+                        "Request param 'topic' has an empty topic name in '{list}'; list several topics as topic=a,b,c."
+                    )));
+                }
+                if !topics.iter().any(|t| t == name) {
+                    topics.push(name.to_owned());
+                }
+            }
+            Ok((list.to_owned(), TopicSelection::Listed(topics)))
+        }
+    }
 }
 
 fn offset_reset(v: &str) -> Option<OffsetReset> {
@@ -355,6 +443,47 @@ mod tests {
         assert_eq!(
             cons("clientId=c&topic=t&batchSize=2147483647").unwrap_err(),
             "Request param 'batchSize' must be at most 10000, got 2147483647."
+        );
+        assert_eq!(c.topics, TopicSelection::Listed(vec!["t".to_owned()]));
+        assert!(!c.pull);
+        assert!(cons("clientId=c&topic=t&pull=true").unwrap().pull);
+        assert_eq!(cons("clientId=c&topic=t&pull=maybe").unwrap_err(), "'maybe' is not a valid Boolean value");
+    }
+
+    #[test]
+    fn several_topics_are_a_comma_list_without_empty_names() {
+        let c = cons("clientId=c&topic=a,b,a,c").unwrap();
+        assert_eq!(c.topic, "a,b,a,c");
+        assert_eq!(c.topics, TopicSelection::Listed(vec!["a".into(), "b".into(), "c".into()]));
+        assert!(c.topics.reads("b") && !c.topics.reads("d"));
+        for bad in ["topic=,", "topic=a,,b", "topic=a,", "topic=,a"] {
+            let e = cons(&format!("clientId=c&{bad}")).unwrap_err();
+            assert!(e.starts_with("Request param 'topic' has an empty topic name in '"), "{bad}: {e}");
+        }
+        assert_eq!(cons("clientId=c&topic=").unwrap_err(), "Request param 'topic' is missing.");
+    }
+
+    #[test]
+    fn a_topic_pattern_is_anchored_validated_and_never_reads_internal_topics() {
+        let c = cons("clientId=c&topicPattern=orders\\..*").unwrap();
+        assert_eq!(c.topics, TopicSelection::Pattern("^orders\\..*".into()));
+        assert_eq!(c.topic, "orders\\..*");
+        assert!(c.topics.reads("orders.eu") && !c.topics.reads("my-orders.eu") && !c.topics.reads("orders-eu"));
+        let all = cons("clientId=c&topicPattern=^.*").unwrap().topics;
+        assert!(all.reads("x"));
+        for internal in ["__consumer_offsets", "__transaction_state", "_wsproxy.session.state", "_wsproxy.resume"] {
+            assert!(!all.reads(internal), "{internal}");
+        }
+        let e = cons("clientId=c&topicPattern=^(orders").unwrap_err();
+        assert!(e.starts_with("Request param 'topicPattern' is not a valid regular expression"), "{e}");
+        assert_eq!(cons("clientId=c&topicPattern=").unwrap_err(), "Request param 'topicPattern' is empty.");
+        assert_eq!(
+            cons("clientId=c&topic=a&topicPattern=^a").unwrap_err(),
+            "Request params 'topic' and 'topicPattern' cannot be used together: give a list of topics or one pattern."
+        );
+        assert_eq!(
+            cons("clientId=c&topicPattern=^a&fromTimestamp=0").unwrap_err(),
+            "Request param 'fromTimestamp' cannot be used with 'topicPattern': the topics a pattern matches are only known once the socket reads them."
         );
     }
 }

@@ -334,6 +334,29 @@ async fn sse_skips_records_up_to_last_event_id_whatever_the_group_committed() {
     }
 }
 
+/// `topic=a,b` works on an event stream as on a socket (the same consume loop).
+#[tokio::test]
+async fn an_event_stream_reads_several_topics() {
+    let (a, b) = (unique("sse-a"), unique("sse-b"));
+    create_topic(&a, 1).await;
+    create_topic(&b, 1).await;
+    write_values(&a, 0, 3);
+    write_values(&b, 3, 5);
+    let proxy = Proxy::start(&[]).await;
+    let got = sse(&format!("http://127.0.0.1:{}/sse/out?clientId=r&topic={a},{b}", proxy.port), 5, 30, None);
+    assert_eq!(got.status, 200, "{}", got.body);
+    let mut seen: Vec<(String, String)> = got
+        .records()
+        .iter()
+        .map(|r| (r["topic"].as_str().unwrap().to_owned(), r["value"]["value"].as_str().unwrap().to_owned()))
+        .collect();
+    seen.sort();
+    let mut expected: Vec<(String, String)> =
+        (0..5).map(|i| (if i < 3 { a.clone() } else { b.clone() }, format!("v{i}"))).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+}
+
 #[tokio::test]
 async fn curl_receives_records_and_keep_alive_comments() {
     let topic = unique("sse-curl");
@@ -383,6 +406,11 @@ async fn sse_refusals_say_why() {
     );
     let (status, body) = get("user:s3cret", &format!("clientId=c&topic={topic}&autoCommit=false"));
     assert_eq!(status, 400, "{body}");
+    let (status, body) = get("user:s3cret", &format!("clientId=c&topic={topic}&pull=true"));
+    assert_eq!(
+        (status, message_of(&body)),
+        (400, "pull=true is not supported on an event stream: it cannot send {\"request\":N}.".to_owned())
+    );
     let (status, body) =
         curl(&["-u", "user:s3cret", "-H", "Last-Event-ID: garbage", &format!("{base}?clientId=c&topic={topic}")], None);
     assert_eq!(

@@ -13,6 +13,11 @@ pub struct ConsumerConfig {
     /// Prefetch bound per consumer socket (`queued.max.messages.kbytes`).
     pub queued_max_kbytes: u32,
     pub session_timeout_ms: u32,
+    /// How often a `topicPattern` socket's consumer refreshes its metadata, finding new
+    /// matching topics (`topic.metadata.refresh.interval.ms`).
+    pub metadata_refresh_interval: Duration,
+    /// `pull=true` sockets: the most credit (records granted and not yet sent) a socket holds.
+    pub max_credit: u32,
     /// librdkafka properties from the consumer-specific Java settings.
     pub client_properties: Vec<(&'static str, String)>,
     /// Entries per partition kept for `autoCommit=false` commits.
@@ -28,9 +33,15 @@ pub(super) fn read(r: &mut Reader<'_>) -> ConsumerConfig {
     r.above_zero(WSPROXY_CH_MAX_STACK_SIZE, commit_stack_max_size == 0);
     let commit_auto_interval = r.duration(WSPROXY_CH_AUTOCOMMIT_INTERVAL);
     r.above_zero(WSPROXY_CH_AUTOCOMMIT_INTERVAL, commit_auto_interval.is_zero());
+    let metadata_refresh_interval = r.duration(WSPROXY_CONSUMER_METADATA_REFRESH_INTERVAL);
+    r.above_zero(WSPROXY_CONSUMER_METADATA_REFRESH_INTERVAL, metadata_refresh_interval.is_zero());
+    let max_credit = r.parse(WSPROXY_CONSUMER_MAX_CREDIT, "a number of records");
+    r.above_zero(WSPROXY_CONSUMER_MAX_CREDIT, max_credit == 0);
     ConsumerConfig {
         queued_max_kbytes: r.parse(WSPROXY_CONSUMER_QUEUED_MAX_KBYTES, "a number of KiB"),
         session_timeout_ms: r.parse(WSPROXY_CONSUMER_SESSION_TIMEOUT_MS, "a number of milliseconds"),
+        metadata_refresh_interval,
+        max_credit,
         client_properties: client_properties(r, ClientKind::Consumer),
         commit_stack_max_size,
         commit_auto_enabled: r.boolean(WSPROXY_CH_AUTOCOMMIT_ENABLED),

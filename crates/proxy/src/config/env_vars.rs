@@ -195,6 +195,10 @@ settings! {
         "2048", "prefetch bound per consumer socket";
     WSPROXY_CONSUMER_SESSION_TIMEOUT_MS: "consumer.session-timeout-ms",
         "10000", "session.timeout.ms of socket consumers";
+    WSPROXY_CONSUMER_METADATA_REFRESH_INTERVAL: "consumer.metadata-refresh-interval",
+        "30 seconds", "topicPattern sockets find new matching topics this often";
+    WSPROXY_CONSUMER_MAX_CREDIT: "consumer.max-credit",
+        "10000", "pull=true: most records a socket may have granted and not received";
     WSPROXY_CH_MAX_STACK_SIZE: "commit-handler.max-stack-size",
         "100", "uncommitted records kept per partition";
     WSPROXY_CH_AUTOCOMMIT_ENABLED: "commit-handler.auto-commit-enabled",

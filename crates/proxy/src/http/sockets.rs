@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Extension;
 use futures::{Sink, Stream};
-use wsproxy_protocol::params::{self, ProducerRules, Query};
+use wsproxy_protocol::params::{self, ProducerRules, Query, TopicSelection};
 
 use wsproxy_protocol::{FormatType, SocketCodec};
 
@@ -162,8 +162,8 @@ pub async fn consume(
     let slot = admit(&state, remote)?;
     let auth = auth.map(|Extension(a)| a);
     let creds = socket_credentials(&state, &headers, auth.as_ref())?;
-    let partitions = ensure_topic(&state, &p.topic).await? as u32;
-    // At most one socket per partition: more would sit idle in the group.
+    let partitions = partitions_read(&state, &p.topics).await?;
+    // At most one socket per partition (of all its topics): more would sit idle in the group.
     let limit = match state.limits.consumer_max_connections(&p.group_id) {
         0 => partitions,
         configured => configured.min(partitions),
@@ -185,11 +185,13 @@ pub async fn consume(
     let batch = p.batch_size.unwrap_or(0) as usize;
     let settings = consume::ConsumeSettings {
         topic: p.topic.clone(),
+        topics: p.topics.clone(),
         codec: SocketCodec::new(p.socket_payload, p.key_type, p.val_type),
         registry: registry_for(&state, p.key_type, p.val_type),
         pace: state.limits.consumer_pace_watch(&p.group_id, p.rate, batch.max(1)),
         batched: batch > 0,
         auto_commit: p.auto_commit,
+        pull_max_credit: p.pull.then_some(cfg.consumer.max_credit),
         commit_stack_max_size: cfg.consumer.commit_stack_max_size,
         commit_max_age: cfg
             .consumer
@@ -443,6 +445,32 @@ fn configure(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
 pub(super) fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     serde_urlencoded::from_str(raw.unwrap_or_default())
         .map_err(|e| ApiError::BadRequest(format!("The query string cannot be parsed: {e}")))
+}
+
+/// The partitions a consume socket reads, over all its topics: each listed topic must exist
+/// (the first missing one is named, in the reference's words); a pattern counts the topics it
+/// matches now, and at least one (it may match none yet).
+pub(super) async fn partitions_read(state: &AppState, topics: &TopicSelection) -> Result<u32, ApiError> {
+    match topics {
+        TopicSelection::Listed(topics) => {
+            let mut partitions = 0;
+            for topic in topics {
+                partitions += ensure_topic(state, topic).await?;
+            }
+            Ok(u32::try_from(partitions).unwrap_or(u32::MAX))
+        }
+        TopicSelection::Pattern(_) => {
+            let all = state.kafka.topics().await.map_err(|e| {
+                tracing::warn!(error = %e, "topic listing failed");
+                ApiError::KafkaUnavailable("Kafka is not reachable; the topics could not be listed.".to_owned())
+            })?;
+            let internal = [Some(&state.config.sessions.topic), state.config.dynamic_config.as_ref().map(|d| &d.topic)];
+            let reads = topics.reader();
+            let matching: usize =
+                all.iter().filter(|(t, _)| reads(t) && !internal.contains(&Some(t))).map(|(_, n)| n).sum();
+            Ok(u32::try_from(matching.max(1)).unwrap_or(u32::MAX))
+        }
+    }
 }
 
 pub(super) async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> {

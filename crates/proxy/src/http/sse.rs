@@ -35,7 +35,7 @@ use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::Stream;
 use wsproxy_protocol::consume::MessageId;
-use wsproxy_protocol::params::{self, ConsumerParams, Query, SocketPayload};
+use wsproxy_protocol::params::{self, ConsumerParams, Query, SocketPayload, TopicSelection};
 use wsproxy_protocol::SocketCodec;
 
 use crate::auth::oidc::Authenticated;
@@ -65,12 +65,12 @@ pub async fn consume(
     let pairs = sockets::query_pairs(query.as_deref())?;
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
     refuse_unsupported(&p)?;
-    let resume_after = last_event_id(&headers, &p.topic)?;
+    let resume_after = last_event_id(&headers, &p.topics)?;
     sockets::check_origin(&state, &headers)?;
     let slot = sockets::admit(&state, remote)?;
     let auth = auth.map(|Extension(a)| a);
     let creds = sockets::socket_credentials(&state, &headers, auth.as_ref())?;
-    let partitions = sockets::ensure_topic(&state, &p.topic).await? as u32;
+    let partitions = sockets::partitions_read(&state, &p.topics).await?;
     // At most one stream (or socket) per partition, as for consume sockets.
     let limit = match state.limits.consumer_max_connections(&p.group_id) {
         0 => partitions,
@@ -94,11 +94,13 @@ pub async fn consume(
     let cfg = &state.config;
     let settings = consume::ConsumeSettings {
         topic: p.topic.clone(),
+        topics: p.topics.clone(),
         codec: SocketCodec::new(p.socket_payload, p.key_type, p.val_type),
         registry: sockets::registry_for(&state, p.key_type, p.val_type),
         pace: state.limits.consumer_pace_watch(&p.group_id, p.rate, 1),
         batched: false,
         auto_commit: true,
+        pull_max_credit: None,
         commit_stack_max_size: cfg.consumer.commit_stack_max_size,
         commit_max_age: None,
         keep_alive: cfg.socket.keep_alive,
@@ -134,6 +136,8 @@ fn refuse_unsupported(p: &ConsumerParams) -> Result<(), ApiError> {
         "socketPayload=avro sends binary frames; an event stream carries JSON"
     } else if p.batch_size.unwrap_or(0) > 0 {
         "batchSize is not supported on an event stream: each record is one event"
+    } else if p.pull {
+        "pull=true is not supported on an event stream: it cannot send {\"request\":N}"
     } else if !p.auto_commit {
         "autoCommit=false is not supported on an event stream: it cannot send commits; it commits what was written"
     } else {
@@ -142,9 +146,9 @@ fn refuse_unsupported(p: &ConsumerParams) -> Result<(), ApiError> {
     Err(ApiError::BadRequest(format!("{why}.")))
 }
 
-/// The `Last-Event-ID` of a reconnect, when it names a record of this stream's topic (an id
-/// of another topic is ignored; one that is no record id is refused).
-fn last_event_id(headers: &HeaderMap, topic: &str) -> Result<Option<MessageId>, ApiError> {
+/// The `Last-Event-ID` of a reconnect, when it names a record of one of this stream's topics
+/// (an id of another topic is ignored; one that is no record id is refused).
+fn last_event_id(headers: &HeaderMap, topics: &TopicSelection) -> Result<Option<MessageId>, ApiError> {
     let Some(value) = headers.get("last-event-id") else { return Ok(None) };
     let text = value.to_str().unwrap_or_default().trim();
     if text.is_empty() {
@@ -153,7 +157,7 @@ fn last_event_id(headers: &HeaderMap, topic: &str) -> Result<Option<MessageId>, 
     let id = MessageId::parse(text).ok_or_else(|| {
         ApiError::BadRequest(format!("Last-Event-ID '{text}' is not a record id (topic-partition-offset-timestamp)."))
     })?;
-    Ok(Some(id).filter(|id| id.topic == topic))
+    Ok(Some(id).filter(|id| topics.reads(&id.topic)))
 }
 
 /// How long a reconnect waits for its previous stream to leave the group before rewinding.
@@ -322,9 +326,13 @@ mod tests {
             h.insert("last-event-id", v.parse().unwrap());
             h
         };
-        assert_eq!(last_event_id(&HeaderMap::new(), "t").unwrap(), None);
-        assert_eq!(last_event_id(&headers("t-2-7-100"), "t").unwrap(), MessageId::parse("t-2-7-100"));
-        assert_eq!(last_event_id(&headers("other-2-7-100"), "t").unwrap(), None);
-        assert_eq!(last_event_id(&headers("nonsense"), "t").unwrap_err().status(), StatusCode::BAD_REQUEST);
+        let t = TopicSelection::Listed(vec!["t".to_owned()]);
+        assert_eq!(last_event_id(&HeaderMap::new(), &t).unwrap(), None);
+        assert_eq!(last_event_id(&headers("t-2-7-100"), &t).unwrap(), MessageId::parse("t-2-7-100"));
+        assert_eq!(last_event_id(&headers("other-2-7-100"), &t).unwrap(), None);
+        assert_eq!(last_event_id(&headers("nonsense"), &t).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        // A stream over several topics resumes on any of them.
+        let several = TopicSelection::Listed(vec!["t".to_owned(), "other".to_owned()]);
+        assert_eq!(last_event_id(&headers("other-2-7-100"), &several).unwrap(), MessageId::parse("other-2-7-100"));
     }
 }

@@ -118,9 +118,27 @@ pub(super) fn probe_topic<C: ClientContext>(
     topic: &str,
     auth: &AuthFailure,
 ) -> Result<(), ProbeError> {
+    probe(client, Some(topic), auth)
+}
+
+/// [`probe_topic`] without a topic: checks only that Kafka accepts the client's credentials
+/// (a `topicPattern` socket reads the topics its ACLs let it see).
+pub(super) fn probe_credentials<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    auth: &AuthFailure,
+) -> Result<(), ProbeError> {
+    probe(client, None, auth)
+}
+
+fn probe<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    only: Option<&str>,
+    auth: &AuthFailure,
+) -> Result<(), ProbeError> {
+    let topic = only.unwrap_or_default();
     let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
     let md = loop {
-        match client.fetch_metadata(Some(topic), Duration::from_millis(250)) {
+        match client.fetch_metadata(only, Duration::from_millis(250)) {
             Ok(md) => {
                 auth.clear();
                 break Ok(md);

@@ -6,10 +6,13 @@
 //! The rule that makes delivery at-least-once without handing Kafka what the client never got
 //! is [`SocketConsumer::store`]'s: the offset of a record is stored only after the frame
 //! carrying it was flushed to the socket.
+//!
+//! A socket reads one topic, several (`topic=a,b,c`) or a pattern (`topicPattern`): partitions
+//! are named by [`TopicPartition`] throughout.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,7 +20,6 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
 };
@@ -25,27 +27,30 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use wsproxy_protocol::consume::KafkaRecordView;
-use wsproxy_protocol::params::ConsumerParams;
+use wsproxy_protocol::params::{ConsumerParams, TopicSelection};
 
-use crate::kafka::client::{probe_topic, AuthFailure, ClientError, ProbeError, METADATA_TIMEOUT};
+use crate::kafka::client::{probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError};
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::headers::record_headers;
-use crate::kafka::oauth::{self, OAuthContext, TokenCell};
-use crate::kafka::{oauth_admin, watermarks, Kafka};
+use crate::kafka::oauth::{self, TokenCell};
+use crate::kafka::{oauth_admin, start_offsets, watermarks, Kafka};
 use crate::telemetry::metrics;
+
+/// A partition of one of the socket's topics. The name is shared: a socket keeps one copy of
+/// each of its topics' names, not one per record.
+pub type TopicPartition = (Arc<str>, i32);
 
 /// A consume socket's context: keeps the assignment and what was revoked or lost, and tells the
 /// socket's [`Records`] when librdkafka gave up fetching the committed offsets.
 pub struct SocketConsumerContext {
-    topic: String,
     auth: AuthFailure,
-    /// Partitions of `topic` revoked and not assigned back, and those lost since the socket
-    /// last took them (code review L4).
+    /// Partitions revoked and not assigned back, and those lost since the socket last took
+    /// them (code review L4). A consumer is only ever assigned partitions of its subscription.
     revoked: Mutex<Revoked>,
-    /// The partitions of `topic` assigned to this consumer, kept by the rebalance callback so
-    /// that reading them is no op round trip to librdkafka's main thread (L3).
-    assigned: Mutex<std::collections::HashSet<i32>>,
+    /// The partitions assigned to this consumer, kept by the rebalance callback so that
+    /// reading them is no op round trip to librdkafka's main thread (L3).
+    assigned: Mutex<HashSet<TopicPartition>>,
     /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
     token: Option<TokenCell>,
     /// Told when librdkafka gave up fetching the group's committed offsets for the assignment
@@ -55,13 +60,18 @@ pub struct SocketConsumerContext {
 
 #[derive(Default)]
 struct Revoked {
-    pending: Vec<i32>,
-    lost: Vec<i32>,
+    pending: Vec<TopicPartition>,
+    lost: Vec<TopicPartition>,
+}
+
+/// The partitions of a rebalance's list.
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect()
 }
 
 impl SocketConsumerContext {
-    /// The partitions of the socket's topic this consumer owns now.
-    pub fn assigned(&self) -> std::collections::HashSet<i32> {
+    /// The partitions this consumer owns now.
+    pub fn assigned(&self) -> HashSet<TopicPartition> {
         self.assigned.lock().expect("assignment is never poisoned").clone()
     }
 
@@ -69,7 +79,7 @@ impl SocketConsumerContext {
     /// with `closing`, also those revoked and not assigned yet). The socket must forget what
     /// it would commit there, even if they come back later: another member may have
     /// committed further meanwhile.
-    pub fn take_lost(&self, closing: bool) -> Vec<i32> {
+    pub fn take_lost(&self, closing: bool) -> Vec<TopicPartition> {
         let mut r = self.revoked.lock().expect("revoked list is never poisoned");
         let mut lost = std::mem::take(&mut r.lost);
         if closing {
@@ -98,9 +108,7 @@ impl ClientContext for SocketConsumerContext {
 impl ConsumerContext for SocketConsumerContext {
     // Runs on the socket's task, inside its poll of the stream.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mine = |tpl: &TopicPartitionList| -> Vec<i32> {
-            tpl.elements().into_iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
-        };
+        let mine = partitions;
         let mut r = self.revoked.lock().expect("revoked list is never poisoned");
         match rebalance {
             // A lost assignment (session timeout, max.poll.interval.ms) may come back in the
@@ -111,7 +119,7 @@ impl ConsumerContext for SocketConsumerContext {
             // Kept through the rebalance when assigned back at once (no one else had it).
             Rebalance::Assign(tpl) => {
                 let back = mine(tpl);
-                let (_, lost): (Vec<i32>, Vec<i32>) = r.pending.drain(..).partition(|p| back.contains(p));
+                let (_, lost): (Vec<_>, Vec<_>) = r.pending.drain(..).partition(|p| back.contains(p));
                 r.lost.extend(lost);
             }
             Rebalance::Error(_) => {}
@@ -122,14 +130,12 @@ impl ConsumerContext for SocketConsumerContext {
     /// assign increments: removing what is revoked and adding what is assigned fits both.
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut assigned = self.assigned.lock().expect("assignment is never poisoned");
-        let ours = |tpl: &TopicPartitionList| -> Vec<i32> {
-            tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect()
-        };
+        let ours = partitions;
         match rebalance {
             Rebalance::Assign(tpl) => assigned.extend(ours(tpl)),
             Rebalance::Revoke(tpl) => {
-                for p in ours(tpl) {
-                    assigned.remove(&p);
+                for p in &ours(tpl) {
+                    assigned.remove(p);
                 }
             }
             // rdkafka's default handler unassigns everything after a rebalance error.
@@ -143,7 +149,7 @@ impl ConsumerContext for SocketConsumerContext {
         match result {
             Err(e) if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) => {
                 metrics::consumer_commit_failed();
-                tracing::warn!(error = %e, topic = %self.topic, "Kafka refused a consumer commit; the records after the group's last commit will be delivered again");
+                tracing::warn!(error = %e, "Kafka refused a consumer commit; the records after the group's last commit will be delivered again");
             }
             _ => {}
         }
@@ -162,10 +168,10 @@ type GroupMember = OffRuntime<StreamConsumer<SocketConsumerContext>>;
 /// How long a socket waits for its consumer's final commit and group leave.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The consumer of one consume socket: a member of the socket's group, subscribed to its topic.
+/// The consumer of one consume socket: a member of the socket's group, subscribed to its
+/// topics (or pattern).
 pub struct SocketConsumer {
     member: GroupMember,
-    topic: String,
 }
 
 /// The records of a [`SocketConsumer`], in the order Kafka delivers them. Records borrow the
@@ -173,11 +179,10 @@ pub struct SocketConsumer {
 pub struct Records<'c> {
     stream: MessageStream<'c, SocketConsumerContext>,
     member: &'c GroupMember,
-    topic: &'c str,
     /// When to assign the partitions again after a failed committed-offset fetch.
     refetch_at: Option<Instant>,
     /// The next offset per partition after the last record taken (for [`Records::lag`]).
-    taken: Vec<(i32, i64)>,
+    taken: Vec<(TopicPartition, i64)>,
 }
 
 /// One consumed record, borrowed from its consumer.
@@ -188,30 +193,24 @@ pub struct Record<'c>(BorrowedMessage<'c>);
 pub struct ConsumeError(KafkaError);
 
 impl SocketConsumer {
-    /// The records of the socket's topic, as they come. Create it once per socket.
+    /// The records of the socket's topics, as they come. Create it once per socket.
     pub fn records(&self) -> Records<'_> {
-        Records {
-            stream: self.member.stream(),
-            member: &self.member,
-            topic: &self.topic,
-            refetch_at: None,
-            taken: Vec::new(),
-        }
+        Records { stream: self.member.stream(), member: &self.member, refetch_at: None, taken: Vec::new() }
     }
 
-    /// The partitions of the socket's topic this consumer owns now (kept by its rebalance
-    /// callback: no round trip to librdkafka's main thread on the runtime).
-    pub fn assigned(&self) -> HashSet<i32> {
+    /// The partitions this consumer owns now (kept by its rebalance callback: no round trip
+    /// to librdkafka's main thread on the runtime).
+    pub fn assigned(&self) -> HashSet<TopicPartition> {
         self.member.context().assigned()
     }
 
     /// Partitions lost in a rebalance since the last call (see
     /// [`SocketConsumerContext::take_lost`]): what the socket would commit there must go.
-    pub fn take_lost(&self) -> Vec<i32> {
+    pub fn take_lost(&self) -> Vec<TopicPartition> {
         self.member.context().take_lost(false)
     }
 
-    /// Stores the offset of the record at `offset` of `partition`, for the group's next
+    /// Stores the offset of the record at `offset` of `tp`, for the group's next
     /// automatic commit (`autoCommit=true`).
     ///
     /// **Call it only after the frame carrying the record was flushed to the socket.** The
@@ -221,19 +220,46 @@ impl SocketConsumer {
     /// commits (`autoCommit=false`) follow the same rule: the loop stashes a record for the
     /// client's commit only once it was flushed. Returns `false` when the partition was
     /// revoked meanwhile (its next owner reads the record).
-    pub fn store(&self, partition: i32, offset: i64) -> bool {
-        self.member.store_offset(&self.topic, partition, offset).is_ok()
+    pub fn store(&self, tp: &TopicPartition, offset: i64) -> bool {
+        self.member.store_offset(&tp.0, tp.1, offset).is_ok()
+    }
+
+    /// Stops fetching every assigned partition (a `pull=true` socket without credit):
+    /// librdkafka drops what it prefetched for them and, on [`resume`](Self::resume), fetches
+    /// again from the record after the last one the socket took. The consumer keeps polling
+    /// (rebalances, group membership) meanwhile.
+    pub fn pause(&self) {
+        self.pause_or_resume(true);
+    }
+
+    /// Fetches every assigned partition again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.pause_or_resume(false);
+    }
+
+    fn pause_or_resume(&self, pause: bool) {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in self.assigned() {
+            tpl.add_partition(&topic, partition);
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        let done = if pause { self.member.pause(&tpl) } else { self.member.resume(&tpl) };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, pause, "pausing or resuming the partitions of a pull socket failed");
+        }
     }
 
     /// Commits the next offsets to read (`(partition, offset)`) asynchronously: a refusal that
     /// arrives later is counted and logged by the consumer's context.
-    pub fn commit(&self, offsets: &[(i32, i64)]) -> Result<(), ClientError> {
+    pub fn commit(&self, offsets: &[(TopicPartition, i64)]) -> Result<(), ClientError> {
         if offsets.is_empty() {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in offsets {
-            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))?;
+        for ((topic, p), o) in offsets {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(*o))?;
         }
         Ok(self.member.commit(&tpl, CommitMode::Async)?)
     }
@@ -241,7 +267,7 @@ impl SocketConsumer {
     /// Commits `progress` (next offsets per partition) synchronously for the partitions still
     /// assigned, so that nothing is lost to an in-flight async commit, then leaves the group;
     /// waits at most [`CLOSE_TIMEOUT`] for that, after which it goes on in the background.
-    pub async fn close(self, progress: HashMap<i32, i64>) {
+    pub async fn close(self, progress: HashMap<TopicPartition, i64>) {
         let closing = tokio::task::spawn_blocking(move || self.final_commit(&progress));
         if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
             tracing::warn!(
@@ -251,14 +277,14 @@ impl SocketConsumer {
     }
 
     /// Blocking: [`close`](Self::close) runs it on the blocking pool.
-    fn final_commit(self, progress: &HashMap<i32, i64>) {
-        let (consumer, topic) = (self.member, self.topic.as_str());
+    fn final_commit(self, progress: &HashMap<TopicPartition, i64>) {
+        let consumer = self.member;
         let owned = consumer.assignment().unwrap_or_default();
         let revoked = consumer.context().take_lost(true);
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in progress {
-            if owned.find_partition(topic, *p).is_some() && !revoked.contains(p) {
-                let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*o));
+        for (tp, o) in progress {
+            if owned.find_partition(&tp.0, tp.1).is_some() && !revoked.contains(tp) {
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(*o));
             }
         }
         if tpl.count() > 0 {
@@ -297,9 +323,10 @@ impl<'c> Records<'c> {
             tokio::select! {
                 m = stream.next() => {
                     if let Some(Ok(m)) = &m {
-                        match taken.iter_mut().find(|(p, _)| *p == m.partition()) {
+                        // No copy of the topic's name but for a partition's first record.
+                        match taken.iter_mut().find(|((t, p), _)| *p == m.partition() && **t == *m.topic()) {
                             Some((_, next)) => *next = m.offset() + 1,
-                            None => taken.push((m.partition(), m.offset() + 1)),
+                            None => taken.push(((Arc::from(m.topic()), m.partition()), m.offset() + 1)),
                         }
                     }
                     return m.map(|m| m.map(Record).map_err(ConsumeError));
@@ -326,7 +353,7 @@ impl Records<'_> {
         self.taken
             .iter()
             .filter_map(|(p, next)| {
-                let end = watermarks::cached_end(self.member.client(), self.topic, *p)?;
+                let end = watermarks::cached_end(self.member.client(), &p.0, p.1)?;
                 Some((end - next).max(0))
             })
             .sum()
@@ -443,7 +470,8 @@ impl From<KafkaError> for ConsumerError {
 }
 
 impl Kafka {
-    /// A consumer for one socket, subscribed to its topic.
+    /// A consumer for one socket, subscribed to its topics or pattern. A socket with its own
+    /// credentials gets 401/403 for each listed topic it may not read, before the upgrade.
     pub async fn consumer(
         &self,
         params: &ConsumerParams,
@@ -473,27 +501,34 @@ impl Kafka {
         for (k, v) in &self.inner.consumer_properties {
             cfg.set(*k, v);
         }
+        if matches!(params.topics, TopicSelection::Pattern(_)) {
+            // New matching topics are found by the metadata refresh; internal topics are
+            // hidden from the consumer as if they did not exist.
+            cfg.set("topic.metadata.refresh.interval.ms", self.inner.consumer_metadata_refresh_ms.to_string())
+                .set("topic.blacklist", internal_topics_blacklist(&self.inner.internal_topics));
+        }
         // Before any client is made for them (fromTimestamp's helper included).
         if let Some(c) = creds {
             self.refused_recently(c).map_err(ConsumerError::Refused)?;
         }
-        if let Some(ts) = params.from_timestamp {
+        if let (Some(ts), TopicSelection::Listed(topics)) = (params.from_timestamp, &params.topics) {
             let cfg = cfg.clone();
-            let (topic, ts, token) = (params.topic.clone(), ts, self.token_for(creds));
-            tokio::task::spawn_blocking(move || start_group_at(&cfg, &topic, ts, token))
-                .await
-                .expect("start-offset task never panics")?;
+            let (topics, ts, token) = (topics.clone(), ts, self.token_for(creds));
+            tokio::task::spawn_blocking(move || {
+                topics.iter().try_for_each(|topic| start_offsets::start_group_at(&cfg, topic, ts, token.clone()))
+            })
+            .await
+            .expect("start-offset task never panics")?;
         }
         let token = self.token_for(creds);
         let context = SocketConsumerContext {
-            topic: params.topic.clone(),
             auth: AuthFailure::default(),
             revoked: Mutex::new(Revoked::default()),
             assigned: Mutex::new(Default::default()),
             token: token.clone(),
             refetch: Notify::new(),
         };
-        let (topic, probe) = (params.topic.clone(), creds.is_some());
+        let (topics, probe) = (params.topics.clone(), creds.is_some());
         // Created, probed and subscribed on the blocking pool, and guarded from the start: on
         // any early return (refused credentials, a failed upgrade, a panic) the consumer is
         // destroyed off the runtime.
@@ -503,12 +538,26 @@ impl Kafka {
                 // Not polled before its probe: it gets its token now (see `oauth_admin`).
                 oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
             }
-            // A socket with its own credentials: check them (and its topic ACL) before the upgrade.
-            if probe {
-                probe_topic(consumer.client(), &topic, &consumer.context().auth).map_err(ConsumerError::Refused)?;
-            }
-            consumer.subscribe(&[&topic])?;
-            Ok::<_, ConsumerError>(SocketConsumer { member: consumer, topic })
+            // A socket with its own credentials: check them (and its topics' ACLs) before the upgrade.
+            let auth = &consumer.context().auth;
+            let subscription: Vec<&str> = match &topics {
+                TopicSelection::Listed(topics) => {
+                    if probe {
+                        for topic in topics {
+                            probe_topic(consumer.client(), topic, auth).map_err(ConsumerError::Refused)?;
+                        }
+                    }
+                    topics.iter().map(String::as_str).collect()
+                }
+                TopicSelection::Pattern(pattern) => {
+                    if probe {
+                        probe_credentials(consumer.client(), auth).map_err(ConsumerError::Refused)?;
+                    }
+                    vec![pattern.as_str()]
+                }
+            };
+            consumer.subscribe(&subscription)?;
+            Ok::<_, ConsumerError>(SocketConsumer { member: consumer })
         })
         .await
         .expect("consumer creation never panics");
@@ -523,50 +572,13 @@ impl Kafka {
     }
 }
 
-/// For `fromTimestamp`: commits, for every partition where the group has no committed offset
-/// yet, the first offset at or after `ts`. Partitions with a commit are left alone. A group
-/// with active members refuses the commit; their positions stand.
-fn start_group_at(cfg: &ClientConfig, topic: &str, ts: i64, token: Option<TokenCell>) -> Result<(), KafkaError> {
-    let mut cfg = cfg.clone();
-    cfg.remove("statistics.interval.ms");
-    let consumer: OffRuntime<BaseConsumer<OAuthContext>> =
-        OffRuntime::new(cfg.create_with_context(OAuthContext { token: token.clone() })?, ClientKind::Consumer);
-    if let Some(cell) = &token {
-        oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
-    }
-    let md = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    let mut wanted = TopicPartitionList::new();
-    for p in &partitions {
-        wanted.add_partition(topic, *p);
-    }
-    let committed = consumer.committed_offsets(wanted, METADATA_TIMEOUT)?;
-    let mut times = TopicPartitionList::new();
-    for e in committed.elements() {
-        if !matches!(e.offset(), Offset::Offset(_)) {
-            times.add_partition_offset(topic, e.partition(), Offset::Offset(ts))?;
-        }
-    }
-    if times.count() == 0 {
-        return Ok(());
-    }
-    let found = consumer.offsets_for_times(times, METADATA_TIMEOUT)?;
-    let mut commit = TopicPartitionList::new();
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    for e in found.elements() {
-        let offset = match e.offset() {
-            Offset::Offset(o) => o,
-            // No record at or after ts: start at the end of the partition.
-            _ => *ends.entry(e.partition()).or_insert_with(|| {
-                consumer.fetch_watermarks(topic, e.partition(), METADATA_TIMEOUT).map(|(_, hi)| hi).unwrap_or(0)
-            }),
-        };
-        commit.add_partition_offset(topic, e.partition(), Offset::Offset(offset))?;
-    }
-    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-        tracing::info!(topic, error = %e, "fromTimestamp: start offsets not committed (group active?)");
-    }
-    Ok(())
+/// librdkafka's `topic.blacklist` for pattern sockets: Kafka's internal topics, the proxy's
+/// (`_wsproxy.*`) and its configured internal topics whatever their names (topic names hold
+/// no regex metacharacter but the dot).
+fn internal_topics_blacklist(internal: &[String]) -> String {
+    let mut list = vec![r"^__.*".to_owned(), r"^_wsproxy\..*".to_owned()];
+    list.extend(internal.iter().map(|t| format!("^{}$", t.replace('.', r"\."))));
+    list.join(",")
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use wsproxy_protocol::params::{ConsumerParams, Isolation, OffsetReset, SocketPayload};
+use wsproxy_protocol::params::{ConsumerParams, Isolation, OffsetReset, SocketPayload, TopicSelection};
 use wsproxy_protocol::FormatType;
 
 use super::gave_up_offset_fetch;
@@ -49,6 +49,7 @@ async fn assigning_again_resumes_at_the_committed_offset() {
         client_id: "c".to_owned(),
         group_id: "g5586".to_owned(),
         topic: "r5586".to_owned(),
+        topics: TopicSelection::Listed(vec!["r5586".to_owned()]),
         socket_payload: SocketPayload::Json,
         key_type: None,
         val_type: FormatType::String,
@@ -58,6 +59,7 @@ async fn assigning_again_resumes_at_the_committed_offset() {
         rate: None,
         batch_size: None,
         auto_commit: false,
+        pull: false,
     };
     let consumer = kafka.consumer(&params, None).await.expect("consumer");
     let mut records = consumer.records();
@@ -67,7 +69,7 @@ async fn assigning_again_resumes_at_the_committed_offset() {
     }
     assert_eq!(seen, [0, 1, 2, 3, 4]);
     // The client committed records 0 and 1: the group's next offset is 2.
-    consumer.commit(&[(0, 2)]).unwrap();
+    consumer.commit(&[(("r5586".into(), 0), 2)]).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     consumer.member.context().refetch.notify_one();
     let mut again = Vec::new();

@@ -10,7 +10,8 @@
 //! error type), [`producer`] (produce sockets and transactions), [`consumer`] (consume
 //! sockets), [`admin`], [`config_log`] and [`state_log`] (the proxy's own topics), [`closer`]
 //! (destroying clients off the runtime), [`headers`] (reading consumed headers safely),
-//! `watermarks` (the end of a partition as a consumer last heard it).
+//! `watermarks` (the end of a partition as a consumer last heard it), [`start_offsets`]
+//! (`fromTimestamp`'s start offsets).
 
 pub mod admin;
 pub mod client;
@@ -22,6 +23,7 @@ pub mod headers;
 pub mod oauth;
 pub(crate) mod oauth_admin;
 pub mod producer;
+pub mod start_offsets;
 pub mod state_log;
 #[cfg(test)]
 pub mod testing;
@@ -44,7 +46,7 @@ use crate::kafka::oauth::TokenCell;
 use crate::kafka::producer::ProducerContext;
 
 pub use client::{AuthFailure, ClientError, ProbeError};
-pub use consumer::{ConsumeError, ConsumerError, Record, Records, SocketConsumer};
+pub use consumer::{ConsumeError, ConsumerError, Record, Records, SocketConsumer, TopicPartition};
 #[cfg(test)]
 pub(crate) use producer::TRANSACTION_TIMEOUT;
 pub use producer::{delivered, record_failure, Ack, EnqueueError, ProducerHandle, RecordFailure, TransactionError};
@@ -80,6 +82,10 @@ struct Inner {
     consumer_queued_max_kbytes: u32,
     consumer_properties: Vec<(&'static str, String)>,
     consumer_session_timeout_ms: u32,
+    /// `topic.metadata.refresh.interval.ms` of `topicPattern` consumers.
+    consumer_metadata_refresh_ms: u128,
+    /// The proxy's internal topics by their configured names: no `topicPattern` reads them.
+    internal_topics: Vec<String>,
     /// OAUTHBEARER: the proxy's own token.
     proxy_token: Option<TokenCell>,
     /// `WSPROXY_JWT_KAFKA_OAUTHBEARER`: the newest token of each subject.
@@ -121,6 +127,10 @@ impl Kafka {
                 consumer_queued_max_kbytes: config.consumer.queued_max_kbytes,
                 consumer_properties: config.consumer.client_properties.clone(),
                 consumer_session_timeout_ms: config.consumer.session_timeout_ms,
+                consumer_metadata_refresh_ms: config.consumer.metadata_refresh_interval.as_millis(),
+                internal_topics: std::iter::once(config.sessions.topic.clone())
+                    .chain(config.dynamic_config.as_ref().map(|d| d.topic.clone()))
+                    .collect(),
                 proxy_token,
                 bearer_cells: Mutex::new(HashMap::new()),
             }),
@@ -194,6 +204,23 @@ impl Kafka {
                     code => Err(KafkaError::MetadataFetch(code).into()),
                 },
             }
+        })
+        .await
+        .expect("metadata task never panics")
+    }
+
+    /// Every topic the proxy's own client sees, with its number of partitions.
+    pub async fn topics(&self) -> Result<Vec<(String, usize)>, ClientError> {
+        let kafka = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = kafka.inner.producer.0.client().fetch_metadata(None, METADATA_TIMEOUT)?;
+            kafka.inner.producer.1.clear();
+            Ok(md
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| (t.name().to_owned(), t.partitions().len()))
+                .collect())
         })
         .await
         .expect("metadata task never panics")

@@ -5,9 +5,11 @@
 //! keeps at most `max_per_partition` entries; when full, the oldest is dropped (it stays
 //! uncommitted, so Kafka delivers it again to the group's next consumer). Records older than a
 //! maximum age can be committed automatically ([`CommitStack::expired`]).
-//! Pure data: the consume loop owns one and turns its answers into Kafka commits.
+//! Pure data: the consume loop owns one and turns its answers into Kafka commits. Partitions
+//! are keys of any type (`(topic, partition)` for sockets that read several topics).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -19,9 +21,9 @@ struct Entry {
 
 /// Uncommitted records of one socket, by partition.
 #[derive(Debug)]
-pub struct CommitStack {
+pub struct CommitStack<P = i32> {
     max_per_partition: usize,
-    partitions: HashMap<i32, VecDeque<Entry>>,
+    partitions: HashMap<P, VecDeque<Entry>>,
 }
 
 /// Why a commit names nothing to commit.
@@ -32,13 +34,13 @@ pub enum CommitMiss {
     Unknown,
 }
 
-impl CommitStack {
+impl<P: Hash + Eq + Ord + Clone> CommitStack<P> {
     pub fn new(max_per_partition: usize) -> Self {
         CommitStack { max_per_partition: max_per_partition.max(1), partitions: HashMap::new() }
     }
 
     /// Remembers a record that was sent to the client.
-    pub fn stash(&mut self, partition: i32, offset: i64, timestamp: i64, now: Instant) {
+    pub fn stash(&mut self, partition: P, offset: i64, timestamp: i64, now: Instant) {
         let stack = self.partitions.entry(partition).or_default();
         if stack.len() >= self.max_per_partition {
             stack.pop_front();
@@ -48,8 +50,8 @@ impl CommitStack {
 
     /// Commits one record: removes it and all older entries of its partition and returns the
     /// offset to commit to Kafka (the record's offset + 1).
-    pub fn commit(&mut self, partition: i32, offset: i64, timestamp: i64) -> Result<i64, CommitMiss> {
-        let stack = self.partitions.get_mut(&partition).ok_or(CommitMiss::Unknown)?;
+    pub fn commit(&mut self, partition: &P, offset: i64, timestamp: i64) -> Result<i64, CommitMiss> {
+        let stack = self.partitions.get_mut(partition).ok_or(CommitMiss::Unknown)?;
         let idx =
             stack.iter().position(|e| e.offset == offset && e.timestamp == timestamp).ok_or(CommitMiss::Unknown)?;
         stack.drain(..=idx);
@@ -58,14 +60,14 @@ impl CommitStack {
 
     /// Takes, per partition, the records sent at least `max_age` ago, and returns the offset to
     /// commit for each partition that had any.
-    pub fn expired(&mut self, now: Instant, max_age: Duration) -> Vec<(i32, i64)> {
+    pub fn expired(&mut self, now: Instant, max_age: Duration) -> Vec<(P, i64)> {
         let mut out = Vec::new();
         for (partition, stack) in &mut self.partitions {
             let old = stack.iter().take_while(|e| now.saturating_duration_since(e.sent_at) >= max_age).count();
             if old > 0 {
                 let newest_old = stack[old - 1].offset;
                 stack.drain(..old);
-                out.push((*partition, newest_old + 1));
+                out.push((partition.clone(), newest_old + 1));
             }
         }
         out.sort_unstable();
@@ -73,8 +75,8 @@ impl CommitStack {
     }
 
     /// Forgets partitions this socket no longer owns (after a rebalance).
-    pub fn retain_partitions(&mut self, owned: impl Fn(i32) -> bool) {
-        self.partitions.retain(|p, _| owned(*p));
+    pub fn retain_partitions(&mut self, owned: impl Fn(&P) -> bool) {
+        self.partitions.retain(|p, _| owned(p));
     }
 
     /// Number of uncommitted records held.
@@ -115,7 +117,7 @@ mod tests {
             let offsets: Vec<i64> = s.partitions[&p].iter().map(|e| e.offset).collect();
             assert_eq!(offsets, vec![17, 18, 19]);
         }
-        assert_eq!(s.commit(0, 5, 5), Err(CommitMiss::Unknown), "dropped entries cannot be committed");
+        assert_eq!(s.commit(&0, 5, 5), Err(CommitMiss::Unknown), "dropped entries cannot be committed");
     }
 
     #[test]
@@ -126,12 +128,12 @@ mod tests {
             s.stash(0, o, 100 + o, now);
             s.stash(1, o, 100 + o, now);
         }
-        assert_eq!(s.commit(0, 2, 102), Ok(3));
+        assert_eq!(s.commit(&0, 2, 102), Ok(3));
         assert_eq!(s.partitions[&0].iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3, 4]);
         assert_eq!(s.partitions[&1].len(), 5);
-        assert_eq!(s.commit(0, 2, 102), Err(CommitMiss::Unknown), "a second commit of the same id misses");
-        assert_eq!(s.commit(0, 3, 999), Err(CommitMiss::Unknown), "timestamp must match");
-        assert_eq!(s.commit(7, 0, 100), Err(CommitMiss::Unknown));
+        assert_eq!(s.commit(&0, 2, 102), Err(CommitMiss::Unknown), "a second commit of the same id misses");
+        assert_eq!(s.commit(&0, 3, 999), Err(CommitMiss::Unknown), "timestamp must match");
+        assert_eq!(s.commit(&7, 0, 100), Err(CommitMiss::Unknown));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One consume socket's data path: records from the socket's own group member, out at the
-//! pace the socket drains; commits in when `autoCommit=false`.
+//! pace the socket drains; commits in when `autoCommit=false`. A socket reads one topic,
+//! several or a pattern: partitions are [`TopicPartition`]s throughout.
 //!
 //! Backpressure is structural: the next record is taken from the consumer only after the
 //! previous frame was written, and the consumer's prefetch is capped, so a stalled client
@@ -14,8 +15,14 @@
 //!
 //! The socket's [`SocketCodec`] renders records, batches and error frames and reads commits;
 //! pings, the idle timeout, bounded writes, the stop and the close are [`Liveness`]'s.
+//!
+//! A `pull=true` socket sends records only against [`Credit`] the client granted with
+//! `{"request":N}`. Without credit it still polls its consumer (rebalances, membership): a
+//! record that comes meanwhile is parked and every assigned partition paused, which drops
+//! librdkafka's prefetch, so a pull socket that grants nothing holds at most a record per
+//! partition assigned since the pause.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,15 +30,17 @@ use axum::extract::ws::{CloseFrame, Message};
 use futures::{FutureExt, Sink, Stream, StreamExt};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use wsproxy_protocol::codec::Frame;
+use wsproxy_protocol::codec::{Frame, FrameRef};
 use wsproxy_protocol::consume::{KafkaRecordView, MessageId};
 use wsproxy_protocol::error::FrameError;
-use wsproxy_protocol::{ErrorCode, FormatType, SocketCodec};
+use wsproxy_protocol::params::TopicSelection;
+use wsproxy_protocol::{pull, ErrorCode, FormatType, SocketCodec};
 
-use crate::kafka::{ConsumeError, Record, Records, SocketConsumer};
+use crate::kafka::{ConsumeError, Record, Records, SocketConsumer, TopicPartition};
 use crate::limits::PaceWatch;
 use crate::pipeline::close;
 use crate::pipeline::commit_stack::CommitStack;
+use crate::pipeline::credit::Credit;
 use crate::pipeline::liveness::{frame_ref, message, Interrupted, Liveness, Tick};
 use crate::pipeline::rate_limit::RateLimit;
 use crate::schema_registry::{CheckError, SchemaRegistry};
@@ -54,7 +63,11 @@ const BATCH_ROOM: usize = MAX_BYTES_PER_FLUSH + 256 * 1024;
 /// Settings of one consume socket.
 #[derive(Clone)]
 pub struct ConsumeSettings {
+    /// What the socket reads as the client named it (`a`, `a,b,c` or the pattern), for logs,
+    /// metrics and error texts.
     pub topic: String,
+    /// The topics the socket reads: a commit naming another one is refused.
+    pub topics: TopicSelection,
     /// The socket's frames: JSON text, or (`socketPayload=avro`) binary `AvroConsumerRecord`
     /// frames out and `AvroCommit` in.
     pub codec: SocketCodec,
@@ -66,6 +79,9 @@ pub struct ConsumeSettings {
     /// Whether records go out as arrays (`batchSize`), else as single objects.
     pub batched: bool,
     pub auto_commit: bool,
+    /// `pull=true`: the most credit the client may hold (`WSPROXY_CONSUMER_MAX_CREDIT`);
+    /// `None` for a socket that sends as fast as the client reads.
+    pub pull_max_credit: Option<u32>,
     pub commit_stack_max_size: usize,
     /// Commit records of a manual-commit socket once they are this old.
     pub commit_max_age: Option<(Duration, Duration)>,
@@ -85,11 +101,28 @@ pub struct ConsumeSettings {
 struct Item {
     /// JSON text (records of a JSON socket, and every error frame) or an Avro binary record.
     frame: Frame,
-    position: Option<(i32, i64, i64)>,
+    /// Partition, offset and timestamp.
+    position: Option<(TopicPartition, i64, i64)>,
     /// Key and value bytes of the record.
     bytes: u64,
     /// Set when the item is an error frame.
     error: Option<ErrorCode>,
+}
+
+/// The socket's topic names, one shared copy each: records name theirs by `&str`, the commit
+/// stack and offsets keep a [`TopicPartition`] per record without a copy of the name.
+#[derive(Default)]
+struct TopicNames(HashSet<Arc<str>>);
+
+impl TopicNames {
+    fn get(&mut self, topic: &str) -> Arc<str> {
+        if let Some(name) = self.0.get(topic) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.0.insert(name.clone());
+        name
+    }
 }
 
 /// Runs the socket until the client leaves, Kafka fails for good, or the server shuts down.
@@ -100,7 +133,8 @@ where
     let (mut tx, mut rx) = socket.split();
     let mut stats = SocketMetrics::open(Direction::Out, &settings.topic, settings.identity.clone());
     // Next offsets per partition: stored (auto-commit) or committed by the client (manual).
-    let mut progress: HashMap<i32, i64> = HashMap::new();
+    let mut progress: HashMap<TopicPartition, i64> = HashMap::new();
+    let mut names = TopicNames::default();
     let mut live = Liveness::new(settings.keep_alive, settings.idle_timeout, shutdown, settings.stop_reason.clone());
     let close_frame = {
         let mut records = consumer.records();
@@ -114,6 +148,11 @@ where
         // stream is not read meanwhile (H1). `retry` is the last wait, `None` outside an outage.
         let mut held: Option<(Record<'_>, Instant)> = None;
         let mut retry: Option<Duration> = None;
+        // Pull sockets: records the client granted and did not get yet; records taken while
+        // it had none, to send first; whether the assignment is paused for want of credit.
+        let mut credit = settings.pull_max_credit.map(Credit::new);
+        let mut parked: VecDeque<Record<'_>> = VecDeque::new();
+        let mut paused = false;
 
         loop {
             let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
@@ -125,9 +164,9 @@ where
                     None | Some(Ok(Message::Close(_))) => break None,
                     Some(Err(e)) => break close::for_read_error(e),
                     // With autoCommit=true the reference ignores inbound frames.
-                    Some(Ok(msg)) => if let Some(frame) = frame_ref(&msg).filter(|_| !settings.auto_commit) {
-                        let id = settings.codec.decode_commit(frame);
-                        if let Err(e) = commit(&consumer, &settings.topic, &mut stack, &mut progress, id) {
+                    Some(Ok(msg)) => if let Some(frame) = frame_ref(&msg) {
+                        let read = (&mut credit, &mut paused);
+                        if let Err(e) = inbound(frame, &consumer, &settings, read, &mut stack, &mut progress) {
                             stats.error_frame(e.code.as_str());
                             // Bounded like every write: a client that sends bad commits and
                             // stops reading must not hold the loop (M6).
@@ -149,7 +188,7 @@ where
                     forget_rebalanced(&consumer, &mut stack, &mut progress);
                     forget_revoked(&consumer.assigned(), &mut stack, &mut progress);
                     let due = stack.expired(std::time::Instant::now(), max_age);
-                    progress.extend(due.iter().copied());
+                    progress.extend(due.iter().cloned());
                     commit_offsets(&consumer, &due);
                 }
                 now = pace.changed() => {
@@ -158,12 +197,26 @@ where
                 }
                 // Timers come before the stream so that a busy socket still pings and commits.
                 _ = sleep_until(wait.unwrap_or_else(Instant::now)), if throttled => {}
-                first = next_record(&mut records, &mut held), if !throttled => {
+                first = next_record(&mut records, &mut held, &mut parked, credit.is_none_or(|c| c.available() > 0)), if !throttled => {
                     let Some((first, was_held)) = first else { break Some(close::kafka_failure("the consumer stopped")) };
+                    // No credit: the record waits for it, and so does every assigned partition
+                    // (paused again for partitions assigned since the last pause).
+                    if credit.is_some_and(|c| c.available() == 0) {
+                        match first {
+                            Ok(record) => {
+                                parked.push_back(record);
+                                consumer.pause();
+                                paused = true;
+                            }
+                            Err(e) => if let Err(fatal) = e.triage() { break Some(close::kafka_failure(&fatal)); },
+                        }
+                        continue;
+                    }
                     // Records taken per wakeup: one array frame's worth, or (one record per
                     // frame) as many as are ready, written with a single flush.
                     let per_wakeup = if settings.batched { batch_size } else { MAX_FRAMES_PER_FLUSH };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
+                    let max = credit.map_or(max, |c| max.min(c.available()));
                     let mut items = Vec::with_capacity(max.min(1024));
                     let mut fatal = None;
                     let mut unchecked = None;
@@ -172,17 +225,20 @@ where
                         Err(unavailable) => unchecked = first.ok().map(|m| (m, unavailable)),
                         Ok(invalid) => {
                             if was_held { retry = None; }
-                            if let Err(fatal) = render(first, &settings, invalid, &mut items) {
+                            if let Err(fatal) = render(first, &settings, invalid, &mut names, &mut items) {
                                 break Some(close::kafka_failure(&fatal));
                             }
                         }
                     }
                     let mut batch_bytes = items.iter().map(|i| i.frame.len()).sum::<usize>();
                     while unchecked.is_none() && items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
-                        let Some(Some(next)) = records.next().now_or_never() else { break };
+                        let next = match parked.pop_front() {
+                            Some(record) => Ok(record),
+                            None => { let Some(Some(next)) = records.next().now_or_never() else { break }; next }
+                        };
                         match check_registry(&settings, &next).await {
                             Err(unavailable) => unchecked = next.ok().map(|m| (m, unavailable)),
-                            Ok(invalid) => if let Err(e) = render(next, &settings, invalid, &mut items) { fatal = Some(e); break; },
+                            Ok(invalid) => if let Err(e) = render(next, &settings, invalid, &mut names, &mut items) { fatal = Some(e); break; },
                         }
                         batch_bytes += items.last().map_or(0, |i| i.frame.len());
                     }
@@ -201,6 +257,7 @@ where
                     // Nothing to write (a retry that failed again): the client was not heard from.
                     if items.is_empty() && fatal.is_none() { continue; }
                     if let Some(l) = limit.as_mut() { l.take(items.len()); }
+                    if let Some(c) = credit.as_mut() { c.take(items.iter().filter(|i| i.position.is_some()).count()); }
                     // A client that stops reading must not hold up a shutdown; one that stopped
                     // for the idle timeout leaves its records to the group's next member. While
                     // the write waited the client's pongs were not read: a client that takes
@@ -220,16 +277,16 @@ where
                     }
                     let now = std::time::Instant::now();
                     let revoked = forget_rebalanced(&consumer, &mut stack, &mut progress);
-                    for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position) {
+                    for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position.as_ref()) {
                         // Taken before a revoke: the partition's next owner delivers it again.
-                        if revoked.contains(&partition) { continue; }
+                        if revoked.contains(partition) { continue; }
                         if settings.auto_commit {
                             // Fails only for partitions revoked meanwhile; the next owner reads them.
-                            if consumer.store(partition, offset) {
-                                progress.insert(partition, offset + 1);
+                            if consumer.store(partition, *offset) {
+                                progress.insert(partition.clone(), offset + 1);
                             }
                         } else {
-                            stack.stash(partition, offset, timestamp, now);
+                            stack.stash(partition.clone(), *offset, *timestamp, now);
                         }
                     }
                     if let Some(reason) = fatal { break Some(close::kafka_failure(&reason)); }
@@ -255,13 +312,14 @@ fn render(
     polled: Result<Record<'_>, ConsumeError>,
     settings: &ConsumeSettings,
     invalid: Option<FrameError>,
+    names: &mut TopicNames,
     items: &mut Vec<Item>,
 ) -> Result<(), String> {
     let record = match polled {
         Ok(record) => record,
         Err(e) => return e.triage(),
     };
-    record.with_view(|view| render_view(view, settings, invalid, items));
+    record.with_view(|view| render_view(view, settings, invalid, names, items));
     Ok(())
 }
 
@@ -270,6 +328,7 @@ fn render_view(
     view: &KafkaRecordView<'_>,
     settings: &ConsumeSettings,
     invalid: Option<FrameError>,
+    names: &mut TopicNames,
     items: &mut Vec<Item>,
 ) {
     let rendered = if let Some(e) = invalid { Err(e) } else { settings.codec.encode_record(view) };
@@ -303,7 +362,8 @@ fn render_view(
         Err(e) => (settings.codec.encode_error(&e, Some(view)), Some(e.code)),
     };
     let bytes = (view.key.map_or(0, <[u8]>::len) + view.value.map_or(0, <[u8]>::len)) as u64;
-    items.push(Item { frame, position: Some((view.partition, view.offset, view.timestamp)), bytes, error });
+    let partition = (names.get(view.topic), view.partition);
+    items.push(Item { frame, position: Some((partition, view.offset, view.timestamp)), bytes, error });
 }
 
 /// With a schema registry, `avro` keys and values must be Confluent-framed Avro of a schema
@@ -339,46 +399,87 @@ async fn check_registry(
     Ok(None)
 }
 
-/// The next record: the held one once its retry is due (`true`), else the stream's next.
+/// The next record: the held one once its retry is due (`true`), else a parked one (when the
+/// socket may send), else the stream's next.
 async fn next_record<'a>(
     records: &mut Records<'a>,
     held: &mut Option<(Record<'a>, Instant)>,
+    parked: &mut VecDeque<Record<'a>>,
+    may_send: bool,
 ) -> Option<(Result<Record<'a>, ConsumeError>, bool)> {
     if let Some((_, at)) = held {
         sleep_until(*at).await;
         // Nothing awaits after the take: a cancelled wait keeps the record held.
         return held.take().map(|(m, _)| (Ok(m), true));
     }
+    if may_send {
+        if let Some(record) = parked.pop_front() {
+            return Some((Ok(record), false));
+        }
+    }
     records.next().await.map(|m| (m, false))
+}
+
+/// A frame from the client: a credit grant (pull sockets), a commit (`autoCommit=false`), or
+/// nothing (`autoCommit=true` push sockets: the reference ignores inbound frames). `Err` is
+/// the error frame to answer with; the socket goes on.
+fn inbound(
+    frame: FrameRef<'_>,
+    consumer: &SocketConsumer,
+    settings: &ConsumeSettings,
+    (credit, paused): (&mut Option<Credit>, &mut bool),
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) -> Result<(), FrameError> {
+    if let Some(credit) = credit.as_mut() {
+        if let Some(request) = match frame {
+            FrameRef::Text(text) => pull::decode_request(text),
+            FrameRef::Binary(_) => None,
+        } {
+            credit.grant(request?);
+            if std::mem::take(paused) {
+                consumer.resume();
+            }
+            return Ok(());
+        }
+        if settings.auto_commit {
+            return Err(pull::not_a_request());
+        }
+    }
+    if settings.auto_commit {
+        return Ok(());
+    }
+    commit(consumer, settings, stack, progress, settings.codec.decode_commit(frame))
 }
 
 /// Handles a commit frame; `Err` is the error frame to answer it with.
 fn commit(
     consumer: &SocketConsumer,
-    topic: &str,
-    stack: &mut CommitStack,
-    progress: &mut HashMap<i32, i64>,
+    settings: &ConsumeSettings,
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
     id: Result<MessageId, FrameError>,
 ) -> Result<(), FrameError> {
     let id = id?;
     let unknown = |why: &str| Err(FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}")));
-    if id.topic != topic {
-        return unknown(&format!("it names topic '{}', this socket reads '{topic}'", id.topic));
-    }
     // After a rebalance another member owns the partition: committing there could rewind it.
     forget_rebalanced(consumer, stack, progress);
     let owned = consumer.assigned();
     forget_revoked(&owned, stack, progress);
-    if !owned.contains(&id.partition) {
+    let partition: TopicPartition = (Arc::from(id.topic.as_str()), id.partition);
+    if !owned.contains(&partition) {
+        if !settings.topics.reads(&id.topic) {
+            return unknown(&format!("it names topic '{}', this socket reads '{}'", id.topic, settings.topic));
+        }
         return unknown(&format!(
             "partition {} is no longer assigned to this socket (the group rebalanced); its uncommitted records go to its new owner",
             id.partition
         ));
     }
-    match stack.commit(id.partition, id.offset, id.timestamp) {
-        Ok(next) => match consumer.commit(&[(id.partition, next)]) {
+    match stack.commit(&partition, id.offset, id.timestamp) {
+        Ok(next) => match consumer.commit(&[(partition.clone(), next)]) {
             Ok(()) => {
-                progress.insert(id.partition, next);
+                progress.insert(partition, next);
                 Ok(())
             }
             Err(e) => Err(FrameError::new(ErrorCode::CommitFailed, format!("Kafka refused the commit of '{id}': {e}"))),
@@ -392,24 +493,28 @@ fn commit(
 /// meanwhile, L4); returns them.
 fn forget_rebalanced(
     consumer: &SocketConsumer,
-    stack: &mut CommitStack,
-    progress: &mut HashMap<i32, i64>,
-) -> HashSet<i32> {
-    let revoked: HashSet<i32> = consumer.take_lost().into_iter().collect();
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) -> HashSet<TopicPartition> {
+    let revoked: HashSet<TopicPartition> = consumer.take_lost().into_iter().collect();
     if !revoked.is_empty() {
-        stack.retain_partitions(|p| !revoked.contains(&p));
+        stack.retain_partitions(|p| !revoked.contains(p));
         progress.retain(|p, _| !revoked.contains(p));
     }
     revoked
 }
 
 /// Drops what the socket remembers of partitions it no longer owns.
-fn forget_revoked(owned: &HashSet<i32>, stack: &mut CommitStack, progress: &mut HashMap<i32, i64>) {
-    stack.retain_partitions(|p| owned.contains(&p));
+fn forget_revoked(
+    owned: &HashSet<TopicPartition>,
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) {
+    stack.retain_partitions(|p| owned.contains(p));
     progress.retain(|p, _| owned.contains(p));
 }
 
-fn commit_offsets(consumer: &SocketConsumer, offsets: &[(i32, i64)]) {
+fn commit_offsets(consumer: &SocketConsumer, offsets: &[(TopicPartition, i64)]) {
     if let Err(e) = consumer.commit(offsets) {
         tracing::warn!(error = %e, "auto-commit of old records failed");
     }

@@ -3,6 +3,7 @@
 //! - [`produce`] — `/socket/in`, records to the shared producer, results in input order.
 //! - [`consume`] — `/socket/out`, a group member per socket, records out at the socket's pace.
 //! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
+//! - [`credit`] — the pure rules of `pull=true` credit.
 //! - [`echo`] — `/socket/echo`, frames back with the produce socket's limits (diagnostics).
 //! - [`liveness`] — the skeleton of every loop: pings, idle timeout, bounded writes, stop, close.
 //! - [`transaction`] — exactly-once: one produce frame, one Kafka transaction.
@@ -14,6 +15,7 @@
 pub mod close;
 pub mod commit_stack;
 pub mod consume;
+pub mod credit;
 pub mod echo;
 pub mod liveness;
 pub mod produce;
