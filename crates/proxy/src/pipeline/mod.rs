@@ -3,6 +3,7 @@
 //! - [`produce`] — `/socket/in`, records to the shared producer, results in input order.
 //! - [`consume`] — `/socket/out`, a group member per socket, records out at the socket's pace.
 //! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
+//! - [`fanout`] — `/socket/out?…&fanOut=true`, one shared consumer per topic, shared frames.
 //! - [`echo`] — `/socket/echo`, frames back with the produce socket's limits (diagnostics).
 //! - [`liveness`] — the skeleton of every loop: pings, idle timeout, bounded writes, stop, close.
 //! - [`transaction`] — exactly-once: one produce frame, one Kafka transaction.
@@ -15,6 +16,7 @@ pub mod close;
 pub mod commit_stack;
 pub mod consume;
 pub mod echo;
+pub mod fanout;
 pub mod liveness;
 pub mod produce;
 pub mod rate_limit;

@@ -62,6 +62,7 @@ impl Edge {
         let state = AppState {
             admission: Admission::new(config.server.max_connections, config.server.max_connections_per_ip),
             limits: ClientLimits::new(config.limits.clone()),
+            fanout: crate::pipeline::fanout::Hubs::new(&config),
             config: Arc::new(config),
             kafka,
             shutdown: CancellationToken::new(),
