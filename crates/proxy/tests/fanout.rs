@@ -86,10 +86,17 @@ async fn read_until(ws: &mut Ws, seen: &mut Seen, want: usize, timeout: Duration
             Some(Ok(Message::Text(t))) => {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if let Some(g) = v.get("gap") {
-                    seen.gaps.push((g["partition"].as_i64().unwrap(), g["fromOffset"].as_i64().unwrap(), g["toOffset"].as_i64().unwrap()));
+                    seen.gaps.push((
+                        g["partition"].as_i64().unwrap(),
+                        g["fromOffset"].as_i64().unwrap(),
+                        g["toOffset"].as_i64().unwrap(),
+                    ));
                 } else {
                     assert!(v.get("error").is_none(), "unexpected error frame {v}");
-                    seen.offsets.entry(v["partition"].as_i64().unwrap()).or_default().push(v["offset"].as_i64().unwrap());
+                    seen.offsets
+                        .entry(v["partition"].as_i64().unwrap())
+                        .or_default()
+                        .push(v["offset"].as_i64().unwrap());
                 }
             }
             Some(Ok(Message::Close(frame))) => {
@@ -111,12 +118,12 @@ fn assert_every_record_once_in_order(seen: &Seen, per_partition: i64, who: &str)
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_fan_out_sockets_share_one_consumer_and_a_slow_one_is_closed_or_skips() {
     let topic = unique("fanout");
     create_topic(&topic, 4).await;
     let proxy = Proxy::start(&[
-        ("WSPROXY_FANOUT_MAX_LAG_RECORDS", "1000"),
+        ("WSPROXY_FANOUT_MAX_LAG_RECORDS", "2000"),
         ("WSPROXY_FANOUT_CONSUMER_LINGER", "1 second"),
         ("WSPROXY_MAX_CONNECTIONS", "250"),
         // The stalled clients wait (unread) through both phases.
@@ -134,7 +141,8 @@ async fn two_hundred_fan_out_sockets_share_one_consumer_and_a_slow_one_is_closed
     assert_eq!(metric(&proxy, "wsproxy_fanout_shared_consumers").await, 1.0, "one consumer for every socket");
 
     // Phase 1: 400 records, every reader gets each once, in partition order.
-    produce(&topic, 0, 400, 2000);
+    let writer = topic.clone();
+    let written = tokio::task::spawn_blocking(move || produce(&writer, 0, 400, 2000));
     let tasks: Vec<_> = readers
         .into_iter()
         .map(|mut ws| {
@@ -145,6 +153,7 @@ async fn two_hundred_fan_out_sockets_share_one_consumer_and_a_slow_one_is_closed
             })
         })
         .collect();
+    written.await.unwrap();
     let mut readers = Vec::new();
     for (n, task) in tasks.into_iter().enumerate() {
         let (ws, seen) = task.await.unwrap();
@@ -159,10 +168,21 @@ async fn two_hundred_fan_out_sockets_share_one_consumer_and_a_slow_one_is_closed
     for ws in readers {
         hang_up(ws).await;
     }
-    produce(&topic, 400, 4000, 2000);
-    for (n, mut ws) in keep.into_iter().enumerate() {
-        let mut seen = Seen::default();
-        read_until(&mut ws, &mut seen, 3600, Duration::from_secs(120)).await;
+    // Read while the records are written (the writer runs off the test's runtime).
+    let keep: Vec<_> = keep
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut seen = Seen::default();
+                read_until(&mut ws, &mut seen, 3600, Duration::from_secs(120)).await;
+                (ws, seen)
+            })
+        })
+        .collect();
+    let writer = topic.clone();
+    tokio::task::spawn_blocking(move || produce(&writer, 400, 4000, 2000)).await.unwrap();
+    for (n, task) in keep.into_iter().enumerate() {
+        let (ws, seen) = task.await.unwrap();
         assert!(seen.close.is_none() && seen.gaps.is_empty(), "reader {n} kept up: {seen:?}");
         let per_partition: Vec<usize> = seen.offsets.values().map(Vec::len).collect();
         assert_eq!(per_partition, vec![900; 4], "reader {n} got all of phase 2");
@@ -178,7 +198,7 @@ async fn two_hundred_fan_out_sockets_share_one_consumer_and_a_slow_one_is_closed
     read_until(&mut stalled, &mut seen, usize::MAX, Duration::from_secs(60)).await;
     let (code, reason) = seen.close.clone().expect("a close frame");
     assert_eq!(code, 1013, "{reason}");
-    assert!(reason.contains("behind the live end") && reason.contains("limits 1000 records"), "{reason}");
+    assert!(reason.contains("behind the live end") && reason.contains("limits 2000 records"), "{reason}");
     assert!(seen.records() < 4000, "it did not get everything: {}", seen.records());
 
     // The skipping one: records and gaps together cover every offset once, in order.

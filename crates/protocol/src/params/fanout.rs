@@ -106,7 +106,10 @@ mod tests {
         let p = fan("clientId=c&topic=t&fanOut=true").unwrap().unwrap();
         assert_eq!((p.client_id.as_str(), p.topic.as_str()), ("c", "t"));
         assert_eq!((p.socket_payload, p.key_type, p.val_type), (SocketPayload::Json, None, FormatType::String));
-        assert_eq!((p.rate, p.batch_size, p.on_lag, p.isolation), (None, None, OnLag::Close, Isolation::ReadUncommitted));
+        assert_eq!(
+            (p.rate, p.batch_size, p.on_lag, p.isolation),
+            (None, None, OnLag::Close, Isolation::ReadUncommitted)
+        );
     }
 
     #[test]
@@ -126,8 +129,14 @@ mod tests {
         let p = fan("clientId=c&topic=t&fanOut=true&keyType=string&valType=json&socketPayload=avro&rate=5&batchSize=10&onLag=SKIP&isolationLevel=read_committed")
             .unwrap()
             .unwrap();
-        assert_eq!((p.key_type, p.val_type, p.socket_payload), (Some(FormatType::String), FormatType::Json, SocketPayload::Avro));
-        assert_eq!((p.rate, p.batch_size, p.on_lag, p.isolation), (Some(5), Some(10), OnLag::Skip, Isolation::ReadCommitted));
+        assert_eq!(
+            (p.key_type, p.val_type, p.socket_payload),
+            (Some(FormatType::String), FormatType::Json, SocketPayload::Avro)
+        );
+        assert_eq!(
+            (p.rate, p.batch_size, p.on_lag, p.isolation),
+            (Some(5), Some(10), OnLag::Skip, Isolation::ReadCommitted)
+        );
         assert_eq!(
             fan("clientId=c&topic=t&fanOut=true&onLag=drop").unwrap_err(),
             "'drop' is not a valid onLag. Please use one of 'close' or 'skip'."

@@ -10,7 +10,9 @@ use wsproxy_protocol::fanout::FanOutParams;
 use wsproxy_protocol::params::Isolation;
 use wsproxy_protocol::SocketCodec;
 
-use super::{admit, check_origin, configure, ensure_topic, probe_error, registry_for, revalidation, socket_credentials, Watched};
+use super::{
+    admit, check_origin, configure, ensure_topic, probe_error, registry_for, revalidation, socket_credentials, Watched,
+};
 use crate::auth::oidc::Authenticated;
 use crate::http::error::ApiError;
 use crate::http::AppState;

@@ -227,7 +227,12 @@ impl Hubs {
         let frame_limit = max_frame_bytes.saturating_sub(BATCH_ROOM);
         let config = config.fanout.clone();
         Hubs {
-            inner: Arc::new(HubsInner { config, frame_limit, hubs: Mutex::new(HashMap::new()), sockets: AtomicUsize::new(0) }),
+            inner: Arc::new(HubsInner {
+                config,
+                frame_limit,
+                hubs: Mutex::new(HashMap::new()),
+                sockets: AtomicUsize::new(0),
+            }),
         }
     }
 
@@ -239,9 +244,10 @@ impl Hubs {
     /// Takes a fan-out socket's place, or `Err(cap)` when `WSPROXY_FANOUT_MAX_SOCKETS` is reached.
     pub fn admit(&self) -> Result<FanOutSlot, usize> {
         let cap = self.inner.config.max_sockets;
-        let taken = self.inner.sockets.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (cap == 0 || n < cap).then_some(n + 1)
-        });
+        let taken = self
+            .inner
+            .sockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (cap == 0 || n < cap).then_some(n + 1));
         match taken {
             Ok(_) => {
                 metrics::fanout_sockets(1.0);
@@ -262,7 +268,12 @@ impl Hubs {
 
     /// A subscription at the live end of `key`'s hub, which is created (with its consumer) if
     /// there is none.
-    pub async fn subscribe(&self, kafka: &Kafka, key: HubKey, codec: SocketCodec) -> Result<Subscription, ConsumerError> {
+    pub async fn subscribe(
+        &self,
+        kafka: &Kafka,
+        key: HubKey,
+        codec: SocketCodec,
+    ) -> Result<Subscription, ConsumerError> {
         loop {
             let cell = self.cells().entry(key.clone()).or_default().clone();
             let made = cell.get_or_try_init(|| self.start(kafka, key.clone())).await;
@@ -409,8 +420,7 @@ fn append(hubs: &Hubs, hub: &Hub, records: &[Record<'_>]) {
             (st.codecs.iter().map(|(c, _)| *c).collect::<Vec<_>>(), st.version)
         };
         for (record, (_, _, entry)) in records.iter().zip(entries.iter_mut()) {
-            let missing: Vec<SocketCodec> =
-                codecs.iter().filter(|c| entry.frame(c).is_none()).copied().collect();
+            let missing: Vec<SocketCodec> = codecs.iter().filter(|c| entry.frame(c).is_none()).copied().collect();
             if !missing.is_empty() {
                 record.with_view(|v| entry.frames.extend(missing.iter().map(|c| render(v, *c, limit))));
             }

@@ -109,10 +109,8 @@ impl<T> Log<T> {
 
     /// `Some` when the socket's next entry was dropped: how far behind the live end it is.
     pub fn behind(&self, cursor: &Cursor) -> Option<Behind> {
-        (cursor.next < self.first_seq).then(|| Behind {
-            records: self.next_seq - cursor.next,
-            bytes: self.appended - cursor.bytes_before,
-        })
+        (cursor.next < self.first_seq)
+            .then(|| Behind { records: self.next_seq - cursor.next, bytes: self.appended - cursor.bytes_before })
     }
 
     /// Moves up to `max` entries after the cursor into `out` and the cursor past them; `Err`
