@@ -126,10 +126,11 @@ async fn latency(target: &Target, sockets: usize, secs: u64, per_s: u64) -> Outc
                     match within(ANSWER_WAIT, "a fan-out record", ws.next()).await? {
                         Some(Ok(Message::Text(t))) => {
                             let received = now_us();
-                            let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
-                            let sent: u64 = v["value"]["value"].as_str().unwrap_or_default()[..20]
-                                .parse()
-                                .map_err(|e| format!("{e}: {t}"))?;
+                            // The send time opens the value; no full parse (the client shares the cores).
+                            const VALUE: &str = "\"value\":{\"value\":\"";
+                            let at = t.rfind(VALUE).ok_or_else(|| format!("no value in {t}"))? + VALUE.len();
+                            let sent: u64 =
+                                t.get(at..at + 20).unwrap_or_default().parse().map_err(|e| format!("{e}: {t}"))?;
                             lat.push(Duration::from_micros(received.saturating_sub(sent)));
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}

@@ -58,7 +58,7 @@ where
     let batched = settings.batch_size > 0;
     let per_wakeup = if batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
     let mut limit = RateLimit::new(settings.rate, settings.batch_size.max(1), std::time::Instant::now());
-    let mut slots: Vec<Arc<Slot<Entry>>> = Vec::with_capacity(per_wakeup);
+    let mut slots: Vec<Arc<Slot<Entry>>> = Vec::new();
     let close_frame = loop {
         let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
         let throttled = wait.is_some_and(|w| w > Instant::now());
