@@ -138,7 +138,7 @@ impl Subscription {
     pub async fn next(&mut self, max: usize, out: &mut Vec<Arc<Slot<Entry>>>) -> Result<(), Stop> {
         loop {
             {
-                let st = self.hub.lock();
+                let mut st = self.hub.lock();
                 if let Some(why) = &st.failure {
                     return Err(Stop::Failed(why.clone()));
                 }
@@ -179,6 +179,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut st = self.hub.lock();
+        st.log.leave(&self.cursor);
         st.subscribers -= 1;
         if st.subscribers == 0 {
             st.empty_since = Some(Instant::now());
