@@ -76,7 +76,7 @@ async fn metrics_move_as_records_flow_and_parse_with_the_prometheus_parser() {
     assert!(value(&during, "wsproxy_produce_ack_seconds_bucket", &[("le", "+Inf")]).unwrap() >= 10.0);
     assert!(value(&during, "wsproxy_http_requests_total", &[("route", "/metrics"), ("status", "200")]).unwrap() >= 1.0);
 
-    // librdkafka statistics arrive every 5 s: queue depth, broker round trip, consumer lag.
+    // librdkafka statistics arrive every 5 s: queue depth, broker round trip.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let stats = scrape(&proxy).await;
     assert!(stats.iter().any(|s| s["name"] == "wsproxy_kafka_broker_rtt_seconds"), "broker rtt is exported");
@@ -95,6 +95,35 @@ async fn metrics_move_as_records_flow_and_parse_with_the_prometheus_parser() {
         "{closes:?}"
     );
     assert_eq!(value(&after, "wsproxy_socket_closes_total", &[("direction", "out"), ("code", "1000")]), Some(1.0));
+}
+
+/// The lag is read from the consumer's own view (end of each partition it reads, as last
+/// fetched, minus the next offset to take), not from librdkafka statistics, which the consume
+/// sockets' consumers no longer keep (they cost ~140 KiB per socket).
+#[tokio::test]
+async fn the_consumer_lag_counts_the_records_a_throttled_socket_has_not_taken() {
+    let proxy = Proxy::start(&[("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", "1 second")]).await;
+    let topic = unique("lag");
+    create_topic(&topic, 1).await;
+    let records: Vec<Value> =
+        (0..60).map(|i| json!({"value": {"format": "string", "value": format!("v{i}")}})).collect();
+    write_with_tool(&topic, &records);
+    let mut out = connect(&proxy.url(&format!("/socket/out?clientId=l&topic={topic}&rate=1"))).await;
+    recv_json(&mut out).await;
+    let t0 = std::time::Instant::now();
+    let lag = loop {
+        let lag = value(&scrape(&proxy).await, "wsproxy_consumer_lag_records", &[("topic", topic.as_str())]);
+        if lag.is_some_and(|l| l >= 30.0) || t0.elapsed() > Duration::from_secs(30) {
+            break lag;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // About 60 minus the few taken at one record per second; wide bounds for a busy machine.
+    assert!(lag.is_some_and(|l| (30.0..=60.0).contains(&l)), "lag of a socket reading 1 of 60 records/s: {lag:?}");
+    out.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = value(&scrape(&proxy).await, "wsproxy_consumer_lag_records", &[("topic", topic.as_str())]);
+    assert_eq!(after, Some(0.0), "a closed socket's lag leaves the gauge");
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! The two WebSocket endpoints: validate, check the topic, prepare Kafka, then upgrade and
 //! hand the socket to its pipeline loop.
 
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -149,8 +148,7 @@ pub async fn consume(
     let instance = Instance::consumer(&p.group_id, &p.client_id, &state.config.server.server_id);
     let session = join(&state, Kind::Consumer, &p.group_id, instance, limit).await?;
 
-    let lag = Arc::new(AtomicI64::new(0));
-    let consumer = state.kafka.consumer(&p, creds.as_ref(), lag.clone()).await.map_err(|e| match e {
+    let consumer = state.kafka.consumer(&p, creds.as_ref()).await.map_err(|e| match e {
         ConsumerError::Refused(refused) => probe_error(refused),
         ConsumerError::Kafka(e) => {
             tracing::warn!(error = %e, group = ?p.group_id, "could not create a consumer");
@@ -185,7 +183,7 @@ pub async fn consume(
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
         let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
         let socket = Watched { socket, session: Some(session), slot: Some(slot) };
-        consume::run(socket, consumer, lag, settings, stop).await;
+        consume::run(socket, consumer, settings, stop).await;
         watcher.inspect(tokio::task::JoinHandle::abort);
         drop(token);
     }))

@@ -9,7 +9,8 @@
 //! Files by role: [`client`] (the settings every client shares, refused credentials, the
 //! error type), [`producer`] (produce sockets and transactions), [`consumer`] (consume
 //! sockets), [`admin`], [`config_log`] and [`state_log`] (the proxy's own topics), [`closer`]
-//! (destroying clients off the runtime), [`headers`] (reading consumed headers safely).
+//! (destroying clients off the runtime), [`headers`] (reading consumed headers safely),
+//! `watermarks` (the end of a partition as a consumer last heard it).
 
 pub mod admin;
 pub mod client;
@@ -25,6 +26,7 @@ pub mod producer;
 pub mod state_log;
 #[cfg(test)]
 pub mod testing;
+mod watermarks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

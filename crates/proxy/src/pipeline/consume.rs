@@ -16,7 +16,6 @@
 //! pings, the idle timeout, bounded writes, the stop and the close are [`Liveness`]'s.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,13 +93,8 @@ struct Item {
 }
 
 /// Runs the socket until the client leaves, Kafka fails for good, or the server shuts down.
-pub async fn run<S>(
-    socket: S,
-    consumer: SocketConsumer,
-    lag: Arc<AtomicI64>,
-    settings: ConsumeSettings,
-    shutdown: CancellationToken,
-) where
+pub async fn run<S>(socket: S, consumer: SocketConsumer, settings: ConsumeSettings, shutdown: CancellationToken)
+where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
@@ -143,7 +137,7 @@ pub async fn run<S>(
                     },
                 }},
                 tick = live.tick() => {
-                    stats.lag(lag.load(Ordering::Relaxed));
+                    stats.lag(records.lag());
                     match tick {
                         Tick::Idle(frame) => break Some(frame),
                         Tick::Ping => if live.ping(&mut tx).await.is_err() { break None; },

@@ -334,6 +334,12 @@ pub fn consumer_commit_failed() {
     counter!("wsproxy_consumer_commit_failures_total").increment(1);
 }
 
+/// A consumer's partitions were assigned again because librdkafka gave up fetching their
+/// committed offsets (librdkafka issue 5586).
+pub fn consumer_offsets_fetched_again() {
+    counter!("wsproxy_consumer_offset_fetch_repairs_total").increment(1);
+}
+
 /// A Kafka client handed to the closer thread (`delta` 1) or destroyed (`delta` -1).
 pub fn kafka_client_closing(kind: &'static str, delta: f64) {
     gauge!("wsproxy_kafka_clients_closing", "kind" => kind).increment(delta);

@@ -177,34 +177,45 @@ pub fn proxy_command(port: u16) -> (Command, PathBuf) {
 
 impl Proxy {
     /// Starts the proxy against the test broker with extra `WSPROXY_*` variables.
+    ///
+    /// The port is picked free, then bound by the proxy: in between, the kernel may hand it to
+    /// one of the suite's many outgoing connections. A proxy that exits at start because its
+    /// port is taken is started again on another port (up to five times).
     pub async fn start(env: &[(&str, &str)]) -> Proxy {
         require_kafka();
-        let port = free_port();
-        let (mut cmd, log) = proxy_command(port);
-        // Server ids must be unique per node: tests run many proxies at once.
-        cmd.env("WSPROXY_SERVER_ID", unique("node"))
-            // Each proxy its own session state, so that tests reusing a clientId (and proxies
-            // killed with sockets open) do not hold slots for each other. Multi-node tests pass
-            // a shared topic. scripts/test deletes these topics before a run.
-            .env("WSPROXY_SESSION_STATE_TOPIC", unique("wsproxy-test-sessions"));
-        for (k, v) in env {
-            cmd.env(k, v);
+        let mut attempts = 0;
+        loop {
+            let port = free_port();
+            let (mut cmd, log) = proxy_command(port);
+            // Server ids must be unique per node: tests run many proxies at once.
+            cmd.env("WSPROXY_SERVER_ID", unique("node"))
+                // Each proxy its own session state, so that tests reusing a clientId (and proxies
+                // killed with sockets open) do not hold slots for each other. Multi-node tests pass
+                // a shared topic. scripts/test deletes these topics before a run.
+                .env("WSPROXY_SESSION_STATE_TOPIC", unique("wsproxy-test-sessions"));
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let child = cmd.spawn().expect("spawn proxy");
+            let mut proxy = Proxy { child, port, log };
+            match proxy.wait_healthy().await {
+                Ok(()) => return proxy,
+                Err(log) if attempts < 4 && log.contains("Address already in use") => attempts += 1,
+                Err(log) => panic!("proxy exited during start:\n{log}"),
+            }
         }
-        let child = cmd.spawn().expect("spawn proxy");
-        let mut proxy = Proxy { child, port, log };
-        proxy.wait_healthy().await;
-        proxy
     }
 
-    async fn wait_healthy(&mut self) {
+    /// Waits until the proxy answers; `Err` with its log if it exited first.
+    async fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("proxy exited with {status} during start:\n{}", self.log_text());
+                return Err(format!("exit status {status}\n{}", self.log_text()));
             }
             // Any answer means it listens (with auth on, /healthcheck answers 401).
             if let Ok((200 | 401, _, _)) = http(self.port, "GET", "/healthcheck", &[]).await {
-                return;
+                return Ok(());
             }
             assert!(Instant::now() < deadline, "proxy did not start in 30 s:\n{}", self.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
