@@ -144,13 +144,20 @@ async fn latency(target: &Target, sockets: usize, secs: u64, per_s: u64) -> Outc
     let p = direct_producer();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_s));
     let until = Instant::now() + Duration::from_secs(secs * 3 + 30);
+    let mut acks = Vec::with_capacity(n);
     for _ in 0..n {
         tick.tick().await;
         let body = format!("{:020}{}", now_us(), "x".repeat(80));
-        let _ = p.send_result(FutureRecord::<(), str>::to(&topic).payload(&body)).map_err(|(e, _)| e.to_string())?;
+        acks.push(p.send_result(FutureRecord::<(), str>::to(&topic).payload(&body)).map_err(|(e, _)| e.to_string())?);
         if Instant::now() > until {
             return Err("producing took too long".to_owned());
         }
+    }
+    for ack in acks {
+        within(ANSWER_WAIT, "a delivery", ack)
+            .await?
+            .map_err(|_| "dropped".to_owned())?
+            .map_err(|(e, _)| e.to_string())?;
     }
     let mut all = Vec::with_capacity(n * sockets);
     for r in readers {
