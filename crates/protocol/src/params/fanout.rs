@@ -46,6 +46,12 @@ pub fn fan_out_params(q: &Query<'_>) -> Result<Option<FanOutParams>, ParamError>
     }
     let client_id = q.required("clientId")?.to_owned();
     let topic = q.required("topic")?.to_owned();
+    if topic.contains(',') || q.optional("topicPattern").is_some() {
+        return Err(ParamError(
+            "A fan-out socket (fanOut=true) reads one topic; several topics or a topicPattern need a socket without fanOut."
+                .to_owned(),
+        ));
+    }
     if let Some(name) = GROUP_ONLY.iter().find(|n| q.optional(n).is_some()) {
         return Err(ParamError(format!(
             "Request param '{name}' is not supported with fanOut=true: a fan-out socket starts at the live end and has no consumer group. Use a socket without fanOut for history and commits."
@@ -120,6 +126,8 @@ mod tests {
         }
         // autoCommit means nothing without a group: ignored, even when not a Boolean.
         assert!(fan("clientId=c&topic=t&fanOut=true&autoCommit=false").unwrap().is_some());
+        assert!(fan("clientId=c&topic=a,b&fanOut=true").unwrap_err().contains("reads one topic"));
+        assert!(fan("clientId=c&topic=a&topicPattern=x&fanOut=true").unwrap_err().contains("reads one topic"));
         // Required parameters come first.
         assert_eq!(fan("topic=t&fanOut=true&groupId=g").unwrap_err(), "Request param 'clientId' is missing.");
     }
