@@ -335,3 +335,20 @@ async fn shared_consumers_are_per_credentials_and_apply_each_users_acls() {
         assert_eq!(seen.records(), 4, "{seen:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_shutdown_fan_out_sockets_close_with_1001_and_the_proxy_exits() {
+    let topic = unique("fanout-stop");
+    create_topic(&topic, 4).await;
+    let mut proxy = Proxy::start(&[]).await;
+    let mut ws = connect(&fan_url(&proxy, &topic, "")).await;
+    let stopping = tokio::task::spawn_blocking(move || {
+        let status = proxy.signal_and_wait("TERM", Duration::from_secs(60));
+        (proxy, status)
+    });
+    let mut seen = Seen::default();
+    read_until(&mut ws, &mut seen, usize::MAX, Duration::from_secs(60)).await;
+    assert_eq!(seen.close.as_ref().map(|c| c.0), Some(1001), "{seen:?}");
+    let (_proxy, status) = stopping.await.unwrap();
+    assert!(status.is_some_and(|s| s.success()), "the proxy exits cleanly: {status:?}");
+}

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Message;
 use futures::FutureExt;
 use tokio::sync::{watch, OnceCell};
+use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::codec::Frame;
 use wsproxy_protocol::consume::KafkaRecordView;
 use wsproxy_protocol::{ErrorCode, FrameError, SocketCodec};
@@ -208,6 +209,8 @@ struct HubsInner {
     frame_limit: usize,
     hubs: Mutex<Cells>,
     sockets: AtomicUsize,
+    /// The server's shutdown: readers stop with it.
+    shutdown: CancellationToken,
 }
 
 /// A fan-out socket's place under `WSPROXY_FANOUT_MAX_SOCKETS`; freed on drop.
@@ -223,7 +226,7 @@ impl Drop for FanOutSlot {
 impl Hubs {
     /// No hub yet. A record rendering larger than a socket can send (the same bound as on
     /// grouped sockets, `http::sockets`) is answered with `RECORD_TOO_LARGE`.
-    pub fn new(config: &Config) -> Hubs {
+    pub fn new(config: &Config, shutdown: CancellationToken) -> Hubs {
         let max_frame_bytes = config.socket.hard_max_frame_bytes.max(16 * 1024 * 1024);
         let frame_limit = max_frame_bytes.saturating_sub(BATCH_ROOM);
         let config = config.fanout.clone();
@@ -233,6 +236,7 @@ impl Hubs {
                 frame_limit,
                 hubs: Mutex::new(HashMap::new()),
                 sockets: AtomicUsize::new(0),
+                shutdown,
             }),
         }
     }
@@ -331,6 +335,13 @@ impl Hubs {
         idle
     }
 
+    /// Takes `hub` out of the registry (the server is shutting down).
+    fn retire(&self, hub: &Arc<Hub>) {
+        let mut cells = self.cells();
+        hub.lock().retired = true;
+        forget(&mut cells, hub);
+    }
+
     /// Ends `hub` for good: its subscriptions stop with `why`.
     fn fail(&self, hub: &Arc<Hub>, why: String) {
         let mut cells = self.cells();
@@ -356,10 +367,16 @@ async fn read(hubs: Hubs, hub: Arc<Hub>, consumer: SharedConsumer) {
     let mut tick = tokio::time::interval((linger / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refreshed = Instant::now();
+    let shutdown = hubs.inner.shutdown.clone();
     {
         let mut records = consumer.records();
         loop {
             tokio::select! {
+                // The sockets close with 1001 on their own stop tokens (children of this one).
+                _ = shutdown.cancelled() => {
+                    hubs.retire(&hub);
+                    break;
+                }
                 _ = tick.tick() => {
                     if hubs.retire_if_idle(&hub) { break; }
                     if refreshed.elapsed() >= PARTITION_REFRESH {
