@@ -352,3 +352,30 @@ async fn on_shutdown_fan_out_sockets_close_with_1001_and_the_proxy_exits() {
     let (_proxy, status) = stopping.await.unwrap();
     assert!(status.is_some_and(|s| s.success()), "the proxy exits cleanly: {status:?}");
 }
+
+/// Partitions added to the topic are read too (the reader looks for them every 30 s).
+#[tokio::test]
+async fn partitions_added_later_are_picked_up() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    let topic = unique("fanout-grow");
+    create_topic(&topic, 4).await;
+    let proxy = Proxy::start(&[]).await;
+    let mut ws = connect(&fan_url(&proxy, &topic, "")).await;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.create_partitions(&[NewPartitions::new(&topic, 6)], &opts).await.unwrap() {
+        r.unwrap();
+    }
+    // Written to the new partitions only, right away: the reader assigns them from their beginning.
+    let records: Vec<Value> = (0..4)
+        .map(|i| json!({"value": {"format": "string", "value": format!("new-{i}")}, "partition": 4 + i % 2}))
+        .collect();
+    write_with_tool(&topic, &records);
+    let mut seen = Seen::default();
+    read_until(&mut ws, &mut seen, 4, Duration::from_secs(90)).await;
+    assert_eq!(seen.offsets.get(&4), Some(&vec![0, 1]), "{seen:?}");
+    assert_eq!(seen.offsets.get(&5), Some(&vec![0, 1]), "{seen:?}");
+}
