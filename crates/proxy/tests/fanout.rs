@@ -379,3 +379,28 @@ async fn partitions_added_later_are_picked_up() {
     assert_eq!(seen.offsets.get(&4), Some(&vec![0, 1]), "{seen:?}");
     assert_eq!(seen.offsets.get(&5), Some(&vec![0, 1]), "{seen:?}");
 }
+
+/// Formats are per socket: an array socket (`batchSize`) and a plain one share the consumer.
+#[tokio::test]
+async fn batch_sockets_get_array_frames_of_the_shared_records() {
+    let topic = unique("fanout-batch");
+    create_topic(&topic, 4).await;
+    let proxy = Proxy::start(&[]).await;
+    let mut batched = connect(&fan_url(&proxy, &topic, "&batchSize=3&keyType=string")).await;
+    let mut plain = connect(&fan_url(&proxy, &topic, "")).await;
+    produce(&topic, 0, 12, 10);
+    let mut keys = Vec::new();
+    while keys.len() < 12 {
+        let frame = recv_json(&mut batched).await;
+        let items = frame.as_array().unwrap_or_else(|| panic!("an array frame: {frame}"));
+        assert!(!items.is_empty() && items.len() <= 3, "{frame}");
+        keys.extend(items.iter().map(|r| r["key"]["value"].as_str().unwrap().to_owned()));
+    }
+    keys.sort();
+    let mut want: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+    want.sort();
+    assert_eq!(keys, want);
+    let mut seen = Seen::default();
+    read_until(&mut plain, &mut seen, 12, Duration::from_secs(60)).await;
+    assert_eq!(seen.records(), 12, "{seen:?}");
+}
