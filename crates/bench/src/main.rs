@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release -p wsproxy-bench -- [--quick] [--with-scala] [--out DIR]`
 
+mod fanout;
 mod harness;
 mod plots;
 mod profile;
@@ -42,7 +43,7 @@ struct Cli {
     #[arg(long)]
     scala_run: Option<PathBuf>,
     /// Run only this scenario and print its figures (for profiling): produce, produce-1k,
-    /// produce-array, produce-parallel or consume.
+    /// produce-array, produce-parallel, consume or fanout (with --quick: small).
     #[arg(long)]
     only: Option<String>,
     /// Records for --only.
@@ -73,6 +74,11 @@ pub struct Sizes {
     pub stall_backlog: usize,
     pub stall_secs: u64,
     pub churn_secs: u64,
+    /// Idle fan-out sockets; (sockets, records each) for CPU per delivered record; (sockets,
+    /// seconds at 100 records/s) for produce-to-socket latency.
+    pub fanout_idle: usize,
+    pub fanout_cpu: [(usize, usize); 2],
+    pub fanout_latency: (usize, u64),
 }
 
 impl Sizes {
@@ -91,6 +97,9 @@ impl Sizes {
             stall_backlog: 1_000_000,
             stall_secs: 30,
             churn_secs: 10,
+            fanout_idle: 10_000,
+            fanout_cpu: [(100, 10_000), (1_000, 1_000)],
+            fanout_latency: (1_000, 10),
         }
     }
 
@@ -109,6 +118,9 @@ impl Sizes {
             stall_backlog: 50_000,
             stall_secs: 5,
             churn_secs: 3,
+            fanout_idle: 500,
+            fanout_cpu: [(10, 1_000), (100, 100)],
+            fanout_latency: (100, 2),
         }
     }
 }
@@ -190,7 +202,19 @@ async fn main() {
                 throughput::produce(spec("produce parallel", 100, n, s.parallel_sockets, 1), &variants(false), s).await
             }
             "consume" => throughput::consume(&targets, s).await,
-            other => panic!("--only {other}: use produce, produce-1k, produce-array, produce-parallel or consume"),
+            "fanout" => {
+                let f = fanout::measure(&ours, if cli.quick { Sizes::quick() } else { Sizes::full() }).await;
+                let mut md = String::new();
+                f.markdown(&mut md);
+                println!("{md}");
+                let mut m = serde_json::Map::new();
+                f.summary(&mut m);
+                println!("{}", serde_json::Value::Object(m));
+                return;
+            }
+            other => {
+                panic!("--only {other}: use produce, produce-1k, produce-array, produce-parallel, consume or fanout")
+            }
         };
         for r in &table.rows {
             match &r.failure {
@@ -252,6 +276,8 @@ async fn main() {
         step(&format!("{name}: connection churn"));
         churn.push((name, scenarios::churn(t, s.churn_secs).await));
     }
+    step("fan-out sockets");
+    let fanout = fanout::measure(&ours, s).await;
     eprintln!("measured in {:.0} s", t0.elapsed().as_secs_f64());
 
     let report_path = cli.out.join("report.md");
@@ -268,6 +294,7 @@ async fn main() {
         idle_consumers,
         stall,
         churn,
+        fanout,
         facts: facts(&bin),
         previous: std::fs::read_to_string(&report_path).ok().as_deref().and_then(report::summary_of),
         findings: std::fs::read_to_string(cli.out.join("where-the-cpu-goes.md")).ok(),

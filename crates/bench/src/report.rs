@@ -30,6 +30,8 @@ pub struct Results {
     pub idle_consumers: PerProxy<IdleCost>,
     pub stall: PerProxy<Stall>,
     pub churn: PerProxy<f64>,
+    /// Fan-out sockets (our proxy only).
+    pub fanout: crate::fanout::FanOut,
     pub facts: Vec<(String, String)>,
     /// The summary of the report this run replaces, to say how far two runs agree.
     pub previous: Option<Value>,
@@ -100,6 +102,7 @@ impl Results {
         self.proxy_figures(&mut m, "", "proxy");
         m.insert("direct_cpu_us_per_record_produce_100b".to_owned(), num(self.produce_100b.direct().cpu().median));
         m.insert("direct_cpu_us_per_record_consume_100b".to_owned(), num(self.consume.direct().cpu().median));
+        self.fanout.summary(&mut m);
         if self.idle_producers.iter().any(|(n, _)| n == "Scala proxy") {
             self.proxy_figures(&mut m, "scala_", "Scala proxy");
         }
@@ -135,6 +138,7 @@ impl Results {
             table_md(&mut md, t);
         }
         self.latency_md(&mut md);
+        self.fanout.markdown(&mut md);
         self.memory_md(&mut md);
         self.failures_md(&mut md);
         let _ = writeln!(md, "## Where the CPU goes\n");

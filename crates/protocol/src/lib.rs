@@ -15,6 +15,7 @@ pub mod avro;
 pub mod codec;
 pub mod consume;
 pub mod error;
+pub mod fanout;
 pub mod format;
 pub mod params;
 pub mod produce;

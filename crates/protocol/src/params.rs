@@ -3,6 +3,8 @@
 
 use crate::format::FormatType;
 
+pub mod fanout;
+
 /// The largest `batchSize` (records per consumer frame).
 pub const MAX_BATCH_SIZE: u32 = 10_000;
 

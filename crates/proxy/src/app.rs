@@ -173,6 +173,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         limits,
         config_log: config_log.clone(),
         registry: config.schema_registry.as_ref().map(|r| Arc::new(SchemaRegistry::new(r))),
+        fanout: crate::pipeline::fanout::Hubs::new(&config, shutdown.clone()),
     };
     if let (Some(registry), Some(cfg)) = (&state.registry, &config.schema_registry) {
         if cfg.auto_register {

@@ -207,6 +207,14 @@ settings! {
         "1 second", "how often to look for old records";
     WSPROXY_CH_AUTOCOMMIT_MAX_AGE: "commit-handler.auto-commit-max-age",
         "20 seconds", "age at which a record is auto-committed";
+    WSPROXY_FANOUT_MAX_SOCKETS: "fan-out.max-sockets",
+        "0", "fanOut=true sockets per node, 0: no cap beyond the connection limits (503 beyond)";
+    WSPROXY_FANOUT_MAX_LAG_RECORDS: "fan-out.max-lag-records",
+        "10000", "a fan-out socket further behind the live end is closed (1013) or skips (onLag=skip)";
+    WSPROXY_FANOUT_MAX_LAG_BYTES: "fan-out.max-lag-bytes",
+        "16777216", "the same bound in bytes of rendered frames (also the most a shared consumer holds)";
+    WSPROXY_FANOUT_CONSUMER_LINGER: "fan-out.consumer-linger",
+        "10 seconds", "how long a shared fan-out consumer outlives its last socket";
     WSPROXY_SESSION_STATE_TOPIC: "session-handler.topic-name",
         "_wsproxy.session.state", "compacted topic of the session state";
     WSPROXY_SESSION_STATE_REPLICATION_FACTOR: "session-handler.topic-replication-factor",

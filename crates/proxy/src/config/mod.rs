@@ -20,6 +20,7 @@ pub mod env_vars;
 mod admin;
 mod auth;
 mod consumer;
+mod fanout;
 mod file;
 mod kafka;
 mod limits;
@@ -42,6 +43,7 @@ pub use admin::AdminConfig;
 pub use auth::{BasicAuthConfig, OpenIdConfig};
 pub use consumer::ConsumerConfig;
 pub use env_vars::{EnvVar, ENV_VARS};
+pub use fanout::FanOutConfig;
 pub use file::read_toml;
 pub use kafka::{librdkafka_property, parse_jaas, ClientKind, KafkaConfig, Mapping, SaslConfig};
 pub use limits::InternalTopicConfig;
@@ -74,6 +76,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub producer: ProducerConfig,
     pub consumer: ConsumerConfig,
+    /// Fan-out sockets (`fanOut=true`) and their shared consumers.
+    pub fanout: FanOutConfig,
     pub socket: SocketConfig,
     pub sessions: SessionStateConfig,
     /// Static client-specific limits and their defaults.
@@ -119,6 +123,7 @@ impl Config {
         let kafka = kafka::read(r, o, bootstrap_required);
         let producer = producer::read(r);
         let consumer = consumer::read(r);
+        let fanout = fanout::read(r);
         let socket = socket::read(r);
         let sessions = sessions::read(r);
         let limits = limits::read(r);
@@ -130,6 +135,7 @@ impl Config {
             kafka,
             producer,
             consumer,
+            fanout,
             socket,
             sessions,
             limits,

@@ -67,6 +67,8 @@ pub struct AppState {
     pub config_log: Option<crate::kafka::config_log::ConfigLog>,
     /// Checks `avro` keys and values, when `WSPROXY_SCHEMA_REGISTRY_URL` is set.
     pub registry: Option<Arc<crate::schema_registry::SchemaRegistry>>,
+    /// The shared consumers of fan-out sockets (`fanOut=true`).
+    pub fanout: crate::pipeline::fanout::Hubs,
 }
 
 /// Builds the main router. Tests call it directly.

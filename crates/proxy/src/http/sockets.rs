@@ -32,6 +32,8 @@ use crate::schema_registry::SchemaRegistry;
 use crate::sessions::{Instance, JoinError, Kind, Refusal, SessionGuard};
 use crate::telemetry::metrics::{self, SocketIdentity};
 
+mod fanout;
+
 /// `GET /socket/in`.
 pub async fn produce(
     State(state): State<AppState>,
@@ -156,6 +158,10 @@ pub async fn consume(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref())?;
+    if let Some(p) = params::fanout::fan_out_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))? {
+        let ws = ws.map_err(|_| ApiError::NotAnUpgrade);
+        return fanout::open(state, remote, headers, auth.map(|Extension(a)| a), ws, p).await;
+    }
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
     check_origin(&state, &headers)?;

@@ -186,11 +186,11 @@ pub struct Records<'c> {
 }
 
 /// One consumed record, borrowed from its consumer.
-pub struct Record<'c>(BorrowedMessage<'c>);
+pub struct Record<'c>(pub(super) BorrowedMessage<'c>);
 
 /// Why the consumer gave an error in place of a record.
 #[derive(Debug)]
-pub struct ConsumeError(KafkaError);
+pub struct ConsumeError(pub(super) KafkaError);
 
 impl SocketConsumer {
     /// The records of the socket's topics, as they come. Create it once per socket.

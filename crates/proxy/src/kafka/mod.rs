@@ -19,6 +19,7 @@ pub mod closer;
 pub mod config_log;
 pub mod consumer;
 pub mod credentials;
+pub mod fanout;
 pub mod headers;
 pub mod oauth;
 pub(crate) mod oauth_admin;
@@ -47,6 +48,7 @@ use crate::kafka::producer::ProducerContext;
 
 pub use client::{AuthFailure, ClientError, ProbeError};
 pub use consumer::{ConsumeError, ConsumerError, Record, Records, SocketConsumer, TopicPartition};
+pub use fanout::{SharedConsumer, SharedRecords};
 #[cfg(test)]
 pub(crate) use producer::TRANSACTION_TIMEOUT;
 pub use producer::{delivered, record_failure, Ack, EnqueueError, ProducerHandle, RecordFailure, TransactionError};

@@ -46,6 +46,11 @@ pub fn install(max_topic_labels: usize) {
         gauge!("wsproxy_kafka_producer_queue_messages").set(0.0);
         gauge!("wsproxy_kafka_credentials_refused", "credentials" => "proxy").set(0.0);
         gauge!("wsproxy_kafka_producer_queue_bytes").set(0.0);
+        gauge!("wsproxy_fanout_sockets").set(0.0);
+        gauge!("wsproxy_fanout_shared_consumers").set(0.0);
+        counter!("wsproxy_fanout_records_delivered_total").absolute(0);
+        counter!("wsproxy_fanout_gaps_total").absolute(0);
+        counter!("wsproxy_fanout_lag_closes_total").absolute(0);
         Registry {
             handle,
             max_topics: max_topic_labels,
@@ -292,6 +297,31 @@ pub fn schema_registry_reachable(reachable: bool) {
 /// `RECORD_TOO_LARGE` error frame in its place.
 pub fn consumed_record_too_large() {
     counter!("wsproxy_consumed_records_too_large_total").increment(1);
+}
+
+/// Fan-out sockets open (`delta` 1 or -1).
+pub fn fanout_sockets(delta: f64) {
+    gauge!("wsproxy_fanout_sockets").increment(delta);
+}
+
+/// Shared fan-out consumers alive (`delta` 1 or -1).
+pub fn fanout_shared_consumers(delta: f64) {
+    gauge!("wsproxy_fanout_shared_consumers").increment(delta);
+}
+
+/// The counter of records written to fan-out sockets (a handle for the socket's hot path).
+pub fn fanout_records_delivered() -> Counter {
+    counter!("wsproxy_fanout_records_delivered_total")
+}
+
+/// Gap frames sent to `onLag=skip` fan-out sockets that fell behind.
+pub fn fanout_gaps(n: u64) {
+    counter!("wsproxy_fanout_gaps_total").increment(n);
+}
+
+/// A fan-out socket closed with 1013 for falling behind.
+pub fn fanout_lag_close() {
+    counter!("wsproxy_fanout_lag_closes_total").increment(1);
 }
 
 /// A consumed record whose header keys are not UTF-8 (rendered lossily).

@@ -63,6 +63,7 @@ impl Edge {
         let state = AppState {
             admission: Admission::new(config.server.max_connections, config.server.max_connections_per_ip),
             limits: ClientLimits::new(config.limits.clone()),
+            fanout: crate::pipeline::fanout::Hubs::new(&config, CancellationToken::new()),
             config: Arc::new(config),
             kafka,
             shutdown: CancellationToken::new(),

@@ -1,0 +1,500 @@
+//! The shared consumers of fan-out sockets and who reads them: [`Hubs`] (one per node) keeps
+//! one [`Hub`] per (topic, Kafka credentials, isolation level); each hub has one reader task
+//! that takes records from its [`SharedConsumer`], renders each once per socket format in use
+//! (`socketPayload`, `keyType`, `valType`) and appends the shared frames to its broadcast
+//! [`Log`]. Sockets hold a [`Subscription`]: a cursor in the log and a wakeup when it grows.
+//!
+//! Lifecycle: the first subscription creates the hub (its consumer is made and assigned at the
+//! live end before the socket's 101); the reader retires the hub once it had no subscription
+//! for `WSPROXY_FANOUT_CONSUMER_LINGER`, and its consumer is then destroyed off the runtime
+//! (`kafka::closer`). A reconnect within the linger reuses the consumer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Message;
+use futures::FutureExt;
+use tokio::sync::{watch, OnceCell};
+use tokio_util::sync::CancellationToken;
+use wsproxy_protocol::codec::Frame;
+use wsproxy_protocol::consume::KafkaRecordView;
+use wsproxy_protocol::{ErrorCode, FrameError, SocketCodec};
+
+use super::log::{Behind, Cursor, GapRange, Log, Slot};
+use crate::config::{Config, FanOutConfig};
+use crate::kafka::credentials::KafkaCredentials;
+use crate::kafka::{ConsumerError, Kafka, Record, SharedConsumer};
+use crate::telemetry::metrics;
+
+/// How often a hub's reader looks for new partitions of its topic.
+const PARTITION_REFRESH: Duration = Duration::from_secs(30);
+
+/// Records taken from the consumer per wakeup of the reader.
+const MAX_RECORDS_PER_WAKEUP: usize = 512;
+
+/// Bytes an entry costs beyond its frames (bookkeeping), for the log's byte bound.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Room kept in a frame for a batch around a record (as on grouped sockets).
+const BATCH_ROOM: usize = 1024 * 1024 + 256 * 1024;
+
+/// What identifies a shared consumer: Kafka's ACLs are per user, so are consumers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HubKey {
+    pub topic: String,
+    pub creds: Option<KafkaCredentials>,
+    pub read_committed: bool,
+}
+
+/// One record as one socket format renders it: the frame every socket of that format writes
+/// (shared bytes, cloned by reference count), or the error frame in its place.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub codec: SocketCodec,
+    pub message: Message,
+    /// Set when the frame is an error frame (`DECODE_ERROR`, `RECORD_TOO_LARGE`).
+    pub error: Option<ErrorCode>,
+}
+
+/// A record in the log: its renderings and the bytes of its key and value.
+#[derive(Debug)]
+pub struct Entry {
+    pub frames: Vec<Rendered>,
+    pub record_bytes: u64,
+}
+
+impl Entry {
+    /// The frame for sockets of this format.
+    pub fn frame(&self, codec: &SocketCodec) -> Option<&Rendered> {
+        self.frames.iter().find(|r| r.codec == *codec)
+    }
+}
+
+struct State {
+    log: Log<Entry>,
+    /// Formats in use, with how many subscriptions use each; `version` grows on every change.
+    codecs: Vec<(SocketCodec, usize)>,
+    version: u64,
+    subscribers: usize,
+    empty_since: Option<Instant>,
+    retired: bool,
+    /// Why the reader stopped for good (the consumer failed): sockets close with it.
+    failure: Option<String>,
+}
+
+/// One shared consumer's log and subscribers.
+pub struct Hub {
+    key: HubKey,
+    state: Mutex<State>,
+    head: watch::Sender<u64>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("a hub's state is never poisoned")
+    }
+
+    /// A subscription at the live end, unless the hub retired meanwhile.
+    fn subscribe(self: &Arc<Hub>, codec: SocketCodec) -> Option<Subscription> {
+        let mut st = self.lock();
+        if st.retired {
+            return None;
+        }
+        st.subscribers += 1;
+        st.empty_since = None;
+        match st.codecs.iter_mut().find(|(c, _)| *c == codec) {
+            Some((_, n)) => *n += 1,
+            None => {
+                st.codecs.push((codec, 1));
+                st.version += 1;
+            }
+        }
+        let cursor = st.log.join();
+        Some(Subscription { hub: self.clone(), cursor, codec, head: self.head.subscribe() })
+    }
+}
+
+/// Why a subscription yields nothing more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The socket fell too far behind the live end.
+    Behind(Behind),
+    /// The shared consumer failed (credentials refused, topic deleted): why.
+    Failed(String),
+}
+
+/// One socket's place in its hub's log; dropping it leaves the hub.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    cursor: Cursor,
+    codec: SocketCodec,
+    head: watch::Receiver<u64>,
+}
+
+impl Subscription {
+    /// Waits for entries after the cursor and moves up to `max` into `out`. Cancel-safe:
+    /// the cursor moves only when it returns.
+    pub async fn next(&mut self, max: usize, out: &mut Vec<Arc<Slot<Entry>>>) -> Result<(), Stop> {
+        loop {
+            {
+                let mut st = self.hub.lock();
+                if let Some(why) = &st.failure {
+                    return Err(Stop::Failed(why.clone()));
+                }
+                st.log.read(&mut self.cursor, max, out).map_err(Stop::Behind)?;
+            }
+            if !out.is_empty() {
+                return Ok(());
+            }
+            if self.head.changed().await.is_err() {
+                return Err(Stop::Failed("the shared consumer stopped".to_owned()));
+            }
+        }
+    }
+
+    /// Resolves once the socket is too far behind (while it waits on a slow write).
+    pub async fn fell_behind(&mut self) -> Behind {
+        loop {
+            if let Some(b) = self.hub.lock().log.behind(&self.cursor) {
+                return b;
+            }
+            if self.head.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Moves the cursor to the live end; returns the ranges skipped per partition.
+    pub fn skip(&mut self) -> Vec<GapRange> {
+        self.hub.lock().log.skip(&mut self.cursor)
+    }
+
+    /// The topic of the hub.
+    pub fn topic(&self) -> &str {
+        &self.hub.key.topic
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut st = self.hub.lock();
+        st.log.leave(&self.cursor);
+        st.subscribers -= 1;
+        if st.subscribers == 0 {
+            st.empty_since = Some(Instant::now());
+        }
+        if let Some(i) = st.codecs.iter().position(|(c, _)| *c == self.codec) {
+            st.codecs[i].1 -= 1;
+            if st.codecs[i].1 == 0 {
+                st.codecs.swap_remove(i);
+                st.version += 1;
+            }
+        }
+    }
+}
+
+type Cells = HashMap<HubKey, Arc<OnceCell<Arc<Hub>>>>;
+
+/// Every hub of the node, and the count of fan-out sockets.
+#[derive(Clone)]
+pub struct Hubs {
+    inner: Arc<HubsInner>,
+}
+
+struct HubsInner {
+    config: FanOutConfig,
+    /// Rendered frames above this get `RECORD_TOO_LARGE` in their place.
+    frame_limit: usize,
+    hubs: Mutex<Cells>,
+    sockets: AtomicUsize,
+    /// The server's shutdown: readers stop with it.
+    shutdown: CancellationToken,
+}
+
+/// A fan-out socket's place under `WSPROXY_FANOUT_MAX_SOCKETS`; freed on drop.
+pub struct FanOutSlot(Arc<HubsInner>);
+
+impl Drop for FanOutSlot {
+    fn drop(&mut self) {
+        self.0.sockets.fetch_sub(1, Ordering::AcqRel);
+        metrics::fanout_sockets(-1.0);
+    }
+}
+
+impl Hubs {
+    /// No hub yet. A record rendering larger than a socket can send (the same bound as on
+    /// grouped sockets, `http::sockets`) is answered with `RECORD_TOO_LARGE`.
+    pub fn new(config: &Config, shutdown: CancellationToken) -> Hubs {
+        let max_frame_bytes = config.socket.hard_max_frame_bytes.max(16 * 1024 * 1024);
+        let frame_limit = max_frame_bytes.saturating_sub(BATCH_ROOM);
+        let config = config.fanout.clone();
+        Hubs {
+            inner: Arc::new(HubsInner {
+                config,
+                frame_limit,
+                hubs: Mutex::new(HashMap::new()),
+                sockets: AtomicUsize::new(0),
+                shutdown,
+            }),
+        }
+    }
+
+    /// The settings of fan-out sockets.
+    pub fn config(&self) -> &FanOutConfig {
+        &self.inner.config
+    }
+
+    /// Takes a fan-out socket's place, or `Err(cap)` when `WSPROXY_FANOUT_MAX_SOCKETS` is reached.
+    pub fn admit(&self) -> Result<FanOutSlot, usize> {
+        let cap = self.inner.config.max_sockets;
+        let taken = self
+            .inner
+            .sockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (cap == 0 || n < cap).then_some(n + 1));
+        match taken {
+            Ok(_) => {
+                metrics::fanout_sockets(1.0);
+                Ok(FanOutSlot(self.inner.clone()))
+            }
+            Err(_) => Err(cap),
+        }
+    }
+
+    /// Shared consumers alive now.
+    pub fn consumers(&self) -> usize {
+        self.cells().values().filter(|c| c.initialized()).count()
+    }
+
+    fn cells(&self) -> std::sync::MutexGuard<'_, Cells> {
+        self.inner.hubs.lock().expect("the hub registry is never poisoned")
+    }
+
+    /// A subscription at the live end of `key`'s hub, which is created (with its consumer) if
+    /// there is none.
+    pub async fn subscribe(
+        &self,
+        kafka: &Kafka,
+        key: HubKey,
+        codec: SocketCodec,
+    ) -> Result<Subscription, ConsumerError> {
+        loop {
+            let cell = self.cells().entry(key.clone()).or_default().clone();
+            let made = cell.get_or_try_init(|| self.start(kafka, key.clone())).await;
+            let hub = match made {
+                Ok(hub) => hub.clone(),
+                Err(e) => {
+                    // Forget the failed attempt (bad credentials must not fill the registry).
+                    let mut cells = self.cells();
+                    if cells.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell) && !c.initialized()) {
+                        cells.remove(&key);
+                    }
+                    return Err(e);
+                }
+            };
+            if let Some(sub) = hub.subscribe(codec) {
+                return Ok(sub);
+            }
+            // Retired between the lookup and the subscription: the reader removed it; again.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn start(&self, kafka: &Kafka, key: HubKey) -> Result<Arc<Hub>, ConsumerError> {
+        let consumer = kafka.shared_consumer(&key.topic, key.creds.as_ref(), key.read_committed).await?;
+        let c = &self.inner.config;
+        let hub = Arc::new(Hub {
+            key,
+            state: Mutex::new(State {
+                log: Log::new(c.max_lag_records, c.max_lag_bytes),
+                codecs: Vec::new(),
+                version: 0,
+                subscribers: 0,
+                empty_since: Some(Instant::now()),
+                retired: false,
+                failure: None,
+            }),
+            head: watch::channel(0).0,
+        });
+        metrics::fanout_shared_consumers(1.0);
+        tracing::info!(topic = %hub.key.topic, "fan-out: shared consumer created");
+        tokio::spawn(read(self.clone(), hub.clone(), consumer));
+        Ok(hub)
+    }
+
+    /// Removes `hub` from the registry if it is still idle (no subscription for the linger).
+    fn retire_if_idle(&self, hub: &Arc<Hub>) -> bool {
+        let mut cells = self.cells();
+        let mut st = hub.lock();
+        let idle = st.subscribers == 0 && st.empty_since.is_some_and(|t| t.elapsed() >= self.inner.config.linger);
+        if idle {
+            st.retired = true;
+            forget(&mut cells, hub);
+        }
+        idle
+    }
+
+    /// Takes `hub` out of the registry (the server is shutting down).
+    fn retire(&self, hub: &Arc<Hub>) {
+        let mut cells = self.cells();
+        hub.lock().retired = true;
+        forget(&mut cells, hub);
+    }
+
+    /// Ends `hub` for good: its subscriptions stop with `why`.
+    fn fail(&self, hub: &Arc<Hub>, why: String) {
+        let mut cells = self.cells();
+        let mut st = hub.lock();
+        st.retired = true;
+        st.failure = Some(why);
+        forget(&mut cells, hub);
+        drop(st);
+        hub.head.send_modify(|h| *h += 1);
+    }
+}
+
+#[expect(clippy::mutable_key_type, reason = "credentials hash by user; the token cell inside is not part of the key")]
+fn forget(cells: &mut Cells, hub: &Arc<Hub>) {
+    if cells.get(&hub.key).and_then(|c| c.get()).is_some_and(|h| Arc::ptr_eq(h, hub)) {
+        cells.remove(&hub.key);
+    }
+}
+
+/// A hub's reader: records in, rendered frames out to the log; never waits for a socket.
+async fn read(hubs: Hubs, hub: Arc<Hub>, consumer: SharedConsumer) {
+    let linger = hubs.inner.config.linger;
+    let mut tick = tokio::time::interval((linger / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refreshed = Instant::now();
+    let shutdown = hubs.inner.shutdown.clone();
+    {
+        let mut records = consumer.records();
+        loop {
+            tokio::select! {
+                // The sockets close with 1001 on their own stop tokens (children of this one).
+                _ = shutdown.cancelled() => {
+                    hubs.retire(&hub);
+                    break;
+                }
+                _ = tick.tick() => {
+                    if hubs.retire_if_idle(&hub) { break; }
+                    if refreshed.elapsed() >= PARTITION_REFRESH {
+                        refreshed = Instant::now();
+                        if let Err(e) = consumer.pick_up_partitions().await {
+                            tracing::warn!(topic = %hub.key.topic, error = %e, "fan-out: could not look for new partitions");
+                        }
+                    }
+                }
+                first = records.next() => {
+                    let Some(first) = first else {
+                        hubs.fail(&hub, "the shared consumer stopped".to_owned());
+                        break;
+                    };
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_RECORDS_PER_WAKEUP {
+                        match records.next().now_or_never() {
+                            Some(Some(next)) => batch.push(next),
+                            _ => break,
+                        }
+                    }
+                    let mut ok = Vec::with_capacity(batch.len());
+                    let mut fatal = None;
+                    for polled in batch {
+                        match polled {
+                            Ok(record) => ok.push(record),
+                            Err(e) => if let Err(why) = e.triage_shared() { fatal = Some(why); break; },
+                        }
+                    }
+                    append(&hubs, &hub, &ok);
+                    if let Some(why) = fatal {
+                        tracing::warn!(topic = %hub.key.topic, reason = %why, "fan-out: the shared consumer failed; its sockets close");
+                        hubs.fail(&hub, why);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    metrics::fanout_shared_consumers(-1.0);
+    tracing::info!(topic = %hub.key.topic, "fan-out: shared consumer retired");
+    // Dropping the consumer hands it to the closer thread (never destroyed on the runtime).
+    drop(consumer);
+}
+
+/// Renders `records` for every format in use and appends them; formats added while rendering
+/// are rendered before the push, so that every subscription finds its frame.
+fn append(hubs: &Hubs, hub: &Hub, records: &[Record<'_>]) {
+    if records.is_empty() {
+        return;
+    }
+    let limit = hubs.inner.frame_limit;
+    let mut entries: Vec<(i32, i64, Entry)> = records
+        .iter()
+        .map(|r| r.with_view(|v| (v.partition, v.offset, Entry { frames: Vec::new(), record_bytes: record_bytes(v) })))
+        .collect();
+    loop {
+        let (codecs, version) = {
+            let st = hub.lock();
+            (st.codecs.iter().map(|(c, _)| *c).collect::<Vec<_>>(), st.version)
+        };
+        for (record, (_, _, entry)) in records.iter().zip(entries.iter_mut()) {
+            let missing: Vec<SocketCodec> = codecs.iter().filter(|c| entry.frame(c).is_none()).copied().collect();
+            if !missing.is_empty() {
+                record.with_view(|v| entry.frames.extend(missing.iter().map(|c| render(v, *c, limit))));
+            }
+        }
+        let mut st = hub.lock();
+        if st.version != version {
+            continue;
+        }
+        for (partition, offset, entry) in entries {
+            let size = ENTRY_OVERHEAD + entry.frames.iter().map(|f| message_len(&f.message)).sum::<usize>();
+            st.log.push(Slot { partition, offset, size, payload: entry });
+        }
+        drop(st);
+        hub.head.send_modify(|h| *h += 1);
+        return;
+    }
+}
+
+fn record_bytes(v: &KafkaRecordView<'_>) -> u64 {
+    (v.key.map_or(0, <[u8]>::len) + v.value.map_or(0, <[u8]>::len)) as u64
+}
+
+/// Bytes of a data frame's payload.
+pub fn message_len(m: &Message) -> usize {
+    match m {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
+    }
+}
+
+/// One record in one format: its frame, or the error frame in its place (a record that does
+/// not decode, or renders larger than a socket can send).
+fn render(view: &KafkaRecordView<'_>, codec: SocketCodec, limit: usize) -> Rendered {
+    let rendered = codec.encode_record(view).and_then(|frame| {
+        if frame.len() <= limit {
+            return Ok(frame);
+        }
+        metrics::consumed_record_too_large();
+        Err(FrameError::new(
+            ErrorCode::RecordTooLarge,
+            format!(
+                "{} renders to {} bytes, more than the {limit} a frame of this socket can carry; it is skipped",
+                view.name(),
+                frame.len()
+            ),
+        ))
+    });
+    let (frame, error) = match rendered {
+        Ok(frame) => (frame, None),
+        Err(e) => (codec.encode_error(&e, Some(view)), Some(e.code)),
+    };
+    let message = match frame {
+        Frame::Text(t) => Message::Text(t.into()),
+        Frame::Binary(b) => Message::Binary(b.into()),
+    };
+    Rendered { codec, message, error }
+}

@@ -1,0 +1,326 @@
+//! The broadcast log of one shared consumer: the records its reader rendered, newest last,
+//! and each socket's place in it ([`Cursor`]). Pure (no I/O, no locks): the hub wraps it in a
+//! mutex held only for pushes and reads, never across an await.
+//!
+//! The reader appends and never waits for a socket. The log keeps at most `max_records`
+//! entries and `max_bytes` of rendered frames; older entries are dropped as new ones come, and
+//! so are entries every socket has read (a topic whose sockets keep up holds next to nothing).
+//! A socket whose next entry was dropped is too far behind ([`Behind`]): it is closed, or
+//! skips to the live end with one [`GapRange`] per partition it missed. So memory is bounded
+//! per shared consumer whatever the number of sockets, and a slow socket slows nobody.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// One entry: a record's place and what the reader made of it (`T`: its frames).
+#[derive(Debug)]
+pub struct Slot<T> {
+    pub partition: i32,
+    pub offset: i64,
+    /// Bytes this entry holds (its rendered frames).
+    pub size: usize,
+    pub payload: T,
+}
+
+/// How far behind a socket was when its next entry was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Behind {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Records of one partition a skipping socket did not get (both offsets included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GapRange {
+    pub partition: i32,
+    pub from_offset: i64,
+    pub to_offset: i64,
+}
+
+/// A socket's place: the sequence number of its next entry, and the next offset it expects
+/// per partition (for gap ranges).
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    next: u64,
+    /// Bytes appended to the log before `next` (for [`Behind::bytes`]).
+    bytes_before: u64,
+    expected: HashMap<i32, i64>,
+}
+
+/// The log. `T` is what a socket writes (shared frames); entries are `Arc`s, so a read copies
+/// pointers, never frames.
+#[derive(Debug)]
+pub struct Log<T> {
+    entries: VecDeque<(Arc<Slot<T>>, u64)>,
+    /// Sequence number of `entries[0]`.
+    first_seq: u64,
+    /// Sequence number of the next entry pushed.
+    next_seq: u64,
+    /// Bytes held by `entries`.
+    held: usize,
+    /// Bytes ever appended.
+    appended: u64,
+    max_records: usize,
+    max_bytes: usize,
+    /// Offset of the last record pushed, per partition.
+    latest: HashMap<i32, i64>,
+    /// Offset of the first record pushed, per partition.
+    first: HashMap<i32, i64>,
+    /// How many cursors point at each sequence number (the smallest bounds what must stay).
+    cursors: BTreeMap<u64, usize>,
+}
+
+impl<T> Log<T> {
+    pub fn new(max_records: usize, max_bytes: usize) -> Log<T> {
+        Log {
+            entries: VecDeque::new(),
+            first_seq: 0,
+            next_seq: 0,
+            held: 0,
+            appended: 0,
+            max_records: max_records.max(1),
+            max_bytes: max_bytes.max(1),
+            latest: HashMap::new(),
+            first: HashMap::new(),
+            cursors: BTreeMap::new(),
+        }
+    }
+
+    /// Appends one entry, dropping the oldest ones beyond the bounds (the newest stays).
+    pub fn push(&mut self, slot: Slot<T>) {
+        self.latest.insert(slot.partition, slot.offset);
+        self.first.entry(slot.partition).or_insert(slot.offset);
+        self.held += slot.size;
+        self.appended += slot.size as u64;
+        self.entries.push_back((Arc::new(slot), self.appended));
+        self.next_seq += 1;
+        while self.entries.len() > 1 && (self.entries.len() > self.max_records || self.held > self.max_bytes) {
+            self.pop();
+        }
+        self.prune();
+    }
+
+    fn pop(&mut self) {
+        if let Some((old, _)) = self.entries.pop_front() {
+            self.held -= old.size;
+            self.first_seq += 1;
+        }
+    }
+
+    /// Drops the entries every cursor is past.
+    fn prune(&mut self) {
+        let slowest = self.cursors.keys().next().copied().unwrap_or(self.next_seq);
+        while self.first_seq < slowest && !self.entries.is_empty() {
+            self.pop();
+        }
+    }
+
+    fn moved(&mut self, from: Option<u64>, to: Option<u64>) {
+        if let Some(from) = from {
+            if let Some(n) = self.cursors.get_mut(&from) {
+                *n -= 1;
+                if *n == 0 {
+                    self.cursors.remove(&from);
+                }
+            }
+        }
+        if let Some(to) = to {
+            *self.cursors.entry(to).or_default() += 1;
+        }
+    }
+
+    /// A new socket's place: the live end (it gets what is pushed from now on). Give it back
+    /// with [`Self::leave`].
+    pub fn join(&mut self) -> Cursor {
+        self.moved(None, Some(self.next_seq));
+        Cursor {
+            next: self.next_seq,
+            bytes_before: self.appended,
+            expected: self.latest.iter().map(|(p, o)| (*p, o + 1)).collect(),
+        }
+    }
+
+    /// A socket leaves: what only it still needed goes.
+    pub fn leave(&mut self, cursor: &Cursor) {
+        self.moved(Some(cursor.next), None);
+        self.prune();
+    }
+
+    /// `Some` when the socket's next entry was dropped: how far behind the live end it is.
+    pub fn behind(&self, cursor: &Cursor) -> Option<Behind> {
+        (cursor.next < self.first_seq)
+            .then(|| Behind { records: self.next_seq - cursor.next, bytes: self.appended - cursor.bytes_before })
+    }
+
+    /// Moves up to `max` entries after the cursor into `out` and the cursor past them; `Err`
+    /// when the socket is too far behind (nothing is moved then).
+    pub fn read(&mut self, cursor: &mut Cursor, max: usize, out: &mut Vec<Arc<Slot<T>>>) -> Result<(), Behind> {
+        if let Some(behind) = self.behind(cursor) {
+            return Err(behind);
+        }
+        let (from, start) = (cursor.next, (cursor.next - self.first_seq) as usize);
+        for (slot, appended) in self.entries.iter().skip(start).take(max) {
+            cursor.next += 1;
+            cursor.bytes_before = *appended;
+            cursor.expected.insert(slot.partition, slot.offset + 1);
+            out.push(slot.clone());
+        }
+        if cursor.next != from {
+            self.moved(Some(from), Some(cursor.next));
+            self.prune();
+        }
+        Ok(())
+    }
+
+    /// Moves a socket that is too far behind to the live end; returns what it misses, per
+    /// partition (sorted by partition).
+    pub fn skip(&mut self, cursor: &mut Cursor) -> Vec<GapRange> {
+        let mut gaps: Vec<GapRange> = self
+            .latest
+            .iter()
+            .filter_map(|(p, last)| {
+                let from = cursor.expected.get(p).or_else(|| self.first.get(p)).copied()?;
+                (from <= *last).then_some(GapRange { partition: *p, from_offset: from, to_offset: *last })
+            })
+            .collect();
+        gaps.sort_by_key(|g| g.partition);
+        self.leave(cursor);
+        *cursor = self.join();
+        gaps
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(partition: i32, offset: i64, size: usize) -> Slot<()> {
+        Slot { partition, offset, size, payload: () }
+    }
+
+    fn read(log: &mut Log<()>, c: &mut Cursor, max: usize) -> Result<Vec<(i32, i64)>, Behind> {
+        let mut out = Vec::new();
+        log.read(c, max, &mut out)?;
+        Ok(out.iter().map(|s| (s.partition, s.offset)).collect())
+    }
+
+    #[test]
+    fn a_socket_gets_what_is_pushed_after_it_joined_in_order_once() {
+        let mut log = Log::new(100, 1 << 20);
+        log.push(slot(0, 0, 10));
+        let mut c = log.join();
+        assert_eq!(read(&mut log, &mut c, 10), Ok(vec![]));
+        log.push(slot(0, 1, 10));
+        log.push(slot(1, 0, 10));
+        log.push(slot(0, 2, 10));
+        assert_eq!(read(&mut log, &mut c, 2), Ok(vec![(0, 1), (1, 0)]));
+        assert_eq!(read(&mut log, &mut c, 10), Ok(vec![(0, 2)]));
+        assert_eq!(read(&mut log, &mut c, 10), Ok(vec![]));
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_records_and_bytes_and_keeps_the_newest() {
+        let mut log = Log::new(3, 1 << 20);
+        let _stalled = log.join();
+        for o in 0..10 {
+            log.push(slot(0, o, 1));
+        }
+        assert_eq!(log.len(), 3);
+        let mut log = Log::new(100, 25);
+        let _stalled = log.join();
+        for o in 0..10 {
+            log.push(slot(0, o, 10));
+        }
+        assert_eq!(log.len(), 2);
+        // One entry larger than the byte bound is still kept (the newest always is).
+        log.push(slot(0, 10, 100));
+        assert_eq!(log.len(), 1);
+    }
+
+    #[test]
+    fn a_socket_past_the_bound_is_behind_by_what_it_did_not_read() {
+        let mut log = Log::new(3, 1 << 20);
+        let mut c = log.join();
+        for o in 0..3 {
+            log.push(slot(0, o, 5));
+        }
+        assert_eq!(log.behind(&c), None, "exactly at the bound is not behind");
+        log.push(slot(0, 3, 5));
+        assert_eq!(log.behind(&c), Some(Behind { records: 4, bytes: 20 }));
+        assert_eq!(read(&mut log, &mut c, 10), Err(Behind { records: 4, bytes: 20 }));
+        // A socket that reads along is never behind.
+        let mut d = log.join();
+        for o in 4..100 {
+            log.push(slot(0, o, 5));
+            assert_eq!(read(&mut log, &mut d, 10).map(|v| v.len()), Ok(1));
+        }
+    }
+
+    #[test]
+    fn skipping_names_every_missed_offset_per_partition_and_goes_on_from_the_live_end() {
+        let mut log = Log::new(4, 1 << 20);
+        log.push(slot(0, 0, 1));
+        let mut c = log.join();
+        log.push(slot(0, 1, 1));
+        assert_eq!(read(&mut log, &mut c, 10), Ok(vec![(0, 1)]));
+        // Partition 1 had no record when the socket joined: its gap starts at its first record.
+        for o in 2..8 {
+            log.push(slot(0, o, 1));
+            log.push(slot(1, o + 100, 1));
+        }
+        assert!(log.behind(&c).is_some());
+        let gaps = log.skip(&mut c);
+        assert_eq!(
+            gaps,
+            vec![
+                GapRange { partition: 0, from_offset: 2, to_offset: 7 },
+                GapRange { partition: 1, from_offset: 102, to_offset: 107 },
+            ]
+        );
+        assert_eq!(read(&mut log, &mut c, 10), Ok(vec![]));
+        log.push(slot(1, 108, 1));
+        assert_eq!(read(&mut log, &mut c, 10), Ok(vec![(1, 108)]));
+    }
+
+    #[test]
+    fn entries_every_socket_read_are_dropped() {
+        let mut log = Log::new(100, 1 << 20);
+        log.push(slot(0, 0, 1));
+        assert!(log.is_empty(), "nobody to read it");
+        let (mut a, mut b) = (log.join(), log.join());
+        for o in 1..5 {
+            log.push(slot(0, o, 1));
+        }
+        assert_eq!(read(&mut log, &mut a, 10).map(|v| v.len()), Ok(4));
+        assert_eq!(log.len(), 4, "b has not read them");
+        assert_eq!(read(&mut log, &mut b, 2).map(|v| v.len()), Ok(2));
+        assert_eq!(log.len(), 2);
+        log.leave(&b);
+        assert!(log.is_empty(), "a read everything, b left");
+        log.push(slot(0, 5, 1));
+        assert_eq!(read(&mut log, &mut a, 10), Ok(vec![(0, 5)]));
+        assert!(log.is_empty());
+    }
+
+    #[test]
+    fn a_partition_fully_read_has_no_gap() {
+        let mut log = Log::new(2, 1 << 20);
+        let mut c = log.join();
+        log.push(slot(0, 0, 1));
+        assert_eq!(read(&mut log, &mut c, 10), Ok(vec![(0, 0)]));
+        for o in 0..5 {
+            log.push(slot(1, o, 1));
+        }
+        assert_eq!(log.skip(&mut c), vec![GapRange { partition: 1, from_offset: 0, to_offset: 4 }]);
+    }
+}

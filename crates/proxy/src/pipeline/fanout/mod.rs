@@ -1,0 +1,19 @@
+//! Fan-out sockets (`/socket/out?…&fanOut=true`, issue 18): many sockets watching one topic
+//! share one Kafka consumer per node, and each record is rendered once per socket format and
+//! written to every socket as the same shared bytes.
+//!
+//! - [`hub`] — the shared consumers ([`Hubs`], one [`hub::Hub`] per topic and credentials),
+//!   their reader tasks, and each socket's [`Subscription`];
+//! - [`log`] — the bounded broadcast log a hub appends to and its sockets read (pure);
+//! - [`socket`] — one socket's loop on the skeleton ([`crate::pipeline::liveness`]).
+//!
+//! Data flows one way: Kafka → reader (render once) → log → each socket at its own pace. The
+//! reader never waits for a socket; a socket too far behind is closed (1013) or skips ahead
+//! with gap frames (`onLag=skip`).
+
+pub mod hub;
+pub mod log;
+pub mod socket;
+
+pub use hub::{FanOutSlot, HubKey, Hubs, Subscription};
+pub use socket::{run, FanOutSettings};
