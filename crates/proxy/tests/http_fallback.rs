@@ -502,3 +502,39 @@ async fn with_openid_connect_streams_take_access_token_and_posts_the_bearer_head
     let records = got.records();
     assert_eq!(records[0]["value"]["value"], "with token");
 }
+
+/// A body trickled slower than the idle timeout gets 408, and while it is read it holds a
+/// connection slot (one per IP here: a second POST meanwhile gets 503); the slot is free after.
+#[tokio::test]
+async fn a_trickled_post_body_holds_a_connection_slot_and_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proxy = Proxy::start(&[
+        ("WSPROXY_SOCKET_IDLE_TIMEOUT", "2 seconds"),
+        ("WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL", "1 second"),
+        ("WSPROXY_MAX_CONNECTIONS_PER_IP", "1"),
+    ])
+    .await;
+    let topic = unique("post-slow");
+    create_topic(&topic, 1).await;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let head = format!(
+        "POST /http/in?clientId=slow&topic={topic} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"value\":"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let record = r#"{"value":{"value":"after"}}"#;
+    let (status, body) = post(&proxy, &format!("clientId=other&topic={topic}"), record);
+    assert_eq!(status, 503, "the trickled body holds the IP's one slot: {body}");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(20), slow.read(&mut answer)).await.expect("answered").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("The request body did not arrive within 2s."), "{answer}");
+    drop(slow);
+    let (status, body) = post(&proxy, &format!("clientId=other&topic={topic}"), record);
+    assert_eq!(status, 200, "the slot is free again: {body}");
+    let back = read_back(&topic, 1, "string", "string");
+    assert_eq!(back.len(), 1, "only the complete record is in Kafka: {back:?}");
+    assert_eq!(back[0]["value"], "after");
+}

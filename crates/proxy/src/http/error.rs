@@ -43,6 +43,9 @@ pub enum ApiError {
     /// A request body (`POST /http/in`) beyond the frame size limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A request body (`POST /http/in`) that did not arrive within the socket idle timeout.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The request is refused by the proxy's own policy (e.g. its Origin).
     #[error("{0}")]
     Forbidden(String),
@@ -56,6 +59,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::TopicNotFound(_) | ApiError::NotAnUpgrade => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::KafkaUnavailable(_) | ApiError::Overloaded(_) | ApiError::OidcUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -53,7 +53,15 @@ pub async fn produce(
         ));
     }
     sockets::check_origin(&state, &headers)?;
-    let text = read_body(body, &headers, state.config.socket.max_frame_bytes).await?;
+    // The body is read holding a connection slot, and within the idle timeout: a client that
+    // trickles large bodies over many connections meets the same limits as sockets.
+    let reading = sockets::admit(&state, remote)?;
+    let idle = state.config.socket.idle_timeout;
+    let text =
+        tokio::time::timeout(idle, read_body(body, &headers, state.config.socket.max_frame_bytes)).await.map_err(
+            |_| ApiError::RequestTimeout(format!("The request body did not arrive within {}s.", idle.as_secs())),
+        )??;
+    drop(reading);
     let shape = shape_of(&text)?;
     let auth = auth.map(|Extension(a)| a);
     let open = sockets::open_producer(&state, remote, p, &headers, auth.as_ref()).await?;

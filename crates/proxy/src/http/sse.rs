@@ -154,7 +154,7 @@ fn last_event_id(headers: &HeaderMap, topics: &TopicSelection) -> Result<Option<
     if text.is_empty() {
         return Ok(None);
     }
-    let id = MessageId::parse(text).ok_or_else(|| {
+    let id = MessageId::parse(text).filter(|id| (0..i64::MAX).contains(&id.offset)).ok_or_else(|| {
         ApiError::BadRequest(format!("Last-Event-ID '{text}' is not a record id (topic-partition-offset-timestamp)."))
     })?;
     Ok(Some(id).filter(|id| topics.reads(&id.topic)))
@@ -331,6 +331,10 @@ mod tests {
         assert_eq!(last_event_id(&headers("t-2-7-100"), &t).unwrap(), MessageId::parse("t-2-7-100"));
         assert_eq!(last_event_id(&headers("other-2-7-100"), &t).unwrap(), None);
         assert_eq!(last_event_id(&headers("nonsense"), &t).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        // An offset the next one of which would overflow, or a negative one, names no record.
+        for bad in ["t-2-9223372036854775807-100", "t-2--5-100"] {
+            assert_eq!(last_event_id(&headers(bad), &t).map_err(|e| e.status()), Err(StatusCode::BAD_REQUEST), "{bad}");
+        }
         // A stream over several topics resumes on any of them.
         let several = TopicSelection::Listed(vec!["t".to_owned(), "other".to_owned()]);
         assert_eq!(last_event_id(&headers("other-2-7-100"), &several).unwrap(), MessageId::parse("other-2-7-100"));
