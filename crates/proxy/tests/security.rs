@@ -163,6 +163,15 @@ async fn per_socket_kafka_credentials_apply_the_users_acls() {
     let bad = vec![("X-Kafka-Auth", BASE64.encode("alice:not-her-password"))];
     let (status, _) = connect_with(&proxy.url("/socket/in?clientId=alice&topic=acl-ok"), &bad).await.err().unwrap();
     assert_eq!(status, 401);
+    // A consume socket too (its group consumer's errors wait on its own queue: they used to go
+    // unseen, and the socket waited out the probe and got 503).
+    // (Another password: a refusal is remembered for 5 s, and the consumer must meet its own.)
+    let bad_out = vec![("X-Kafka-Auth", BASE64.encode("alice:not-her-password-either"))];
+    let t0 = std::time::Instant::now();
+    let (status, body) =
+        connect_with(&proxy.url("/socket/out?clientId=alice&topic=acl-ok"), &bad_out).await.err().unwrap();
+    assert_eq!((status, message(&body).as_str()), (401, "Authentication failed: invalid Kafka credentials"), "{body}");
+    println!("consume socket with refused X-Kafka-Auth: 401 after {:?}", t0.elapsed());
     let junk = vec![("X-Kafka-Auth", "%%%".to_owned())];
     let (status, body) = connect_with(&proxy.url("/socket/in?clientId=alice&topic=acl-ok"), &junk).await.err().unwrap();
     assert_eq!((status, message(&body).as_str()), (400, "The X-Kafka-Auth header must be base64(username:password)."));

@@ -112,13 +112,16 @@ pub enum ProbeError {
 }
 
 /// One metadata round trip with a client's own credentials, in short slices so that refused
-/// credentials are noticed as soon as librdkafka reports them.
+/// credentials are noticed as soon as librdkafka reports them. `serve` runs between slices: a
+/// group consumer passes [`observe_queued_errors`](crate::kafka::consumer), since its errors
+/// wait on its own queue, which nothing else polls before it subscribes.
 pub(super) fn probe_topic<C: ClientContext>(
     client: &rdkafka::client::Client<C>,
     topic: &str,
     auth: &AuthFailure,
+    serve: &dyn Fn(),
 ) -> Result<(), ProbeError> {
-    probe(client, Some(topic), auth)
+    probe(client, Some(topic), auth, serve)
 }
 
 /// [`probe_topic`] without a topic: checks only that Kafka accepts the client's credentials
@@ -126,19 +129,23 @@ pub(super) fn probe_topic<C: ClientContext>(
 pub(super) fn probe_credentials<C: ClientContext>(
     client: &rdkafka::client::Client<C>,
     auth: &AuthFailure,
+    serve: &dyn Fn(),
 ) -> Result<(), ProbeError> {
-    probe(client, None, auth)
+    probe(client, None, auth, serve)
 }
 
 fn probe<C: ClientContext>(
     client: &rdkafka::client::Client<C>,
     only: Option<&str>,
     auth: &AuthFailure,
+    serve: &dyn Fn(),
 ) -> Result<(), ProbeError> {
     let topic = only.unwrap_or_default();
     let deadline = std::time::Instant::now() + METADATA_TIMEOUT;
     let md = loop {
-        match client.fetch_metadata(only, Duration::from_millis(250)) {
+        let answer = client.fetch_metadata(only, Duration::from_millis(250));
+        serve();
+        match answer {
             Ok(md) => {
                 auth.clear();
                 break Ok(md);

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -360,6 +360,21 @@ impl Records<'_> {
     }
 }
 
+/// Serves the events waiting on a group consumer's queue. A consumer with a `group.id` gets
+/// librdkafka's errors (refused credentials among them) on its own queue, and nothing polls
+/// that queue before it subscribes: without this a socket whose `X-Kafka-Auth` Kafka refuses
+/// waited out the probe and got 503 "Kafka is not reachable" instead of 401. Serving the queue
+/// runs the error callback (which notes the refusal); an error handed back as an event is
+/// noted here too. Before the subscription the queue holds no records, so none is taken.
+pub(super) fn observe_queued_errors<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, auth: &AuthFailure) {
+    let mut queued = consumer.stream();
+    while let Some(Some(event)) = queued.next().now_or_never() {
+        if let Err(e) = event {
+            auth.observe(&e);
+        }
+    }
+}
+
 /// How long after a failed committed-offset fetch the partitions are assigned again: time for
 /// librdkafka to find the group coordinator anew (it asks at once).
 const REFETCH_AFTER: Duration = Duration::from_secs(1);
@@ -540,18 +555,19 @@ impl Kafka {
             }
             // A socket with its own credentials: check them (and its topics' ACLs) before the upgrade.
             let auth = &consumer.context().auth;
+            let serve = &|| observe_queued_errors(&consumer, auth);
             let subscription: Vec<&str> = match &topics {
                 TopicSelection::Listed(topics) => {
                     if probe {
                         for topic in topics {
-                            probe_topic(consumer.client(), topic, auth).map_err(ConsumerError::Refused)?;
+                            probe_topic(consumer.client(), topic, auth, serve).map_err(ConsumerError::Refused)?;
                         }
                     }
                     topics.iter().map(String::as_str).collect()
                 }
                 TopicSelection::Pattern(pattern) => {
                     if probe {
-                        probe_credentials(consumer.client(), auth).map_err(ConsumerError::Refused)?;
+                        probe_credentials(consumer.client(), auth, serve).map_err(ConsumerError::Refused)?;
                     }
                     vec![pattern.as_str()]
                 }

@@ -30,7 +30,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::client::{probe_topic, AuthFailure, ClientError, METADATA_TIMEOUT};
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
-use crate::kafka::consumer::{ConsumeError, ConsumerError, Record};
+use crate::kafka::consumer::{observe_queued_errors, ConsumeError, ConsumerError, Record};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::oauth::{self, TokenCell};
 use crate::kafka::{oauth_admin, Kafka};
@@ -163,7 +163,9 @@ impl Kafka {
                 oauth_admin::set_token(client.client(), cell).map_err(KafkaError::ClientCreation)?;
             }
             if probe {
-                probe_topic(client.client(), &topic, &client.context().auth).map_err(ConsumerError::Refused)?;
+                let auth = &client.context().auth;
+                probe_topic(client.client(), &topic, auth, &|| observe_queued_errors(&client, auth))
+                    .map_err(ConsumerError::Refused)?;
             }
             let partitions = partitions_of(&client, &topic)?;
             let mut tpl = TopicPartitionList::new();

@@ -255,7 +255,7 @@ impl Kafka {
     ) -> Result<(), ProbeError> {
         self.refused_recently(creds)?;
         let (handle, topic) = (producer.clone(), topic.to_owned());
-        let probed = tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1))
+        let probed = tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1, &|| {}))
             .await
             .expect("probe task never panics");
         self.remember(creds, &probed);
