@@ -22,10 +22,11 @@ struct PrivateBroker {
 }
 
 impl PrivateBroker {
+    /// Kafka's jars, where `scripts/kafka` keeps them (fetched once per machine).
     fn classpath() -> String {
-        let libs = project_root().join(".cache/kafka/dist-4.1.1/libs");
-        assert!(libs.exists(), "{} is missing: run scripts/kafka start once", libs.display());
-        format!("{}/*", libs.display())
+        let out = std::process::Command::new(project_root().join("scripts/kafka")).arg("classpath").output().unwrap();
+        assert!(out.status.success(), "scripts/kafka classpath: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// Formats a new KRaft log directory and starts the broker.
