@@ -480,7 +480,17 @@ pub(super) async fn partitions_read(state: &AppState, topics: &TopicSelection) -
 }
 
 pub(super) async fn ensure_topic(state: &AppState, topic: &str) -> Result<usize, ApiError> {
-    match state.kafka.topic_partitions(topic).await {
+    // A topic created a moment ago may not be known to every broker yet (each applies the
+    // cluster's metadata on its own): "does not exist" is asked again twice within a second.
+    let mut answer = state.kafka.topic_partitions(topic).await;
+    for wait in [250, 750] {
+        if !matches!(answer, Ok(None)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        answer = state.kafka.topic_partitions(topic).await;
+    }
+    match answer {
         Ok(Some(n)) => Ok(n),
         Ok(None) => Err(ApiError::TopicNotFound(topic.to_owned())),
         Err(e) => {
