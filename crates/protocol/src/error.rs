@@ -107,6 +107,17 @@ impl FrameError {
         )
     }
 
+    /// `RECORD_TOO_LARGE`: the consumed record `name` (`KafkaRecordView::name`) renders to `len`
+    /// bytes, more than the `limit` a frame of the socket can carry; it is skipped.
+    pub fn record_too_large(name: impl std::fmt::Display, len: usize, limit: usize) -> FrameError {
+        FrameError::new(
+            ErrorCode::RecordTooLarge,
+            format!(
+                "{name} renders to {len} bytes, more than the {limit} a frame of this socket can carry; it is skipped"
+            ),
+        )
+    }
+
     /// The produce-socket error frame for this error.
     pub fn frame(&self) -> ErrorFrame<'_> {
         ErrorFrame {

@@ -348,14 +348,7 @@ fn render_view(
             limit,
             "a consumed record renders larger than a socket can send; it gets RECORD_TOO_LARGE and is skipped"
         );
-        Err(FrameError::new(
-            ErrorCode::RecordTooLarge,
-            format!(
-                "{} renders to {} bytes, more than the {limit} a frame of this socket can carry; it is skipped",
-                view.name(),
-                frame.len()
-            ),
-        ))
+        Err(FrameError::record_too_large(view.name(), frame.len(), limit))
     });
     let (frame, error) = match rendered {
         Ok(frame) => (frame, None),

@@ -479,14 +479,7 @@ fn render(view: &KafkaRecordView<'_>, codec: SocketCodec, limit: usize) -> Rende
             return Ok(frame);
         }
         metrics::consumed_record_too_large();
-        Err(FrameError::new(
-            ErrorCode::RecordTooLarge,
-            format!(
-                "{} renders to {} bytes, more than the {limit} a frame of this socket can carry; it is skipped",
-                view.name(),
-                frame.len()
-            ),
-        ))
+        Err(FrameError::record_too_large(view.name(), frame.len(), limit))
     });
     let (frame, error) = match rendered {
         Ok(frame) => (frame, None),
