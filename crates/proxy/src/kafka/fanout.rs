@@ -45,7 +45,6 @@ pub struct SharedContext {
 }
 
 impl ClientContext for SharedContext {
-
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::warn!(target: "librdkafka", %error, "fan-out consumer: {reason}");
