@@ -323,5 +323,8 @@ async fn refreshed_tokens_keep_their_extensions() {
     assert_eq!(values_in(&topic, sent.len()), sent, "what landed in Kafka");
     let log = proxy.log_text();
     assert!(!log.contains("Failed to acquire SASL OAUTHBEARER token"), "{log}");
+    // No client of the proxy's (the shared producer, the socket's consumer, the session topic's
+    // reader and writer) was refused at a re-authentication.
     assert!(!log.contains("SASL authentication error"), "{log}");
+    assert!(!log.contains("mechanism handshake failed"), "{log}");
 }

@@ -239,8 +239,9 @@ async fn fetch(http: &reqwest::Client, cfg: &OAuthBearerConfig) -> Result<Bearer
     Ok(BearerToken::from_jwt(token.to_owned(), &cfg.client_id, now_ms() + expires_in * 1000))
 }
 
-/// When to fetch the next token: at 70% of the token's remaining lifetime (librdkafka asks
-/// at 80%), never sooner than a second from now.
+/// When to fetch the next token: at 70% of the token's remaining lifetime (so the clients,
+/// which re-authenticate with the token they hold, never hold a stale one), never sooner than
+/// a second from now.
 fn refresh_in(token: &BearerToken) -> Duration {
     let left = (token.expires_ms - now_ms()).max(0) as u64;
     Duration::from_millis(left * 7 / 10).max(Duration::from_secs(1))
