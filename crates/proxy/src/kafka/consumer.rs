@@ -29,7 +29,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use wsproxy_protocol::consume::KafkaRecordView;
 use wsproxy_protocol::params::{ConsumerParams, TopicSelection};
 
-use crate::kafka::client::{probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError};
+use crate::kafka::client::{self, probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError};
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::headers::record_headers;
@@ -512,7 +512,7 @@ impl Kafka {
             // New matching topics are found by the metadata refresh; internal topics are
             // hidden from the consumer as if they did not exist.
             cfg.set("topic.metadata.refresh.interval.ms", self.inner.consumer_metadata_refresh_ms.to_string())
-                .set("topic.blacklist", internal_topics_blacklist(&self.inner.internal_topics));
+                .set("topic.blacklist", client::internal_topics_blacklist(&self.inner.internal_topics));
         }
         // Before any client is made for them (fromTimestamp's helper included).
         if let Some(c) = creds {
@@ -575,15 +575,6 @@ impl Kafka {
         }
         made
     }
-}
-
-/// librdkafka's `topic.blacklist` for pattern sockets: Kafka's internal topics, the proxy's
-/// (`_wsproxy.*`) and its configured internal topics whatever their names (topic names hold
-/// no regex metacharacter but the dot).
-fn internal_topics_blacklist(internal: &[String]) -> String {
-    let mut list = vec![r"^__.*".to_owned(), r"^_wsproxy\..*".to_owned()];
-    list.extend(internal.iter().map(|t| format!("^{}$", t.replace('.', r"\."))));
-    list.join(",")
 }
 
 #[cfg(test)]
