@@ -29,7 +29,8 @@ const OAUTHX: &str = "127.0.0.1:19706";
 const IDP_PORT: u16 = 19710;
 
 /// Starts the test bed once per test binary. `false` (after a loud message) only when the
-/// machine lacks what it needs (node or java); any other failure fails the test.
+/// machine lacks what it needs (node, java, or javac for the extension-checking validator); any
+/// other failure fails the test.
 fn test_bed() -> bool {
     static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
     let started = STARTED.get_or_init(|| {
@@ -43,7 +44,7 @@ fn test_bed() -> bool {
     match started {
         Ok(()) => true,
         Err(e) => {
-            let missing: Vec<&str> = ["node", "java"]
+            let missing: Vec<&str> = ["node", "java", "javac"]
                 .into_iter()
                 .filter(|t| {
                     !Command::new("sh").args(["-c", &format!("command -v {t}")]).status().is_ok_and(|s| s.success())
