@@ -107,9 +107,11 @@ where
             live.close(&mut tx, &mut rx, close_frame.take()).await;
             return;
         }
-        let now = std::time::Instant::now();
         let throttled_until = match rate.as_mut() {
-            Some(r) if reading => Some(r.next_allowed(now)).filter(|t| *t > now),
+            Some(r) if reading => {
+                let now = std::time::Instant::now();
+                Some(r.next_allowed(now)).filter(|t| *t > now)
+            }
             _ => None,
         };
         let may_read = reading
