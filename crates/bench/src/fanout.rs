@@ -92,7 +92,8 @@ async fn open_lean(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<Ws>> {
             })
             .collect();
         for c in conns {
-            let (ws, _) = c.await.map_err(|e| e.to_string())?.map_err(|e| format!("socket {}: {e}", socks.len() + 1))?;
+            let (ws, _) =
+                c.await.map_err(|e| e.to_string())?.map_err(|e| format!("socket {}: {e}", socks.len() + 1))?;
             socks.push(ws);
         }
     }
@@ -207,7 +208,10 @@ async fn latency(target: &Target, sockets: usize, secs: u64, per_s: u64) -> Outc
     // (a few hundred ms at 100 a second) would count that wait as the proxy's latency.
     let p = latency_producer();
     let warm = p.send_result(FutureRecord::<(), str>::to(&topic).payload("warm-up")).map_err(|(e, _)| e.to_string())?;
-    within(ANSWER_WAIT, "the warm-up record", warm).await?.map_err(|_| "dropped".to_owned())?.map_err(|(e, _)| e.to_string())?;
+    within(ANSWER_WAIT, "the warm-up record", warm)
+        .await?
+        .map_err(|_| "dropped".to_owned())?
+        .map_err(|(e, _)| e.to_string())?;
     let proxy = Proxy::start(target, &[]).await?;
     let socks = open_lean(&proxy, &topic, sockets).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
