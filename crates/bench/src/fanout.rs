@@ -6,11 +6,14 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use rdkafka::producer::FutureRecord;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Map, Value};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::*;
+use crate::profile;
 use crate::scenarios::IdleCost;
 use crate::sockets::*;
 use crate::stats::quantile;
@@ -21,21 +24,33 @@ pub struct FanOut {
     pub idle: Outcome<IdleCost>,
     /// (sockets, records each, proxy CPU µs per delivered record)
     pub cpu: Vec<(usize, usize, Outcome<f64>)>,
-    /// (sockets, produce-to-socket latencies of every delivery)
-    pub latency: (usize, Outcome<Vec<Duration>>),
+    /// (sockets, produce-to-socket latency) at 1 socket, a tenth of the largest count and the
+    /// largest: the fixed part (Kafka, the shared consumer) against the part per socket.
+    pub latency: Vec<(usize, Outcome<Latency>)>,
 }
 
-pub async fn measure(target: &Target, s: Sizes) -> FanOut {
-    eprintln!("   idle fan-out sockets ({})", s.fanout_idle);
-    let idle = idle(target, s.fanout_idle).await;
-    let mut cpu = Vec::new();
-    for (sockets, records) in s.fanout_cpu {
-        eprintln!("   CPU per delivered record, {sockets} sockets");
-        cpu.push((sockets, records, cpu_per_record(target, sockets, records).await));
+/// Every figure, or (`latency_only`, `--only fanout-latency`) only the latency rows.
+pub async fn measure(target: &Target, s: Sizes, latency_only: bool) -> FanOut {
+    let (idle, mut cpu) = (Err("not measured (--only fanout-latency)".to_owned()), Vec::new());
+    let idle = if latency_only {
+        idle
+    } else {
+        eprintln!("   idle fan-out sockets ({})", s.fanout_idle);
+        let idle = self::idle(target, s.fanout_idle).await;
+        for (sockets, records) in s.fanout_cpu {
+            eprintln!("   CPU per delivered record, {sockets} sockets");
+            cpu.push((sockets, records, cpu_per_record(target, sockets, records).await));
+        }
+        idle
+    };
+    let (most, secs) = s.fanout_latency;
+    let mut counts = vec![1, most / 10, most];
+    counts.dedup();
+    let mut latency = Vec::new();
+    for sockets in counts.into_iter().filter(|n| *n > 0) {
+        eprintln!("   latency, {sockets} sockets");
+        latency.push((sockets, self::latency(target, sockets, secs, 100).await));
     }
-    let (sockets, secs) = s.fanout_latency;
-    eprintln!("   latency, {sockets} sockets");
-    let latency = (sockets, latency(target, sockets, secs, 100).await);
     FanOut { idle, cpu, latency }
 }
 
@@ -55,6 +70,31 @@ async fn open(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<Ws>> {
             .collect();
         for c in conns {
             socks.push(c.await.map_err(|e| e.to_string())?.map_err(|e| format!("socket {}: {e}", socks.len() + 1))?);
+        }
+    }
+    Ok(socks)
+}
+
+/// [`open`] with a 4 KiB read buffer per client (tungstenite's default, 128 KiB, is zeroed
+/// anew before every read: for 300-byte frames that was most of the bench readers' CPU, which
+/// shares the 2 cores with the proxy).
+async fn open_lean(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<Ws>> {
+    let mut socks = Vec::with_capacity(n);
+    for start in (0..n).step_by(200) {
+        let conns: Vec<_> = (start..(start + 200).min(n))
+            .map(|i| {
+                let url = url(proxy, topic, i);
+                let config = WebSocketConfig::default().read_buffer_size(4096);
+                tokio::spawn(async move {
+                    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+                    within(Duration::from_secs(30), "connect", connect).await?.map_err(|e| format!("connect: {e}"))
+                })
+            })
+            .collect();
+        for c in conns {
+            let (ws, _) =
+                c.await.map_err(|e| e.to_string())?.map_err(|e| format!("socket {}: {e}", socks.len() + 1))?;
+            socks.push(ws);
         }
     }
     Ok(socks)
@@ -108,40 +148,78 @@ fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
+/// The latency phase's producer: the bench's direct producer without `linger.ms` (5 ms there,
+/// to batch bulk loads; here each record would wait 5 ms in the producer before Kafka saw it).
+fn latency_producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", BOOTSTRAP)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer")
+}
+
+/// One latency row: the produce-to-socket latency of every delivery, and the CPU it cost.
+pub struct Latency {
+    pub samples: Vec<Duration>,
+    /// Proxy CPU (user + system) per delivery, records coming one at a time.
+    pub proxy_cpu_us: f64,
+    /// The bench's own CPU per delivery (its readers and producer share the cores).
+    pub bench_cpu_us: f64,
+}
+
+/// Reads `n` records from one socket; each sample is its receipt time minus the send time
+/// that opens the record's value. One deadline for the whole read (a timer per frame would
+/// cost the bench, which shares the 2 cores with the proxy, more than the read itself).
+async fn read_latencies(mut ws: Ws, n: usize, deadline: tokio::time::Instant) -> Outcome<Vec<Duration>> {
+    let mut lat = Vec::with_capacity(n);
+    let give_up = tokio::time::sleep_until(deadline);
+    tokio::pin!(give_up);
+    while lat.len() < n {
+        let msg = tokio::select! {
+            biased;
+            msg = ws.next() => msg,
+            () = &mut give_up => return Err(format!("after {} records: no record before the deadline", lat.len())),
+        };
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let received = now_us();
+                // The send time opens the value; no full parse (the client shares the cores).
+                const VALUE: &str = "\"value\":{\"value\":\"";
+                let at = t.rfind(VALUE).ok_or_else(|| format!("no value in {t}"))? + VALUE.len();
+                let sent: u64 = t.get(at..at + 20).unwrap_or_default().parse().map_err(|e| format!("{e}: {t}"))?;
+                lat.push(Duration::from_micros(received.saturating_sub(sent)));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => return Err(format!("after {} records: {other:?}", lat.len())),
+        }
+    }
+    Ok(lat)
+}
+
 /// Produce-to-socket latency: `per_s` records a second for `secs` seconds, each carrying its
 /// send time, to `sockets` sockets; one sample per delivery.
-async fn latency(target: &Target, sockets: usize, secs: u64, per_s: u64) -> Outcome<Vec<Duration>> {
+async fn latency(target: &Target, sockets: usize, secs: u64, per_s: u64) -> Outcome<Latency> {
     let topic = unique("fanlat");
     create_topic(&topic, 4).await?;
+    // Warmed up before the sockets open (so its record is before their live end): a cold
+    // producer first fetches metadata and a producer id, and the records queued meanwhile
+    // (a few hundred ms at 100 a second) would count that wait as the proxy's latency.
+    let p = latency_producer();
+    let warm = p.send_result(FutureRecord::<(), str>::to(&topic).payload("warm-up")).map_err(|(e, _)| e.to_string())?;
+    within(ANSWER_WAIT, "the warm-up record", warm)
+        .await?
+        .map_err(|_| "dropped".to_owned())?
+        .map_err(|(e, _)| e.to_string())?;
     let proxy = Proxy::start(target, &[]).await?;
-    let socks = open(&proxy, &topic, sockets).await?;
+    let socks = open_lean(&proxy, &topic, sockets).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let n = (secs * per_s) as usize;
-    let readers: Vec<_> = socks
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(n);
-                while lat.len() < n {
-                    match within(ANSWER_WAIT, "a fan-out record", ws.next()).await? {
-                        Some(Ok(Message::Text(t))) => {
-                            let received = now_us();
-                            // The send time opens the value; no full parse (the client shares the cores).
-                            const VALUE: &str = "\"value\":{\"value\":\"";
-                            let at = t.rfind(VALUE).ok_or_else(|| format!("no value in {t}"))? + VALUE.len();
-                            let sent: u64 =
-                                t.get(at..at + 20).unwrap_or_default().parse().map_err(|e| format!("{e}: {t}"))?;
-                            lat.push(Duration::from_micros(received.saturating_sub(sent)));
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                        other => return Err(format!("after {} records: {other:?}", lat.len())),
-                    }
-                }
-                Ok::<_, String>(lat)
-            })
-        })
-        .collect();
-    let p = direct_producer();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs * 3 + 60);
+    let readers: Vec<_> = socks.into_iter().map(|ws| tokio::spawn(read_latencies(ws, n, deadline))).collect();
+    let recording = profile::attach(&proxy, &format!("fanout-latency-{sockets}")).await;
+    let (proxy0, bench0) = (proxy.cpu_us(), cpu_us(&std::process::id().to_string()));
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_s));
     let until = Instant::now() + Duration::from_secs(secs * 3 + 30);
     let mut acks = Vec::with_capacity(n);
@@ -159,12 +237,16 @@ async fn latency(target: &Target, sockets: usize, secs: u64, per_s: u64) -> Outc
             .map_err(|_| "dropped".to_owned())?
             .map_err(|(e, _)| e.to_string())?;
     }
-    let mut all = Vec::with_capacity(n * sockets);
+    let mut samples = Vec::with_capacity(n * sockets);
     for r in readers {
-        all.extend(r.await.map_err(|e| e.to_string())??);
+        samples.extend(r.await.map_err(|e| e.to_string())??);
     }
-    all.sort();
-    Ok(all)
+    let deliveries = (n * sockets) as f64;
+    let proxy_cpu_us = (proxy.cpu_us() - proxy0) / deliveries;
+    let bench_cpu_us = (cpu_us(&std::process::id().to_string()) - bench0) / deliveries;
+    profile::detach(recording).await;
+    samples.sort();
+    Ok(Latency { samples, proxy_cpu_us, bench_cpu_us })
 }
 
 impl FanOut {
@@ -198,19 +280,22 @@ impl FanOut {
                 }
             }
         }
-        let (sockets, r) = &self.latency;
-        match r {
-            Ok(v) => {
-                let _ = writeln!(
-                    md,
-                    "| produce-to-socket latency, {sockets} sockets, 100 records/s | p50 {:.1} ms, p99 {:.1} ms ({} samples) |",
-                    quantile(v, 0.5).as_secs_f64() * 1000.0,
-                    quantile(v, 0.99).as_secs_f64() * 1000.0,
-                    v.len()
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(md, "| produce-to-socket latency, {sockets} sockets | failed: {e} |");
+        for (sockets, r) in &self.latency {
+            match r {
+                Ok(l) => {
+                    let _ = writeln!(
+                        md,
+                        "| produce-to-socket latency, {sockets} sockets, 100 records/s | p50 {:.1} ms, p99 {:.1} ms ({} samples; CPU per delivery: proxy {:.2} µs, bench {:.2} µs) |",
+                        quantile(&l.samples, 0.5).as_secs_f64() * 1000.0,
+                        quantile(&l.samples, 0.99).as_secs_f64() * 1000.0,
+                        l.samples.len(),
+                        l.proxy_cpu_us,
+                        l.bench_cpu_us,
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(md, "| produce-to-socket latency, {sockets} sockets | failed: {e} |");
+                }
             }
         }
         md.push('\n');
@@ -226,11 +311,24 @@ impl FanOut {
         for (sockets, _, r) in &self.cpu {
             m.insert(format!("fanout_cpu_us_per_record_{sockets}"), num(*r.as_ref().unwrap_or(&f64::NAN)));
         }
-        let (p50, p99) = match &self.latency.1 {
-            Ok(v) => (quantile(v, 0.5).as_secs_f64() * 1000.0, quantile(v, 0.99).as_secs_f64() * 1000.0),
-            Err(_) => (f64::NAN, f64::NAN),
-        };
-        m.insert("fanout_latency_p50_ms".to_owned(), num(p50));
-        m.insert("fanout_latency_p99_ms".to_owned(), num(p99));
+        // The largest socket count also under the unsuffixed names (issue 18's target).
+        let largest = self.latency.iter().map(|(n, _)| *n).max();
+        for (sockets, r) in &self.latency {
+            let (p50, p99, cpu) = match r {
+                Ok(l) => (
+                    quantile(&l.samples, 0.5).as_secs_f64() * 1000.0,
+                    quantile(&l.samples, 0.99).as_secs_f64() * 1000.0,
+                    l.proxy_cpu_us,
+                ),
+                Err(_) => (f64::NAN, f64::NAN, f64::NAN),
+            };
+            m.insert(format!("fanout_latency_p50_ms_{sockets}"), num(p50));
+            m.insert(format!("fanout_latency_p99_ms_{sockets}"), num(p99));
+            m.insert(format!("fanout_latency_cpu_us_per_delivery_{sockets}"), num(cpu));
+            if Some(*sockets) == largest {
+                m.insert("fanout_latency_p50_ms".to_owned(), num(p50));
+                m.insert("fanout_latency_p99_ms".to_owned(), num(p99));
+            }
+        }
     }
 }

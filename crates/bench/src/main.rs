@@ -43,7 +43,7 @@ struct Cli {
     #[arg(long)]
     scala_run: Option<PathBuf>,
     /// Run only this scenario and print its figures (for profiling): produce, produce-1k,
-    /// produce-array, produce-parallel, consume or fanout (with --quick: small).
+    /// produce-array, produce-parallel, consume, fanout or fanout-latency (with --quick: small).
     #[arg(long)]
     only: Option<String>,
     /// Records for --only.
@@ -202,8 +202,9 @@ async fn main() {
                 throughput::produce(spec("produce parallel", 100, n, s.parallel_sockets, 1), &variants(false), s).await
             }
             "consume" => throughput::consume(&targets, s).await,
-            "fanout" => {
-                let f = fanout::measure(&ours, if cli.quick { Sizes::quick() } else { Sizes::full() }).await;
+            "fanout" | "fanout-latency" => {
+                let sizes = if cli.quick { Sizes::quick() } else { Sizes::full() };
+                let f = fanout::measure(&ours, sizes, only == "fanout-latency").await;
                 let mut md = String::new();
                 f.markdown(&mut md);
                 println!("{md}");
@@ -213,7 +214,7 @@ async fn main() {
                 return;
             }
             other => {
-                panic!("--only {other}: use produce, produce-1k, produce-array, produce-parallel, consume or fanout")
+                panic!("--only {other}: use produce, produce-1k, produce-array, produce-parallel, consume, fanout or fanout-latency")
             }
         };
         for r in &table.rows {
@@ -277,7 +278,7 @@ async fn main() {
         churn.push((name, scenarios::churn(t, s.churn_secs).await));
     }
     step("fan-out sockets");
-    let fanout = fanout::measure(&ours, s).await;
+    let fanout = fanout::measure(&ours, s, false).await;
     eprintln!("measured in {:.0} s", t0.elapsed().as_secs_f64());
 
     let report_path = cli.out.join("report.md");

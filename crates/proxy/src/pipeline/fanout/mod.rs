@@ -5,7 +5,8 @@
 //! - [`hub`] — the shared consumers ([`Hubs`], one [`hub::Hub`] per topic and credentials),
 //!   their reader tasks, and each socket's [`Subscription`];
 //! - [`log`] — the bounded broadcast log a hub appends to and its sockets read (pure);
-//! - [`socket`] — one socket's loop on the skeleton ([`crate::pipeline::liveness`]).
+//! - [`socket`] — one socket's loop on the skeleton ([`crate::pipeline::liveness`]);
+//! - [`woken`] — its read half, polled only when the client sent something.
 //!
 //! Data flows one way: Kafka → reader (render once) → log → each socket at its own pace. The
 //! reader never waits for a socket; a socket too far behind is closed (1013) or skips ahead
@@ -14,6 +15,7 @@
 pub mod hub;
 pub mod log;
 pub mod socket;
+pub mod woken;
 
 pub use hub::{FanOutSlot, HubKey, Hubs, Subscription};
 pub use socket::{run, FanOutSettings};

@@ -20,6 +20,7 @@ use wsproxy_protocol::{ErrorCode, FrameError, SocketCodec};
 
 use super::hub::{Entry, Stop, Subscription};
 use super::log::{Behind, Slot};
+use super::woken::PollWhenWoken;
 use crate::pipeline::close::{self, StopReason};
 use crate::pipeline::liveness::{frame_ref, message, Interrupted, Liveness, Tick};
 use crate::pipeline::rate_limit::RateLimit;
@@ -50,7 +51,9 @@ pub async fn run<S>(socket: S, mut sub: Subscription, settings: FanOutSettings, 
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
-    let (mut tx, mut rx) = socket.split();
+    let (mut tx, rx) = socket.split();
+    // Polled only when the client sent something: the loop wakes once per record for writes.
+    let mut rx = PollWhenWoken::new(rx);
     let topic = sub.topic().to_owned();
     let mut stats = SocketMetrics::open(Direction::Out, &topic, settings.identity.clone());
     let delivered = metrics::fanout_records_delivered();
@@ -59,6 +62,9 @@ where
     let per_wakeup = if batched { settings.batch_size } else { MAX_FRAMES_PER_FLUSH };
     let mut limit = RateLimit::new(settings.rate, settings.batch_size.max(1), std::time::Instant::now());
     let mut slots: Vec<Arc<Slot<Entry>>> = Vec::new();
+    // One wait for the stop for the socket's life (not one per wakeup).
+    let stopped = live.stopped();
+    tokio::pin!(stopped);
     let close_frame = loop {
         let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
         let throttled = wait.is_some_and(|w| w > Instant::now());
@@ -66,7 +72,7 @@ where
         slots.clear();
         tokio::select! {
             biased;
-            frame = live.stopped() => break Some(frame),
+            frame = &mut stopped => break Some(frame),
             msg = rx.next() => { live.heard(); match msg {
                 None | Some(Ok(Message::Close(_))) => break None,
                 Some(Err(e)) => break close::for_read_error(e),
