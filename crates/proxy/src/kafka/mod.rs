@@ -18,6 +18,7 @@ pub mod client;
 pub mod closer;
 pub mod config_log;
 pub mod consumer;
+mod record;
 pub mod credentials;
 pub mod fanout;
 pub mod headers;
