@@ -37,8 +37,7 @@ pub struct FanOutParams {
 }
 
 /// Parameters a fan-out socket refuses, in the order they are checked.
-const GROUP_ONLY: [&str; 6] =
-    ["groupId", "offsetResetStrategy", "offset", "fromTimestamp", "resumable", "resumeToken"];
+const GROUP_ONLY: [&str; 6] = ["groupId", "offsetResetStrategy", "offset", "fromTimestamp", "resumable", "resumeToken"];
 
 /// `Ok(None)` unless the query asks for `fanOut=true`; then its validated parameters, or the
 /// first problem (in declaration order, as for grouped sockets).

@@ -169,10 +169,10 @@ pub async fn consume(
     let auth = auth.map(|Extension(a)| a);
     let ready = std::future::ready(());
     let open = consume::open_consumer(&state, remote, &p, &headers, auth.as_ref(), "WebSocket consumer", ready).await?;
-    let (stop, token) = (state.shutdown.child_token(), state.sockets.token());
+    let token = state.sockets.token();
     let watch = revalidation(&state, auth);
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        consume::serve(socket, open, stop, watch).await;
+        consume::serve(socket, open, watch).await;
         drop(token);
     }))
 }

@@ -69,8 +69,8 @@ pub async fn consume(
         }
     };
     let open = open_consumer(&state, remote, &p, &headers, auth.as_ref(), "event stream consumer", prepare).await?;
-    let OpenConsumer { consumer, settings, session, slot, .. } = open;
-    let (stop, token) = (state.shutdown.child_token(), state.sockets.token());
+    let OpenConsumer { consumer, settings, session, slot, stop, .. } = open;
+    let token = state.sockets.token();
     let watch = sockets::revalidation(&state, auth);
     let (pongs, inbound) = mpsc::unbounded();
     let (outbound, frames) = mpsc::channel(EVENTS_BUFFERED);

@@ -18,13 +18,13 @@ pub mod client;
 pub mod closer;
 pub mod config_log;
 pub mod consumer;
-mod record;
 pub mod credentials;
 pub mod fanout;
 pub mod headers;
 pub mod oauth;
 pub(crate) mod oauth_admin;
 pub mod producer;
+mod record;
 pub mod start_offsets;
 pub mod state_log;
 #[cfg(test)]

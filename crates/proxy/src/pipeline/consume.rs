@@ -47,7 +47,7 @@ use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::credit::Credit;
 use crate::pipeline::liveness::{frame_ref, message, Interrupted, Liveness, Tick};
 use crate::pipeline::rate_limit::RateLimit;
-use crate::pipeline::resume::{Parked, Resume};
+use crate::pipeline::resume::Resume;
 use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
@@ -327,26 +327,29 @@ pub async fn run<S>(
     // The connection ends now, not after the consumer's close below.
     drop((tx, rx));
     match resume {
-        Some(r) if dropped => park(consumer, progress, r),
-        Some(Resume { session: Some(mut session), .. }) => {
+        Some(mut r) if dropped || r.taken_over() => park(consumer, progress, &mut r),
+        Some(mut r) => {
             // A reconnect of the same client waits for the slot instead of being refused.
-            session.closing();
+            let session = r.session.take().map(|mut s| {
+                s.closing();
+                s
+            });
             consumer.close(progress).await;
             drop(session);
         }
-        _ => consumer.close(progress).await,
+        None => consumer.close(progress).await,
     }
 }
 
 /// Parks the consumer of a resumable socket whose client dropped: what the client got
 /// (auto) or committed (manual) is committed first, for the partitions still owned, so that a
 /// resume (which reads from the committed offsets) does not send it again.
-fn park(consumer: SocketConsumer, mut progress: HashMap<TopicPartition, i64>, r: Resume) {
+fn park(consumer: SocketConsumer, mut progress: HashMap<TopicPartition, i64>, r: &mut Resume) {
     let lost: HashSet<TopicPartition> = consumer.take_lost().into_iter().collect();
     let owned = consumer.assigned();
     progress.retain(|p, _| owned.contains(p) && !lost.contains(p));
     commit_offsets(&consumer, &progress.into_iter().collect::<Vec<_>>());
-    r.parking.park(r.token, r.binding, Parked { consumer, session: r.session });
+    r.parking.clone().park(r, consumer);
 }
 
 /// Renders one polled result into `items`; `Err` is a failure that ends the socket.

@@ -15,9 +15,15 @@
 //!   oldest is closed. A consumer not resumed within the window is closed (it leaves its group,
 //!   its slot is freed); so is every parked one when the server shuts down.
 //!
+//! - A reconnect may come before this node noticed that the old connection is gone (a phone
+//!   that switched networks: its old TCP connection dies silently). A token whose socket is
+//!   still open here is taken over: that socket is stopped and parks its consumer, which the
+//!   reconnect then takes.
+//!
 //! [`Ledger`] holds the pure rules (binding, single use, expiry, the cap); [`Parking`] runs them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -159,7 +165,37 @@ pub struct Resume {
     pub session: Option<SessionGuard>,
     /// Whether the consumer was parked before (it is rewound to its committed offsets).
     pub resumed: bool,
+    /// Set when a reconnect with this socket's token stopped it: it parks as if dropped.
+    taken_over: Arc<AtomicBool>,
 }
+
+impl Resume {
+    /// Whether a reconnect took this socket's session over while it was open.
+    pub fn taken_over(&self) -> bool {
+        self.taken_over.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // The socket is over (parked or closed): its token no longer names an open socket.
+        let mut state = self.parking.state();
+        if state.live.get(&self.token).is_some_and(|l| Arc::ptr_eq(&l.taken_over, &self.taken_over)) {
+            state.live.remove(&self.token);
+        }
+    }
+}
+
+/// A token whose socket is still open on this node.
+struct Live {
+    binding: Binding,
+    /// The socket's stop.
+    stop: CancellationToken,
+    taken_over: Arc<AtomicBool>,
+}
+
+/// How long a reconnect waits for the open socket it takes over to park its consumer.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
 
 /// The node's parked sessions.
 #[derive(Clone)]
@@ -169,17 +205,42 @@ pub struct Parking {
 
 struct Inner {
     window: Duration,
-    ledger: Mutex<Ledger<oneshot::Sender<Command>>>,
+    state: Mutex<State>,
     random: SystemRandom,
     shutdown: CancellationToken,
     /// The server's socket tasks: shutdown waits for the parked consumers' close too.
     tracker: TaskTracker,
 }
 
+/// How a parked session's task is told what to do.
+type Handle = oneshot::Sender<Command>;
+
+/// The parked sessions, and the tokens of the resumable sockets open on this node.
+struct State {
+    ledger: Ledger<Handle>,
+    live: HashMap<String, Live>,
+}
+
 impl Parking {
     pub fn new(window: Duration, max_parked: usize, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
-        let ledger = Mutex::new(Ledger::new(max_parked));
-        Parking { inner: Arc::new(Inner { window, ledger, random: SystemRandom::new(), shutdown, tracker }) }
+        let state = Mutex::new(State { ledger: Ledger::new(max_parked), live: HashMap::new() });
+        Parking { inner: Arc::new(Inner { window, state, random: SystemRandom::new(), shutdown, tracker }) }
+    }
+
+    /// A resumable socket about to open: a new token, bound to `binding`, that a reconnect can
+    /// take over while the socket is open (`stop` stops it).
+    pub fn open(
+        &self,
+        binding: Binding,
+        session: Option<SessionGuard>,
+        resumed: bool,
+        stop: CancellationToken,
+    ) -> Resume {
+        let token = self.issue();
+        let taken_over = Arc::new(AtomicBool::new(false));
+        let live = Live { binding: binding.clone(), stop, taken_over: taken_over.clone() };
+        self.state().live.insert(token.clone(), live);
+        Resume { parking: self.clone(), token, binding, session, resumed, taken_over }
     }
 
     /// How long a dropped socket's consumer stays parked.
@@ -188,7 +249,7 @@ impl Parking {
     }
 
     /// A new token: 256 bits from the system's CSPRNG, in hex.
-    pub fn issue(&self) -> String {
+    fn issue(&self) -> String {
         let mut bytes = [0u8; 32];
         self.inner.random.fill(&mut bytes).expect("the system's random source never fails");
         bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -200,20 +261,33 @@ impl Parking {
         serde_json::json!({"session": {"resumeToken": token, "resumeWindowMs": window_ms}}).to_string()
     }
 
-    /// Re-attaches a reconnect to the session parked under `token`.
+    /// Re-attaches a reconnect to the session parked under `token`; a session whose socket
+    /// is still open here is taken over (the socket is stopped and parks it first).
     pub async fn take(&self, token: &str, binding: &Binding) -> Result<Parked, Refusal> {
-        let handle = self.ledger().take(token, binding, Instant::now())?;
+        let deadline = Instant::now() + TAKEOVER_WAIT;
+        let handle = loop {
+            if let Some(taken) = self.take_or_stop(token, binding, Instant::now() < deadline) {
+                break taken?;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let (reply, parked) = oneshot::channel();
         handle.send(Command::Resume(reply)).map_err(|_| Refusal::Unknown)?;
         parked.await.map_err(|_| Refusal::Unknown)
     }
 
-    /// Parks a dropped socket's consumer under `token`, closing the oldest parked session
-    /// beyond the cap.
-    pub fn park(&self, token: String, binding: Binding, parked: Parked) {
+    /// Parks a dropped socket's consumer under its token (with its session slot), closing
+    /// the oldest parked session beyond the cap.
+    pub fn park(&self, resume: &mut Resume, consumer: SocketConsumer) {
+        let parked = Parked { consumer, session: resume.session.take() };
+        let token = resume.token.clone();
         let (handle, commands) = oneshot::channel();
         let deadline = Instant::now() + self.inner.window;
-        let (seq, evicted) = self.ledger().insert(token.clone(), binding, deadline, handle);
+        let (seq, evicted) = {
+            let mut state = self.state();
+            state.live.remove(&token);
+            state.ledger.insert(token.clone(), resume.binding.clone(), deadline, handle)
+        };
         for oldest in evicted {
             let _ = oldest.send(Command::Close("cap"));
         }
@@ -238,8 +312,28 @@ impl Parking {
         });
     }
 
-    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger<oneshot::Sender<Command>>> {
-        self.inner.ledger.lock().expect("the parking ledger is never poisoned")
+    /// Takes the parked session of `token`, or (`None`) stops the open socket that holds it,
+    /// when `may_wait`, so that it parks.
+    fn take_or_stop(&self, token: &str, binding: &Binding, may_wait: bool) -> Option<Result<Handle, Refusal>> {
+        let mut state = self.state();
+        match state.ledger.take(token, binding, Instant::now()) {
+            Err(Refusal::Unknown) if may_wait => {}
+            taken => return Some(taken),
+        }
+        match state.live.get(token) {
+            Some(live) if live.binding != *binding => Some(Err(Refusal::NotYours)),
+            Some(live) => {
+                live.taken_over.store(true, Ordering::Release);
+                live.stop.cancel();
+                None
+            }
+            // Gone meanwhile (closed, or taken by another reconnect).
+            None => Some(Err(Refusal::Unknown)),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().expect("the parking state is never poisoned")
     }
 }
 
@@ -275,7 +369,7 @@ async fn serve(
             },
         }
     };
-    let own = inner.ledger.lock().expect("the parking ledger is never poisoned").remove(token, seq);
+    let own = inner.state.lock().expect("the parking state is never poisoned").ledger.remove(token, seq);
     match own {
         Some(_) => Command::Close(reason),
         // A reconnect or the cap took it first: its command is on its way.

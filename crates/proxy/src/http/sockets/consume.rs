@@ -11,6 +11,7 @@ use std::future::Future;
 
 use axum::extract::ws::WebSocket;
 use axum::http::HeaderMap;
+use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::params::ConsumerParams;
 use wsproxy_protocol::SocketCodec;
 
@@ -39,6 +40,8 @@ pub(crate) struct OpenConsumer {
     pub(crate) slot: Slot,
     /// A resumable socket's token and binding (and its session slot).
     pub(crate) resume: Option<Resume>,
+    /// The socket's stop (server shutdown, a revoked token, a reconnect that takes it over).
+    pub(crate) stop: CancellationToken,
 }
 
 /// Every check a grouped consume socket (or event stream, `what` says which in error texts)
@@ -58,18 +61,13 @@ pub(crate) async fn open_consumer(
     let creds = socket_credentials(state, headers, auth)?;
     let settings = consume_settings(state, p, remote);
     let binding = p.resumable.then(|| binding(state, p, auth, creds.clone()));
+    let stop = state.shutdown.child_token();
     if let (Some(token), Some(binding)) = (&p.resume_token, &binding) {
         let parking = &state.parking;
-        let parked =
-            parking.take(token, binding).await.map_err(|r| ApiError::BadRequest(r.text(parking.window())))?;
-        let resume = Resume {
-            parking: parking.clone(),
-            token: parking.issue(),
-            binding: binding.clone(),
-            session: parked.session,
-            resumed: true,
-        };
-        return Ok(OpenConsumer { consumer: parked.consumer, settings, session: None, slot, resume: Some(resume) });
+        let parked = parking.take(token, binding).await.map_err(|r| ApiError::BadRequest(r.text(parking.window())))?;
+        let resume = parking.open(binding.clone(), parked.session, true, stop.clone());
+        let consumer = parked.consumer;
+        return Ok(OpenConsumer { consumer, settings, session: None, slot, resume: Some(resume), stop });
     }
     let partitions = partitions_read(state, &p.topics).await?;
     // At most one socket per partition (of all its topics): more would sit idle in the group.
@@ -91,14 +89,10 @@ pub(crate) async fn open_consumer(
         }
     })?;
     let (session, resume) = match binding {
-        Some(binding) => {
-            let parking = state.parking.clone();
-            let token = parking.issue();
-            (None, Some(Resume { parking, token, binding, session: Some(session), resumed: false }))
-        }
+        Some(binding) => (None, Some(state.parking.open(binding, Some(session), false, stop.clone()))),
         None => (Some(session), None),
     };
-    Ok(OpenConsumer { consumer, settings, session, slot, resume })
+    Ok(OpenConsumer { consumer, settings, session, slot, resume, stop })
 }
 
 /// Who may resume a session: the client's identity (the Basic user, the bearer token's
@@ -151,16 +145,10 @@ fn consume_settings(state: &AppState, p: &ConsumerParams, remote: std::net::Sock
 }
 
 /// Hands an upgraded `/socket/out` socket to its loop.
-pub(super) async fn serve(
-    socket: WebSocket,
-    open: OpenConsumer,
-    stop: tokio_util::sync::CancellationToken,
-    watch: Option<super::Watch>,
-) {
-    let OpenConsumer { consumer, settings, session, slot, resume } = open;
+pub(super) async fn serve(socket: WebSocket, open: OpenConsumer, watch: Option<super::Watch>) {
+    let OpenConsumer { consumer, settings, session, slot, resume, stop } = open;
     let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
     let socket = Watched { socket, session, slot: Some(slot) };
     consume::run(socket, consumer, settings, stop, resume).await;
     watcher.inspect(tokio::task::JoinHandle::abort);
 }
-
