@@ -163,7 +163,7 @@ async fn a_client_cut_off_every_1000_records_resumes_without_a_rebalance_and_get
     let mut got: BTreeSet<i64> = BTreeSet::new();
     let (mut received, mut since_cut, mut cuts, mut repeated) = (0usize, 0usize, 0usize, 0usize);
     let mut committed_next = 0i64;
-    let mut resume_ms = Vec::new();
+    let (mut resume_ms, mut attach_ms) = (Vec::new(), Vec::new());
     // The first record after a resume, read to time the resume.
     let mut pending: Option<Value> = None;
     while got.len() < 10_000 {
@@ -196,6 +196,7 @@ async fn a_client_cut_off_every_1000_records_resumes_without_a_rebalance_and_get
             let started = Instant::now();
             a = connect(&format!("{url_a}&resumeToken={token}")).await;
             token = session_token(&mut a).await;
+            attach_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             let first = recv_json(&mut a).await;
             resume_ms.push(started.elapsed().as_secs_f64() * 1000.0);
             // What was sent and not committed comes again: nothing after the last commit is skipped.
@@ -229,12 +230,14 @@ async fn a_client_cut_off_every_1000_records_resumes_without_a_rebalance_and_get
     let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
     assert_eq!(committed[a_partition.to_string()], json!(10_000), "A's last commit landed: {committed}");
     assert_eq!(metric(&proxy, "wsproxy_consumer_sessions_resumed_total").await, (cuts + 1) as f64);
-    resume_ms.sort_by(f64::total_cmp);
+    let spread = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!("min {:.0} ms, median {:.0} ms, max {:.0} ms", v[0], v[v.len() / 2], v[v.len() - 1])
+    };
     eprintln!(
-        "resume: {received} records received for 10000 ({repeated} sent again) over {cuts} cuts; reconnect to first record: min {:.0} ms, median {:.0} ms, max {:.0} ms",
-        resume_ms[0],
-        resume_ms[resume_ms.len() / 2],
-        resume_ms[resume_ms.len() - 1]
+        "resume: {received} records received for 10000 ({repeated} sent again) over {cuts} cuts; reconnect to session frame: {}; to first record: {}",
+        spread(attach_ms),
+        spread(resume_ms)
     );
 }
 
