@@ -340,3 +340,36 @@ async fn beyond_the_cap_the_oldest_parked_session_is_closed() {
     session_token(&mut ws).await;
     hang_up(ws).await;
 }
+
+#[tokio::test]
+async fn a_pull_socket_gets_its_session_frame_before_any_credit_and_keeps_pulling_after_a_resume() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("resume-pull");
+    create_topic(&topic, 1).await;
+    fill(&topic, 1, 20).await;
+    let url = proxy.url(&format!(
+        "/socket/out?clientId=c&groupId={}&topic={topic}&pull=true&resumable=true&autoCommit=false",
+        unique("g")
+    ));
+    let mut ws = connect(&url).await;
+    let token = session_token(&mut ws).await;
+    assert_eq!(maybe_json(&mut ws, Duration::from_secs(3)).await, None, "no record before credit");
+    send(&mut ws, json!({"request": 3}).to_string()).await;
+    for offset in 0..3 {
+        assert_eq!(recv_json(&mut ws).await["offset"], json!(offset));
+    }
+    let last = recv_json_none(&mut ws).await;
+    assert!(last, "exactly the credit");
+    reset(ws);
+    let mut ws = connect(&format!("{url}&resumeToken={token}")).await;
+    session_token(&mut ws).await;
+    assert_eq!(maybe_json(&mut ws, Duration::from_secs(2)).await, None, "a resumed pull socket starts without credit");
+    send(&mut ws, json!({"request": 1}).to_string()).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0), "nothing was committed: the records come again");
+    hang_up(ws).await;
+}
+
+/// Whether nothing more came within a second.
+async fn recv_json_none(ws: &mut Ws) -> bool {
+    maybe_json(ws, Duration::from_secs(1)).await.is_none()
+}
