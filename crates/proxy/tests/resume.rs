@@ -373,3 +373,26 @@ async fn a_pull_socket_gets_its_session_frame_before_any_credit_and_keeps_pullin
 async fn recv_json_none(ws: &mut Ws) -> bool {
     maybe_json(ws, Duration::from_secs(1)).await.is_none()
 }
+
+#[tokio::test]
+async fn a_reconnect_takes_over_a_socket_whose_connection_died_silently() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("resume-silent");
+    create_topic(&topic, 1).await;
+    fill(&topic, 1, 10).await;
+    let url = proxy
+        .url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&autoCommit=false", unique("g")));
+    let mut old = connect(&url).await;
+    let token = session_token(&mut old).await;
+    assert_eq!(recv_json(&mut old).await["offset"], json!(0));
+    // The old connection stays open but the client is gone (no reset, no close): the node
+    // cannot tell. The reconnect does not wait for the idle timeout.
+    let started = Instant::now();
+    let mut ws = connect(&format!("{url}&resumeToken={token}")).await;
+    session_token(&mut ws).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0), "nothing was committed: from the start again");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    eprintln!("take-over of a silently dead connection: {} ms to the first record", started.elapsed().as_millis());
+    hang_up(ws).await;
+    drop(old);
+}

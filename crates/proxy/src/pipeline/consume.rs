@@ -323,22 +323,24 @@ pub async fn run<S>(
     let frame = close_frame.unwrap_or(CloseFrame { code: 1000, reason: "".into() });
     stats.closing(frame.code);
     drop(stats);
+    // A dropped resumable socket parks its consumer before the close handshake, which waits
+    // for a client that may be gone (a reconnect that took the socket over waits for it).
+    let mut resume = resume;
+    if let Some(r) = resume.as_mut().filter(|r| dropped || r.taken_over()) {
+        park(consumer, progress, r);
+        live.close(&mut tx, &mut rx, Some(frame)).await;
+        return;
+    }
     live.close(&mut tx, &mut rx, Some(frame)).await;
     // The connection ends now, not after the consumer's close below.
     drop((tx, rx));
-    match resume {
-        Some(mut r) if dropped || r.taken_over() => park(consumer, progress, &mut r),
-        Some(mut r) => {
-            // A reconnect of the same client waits for the slot instead of being refused.
-            let session = r.session.take().map(|mut s| {
-                s.closing();
-                s
-            });
-            consumer.close(progress).await;
-            drop(session);
-        }
-        None => consumer.close(progress).await,
-    }
+    // A reconnect of the same client waits for the slot instead of being refused.
+    let session = resume.as_mut().and_then(|r| r.session.take()).map(|mut s| {
+        s.closing();
+        s
+    });
+    consumer.close(progress).await;
+    drop(session);
 }
 
 /// Parks the consumer of a resumable socket whose client dropped: what the client got
