@@ -7,10 +7,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::error::{ConsumerErrorFrame, ErrorBody, ErrorCode, FrameError};
-use crate::format::{FormatError, FormatType};
+use crate::format::{FormatError, FormatType, Rendered};
 
 /// The id of a consumed record: `<topic>-<partition>-<offset>-<timestamp>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,6 +23,24 @@ pub struct MessageId {
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}-{}-{}", self.topic, self.partition, self.offset, self.timestamp)
+    }
+}
+
+/// The id of a consumed record written straight from the record into a frame, without
+/// building a [`MessageId`] (the same text).
+#[derive(Debug, Clone, Copy)]
+pub struct MessageIdOf<'a>(pub KafkaRecordView<'a>);
+
+impl fmt::Display for MessageIdOf<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.0;
+        write!(f, "{}-{}-{}-{}", r.topic, r.partition, r.offset, r.timestamp)
+    }
+}
+
+impl Serialize for MessageIdOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -71,7 +88,7 @@ pub struct HeaderOut<'a> {
 /// `{"value", "format"}`.
 #[derive(Debug, Serialize)]
 pub struct FormattedOut<'a> {
-    pub value: Box<RawValue>,
+    pub value: Rendered<'a>,
     pub format: &'a str,
 }
 
@@ -79,7 +96,7 @@ pub struct FormattedOut<'a> {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerRecordOut<'a> {
-    pub ws_proxy_message_id: String,
+    pub ws_proxy_message_id: MessageIdOf<'a>,
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
@@ -157,13 +174,13 @@ impl RecordEncoder {
             Some(bytes) => {
                 // Without keyType a key would be lost; show it as bytes (the reference rendered `{}`).
                 let kt = self.key_type.unwrap_or(FormatType::ByteArray);
-                Some(FormattedOut { value: kt.decode(bytes).map_err(|e| decode_err("key", e))?, format: kt.name() })
+                Some(FormattedOut { value: kt.render(bytes).map_err(|e| decode_err("key", e))?, format: kt.name() })
             }
         };
         let value = match r.value {
             None => None,
             Some(bytes) => Some(FormattedOut {
-                value: self.val_type.decode(bytes).map_err(|e| decode_err("value", e))?,
+                value: self.val_type.render(bytes).map_err(|e| decode_err("value", e))?,
                 format: self.val_type.name(),
             }),
         };
@@ -173,7 +190,7 @@ impl RecordEncoder {
             Some(r.headers.iter().map(|(k, v)| HeaderOut { key: k, value: v.map(String::from_utf8_lossy) }).collect())
         };
         Ok(ConsumerRecordOut {
-            ws_proxy_message_id: MessageId::of(r).to_string(),
+            ws_proxy_message_id: MessageIdOf(*r),
             topic: r.topic,
             partition: r.partition,
             offset: r.offset,
@@ -301,7 +318,8 @@ mod tests {
         };
         let text = serde_json::to_string(&enc.record(&view).unwrap()).unwrap();
         assert!(text.ends_with(r#""value":{"value":77e7777777776,"format":"json"}}"#), "{text}");
-        let raw: std::collections::HashMap<String, Box<RawValue>> = serde_json::from_str(&text).unwrap();
+        let raw: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(&text).unwrap();
         assert_eq!(raw["wsProxyMessageId"].get(), "\"t-0-1-2\"");
     }
 }

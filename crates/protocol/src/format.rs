@@ -121,25 +121,35 @@ impl FormatType {
 
     /// Converts Kafka bytes into the JSON text of this type, ready to embed in a frame.
     pub fn decode(self, bytes: &[u8]) -> Result<Box<RawValue>, FormatError> {
+        Ok(match self.render(bytes)? {
+            Rendered::Json(raw) => raw.to_owned(),
+            Rendered::Str(s) => RawValue::from_string(serde_json::to_string(s).expect("a str always serialises"))
+                .expect("a JSON string is valid JSON"),
+            Rendered::Base64(b) => RawValue::from_string(serde_json::to_string(&b).expect("a str always serialises"))
+                .expect("a JSON string is valid JSON"),
+            Rendered::Text(raw) => raw,
+        })
+    }
+
+    /// [`Self::decode`] without copying what need not be copied: a `json` value is borrowed
+    /// (checked, not re-read) and a `string` value is escaped only when it is written into a
+    /// frame. The consume path renders every record through this.
+    pub fn render(self, bytes: &[u8]) -> Result<Rendered<'_>, FormatError> {
         let text = match self {
             FormatType::Json => {
-                let raw: &RawValue = serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))?;
-                return Ok(raw.to_owned());
+                return serde_json::from_slice(bytes).map(Rendered::Json).map_err(|e| FormatError::Json(e.to_string()))
             }
             FormatType::String => {
-                let s = std::str::from_utf8(bytes).map_err(|_| FormatError::Utf8 { format: self })?;
-                serde_json::to_string(s).expect("a str always serialises")
+                return std::str::from_utf8(bytes).map(Rendered::Str).map_err(|_| FormatError::Utf8 { format: self })
             }
+            FormatType::ByteArray | FormatType::Avro => return Ok(Rendered::Base64(BASE64.encode(bytes))),
             FormatType::Short => i16::from_be_bytes(self.fixed(bytes)?).to_string(),
             FormatType::Int => i32::from_be_bytes(self.fixed(bytes)?).to_string(),
             FormatType::Long => i64::from_be_bytes(self.fixed(bytes)?).to_string(),
             FormatType::Double => finite_or_null(f64::from_be_bytes(self.fixed(bytes)?)),
             FormatType::Float => finite_or_null(f64::from(f32::from_be_bytes(self.fixed(bytes)?))),
-            FormatType::ByteArray | FormatType::Avro => {
-                serde_json::to_string(&BASE64.encode(bytes)).expect("a str always serialises")
-            }
         };
-        Ok(RawValue::from_string(text).expect("the text above is valid JSON"))
+        Ok(Rendered::Text(RawValue::from_string(text).expect("the text above is valid JSON")))
     }
 
     fn fixed<const N: usize>(self, bytes: &[u8]) -> Result<[u8; N], FormatError> {
@@ -178,6 +188,31 @@ impl FormatType {
 
     fn out_of_range(self, value: &Value) -> FormatError {
         FormatError::OutOfRange { format: self, value: value.to_string() }
+    }
+}
+
+/// A key or value of a consumed record, decoded from Kafka bytes, ready to be written into a
+/// frame as JSON ([`FormatType::render`]).
+#[derive(Debug)]
+pub enum Rendered<'a> {
+    /// `json`: the record's own text, checked to be one JSON value.
+    Json(&'a RawValue),
+    /// `string`: the UTF-8 text, written as a JSON string.
+    Str(&'a str),
+    /// `bytearray` and `avro`: base64 of the bytes, written as a JSON string.
+    Base64(String),
+    /// Numbers (and `null` for a float that is not finite): the JSON text.
+    Text(Box<RawValue>),
+}
+
+impl serde::Serialize for Rendered<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rendered::Json(raw) => raw.serialize(s),
+            Rendered::Str(text) => s.serialize_str(text),
+            Rendered::Base64(text) => s.serialize_str(text),
+            Rendered::Text(raw) => raw.serialize(s),
+        }
     }
 }
 
@@ -230,6 +265,34 @@ impl fmt::Display for FormatType {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rendering_into_a_frame_writes_the_same_json_as_decode() {
+        let cases: &[(FormatType, &[u8])] = &[
+            (FormatType::String, "quote \" back \\ tab \t nl \n bell \u{7} ü €".as_bytes()),
+            (FormatType::String, b""),
+            (FormatType::Json, b" {\"a\": [1, 2.5e3, \"x\"]} "),
+            (FormatType::Json, b"84e1703"),
+            (FormatType::ByteArray, &[0, 255, 10, 34]),
+            (FormatType::Avro, b"\x00\x00\x00\x00\x01abc"),
+            (FormatType::Int, &[0xff, 0xff, 0xff, 0xfe]),
+            (FormatType::Short, &[0x80, 0]),
+            (FormatType::Long, &[0, 0, 0, 0, 0, 0, 1, 0]),
+            (FormatType::Double, &1.5f64.to_be_bytes()),
+            (FormatType::Float, &f32::INFINITY.to_be_bytes()),
+        ];
+        for (format, bytes) in cases {
+            let rendered = serde_json::to_string(&format.render(bytes).unwrap()).unwrap();
+            assert_eq!(rendered, format.decode(bytes).unwrap().get(), "{format:?} {bytes:?}");
+        }
+        let s = "quote \" back \\ ctrl \u{1}";
+        assert_eq!(
+            serde_json::to_string(&FormatType::String.render(s.as_bytes()).unwrap()).unwrap(),
+            serde_json::to_string(s).unwrap()
+        );
+        assert!(matches!(FormatType::String.render(&[0xff]), Err(FormatError::Utf8 { .. })));
+        assert!(matches!(FormatType::Json.render(b"{nope"), Err(FormatError::Json(_))));
+    }
+
     use super::*;
     use serde_json::json;
 

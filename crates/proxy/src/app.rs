@@ -31,7 +31,7 @@ pub enum StartError {
     Kafka(#[from] crate::kafka::ClientError),
     #[error("Kafka at {bootstrap} is not reachable after {attempts} attempts: {last}")]
     Unreachable { bootstrap: String, attempts: u32, last: String },
-    #[error("Kafka at {bootstrap} refused the proxy's credentials (security.protocol {protocol}, sasl.mechanism {mechanism}); check WSPROXY_KAFKA_SASL_JAAS_CFG")]
+    #[error("Kafka at {bootstrap} refused the proxy's credentials (security.protocol {protocol}, sasl.mechanism {mechanism}); check WSPROXY_KAFKA_SASL_JAAS_CFG (OAUTHBEARER: also WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS)")]
     Credentials { bootstrap: String, protocol: String, mechanism: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },

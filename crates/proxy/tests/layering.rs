@@ -383,3 +383,30 @@ fn checker_reports_file_and_line() {
         vec!["src/auth/basic.rs:3: auth imports crate::http: use crate::http::error::message_body;".to_owned()]
     );
 }
+
+/// No Rust file of the workspace's own crates (sources, tests, benches; not `vendor/`) is over
+/// 600 lines (issue 15): a file that grows past it is split by what its parts do.
+#[test]
+fn no_source_file_is_over_600_lines() {
+    const MAX_LINES: usize = 600;
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let dir = entry.unwrap().path();
+        for sub in ["src", "tests", "benches", "examples"] {
+            if dir.join(sub).is_dir() {
+                collect(&dir.join(sub), &mut files);
+            }
+        }
+    }
+    assert!(files.len() > 50, "only {} files found under {}", files.len(), crates.display());
+    let mut long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).unwrap().lines().count();
+            (lines > MAX_LINES).then(|| format!("{}: {lines} lines", f.strip_prefix(&crates).unwrap().display()))
+        })
+        .collect();
+    long.sort();
+    assert!(long.is_empty(), "files over {MAX_LINES} lines, split them:\n{}", long.join("\n"));
+}

@@ -10,6 +10,7 @@
 //   wsproxy-short   RS256 token, 10 s       wsproxy-alice  RS256, with Kafka credential claims
 //   wsproxy-kafka   RS256 token, 300 s, auth client_secret_basic (the proxy's own Kafka
 //                   OAUTHBEARER identity; its `sub` is its client id)
+//   wsproxy-kafka-short  the same with 12 s tokens (refreshes within a test)
 // POST /test/mint {"claims":{...},"header":{...},"sign":"rsa|ec|foreign|none|hs256-with-public-key"}
 // signs arbitrary (also broken) tokens with the provider's own keys, for the negative tests.
 // Prints `ready <issuer>` on stdout once it listens.
@@ -51,6 +52,7 @@ const clientTable = {
   'wsproxy-short': { alg: 'RS256', ttl: 10 },
   'wsproxy-alice': { alg: 'RS256', ttl: 300, claims: { kafka: { user: 'alice', password: 'alice-secret' } } },
   'wsproxy-kafka': { alg: 'RS256', ttl: 300, auth: 'client_secret_basic' },
+  'wsproxy-kafka-short': { alg: 'RS256', ttl: 12, auth: 'client_secret_basic' },
 };
 const issuer = `http://127.0.0.1:${port}`;
 const provider = new Provider(issuer, {

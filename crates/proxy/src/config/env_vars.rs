@@ -72,7 +72,7 @@ settings! {
     WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE: "kafka-client.properties.sasl.oauthbearer.scope",
         "", "OAUTHBEARER: the scope asked for (or the JAAS `scope` option)";
     WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS: "kafka-client.properties.sasl.oauthbearer.extensions",
-        "", "OAUTHBEARER SASL extensions: refused at start, not sent yet";
+        "", "OAUTHBEARER: SASL extensions sent with every token, `NAME=value,...` (also the JAAS `extension_NAME` options)";
     WSPROXY_KAFKA_SSL_TRUSTSTORE_LOCATION: "kafka-client.properties.ssl.truststore.location",
         "", "truststore of the brokers' CAs: JKS, PKCS#12 or PEM (format read from the file)";
     WSPROXY_KAFKA_SSL_TRUSTSTORE_PASS secret: "kafka-client.properties.ssl.truststore.password",

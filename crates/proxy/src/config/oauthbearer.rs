@@ -1,8 +1,11 @@
 //! The proxy's own Kafka identity with `WSPROXY_KAFKA_SASL_MECHANISM=OAUTHBEARER`: the
 //! reference's JAAS line (`OAuthBearerLoginModule required clientId="..." clientSecret="..."
 //! [scope="..."] ;`) plus the token endpoint, read into an OAuth 2.0 client-credentials client.
-//! The token is fetched by the proxy (`kafka/oauth.rs`) and handed to librdkafka through its
-//! token callback.
+//! The token is fetched by the proxy (`kafka/oauth.rs`) and handed to librdkafka with the SASL
+//! extensions (RFC 7628 3.1; Confluent Cloud's `logicalCluster`, `identityPoolId`): the JAAS
+//! line's `extension_NAME="value"` options, as Kafka's Java client reads them, and
+//! `WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS` (`NAME=value,NAME=value`, librdkafka's form),
+//! which wins for a name given in both.
 
 use super::env_vars::*;
 use super::reader::Reader;
@@ -18,6 +21,51 @@ pub struct OAuthBearerConfig {
     pub token_endpoint_url: String,
     /// `sasl.oauthbearer.scope` (or the JAAS `scope` option); none when empty.
     pub scope: Option<String>,
+    /// SASL extensions sent with every token, in the order given.
+    pub extensions: Vec<(String, String)>,
+}
+
+/// `NAME=value,NAME=value` (librdkafka's `sasl.oauthbearer.extensions`), checked against
+/// RFC 7628 3.1: a name is letters only and not `auth`; a value is printable ASCII, space,
+/// tab, CR or LF (librdkafka would refuse the token otherwise, at every connection).
+pub fn parse_extensions(list: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').ok_or_else(|| format!("'{pair}' is not NAME=value"))?;
+        add_extension(&mut out, name.trim(), value.trim())?;
+    }
+    Ok(out)
+}
+
+/// Adds (or replaces) one extension after checking it.
+fn add_extension(out: &mut Vec<(String, String)>, name: &str, value: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphabetic()) || name == "auth" {
+        return Err(format!("'{name}' is not an extension name (letters only, not 'auth')"));
+    }
+    if !value.chars().all(|c| matches!(c, '\x21'..='\x7e' | ' ' | '\t' | '\r' | '\n')) {
+        return Err(format!("the value of extension '{name}' holds a character RFC 7628 does not allow"));
+    }
+    out.retain(|(n, _)| n != name);
+    out.push((name.to_owned(), value.to_owned()));
+    Ok(())
+}
+
+/// The JAAS line's `extension_NAME=value` options (Kafka's Java client sends these).
+fn jaas_extensions(jaas: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut rest = jaas;
+    while let Some(at) = rest.find("extension_") {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + "extension_".len()..];
+        if before.is_some_and(|c| !c.is_whitespace()) {
+            continue;
+        }
+        let name: String = rest.chars().take_while(|c| *c != '=' && !c.is_whitespace()).collect();
+        if let Some(value) = jaas_option(jaas, &format!("extension_{name}")) {
+            add_extension(&mut out, &name, &value)?;
+        }
+    }
+    Ok(out)
 }
 
 /// The JAAS login module OAUTHBEARER takes.
@@ -60,13 +108,6 @@ pub(super) fn read(r: &mut Reader<'_>, enabled: bool) -> Option<OAuthBearerConfi
         }
         return None;
     }
-    if !extensions.is_empty() {
-        r.fail(
-            WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS,
-            "SASL extensions are not sent yet (the token is handed to librdkafka through rdkafka's callback, \
-             which carries none); leave it empty",
-        );
-    }
     if !jaas.contains(MODULE) {
         r.fail(
             WSPROXY_KAFKA_SASL_JAAS_CFG,
@@ -87,11 +128,26 @@ pub(super) fn read(r: &mut Reader<'_>, enabled: bool) -> Option<OAuthBearerConfi
         return None;
     }
     let scope = Some(scope_setting).filter(|s| !s.is_empty()).or_else(|| jaas_option(&jaas, "scope"));
+    let mut all = match jaas_extensions(&jaas) {
+        Ok(e) => e,
+        Err(e) => {
+            r.fail(WSPROXY_KAFKA_SASL_JAAS_CFG, e);
+            return None;
+        }
+    };
+    match parse_extensions(&extensions) {
+        Ok(set) => set.into_iter().try_for_each(|(n, v)| add_extension(&mut all, &n, &v)).expect("checked"),
+        Err(e) => {
+            r.fail(WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS, e);
+            return None;
+        }
+    }
     Some(OAuthBearerConfig {
         client_id,
         client_secret: Secret(client_secret),
         token_endpoint_url: endpoint,
         scope: scope.filter(|s| !s.is_empty()),
+        extensions: all,
     })
 }
 
@@ -132,6 +188,43 @@ mod tests {
         assert_eq!((o.client_secret.0.as_str(), o.token_endpoint_url.as_str()), ("hunter2", "https://idp/token"));
         assert!(c.kafka.sasl.is_none());
         assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(o.extensions.is_empty());
+    }
+
+    #[test]
+    fn extensions_come_from_the_jaas_line_and_the_setting_which_wins() {
+        let jaas = format!(
+            "{MODULE} required clientId=\"proxy\" clientSecret=\"s\" extension_logicalCluster=\"lkc-jaas\" \
+             extension_identityPoolId=pool-xyz ;"
+        );
+        let c = load(&[
+            ("WSPROXY_KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+            ("WSPROXY_KAFKA_SASL_JAAS_CFG", &jaas),
+            ("WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL", "https://idp/token"),
+            ("WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS", "logicalCluster=lkc-abc, traceId=x y"),
+        ])
+        .unwrap();
+        let e = c.kafka.oauthbearer.unwrap().extensions;
+        let pairs: Vec<(&str, &str)> = e.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("identityPoolId", "pool-xyz"), ("logicalCluster", "lkc-abc"), ("traceId", "x y")]);
+    }
+
+    #[test]
+    fn malformed_extensions_are_refused_at_start() {
+        assert!(parse_extensions("logicalCluster").unwrap_err().contains("NAME=value"));
+        assert!(parse_extensions("logical_cluster=a").unwrap_err().contains("letters only"));
+        assert!(parse_extensions("auth=a").is_err());
+        assert!(parse_extensions("a=\u{1}").unwrap_err().contains("RFC 7628"));
+        assert_eq!(parse_extensions(" ").unwrap(), vec![]);
+        let jaas = format!("{MODULE} required clientId=\"proxy\" clientSecret=\"s\" ;");
+        let e = load(&[
+            ("WSPROXY_KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+            ("WSPROXY_KAFKA_SASL_JAAS_CFG", &jaas),
+            ("WSPROXY_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL", "https://idp/token"),
+            ("WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS", "lkc-abc"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS"), "{e}");
     }
 
     #[test]
@@ -147,7 +240,8 @@ mod tests {
             ("WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS", "logicalCluster=lkc-1"),
         ])
         .unwrap_err();
-        assert!(e.contains("WSPROXY_KAFKA_SASL_JAAS_CFG") && e.contains("EXTENSIONS"), "{e}");
+        // Well-formed extensions are no problem of their own any more.
+        assert!(e.contains("WSPROXY_KAFKA_SASL_JAAS_CFG") && !e.contains("EXTENSIONS"), "{e}");
         let e = load(&[("WSPROXY_KAFKA_SASL_OAUTHBEARER_SCOPE", "kafka")]).unwrap_err();
         assert!(e.contains("is not OAUTHBEARER"), "{e}");
     }

@@ -227,3 +227,12 @@ pub(super) fn base_config(config: &Config) -> ClientConfig {
     }
     cfg
 }
+
+/// librdkafka's `topic.blacklist` for pattern sockets: Kafka's internal topics, the proxy's
+/// (`_wsproxy.*`) and its configured internal topics whatever their names (topic names hold
+/// no regex metacharacter but the dot).
+pub(super) fn internal_topics_blacklist(internal: &[String]) -> String {
+    let mut list = vec![r"^__.*".to_owned(), r"^_wsproxy\..*".to_owned()];
+    list.extend(internal.iter().map(|t| format!("^{}$", t.replace('.', r"\."))));
+    list.join(",")
+}

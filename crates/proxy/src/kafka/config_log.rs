@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
+
+use crate::kafka::oauth_admin::Linked;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
@@ -68,7 +70,7 @@ impl ConfigLog {
             .set("fetch.wait.max.ms", "100");
         let consumer: StreamConsumer<OAuthContext> =
             client.create_with_context(kafka.oauth_context()).map_err(|e| e.to_string())?;
-        kafka.give_token(consumer.client()).map_err(|e| e.to_string())?;
+        let consumer = Linked::new(consumer, kafka.proxy_token()).map_err(|e| e.to_string())?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&cfg.topic, 0, Offset::Beginning).map_err(|e| e.to_string())?;
         consumer.assign(&tpl).map_err(|e| e.to_string())?;
@@ -153,7 +155,7 @@ impl ConfigLog {
 
 /// Follows the topic and applies each record.
 struct Reader {
-    consumer: Arc<StreamConsumer<OAuthContext>>,
+    consumer: Arc<Linked<StreamConsumer<OAuthContext>>>,
     limits: ClientLimits,
     /// The end offset at start: reaching it means loaded.
     end: i64,

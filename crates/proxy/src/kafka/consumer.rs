@@ -27,11 +27,11 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use wsproxy_protocol::params::{ConsumerParams, TopicSelection};
 
-use crate::kafka::client::{probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError};
+use crate::kafka::client::{self, probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError};
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
-use crate::kafka::oauth::{self, TokenCell};
-use crate::kafka::{oauth_admin, start_offsets, watermarks, Kafka};
+use crate::kafka::oauth_admin::Linked;
+use crate::kafka::{start_offsets, watermarks, Kafka};
 use crate::telemetry::metrics;
 
 /// A partition of one of the socket's topics. The name is shared: a socket keeps one copy of
@@ -48,8 +48,6 @@ pub struct SocketConsumerContext {
     /// The partitions assigned to this consumer, kept by the rebalance callback so that
     /// reading them is no op round trip to librdkafka's main thread (L3).
     assigned: Mutex<HashSet<TopicPartition>>,
-    /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
-    token: Option<TokenCell>,
     /// Told when librdkafka gave up fetching the group's committed offsets for the assignment
     /// (see [`Records::next`]).
     refetch: Notify,
@@ -87,12 +85,6 @@ impl SocketConsumerContext {
 }
 
 impl ClientContext for SocketConsumerContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        oauth::oauth_token(self.token.as_ref())
-    }
-
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::warn!(target: "librdkafka", %error, "{reason}");
@@ -160,7 +152,7 @@ impl Drop for SocketConsumerContext {
 }
 
 /// The rdkafka client behind a [`SocketConsumer`]; destroyed off the runtime whatever drops it.
-type GroupMember = OffRuntime<StreamConsumer<SocketConsumerContext>>;
+type GroupMember = OffRuntime<Linked<StreamConsumer<SocketConsumerContext>>>;
 
 /// How long a socket waits for its consumer's final commit and group leave.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -480,7 +472,7 @@ impl Kafka {
             // New matching topics are found by the metadata refresh; internal topics are
             // hidden from the consumer as if they did not exist.
             cfg.set("topic.metadata.refresh.interval.ms", self.inner.consumer_metadata_refresh_ms.to_string())
-                .set("topic.blacklist", internal_topics_blacklist(&self.inner.internal_topics));
+                .set("topic.blacklist", client::internal_topics_blacklist(&self.inner.internal_topics));
         }
         // Before any client is made for them (fromTimestamp's helper included).
         if let Some(c) = creds {
@@ -500,7 +492,6 @@ impl Kafka {
             auth: AuthFailure::default(),
             revoked: Mutex::new(Revoked::default()),
             assigned: Mutex::new(Default::default()),
-            token: token.clone(),
             refetch: Notify::new(),
         };
         let (topics, probe) = (params.topics.clone(), creds.is_some());
@@ -508,11 +499,9 @@ impl Kafka {
         // any early return (refused credentials, a failed upgrade, a panic) the consumer is
         // destroyed off the runtime.
         let made = tokio::task::spawn_blocking(move || {
-            let consumer: GroupMember = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
-            if let Some(cell) = &token {
-                // Not polled before its probe: it gets its token now (see `oauth_admin`).
-                oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
-            }
+            // With its token (and the next ones) from the start: see `oauth_admin`.
+            let linked = Linked::new(cfg.create_with_context(context)?, token.as_ref())?;
+            let consumer: GroupMember = OffRuntime::new(linked, ClientKind::Consumer);
             // A socket with its own credentials: check them (and its topics' ACLs) before the upgrade.
             let auth = &consumer.context().auth;
             let serve = &|| observe_queued_errors(&consumer, auth);
@@ -546,15 +535,6 @@ impl Kafka {
         }
         made
     }
-}
-
-/// librdkafka's `topic.blacklist` for pattern sockets: Kafka's internal topics, the proxy's
-/// (`_wsproxy.*`) and its configured internal topics whatever their names (topic names hold
-/// no regex metacharacter but the dot).
-fn internal_topics_blacklist(internal: &[String]) -> String {
-    let mut list = vec![r"^__.*".to_owned(), r"^_wsproxy\..*".to_owned()];
-    list.extend(internal.iter().map(|t| format!("^{}$", t.replace('.', r"\."))));
-    list.join(",")
 }
 
 #[cfg(test)]

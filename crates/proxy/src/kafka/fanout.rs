@@ -32,26 +32,19 @@ use crate::kafka::client::{probe_topic, AuthFailure, ClientError, METADATA_TIMEO
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::consumer::{observe_queued_errors, ConsumeError, ConsumerError, Record};
 use crate::kafka::credentials::KafkaCredentials;
-use crate::kafka::oauth::{self, TokenCell};
-use crate::kafka::{oauth_admin, Kafka};
+use crate::kafka::oauth_admin::Linked;
+use crate::kafka::Kafka;
 
 /// The `group.id` of every shared consumer: librdkafka's handle for a manual assignment,
 /// never joined and never committed to.
 pub const GROUP_HANDLE: &str = "_wsproxy.fanout";
 
-/// The context of a shared consumer: credentials for OAUTHBEARER, refusals noticed.
+/// The context of a shared consumer: refusals noticed (OAUTHBEARER tokens: `oauth_admin`).
 pub struct SharedContext {
     auth: AuthFailure,
-    token: Option<TokenCell>,
 }
 
 impl ClientContext for SharedContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        oauth::oauth_token(self.token.as_ref())
-    }
-
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::warn!(target: "librdkafka", %error, "fan-out consumer: {reason}");
@@ -66,7 +59,7 @@ impl Drop for SharedContext {
     }
 }
 
-type Client = OffRuntime<StreamConsumer<SharedContext>>;
+type Client = OffRuntime<Linked<StreamConsumer<SharedContext>>>;
 
 /// One topic's shared consumer; dropping it destroys the client off the runtime.
 pub struct SharedConsumer {
@@ -155,13 +148,11 @@ impl Kafka {
             self.refused_recently(c).map_err(ConsumerError::Refused)?;
         }
         let token = self.token_for(creds);
-        let context = SharedContext { auth: AuthFailure::default(), token: token.clone() };
+        let context = SharedContext { auth: AuthFailure::default() };
         let (topic, probe) = (topic.to_owned(), creds.is_some());
         let made = tokio::task::spawn_blocking(move || {
-            let client: Client = OffRuntime::new(cfg.create_with_context(context)?, ClientKind::Consumer);
-            if let Some(cell) = &token {
-                oauth_admin::set_token(client.client(), cell).map_err(KafkaError::ClientCreation)?;
-            }
+            let linked = Linked::new(cfg.create_with_context(context)?, token.as_ref())?;
+            let client: Client = OffRuntime::new(linked, ClientKind::Consumer);
             if probe {
                 let auth = &client.context().auth;
                 probe_topic(client.client(), &topic, auth, &|| observe_queued_errors(&client, auth))

@@ -61,7 +61,8 @@ pub struct Kafka {
 }
 
 /// Producers of users who brought their own credentials; entries die with their last socket.
-type UserProducers = HashMap<KafkaCredentials, (Weak<OffRuntime<FutureProducer<ProducerContext>>>, AuthFailure)>;
+type UserProducers =
+    HashMap<KafkaCredentials, (Weak<OffRuntime<oauth_admin::Linked<FutureProducer<ProducerContext>>>>, AuthFailure)>;
 
 /// How long a refused `X-Kafka-Auth` credential is answered 401 without asking Kafka again:
 /// a client retrying bad credentials in a loop costs no Kafka client per attempt.

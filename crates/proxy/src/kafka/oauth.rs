@@ -1,6 +1,7 @@
-//! SASL OAUTHBEARER tokens for the Kafka clients: librdkafka asks for a token through
-//! rdkafka's `generate_oauth_token` callback (at start and at 80% of each token's lifetime),
-//! and the clients' contexts answer from a [`TokenCell`] without blocking.
+//! SASL OAUTHBEARER tokens for the Kafka clients: each identity's current token and SASL
+//! extensions live in a [`TokenCell`], which hands every newer token to the clients linked to
+//! it (`oauth_admin`: librdkafka's own refresh request goes unanswered, since rdkafka 0.39
+//! would answer it without the extensions).
 //!
 //! Two sources fill a cell: the proxy's own identity (an OAuth 2.0 client-credentials grant
 //! fetched here and refreshed before it expires, [`start_client_credentials`]), and a socket's
@@ -9,18 +10,17 @@
 //!
 //! Why not librdkafka's built-in OIDC flow (`sasl.oauthbearer.method=oidc`): it needs rdkafka's
 //! `curl` feature, a rebuild of librdkafka with a bundled libcurl (no libcurl headers here) in
-//! every build, and the socket's own token needs this callback anyway. Its one gain, SASL
-//! extensions, rdkafka 0.39's callback cannot carry: `WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS`
-//! is refused at start.
+//! every build, and the socket's own token must be handed over by the proxy anyway. (That flow
+//! would send `sasl.oauthbearer.extensions` itself; here `WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS`
+//! and the JAAS line's `extension_NAME` options go with every token the proxy hands over.)
 
-use std::error::Error;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rdkafka::client::{ClientContext, OAuthToken};
+use rdkafka::client::ClientContext;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 
@@ -28,6 +28,7 @@ use rdkafka::config::ClientConfig;
 
 use crate::config::OAuthBearerConfig;
 use crate::kafka::credentials::{BearerKey, KafkaCredentials};
+use crate::kafka::oauth_admin::Slot;
 use crate::kafka::Kafka;
 
 /// A token as librdkafka takes it; `Debug` never shows the token.
@@ -66,9 +67,19 @@ impl BearerToken {
     }
 }
 
-/// Where a client's contexts read the current token; shared by every client of one identity.
+/// The current token of one identity, its SASL extensions, and the clients it keeps fresh;
+/// shared by every client of that identity.
 #[derive(Clone, Default)]
-pub struct TokenCell(Arc<RwLock<Option<BearerToken>>>);
+pub struct TokenCell(Arc<Cell>);
+
+#[derive(Default)]
+struct Cell {
+    token: RwLock<Option<BearerToken>>,
+    /// `WSPROXY_KAFKA_SASL_OAUTHBEARER_EXTENSIONS`, sent with every token.
+    extensions: Vec<(String, String)>,
+    /// The live clients of this identity (see `oauth_admin::Linked`).
+    links: Mutex<Vec<Weak<Slot>>>,
+}
 
 impl fmt::Debug for TokenCell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,62 +88,71 @@ impl fmt::Debug for TokenCell {
 }
 
 impl TokenCell {
-    pub fn new(token: BearerToken) -> TokenCell {
-        TokenCell(Arc::new(RwLock::new(Some(token))))
+    /// A cell with no token yet, whose tokens go with `extensions`.
+    pub fn with_extensions(extensions: Vec<(String, String)>) -> TokenCell {
+        TokenCell(Arc::new(Cell { extensions, ..Cell::default() }))
     }
 
-    /// Replaces the token.
+    /// Replaces the token and hands it to the linked clients.
     pub fn set(&self, token: BearerToken) {
-        *self.0.write().expect("token cell is never poisoned") = Some(token);
+        *self.0.token.write().expect("token cell is never poisoned") = Some(token.clone());
+        self.push(&token);
     }
 
-    /// Keeps whichever of the current and `token` expires later.
+    /// Keeps whichever of the current and `token` expires later (handed to the linked clients).
     pub fn offer(&self, token: BearerToken) {
-        let mut cell = self.0.write().expect("token cell is never poisoned");
+        let mut cell = self.0.token.write().expect("token cell is never poisoned");
         if cell.as_ref().is_none_or(|t| t.expires_ms < token.expires_ms) {
-            *cell = Some(token);
+            *cell = Some(token.clone());
+            drop(cell);
+            self.push(&token);
         }
     }
 
     pub fn get(&self) -> Option<BearerToken> {
-        self.0.read().expect("token cell is never poisoned").clone()
+        self.0.token.read().expect("token cell is never poisoned").clone()
     }
 
-    /// The answer to librdkafka's refresh request.
-    pub fn oauth_token(&self) -> Result<OAuthToken, Box<dyn Error>> {
-        let t = self.get().ok_or("no OAUTHBEARER token yet")?;
-        if t.expires_ms <= now_ms() {
-            return Err(format!("the OAUTHBEARER token of {} has expired", t.principal).into());
+    pub fn extensions(&self) -> &[(String, String)] {
+        &self.0.extensions
+    }
+
+    /// Registers a live client for the next tokens.
+    pub(super) fn link(&self, slot: Weak<Slot>) {
+        let mut links = self.0.links.lock().expect("token links are never poisoned");
+        links.retain(|l| l.strong_count() > 0);
+        links.push(slot);
+    }
+
+    /// The number of live clients linked (for tests).
+    pub fn linked(&self) -> usize {
+        self.0.links.lock().expect("token links are never poisoned").iter().filter(|l| l.strong_count() > 0).count()
+    }
+
+    fn push(&self, token: &BearerToken) {
+        let live: Vec<_> = {
+            let mut links = self.0.links.lock().expect("token links are never poisoned");
+            links.retain(|l| l.strong_count() > 0);
+            links.iter().filter_map(Weak::upgrade).collect()
+        };
+        for slot in live {
+            slot.push(token, &self.0.extensions);
         }
-        Ok(OAuthToken { token: t.token, principal_name: t.principal, lifetime_ms: t.expires_ms })
     }
 }
 
-/// The answer when a client has no token source (never asked unless OAUTHBEARER is set).
-pub fn oauth_token(cell: Option<&TokenCell>) -> Result<OAuthToken, Box<dyn Error>> {
-    cell.ok_or("OAUTHBEARER without a token source")?.oauth_token()
-}
-
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The context of the proxy's own auxiliary clients (admin, session and config logs): logs
-/// like rdkafka's default one, and answers token requests from the proxy's cell.
+/// like rdkafka's default one (their tokens come from `oauth_admin`).
 #[derive(Clone, Default)]
-pub struct OAuthContext {
-    pub token: Option<TokenCell>,
-}
+pub struct OAuthContext;
 
 impl ClientContext for OAuthContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::error!(target: "librdkafka", %error, "{reason}");
-    }
-
-    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
-        oauth_token(self.token.as_ref())
     }
 }
 
@@ -150,11 +170,16 @@ impl Kafka {
 
     /// The context of the proxy's own auxiliary clients (admin, session and config logs).
     pub fn oauth_context(&self) -> OAuthContext {
-        OAuthContext { token: self.inner.proxy_token.clone() }
+        OAuthContext
     }
 
-    /// OAUTHBEARER: hands the proxy's token to one of its own clients that is not polled yet
-    /// (see `oauth_admin`); nothing otherwise.
+    /// The proxy's own token, for a long-lived client of its own (see `oauth_admin::Linked`).
+    pub(crate) fn proxy_token(&self) -> Option<&TokenCell> {
+        self.inner.proxy_token.as_ref()
+    }
+
+    /// OAUTHBEARER: hands the proxy's token to a short-lived client of its own (see
+    /// `oauth_admin`); nothing otherwise.
     pub(crate) fn give_token<C: ClientContext>(&self, client: &rdkafka::client::Client<C>) -> Result<(), KafkaError> {
         match &self.inner.proxy_token {
             Some(cell) => super::oauth_admin::set_token(client, cell).map_err(KafkaError::ClientCreation),
@@ -171,7 +196,8 @@ impl Kafka {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
             cells.retain(|_, c| c.get().is_some_and(|t| t.expires_ms as u128 > now));
         }
-        let cell = cells.entry(subject.to_owned()).or_default().clone();
+        let extensions = self.inner.proxy_token.as_ref().map(|p| p.extensions().to_vec()).unwrap_or_default();
+        let cell = cells.entry(subject.to_owned()).or_insert_with(|| TokenCell::with_extensions(extensions)).clone();
         drop(cells);
         cell.offer(token);
         KafkaCredentials { username: subject.to_owned(), password: String::new(), bearer: Some(BearerKey(cell)) }
@@ -213,8 +239,9 @@ async fn fetch(http: &reqwest::Client, cfg: &OAuthBearerConfig) -> Result<Bearer
     Ok(BearerToken::from_jwt(token.to_owned(), &cfg.client_id, now_ms() + expires_in * 1000))
 }
 
-/// When to fetch the next token: at 70% of the token's remaining lifetime (librdkafka asks
-/// at 80%), never sooner than a second from now.
+/// When to fetch the next token: at 70% of the token's remaining lifetime (so the clients,
+/// which re-authenticate with the token they hold, never hold a stale one), never sooner than
+/// a second from now.
 fn refresh_in(token: &BearerToken) -> Duration {
     let left = (token.expires_ms - now_ms()).max(0) as u64;
     Duration::from_millis(left * 7 / 10).max(Duration::from_secs(1))
@@ -251,7 +278,8 @@ pub async fn start_client_credentials(
     }
     let first = first.ok_or_else(|| format!("OAUTHBEARER: no token from the token endpoint: {last}"))?;
     tracing::info!(principal = %first.principal, "OAUTHBEARER: token of the proxy's own identity fetched");
-    let cell = TokenCell::new(first);
+    let cell = TokenCell::with_extensions(cfg.extensions.clone());
+    cell.set(first);
     let kept = cell.clone();
     tokio::spawn(async move {
         let mut wait = kept.get().map_or(interval, |t| refresh_in(&t));
@@ -294,16 +322,13 @@ mod tests {
     }
 
     #[test]
-    fn a_cell_keeps_the_token_that_lives_longest_and_refuses_an_expired_one() {
+    fn a_cell_keeps_the_token_that_lives_longest() {
         let soon = BearerToken { token: "a".into(), principal: "p".into(), expires_ms: now_ms() + 10_000 };
         let later = BearerToken { token: "b".into(), principal: "p".into(), expires_ms: now_ms() + 60_000 };
-        let cell = TokenCell::new(later.clone());
+        let cell = TokenCell::default();
+        cell.set(later.clone());
         cell.offer(soon);
         assert_eq!(cell.get(), Some(later));
-        assert_eq!(cell.oauth_token().unwrap().token, "b");
-        cell.set(BearerToken { token: "c".into(), principal: "p".into(), expires_ms: now_ms() - 1 });
-        assert!(cell.oauth_token().is_err());
-        assert!(oauth_token(None).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::kafka::client::{
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::oauth::{self, TokenCell};
+use crate::kafka::oauth_admin::Linked;
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
 
@@ -30,8 +31,6 @@ pub struct ProducerContext {
     pub(super) kind: ClientKind,
     /// The shared producer: its statistics are the producer metrics.
     pub(super) shared: bool,
-    /// OAUTHBEARER: where the token comes from (the proxy's, or the socket's subject's).
-    pub(super) token: Option<TokenCell>,
 }
 
 impl Drop for ProducerContext {
@@ -42,12 +41,6 @@ impl Drop for ProducerContext {
 }
 
 impl ClientContext for ProducerContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        oauth::oauth_token(self.token.as_ref())
-    }
-
     fn error(&self, error: KafkaError, reason: &str) {
         self.auth.observe(&error);
         tracing::error!(target: "librdkafka", %error, "{reason}");
@@ -75,7 +68,7 @@ impl ClientContext for ProducerContext {
 }
 
 /// A producer client, destroyed off the runtime whatever drops its last handle.
-type SharedProducer = Arc<OffRuntime<FutureProducer<ProducerContext>>>;
+type SharedProducer = Arc<OffRuntime<Linked<FutureProducer<ProducerContext>>>>;
 
 /// A producer a socket writes with: the shared one, or one per Kafka user.
 #[derive(Clone)]
@@ -223,9 +216,10 @@ impl Kafka {
         cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::reported("user");
         let token = self.token_for(Some(creds));
-        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: false, token };
+        let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: false };
         let created = tokio::task::spawn_blocking(move || {
-            cfg.create_with_context(context).map(|p| OffRuntime::new(p, ClientKind::Producer))
+            let linked = Linked::new(cfg.create_with_context(context)?, token.as_ref())?;
+            Ok::<_, KafkaError>(OffRuntime::new(linked, ClientKind::Producer))
         })
         .await
         .expect("producer creation never panics")?;
@@ -283,12 +277,13 @@ impl Kafka {
         cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
         let auth = AuthFailure::reported(if creds.is_some() { "user" } else { "proxy_transactional" });
         let (kind, token) = (ClientKind::TransactionalProducer, self.token_for(creds));
-        let context = ProducerContext { auth: auth.clone(), kind, shared: false, token };
+        let context = ProducerContext { auth: auth.clone(), kind, shared: false };
         // Created and initialised on the blocking pool; whatever drops it, it is destroyed off
         // the runtime.
         let made = tokio::task::spawn_blocking(move || {
             let kind = ClientKind::TransactionalProducer;
-            let producer = OffRuntime::new(cfg.create_with_context::<_, FutureProducer<_>>(context)?, kind);
+            let linked = Linked::new(cfg.create_with_context::<_, FutureProducer<_>>(context)?, token.as_ref())?;
+            let producer = OffRuntime::new(linked, kind);
             producer.init_transactions(TRANSACTION_TIMEOUT)?;
             Ok::<_, KafkaError>(producer)
         })
@@ -336,8 +331,8 @@ pub(super) fn shared(
     }
     producer_cfg.set("statistics.interval.ms", STATS_INTERVAL_MS);
     let auth = AuthFailure::reported("proxy");
-    let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: true, token };
-    let producer = producer_cfg.create_with_context(context)?;
+    let context = ProducerContext { auth: auth.clone(), kind: ClientKind::Producer, shared: true };
+    let producer = Linked::new(producer_cfg.create_with_context(context)?, token.as_ref())?;
     Ok((ProducerHandle(Arc::new(OffRuntime::new(producer, ClientKind::Producer)), auth), producer_settings))
 }
 

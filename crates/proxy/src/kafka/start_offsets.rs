@@ -26,7 +26,7 @@ pub(super) fn start_group_at(
     let mut cfg = cfg.clone();
     cfg.remove("statistics.interval.ms");
     let consumer: OffRuntime<BaseConsumer<OAuthContext>> =
-        OffRuntime::new(cfg.create_with_context(OAuthContext { token: token.clone() })?, ClientKind::Consumer);
+        OffRuntime::new(cfg.create_with_context(OAuthContext)?, ClientKind::Consumer);
     if let Some(cell) = &token {
         oauth_admin::set_token(consumer.client(), cell).map_err(KafkaError::ClientCreation)?;
     }

@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::kafka::oauth_admin::Linked;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -88,7 +90,7 @@ pub struct StateLog {
 
 struct Inner {
     topic: String,
-    producer: FutureProducer<OAuthContext>,
+    producer: Linked<FutureProducer<OAuthContext>>,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     /// Whether each of this node's records was accepted, until its writer looked.
     outcomes: Arc<Mutex<HashMap<i64, bool>>>,
@@ -131,7 +133,7 @@ impl StateLog {
             // leftovers of an outage are freed soon after it.
             .set("reconnect.backoff.max.ms", "1000")
             .set("allow.auto.create.topics", "false");
-        let producer: FutureProducer<OAuthContext> = producer_cfg.create_with_context(kafka.oauth_context())?;
+        let producer = Linked::new(producer_cfg.create_with_context(kafka.oauth_context())?, kafka.proxy_token())?;
         let mut consumer_cfg = kafka.inner.base.clone();
         consumer_cfg
             .set("group.id", &s.group_id)
@@ -147,7 +149,7 @@ impl StateLog {
             .set("reconnect.backoff.max.ms", "1000")
             .set("allow.auto.create.topics", "false");
         let consumer: BaseConsumer<OAuthContext> = consumer_cfg.create_with_context(kafka.oauth_context())?;
-        kafka.give_token(consumer.client())?;
+        let consumer = Linked::new(consumer, kafka.proxy_token())?;
         consumer.subscribe(&[&s.topic])?;
         let entries = Arc::new(Mutex::new(HashMap::new()));
         let outcomes = Arc::new(Mutex::new(HashMap::new()));
@@ -311,7 +313,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn run(self, consumer: BaseConsumer<OAuthContext>) {
+    fn run(self, consumer: Linked<BaseConsumer<OAuthContext>>) {
         let topic = self.topic.as_str();
         let mut next = 0i64;
         let mut last_warning = std::time::Instant::now() - Duration::from_secs(60);
@@ -455,8 +457,11 @@ pub(crate) fn apply_record(
 #[cfg(test)]
 impl StateLog {
     pub(crate) fn unopened(kafka: &Kafka, topic: &str) -> StateLog {
-        let producer: FutureProducer<OAuthContext> =
-            kafka.inner.base.create_with_context(kafka.oauth_context()).expect("a producer from the proxy's settings");
+        let producer = Linked::new(
+            kafka.inner.base.create_with_context(kafka.oauth_context()).expect("a producer from the proxy's settings"),
+            None,
+        )
+        .expect("no token to set");
         let (_, applied) = watch::channel(0);
         StateLog {
             inner: Arc::new(Inner {

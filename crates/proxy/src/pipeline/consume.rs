@@ -291,23 +291,28 @@ pub async fn run<S>(
                         Err(Interrupted::Stalled) => { dropped = true; break None }
                         Err(Interrupted::Stopped(frame)) => break Some(frame),
                     }
+                    let (mut sent, mut sent_bytes) = (0, 0);
                     for item in &items {
                         match item.error {
-                            None => stats.records(1, item.bytes),
+                            None => (sent, sent_bytes) = (sent + 1, sent_bytes + item.bytes),
                             Some(code) => stats.error_frame(code.as_str()),
                         }
                     }
+                    stats.records(sent, sent_bytes);
                     let now = std::time::Instant::now();
                     let revoked = forget_rebalanced(&consumer, &mut stack, &mut progress);
-                    for (partition, offset, timestamp) in items.iter().filter_map(|i| i.position.as_ref()) {
-                        // Taken before a revoke: the partition's next owner delivers it again.
-                        if revoked.contains(partition) { continue; }
-                        if settings.auto_commit {
+                    // Taken before a revoke: the partition's next owner delivers it again.
+                    let taken = items.iter().filter_map(|i| i.position.as_ref()).filter(|(p, ..)| !revoked.contains(p));
+                    if settings.auto_commit {
+                        // Only the last offset of each partition matters: one store each.
+                        for (partition, offset) in last_offsets(taken) {
                             // Fails only for partitions revoked meanwhile; the next owner reads them.
-                            if consumer.store(partition, *offset) {
+                            if consumer.store(partition, offset) {
                                 progress.insert(partition.clone(), offset + 1);
                             }
-                        } else {
+                        }
+                    } else {
+                        for (partition, offset, timestamp) in taken {
                             stack.stash(partition.clone(), *offset, *timestamp, now);
                         }
                     }
@@ -352,6 +357,19 @@ fn park(consumer: SocketConsumer, mut progress: HashMap<TopicPartition, i64>, r:
     progress.retain(|p, _| owned.contains(p) && !lost.contains(p));
     commit_offsets(&consumer, &progress.into_iter().collect::<Vec<_>>());
     r.parking.clone().park(r, consumer);
+}
+
+/// The highest offset taken from each partition, in the order partitions first appear
+/// (records of one partition come in offset order; a batch rarely spans many partitions).
+fn last_offsets<'a>(taken: impl Iterator<Item = &'a (TopicPartition, i64, i64)>) -> Vec<(&'a TopicPartition, i64)> {
+    let mut last: Vec<(&TopicPartition, i64)> = Vec::new();
+    for (partition, offset, _) in taken {
+        match last.iter_mut().find(|(p, _)| *p == partition) {
+            Some(entry) => entry.1 = entry.1.max(*offset),
+            None => last.push((partition, *offset)),
+        }
+    }
+    last
 }
 
 /// Renders one polled result into `items`; `Err` is a failure that ends the socket.
@@ -557,5 +575,18 @@ fn forget_revoked(
 fn commit_offsets(consumer: &SocketConsumer, offsets: &[(TopicPartition, i64)]) {
     if let Err(e) = consumer.commit(offsets) {
         tracing::warn!(error = %e, "auto-commit of old records failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_store_per_partition_at_its_highest_offset() {
+        let (a, b): (TopicPartition, TopicPartition) = ((Arc::from("t"), 0), (Arc::from("t"), 1));
+        let taken = [(a.clone(), 5, 0), (b.clone(), 9, 0), (a.clone(), 6, 0), (a.clone(), 7, 0), (b.clone(), 10, 0)];
+        assert_eq!(last_offsets(taken.iter()), vec![(&a, 7), (&b, 10)]);
+        assert!(last_offsets([].iter()).is_empty());
     }
 }
