@@ -137,6 +137,11 @@ pub struct ConsumerParams {
     pub auto_commit: bool,
     /// `pull=true`: no record until the client grants credit with `{"request":N}`.
     pub pull: bool,
+    /// `resumable=true` (or a `resumeToken`): a socket that drops without a close handshake
+    /// leaves its consumer parked for a reconnect with the token of its first frame.
+    pub resumable: bool,
+    /// `resumeToken`: re-attach to the consumer a dropped resumable socket left parked.
+    pub resume_token: Option<String>,
 }
 
 /// Query parameters as sent; the first occurrence of a name wins.
@@ -280,6 +285,8 @@ pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
     }
     let auto_commit = q.boolean("autoCommit", true)?;
     let pull = q.boolean("pull", false)?;
+    let resume_token = q.optional("resumeToken").map(str::to_owned);
+    let resumable = q.boolean("resumable", false)? || resume_token.is_some();
     Ok(ConsumerParams {
         client_id,
         group_id,
@@ -295,6 +302,8 @@ pub fn consumer_params(q: &Query<'_>) -> Result<ConsumerParams, ParamError> {
         batch_size,
         auto_commit,
         pull,
+        resumable,
+        resume_token,
     })
 }
 
@@ -449,6 +458,11 @@ mod tests {
         assert_eq!(c.topics, TopicSelection::Listed(vec!["t".to_owned()]));
         assert!(!c.pull);
         assert!(cons("clientId=c&topic=t&pull=true").unwrap().pull);
+        assert!(!c.resumable && c.resume_token.is_none());
+        assert!(cons("clientId=c&topic=t&resumable=true").unwrap().resumable);
+        let resumed = cons("clientId=c&topic=t&resumeToken=abc").unwrap();
+        assert!(resumed.resumable, "a resume token implies resumable");
+        assert_eq!(resumed.resume_token.as_deref(), Some("abc"));
         assert_eq!(cons("clientId=c&topic=t&pull=maybe").unwrap_err(), "'maybe' is not a valid Boolean value");
     }
 

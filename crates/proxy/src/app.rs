@@ -153,11 +153,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     };
     let admin_addr = admin.as_ref().map(AdminListener::local_addr).transpose().map_err(StartError::Serve)?;
+    let sockets = TaskTracker::new();
     let state = AppState {
         config: config.clone(),
         kafka: kafka.clone(),
         shutdown: shutdown.clone(),
-        sockets: TaskTracker::new(),
+        sockets: sockets.clone(),
         // Without dynamic configs everything is loaded already; with them, sockets and /ready
         // wait until the topic has been read (below).
         started: Arc::new(AtomicBool::new(config_log.is_none())),
@@ -174,6 +175,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config_log: config_log.clone(),
         registry: config.schema_registry.as_ref().map(|r| Arc::new(SchemaRegistry::new(r))),
         fanout: crate::pipeline::fanout::Hubs::new(&config, shutdown.clone()),
+        parking: crate::pipeline::resume::Parking::new(
+            config.consumer.resume_window,
+            config.consumer.resume_max_parked,
+            shutdown.clone(),
+            sockets.clone(),
+        ),
     };
     if let (Some(registry), Some(cfg)) = (&state.registry, &config.schema_registry) {
         if cfg.auto_register {

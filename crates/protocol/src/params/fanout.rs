@@ -2,7 +2,8 @@
 //! topic shared with every other fan-out socket of the node, without a consumer group.
 //!
 //! What needs a group is refused with a 400 naming the parameter (`groupId`,
-//! `offsetResetStrategy`, `offset`, `fromTimestamp`: history and commits need a grouped
+//! `offsetResetStrategy`, `offset`, `fromTimestamp`, `resumable`, `resumeToken`: history,
+//! commits and parked sessions need a grouped
 //! socket); `autoCommit` is ignored (there is nothing to commit). `onLag` says what happens to a
 //! socket that falls too far behind the live end: `close` (1013, the default) or `skip` (a gap
 //! frame, then on from the live end).
@@ -36,7 +37,7 @@ pub struct FanOutParams {
 }
 
 /// Parameters a fan-out socket refuses, in the order they are checked.
-const GROUP_ONLY: [&str; 4] = ["groupId", "offsetResetStrategy", "offset", "fromTimestamp"];
+const GROUP_ONLY: [&str; 6] = ["groupId", "offsetResetStrategy", "offset", "fromTimestamp", "resumable", "resumeToken"];
 
 /// `Ok(None)` unless the query asks for `fanOut=true`; then its validated parameters, or the
 /// first problem (in declaration order, as for grouped sockets).

@@ -18,6 +18,10 @@ pub struct ConsumerConfig {
     pub metadata_refresh_interval: Duration,
     /// `pull=true` sockets: the most credit (records granted and not yet sent) a socket holds.
     pub max_credit: u32,
+    /// `resumable=true` sockets: how long a dropped socket's consumer stays parked.
+    pub resume_window: Duration,
+    /// `resumable=true` sockets: the most consumers parked on this node.
+    pub resume_max_parked: usize,
     /// librdkafka properties from the consumer-specific Java settings.
     pub client_properties: Vec<(&'static str, String)>,
     /// Entries per partition kept for `autoCommit=false` commits.
@@ -37,11 +41,17 @@ pub(super) fn read(r: &mut Reader<'_>) -> ConsumerConfig {
     r.above_zero(WSPROXY_CONSUMER_METADATA_REFRESH_INTERVAL, metadata_refresh_interval.is_zero());
     let max_credit = r.parse(WSPROXY_CONSUMER_MAX_CREDIT, "a number of records");
     r.above_zero(WSPROXY_CONSUMER_MAX_CREDIT, max_credit == 0);
+    let resume_window = r.duration(WSPROXY_CONSUMER_RESUME_WINDOW);
+    r.above_zero(WSPROXY_CONSUMER_RESUME_WINDOW, resume_window.is_zero());
+    let resume_max_parked = r.parse(WSPROXY_CONSUMER_RESUME_MAX_PARKED, "a number of sessions");
+    r.above_zero(WSPROXY_CONSUMER_RESUME_MAX_PARKED, resume_max_parked == 0);
     ConsumerConfig {
         queued_max_kbytes: r.parse(WSPROXY_CONSUMER_QUEUED_MAX_KBYTES, "a number of KiB"),
         session_timeout_ms: r.parse(WSPROXY_CONSUMER_SESSION_TIMEOUT_MS, "a number of milliseconds"),
         metadata_refresh_interval,
         max_credit,
+        resume_window,
+        resume_max_parked,
         client_properties: client_properties(r, ClientKind::Consumer),
         commit_stack_max_size,
         commit_auto_enabled: r.boolean(WSPROXY_CH_AUTOCOMMIT_ENABLED),

@@ -199,6 +199,10 @@ settings! {
         "30 seconds", "topicPattern sockets find new matching topics this often";
     WSPROXY_CONSUMER_MAX_CREDIT: "consumer.max-credit",
         "10000", "pull=true: most records a socket may have granted and not received";
+    WSPROXY_CONSUMER_RESUME_WINDOW: "consumer.resume-window",
+        "30 seconds", "resumable=true: how long a dropped socket's consumer stays parked for a reconnect";
+    WSPROXY_CONSUMER_RESUME_MAX_PARKED: "consumer.resume-max-parked",
+        "1000", "resumable=true: parked consumers per node (the oldest is closed beyond it)";
     WSPROXY_CH_MAX_STACK_SIZE: "commit-handler.max-stack-size",
         "100", "uncommitted records kept per partition";
     WSPROXY_CH_AUTOCOMMIT_ENABLED: "commit-handler.auto-commit-enabled",

@@ -69,6 +69,8 @@ pub struct AppState {
     pub registry: Option<Arc<crate::schema_registry::SchemaRegistry>>,
     /// The shared consumers of fan-out sockets (`fanOut=true`).
     pub fanout: crate::pipeline::fanout::Hubs,
+    /// The consumers of dropped `resumable=true` sockets, parked for a reconnect.
+    pub parking: crate::pipeline::resume::Parking,
 }
 
 /// Builds the main router. Tests call it directly.

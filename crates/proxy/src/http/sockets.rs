@@ -25,13 +25,14 @@ use crate::http::error::ApiError;
 use crate::http::{AppState, Peer};
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::oauth::BearerToken;
-use crate::kafka::{ConsumerError, ProbeError, ProducerHandle};
+use crate::kafka::{ProbeError, ProducerHandle};
 use crate::pipeline::close::{self, StopReason};
-use crate::pipeline::{consume, echo, produce};
+use crate::pipeline::{echo, produce};
 use crate::schema_registry::SchemaRegistry;
 use crate::sessions::{Instance, JoinError, Kind, Refusal, SessionGuard};
 use crate::telemetry::metrics::{self, SocketIdentity};
 
+pub(crate) mod consume;
 mod fanout;
 
 /// `GET /socket/in`.
@@ -163,59 +164,15 @@ pub async fn consume(
         return fanout::open(state, remote, headers, auth.map(|Extension(a)| a), ws, p).await;
     }
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
+    // Before anything is taken (a resume token among them).
     let ws = ws.map_err(|_| ApiError::NotAnUpgrade)?;
-    check_origin(&state, &headers)?;
-    let slot = admit(&state, remote)?;
     let auth = auth.map(|Extension(a)| a);
-    let creds = socket_credentials(&state, &headers, auth.as_ref())?;
-    let partitions = partitions_read(&state, &p.topics).await?;
-    // At most one socket per partition (of all its topics): more would sit idle in the group.
-    let limit = match state.limits.consumer_max_connections(&p.group_id) {
-        0 => partitions,
-        configured => configured.min(partitions),
-    };
-    let instance = Instance::consumer(&p.group_id, &p.client_id, &state.config.server.server_id);
-    let session = join(&state, Kind::Consumer, &p.group_id, instance, limit).await?;
-
-    let consumer = state.kafka.consumer(&p, creds.as_ref()).await.map_err(|e| match e {
-        ConsumerError::Refused(refused) => probe_error(refused),
-        ConsumerError::Kafka(e) => {
-            tracing::warn!(error = %e, group = ?p.group_id, "could not create a consumer");
-            ApiError::Internal(format!(
-                "An unexpected error occurred when trying to establish the WebSocket consumer {} in session {}.",
-                p.client_id, p.group_id
-            ))
-        }
-    })?;
-    let cfg = &state.config;
-    let batch = p.batch_size.unwrap_or(0) as usize;
-    let settings = consume::ConsumeSettings {
-        topic: p.topic.clone(),
-        topics: p.topics.clone(),
-        codec: SocketCodec::new(p.socket_payload, p.key_type, p.val_type),
-        registry: registry_for(&state, p.key_type, p.val_type),
-        pace: state.limits.consumer_pace_watch(&p.group_id, p.rate, batch.max(1)),
-        batched: batch > 0,
-        auto_commit: p.auto_commit,
-        pull_max_credit: p.pull.then_some(cfg.consumer.max_credit),
-        commit_stack_max_size: cfg.consumer.commit_stack_max_size,
-        commit_max_age: cfg
-            .consumer
-            .commit_auto_enabled
-            .then_some((cfg.consumer.commit_auto_interval, cfg.consumer.commit_auto_max_age)),
-        keep_alive: cfg.socket.keep_alive,
-        idle_timeout: cfg.socket.idle_timeout,
-        max_frame_bytes: max_sent_frame_bytes(&cfg.socket),
-        identity: SocketIdentity { client_id: p.client_id.clone(), group: Some(p.group_id.clone()), remote },
-        stop_reason: StopReason::default(),
-    };
-    let (stop, token) = (state.shutdown.child_token(), state.sockets.token());
+    let ready = std::future::ready(());
+    let open = consume::open_consumer(&state, remote, &p, &headers, auth.as_ref(), "WebSocket consumer", ready).await?;
+    let token = state.sockets.token();
     let watch = revalidation(&state, auth);
     Ok(configure(ws, &state).on_upgrade(move |socket: WebSocket| async move {
-        let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
-        let socket = Watched { socket, session: Some(session), slot: Some(slot) };
-        consume::run(socket, consumer, settings, stop).await;
-        watcher.inspect(tokio::task::JoinHandle::abort);
+        consume::serve(socket, open, watch).await;
         drop(token);
     }))
 }
@@ -312,7 +269,7 @@ fn bearer_credentials(
     Ok(state.kafka.bearer_credentials(subject, token))
 }
 
-type Watch =
+pub(super) type Watch =
     Box<dyn FnOnce(tokio_util::sync::CancellationToken, StopReason) -> futures::future::BoxFuture<'static, ()> + Send>;
 
 /// The revalidation of a token-authenticated socket, started once the socket is upgraded: a

@@ -36,19 +36,15 @@ use futures::channel::mpsc;
 use futures::Stream;
 use wsproxy_protocol::consume::MessageId;
 use wsproxy_protocol::params::{self, ConsumerParams, Query, SocketPayload, TopicSelection};
-use wsproxy_protocol::SocketCodec;
 
 use crate::auth::oidc::Authenticated;
 use crate::http::bridge::Bridge;
 use crate::http::error::ApiError;
 use crate::http::sockets;
+use crate::http::sockets::consume::{open_consumer, OpenConsumer};
 use crate::http::{AppState, Peer};
 use crate::kafka::admin::GroupOffset;
-use crate::kafka::ConsumerError;
-use crate::pipeline::close::StopReason;
 use crate::pipeline::consume;
-use crate::sessions::{Instance, Kind};
-use crate::telemetry::metrics::SocketIdentity;
 
 /// Frames the loop may hand over before the connection took them: with the connection's own
 /// buffers, what a stream commits beyond what its client read.
@@ -66,57 +62,22 @@ pub async fn consume(
     let p = params::consumer_params(&Query::new(&pairs)).map_err(|e| ApiError::BadRequest(e.0))?;
     refuse_unsupported(&p)?;
     let resume_after = last_event_id(&headers, &p.topics)?;
-    sockets::check_origin(&state, &headers)?;
-    let slot = sockets::admit(&state, remote)?;
     let auth = auth.map(|Extension(a)| a);
-    let creds = sockets::socket_credentials(&state, &headers, auth.as_ref())?;
-    let partitions = sockets::partitions_read(&state, &p.topics).await?;
-    // At most one stream (or socket) per partition, as for consume sockets.
-    let limit = match state.limits.consumer_max_connections(&p.group_id) {
-        0 => partitions,
-        configured => configured.min(partitions),
-    };
-    let instance = Instance::consumer(&p.group_id, &p.client_id, &state.config.server.server_id);
-    let session = sockets::join(&state, Kind::Consumer, &p.group_id, instance, limit).await?;
-    if let Some(id) = &resume_after {
-        rewind(&state, &p.group_id, &p.client_id, id).await;
-    }
-    let consumer = state.kafka.consumer(&p, creds.as_ref()).await.map_err(|e| match e {
-        ConsumerError::Refused(refused) => sockets::probe_error(refused),
-        ConsumerError::Kafka(e) => {
-            tracing::warn!(error = %e, group = ?p.group_id, "could not create a consumer for an event stream");
-            ApiError::Internal(format!(
-                "An unexpected error occurred when trying to establish the event stream consumer {} in session {}.",
-                p.client_id, p.group_id
-            ))
+    let prepare = async {
+        if let Some(id) = &resume_after {
+            rewind(&state, &p.group_id, &p.client_id, id).await;
         }
-    })?;
-    let cfg = &state.config;
-    let settings = consume::ConsumeSettings {
-        topic: p.topic.clone(),
-        topics: p.topics.clone(),
-        codec: SocketCodec::new(p.socket_payload, p.key_type, p.val_type),
-        registry: sockets::registry_for(&state, p.key_type, p.val_type),
-        pace: state.limits.consumer_pace_watch(&p.group_id, p.rate, 1),
-        batched: false,
-        auto_commit: true,
-        pull_max_credit: None,
-        commit_stack_max_size: cfg.consumer.commit_stack_max_size,
-        commit_max_age: None,
-        keep_alive: cfg.socket.keep_alive,
-        idle_timeout: cfg.socket.idle_timeout,
-        max_frame_bytes: sockets::max_sent_frame_bytes(&cfg.socket),
-        identity: SocketIdentity { client_id: p.client_id.clone(), group: Some(p.group_id.clone()), remote },
-        stop_reason: StopReason::default(),
     };
-    let (stop, token) = (state.shutdown.child_token(), state.sockets.token());
+    let open = open_consumer(&state, remote, &p, &headers, auth.as_ref(), "event stream consumer", prepare).await?;
+    let OpenConsumer { consumer, settings, session, slot, stop, .. } = open;
+    let token = state.sockets.token();
     let watch = sockets::revalidation(&state, auth);
     let (pongs, inbound) = mpsc::unbounded();
     let (outbound, frames) = mpsc::channel(EVENTS_BUFFERED);
-    let bridge = Bridge::new(inbound, outbound, Some(session), Some(slot));
+    let bridge = Bridge::new(inbound, outbound, session, Some(slot));
     tokio::spawn(async move {
         let watcher = watch.map(|w| tokio::spawn(w(stop.clone(), settings.stop_reason.clone())));
-        consume::run(bridge, consumer, settings, stop).await;
+        consume::run(bridge, consumer, settings, stop, None).await;
         watcher.inspect(tokio::task::JoinHandle::abort);
         drop(token);
     });
@@ -138,6 +99,8 @@ fn refuse_unsupported(p: &ConsumerParams) -> Result<(), ApiError> {
         "batchSize is not supported on an event stream: each record is one event"
     } else if p.pull {
         "pull=true is not supported on an event stream: it cannot send {\"request\":N}"
+    } else if p.resumable {
+        "resumable=true is not supported on an event stream: a reconnect resumes with Last-Event-ID"
     } else if !p.auto_commit {
         "autoCommit=false is not supported on an event stream: it cannot send commits; it commits what was written"
     } else {

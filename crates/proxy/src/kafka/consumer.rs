@@ -10,7 +10,6 @@
 //! A socket reads one topic, several (`topic=a,b,c`) or a pattern (`topicPattern`): partitions
 //! are named by [`TopicPartition`] throughout.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,13 +25,11 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
-use wsproxy_protocol::consume::KafkaRecordView;
 use wsproxy_protocol::params::{ConsumerParams, TopicSelection};
 
 use crate::kafka::client::{self, probe_credentials, probe_topic, AuthFailure, ClientError, ProbeError};
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
-use crate::kafka::headers::record_headers;
 use crate::kafka::oauth_admin::Linked;
 use crate::kafka::{start_offsets, watermarks, Kafka};
 use crate::telemetry::metrics;
@@ -229,6 +226,16 @@ impl SocketConsumer {
         self.pause_or_resume(false);
     }
 
+    /// A parked consumer re-attached to a new socket (`resumeToken`): every assigned partition
+    /// is read again from the group's committed offset (what the previous socket sent and
+    /// the client did not commit comes again), unpaused. No rebalance: the group never hears.
+    pub fn rewind_to_committed(&self) {
+        if let Err(e) = reassign(&self.member) {
+            tracing::warn!(error = %e, "a resumed consumer could not be rewound to its committed offsets");
+        }
+        self.resume();
+    }
+
     fn pause_or_resume(&self, pause: bool) {
         let mut tpl = TopicPartitionList::new();
         for (topic, partition) in self.assigned() {
@@ -377,27 +384,15 @@ fn gave_up_offset_fetch(reason: &str) -> bool {
     reason.starts_with("Failed to fetch committed offsets")
 }
 
-/// Assigns the consumer its current partitions again (an eager group allows `assign` at any
-/// time): librdkafka stops them and fetches their committed offsets anew. Records sent after the
-/// last commit come again (at least once). Nothing to do while a rebalance is under way: its
-/// assignment fetches the offsets anyway. Two short round trips to librdkafka's main thread.
+/// Assigns the consumer its current partitions again after librdkafka gave up fetching their
+/// committed offsets (see [`reassign`]).
 fn assign_again(member: &GroupMember) {
-    if member.assignment_lost() {
-        return;
-    }
-    let Ok(current) = member.assignment() else { return };
-    if current.count() == 0 {
-        return;
-    }
-    let mut again = TopicPartitionList::new();
-    for e in current.elements() {
-        again.add_partition(e.topic(), e.partition());
-    }
-    match member.assign(&again) {
-        Ok(()) => {
+    match reassign(member) {
+        Ok(0) => {}
+        Ok(partitions) => {
             metrics::consumer_offsets_fetched_again();
             tracing::warn!(
-                partitions = again.count(),
+                partitions,
                 "librdkafka gave up fetching the group's committed offsets; the partitions were assigned again (librdkafka issue 5586)"
             );
         }
@@ -405,60 +400,25 @@ fn assign_again(member: &GroupMember) {
     }
 }
 
-impl Record<'_> {
-    /// Where the record is and its key and value, without its headers.
-    pub fn view<'m>(&'m self, headers: &'m [(&'m str, Option<&'m [u8]>)]) -> KafkaRecordView<'m> {
-        let m = &self.0;
-        KafkaRecordView {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis().unwrap_or(-1),
-            key: m.key(),
-            value: m.payload(),
-            headers,
-        }
+/// Assigns the consumer its current partitions again (an eager group allows `assign` at any
+/// time, and no other member hears of it): librdkafka stops them and fetches their committed
+/// offsets anew. Records sent after the last commit come again (at least once). Nothing to do
+/// while a rebalance is under way: its assignment fetches the offsets anyway. Two short round
+/// trips to librdkafka's main thread; returns how many partitions were assigned again.
+fn reassign(member: &GroupMember) -> Result<usize, KafkaError> {
+    if member.assignment_lost() {
+        return Ok(0);
     }
-
-    /// Calls `f` with the whole record as its frames show it, `headers` included. A header key
-    /// that is not UTF-8 is decoded lossily, counted and logged (never rdkafka's
-    /// `Headers::iter`: it panics on such a key, M3).
-    pub fn with_view<R>(&self, f: impl FnOnce(&KafkaRecordView<'_>) -> R) -> R {
-        let m = &self.0;
-        let owned = record_headers(m);
-        if owned.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
-            metrics::consumed_header_not_utf8();
-            tracing::warn!(
-                topic = m.topic(),
-                partition = m.partition(),
-                offset = m.offset(),
-                "a consumed record has a header key that is not UTF-8; it is delivered with the key decoded lossily"
-            );
-        }
-        let headers: Vec<(&str, Option<&[u8]>)> = owned.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
-        f(&self.view(&headers))
+    let current = member.assignment()?;
+    if current.count() == 0 {
+        return Ok(0);
     }
-}
-
-impl ConsumeError {
-    /// Authorization failures and a deleted topic end the socket (`Err`, with why); anything
-    /// else is transient (librdkafka retries) and only logged.
-    pub fn triage(self) -> Result<(), String> {
-        let e = self.0;
-        match e.rdkafka_error_code() {
-            Some(
-                RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::GroupAuthorizationFailed
-                | RDKafkaErrorCode::SaslAuthenticationFailed
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownTopic,
-            ) => Err(e.to_string()),
-            _ => {
-                tracing::warn!(error = %e, "consumer error (retrying)");
-                Ok(())
-            }
-        }
+    let mut again = TopicPartitionList::new();
+    for e in current.elements() {
+        again.add_partition(e.topic(), e.partition());
     }
+    member.assign(&again)?;
+    Ok(again.count())
 }
 
 /// Why a consume socket got no consumer.

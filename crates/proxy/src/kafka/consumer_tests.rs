@@ -60,6 +60,8 @@ async fn assigning_again_resumes_at_the_committed_offset() {
         batch_size: None,
         auto_commit: false,
         pull: false,
+        resumable: false,
+        resume_token: None,
     };
     let consumer = kafka.consumer(&params, None).await.expect("consumer");
     let mut records = consumer.records();

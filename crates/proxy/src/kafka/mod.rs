@@ -24,6 +24,7 @@ pub mod headers;
 pub mod oauth;
 pub(crate) mod oauth_admin;
 pub mod producer;
+mod record;
 pub mod start_offsets;
 pub mod state_log;
 #[cfg(test)]

@@ -21,6 +21,10 @@
 //! record that comes meanwhile is parked and every assigned partition paused, which drops
 //! librdkafka's prefetch, so a pull socket that grants nothing holds at most a record per
 //! partition assigned since the pause.
+//!
+//! A `resumable=true` socket first sends its session frame (its `resumeToken`); when its
+//! client drops without a close handshake (or closes with 1001), the consumer is parked
+//! instead of closed ([`resume`](crate::pipeline::resume)).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -43,6 +47,7 @@ use crate::pipeline::commit_stack::CommitStack;
 use crate::pipeline::credit::Credit;
 use crate::pipeline::liveness::{frame_ref, message, Interrupted, Liveness, Tick};
 use crate::pipeline::rate_limit::RateLimit;
+use crate::pipeline::resume::Resume;
 use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
@@ -126,8 +131,14 @@ impl TopicNames {
 }
 
 /// Runs the socket until the client leaves, Kafka fails for good, or the server shuts down.
-pub async fn run<S>(socket: S, consumer: SocketConsumer, settings: ConsumeSettings, shutdown: CancellationToken)
-where
+/// A resumable socket (`resume`) parks its consumer instead when its client dropped.
+pub async fn run<S>(
+    socket: S,
+    consumer: SocketConsumer,
+    settings: ConsumeSettings,
+    shutdown: CancellationToken,
+    resume: Option<Resume>,
+) where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let (mut tx, mut rx) = socket.split();
@@ -136,6 +147,16 @@ where
     let mut progress: HashMap<TopicPartition, i64> = HashMap::new();
     let mut names = TopicNames::default();
     let mut live = Liveness::new(settings.keep_alive, settings.idle_timeout, shutdown, settings.stop_reason.clone());
+    // Whether the client went away without a close handshake (or with 1001): a resumable
+    // socket's consumer is parked then.
+    let mut dropped = false;
+    if let Some(r) = &resume {
+        if r.resumed {
+            consumer.rewind_to_committed();
+        }
+        // A failed write shows at the loop's first read or write.
+        let _ = live.send_bounded(&mut tx, Message::Text(r.parking.session_frame(&r.token).into())).await;
+    }
     let close_frame = {
         let mut records = consumer.records();
         let mut stack = CommitStack::new(settings.commit_stack_max_size);
@@ -161,8 +182,9 @@ where
                 biased;
                 frame = live.stopped() => break Some(frame),
                 msg = rx.next() => { live.heard(); match msg {
-                    None | Some(Ok(Message::Close(_))) => break None,
-                    Some(Err(e)) => break close::for_read_error(e),
+                    None => { dropped = true; break None }
+                    Some(Ok(Message::Close(c))) => { dropped = c.is_some_and(|c| c.code == 1001); break None }
+                    Some(Err(e)) => { dropped = true; break close::for_read_error(e) }
                     // With autoCommit=true the reference ignores inbound frames.
                     Some(Ok(msg)) => if let Some(frame) = frame_ref(&msg) {
                         let read = (&mut credit, &mut paused);
@@ -171,15 +193,15 @@ where
                             // Bounded like every write: a client that sends bad commits and
                             // stops reading must not hold the loop (M6).
                             let answer = message(settings.codec.encode_error(&e, None));
-                            if live.send_bounded(&mut tx, answer).await.is_err() { break None; }
+                            if live.send_bounded(&mut tx, answer).await.is_err() { dropped = true; break None; }
                         }
                     },
                 }},
                 tick = live.tick() => {
                     stats.lag(records.lag());
                     match tick {
-                        Tick::Idle(frame) => break Some(frame),
-                        Tick::Ping => if live.ping(&mut tx).await.is_err() { break None; },
+                        Tick::Idle(frame) => { dropped = true; break Some(frame) }
+                        Tick::Ping => if live.ping(&mut tx).await.is_err() { dropped = true; break None; },
                         Tick::Nothing => {}
                     }
                 }
@@ -266,7 +288,7 @@ where
                     let frames = if settings.batched { settings.codec.encode_batch(frames) } else { frames };
                     match live.send_all(&mut tx, frames.into_iter().map(message)).await {
                         Ok(()) => {}
-                        Err(Interrupted::Stalled) => break None,
+                        Err(Interrupted::Stalled) => { dropped = true; break None }
                         Err(Interrupted::Stopped(frame)) => break Some(frame),
                     }
                     let (mut sent, mut sent_bytes) = (0, 0);
@@ -306,10 +328,35 @@ where
     let frame = close_frame.unwrap_or(CloseFrame { code: 1000, reason: "".into() });
     stats.closing(frame.code);
     drop(stats);
+    // A dropped resumable socket parks its consumer before the close handshake, which waits
+    // for a client that may be gone (a reconnect that took the socket over waits for it).
+    let mut resume = resume;
+    if let Some(r) = resume.as_mut().filter(|r| dropped || r.taken_over()) {
+        park(consumer, progress, r);
+        live.close(&mut tx, &mut rx, Some(frame)).await;
+        return;
+    }
     live.close(&mut tx, &mut rx, Some(frame)).await;
     // The connection ends now, not after the consumer's close below.
     drop((tx, rx));
+    // A reconnect of the same client waits for the slot instead of being refused.
+    let session = resume.as_mut().and_then(|r| r.session.take()).map(|mut s| {
+        s.closing();
+        s
+    });
     consumer.close(progress).await;
+    drop(session);
+}
+
+/// Parks the consumer of a resumable socket whose client dropped: what the client got
+/// (auto) or committed (manual) is committed first, for the partitions still owned, so that a
+/// resume (which reads from the committed offsets) does not send it again.
+fn park(consumer: SocketConsumer, mut progress: HashMap<TopicPartition, i64>, r: &mut Resume) {
+    let lost: HashSet<TopicPartition> = consumer.take_lost().into_iter().collect();
+    let owned = consumer.assigned();
+    progress.retain(|p, _| owned.contains(p) && !lost.contains(p));
+    commit_offsets(&consumer, &progress.into_iter().collect::<Vec<_>>());
+    r.parking.clone().park(r, consumer);
 }
 
 /// The highest offset taken from each partition, in the order partitions first appear

@@ -4,6 +4,7 @@
 //! - [`consume`] — `/socket/out`, a group member per socket, records out at the socket's pace.
 //! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
 //! - [`credit`] — the pure rules of `pull=true` credit.
+//! - [`resume`] — `resumable=true`: dropped sockets' consumers parked for a reconnect.
 //! - [`fanout`] — `/socket/out?…&fanOut=true`, one shared consumer per topic, shared frames.
 //! - [`echo`] — `/socket/echo`, frames back with the produce socket's limits (diagnostics).
 //! - [`liveness`] — the skeleton of every loop: pings, idle timeout, bounded writes, stop, close.
@@ -22,4 +23,5 @@ pub mod fanout;
 pub mod liveness;
 pub mod produce;
 pub mod rate_limit;
+pub mod resume;
 pub mod transaction;

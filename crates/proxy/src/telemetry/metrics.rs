@@ -340,6 +340,22 @@ pub fn consumer_offsets_fetched_again() {
     counter!("wsproxy_consumer_offset_fetch_repairs_total").increment(1);
 }
 
+/// A resumable consume socket's consumer parked (`delta` 1) or no longer parked (`delta` -1).
+pub fn consumer_sessions_parked(delta: f64) {
+    gauge!("wsproxy_consumer_sessions_parked").increment(delta);
+}
+
+/// A parked consumer re-attached to a reconnecting socket (`resumeToken`).
+pub fn consumer_session_resumed() {
+    counter!("wsproxy_consumer_sessions_resumed_total").increment(1);
+}
+
+/// A parked consumer closed without a resume: `window` (not resumed in time), `cap`
+/// (`WSPROXY_CONSUMER_RESUME_MAX_PARKED` reached: the oldest goes), `shutdown` or `kafka`.
+pub fn consumer_session_expired(reason: &'static str) {
+    counter!("wsproxy_consumer_sessions_expired_total", "reason" => reason).increment(1);
+}
+
 /// A Kafka client handed to the closer thread (`delta` 1) or destroyed (`delta` -1).
 pub fn kafka_client_closing(kind: &'static str, delta: f64) {
     gauge!("wsproxy_kafka_clients_closing", "kind" => kind).increment(delta);

@@ -64,6 +64,12 @@ impl Edge {
             admission: Admission::new(config.server.max_connections, config.server.max_connections_per_ip),
             limits: ClientLimits::new(config.limits.clone()),
             fanout: crate::pipeline::fanout::Hubs::new(&config, CancellationToken::new()),
+            parking: crate::pipeline::resume::Parking::new(
+                config.consumer.resume_window,
+                config.consumer.resume_max_parked,
+                CancellationToken::new(),
+                TaskTracker::new(),
+            ),
             config: Arc::new(config),
             kafka,
             shutdown: CancellationToken::new(),

@@ -1,0 +1,454 @@
+//! Resumable consume sockets (`resumable=true`, issue 19 part 1): a grouped socket that drops
+//! without a close handshake (or closes with 1001) leaves its consumer **parked** on this node
+//! for `WSPROXY_CONSUMER_RESUME_WINDOW`, still a member of its group with its assignment, and
+//! still holding its session slot. A reconnect with the `resumeToken` of the socket's first
+//! frame re-attaches to it: no rebalance, and what was sent and not committed comes again
+//! ([`SocketConsumer::rewind_to_committed`]).
+//!
+//! - Tokens are 256 random bits from the system's CSPRNG (`ring`), single-use (a take removes
+//!   them), bound to who may use them ([`Binding`]: the client's identity, clientId, groupId,
+//!   topics, commit mode and Kafka credentials) and valid for the window only.
+//! - A parked consumer is still served: its partitions are paused and a parking task polls it,
+//!   so that a rebalance another member starts is answered at once (an eager rebalance waits
+//!   for every member to poll) and `max.poll.interval.ms` never expires.
+//! - At most `WSPROXY_CONSUMER_RESUME_MAX_PARKED` consumers are parked per node: beyond it the
+//!   oldest is closed. A consumer not resumed within the window is closed (it leaves its group,
+//!   its slot is freed); so is every parked one when the server shuts down.
+//!
+//! - A reconnect may come before this node noticed that the old connection is gone (a phone
+//!   that switched networks: its old TCP connection dies silently). A token whose socket is
+//!   still open here is taken over: that socket is stopped and parks its consumer, which the
+//!   reconnect then takes.
+//!
+//! [`Ledger`] holds the pure rules (binding, single use, expiry, the cap); [`Parking`] runs them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::oneshot;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::kafka::credentials::KafkaCredentials;
+use crate::kafka::SocketConsumer;
+use crate::sessions::SessionGuard;
+use crate::telemetry::metrics;
+
+/// Who may resume a parked session: every field must match the reconnect's.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// `basic` (the one Basic user), `sub:<subject>` for a bearer token, `anonymous`.
+    pub principal: String,
+    pub client_id: String,
+    pub group_id: String,
+    /// The `topic` (or `topicPattern`) parameter: the consumer is subscribed to it.
+    pub topic: String,
+    /// The consumer's commit mode is fixed when it is made.
+    pub auto_commit: bool,
+    /// The consumer logs in to Kafka with these: a reconnect must bring the same.
+    pub kafka: Option<KafkaCredentials>,
+}
+
+/// Why a `resumeToken` re-attaches to nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Never issued, used already, expired, or its session was closed.
+    Unknown,
+    /// Issued to another client (identity, clientId, groupId, topics or credentials differ).
+    NotYours,
+}
+
+impl Refusal {
+    /// The text of the 400 that answers the reconnect.
+    pub fn text(self, window: Duration) -> String {
+        match self {
+            Refusal::Unknown => format!(
+                "Request param 'resumeToken' names no parked session: it is unknown, was used already, or expired (sessions are kept {} s). Open the socket without resumeToken to start a new session.",
+                window.as_secs()
+            ),
+            Refusal::NotYours => "Request param 'resumeToken' belongs to a session of another client: the identity, clientId, groupId, topic, autoCommit and Kafka credentials must be those of the socket that got it.".to_owned(),
+        }
+    }
+}
+
+/// A parked session's entry: who may take it, until when, and its place in the parking order.
+struct Entry<T> {
+    binding: Binding,
+    deadline: Instant,
+    seq: u64,
+    value: T,
+}
+
+/// The parked sessions of a node by token: pure data and rules, `T` is the parking task's handle.
+pub struct Ledger<T> {
+    entries: HashMap<String, Entry<T>>,
+    next_seq: u64,
+    max: usize,
+}
+
+impl<T> Ledger<T> {
+    pub fn new(max: usize) -> Self {
+        Ledger { entries: HashMap::new(), next_seq: 0, max: max.max(1) }
+    }
+
+    /// Parks a session under `token` until `deadline`; returns its sequence number (to remove
+    /// it at its deadline) and the sessions closed to keep the cap, oldest first.
+    pub fn insert(&mut self, token: String, binding: Binding, deadline: Instant, value: T) -> (u64, Vec<T>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.insert(token, Entry { binding, deadline, seq, value });
+        let mut evicted = Vec::new();
+        while self.entries.len() > self.max {
+            let oldest = self.entries.iter().min_by_key(|(_, e)| e.seq).map(|(t, _)| t.clone());
+            let Some(e) = oldest.and_then(|t| self.entries.remove(&t)) else { break };
+            evicted.push(e.value);
+        }
+        (seq, evicted)
+    }
+
+    /// Takes the session of `token` for a reconnect bound as `binding`, once: a refused
+    /// binding leaves it for its owner; an expired one is left to its own removal.
+    pub fn take(&mut self, token: &str, binding: &Binding, now: Instant) -> Result<T, Refusal> {
+        let entry = self.entries.get(token).ok_or(Refusal::Unknown)?;
+        if entry.deadline <= now {
+            return Err(Refusal::Unknown);
+        }
+        if entry.binding != *binding {
+            return Err(Refusal::NotYours);
+        }
+        Ok(self.entries.remove(token).expect("just found").value)
+    }
+
+    /// Removes the entry parked as `seq` under `token`, if it is still there (its deadline
+    /// passed, or the node shuts down): `None` when a reconnect or the cap took it first.
+    pub fn remove(&mut self, token: &str, seq: u64) -> Option<T> {
+        if self.entries.get(token).is_some_and(|e| e.seq == seq) {
+            return self.entries.remove(token).map(|e| e.value);
+        }
+        None
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// What a parked session keeps: its group member and its session slot.
+pub struct Parked {
+    pub consumer: SocketConsumer,
+    pub session: Option<SessionGuard>,
+}
+
+/// What the parking task of a session is told.
+enum Command {
+    /// A reconnect took the session: hand it over.
+    Resume(oneshot::Sender<Parked>),
+    /// Close it (the cap was reached), with the reason counted in the metrics.
+    Close(&'static str),
+}
+
+/// What a resumable socket's loop needs to park its consumer when the client drops.
+pub struct Resume {
+    pub parking: Parking,
+    /// The token the socket's first frame gave the client.
+    pub token: String,
+    pub binding: Binding,
+    /// The socket's session slot: kept while parked.
+    pub session: Option<SessionGuard>,
+    /// Whether the consumer was parked before (it is rewound to its committed offsets).
+    pub resumed: bool,
+    /// Set when a reconnect with this socket's token stopped it: it parks as if dropped.
+    taken_over: Arc<AtomicBool>,
+}
+
+impl Resume {
+    /// Whether a reconnect took this socket's session over while it was open.
+    pub fn taken_over(&self) -> bool {
+        self.taken_over.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        // The socket is over (parked or closed): its token no longer names an open socket.
+        let mut state = self.parking.state();
+        if state.live.get(&self.token).is_some_and(|l| Arc::ptr_eq(&l.taken_over, &self.taken_over)) {
+            state.live.remove(&self.token);
+        }
+    }
+}
+
+/// A token whose socket is still open on this node.
+struct Live {
+    binding: Binding,
+    /// The socket's stop.
+    stop: CancellationToken,
+    taken_over: Arc<AtomicBool>,
+}
+
+/// How long a reconnect waits for the open socket it takes over to park its consumer.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
+
+/// The node's parked sessions.
+#[derive(Clone)]
+pub struct Parking {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    window: Duration,
+    state: Mutex<State>,
+    random: SystemRandom,
+    shutdown: CancellationToken,
+    /// The server's socket tasks: shutdown waits for the parked consumers' close too.
+    tracker: TaskTracker,
+}
+
+/// How a parked session's task is told what to do.
+type Handle = oneshot::Sender<Command>;
+
+/// The parked sessions, and the tokens of the resumable sockets open on this node.
+struct State {
+    ledger: Ledger<Handle>,
+    live: HashMap<String, Live>,
+}
+
+impl Parking {
+    pub fn new(window: Duration, max_parked: usize, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+        let state = Mutex::new(State { ledger: Ledger::new(max_parked), live: HashMap::new() });
+        Parking { inner: Arc::new(Inner { window, state, random: SystemRandom::new(), shutdown, tracker }) }
+    }
+
+    /// A resumable socket about to open: a new token, bound to `binding`, that a reconnect can
+    /// take over while the socket is open (`stop` stops it).
+    pub fn open(
+        &self,
+        binding: Binding,
+        session: Option<SessionGuard>,
+        resumed: bool,
+        stop: CancellationToken,
+    ) -> Resume {
+        let token = self.issue();
+        let taken_over = Arc::new(AtomicBool::new(false));
+        let live = Live { binding: binding.clone(), stop, taken_over: taken_over.clone() };
+        self.state().live.insert(token.clone(), live);
+        Resume { parking: self.clone(), token, binding, session, resumed, taken_over }
+    }
+
+    /// How long a dropped socket's consumer stays parked.
+    pub fn window(&self) -> Duration {
+        self.inner.window
+    }
+
+    /// A new token: 256 bits from the system's CSPRNG, in hex.
+    fn issue(&self) -> String {
+        let mut bytes = [0u8; 32];
+        self.inner.random.fill(&mut bytes).expect("the system's random source never fails");
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The first frame of a resumable socket: `{"session":{"resumeToken":..,"resumeWindowMs":..}}`.
+    pub fn session_frame(&self, token: &str) -> String {
+        let window_ms = u64::try_from(self.inner.window.as_millis()).unwrap_or(u64::MAX);
+        serde_json::json!({"session": {"resumeToken": token, "resumeWindowMs": window_ms}}).to_string()
+    }
+
+    /// Re-attaches a reconnect to the session parked under `token`; a session whose socket
+    /// is still open here is taken over (the socket is stopped and parks it first).
+    pub async fn take(&self, token: &str, binding: &Binding) -> Result<Parked, Refusal> {
+        let deadline = Instant::now() + TAKEOVER_WAIT;
+        let handle = loop {
+            if let Some(taken) = self.take_or_stop(token, binding, Instant::now() < deadline) {
+                break taken?;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let (reply, parked) = oneshot::channel();
+        handle.send(Command::Resume(reply)).map_err(|_| Refusal::Unknown)?;
+        parked.await.map_err(|_| Refusal::Unknown)
+    }
+
+    /// Parks a dropped socket's consumer under its token (with its session slot), closing
+    /// the oldest parked session beyond the cap.
+    pub fn park(&self, resume: &mut Resume, consumer: SocketConsumer) {
+        let parked = Parked { consumer, session: resume.session.take() };
+        let token = resume.token.clone();
+        let (handle, commands) = oneshot::channel();
+        let deadline = Instant::now() + self.inner.window;
+        let (seq, evicted) = {
+            let mut state = self.state();
+            state.live.remove(&token);
+            state.ledger.insert(token.clone(), resume.binding.clone(), deadline, handle)
+        };
+        for oldest in evicted {
+            let _ = oldest.send(Command::Close("cap"));
+        }
+        metrics::consumer_sessions_parked(1.0);
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(async move {
+            let command = serve(&inner, &token, seq, deadline, &parked.consumer, commands).await;
+            metrics::consumer_sessions_parked(-1.0);
+            let reason = match command {
+                Command::Resume(reply) => {
+                    metrics::consumer_session_resumed();
+                    let Err(parked) = reply.send(parked) else { return };
+                    // The reconnect went away while it was handed over.
+                    close(parked, "dropped").await;
+                    return;
+                }
+                Command::Close(reason) => reason,
+            };
+            metrics::consumer_session_expired(reason);
+            tracing::info!(reason, "a parked consumer session was closed without a resume");
+            close(parked, reason).await;
+        });
+    }
+
+    /// Takes the parked session of `token`, or (`None`) stops the open socket that holds it,
+    /// when `may_wait`, so that it parks.
+    fn take_or_stop(&self, token: &str, binding: &Binding, may_wait: bool) -> Option<Result<Handle, Refusal>> {
+        let mut state = self.state();
+        match state.ledger.take(token, binding, Instant::now()) {
+            Err(Refusal::Unknown) if may_wait => {}
+            taken => return Some(taken),
+        }
+        match state.live.get(token) {
+            Some(live) if live.binding != *binding => Some(Err(Refusal::NotYours)),
+            Some(live) => {
+                live.taken_over.store(true, Ordering::Release);
+                live.stop.cancel();
+                None
+            }
+            // Gone meanwhile (closed, or taken by another reconnect).
+            None => Some(Err(Refusal::Unknown)),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().expect("the parking state is never poisoned")
+    }
+}
+
+/// Leaves the group (the final commit was made when it was parked), then frees the slot.
+async fn close(parked: Parked, _reason: &'static str) {
+    parked.consumer.close(HashMap::new()).await;
+    drop(parked.session);
+}
+
+/// Serves a parked consumer until a command comes, its deadline passes, the server shuts down
+/// or Kafka fails it for good; returns what to do with it.
+async fn serve(
+    inner: &Inner,
+    token: &str,
+    seq: u64,
+    deadline: Instant,
+    consumer: &SocketConsumer,
+    mut commands: oneshot::Receiver<Command>,
+) -> Command {
+    consumer.pause();
+    let mut records = consumer.records();
+    let reason = loop {
+        tokio::select! {
+            command = &mut commands => return command.unwrap_or(Command::Close("dropped")),
+            () = sleep_until(deadline) => break "window",
+            () = inner.shutdown.cancelled() => break "shutdown",
+            // A partition assigned while parked is fetched: pause it too. The record comes
+            // again on resume (the consumer is rewound to its committed offsets).
+            next = records.next() => match next {
+                Some(Ok(_)) => consumer.pause(),
+                Some(Err(e)) => if e.triage().is_err() { break "kafka" },
+                None => break "kafka",
+            },
+        }
+    };
+    let own = inner.state.lock().expect("the parking state is never poisoned").ledger.remove(token, seq);
+    match own {
+        Some(_) => Command::Close(reason),
+        // A reconnect or the cap took it first: its command is on its way.
+        None => commands.await.unwrap_or(Command::Close(reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(client: &str) -> Binding {
+        Binding {
+            principal: "anonymous".to_owned(),
+            client_id: client.to_owned(),
+            group_id: "g".to_owned(),
+            topic: "t".to_owned(),
+            auto_commit: false,
+            kafka: None,
+        }
+    }
+
+    #[test]
+    fn a_token_is_taken_once_and_only_by_its_binding() {
+        let now = Instant::now();
+        let mut l = Ledger::new(10);
+        l.insert("tok".to_owned(), binding("a"), now + Duration::from_secs(30), 1);
+        assert_eq!(l.take("tok", &binding("b"), now), Err(Refusal::NotYours));
+        let mut other = binding("a");
+        other.kafka = Some(KafkaCredentials { username: "u".into(), password: "p".into(), bearer: None });
+        assert_eq!(l.take("tok", &other, now), Err(Refusal::NotYours), "other Kafka credentials");
+        other = binding("a");
+        other.principal = "sub:mallory".to_owned();
+        assert_eq!(l.take("tok", &other, now), Err(Refusal::NotYours), "another identity");
+        assert_eq!(l.take("nope", &binding("a"), now), Err(Refusal::Unknown));
+        assert_eq!(l.take("tok", &binding("a"), now), Ok(1), "a refused attempt leaves it to its owner");
+        assert_eq!(l.take("tok", &binding("a"), now), Err(Refusal::Unknown), "single use");
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_and_left_to_its_own_removal() {
+        let now = Instant::now();
+        let mut l = Ledger::new(10);
+        let (seq, _) = l.insert("tok".to_owned(), binding("a"), now + Duration::from_secs(30), 1);
+        assert_eq!(l.take("tok", &binding("a"), now + Duration::from_secs(30)), Err(Refusal::Unknown));
+        assert_eq!(l.len(), 1);
+        assert_eq!(l.remove("tok", seq + 1), None, "only its own entry");
+        assert_eq!(l.remove("tok", seq), Some(1));
+        assert_eq!(l.remove("tok", seq), None);
+    }
+
+    #[test]
+    fn beyond_the_cap_the_oldest_sessions_are_closed_first() {
+        let now = Instant::now();
+        let mut l = Ledger::new(3);
+        for i in 0..3 {
+            let (_, evicted) = l.insert(format!("t{i}"), binding("a"), now + Duration::from_secs(30), i);
+            assert!(evicted.is_empty());
+        }
+        assert_eq!(l.take("t0", &binding("a"), now), Ok(0));
+        let (_, evicted) = l.insert("t3".to_owned(), binding("a"), now + Duration::from_secs(30), 3);
+        assert!(evicted.is_empty(), "a taken session no longer counts");
+        let (_, evicted) = l.insert("t4".to_owned(), binding("a"), now + Duration::from_secs(30), 4);
+        assert_eq!(evicted, vec![1]);
+        let (_, evicted) = l.insert("t5".to_owned(), binding("a"), now + Duration::from_secs(30), 5);
+        assert_eq!(evicted, vec![2]);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l.take("t1", &binding("a"), now), Err(Refusal::Unknown));
+    }
+
+    #[tokio::test]
+    async fn tokens_are_256_random_bits_and_the_first_frame_names_the_window() {
+        let p = Parking::new(Duration::from_secs(30), 10, CancellationToken::new(), TaskTracker::new());
+        let (a, b) = (p.issue(), p.issue());
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        let frame: serde_json::Value = serde_json::from_str(&p.session_frame(&a)).unwrap();
+        assert_eq!(frame, serde_json::json!({"session": {"resumeToken": a, "resumeWindowMs": 30000}}));
+    }
+}
