@@ -79,6 +79,9 @@ struct Cell {
     extensions: Vec<(String, String)>,
     /// The live clients of this identity (see `oauth_admin::Linked`).
     links: Mutex<Vec<Weak<Slot>>>,
+    /// Held while a new token is stored and pushed: two pushes at once could otherwise end
+    /// with the older token on the clients and the newer one in the cell.
+    pushing: Mutex<()>,
 }
 
 impl fmt::Debug for TokenCell {
@@ -95,12 +98,14 @@ impl TokenCell {
 
     /// Replaces the token and hands it to the linked clients.
     pub fn set(&self, token: BearerToken) {
+        let _pushing = self.0.pushing.lock().expect("token cell is never poisoned");
         *self.0.token.write().expect("token cell is never poisoned") = Some(token.clone());
         self.push(&token);
     }
 
     /// Keeps whichever of the current and `token` expires later (handed to the linked clients).
     pub fn offer(&self, token: BearerToken) {
+        let _pushing = self.0.pushing.lock().expect("token cell is never poisoned");
         let mut cell = self.0.token.write().expect("token cell is never poisoned");
         if cell.as_ref().is_none_or(|t| t.expires_ms < token.expires_ms) {
             *cell = Some(token.clone());

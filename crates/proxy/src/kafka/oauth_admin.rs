@@ -106,9 +106,15 @@ impl<T: HasClient> Linked<T> {
         let Some(cell) = cell else {
             return Ok(Linked { slot: None, client });
         };
-        set_token(client.handle(), cell).map_err(KafkaError::ClientCreation)?;
+        // Linked first, then the cell's token set under the slot's lock: a refresh racing this
+        // either waits for the lock and then sets its (newer) token, or stored it in the cell
+        // before we read it. Setting first and linking after could miss a refresh in between.
         let slot = Arc::new(Slot(Mutex::new(Some(Handle(client.handle().native_ptr())))));
         cell.link(Arc::downgrade(&slot));
+        {
+            let _held = slot.0.lock().expect("token slot is never poisoned");
+            set_token(client.handle(), cell).map_err(KafkaError::ClientCreation)?;
+        }
         Ok(Linked { slot: Some(slot), client })
     }
 }
