@@ -393,7 +393,9 @@ pub fn reader_client_id(server_id: &str) -> String {
 /// Rust node were given the same server id. Readers of earlier versions of this proxy kept
 /// librdkafka's default client id `rdkafka`, and count as ours.
 pub async fn foreign_members(kafka: &Kafka, group: &str) -> Result<Vec<String>, KafkaError> {
-    let client: BaseConsumer = kafka.inner.base.create()?;
+    // With OAUTHBEARER the proxy's own token, or the broker refuses the lookup.
+    let client: BaseConsumer<OAuthContext> = kafka.inner.base.create_with_context(kafka.oauth_context())?;
+    kafka.give_token(client.client())?;
     let group = group.to_owned();
     tokio::task::spawn_blocking(move || {
         not_ours(&client.fetch_group_list(Some(&group), Duration::from_secs(5))?, &group)
