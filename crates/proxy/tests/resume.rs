@@ -77,6 +77,20 @@ async fn session_token(ws: &mut Ws) -> String {
     first["session"]["resumeToken"].as_str().unwrap_or_else(|| panic!("not a session frame: {first}")).to_owned()
 }
 
+/// Makes the proxy hear from the client (a ping; its pong comes back after the proxy read it),
+/// skipping the records that come meanwhile.
+async fn heard(ws: &mut Ws) {
+    use futures::SinkExt;
+    ws.send(Message::Ping(b"here".to_vec().into())).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("no pong within 30 s") {
+            Some(Ok(Message::Pong(_))) => return,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    }
+}
+
 /// Cuts the connection without a close handshake: SO_LINGER 0, then close (a TCP reset).
 fn reset(ws: Ws) {
     match ws.get_ref() {
@@ -273,6 +287,9 @@ async fn wrong_reused_and_foreign_tokens_are_refused_and_a_clean_close_does_not_
     let mut ws = connect(&format!("{url}&resumeToken={token}")).await;
     let fresh = session_token(&mut ws).await;
     assert_ne!(fresh, token, "a resumed socket gets a fresh token");
+    // Once the client was heard from on the resumed socket, it has the fresh token: the old
+    // one is used up.
+    heard(&mut ws).await;
     let (status, _, body) = refused(&format!("{url}&resumeToken={token}")).await;
     assert_eq!(status, 400, "a token is used once: {body}");
 
@@ -395,4 +412,35 @@ async fn a_reconnect_takes_over_a_socket_whose_connection_died_silently() {
     eprintln!("take-over of a silently dead connection: {} ms to the first record", started.elapsed().as_millis());
     hang_up(ws).await;
     drop(old);
+}
+
+#[tokio::test]
+async fn a_resume_cut_off_before_its_client_read_the_new_token_is_resumed_with_the_old_one() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("resume-flap");
+    create_topic(&topic, 1).await;
+    fill(&topic, 1, 10).await;
+    let url = proxy
+        .url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&autoCommit=false", unique("g")));
+    let mut ws = connect(&url).await;
+    let first = session_token(&mut ws).await;
+    recv_json(&mut ws).await;
+    reset(ws);
+    // A flapping network: the resume's connection dies before the client read its first frame.
+    let ws = connect(&format!("{url}&resumeToken={first}")).await;
+    reset(ws);
+    // The client still has only the first token: it names the session until the client is
+    // heard from on a resumed socket.
+    let mut ws = connect(&format!("{url}&resumeToken={first}")).await;
+    let third = session_token(&mut ws).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0), "nothing was committed: from the start again");
+    heard(&mut ws).await;
+    reset(ws);
+    // Heard from: now only the newest token names it.
+    let (status, _, body) = refused(&format!("{url}&resumeToken={first}")).await;
+    assert_eq!(status, 400, "{body}");
+    let mut ws = connect(&format!("{url}&resumeToken={third}")).await;
+    session_token(&mut ws).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0));
+    hang_up(ws).await;
 }

@@ -181,7 +181,7 @@ pub async fn run<S>(
             tokio::select! {
                 biased;
                 frame = live.stopped() => break Some(frame),
-                msg = rx.next() => { live.heard(); match msg {
+                msg = rx.next() => { live.heard(); if let (Some(r), Some(Ok(_))) = (&resume, &msg) { r.heard_from_client() } match msg {
                     None => { dropped = true; break None }
                     Some(Ok(Message::Close(c))) => { dropped = c.is_some_and(|c| c.code == 1001); break None }
                     Some(Err(e)) => { dropped = true; break close::for_read_error(e) }

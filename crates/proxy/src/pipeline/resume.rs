@@ -81,53 +81,83 @@ struct Entry<T> {
     deadline: Instant,
     seq: u64,
     value: T,
+    /// The token this session was resumed with, when its client may never have read the new
+    /// one: that token names the session too (see [`Parking::park`]).
+    predecessor: Option<String>,
 }
 
 /// The parked sessions of a node by token: pure data and rules, `T` is the parking task's handle.
 pub struct Ledger<T> {
     entries: HashMap<String, Entry<T>>,
+    /// Predecessor tokens that still name a parked session: predecessor -> its token.
+    aliases: HashMap<String, String>,
     next_seq: u64,
     max: usize,
 }
 
 impl<T> Ledger<T> {
     pub fn new(max: usize) -> Self {
-        Ledger { entries: HashMap::new(), next_seq: 0, max: max.max(1) }
+        Ledger { entries: HashMap::new(), aliases: HashMap::new(), next_seq: 0, max: max.max(1) }
     }
 
     /// Parks a session under `token` until `deadline`; returns its sequence number (to remove
     /// it at its deadline) and the sessions closed to keep the cap, oldest first.
-    pub fn insert(&mut self, token: String, binding: Binding, deadline: Instant, value: T) -> (u64, Vec<T>) {
+    /// `predecessor`, when given, names the session too, until either token takes it.
+    pub fn insert(
+        &mut self,
+        token: String,
+        binding: Binding,
+        deadline: Instant,
+        value: T,
+        predecessor: Option<String>,
+    ) -> (u64, Vec<T>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.entries.insert(token, Entry { binding, deadline, seq, value });
+        if let Some(p) = &predecessor {
+            self.aliases.insert(p.clone(), token.clone());
+        }
+        self.entries.insert(token, Entry { binding, deadline, seq, value, predecessor });
         let mut evicted = Vec::new();
         while self.entries.len() > self.max {
             let oldest = self.entries.iter().min_by_key(|(_, e)| e.seq).map(|(t, _)| t.clone());
-            let Some(e) = oldest.and_then(|t| self.entries.remove(&t)) else { break };
+            let Some(e) = oldest.and_then(|t| self.remove_entry(&t)) else { break };
             evicted.push(e.value);
         }
         (seq, evicted)
     }
 
+    fn remove_entry(&mut self, token: &str) -> Option<Entry<T>> {
+        let entry = self.entries.remove(token)?;
+        if let Some(p) = &entry.predecessor {
+            if self.aliases.get(p).is_some_and(|t| t == token) {
+                self.aliases.remove(p);
+            }
+        }
+        Some(entry)
+    }
+
     /// Takes the session of `token` for a reconnect bound as `binding`, once: a refused
     /// binding leaves it for its owner; an expired one is left to its own removal.
     pub fn take(&mut self, token: &str, binding: &Binding, now: Instant) -> Result<T, Refusal> {
-        let entry = self.entries.get(token).ok_or(Refusal::Unknown)?;
+        let key = match self.entries.contains_key(token) {
+            true => token.to_owned(),
+            false => self.aliases.get(token).cloned().ok_or(Refusal::Unknown)?,
+        };
+        let entry = self.entries.get(&key).ok_or(Refusal::Unknown)?;
         if entry.deadline <= now {
             return Err(Refusal::Unknown);
         }
         if entry.binding != *binding {
             return Err(Refusal::NotYours);
         }
-        Ok(self.entries.remove(token).expect("just found").value)
+        Ok(self.remove_entry(&key).expect("just found").value)
     }
 
     /// Removes the entry parked as `seq` under `token`, if it is still there (its deadline
     /// passed, or the node shuts down): `None` when a reconnect or the cap took it first.
     pub fn remove(&mut self, token: &str, seq: u64) -> Option<T> {
         if self.entries.get(token).is_some_and(|e| e.seq == seq) {
-            return self.entries.remove(token).map(|e| e.value);
+            return self.remove_entry(token).map(|e| e.value);
         }
         None
     }
@@ -167,9 +197,20 @@ pub struct Resume {
     pub resumed: bool,
     /// Set when a reconnect with this socket's token stopped it: it parks as if dropped.
     taken_over: Arc<AtomicBool>,
+    /// The token this socket was resumed with: until the client is heard from, it may not
+    /// have read the new one (the connection may have died right after the first frame).
+    predecessor: Option<String>,
+    /// Whether the client sent anything (a frame, a pong) since the first frame.
+    heard: Arc<AtomicBool>,
 }
 
 impl Resume {
+    /// The client sent something after the session frame, so it read the new token: the one
+    /// it resumed with no longer names the session.
+    pub fn heard_from_client(&self) {
+        self.heard.store(true, Ordering::Release);
+    }
+
     /// Whether a reconnect took this socket's session over while it was open.
     pub fn taken_over(&self) -> bool {
         self.taken_over.load(Ordering::Acquire)
@@ -192,6 +233,8 @@ struct Live {
     /// The socket's stop.
     stop: CancellationToken,
     taken_over: Arc<AtomicBool>,
+    predecessor: Option<String>,
+    heard: Arc<AtomicBool>,
 }
 
 /// How long a reconnect waits for the open socket it takes over to park its consumer.
@@ -229,18 +272,26 @@ impl Parking {
 
     /// A resumable socket about to open: a new token, bound to `binding`, that a reconnect can
     /// take over while the socket is open (`stop` stops it).
+    /// `predecessor`: the token of the session this socket resumes.
     pub fn open(
         &self,
         binding: Binding,
         session: Option<SessionGuard>,
-        resumed: bool,
+        predecessor: Option<String>,
         stop: CancellationToken,
     ) -> Resume {
         let token = self.issue();
-        let taken_over = Arc::new(AtomicBool::new(false));
-        let live = Live { binding: binding.clone(), stop, taken_over: taken_over.clone() };
+        let (taken_over, heard) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let live = Live {
+            binding: binding.clone(),
+            stop,
+            taken_over: taken_over.clone(),
+            predecessor: predecessor.clone(),
+            heard: heard.clone(),
+        };
         self.state().live.insert(token.clone(), live);
-        Resume { parking: self.clone(), token, binding, session, resumed, taken_over }
+        let resumed = predecessor.is_some();
+        Resume { parking: self.clone(), token, binding, session, resumed, taken_over, predecessor, heard }
     }
 
     /// How long a dropped socket's consumer stays parked.
@@ -281,12 +332,14 @@ impl Parking {
     pub fn park(&self, resume: &mut Resume, consumer: SocketConsumer) {
         let parked = Parked { consumer, session: resume.session.take() };
         let token = resume.token.clone();
+        // A client not heard from since the first frame may not have the new token.
+        let predecessor = resume.predecessor.clone().filter(|_| !resume.heard.load(Ordering::Acquire));
         let (handle, commands) = oneshot::channel();
         let deadline = Instant::now() + self.inner.window;
         let (seq, evicted) = {
             let mut state = self.state();
             state.live.remove(&token);
-            state.ledger.insert(token.clone(), resume.binding.clone(), deadline, handle)
+            state.ledger.insert(token.clone(), resume.binding.clone(), deadline, handle, predecessor)
         };
         for oldest in evicted {
             let _ = oldest.send(Command::Close("cap"));
@@ -320,7 +373,9 @@ impl Parking {
             Err(Refusal::Unknown) if may_wait => {}
             taken => return Some(taken),
         }
-        match state.live.get(token) {
+        // The open socket named by `token`, or resumed with it and not heard from since.
+        let unheard = |l: &&Live| l.predecessor.as_deref() == Some(token) && !l.heard.load(Ordering::Acquire);
+        match state.live.get(token).or_else(|| state.live.values().find(unheard)) {
             Some(live) if live.binding != *binding => Some(Err(Refusal::NotYours)),
             Some(live) => {
                 live.taken_over.store(true, Ordering::Release);
@@ -396,7 +451,7 @@ mod tests {
     fn a_token_is_taken_once_and_only_by_its_binding() {
         let now = Instant::now();
         let mut l = Ledger::new(10);
-        l.insert("tok".to_owned(), binding("a"), now + Duration::from_secs(30), 1);
+        l.insert("tok".to_owned(), binding("a"), now + Duration::from_secs(30), 1, None);
         assert_eq!(l.take("tok", &binding("b"), now), Err(Refusal::NotYours));
         let mut other = binding("a");
         other.kafka = Some(KafkaCredentials { username: "u".into(), password: "p".into(), bearer: None });
@@ -411,10 +466,31 @@ mod tests {
     }
 
     #[test]
+    fn a_session_parked_before_its_client_read_the_new_token_is_also_named_by_the_old_one() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(30);
+        let mut l = Ledger::new(10);
+        l.insert("new".to_owned(), binding("a"), later, 1, Some("old".to_owned()));
+        assert_eq!(l.take("old", &binding("b"), now), Err(Refusal::NotYours));
+        assert_eq!(l.take("old", &binding("a"), now), Ok(1));
+        // Taken once, by either name.
+        assert_eq!(l.take("new", &binding("a"), now), Err(Refusal::Unknown));
+        assert_eq!(l.take("old", &binding("a"), now), Err(Refusal::Unknown));
+        // Taken by its own token, the old one goes with it; removed, both go.
+        l.insert("new2".to_owned(), binding("a"), later, 2, Some("old2".to_owned()));
+        assert_eq!(l.take("new2", &binding("a"), now), Ok(2));
+        assert_eq!(l.take("old2", &binding("a"), now), Err(Refusal::Unknown));
+        let (seq, _) = l.insert("new3".to_owned(), binding("a"), later, 3, Some("old3".to_owned()));
+        assert_eq!(l.remove("new3", seq), Some(3));
+        assert_eq!(l.take("old3", &binding("a"), now), Err(Refusal::Unknown));
+        assert!(l.aliases.is_empty());
+    }
+
+    #[test]
     fn an_expired_token_is_refused_and_left_to_its_own_removal() {
         let now = Instant::now();
         let mut l = Ledger::new(10);
-        let (seq, _) = l.insert("tok".to_owned(), binding("a"), now + Duration::from_secs(30), 1);
+        let (seq, _) = l.insert("tok".to_owned(), binding("a"), now + Duration::from_secs(30), 1, None);
         assert_eq!(l.take("tok", &binding("a"), now + Duration::from_secs(30)), Err(Refusal::Unknown));
         assert_eq!(l.len(), 1);
         assert_eq!(l.remove("tok", seq + 1), None, "only its own entry");
@@ -427,15 +503,15 @@ mod tests {
         let now = Instant::now();
         let mut l = Ledger::new(3);
         for i in 0..3 {
-            let (_, evicted) = l.insert(format!("t{i}"), binding("a"), now + Duration::from_secs(30), i);
+            let (_, evicted) = l.insert(format!("t{i}"), binding("a"), now + Duration::from_secs(30), i, None);
             assert!(evicted.is_empty());
         }
         assert_eq!(l.take("t0", &binding("a"), now), Ok(0));
-        let (_, evicted) = l.insert("t3".to_owned(), binding("a"), now + Duration::from_secs(30), 3);
+        let (_, evicted) = l.insert("t3".to_owned(), binding("a"), now + Duration::from_secs(30), 3, None);
         assert!(evicted.is_empty(), "a taken session no longer counts");
-        let (_, evicted) = l.insert("t4".to_owned(), binding("a"), now + Duration::from_secs(30), 4);
+        let (_, evicted) = l.insert("t4".to_owned(), binding("a"), now + Duration::from_secs(30), 4, None);
         assert_eq!(evicted, vec![1]);
-        let (_, evicted) = l.insert("t5".to_owned(), binding("a"), now + Duration::from_secs(30), 5);
+        let (_, evicted) = l.insert("t5".to_owned(), binding("a"), now + Duration::from_secs(30), 5, None);
         assert_eq!(evicted, vec![2]);
         assert_eq!(l.len(), 3);
         assert_eq!(l.take("t1", &binding("a"), now), Err(Refusal::Unknown));

@@ -65,7 +65,7 @@ pub(crate) async fn open_consumer(
     if let (Some(token), Some(binding)) = (&p.resume_token, &binding) {
         let parking = &state.parking;
         let parked = parking.take(token, binding).await.map_err(|r| ApiError::BadRequest(r.text(parking.window())))?;
-        let resume = parking.open(binding.clone(), parked.session, true, stop.clone());
+        let resume = parking.open(binding.clone(), parked.session, Some(token.clone()), stop.clone());
         let consumer = parked.consumer;
         return Ok(OpenConsumer { consumer, settings, session: None, slot, resume: Some(resume), stop });
     }
@@ -89,7 +89,7 @@ pub(crate) async fn open_consumer(
         }
     })?;
     let (session, resume) = match binding {
-        Some(binding) => (None, Some(state.parking.open(binding, Some(session), false, stop.clone()))),
+        Some(binding) => (None, Some(state.parking.open(binding, Some(session), None, stop.clone()))),
         None => (Some(session), None),
     };
     Ok(OpenConsumer { consumer, settings, session, slot, resume, stop })
