@@ -175,7 +175,7 @@ fn encode_union(format: FormatType, v: AvroValue) -> Result<Vec<u8>, String> {
     };
     let json = match v {
         AvroValue::Bytes(b) => {
-            format.decode(&b).map_err(|e| e.to_string())?;
+            format.render(&b).map_err(|e| e.to_string())?;
             return Ok(b);
         }
         // Avro has no JSON values: for `json` a string is the JSON text, stored compact.
@@ -214,7 +214,7 @@ fn decode_branch(format: FormatType, bytes: &[u8]) -> Result<AvroValue, String> 
             let text =
                 std::str::from_utf8(bytes).map_err(|_| format!("bytes are not valid UTF-8 for format '{format}'"))?;
             if format == FormatType::Json {
-                format.decode(bytes).map_err(|e| e.to_string())?;
+                format.render(bytes).map_err(|e| e.to_string())?;
             }
             AvroValue::String(text.to_owned())
         }

@@ -122,12 +122,9 @@ impl FormatType {
     /// Converts Kafka bytes into the JSON text of this type, ready to embed in a frame.
     pub fn decode(self, bytes: &[u8]) -> Result<Box<RawValue>, FormatError> {
         Ok(match self.render(bytes)? {
-            Rendered::Json(raw) => raw.to_owned(),
-            Rendered::Str(s) => RawValue::from_string(serde_json::to_string(s).expect("a str always serialises"))
-                .expect("a JSON string is valid JSON"),
-            Rendered::Base64(b) => RawValue::from_string(serde_json::to_string(&b).expect("a str always serialises"))
-                .expect("a JSON string is valid JSON"),
             Rendered::Text(raw) => raw,
+            other => RawValue::from_string(serde_json::to_string(&other).expect("rendered values always serialise"))
+                .expect("a rendered value is valid JSON"),
         })
     }
 
