@@ -18,6 +18,13 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 
+/// A new one-partition topic named `topic` holding `n` records (see [`fill`]).
+async fn one_partition_with(topic: &str, n: usize) -> String {
+    create_topic(topic, 1).await;
+    fill(topic, 1, n).await;
+    topic.to_owned()
+}
+
 /// Writes `n` string records `p{partition}-{i}` to each of `partitions` partitions.
 async fn fill(topic: &str, partitions: i32, n: usize) {
     let p: FutureProducer =
@@ -258,9 +265,7 @@ async fn a_client_cut_off_every_1000_records_resumes_without_a_rebalance_and_get
 #[tokio::test]
 async fn wrong_reused_and_foreign_tokens_are_refused_and_a_clean_close_does_not_park() {
     let proxy = Proxy::start(&[]).await;
-    let topic = unique("resume-tokens");
-    create_topic(&topic, 1).await;
-    fill(&topic, 1, 10).await;
+    let topic = one_partition_with(&unique("resume-tokens"), 10).await;
     let group = unique("g");
     let url = proxy.url(&format!("/socket/out?clientId=c&groupId={group}&topic={topic}&resumable=true"));
 
@@ -305,9 +310,7 @@ async fn wrong_reused_and_foreign_tokens_are_refused_and_a_clean_close_does_not_
 #[tokio::test]
 async fn a_session_not_resumed_within_the_window_is_closed_and_its_slot_freed() {
     let proxy = Proxy::start(&[("WSPROXY_CONSUMER_RESUME_WINDOW", "3 seconds")]).await;
-    let topic = unique("resume-window");
-    create_topic(&topic, 1).await;
-    fill(&topic, 1, 10).await;
+    let topic = one_partition_with(&unique("resume-window"), 10).await;
     let group = unique("g");
     let url = proxy.url(&format!("/socket/out?clientId=c&groupId={group}&topic={topic}&resumable=true"));
     let mut ws = connect(&url).await;
@@ -335,9 +338,7 @@ async fn a_session_not_resumed_within_the_window_is_closed_and_its_slot_freed() 
 #[tokio::test]
 async fn beyond_the_cap_the_oldest_parked_session_is_closed() {
     let proxy = Proxy::start(&[("WSPROXY_CONSUMER_RESUME_MAX_PARKED", "1")]).await;
-    let topic = unique("resume-cap");
-    create_topic(&topic, 1).await;
-    fill(&topic, 1, 10).await;
+    let topic = one_partition_with(&unique("resume-cap"), 10).await;
     let mut tokens = Vec::new();
     let mut urls = Vec::new();
     for client in ["old", "new"] {
@@ -361,9 +362,7 @@ async fn beyond_the_cap_the_oldest_parked_session_is_closed() {
 #[tokio::test]
 async fn a_pull_socket_gets_its_session_frame_before_any_credit_and_keeps_pulling_after_a_resume() {
     let proxy = Proxy::start(&[]).await;
-    let topic = unique("resume-pull");
-    create_topic(&topic, 1).await;
-    fill(&topic, 1, 20).await;
+    let topic = one_partition_with(&unique("resume-pull"), 20).await;
     let url = proxy.url(&format!(
         "/socket/out?clientId=c&groupId={}&topic={topic}&pull=true&resumable=true&autoCommit=false",
         unique("g")
@@ -394,9 +393,7 @@ async fn recv_json_none(ws: &mut Ws) -> bool {
 #[tokio::test]
 async fn a_reconnect_takes_over_a_socket_whose_connection_died_silently() {
     let proxy = Proxy::start(&[]).await;
-    let topic = unique("resume-silent");
-    create_topic(&topic, 1).await;
-    fill(&topic, 1, 10).await;
+    let topic = one_partition_with(&unique("resume-silent"), 10).await;
     let url = proxy
         .url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&autoCommit=false", unique("g")));
     let mut old = connect(&url).await;
@@ -417,9 +414,7 @@ async fn a_reconnect_takes_over_a_socket_whose_connection_died_silently() {
 #[tokio::test]
 async fn a_resume_cut_off_before_its_client_read_the_new_token_is_resumed_with_the_old_one() {
     let proxy = Proxy::start(&[]).await;
-    let topic = unique("resume-flap");
-    create_topic(&topic, 1).await;
-    fill(&topic, 1, 10).await;
+    let topic = one_partition_with(&unique("resume-flap"), 10).await;
     let url = proxy
         .url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&autoCommit=false", unique("g")));
     let mut ws = connect(&url).await;
