@@ -14,7 +14,6 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 
 use crate::kafka::oauth_admin::Linked;
 use rdkafka::message::Message;
-use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -122,21 +121,14 @@ impl ConfigLog {
 
     /// Writes records and waits until this node read the last one back.
     async fn write(&self, records: Vec<(String, Option<String>)>) -> Result<(), LogError> {
-        let producer = &self.inner.kafka.inner.producer.0;
-        let sends = records.iter().map(|(key, value)| {
-            let mut record: FutureRecord<'_, str, str> =
-                FutureRecord::to(&self.inner.topic).key(key.as_str()).partition(0);
-            if let Some(v) = value {
-                record = record.payload(v.as_str());
-            }
-            producer.send(record, WRITE_TIMEOUT)
-        });
+        let producer = &self.inner.kafka.inner.producer;
+        let written = producer.write_keyed(&self.inner.topic, 0, &records, WRITE_TIMEOUT).await;
         let mut last = -1;
-        for (result, (key, _)) in futures::future::join_all(sends).await.into_iter().zip(&records) {
+        for (result, (key, _)) in written.into_iter().zip(&records) {
             match result {
                 Ok(d) => last = last.max(d.offset),
-                Err((e, _)) => {
-                    tracing::warn!(error = %e, key, "dynamic config not written");
+                Err(e) => {
+                    tracing::warn!(error = %e.message, key, "dynamic config not written");
                     return Err(LogError::Timeout);
                 }
             }

@@ -9,7 +9,7 @@
 //! Files by role: [`client`] (the settings every client shares, refused credentials, the
 //! error type), [`producer`] (produce sockets and transactions), [`consumer`] (consume
 //! sockets), [`admin`], [`config_log`] and [`state_log`] (the proxy's own topics), [`closer`]
-//! (destroying clients off the runtime), [`headers`] (reading consumed headers safely),
+//! (destroying clients off the runtime), [`delivery`] (acknowledgements back to their sender), [`headers`] (reading consumed headers safely),
 //! `watermarks` (the end of a partition as a consumer last heard it), [`start_offsets`]
 //! (`fromTimestamp`'s start offsets).
 
@@ -19,6 +19,7 @@ pub mod closer;
 pub mod config_log;
 pub mod consumer;
 pub mod credentials;
+pub mod delivery;
 pub mod fanout;
 pub mod headers;
 pub mod oauth;
@@ -37,22 +38,22 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::kafka::client::{base_config, refused_credentials, METADATA_TIMEOUT};
-use crate::kafka::closer::OffRuntime;
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::oauth::TokenCell;
-use crate::kafka::producer::ProducerContext;
+use crate::kafka::producer::SharedProducer;
 
 pub use client::{AuthFailure, ClientError, ProbeError};
 pub use consumer::{ConsumeError, ConsumerError, Record, Records, SocketConsumer, TopicPartition};
+pub use delivery::{Deliveries, Report};
 pub use fanout::{SharedConsumer, SharedRecords};
 #[cfg(test)]
 pub(crate) use producer::TRANSACTION_TIMEOUT;
-pub use producer::{delivered, record_failure, Ack, EnqueueError, ProducerHandle, RecordFailure, TransactionError};
+pub use producer::{record_failure, Ack, EnqueueError, ProducerHandle, RecordFailure, TransactionError};
 
 /// Long-lived Kafka clients shared by all sockets.
 #[derive(Clone)]
@@ -61,8 +62,7 @@ pub struct Kafka {
 }
 
 /// Producers of users who brought their own credentials; entries die with their last socket.
-type UserProducers =
-    HashMap<KafkaCredentials, (Weak<OffRuntime<oauth_admin::Linked<FutureProducer<ProducerContext>>>>, AuthFailure)>;
+type UserProducers = HashMap<KafkaCredentials, (Weak<<SharedProducer as std::ops::Deref>::Target>, AuthFailure)>;
 
 /// How long a refused `X-Kafka-Auth` credential is answered 401 without asking Kafka again:
 /// a client retrying bad credentials in a loop costs no Kafka client per attempt.

@@ -1,15 +1,20 @@
 //! The producer port: [`ProducerHandle`] hands records to Kafka and answers [`Ack`] or a
 //! client-safe [`RecordFailure`]; transactional producers begin, commit and abort. One shared
 //! producer serves every produce socket; sockets with their own credentials share one per user.
+//!
+//! Acknowledgements come back through the producer's delivery callback
+//! ([`ProducerContext::delivery`]) into the sender's own [`Deliveries`] inbox, numbered by the
+//! sender: no future, channel or waker per record. The producer polls itself on its own thread
+//! (rdkafka's `ThreadedProducer`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::client::ClientContext;
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use wsproxy_protocol::produce::ProducerRecord;
 use wsproxy_protocol::ErrorCode;
@@ -20,8 +25,9 @@ use crate::kafka::client::{
 };
 use crate::kafka::closer::{self, ClientKind, OffRuntime};
 use crate::kafka::credentials::KafkaCredentials;
+use crate::kafka::delivery::{Deliveries, Ticket};
 use crate::kafka::oauth::{self, TokenCell};
-use crate::kafka::oauth_admin::Linked;
+use crate::kafka::oauth_admin::{HasClient, Linked};
 use crate::kafka::Kafka;
 use crate::telemetry::metrics;
 
@@ -67,17 +73,44 @@ impl ClientContext for ProducerContext {
     }
 }
 
+impl rdkafka::producer::ProducerContext for ProducerContext {
+    type DeliveryOpaque = Box<Ticket>;
+
+    /// On the producer's polling thread: the record's report goes to its sender's inbox.
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
+        ticket.settle(match result {
+            Ok(m) => Ok(Ack {
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+            }),
+            Err((e, _)) => Err(record_failure(e)),
+        });
+    }
+}
+
+/// A librdkafka producer polled by a thread of its own (which runs the delivery callbacks).
+pub(super) type ProducerClient = ThreadedProducer<ProducerContext>;
+
+impl HasClient for ProducerClient {
+    type Context = ProducerContext;
+    fn handle(&self) -> &Client<ProducerContext> {
+        Producer::client(self)
+    }
+}
+
 /// A producer client, destroyed off the runtime whatever drops its last handle.
-type SharedProducer = Arc<OffRuntime<Linked<FutureProducer<ProducerContext>>>>;
+pub(super) type SharedProducer = Arc<OffRuntime<Linked<ProducerClient>>>;
 
 /// A producer a socket writes with: the shared one, or one per Kafka user.
 #[derive(Clone)]
 pub struct ProducerHandle(pub(super) SharedProducer, pub(super) AuthFailure);
 
 impl ProducerHandle {
-    /// Hands one record to the producer. The future resolves once Kafka acknowledged it.
-    pub fn enqueue(&self, topic: &str, record: &ProducerRecord) -> Result<DeliveryFuture, EnqueueError> {
-        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+    /// Hands one record to the producer. Its report, numbered `seq`, arrives in `to` once
+    /// Kafka acknowledged it (or gave up on it); a record refused here gets no report.
+    pub fn enqueue(&self, topic: &str, record: &ProducerRecord, to: &Deliveries, seq: u64) -> Result<(), EnqueueError> {
+        let mut fr: BaseRecord<'_, [u8], [u8], Box<Ticket>> = BaseRecord::with_opaque_to(topic, to.ticket(seq));
         if let Some(k) = &record.key {
             fr = fr.key(k.as_slice());
         }
@@ -91,13 +124,60 @@ impl ProducerHandle {
             }
             fr = fr.headers(headers);
         }
-        self.0.send_result(fr).map_err(|(e, _)| match e.rdkafka_error_code() {
+        self.0.send(fr).map_err(|(e, _)| match e.rdkafka_error_code() {
             Some(RDKafkaErrorCode::QueueFull) => EnqueueError::QueueFull,
             _ => {
                 let f = record_failure(&e);
                 EnqueueError::Refused(f.code, f.message)
             }
         })
+    }
+
+    /// Writes keyed records (a `None` value is a tombstone) to one partition of one of the
+    /// proxy's own topics, and waits for every acknowledgement: the results in record order.
+    /// While librdkafka's queue is full a record is retried until `patience` passed.
+    pub(super) async fn write_keyed(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[(String, Option<String>)],
+        patience: Duration,
+    ) -> Vec<Result<Ack, RecordFailure>> {
+        let deliveries = Deliveries::new();
+        let give_up = std::time::Instant::now() + patience;
+        let mut results: Vec<Option<Result<Ack, RecordFailure>>> = vec![None; records.len()];
+        let mut waiting = 0;
+        for (seq, (key, value)) in records.iter().enumerate() {
+            loop {
+                let mut record = BaseRecord::with_opaque_to(topic, deliveries.ticket(seq as u64))
+                    .key(key.as_str())
+                    .partition(partition);
+                if let Some(v) = value {
+                    record = record.payload(v.as_str());
+                }
+                match self.0.send(record) {
+                    Ok(()) => waiting += 1,
+                    Err((e, _))
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                            && std::time::Instant::now() < give_up =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    Err((e, _)) => results[seq] = Some(Err(record_failure(&e))),
+                }
+                break;
+            }
+        }
+        let mut reports = Vec::new();
+        while waiting > 0 {
+            deliveries.take(&mut reports).await;
+            for (seq, result) in reports.drain(..) {
+                results[seq as usize] = Some(result);
+                waiting -= 1;
+            }
+        }
+        results.into_iter().map(|r| r.expect("every record was settled")).collect()
     }
 
     /// How long Kafka has been refusing this producer's credentials, if it does.
@@ -282,7 +362,7 @@ impl Kafka {
         // the runtime.
         let made = tokio::task::spawn_blocking(move || {
             let kind = ClientKind::TransactionalProducer;
-            let linked = Linked::new(cfg.create_with_context::<_, FutureProducer<_>>(context)?, token.as_ref())?;
+            let linked = Linked::new(cfg.create_with_context::<_, ProducerClient>(context)?, token.as_ref())?;
             let producer = OffRuntime::new(linked, kind);
             producer.init_transactions(TRANSACTION_TIMEOUT)?;
             Ok::<_, KafkaError>(producer)
@@ -360,18 +440,4 @@ pub fn record_failure(e: &KafkaError) -> RecordFailure {
         _ => format!("Kafka refused the record ({e})"),
     };
     RecordFailure { code, message }
-}
-
-/// Resolves a delivery future into an acknowledgement or a failure.
-pub async fn delivered(fut: DeliveryFuture) -> Result<Ack, RecordFailure> {
-    match fut.await {
-        Ok(Ok(d)) => {
-            Ok(Ack { partition: d.partition, offset: d.offset, timestamp: d.timestamp.to_millis().unwrap_or(-1) })
-        }
-        Ok(Err((e, _))) => Err(record_failure(&e)),
-        Err(_canceled) => Err(RecordFailure {
-            code: ErrorCode::KafkaError,
-            message: "the producer shut down before Kafka acknowledged the record".to_owned(),
-        }),
-    }
 }

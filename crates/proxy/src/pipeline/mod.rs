@@ -1,6 +1,7 @@
 //! One socket's data path, from the WebSocket to Kafka and back.
 //!
 //! - [`produce`] — `/socket/in`, records to the shared producer, results in input order.
+//! - `in_flight` — a produce socket's records in flight, numbered; answers in frame order.
 //! - [`consume`] — `/socket/out`, a group member per socket, records out at the socket's pace.
 //! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
 //! - [`credit`] — the pure rules of `pull=true` credit.
@@ -20,6 +21,7 @@ pub mod consume;
 pub mod credit;
 pub mod echo;
 pub mod fanout;
+mod in_flight;
 pub mod liveness;
 pub mod produce;
 pub mod rate_limit;

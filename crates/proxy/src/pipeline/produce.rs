@@ -1,9 +1,11 @@
 //! One produce socket's data path: frames in, records to Kafka, results out in input order.
 //!
-//! Each frame becomes one entry of an ordered queue whose future resolves to the frame's answer
-//! (a result or an error per record). Answers leave in the order frames came in, whatever
-//! order Kafka acknowledges in. While too many records or bytes are unacknowledged, the socket
-//! is not read: the client's TCP window fills and it slows down, so memory stays bounded.
+//! Each frame's records are handed to Kafka numbered, and the frame waits in [`InFlight`]
+//! for its answer (a result or an error per record). Kafka's reports come back to the socket's
+//! own inbox, every report that arrived taken in one wake-up. Answers leave in the order frames
+//! came in, whatever order Kafka acknowledges in. While too many records or bytes are
+//! unacknowledged, the socket is not read: the client's TCP window fills and it slows down, so
+//! memory stays bounded.
 //!
 //! The producer's `messages-per-second` limit (static or dynamic, see [`crate::limits`]) is
 //! applied the same way: beyond the rate the socket is not read. A dynamic change reaches an
@@ -13,13 +15,10 @@
 //! bounded writes and the close are [`Liveness`]'s; exactly-once frames go through
 //! [`super::transaction`].
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
-use futures::stream::FuturesOrdered;
 use futures::{FutureExt, Sink, Stream, StreamExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,14 +27,15 @@ use wsproxy_protocol::error::FrameError;
 use wsproxy_protocol::produce::{Answer, ProduceFrame, ProduceResult, RecordOutcome};
 use wsproxy_protocol::{ErrorCode, FormatType, SocketCodec};
 
-use crate::kafka::{delivered, Ack, EnqueueError, ProducerHandle, RecordFailure};
+use crate::kafka::{Ack, EnqueueError, ProducerHandle};
 use crate::limits::ClientLimits;
 use crate::pipeline::close;
+use crate::pipeline::in_flight::{Answer as Answerable, InFlight};
 use crate::pipeline::liveness::{message, Liveness, Tick};
 use crate::pipeline::rate_limit::RateLimit;
 use crate::pipeline::transaction;
 use crate::schema_registry::{CheckError, SchemaRegistry};
-use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
+use crate::telemetry::metrics::{Direction, SocketIdentity, SocketMetrics};
 
 /// Settings of one produce socket.
 #[derive(Clone)]
@@ -66,8 +66,9 @@ pub struct ProduceSettings {
 pub(super) struct Settled {
     /// The answer frame: text (JSON, and every error), or binary (an Avro result).
     pub(super) frame: Message,
-    records: usize,
-    bytes: usize,
+    /// What the frame held of the socket's in-flight bounds.
+    pub(super) records: usize,
+    pub(super) bytes: usize,
     /// Records Kafka acknowledged, and their bytes.
     acked: u64,
     acked_bytes: u64,
@@ -76,8 +77,6 @@ pub(super) struct Settled {
     /// A failure that ends the socket after this answer (a fenced transactional producer).
     pub(super) fatal: Option<String>,
 }
-
-pub(super) type Pending = Pin<Box<dyn Future<Output = Settled> + Send>>;
 
 /// The outcome of one record: its id, its size, and where Kafka put it or why not.
 pub(super) type RecordResult = (Option<String>, usize, Result<Ack, FrameError>);
@@ -89,7 +88,7 @@ where
 {
     let (mut tx, mut rx) = socket.split();
     let mut stats = SocketMetrics::open(Direction::In, &settings.topic, settings.identity.clone());
-    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut in_flight = InFlight::new();
     let (mut in_flight_records, mut in_flight_bytes) = (0usize, 0usize);
     let mut live = Liveness::new(settings.keep_alive, settings.idle_timeout, shutdown, settings.stop_reason.clone());
     let mut reading = true;
@@ -102,7 +101,7 @@ where
     loop {
         // Once reading stopped and every answer is out, the socket ends; the close handshake is
         // bounded so that a client that stopped reading cannot hold it.
-        if !reading && pending.is_empty() {
+        if !reading && in_flight.is_empty() {
             stats.closing(close_frame.as_ref().map_or(1000, |f| f.code));
             live.close(&mut tx, &mut rx, close_frame.take()).await;
             return;
@@ -129,14 +128,12 @@ where
                 reading = false;
                 close_frame = Some(frame);
             }
-            Some(first) = pending.next(), if !pending.is_empty() => {
+            () = in_flight.answerable(), if !in_flight.is_empty() => {
                 // Coalesce: send every answer that is already settled, then flush once.
-                let mut batch = vec![first];
-                while let Some(Some(more)) = pending.next().now_or_never() {
-                    batch.push(more);
-                    if batch.len() >= 1024 { break; }
-                }
-                for s in batch {
+                let mut sent = 0;
+                while let Some(answer) = in_flight.pop() {
+                    let s = settle(&settings, answer);
+                    sent += 1;
                     in_flight_records -= s.records;
                     in_flight_bytes -= s.bytes;
                     stats.records(s.acked, s.acked_bytes);
@@ -151,6 +148,7 @@ where
                         reading = false;
                         close_frame = Some(close::kafka_failure(&reason));
                     }
+                    if sent >= 1024 { break; }
                 }
                 if live.flush_bounded(&mut tx).await.is_err() {
                     stats.closing(1006);
@@ -170,14 +168,16 @@ where
                             break;
                         }
                         Inbound::Frame(frame, frame_len) => {
-                            let (entry, records, bytes) = if settings.transactional {
-                                transaction::transact(&kafka, &settings, frame, frame_len, live.shutdown()).await
+                            let (records, bytes) = if settings.transactional {
+                                let done = transaction::transact(&kafka, &settings, frame, frame_len, live.shutdown()).await;
+                                let held = (done.records, done.bytes);
+                                in_flight.push_answered(done);
+                                held
                             } else {
-                                submit(&kafka, &settings, frame, frame_len, live.shutdown()).await
+                                submit(&kafka, &settings, frame, frame_len, live.shutdown(), &mut in_flight).await
                             };
                             in_flight_records += records;
                             in_flight_bytes += bytes;
-                            pending.push_back(entry);
                             if let Some(r) = rate.as_mut() {
                                 r.take(records);
                             }
@@ -271,51 +271,54 @@ fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings
     }
 }
 
-/// Hands a frame's records to Kafka and returns the future of its answer, with the records
-/// and bytes it holds in flight: at least one record (an empty array still has an answer
-/// waiting) and at least the frame's own length (ids and error texts live until answered).
+/// Hands a frame's records to Kafka (numbered, in `in_flight`, where the frame waits for its
+/// answer) and returns the records and bytes it holds in flight: at least one record (an
+/// empty array still has an answer waiting) and at least the frame's own length (ids and
+/// error texts live until answered).
 async fn submit(
     kafka: &ProducerHandle,
     settings: &ProduceSettings,
     frame: ProduceFrame,
     frame_len: usize,
     shutdown: &CancellationToken,
-) -> (Pending, usize, usize) {
+    in_flight: &mut InFlight,
+) -> (usize, usize) {
     let topic = settings.topic.as_str();
-    match frame {
+    let (single, records, bytes) = match frame {
         ProduceFrame::Single(outcome) => {
             let outcome = check_registry(settings, outcome).await;
             let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
-            let (fut, record_bytes) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
-            let bytes = record_bytes.max(frame_len);
-            let topic = topic.to_owned();
-            let codec = settings.codec;
-            let entry = async move {
-                let result = fut.await;
-                let frame = answer_frame(&topic, &codec, &result);
-                settled(frame, std::slice::from_ref(&result), 1, bytes)
-            };
-            (Box::pin(entry), 1, bytes)
+            (true, 1, enqueue(kafka, in_flight, topic, outcome, shutdown, give_up).await)
         }
         ProduceFrame::Batch(outcomes) => {
-            let mut futs = Vec::with_capacity(outcomes.len());
-            let mut bytes = 0;
+            let (mut records, mut bytes) = (0, 0);
             // One deadline for the whole frame, not one per record (L9).
             let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
             for outcome in outcomes {
                 let outcome = check_registry(settings, outcome).await;
-                let (fut, b) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
-                bytes += b;
-                futs.push(fut);
+                bytes += enqueue(kafka, in_flight, topic, outcome, shutdown, give_up).await;
+                records += 1;
             }
-            let (records, bytes) = (futs.len().max(1), bytes.max(frame_len));
-            let topic = topic.to_owned();
-            let codec = settings.codec;
-            let entry = async move {
-                let results = futures::future::join_all(futs).await;
-                settled(answers_frame(&topic, &codec, &results), &results, records, bytes)
+            (false, records, bytes)
+        }
+    };
+    let (records, bytes) = (records.max(1), bytes.max(frame_len));
+    in_flight.end_frame(single, records, bytes);
+    (records, bytes)
+}
+
+/// The answer frame of a frame whose records are all settled.
+fn settle(settings: &ProduceSettings, answer: Answerable) -> Settled {
+    match answer {
+        Answerable::Answered(s) => s,
+        Answerable::Records { single, results, records, bytes } => {
+            let topic = settings.topic.as_str();
+            let frame = if single {
+                answer_frame(topic, &settings.codec, &results[0])
+            } else {
+                answers_frame(topic, &settings.codec, &results)
             };
-            (Box::pin(entry), records, bytes)
+            settled(frame, &results, records, bytes)
         }
     }
 }
@@ -346,67 +349,54 @@ pub(super) async fn check_registry(settings: &ProduceSettings, outcome: RecordOu
     outcome
 }
 
-type RecordFuture = Pin<Box<dyn Future<Output = RecordResult> + Send>>;
-
 /// How long a frame's records wait for room in librdkafka's queue before the rest are answered
 /// with an error: one deadline per frame, so a 1,000-record frame cannot hold the loop 1,000
 /// times this long (L9).
 pub(super) const QUEUE_FULL_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Enqueues one record, waiting while librdkafka's queue is full (backpressure), but not past
-/// shutdown or the frame's `give_up` deadline ([`QUEUE_FULL_PATIENCE`] after the frame started).
+/// Hands one record of the frame being built in `in_flight` to Kafka, waiting while
+/// librdkafka's queue is full (backpressure), but not past shutdown or the frame's `give_up`
+/// deadline ([`QUEUE_FULL_PATIENCE`] after the frame started). A record Kafka cannot take is
+/// settled at once with its error. Returns the bytes the record holds in flight.
 pub(super) async fn enqueue(
     kafka: &ProducerHandle,
+    in_flight: &mut InFlight,
     topic: &str,
     outcome: RecordOutcome,
     shutdown: &CancellationToken,
     give_up: Instant,
-) -> (RecordFuture, usize) {
-    let record = match outcome {
+) -> usize {
+    let mut record = match outcome {
         Ok(r) => r,
         Err(e) => {
-            let id = e.message_id.clone();
-            return (Box::pin(std::future::ready((id, 0, Err(e)))), 0);
+            in_flight.settle_now(e);
+            return 0;
         }
     };
-    let bytes = record.size();
     let mut backoff = Duration::from_micros(500);
     loop {
-        match kafka.enqueue(topic, &record) {
-            Ok(delivery) => {
-                let id = record.message_id;
-                let enqueued = Instant::now();
-                let fut = async move {
-                    let r = delivered(delivery).await.map_err(|RecordFailure { code, message }| {
-                        FrameError::new(code, message).with_message_id(id.clone())
-                    });
-                    if r.is_ok() {
-                        metrics::produce_ack(enqueued.elapsed());
-                    }
-                    (id, bytes, r)
-                };
-                return (Box::pin(fut), bytes);
-            }
-            Err(EnqueueError::QueueFull) => {
+        match in_flight.send(kafka, topic, record) {
+            Ok(bytes) => return bytes,
+            Err((EnqueueError::QueueFull, r)) => {
                 if shutdown.is_cancelled() || Instant::now() >= give_up {
-                    let id = record.message_id;
                     let e = FrameError::new(
                         ErrorCode::TimedOut,
                         "Kafka's producer queue stayed full (Kafka unreachable or too slow); the record was not sent",
                     )
-                    .with_message_id(id.clone());
-                    return (Box::pin(std::future::ready((id, 0, Err(e)))), 0);
+                    .with_message_id(r.message_id);
+                    in_flight.settle_now(e);
+                    return 0;
                 }
+                record = r;
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
-            Err(EnqueueError::Refused(code, message)) => {
-                let id = record.message_id;
-                let e = FrameError::new(code, message).with_message_id(id.clone());
-                return (Box::pin(std::future::ready((id, 0, Err(e)))), 0);
+            Err((EnqueueError::Refused(code, message), r)) => {
+                in_flight.settle_now(FrameError::new(code, message).with_message_id(r.message_id));
+                return 0;
             }
         }
     }

@@ -14,8 +14,9 @@ use wsproxy_protocol::produce::ProduceFrame;
 use wsproxy_protocol::ErrorCode;
 
 use crate::kafka::{Ack, ProducerHandle, TransactionError};
+use crate::pipeline::in_flight::{Answer, InFlight};
 use crate::pipeline::produce::{
-    answer_frame, answers_frame, check_registry, enqueue, settled, Pending, ProduceSettings, RecordResult,
+    answer_frame, answers_frame, check_registry, enqueue, settled, ProduceSettings, RecordResult, Settled,
     QUEUE_FULL_PATIENCE,
 };
 use crate::telemetry::metrics;
@@ -30,7 +31,7 @@ pub(super) async fn transact(
     frame: ProduceFrame,
     frame_len: usize,
     shutdown: &CancellationToken,
-) -> (Pending, usize, usize) {
+) -> Settled {
     let topic = settings.topic.as_str();
     let (unchecked, single) = match frame {
         ProduceFrame::Single(outcome) => (vec![outcome], true),
@@ -72,15 +73,18 @@ pub(super) async fn transact(
                     break;
                 }
             }
-            let mut futs = Vec::with_capacity(outcomes.len());
+            let mut in_flight = InFlight::new();
             bytes = 0;
             let give_up = Instant::now() + QUEUE_FULL_PATIENCE;
             for outcome in outcomes.iter().cloned() {
-                let (fut, b) = enqueue(kafka, topic, outcome, shutdown, give_up).await;
-                bytes += b;
-                futs.push(fut);
+                bytes += enqueue(kafka, &mut in_flight, topic, outcome, shutdown, give_up).await;
             }
-            results = futures::future::join_all(futs).await;
+            in_flight.end_frame(single, outcomes.len(), bytes);
+            in_flight.answerable().await;
+            let Some(Answer::Records { results: settled, .. }) = in_flight.pop() else {
+                unreachable!("a frame of records is answered with its records")
+            };
+            results = settled;
             let failed: Vec<ErrorCode> = results.iter().filter_map(|r| r.2.as_ref().err().map(|e| e.code)).collect();
             let outcome = if failed.is_empty() {
                 commit(kafka).await
@@ -154,7 +158,7 @@ pub(super) async fn transact(
     };
     let mut done = settled(frame, &results, records, bytes);
     done.fatal = fatal.map(|f| format!("transactional producer failed: {f}"));
-    (Box::pin(std::future::ready(done)), records, bytes)
+    done
 }
 
 /// How often a commit that timed out (Kafka still committing) is resumed before the outcome
@@ -249,8 +253,8 @@ mod m1_real_timeout {
 
     async fn frame_answer(kafka: &ProducerHandle, settings: &ProduceSettings, text: &str) -> String {
         let (frame, _) = settings.codec.decode_produce(FrameRef::Text(text), usize::MAX).unwrap();
-        let (entry, _, _) = transact(kafka, settings, frame, text.len(), &CancellationToken::new()).await;
-        match entry.await.frame {
+        let done = transact(kafka, settings, frame, text.len(), &CancellationToken::new()).await;
+        match done.frame {
             Message::Text(t) => t.to_string(),
             other => panic!("expected a text answer, got {other:?}"),
         }
