@@ -81,7 +81,7 @@ impl Deliveries {
 
 impl Ticket {
     /// Delivers the record's report to its owner (or drops it if the owner is gone).
-    pub(crate) fn settle(self: Box<Self>, result: Result<Ack, RecordFailure>) {
+    pub(crate) fn settle(self, result: Result<Ack, RecordFailure>) {
         let was_empty = {
             let mut reports = self.inbox.reports.lock().expect("delivery inbox is never poisoned");
             let was_empty = reports.is_empty();
@@ -111,8 +111,8 @@ mod tests {
         let deliveries = Deliveries::new();
         let mut taken = Vec::new();
         assert!(deliveries.take(&mut taken).now_or_never().is_none(), "nothing to take yet");
-        deliveries.ticket(2).settle(ack(20));
-        deliveries.ticket(0).settle(ack(10));
+        (*deliveries.ticket(2)).settle(ack(20));
+        (*deliveries.ticket(0)).settle(ack(10));
         deliveries.take(&mut taken).await;
         let seqs: Vec<u64> = taken.iter().map(|r| r.0).collect();
         assert_eq!(seqs, [2, 0]);
@@ -124,7 +124,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         let failure = RecordFailure { code: wsproxy_protocol::ErrorCode::TimedOut, message: "late".to_owned() };
-        late.settle(Err(failure));
+        (*late).settle(Err(failure));
         let more = tokio::time::timeout(std::time::Duration::from_secs(30), waiting).await.expect("woken").unwrap();
         assert_eq!(more.len(), 1);
         assert_eq!(more[0].0, 1);

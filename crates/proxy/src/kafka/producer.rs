@@ -78,7 +78,7 @@ impl rdkafka::producer::ProducerContext for ProducerContext {
 
     /// On the producer's polling thread: the record's report goes to its sender's inbox.
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
-        ticket.settle(match result {
+        (*ticket).settle(match result {
             Ok(m) => Ok(Ack {
                 partition: m.partition(),
                 offset: m.offset(),

@@ -69,19 +69,19 @@ impl InFlight {
         self.frames.is_empty() && self.open == 0
     }
 
-    /// Hands one record of the frame being built to Kafka; its report settles it later.
+    /// Hands one record of the frame being built to Kafka; its report settles it later. Returns
+    /// the bytes it holds in flight.
     pub(super) fn send(
         &mut self,
         kafka: &ProducerHandle,
         topic: &str,
-        record: ProducerRecord,
-    ) -> Result<usize, (EnqueueError, ProducerRecord)> {
+        record: &mut ProducerRecord,
+    ) -> Result<usize, EnqueueError> {
         let seq = self.base + self.records.len() as u64;
-        if let Err(e) = kafka.enqueue(topic, &record, &self.deliveries, seq) {
-            return Err((e, record));
-        }
+        kafka.enqueue(topic, record, &self.deliveries, seq)?;
         let bytes = record.size();
-        self.push(record.message_id, bytes, None);
+        // Kafka copied the record; its id waits here for the answer.
+        self.push(std::mem::take(&mut record.message_id), bytes, None);
         Ok(bytes)
     }
 
@@ -270,7 +270,7 @@ mod tests {
         let seq = sent(&mut f, "a");
         f.end_frame(true, 1, 10);
         let ticket = f.deliveries.ticket_for_test(seq);
-        let settle = tokio::spawn(async move { ticket.settle(ack(3)) });
+        let settle = tokio::spawn(async move { (*ticket).settle(ack(3)) });
         tokio::time::timeout(std::time::Duration::from_secs(30), f.answerable()).await.expect("answerable");
         settle.await.unwrap();
         assert_eq!(offsets(f.pop()), (true, vec![Ok(3)]));

@@ -375,27 +375,26 @@ pub(super) async fn enqueue(
     };
     let mut backoff = Duration::from_micros(500);
     loop {
-        match in_flight.send(kafka, topic, record) {
+        match in_flight.send(kafka, topic, &mut record) {
             Ok(bytes) => return bytes,
-            Err((EnqueueError::QueueFull, r)) => {
+            Err(EnqueueError::QueueFull) => {
                 if shutdown.is_cancelled() || Instant::now() >= give_up {
                     let e = FrameError::new(
                         ErrorCode::TimedOut,
                         "Kafka's producer queue stayed full (Kafka unreachable or too slow); the record was not sent",
                     )
-                    .with_message_id(r.message_id);
+                    .with_message_id(record.message_id);
                     in_flight.settle_now(e);
                     return 0;
                 }
-                record = r;
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.cancelled() => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             }
-            Err((EnqueueError::Refused(code, message), r)) => {
-                in_flight.settle_now(FrameError::new(code, message).with_message_id(r.message_id));
+            Err(EnqueueError::Refused(code, message)) => {
+                in_flight.settle_now(FrameError::new(code, message).with_message_id(record.message_id));
                 return 0;
             }
         }
