@@ -144,10 +144,7 @@ async fn a_reconnect_to_another_node_takes_the_session_over_from_the_committed_o
 async fn a_reconnect_to_another_node_takes_over_a_socket_still_open_on_the_first() {
     let (a, b) = two_nodes().await;
     let topic = one_partition_with(&unique("handover-open"), 10).await;
-    let query = format!(
-        "/socket/out?clientId=c&groupId={}&topic={topic}&autoCommit=false&resumable=true",
-        unique("g")
-    );
+    let query = format!("/socket/out?clientId=c&groupId={}&topic={topic}&autoCommit=false&resumable=true", unique("g"));
     let mut old = connect(&a.url(&query)).await;
     let token = session_token(&mut old).await;
     assert_eq!(recv_json(&mut old).await["offset"], json!(0));
