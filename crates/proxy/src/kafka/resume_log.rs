@@ -36,6 +36,10 @@ use crate::config::InternalTopicConfig;
 /// The longest a write waits for Kafka's acknowledgement.
 const WRITE_WAIT: Duration = Duration::from_secs(5);
 
+/// How long after giving up a requester still tombstones the reply key: a holder slower than
+/// the handover timeout (it waits up to 10 s for an open socket to park) may answer late.
+const LATE_REPLY: Duration = Duration::from_secs(30);
+
 /// A node asks the holder of a session to hand it over.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -161,9 +165,12 @@ impl ResumeLog {
         };
         self.pending().remove(&req.request);
         // Tombstones off the reconnect's path: a failed one leaves a record compaction keeps.
-        let log = self.clone();
+        let (log, late) = (self.clone(), outcome.is_none());
         tokio::spawn(async move {
             for key in [key, format!("reply:{}", req.request)] {
+                if late && key.starts_with("reply:") {
+                    tokio::time::sleep(LATE_REPLY).await;
+                }
                 if let Err(e) = log.write(&key, None).await {
                     tracing::debug!(key, error = %e, "could not tombstone a resume record");
                 }
