@@ -43,6 +43,8 @@ pub enum StartError {
     Tls(String),
     #[error("the session state topic cannot be used: {0}")]
     Sessions(String),
+    #[error("the resume topic cannot be used: {0}")]
+    ResumeTopic(String),
     #[error("dynamic configs: {0}")]
     DynamicConfigs(String),
     #[error("{0}")]
@@ -154,6 +156,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let admin_addr = admin.as_ref().map(AdminListener::local_addr).transpose().map_err(StartError::Serve)?;
     let sockets = TaskTracker::new();
+    let parking = crate::pipeline::resume::Parking::new(
+        config.consumer.resume_window,
+        config.consumer.resume_max_parked,
+        shutdown.clone(),
+        sockets.clone(),
+    );
+    let handover = start_handover(&kafka, &config, parking.clone(), shutdown.clone()).await?;
     let state = AppState {
         config: config.clone(),
         kafka: kafka.clone(),
@@ -175,12 +184,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config_log: config_log.clone(),
         registry: config.schema_registry.as_ref().map(|r| Arc::new(SchemaRegistry::new(r))),
         fanout: crate::pipeline::fanout::Hubs::new(&config, shutdown.clone()),
-        parking: crate::pipeline::resume::Parking::new(
-            config.consumer.resume_window,
-            config.consumer.resume_max_parked,
-            shutdown.clone(),
-            sockets.clone(),
-        ),
+        parking: parking.clone(),
+        handover: Some(handover),
     };
     if let (Some(registry), Some(cfg)) = (&state.registry, &config.schema_registry) {
         if cfg.auto_register {
@@ -254,8 +259,35 @@ async fn drain(state: &AppState, kafka: &Kafka) {
         tracing::warn!(open = state.sockets.len(), "sockets still open after the grace period; closing anyway");
     }
     state.sessions.close(Duration::from_secs(5)).await;
+    if let Some(h) = &state.handover {
+        h.close().await;
+    }
     kafka.flush(Duration::from_secs(5)).await;
     tracing::info!("stopped");
+}
+
+/// Creates the resume topic (as the session state topic is created) and starts tailing it.
+async fn start_handover(
+    kafka: &Kafka,
+    config: &Config,
+    parking: crate::pipeline::resume::Parking,
+    shutdown: CancellationToken,
+) -> Result<crate::pipeline::handover::Handover, StartError> {
+    let s = &config.sessions;
+    let topic = crate::config::InternalTopicConfig {
+        topic: config.consumer.resume_topic.clone(),
+        replication_factor: s.replication_factor,
+        // Compaction keeps one record per key and the requester tombstones its keys.
+        retention: Duration::from_secs(24 * 3600),
+        init_timeout: s.init_timeout,
+        init_retries: s.init_retries,
+        retry_interval: s.init_retry_interval,
+    };
+    let (log, requests) = crate::kafka::resume_log::ResumeLog::open(kafka, &topic, &config.server.server_id)
+        .await
+        .map_err(|e| StartError::ResumeTopic(e.to_string()))?;
+    let wait = config.consumer.resume_handover_timeout;
+    Ok(crate::pipeline::handover::Handover::start(log, requests, parking, wait, shutdown))
 }
 
 /// Loads the shared session state (and frees this node's leftovers) before serving.

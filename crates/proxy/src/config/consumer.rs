@@ -22,6 +22,10 @@ pub struct ConsumerConfig {
     pub resume_window: Duration,
     /// `resumable=true` sockets: the most consumers parked on this node.
     pub resume_max_parked: usize,
+    /// `resumable=true` sockets: the compacted topic of cross-node handovers.
+    pub resume_topic: String,
+    /// `resumable=true` sockets: how long a reconnect waits for another node's handover.
+    pub resume_handover_timeout: Duration,
     /// librdkafka properties from the consumer-specific Java settings.
     pub client_properties: Vec<(&'static str, String)>,
     /// Entries per partition kept for `autoCommit=false` commits.
@@ -45,6 +49,10 @@ pub(super) fn read(r: &mut Reader<'_>) -> ConsumerConfig {
     r.above_zero(WSPROXY_CONSUMER_RESUME_WINDOW, resume_window.is_zero());
     let resume_max_parked = r.parse(WSPROXY_CONSUMER_RESUME_MAX_PARKED, "a number of sessions");
     r.above_zero(WSPROXY_CONSUMER_RESUME_MAX_PARKED, resume_max_parked == 0);
+    let resume_topic = r.string(WSPROXY_RESUME_TOPIC);
+    r.above_zero(WSPROXY_RESUME_TOPIC, resume_topic.is_empty());
+    let resume_handover_timeout = r.duration(WSPROXY_RESUME_HANDOVER_TIMEOUT);
+    r.above_zero(WSPROXY_RESUME_HANDOVER_TIMEOUT, resume_handover_timeout.is_zero());
     ConsumerConfig {
         queued_max_kbytes: r.parse(WSPROXY_CONSUMER_QUEUED_MAX_KBYTES, "a number of KiB"),
         session_timeout_ms: r.parse(WSPROXY_CONSUMER_SESSION_TIMEOUT_MS, "a number of milliseconds"),
@@ -52,6 +60,8 @@ pub(super) fn read(r: &mut Reader<'_>) -> ConsumerConfig {
         max_credit,
         resume_window,
         resume_max_parked,
+        resume_topic,
+        resume_handover_timeout,
         client_properties: client_properties(r, ClientKind::Consumer),
         commit_stack_max_size,
         commit_auto_enabled: r.boolean(WSPROXY_CH_AUTOCOMMIT_ENABLED),

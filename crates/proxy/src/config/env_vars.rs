@@ -192,7 +192,7 @@ settings! {
     WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES: "producer.max-in-flight-bytes",
         "8388608", "per-socket unacknowledged bytes";
     WSPROXY_CONSUMER_QUEUED_MAX_KBYTES: "consumer.queued-max-kbytes",
-        "2048", "prefetch bound per consumer socket";
+        "256", "prefetch bound per consumer socket";
     WSPROXY_CONSUMER_SESSION_TIMEOUT_MS: "consumer.session-timeout-ms",
         "10000", "session.timeout.ms of socket consumers";
     WSPROXY_CONSUMER_METADATA_REFRESH_INTERVAL: "consumer.metadata-refresh-interval",
@@ -203,6 +203,10 @@ settings! {
         "30 seconds", "resumable=true: how long a dropped socket's consumer stays parked for a reconnect";
     WSPROXY_CONSUMER_RESUME_MAX_PARKED: "consumer.resume-max-parked",
         "1000", "resumable=true: parked consumers per node (the oldest is closed beyond it)";
+    WSPROXY_RESUME_TOPIC: "consumer.resume-topic-name",
+        "_wsproxy.resume", "resumable=true: compacted topic through which a node asks another to hand a session over";
+    WSPROXY_RESUME_HANDOVER_TIMEOUT: "consumer.resume-handover-timeout",
+        "5 seconds", "resumable=true: how long a reconnect waits for another node to hand its session over";
     WSPROXY_CH_MAX_STACK_SIZE: "commit-handler.max-stack-size",
         "100", "uncommitted records kept per partition";
     WSPROXY_CH_AUTOCOMMIT_ENABLED: "commit-handler.auto-commit-enabled",

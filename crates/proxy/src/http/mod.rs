@@ -71,6 +71,8 @@ pub struct AppState {
     pub fanout: crate::pipeline::fanout::Hubs,
     /// The consumers of dropped `resumable=true` sockets, parked for a reconnect.
     pub parking: crate::pipeline::resume::Parking,
+    /// Resume on another node (`_wsproxy.resume`); `None` in tests of the HTTP edge.
+    pub handover: Option<crate::pipeline::handover::Handover>,
 }
 
 /// Builds the main router. Tests call it directly.

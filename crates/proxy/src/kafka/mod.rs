@@ -8,8 +8,9 @@
 //!
 //! Files by role: [`client`] (the settings every client shares, refused credentials, the
 //! error type), [`producer`] (produce sockets and transactions), [`consumer`] (consume
-//! sockets), [`admin`], [`config_log`] and [`state_log`] (the proxy's own topics), [`closer`]
-//! (destroying clients off the runtime), [`delivery`] (acknowledgements back to their sender), [`headers`] (reading consumed headers safely),
+//! sockets), [`admin`], [`config_log`], [`state_log`] and [`resume_log`] (the proxy's own topics), [`closer`]
+//! (destroying clients off the runtime), [`delivery`] (acknowledgements back to their sender),
+//! [`headers`] (reading consumed headers safely),
 //! `watermarks` (the end of a partition as a consumer last heard it), [`start_offsets`]
 //! (`fromTimestamp`'s start offsets).
 
@@ -26,6 +27,7 @@ pub mod oauth;
 pub(crate) mod oauth_admin;
 pub mod producer;
 mod record;
+pub mod resume_log;
 pub mod start_offsets;
 pub mod state_log;
 #[cfg(test)]

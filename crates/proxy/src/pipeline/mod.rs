@@ -6,6 +6,7 @@
 //! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
 //! - [`credit`] — the pure rules of `pull=true` credit.
 //! - [`resume`] — `resumable=true`: dropped sockets' consumers parked for a reconnect.
+//! - [`handover`] — `resumable=true`: a reconnect that reaches another node takes the session over.
 //! - [`fanout`] — `/socket/out?…&fanOut=true`, one shared consumer per topic, shared frames.
 //! - [`echo`] — `/socket/echo`, frames back with the produce socket's limits (diagnostics).
 //! - [`liveness`] — the skeleton of every loop: pings, idle timeout, bounded writes, stop, close.
@@ -21,6 +22,7 @@ pub mod consume;
 pub mod credit;
 pub mod echo;
 pub mod fanout;
+pub mod handover;
 mod in_flight;
 pub mod liveness;
 pub mod produce;

@@ -139,6 +139,12 @@ impl<T> Ledger<T> {
     /// Takes the session of `token` for a reconnect bound as `binding`, once: a refused
     /// binding leaves it for its owner; an expired one is left to its own removal.
     pub fn take(&mut self, token: &str, binding: &Binding, now: Instant) -> Result<T, Refusal> {
+        self.take_if(token, |b| b == binding, now)
+    }
+
+    /// [`take`](Self::take) for a reconnect whose binding `matches` says whether it is the
+    /// session's (another node's reconnect brings only a hash of it).
+    pub fn take_if(&mut self, token: &str, matches: impl Fn(&Binding) -> bool, now: Instant) -> Result<T, Refusal> {
         let key = match self.entries.contains_key(token) {
             true => token.to_owned(),
             false => self.aliases.get(token).cloned().ok_or(Refusal::Unknown)?,
@@ -147,7 +153,7 @@ impl<T> Ledger<T> {
         if entry.deadline <= now {
             return Err(Refusal::Unknown);
         }
-        if entry.binding != *binding {
+        if !matches(&entry.binding) {
             return Err(Refusal::NotYours);
         }
         Ok(self.remove_entry(&key).expect("just found").value)
@@ -179,8 +185,8 @@ pub struct Parked {
 
 /// What the parking task of a session is told.
 enum Command {
-    /// A reconnect took the session: hand it over.
-    Resume(oneshot::Sender<Parked>),
+    /// A reconnect took the session: hand it over (`true`: to another node, which it leaves).
+    Resume(oneshot::Sender<Parked>, bool),
     /// Close it (the cap was reached), with the reason counted in the metrics.
     Close(&'static str),
 }
@@ -315,15 +321,26 @@ impl Parking {
     /// Re-attaches a reconnect to the session parked under `token`; a session whose socket
     /// is still open here is taken over (the socket is stopped and parks it first).
     pub async fn take(&self, token: &str, binding: &Binding) -> Result<Parked, Refusal> {
+        self.take_if(token, |b| b == binding, false).await
+    }
+
+    /// [`take`](Self::take) for another node (`handover`), or a reconnect here, whose binding
+    /// `matches` says whether it is the session's.
+    pub async fn take_if(
+        &self,
+        token: &str,
+        matches: impl Fn(&Binding) -> bool,
+        handover: bool,
+    ) -> Result<Parked, Refusal> {
         let deadline = Instant::now() + TAKEOVER_WAIT;
         let handle = loop {
-            if let Some(taken) = self.take_or_stop(token, binding, Instant::now() < deadline) {
+            if let Some(taken) = self.take_or_stop(token, &matches, Instant::now() < deadline) {
                 break taken?;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let (reply, parked) = oneshot::channel();
-        handle.send(Command::Resume(reply)).map_err(|_| Refusal::Unknown)?;
+        handle.send(Command::Resume(reply, handover)).map_err(|_| Refusal::Unknown)?;
         parked.await.map_err(|_| Refusal::Unknown)
     }
 
@@ -350,8 +367,11 @@ impl Parking {
             let command = serve(&inner, &token, seq, deadline, &parked.consumer, commands).await;
             metrics::consumer_sessions_parked(-1.0);
             let reason = match command {
-                Command::Resume(reply) => {
-                    metrics::consumer_session_resumed();
+                Command::Resume(reply, handover) => {
+                    match handover {
+                        true => metrics::consumer_session_handed_over(),
+                        false => metrics::consumer_session_resumed(),
+                    }
                     let Err(parked) = reply.send(parked) else { return };
                     // The reconnect went away while it was handed over.
                     close(parked, "dropped").await;
@@ -367,16 +387,21 @@ impl Parking {
 
     /// Takes the parked session of `token`, or (`None`) stops the open socket that holds it,
     /// when `may_wait`, so that it parks.
-    fn take_or_stop(&self, token: &str, binding: &Binding, may_wait: bool) -> Option<Result<Handle, Refusal>> {
+    fn take_or_stop(
+        &self,
+        token: &str,
+        matches: impl Fn(&Binding) -> bool,
+        may_wait: bool,
+    ) -> Option<Result<Handle, Refusal>> {
         let mut state = self.state();
-        match state.ledger.take(token, binding, Instant::now()) {
+        match state.ledger.take_if(token, &matches, Instant::now()) {
             Err(Refusal::Unknown) if may_wait => {}
             taken => return Some(taken),
         }
         // The open socket named by `token`, or resumed with it and not heard from since.
         let unheard = |l: &&Live| l.predecessor.as_deref() == Some(token) && !l.heard.load(Ordering::Acquire);
         match state.live.get(token).or_else(|| state.live.values().find(unheard)) {
-            Some(live) if live.binding != *binding => Some(Err(Refusal::NotYours)),
+            Some(live) if !matches(&live.binding) => Some(Err(Refusal::NotYours)),
             Some(live) => {
                 live.taken_over.store(true, Ordering::Release);
                 live.stop.cancel();
@@ -385,6 +410,15 @@ impl Parking {
             // Gone meanwhile (closed, or taken by another reconnect).
             None => Some(Err(Refusal::Unknown)),
         }
+    }
+
+    /// The token (parked, an alias of a parked one, open, or an open socket's unheard
+    /// predecessor) that `is_it` recognises: another node names tokens by their hash.
+    pub fn find_token(&self, is_it: impl Fn(&str) -> bool) -> Option<String> {
+        let state = self.state();
+        let parked = state.ledger.entries.keys().chain(state.ledger.aliases.keys());
+        let live = state.live.iter().flat_map(|(t, l)| std::iter::once(t).chain(l.predecessor.as_ref()));
+        parked.chain(live).find(|t| is_it(t)).cloned()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

@@ -350,6 +350,12 @@ pub fn consumer_session_resumed() {
     counter!("wsproxy_consumer_sessions_resumed_total").increment(1);
 }
 
+/// A consumer session this node held (parked or open) handed over to another node, which
+/// a reconnect with its `resumeToken` reached (`_wsproxy.resume`).
+pub fn consumer_session_handed_over() {
+    counter!("wsproxy_consumer_sessions_handed_over_total").increment(1);
+}
+
 /// A parked consumer closed without a resume: `window` (not resumed in time), `cap`
 /// (`WSPROXY_CONSUMER_RESUME_MAX_PARKED` reached: the oldest goes), `shutdown` or `kafka`.
 pub fn consumer_session_expired(reason: &'static str) {

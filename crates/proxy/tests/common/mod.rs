@@ -28,6 +28,7 @@ pub mod admin;
 pub mod avro;
 pub mod browser;
 pub mod oidc;
+pub mod resume;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 

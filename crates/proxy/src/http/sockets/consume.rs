@@ -5,9 +5,12 @@
 //! A `resumable=true` socket gets a `resumeToken`; a reconnect that brings one
 //! (`resumeToken=...`) takes the consumer its dropped socket left parked instead of joining
 //! the session and making a consumer ([`crate::pipeline::resume`]): a token that names no
-//! parked session of this client is a 400.
+//! parked session of this client is a 400. A token this node does not hold may be another
+//! node's: that node is asked to hand the session over ([`crate::pipeline::handover`]), and
+//! the socket then opens a fresh consumer in the group, which starts from its committed offsets.
 
 use std::future::Future;
+use std::time::Duration;
 
 use axum::extract::ws::WebSocket;
 use axum::http::HeaderMap;
@@ -27,8 +30,9 @@ use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::{ConsumerError, SocketConsumer};
 use crate::pipeline::close::StopReason;
 use crate::pipeline::consume::{self, ConsumeSettings};
-use crate::pipeline::resume::{Binding, Resume};
-use crate::sessions::{Instance, Kind, SessionGuard};
+use crate::pipeline::handover::Handover;
+use crate::pipeline::resume::{Binding, Refusal, Resume};
+use crate::sessions::{Instance, JoinError, Kind, Refusal as SessionRefusal, SessionGuard};
 use crate::telemetry::metrics::SocketIdentity;
 
 /// A consumer that passed every check, ready for [`consume::run`].
@@ -62,12 +66,21 @@ pub(crate) async fn open_consumer(
     let settings = consume_settings(state, p, remote);
     let binding = p.resumable.then(|| binding(state, p, auth, creds.clone()));
     let stop = state.shutdown.child_token();
+    // Whether another node handed this client's session over (its slot is being freed).
+    let mut handed_over = false;
     if let (Some(token), Some(binding)) = (&p.resume_token, &binding) {
         let parking = &state.parking;
-        let parked = parking.take(token, binding).await.map_err(|r| ApiError::BadRequest(r.text(parking.window())))?;
-        let resume = parking.open(binding.clone(), parked.session, Some(token.clone()), stop.clone());
-        let consumer = parked.consumer;
-        return Ok(OpenConsumer { consumer, settings, session: None, slot, resume: Some(resume), stop });
+        let refused = |r: Refusal| ApiError::BadRequest(r.text(parking.window()));
+        match (parking.take(token, binding).await, &state.handover) {
+            (Ok(parked), _) => {
+                let resume = parking.open(binding.clone(), parked.session, Some(token.clone()), stop.clone());
+                let consumer = parked.consumer;
+                return Ok(OpenConsumer { consumer, settings, session: None, slot, resume: Some(resume), stop });
+            }
+            (Err(Refusal::Unknown), Some(handover)) => handover.ask(token, binding).await.map_err(refused)?,
+            (Err(r), _) => return Err(refused(r)),
+        }
+        handed_over = true;
     }
     let partitions = partitions_read(state, &p.topics).await?;
     // At most one socket per partition (of all its topics): more would sit idle in the group.
@@ -76,7 +89,10 @@ pub(crate) async fn open_consumer(
         configured => configured.min(partitions),
     };
     let instance = Instance::consumer(&p.group_id, &p.client_id, &state.config.server.server_id);
-    let session = join(state, Kind::Consumer, &p.group_id, instance, limit).await?;
+    let session = match handed_over {
+        true => join_handed_over(state, &p.group_id, instance, limit).await?,
+        false => join(state, Kind::Consumer, &p.group_id, instance, limit).await?,
+    };
     prepare.await;
     let consumer = state.kafka.consumer(p, creds.as_ref()).await.map_err(|e| match e {
         ConsumerError::Refused(refused) => probe_error(refused),
@@ -89,10 +105,40 @@ pub(crate) async fn open_consumer(
         }
     })?;
     let (session, resume) = match binding {
-        Some(binding) => (None, Some(state.parking.open(binding, Some(session), None, stop.clone()))),
+        Some(binding) => {
+            // Handed over: the token it came with names the new session until the client is
+            // heard from (as on one node); the fresh consumer starts from the committed offsets.
+            let predecessor = p.resume_token.clone().filter(|_| handed_over);
+            let mut resume = state.parking.open(binding, Some(session), predecessor, stop.clone());
+            resume.resumed = false;
+            (None, Some(resume))
+        }
         None => (Some(session), None),
     };
     Ok(OpenConsumer { consumer, settings, session, slot, resume, stop })
+}
+
+/// Joins the session of a consumer another node just handed over: that node freed its slot,
+/// but the removal may not be in the session state yet, so a duplicate is tried again (within
+/// the handover timeout) before it is refused.
+async fn join_handed_over(
+    state: &AppState,
+    group: &str,
+    instance: Instance,
+    limit: u32,
+) -> Result<SessionGuard, ApiError> {
+    let wait = state.handover.as_ref().map_or(Duration::ZERO, Handover::wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        match state.sessions.join(Kind::Consumer, group, instance.clone(), limit).await {
+            Ok(session) => return Ok(session),
+            Err(JoinError::Refused(SessionRefusal::Duplicate(_))) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => break,
+        }
+    }
+    join(state, Kind::Consumer, group, instance, limit).await
 }
 
 /// Who may resume a session: the client's identity (the Basic user, the bearer token's

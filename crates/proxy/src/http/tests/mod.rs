@@ -70,6 +70,7 @@ impl Edge {
                 CancellationToken::new(),
                 TaskTracker::new(),
             ),
+            handover: None,
             config: Arc::new(config),
             kafka,
             shutdown: CancellationToken::new(),

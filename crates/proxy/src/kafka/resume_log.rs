@@ -1,0 +1,293 @@
+//! The resume topic (`WSPROXY_RESUME_TOPIC`, default `_wsproxy.resume`): a compacted,
+//! single-partition topic through which a node that got a `resumeToken` it does not hold asks
+//! the node that holds it to hand its consumer session over ([`crate::pipeline::handover`]).
+//!
+//! Never the session state topic: its records stay in the Scala proxy's format.
+//!
+//! - A request: key `request:<SHA-256 of the token>` (never the token, so that readers of
+//!   the topic cannot take sessions), value `{"request":<id>,"from":<server id>,"binding":<hash>}`.
+//! - A reply: key `reply:<request id>`, value `{"request":<id>,"from":..,"outcome":..}`.
+//! - The requester tombstones both keys once it has its answer (or gave up), so that the
+//!   compacted topic stays small.
+//!
+//! Every node tails the topic from its end (a consumer assigned to the partition, no group
+//! membership, nothing committed) on a thread of its own: requests go to the node's handler,
+//! replies to the request that waits for them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::oauth::OAuthContext;
+use super::oauth_admin::Linked;
+use super::state_log::StateLogError;
+use super::Kafka;
+use crate::config::InternalTopicConfig;
+
+/// The longest a write waits for Kafka's acknowledgement.
+const WRITE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long after giving up a requester still tombstones the reply key: a holder slower than
+/// the handover timeout (it waits up to 10 s for an open socket to park) may answer late.
+const LATE_REPLY: Duration = Duration::from_secs(30);
+
+/// A node asks the holder of a session to hand it over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The SHA-256 of the token (hex), from the record's key.
+    #[serde(skip)]
+    pub token_key: String,
+    /// Random: names the reply.
+    pub request: String,
+    /// The requesting node's server id.
+    pub from: String,
+    /// A hash of the reconnect's binding, keyed with the token (see `pipeline::handover`).
+    pub binding: String,
+}
+
+/// The holder's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The holder closed its consumer (it left the group) and freed its session slot.
+    HandedOver,
+    /// The binding differs: the session stays with its owner.
+    NotYours,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Reply {
+    request: String,
+    from: String,
+    outcome: Outcome,
+}
+
+/// A handle to the resume topic; cheap to clone.
+#[derive(Clone)]
+pub struct ResumeLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    topic: String,
+    server_id: String,
+    producer: Linked<FutureProducer<OAuthContext>>,
+    /// Requests of this node waiting for their reply, by request id.
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
+    stop: Arc<AtomicBool>,
+    reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ResumeLog {
+    /// Creates the topic when missing and starts tailing it; the requests of other nodes come
+    /// out of the returned channel.
+    pub async fn open(
+        kafka: &Kafka,
+        topic: &InternalTopicConfig,
+        server_id: &str,
+    ) -> Result<(ResumeLog, mpsc::UnboundedReceiver<Request>), StateLogError> {
+        kafka
+            .ensure_compacted_topic(topic)
+            .await
+            .map_err(|reason| StateLogError::Create { topic: topic.topic.clone(), reason })?;
+        let mut producer_cfg = kafka.inner.base.clone();
+        producer_cfg
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", WRITE_WAIT.as_millis().to_string())
+            .set("allow.auto.create.topics", "false");
+        let producer = Linked::new(producer_cfg.create_with_context(kafka.oauth_context())?, kafka.proxy_token())?;
+        let mut consumer_cfg = kafka.inner.base.clone();
+        consumer_cfg
+            // librdkafka's handle for a manual assignment: the reader never joins the group.
+            .set("group.id", format!("ws-proxy-resume-reader-{server_id}"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "latest")
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.queue.backoff.ms", "1")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("allow.auto.create.topics", "false");
+        let consumer: BaseConsumer<OAuthContext> = consumer_cfg.create_with_context(kafka.oauth_context())?;
+        let consumer = Linked::new(consumer, kafka.proxy_token())?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic.topic, 0, Offset::End)?;
+        consumer.assign(&tpl)?;
+        let (requests_tx, requests) = mpsc::unbounded_channel();
+        let pending = Arc::new(Mutex::new(HashMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = Reader { server_id: server_id.to_owned(), requests: requests_tx, pending: pending.clone() };
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("resume-log".into())
+                .spawn(move || reader.run(&consumer, &stop))
+                .expect("spawning a thread")
+        };
+        let inner = Inner {
+            topic: topic.topic.clone(),
+            server_id: server_id.to_owned(),
+            producer,
+            pending,
+            stop,
+            reader: Mutex::new(Some(thread)),
+        };
+        Ok((ResumeLog { inner: Arc::new(inner) }, requests))
+    }
+
+    /// Asks the holder of the token hashed as `token_key` to hand it over, and waits at most
+    /// `wait` for its answer (`None`: no node answered). Both records are tombstoned after.
+    pub async fn ask(
+        &self,
+        token_key: &str,
+        request: String,
+        binding: String,
+        wait: Duration,
+    ) -> Result<Option<Outcome>, StateLogError> {
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(request.clone(), tx);
+        let req = Request { token_key: token_key.to_owned(), request, from: self.inner.server_id.clone(), binding };
+        let key = format!("request:{token_key}");
+        let value = serde_json::to_vec(&req).expect("a request serialises");
+        let written = self.write(&key, Some(&value)).await;
+        let outcome = match written {
+            Ok(()) => tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok),
+            Err(_) => None,
+        };
+        self.pending().remove(&req.request);
+        // Tombstones off the reconnect's path: a failed one leaves a record compaction keeps.
+        let (log, late) = (self.clone(), outcome.is_none());
+        tokio::spawn(async move {
+            for key in [key, format!("reply:{}", req.request)] {
+                if late && key.starts_with("reply:") {
+                    tokio::time::sleep(LATE_REPLY).await;
+                }
+                if let Err(e) = log.write(&key, None).await {
+                    tracing::debug!(key, error = %e, "could not tombstone a resume record");
+                }
+            }
+        });
+        written.map(|()| outcome)
+    }
+
+    /// Answers `request` (written by the holder of its token).
+    pub async fn answer(&self, request: &Request, outcome: Outcome) -> Result<(), StateLogError> {
+        let reply = Reply { request: request.request.clone(), from: self.inner.server_id.clone(), outcome };
+        let value = serde_json::to_vec(&reply).expect("a reply serialises");
+        self.write(&format!("reply:{}", request.request), Some(&value)).await
+    }
+
+    /// Stops the reader.
+    pub async fn close(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        let reader = self.inner.reader.lock().expect("reader handle is never poisoned").take();
+        if let Some(reader) = reader {
+            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+    }
+
+    async fn write(&self, key: &str, value: Option<&[u8]>) -> Result<(), StateLogError> {
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.inner.topic).key(key);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        let delivery = self.inner.producer.send(record, Timeout::After(WRITE_WAIT));
+        match tokio::time::timeout(WRITE_WAIT, delivery).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(StateLogError::Kafka(e)),
+            Err(_) => Err(StateLogError::Unacknowledged { topic: self.inner.topic.clone(), timeout: WRITE_WAIT }),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
+        self.inner.pending.lock().expect("pending requests are never poisoned")
+    }
+}
+
+/// The reader thread: hands requests of other nodes to the handler, replies to their waiters.
+struct Reader {
+    server_id: String,
+    requests: mpsc::UnboundedSender<Request>,
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
+}
+
+impl Reader {
+    fn run(self, consumer: &BaseConsumer<OAuthContext>, stop: &AtomicBool) {
+        let mut last_warning = std::time::Instant::now() - Duration::from_secs(60);
+        while !stop.load(Ordering::Acquire) {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => self.apply(m.key(), m.payload()),
+                Some(Err(e)) if last_warning.elapsed() > Duration::from_secs(10) => {
+                    tracing::warn!(error = %e, "reading the resume topic failed; retrying");
+                    last_warning = std::time::Instant::now();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn apply(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        // Tombstones and records that are not ours are skipped.
+        let (Some(key), Some(value)) = (key.and_then(|k| std::str::from_utf8(k).ok()), value) else { return };
+        match read(key, value) {
+            Some(Incoming::Request(r)) if r.from != self.server_id => {
+                let _ = self.requests.send(r);
+            }
+            Some(Incoming::Reply(r)) => {
+                let waiter = self.pending.lock().expect("pending requests are never poisoned").remove(&r.request);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(r.outcome);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+enum Incoming {
+    Request(Request),
+    Reply(Reply),
+}
+
+/// A record of the resume topic, if it is one.
+fn read(key: &str, value: &[u8]) -> Option<Incoming> {
+    if let Some(token_key) = key.strip_prefix("request:") {
+        let mut r: Request = serde_json::from_slice(value).ok()?;
+        r.token_key = token_key.to_owned();
+        return Some(Incoming::Request(r));
+    }
+    let reply: Reply = serde_json::from_slice(value).ok()?;
+    (key.strip_prefix("reply:") == Some(reply.request.as_str())).then_some(Incoming::Reply(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_read_by_their_key_and_others_are_skipped() {
+        let req = br#"{"request":"r1","from":"node-b","binding":"bb"}"#;
+        let Some(Incoming::Request(r)) = read("request:abc", req) else { panic!("a request") };
+        assert_eq!(
+            r,
+            Request { token_key: "abc".into(), request: "r1".into(), from: "node-b".into(), binding: "bb".into() }
+        );
+        let reply = br#"{"request":"r1","from":"node-a","outcome":"handed-over"}"#;
+        let Some(Incoming::Reply(r)) = read("reply:r1", reply) else { panic!("a reply") };
+        assert_eq!(r.outcome, Outcome::HandedOver);
+        assert!(read("reply:r2", reply).is_none(), "a reply under another request's key");
+        assert!(read("request:abc", b"not json").is_none());
+        assert!(read("other", reply).is_none());
+        let refused = br#"{"request":"r1","from":"node-a","outcome":"not-yours"}"#;
+        assert!(matches!(read("reply:r1", refused), Some(Incoming::Reply(Reply { outcome: Outcome::NotYours, .. }))));
+    }
+}

@@ -1,0 +1,198 @@
+//! Resume on another node (issue 19): behind a load balancer a reconnect with a `resumeToken`
+//! may reach a node that does not hold the session. That node asks, through the resume topic
+//! ([`crate::kafka::resume_log`]), whichever node holds it to hand it over now; the holder
+//! closes its consumer at once (it leaves the group: no wait for the session timeout), frees
+//! its session slot and answers; the asking node then opens a fresh consumer in the same group,
+//! which starts from the group's committed offsets (what was sent and not committed comes
+//! again: at least once).
+//!
+//! - The topic never carries a token: a request names it by its SHA-256 ([`token_key`]), and
+//!   the reconnect's binding by a SHA-256 keyed with the token ([`binding_key`]), so that
+//!   readers of the topic learn neither the token nor the client's Kafka password.
+//! - The holder answers `not-yours` when the binding differs (the session stays parked for
+//!   its owner); a node that does not hold the token does not answer. No answer within
+//!   `WSPROXY_RESUME_HANDOVER_TIMEOUT` is an unknown token.
+//! - A session whose socket is still open on the holder (it died silently) is taken over as on
+//!   one node: the socket is stopped, parks, and is handed over.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ring::digest::{digest, SHA256};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::kafka::resume_log::{Outcome, Request, ResumeLog};
+use crate::pipeline::resume::{Binding, Parking, Refusal};
+
+/// How a token is named on the resume topic: its SHA-256, in hex.
+pub fn token_key(token: &str) -> String {
+    hex(digest(&SHA256, token.as_bytes()).as_ref())
+}
+
+/// How a reconnect's binding is named on the resume topic: a SHA-256 over the token and every
+/// field of the binding (the token keys it, so that a Kafka password cannot be guessed from it).
+pub fn binding_key(token: &str, b: &Binding) -> String {
+    let kafka = b.kafka.as_ref();
+    let fields = [
+        token,
+        &b.principal,
+        &b.client_id,
+        &b.group_id,
+        &b.topic,
+        if b.auto_commit { "auto" } else { "manual" },
+        kafka.map_or("-", |k| &k.username),
+        kafka.map_or("-", |k| &k.password),
+        kafka.map_or("-", |k| if k.bearer.is_some() { "bearer" } else { "sasl" }),
+    ];
+    // Lengths first: no two bindings give the same bytes.
+    let mut bytes = Vec::new();
+    for f in fields {
+        bytes.extend_from_slice(&(f.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(f.as_bytes());
+    }
+    hex(digest(&SHA256, &bytes).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The node's side of cross-node handovers; cheap to clone.
+#[derive(Clone)]
+pub struct Handover {
+    log: ResumeLog,
+    parking: Parking,
+    wait: Duration,
+    random: SystemRandom,
+}
+
+impl Handover {
+    /// Serves the requests of other nodes (until `shutdown`) and asks them for sessions.
+    pub fn start(
+        log: ResumeLog,
+        requests: mpsc::UnboundedReceiver<Request>,
+        parking: Parking,
+        wait: Duration,
+        shutdown: CancellationToken,
+    ) -> Handover {
+        let handover = Handover { log, parking, wait, random: SystemRandom::new() };
+        tokio::spawn(handover.clone().serve(requests, shutdown));
+        handover
+    }
+
+    /// How long a reconnect waits for the holder's answer.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// Asks the node that holds `token` to hand its session over to this one: `Ok` once it
+    /// closed its consumer and freed its slot.
+    pub async fn ask(&self, token: &str, binding: &Binding) -> Result<(), Refusal> {
+        let mut id = [0u8; 16];
+        self.random.fill(&mut id).expect("the system's random source never fails");
+        let t0 = std::time::Instant::now();
+        let asked = self.log.ask(&token_key(token), hex(&id), binding_key(token, binding), self.wait).await;
+        match asked {
+            Ok(Some(Outcome::HandedOver)) => {
+                tracing::info!(took = ?t0.elapsed(), "another node handed a consumer session over");
+                Ok(())
+            }
+            Ok(Some(Outcome::NotYours)) => Err(Refusal::NotYours),
+            Ok(None) => Err(Refusal::Unknown),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not ask the other nodes for a consumer session");
+                Err(Refusal::Unknown)
+            }
+        }
+    }
+
+    /// Stops reading the resume topic.
+    pub async fn close(&self) {
+        self.log.close().await;
+    }
+
+    async fn serve(self, mut requests: mpsc::UnboundedReceiver<Request>, shutdown: CancellationToken) {
+        loop {
+            let request = tokio::select! {
+                r = requests.recv() => r,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(request) = request else { return };
+            tokio::spawn(self.clone().hand_over(request));
+        }
+    }
+
+    /// Hands the session `request` names over, if this node holds it.
+    async fn hand_over(self, request: Request) {
+        let Some(token) = self.parking.find_token(|t| token_key(t) == request.token_key) else { return };
+        let matches = |b: &Binding| binding_key(&token, b) == request.binding;
+        let outcome = match self.parking.take_if(&token, matches, true).await {
+            Ok(parked) => {
+                // Leaves the group now (the final commit was made when it parked), then frees
+                // the session slot for the asking node.
+                parked.consumer.close(HashMap::new()).await;
+                drop(parked.session);
+                tracing::info!(to = %request.from, "a consumer session was handed over to another node");
+                Outcome::HandedOver
+            }
+            Err(Refusal::NotYours) => Outcome::NotYours,
+            // Taken or closed meanwhile: the asking node gets no answer.
+            Err(Refusal::Unknown) => return,
+        };
+        if let Err(e) = self.log.answer(&request, outcome).await {
+            tracing::warn!(error = %e, "could not answer a handover request");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::credentials::KafkaCredentials;
+
+    fn binding() -> Binding {
+        Binding {
+            principal: "anonymous".into(),
+            client_id: "c".into(),
+            group_id: "g".into(),
+            topic: "t".into(),
+            auto_commit: false,
+            kafka: None,
+        }
+    }
+
+    #[test]
+    fn the_topic_names_tokens_and_bindings_by_hashes_that_differ_with_every_field() {
+        let token = "ab".repeat(32);
+        let key = token_key(&token);
+        assert_eq!(key.len(), 64);
+        assert!(!key.contains(&token));
+        assert_eq!(token_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        let base = binding_key(&token, &binding());
+        assert_eq!(base, binding_key(&token, &binding()), "stable");
+        assert_ne!(base, binding_key(&"cd".repeat(32), &binding()), "keyed with the token");
+        let mut others = Vec::new();
+        for change in 0..7 {
+            let mut b = binding();
+            match change {
+                0 => b.principal = "sub:x".into(),
+                1 => b.client_id = "c2".into(),
+                2 => b.group_id = "g2".into(),
+                3 => b.topic = "t2".into(),
+                4 => b.auto_commit = true,
+                5 => b.kafka = Some(KafkaCredentials { username: "u".into(), password: "p".into(), bearer: None }),
+                _ => b.kafka = Some(KafkaCredentials { username: "u".into(), password: "q".into(), bearer: None }),
+            }
+            others.push(binding_key(&token, &b));
+        }
+        others.push(base);
+        let distinct: std::collections::HashSet<_> = others.iter().collect();
+        assert_eq!(distinct.len(), others.len());
+        // Field boundaries count: "ab"+"c" is not "a"+"bc".
+        let (mut x, mut y) = (binding(), binding());
+        (x.client_id, x.group_id, y.client_id, y.group_id) = ("ab".into(), "c".into(), "a".into(), "bc".into());
+        assert_ne!(binding_key(&token, &x), binding_key(&token, &y));
+    }
+}

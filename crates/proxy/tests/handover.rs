@@ -1,0 +1,168 @@
+//! Resume on another node (issue 19): two proxy processes share their session state and resume
+//! topic; a resumable client cut off from node A (TCP reset) reconnects to node B with its token.
+//! A hands the session over at once (its consumer leaves the group), and B's fresh consumer
+//! starts from the committed offsets: every record comes at least once (checked against the
+//! independent Python client), well before the consumers' session timeout could have freed the
+//! partition. Foreign, reused and wrong tokens get the 400; an open socket on A is taken over.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::resume::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// The consumers' session timeout: a handover that did not make A's consumer leave its group
+/// would wait this long for the partition.
+const SESSION_TIMEOUT_MS: &str = "30000";
+
+/// Two nodes sharing a session state topic and a resume topic.
+async fn two_nodes() -> (Proxy, Proxy) {
+    let (sessions, resume) = (unique("wsproxy-test-sessions"), unique("wsproxy-test-resume"));
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let id = unique(&format!("node-{name}"));
+        nodes.push(
+            Proxy::start(&[
+                ("WSPROXY_SERVER_ID", id.as_str()),
+                ("WSPROXY_SESSION_STATE_TOPIC", sessions.as_str()),
+                ("WSPROXY_RESUME_TOPIC", resume.as_str()),
+                ("WSPROXY_CONSUMER_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS),
+                // The socket sends far ahead of what the client read: keep every record committable.
+                ("WSPROXY_CH_MAX_STACK_SIZE", "20000"),
+            ])
+            .await,
+        );
+    }
+    let b = nodes.pop().unwrap();
+    (nodes.pop().unwrap(), b)
+}
+
+/// The message of a 400 (the reference's JSON body).
+async fn refusal(url: &str) -> String {
+    let (status, content_type, body) = refused(url).await;
+    assert_eq!((status, content_type.as_str()), (400, "application/json"), "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    body["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_reconnect_to_another_node_takes_the_session_over_from_the_committed_offsets() {
+    let (a, b) = two_nodes().await;
+    let topic = one_partition_with(&unique("handover"), 1_000).await;
+    let group = unique("g");
+    let query = format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true");
+    let (url_a, url_b) = (a.url(&query), b.url(&query));
+
+    let mut ws = connect(&url_a).await;
+    let token = session_token(&mut ws).await;
+    let mut got: BTreeSet<i64> = BTreeSet::new();
+    for _ in 0..300 {
+        let r = recv_json(&mut ws).await;
+        let offset = r["offset"].as_i64().unwrap();
+        assert_eq!(r["value"]["value"], json!(format!("p0-{offset}")));
+        got.insert(offset);
+        if offset == 199 {
+            send(&mut ws, json!({"wsProxyMessageId": r["wsProxyMessageId"]}).to_string()).await;
+        }
+    }
+    // The commit landed (the independent client reads it); then the connection is lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
+        if committed["0"] == json!(200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the commit never landed: {committed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    reset(ws);
+    eventually_metric(&a, "wsproxy_consumer_sessions_parked", 1.0).await;
+
+    // Another client's reconnect on B is refused by A (the binding differs), and A keeps it.
+    let foreign = b.url(&format!(
+        "/socket/out?clientId=other&groupId={group}&topic={topic}&autoCommit=false&resumable=true&resumeToken={token}"
+    ));
+    let message = refusal(&foreign).await;
+    assert!(message.contains("belongs to a session of another client"), "{message}");
+    assert_eq!(metric(&a, "wsproxy_consumer_sessions_parked").await, 1.0, "a refused attempt leaves it parked");
+
+    let started = Instant::now();
+    let mut ws = connect(&format!("{url_b}&resumeToken={token}")).await;
+    let fresh = session_token(&mut ws).await;
+    let to_frame = started.elapsed();
+    let first = recv_json(&mut ws).await;
+    let to_record = started.elapsed();
+    assert_eq!(first["offset"], json!(200), "B starts from the committed offset");
+    assert!(
+        to_record < Duration::from_secs(15),
+        "the handover took {to_record:?}: A's consumer did not leave its group at once (session timeout {SESSION_TIMEOUT_MS} ms)"
+    );
+    // A's consumer left the group before B's joined: B's is the only member.
+    let now = members(&group);
+    assert_eq!(now.len(), 1, "A's consumer is still a member: {now:?}");
+    eprintln!(
+        "handover to another node: {} ms to the session frame, {} ms to the first record",
+        to_frame.as_millis(),
+        to_record.as_millis()
+    );
+    got.insert(200);
+    while got.len() < 1_000 {
+        let r = recv_json(&mut ws).await;
+        got.insert(r["offset"].as_i64().unwrap());
+    }
+    // Every record of the topic, as the independent client reads it, came at least once.
+    let in_kafka: BTreeSet<i64> =
+        read_back(&topic, 1_000, "string", "string").iter().map(|r| r["offset"].as_i64().unwrap()).collect();
+    assert_eq!(in_kafka.len(), 1_000);
+    assert_eq!(got, in_kafka);
+    assert_eq!(metric(&a, "wsproxy_consumer_sessions_handed_over_total").await, 1.0);
+    assert_eq!(metric(&a, "wsproxy_consumer_sessions_parked").await, 0.0);
+    await_members(&group, &[("c", 1)]);
+
+    // Once the client was heard from on B (until then the token it came with names the new
+    // session, as on one node), the token was used: it names nothing on any node, nor does a
+    // wrong one.
+    heard(&mut ws).await;
+    let message = refusal(&format!("{url_b}&resumeToken={token}")).await;
+    assert!(message.contains("'resumeToken' names no parked session"), "{message}");
+    let message = refusal(&format!("{url_a}&resumeToken={token}")).await;
+    assert!(message.contains("'resumeToken' names no parked session"), "{message}");
+    let message = refusal(&format!("{url_b}&resumeToken={}", "0f".repeat(32))).await;
+    assert!(message.contains("'resumeToken' names no parked session"), "{message}");
+
+    // B's fresh token resumes on B as usual.
+    reset(ws);
+    let mut ws = connect(&format!("{url_b}&resumeToken={fresh}")).await;
+    session_token(&mut ws).await;
+    hang_up(ws).await;
+}
+
+#[tokio::test]
+async fn a_reconnect_to_another_node_takes_over_a_socket_still_open_on_the_first() {
+    let (a, b) = two_nodes().await;
+    let topic = one_partition_with(&unique("handover-open"), 10).await;
+    let query = format!("/socket/out?clientId=c&groupId={}&topic={topic}&autoCommit=false&resumable=true", unique("g"));
+    let mut old = connect(&a.url(&query)).await;
+    let token = session_token(&mut old).await;
+    assert_eq!(recv_json(&mut old).await["offset"], json!(0));
+    // The old connection died silently: A cannot tell. The reconnect reaches B.
+    let started = Instant::now();
+    let mut ws = connect(&b.url(&format!("{query}&resumeToken={token}"))).await;
+    session_token(&mut ws).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0), "nothing was committed: from the start again");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    eprintln!("take-over of a socket open on another node: {} ms to the first record", took.as_millis());
+    assert_eq!(metric(&a, "wsproxy_consumer_sessions_handed_over_total").await, 1.0);
+    // A stopped the old socket.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        use futures::StreamExt;
+        while let Some(Ok(_)) = old.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the old socket on A was not closed");
+    hang_up(ws).await;
+}
