@@ -103,7 +103,8 @@ async fn connect_bare(url: &str) -> Outcome<(TcpStream, Vec<u8>)> {
             }
         }
     };
-    let (s, mut buf, end) = within(Duration::from_secs(30), "connect", upgrade).await?.map_err(|e| format!("connect: {e}"))?;
+    let (s, mut buf, end) =
+        within(Duration::from_secs(30), "connect", upgrade).await?.map_err(|e| format!("connect: {e}"))?;
     let end = end.ok_or_else(|| format!("connect: closed during the upgrade: {}", String::from_utf8_lossy(&buf)))?;
     if !buf.starts_with(b"HTTP/1.1 101") {
         return Err(format!("connect: {}", String::from_utf8_lossy(&buf[..end])));
