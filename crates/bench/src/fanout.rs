@@ -9,7 +9,8 @@ use futures::StreamExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Map, Value};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::*;
@@ -75,26 +76,55 @@ async fn open(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<Ws>> {
     Ok(socks)
 }
 
-/// [`open`] with a 4 KiB read buffer per client (tungstenite's default, 128 KiB, is zeroed
-/// anew before every read: for 300-byte frames that was most of the bench readers' CPU, which
-/// shares the 2 cores with the proxy).
-async fn open_lean(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<Ws>> {
+/// A bare WebSocket client for the latency readers: the upgrade by hand on a plain
+/// `TcpStream`, then frames parsed in place (server frames are unmasked). The readers share the
+/// 2 cores with the proxy; tungstenite's framing, its waker wrapping and a second buffer cost
+/// them about as much CPU as the proxy's own per delivery, and every µs they take is a µs the
+/// proxy waits for a core. Each frame is still read from the socket, timed on receipt and its
+/// send time parsed. Returns the stream and any bytes read past the 101 response.
+async fn connect_bare(url: &str) -> Outcome<(TcpStream, Vec<u8>)> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| format!("not a ws:// url: {url}"))?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let upgrade = async {
+        let mut s = TcpStream::connect(host).await?;
+        s.set_nodelay(true)?;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            if s.read_buf(&mut buf).await? == 0 {
+                return Ok::<_, std::io::Error>((s, buf, None));
+            }
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Ok((s, buf, Some(end + 4)));
+            }
+        }
+    };
+    let (s, mut buf, end) =
+        within(Duration::from_secs(30), "connect", upgrade).await?.map_err(|e| format!("connect: {e}"))?;
+    let end = end.ok_or_else(|| format!("connect: closed during the upgrade: {}", String::from_utf8_lossy(&buf)))?;
+    if !buf.starts_with(b"HTTP/1.1 101") {
+        return Err(format!("connect: {}", String::from_utf8_lossy(&buf[..end])));
+    }
+    buf.drain(..end);
+    Ok((s, buf))
+}
+
+/// [`connect_bare`] `n` fan-out sockets, 200 at a time.
+async fn open_bare(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<(TcpStream, Vec<u8>)>> {
     let mut socks = Vec::with_capacity(n);
     for start in (0..n).step_by(200) {
         let conns: Vec<_> = (start..(start + 200).min(n))
             .map(|i| {
                 let url = url(proxy, topic, i);
-                let config = WebSocketConfig::default().read_buffer_size(4096);
-                tokio::spawn(async move {
-                    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
-                    within(Duration::from_secs(30), "connect", connect).await?.map_err(|e| format!("connect: {e}"))
-                })
+                tokio::spawn(async move { connect_bare(&url).await })
             })
             .collect();
         for c in conns {
-            let (ws, _) =
-                c.await.map_err(|e| e.to_string())?.map_err(|e| format!("socket {}: {e}", socks.len() + 1))?;
-            socks.push(ws);
+            socks.push(c.await.map_err(|e| e.to_string())?.map_err(|e| format!("socket {}: {e}", socks.len() + 1))?);
         }
     }
     Ok(socks)
@@ -169,33 +199,65 @@ pub struct Latency {
     pub bench_cpu_us: f64,
 }
 
-/// Reads `n` records from one socket; each sample is its receipt time minus the send time
-/// that opens the record's value. One deadline for the whole read (a timer per frame would
-/// cost the bench, which shares the 2 cores with the proxy, more than the read itself).
-async fn read_latencies(mut ws: Ws, n: usize, deadline: tokio::time::Instant) -> Outcome<Vec<Duration>> {
+/// One complete server frame at the start of `buf`: (FIN, opcode, payload range, frame length).
+fn frame_at(buf: &[u8]) -> Option<(bool, u8, std::ops::Range<usize>, usize)> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (len, head) = match b1 & 0x7f {
+        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        n => (n as usize, 2),
+    };
+    (buf.len() >= head + len).then_some((b0 & 0x80 != 0, b0 & 0x0f, head..head + len, head + len))
+}
+
+/// Reads `n` records from one socket ([`connect_bare`]); each sample is the time the read that
+/// completed its frame returned minus the send time that opens the record's value. One
+/// deadline for the whole read (a timer per frame would cost the bench more than the read).
+async fn read_latencies(
+    (mut s, mut buf): (TcpStream, Vec<u8>),
+    n: usize,
+    deadline: tokio::time::Instant,
+) -> Outcome<Vec<Duration>> {
     let mut lat = Vec::with_capacity(n);
     let give_up = tokio::time::sleep_until(deadline);
     tokio::pin!(give_up);
-    while lat.len() < n {
-        let msg = tokio::select! {
+    let mut received = now_us();
+    loop {
+        let mut at = 0;
+        while let Some((fin, opcode, payload, len)) = frame_at(&buf[at..]) {
+            let body = &buf[at + payload.start..at + payload.end];
+            match (fin, opcode) {
+                (true, 1) => {
+                    let t = std::str::from_utf8(body).map_err(|e| e.to_string())?;
+                    // The send time opens the value; no full parse (the client shares the cores).
+                    const VALUE: &str = "\"value\":{\"value\":\"";
+                    let v = t.rfind(VALUE).ok_or_else(|| format!("no value in {t}"))? + VALUE.len();
+                    let sent: u64 = t.get(v..v + 20).unwrap_or_default().parse().map_err(|e| format!("{e}: {t}"))?;
+                    lat.push(Duration::from_micros(received.saturating_sub(sent)));
+                }
+                (true, 9 | 10) => {}
+                _ => {
+                    let what = String::from_utf8_lossy(body);
+                    return Err(format!("after {} records: frame fin {fin} opcode {opcode}: {what}", lat.len()));
+                }
+            }
+            at += len;
+        }
+        buf.drain(..at);
+        if lat.len() >= n {
+            return Ok(lat);
+        }
+        buf.reserve(4096);
+        let read = tokio::select! {
             biased;
-            msg = ws.next() => msg,
+            read = s.read_buf(&mut buf) => read.map_err(|e| e.to_string())?,
             () = &mut give_up => return Err(format!("after {} records: no record before the deadline", lat.len())),
         };
-        match msg {
-            Some(Ok(Message::Text(t))) => {
-                let received = now_us();
-                // The send time opens the value; no full parse (the client shares the cores).
-                const VALUE: &str = "\"value\":{\"value\":\"";
-                let at = t.rfind(VALUE).ok_or_else(|| format!("no value in {t}"))? + VALUE.len();
-                let sent: u64 = t.get(at..at + 20).unwrap_or_default().parse().map_err(|e| format!("{e}: {t}"))?;
-                lat.push(Duration::from_micros(received.saturating_sub(sent)));
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            other => return Err(format!("after {} records: {other:?}", lat.len())),
+        received = now_us();
+        if read == 0 {
+            return Err(format!("after {} records: the proxy closed the socket", lat.len()));
         }
     }
-    Ok(lat)
 }
 
 /// Produce-to-socket latency: `per_s` records a second for `secs` seconds, each carrying its
@@ -213,7 +275,7 @@ async fn latency(target: &Target, sockets: usize, secs: u64, per_s: u64) -> Outc
         .map_err(|_| "dropped".to_owned())?
         .map_err(|(e, _)| e.to_string())?;
     let proxy = Proxy::start(target, &[]).await?;
-    let socks = open_lean(&proxy, &topic, sockets).await?;
+    let socks = open_bare(&proxy, &topic, sockets).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let n = (secs * per_s) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs * 3 + 60);

@@ -112,7 +112,7 @@ impl Hub {
             }
         }
         let cursor = st.log.join();
-        Some(Subscription { hub: self.clone(), cursor, codec, head: self.head.subscribe() })
+        Some(Subscription { hub: self.clone(), cursor, codec, head: self.head.subscribe(), look_first: true })
     }
 }
 
@@ -131,13 +131,26 @@ pub struct Subscription {
     cursor: Cursor,
     codec: SocketCodec,
     head: watch::Receiver<u64>,
+    /// Set when entries after the cursor may be waiting although `head` was marked seen (the
+    /// last read stopped at its `max`, or [`Self::fell_behind`] consumed a change): the next
+    /// [`Self::next`] reads the log before it waits. Clear, it waits for `head` first and
+    /// spares the lock a socket would otherwise take after every write only to find nothing.
+    look_first: bool,
 }
 
 impl Subscription {
     /// Waits for entries after the cursor and moves up to `max` into `out`. Cancel-safe:
     /// the cursor moves only when it returns.
+    ///
+    /// `head` is marked seen before the log is read under the lock, and the reader bumps it
+    /// after every push (outside the lock): an entry this read missed was pushed after it, so
+    /// its bump is unseen and the wait returns at once. No entry is left waiting unread.
     pub async fn next(&mut self, max: usize, out: &mut Vec<Arc<Slot<Entry>>>) -> Result<(), Stop> {
         loop {
+            if !self.look_first && self.head.changed().await.is_err() {
+                return Err(Stop::Failed("the shared consumer stopped".to_owned()));
+            }
+            self.look_first = false;
             {
                 let mut st = self.hub.lock();
                 if let Some(why) = &st.failure {
@@ -146,16 +159,16 @@ impl Subscription {
                 st.log.read(&mut self.cursor, max, out).map_err(Stop::Behind)?;
             }
             if !out.is_empty() {
+                self.look_first = out.len() >= max;
                 return Ok(());
-            }
-            if self.head.changed().await.is_err() {
-                return Err(Stop::Failed("the shared consumer stopped".to_owned()));
             }
         }
     }
 
     /// Resolves once the socket is too far behind (while it waits on a slow write).
     pub async fn fell_behind(&mut self) -> Behind {
+        // Its waits mark `head` seen: the next read must look before it waits.
+        self.look_first = true;
         loop {
             if let Some(b) = self.hub.lock().log.behind(&self.cursor) {
                 return b;
@@ -168,6 +181,7 @@ impl Subscription {
 
     /// Moves the cursor to the live end; returns the ranges skipped per partition.
     pub fn skip(&mut self) -> Vec<GapRange> {
+        self.look_first = true;
         self.hub.lock().log.skip(&mut self.cursor)
     }
 
@@ -490,4 +504,68 @@ fn render(view: &KafkaRecordView<'_>, codec: SocketCodec, limit: usize) -> Rende
         Frame::Binary(b) => Message::Binary(b.into()),
     };
     Rendered { codec, message, error }
+}
+
+#[cfg(test)]
+mod tests {
+    use wsproxy_protocol::params::SocketPayload;
+    use wsproxy_protocol::FormatType;
+
+    use super::*;
+
+    fn hub() -> Arc<Hub> {
+        Arc::new(Hub {
+            key: HubKey { topic: "t".to_owned(), creds: None, read_committed: false },
+            state: Mutex::new(State {
+                log: Log::new(100, 1 << 20),
+                codecs: Vec::new(),
+                version: 0,
+                subscribers: 0,
+                empty_since: None,
+                retired: false,
+                failure: None,
+            }),
+            head: watch::channel(0).0,
+        })
+    }
+
+    /// As the reader appends: under the lock, then the wakeup outside it.
+    fn push(hub: &Hub, offset: i64) {
+        let payload = Entry { frames: Vec::new(), record_bytes: 0 };
+        hub.lock().log.push(Slot { partition: 0, offset, size: 1, payload });
+        hub.head.send_modify(|h| *h += 1);
+    }
+
+    fn offsets(out: &[Arc<Slot<Entry>>]) -> Vec<i64> {
+        out.iter().map(|s| s.offset).collect()
+    }
+
+    #[test]
+    fn a_subscription_never_waits_while_entries_it_has_not_read_are_in_the_log() {
+        let hub = hub();
+        let mut sub = hub.subscribe(SocketCodec::new(SocketPayload::Json, None, FormatType::String)).unwrap();
+        let mut out = Vec::new();
+        assert!(sub.next(10, &mut out).now_or_never().is_none(), "nothing yet: it waits");
+        for o in 0..3 {
+            push(&hub, o);
+        }
+        // A read stopped at its max: the rest comes without another wakeup.
+        assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Ok(())));
+        assert_eq!(offsets(&out), [0, 1]);
+        out.clear();
+        assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Ok(())));
+        assert_eq!(offsets(&out), [2]);
+        out.clear();
+        assert!(sub.next(2, &mut out).now_or_never().is_none());
+        // A wakeup consumed while a write waited (`fell_behind`) does not hide its entry.
+        push(&hub, 3);
+        assert!(sub.fell_behind().now_or_never().is_none());
+        assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Ok(())));
+        assert_eq!(offsets(&out), [3]);
+        out.clear();
+        // A failure reaches a waiting subscription.
+        hub.lock().failure = Some("gone".to_owned());
+        hub.head.send_modify(|h| *h += 1);
+        assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Err(Stop::Failed("gone".to_owned()))));
+    }
 }

@@ -120,7 +120,10 @@ where
                 // falls behind the log is closed (unless it skips, then it catches up after).
                 let write = live.send_all(&mut tx, frames);
                 let written = if settings.on_lag == OnLag::Close {
+                    // Biased: a write that completes at once (the usual case) never looks
+                    // at the log nor waits on the hub's wakeup beside it.
                     tokio::select! {
+                        biased;
                         written = write => written,
                         behind = sub.fell_behind() => break Some(lag_close(behind, settings.max_lag)),
                     }
