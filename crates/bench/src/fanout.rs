@@ -11,6 +11,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::harness::*;
@@ -77,8 +79,9 @@ async fn open(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<Ws>> {
 }
 
 /// A bare WebSocket client for the latency readers: the upgrade by hand on a plain
-/// `TcpStream`, then frames parsed in place (server frames are unmasked). The readers share the
-/// 2 cores with the proxy; tungstenite's framing, its waker wrapping and a second buffer cost
+/// `TcpStream`, then frames read into one buffer, their headers parsed by tungstenite's frame
+/// codec (`FrameHeader::parse`). The readers share the
+/// 2 cores with the proxy; tungstenite's full stream, its waker wrapping and a second buffer cost
 /// them about as much CPU as the proxy's own per delivery, and every µs they take is a µs the
 /// proxy waits for a core. Each frame is still read from the socket, timed on receipt and its
 /// send time parsed. Returns the stream and any bytes read past the 101 response.
@@ -199,15 +202,16 @@ pub struct Latency {
     pub bench_cpu_us: f64,
 }
 
-/// One complete server frame at the start of `buf`: (FIN, opcode, payload range, frame length).
-fn frame_at(buf: &[u8]) -> Option<(bool, u8, std::ops::Range<usize>, usize)> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (len, head) = match b1 & 0x7f {
-        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
-        n => (n as usize, 2),
+/// One complete server frame at the start of `buf`: (FIN, opcode, payload range, frame
+/// length). The header is parsed by tungstenite's own frame codec; only the buffering is here.
+fn frame_at(buf: &[u8]) -> Result<Option<(bool, OpCode, std::ops::Range<usize>, usize)>, String> {
+    let mut cursor = std::io::Cursor::new(buf);
+    let Some((header, len)) = FrameHeader::parse(&mut cursor).map_err(|e| format!("frame: {e}"))? else {
+        return Ok(None);
     };
-    (buf.len() >= head + len).then_some((b0 & 0x80 != 0, b0 & 0x0f, head..head + len, head + len))
+    let head = cursor.position() as usize;
+    let end = usize::try_from(len).ok().and_then(|l| head.checked_add(l)).ok_or("frame: too long")?;
+    Ok((buf.len() >= end).then_some((header.is_final, header.opcode, head..end, end)))
 }
 
 /// Reads `n` records from one socket ([`connect_bare`]); each sample is the time the read that
@@ -224,10 +228,10 @@ async fn read_latencies(
     let mut received = now_us();
     loop {
         let mut at = 0;
-        while let Some((fin, opcode, payload, len)) = frame_at(&buf[at..]) {
+        while let Some((fin, opcode, payload, len)) = frame_at(&buf[at..])? {
             let body = &buf[at + payload.start..at + payload.end];
             match (fin, opcode) {
-                (true, 1) => {
+                (true, OpCode::Data(Data::Text)) => {
                     let t = std::str::from_utf8(body).map_err(|e| e.to_string())?;
                     // The send time opens the value; no full parse (the client shares the cores).
                     const VALUE: &str = "\"value\":{\"value\":\"";
@@ -235,10 +239,10 @@ async fn read_latencies(
                     let sent: u64 = t.get(v..v + 20).unwrap_or_default().parse().map_err(|e| format!("{e}: {t}"))?;
                     lat.push(Duration::from_micros(received.saturating_sub(sent)));
                 }
-                (true, 9 | 10) => {}
+                (true, OpCode::Control(Control::Ping | Control::Pong)) => {}
                 _ => {
                     let what = String::from_utf8_lossy(body);
-                    return Err(format!("after {} records: frame fin {fin} opcode {opcode}: {what}", lat.len()));
+                    return Err(format!("after {} records: frame fin {fin} opcode {opcode:?}: {what}", lat.len()));
                 }
             }
             at += len;
