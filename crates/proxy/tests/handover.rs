@@ -166,3 +166,31 @@ async fn a_reconnect_to_another_node_takes_over_a_socket_still_open_on_the_first
     assert!(ended.is_ok(), "the old socket on A was not closed");
     hang_up(ws).await;
 }
+
+/// How long a refusal took, and its message.
+async fn timed_refusal(url: &str) -> (Duration, String) {
+    let started = Instant::now();
+    let message = refusal(url).await;
+    (started.elapsed(), message)
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_use_the_resume_topic_starts_and_resumes_on_its_own() {
+    // Not a valid topic name: the resume topic can be neither created nor read, as under ACLs
+    // that cover the session state topic only.
+    let proxy = Proxy::start(&[("WSPROXY_RESUME_TOPIC", "no such topic!")]).await;
+    let topic = one_partition_with(&unique("handover-no-topic"), 10).await;
+    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true", unique("g")));
+    let mut ws = connect(&url).await;
+    let token = session_token(&mut ws).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0));
+    reset(ws);
+    eventually_metric(&proxy, "wsproxy_consumer_sessions_parked", 1.0).await;
+    let mut ws = connect(&format!("{url}&resumeToken={token}")).await;
+    session_token(&mut ws).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0), "resumed on the same node");
+    let (took, message) = timed_refusal(&format!("{url}&resumeToken={}", "0f".repeat(36))).await;
+    assert!(message.contains("'resumeToken' names no parked session"), "{message}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    hang_up(ws).await;
+}
