@@ -157,6 +157,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let parking = crate::pipeline::resume::Parking::new(
         config.consumer.resume_window,
         config.consumer.resume_max_parked,
+        &config.server.server_id,
         shutdown.clone(),
         sockets.clone(),
     );

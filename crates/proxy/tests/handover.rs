@@ -175,6 +175,45 @@ async fn timed_refusal(url: &str) -> (Duration, String) {
 }
 
 #[tokio::test]
+async fn unknown_expired_and_malformed_tokens_are_refused_at_once() {
+    // Well under the handover timeout (5 s): only a token of a node that is down waits for it.
+    let at_once = Duration::from_secs(2);
+    let proxy = Proxy::start(&[("WSPROXY_CONSUMER_RESUME_WINDOW", "2 seconds")]).await;
+    let topic = one_partition_with(&unique("handover-unknown"), 10).await;
+    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true", unique("g")));
+    let mut ws = connect(&url).await;
+    let token = session_token(&mut ws).await;
+    // A token of this node that it never issued.
+    let last = if token.ends_with('0') { "1" } else { "0" };
+    let forged = format!("{}{last}", &token[..token.len() - 1]);
+    for bad in [forged.as_str(), "0123456789abcdef", &"0f".repeat(32), &format!("{token}00"), &"zz".repeat(36)] {
+        let (took, message) = timed_refusal(&format!("{url}&resumeToken={bad}")).await;
+        assert!(message.contains("'resumeToken' names no parked session"), "{bad}: {message}");
+        assert!(took < at_once, "{bad} took {took:?}");
+    }
+    // Expired: the window passed.
+    reset(ws);
+    eventually_metric(&proxy, "wsproxy_consumer_sessions_expired_total", 1.0).await;
+    let (took, message) = timed_refusal(&format!("{url}&resumeToken={token}")).await;
+    assert!(message.contains("'resumeToken' names no parked session"), "{message}");
+    assert!(took < at_once, "an expired token took {took:?}");
+}
+
+#[tokio::test]
+async fn a_token_of_another_node_that_it_no_longer_holds_is_refused_by_that_node_at_once() {
+    let (a, b) = two_nodes().await;
+    let topic = one_partition_with(&unique("handover-gone"), 10).await;
+    let query = format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true", unique("g"));
+    let mut ws = connect(&a.url(&query)).await;
+    let token = session_token(&mut ws).await;
+    // A clean close parks nothing: A holds no session under the token any more.
+    hang_up(ws).await;
+    let (took, message) = timed_refusal(&b.url(&format!("{query}&resumeToken={token}"))).await;
+    assert!(message.contains("'resumeToken' names no parked session"), "{message}");
+    assert!(took < Duration::from_secs(2), "B waited {took:?} for an answer A should give at once");
+}
+
+#[tokio::test]
 async fn a_node_that_cannot_use_the_resume_topic_starts_and_resumes_on_its_own() {
     // Not a valid topic name: the resume topic can be neither created nor read, as under ACLs
     // that cover the session state topic only.

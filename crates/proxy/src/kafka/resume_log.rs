@@ -5,7 +5,8 @@
 //! Never the session state topic: its records stay in the Scala proxy's format.
 //!
 //! - A request: key `request:<SHA-256 of the token>` (never the token, so that readers of
-//!   the topic cannot take sessions), value `{"request":<id>,"from":<server id>,"binding":<hash>}`.
+//!   the topic cannot take sessions), value
+//!   `{"request":<id>,"from":<server id>,"issuer":<tag of the token's node>,"binding":<hash>}`.
 //! - A reply: key `reply:<request id>`, value `{"request":<id>,"from":..,"outcome":..}`.
 //! - The requester tombstones both keys once it has its answer (or gave up), so that the
 //!   compacted topic stays small.
@@ -50,6 +51,9 @@ pub struct Request {
     pub request: String,
     /// The requesting node's server id.
     pub from: String,
+    /// The tag of the node that issued the token (see `pipeline::resume_token`): it answers
+    /// `unknown` when it does not hold the token.
+    pub issuer: String,
     /// A hash of the reconnect's binding, keyed with the token (see `pipeline::handover`).
     pub binding: String,
 }
@@ -62,6 +66,8 @@ pub enum Outcome {
     HandedOver,
     /// The binding differs: the session stays with its owner.
     NotYours,
+    /// The node that issued the token does not hold it (and did not hand it over).
+    Unknown,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,13 +155,15 @@ impl ResumeLog {
     pub async fn ask(
         &self,
         token_key: &str,
+        issuer: &str,
         request: String,
         binding: String,
         wait: Duration,
     ) -> Result<Option<Outcome>, StateLogError> {
         let (tx, rx) = oneshot::channel();
         self.pending().insert(request.clone(), tx);
-        let req = Request { token_key: token_key.to_owned(), request, from: self.inner.server_id.clone(), binding };
+        let from = self.inner.server_id.clone();
+        let req = Request { token_key: token_key.to_owned(), request, from, issuer: issuer.to_owned(), binding };
         let key = format!("request:{token_key}");
         let value = serde_json::to_vec(&req).expect("a request serialises");
         let written = self.write(&key, Some(&value)).await;
@@ -275,12 +283,10 @@ mod tests {
 
     #[test]
     fn records_are_read_by_their_key_and_others_are_skipped() {
-        let req = br#"{"request":"r1","from":"node-b","binding":"bb"}"#;
+        let req = br#"{"request":"r1","from":"node-b","issuer":"0a1b2c3d","binding":"bb"}"#;
         let Some(Incoming::Request(r)) = read("request:abc", req) else { panic!("a request") };
-        assert_eq!(
-            r,
-            Request { token_key: "abc".into(), request: "r1".into(), from: "node-b".into(), binding: "bb".into() }
-        );
+        let (from, issuer) = ("node-b".to_owned(), "0a1b2c3d".to_owned());
+        assert_eq!(r, Request { token_key: "abc".into(), request: "r1".into(), from, issuer, binding: "bb".into() });
         let reply = br#"{"request":"r1","from":"node-a","outcome":"handed-over"}"#;
         let Some(Incoming::Reply(r)) = read("reply:r1", reply) else { panic!("a reply") };
         assert_eq!(r.outcome, Outcome::HandedOver);
@@ -289,5 +295,7 @@ mod tests {
         assert!(read("other", reply).is_none());
         let refused = br#"{"request":"r1","from":"node-a","outcome":"not-yours"}"#;
         assert!(matches!(read("reply:r1", refused), Some(Incoming::Reply(Reply { outcome: Outcome::NotYours, .. }))));
+        let unknown = br#"{"request":"r1","from":"node-a","outcome":"unknown"}"#;
+        assert!(matches!(read("reply:r1", unknown), Some(Incoming::Reply(Reply { outcome: Outcome::Unknown, .. }))));
     }
 }

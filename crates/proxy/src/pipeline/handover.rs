@@ -9,14 +9,19 @@
 //! - The topic never carries a token: a request names it by its SHA-256 ([`token_key`]), and
 //!   the reconnect's binding by a SHA-256 keyed with the token ([`binding_key`]), so that
 //!   readers of the topic learn neither the token nor the client's Kafka password.
+//! - A token starts with the tag of the node that issued it ([`crate::pipeline::resume_token`]):
+//!   a token of no node's shape, or one of this node's that it does not hold (nor handed over),
+//!   is refused at once; only tokens of other nodes are asked for.
 //! - The holder answers `not-yours` when the binding differs (the session stays parked for
-//!   its owner); a node that does not hold the token does not answer. No answer within
-//!   `WSPROXY_RESUME_HANDOVER_TIMEOUT` is an unknown token.
+//!   its owner); the issuing node answers `unknown` when it does not hold the token (nor handed
+//!   it over); other nodes do not answer. No answer within `WSPROXY_RESUME_HANDOVER_TIMEOUT`
+//!   (the issuing node is down) is an unknown token too.
 //! - A session whose socket is still open on the holder (it died silently) is taken over as on
 //!   one node: the socket is stopped, parks, and is handed over.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ring::digest::{digest, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -25,11 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::kafka::resume_log::{Outcome, Request, ResumeLog};
 use crate::pipeline::resume::{Binding, Parking, Refusal};
-
-/// How a token is named on the resume topic: its SHA-256, in hex.
-pub fn token_key(token: &str) -> String {
-    hex(digest(&SHA256, token.as_bytes()).as_ref())
-}
+use crate::pipeline::resume_token::{hex, issuer, token_key};
 
 /// How a reconnect's binding is named on the resume topic: a SHA-256 over the token and every
 /// field of the binding (the token keys it, so that a Kafka password cannot be guessed from it).
@@ -55,10 +56,6 @@ pub fn binding_key(token: &str, b: &Binding) -> String {
     hex(digest(&SHA256, &bytes).as_ref())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The node's side of cross-node handovers; cheap to clone.
 #[derive(Clone)]
 pub struct Handover {
@@ -66,6 +63,10 @@ pub struct Handover {
     parking: Parking,
     wait: Duration,
     random: SystemRandom,
+    /// The keys of the tokens this node handed over, until their window ends: another node
+    /// holds their session (the token names it there until its client is heard from), so this
+    /// node neither refuses them at once nor answers `unknown` for them.
+    handed_over: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Handover {
@@ -77,7 +78,8 @@ impl Handover {
         wait: Duration,
         shutdown: CancellationToken,
     ) -> Handover {
-        let handover = Handover { log, parking, wait, random: SystemRandom::new() };
+        let handed_over = Arc::new(Mutex::new(HashMap::new()));
+        let handover = Handover { log, parking, wait, random: SystemRandom::new(), handed_over };
         tokio::spawn(handover.clone().serve(requests, shutdown));
         handover
     }
@@ -89,17 +91,25 @@ impl Handover {
 
     /// Asks the node that holds `token` to hand its session over to this one: `Ok` once it
     /// closed its consumer and freed its slot.
+    /// A token of no node's shape, or one of this node's (that it did not hand over), is
+    /// refused at once: this node looked for it already.
     pub async fn ask(&self, token: &str, binding: &Binding) -> Result<(), Refusal> {
+        let Some(issuer) = issuer(token) else { return Err(Refusal::Unknown) };
+        let key = token_key(token);
+        if issuer == self.parking.tag() && !self.handed_over(&key) {
+            return Err(Refusal::Unknown);
+        }
         let mut id = [0u8; 16];
         self.random.fill(&mut id).expect("the system's random source never fails");
         let t0 = std::time::Instant::now();
-        let asked = self.log.ask(&token_key(token), hex(&id), binding_key(token, binding), self.wait).await;
+        let asked = self.log.ask(&key, issuer, hex(&id), binding_key(token, binding), self.wait).await;
         match asked {
             Ok(Some(Outcome::HandedOver)) => {
                 tracing::info!(took = ?t0.elapsed(), "another node handed a consumer session over");
                 Ok(())
             }
             Ok(Some(Outcome::NotYours)) => Err(Refusal::NotYours),
+            Ok(Some(Outcome::Unknown)) => Err(Refusal::Unknown),
             Ok(None) => Err(Refusal::Unknown),
             Err(e) => {
                 tracing::warn!(error = %e, "could not ask the other nodes for a consumer session");
@@ -124,9 +134,30 @@ impl Handover {
         }
     }
 
-    /// Hands the session `request` names over, if this node holds it.
+    /// Whether this node handed the session of the token keyed `key` over (within its window).
+    fn handed_over(&self, key: &str) -> bool {
+        let handed_over = self.handed_over.lock().expect("handed-over tokens are never poisoned");
+        handed_over.get(key).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Remembers a token handed over, for its window; forgets those whose window ended.
+    fn remember_handed_over(&self, key: &str) {
+        let now = Instant::now();
+        let mut handed_over = self.handed_over.lock().expect("handed-over tokens are never poisoned");
+        handed_over.retain(|_, until| *until > now);
+        handed_over.insert(key.to_owned(), now + self.parking.window());
+    }
+
+    /// Hands the session `request` names over, if this node holds it; the node that issued
+    /// the token answers `unknown` when it does not hold it (nor handed it over).
     async fn hand_over(self, request: Request) {
-        let Some(token) = self.parking.find_token(|t| token_key(t) == request.token_key) else { return };
+        let issued_here = request.issuer == self.parking.tag() && !self.handed_over(&request.token_key);
+        let Some(token) = self.parking.find_token(|t| token_key(t) == request.token_key) else {
+            if issued_here {
+                self.answer(&request, Outcome::Unknown).await;
+            }
+            return;
+        };
         let matches = |b: &Binding| binding_key(&token, b) == request.binding;
         let outcome = match self.parking.take_if(&token, matches, true).await {
             Ok(parked) => {
@@ -134,14 +165,20 @@ impl Handover {
                 // the session slot for the asking node.
                 parked.consumer.close(HashMap::new()).await;
                 drop(parked.session);
+                self.remember_handed_over(&request.token_key);
                 tracing::info!(to = %request.from, "a consumer session was handed over to another node");
                 Outcome::HandedOver
             }
             Err(Refusal::NotYours) => Outcome::NotYours,
-            // Taken or closed meanwhile: the asking node gets no answer.
+            Err(Refusal::Unknown) if issued_here => Outcome::Unknown,
+            // Taken or closed meanwhile: another node may hold it now, and answers.
             Err(Refusal::Unknown) => return,
         };
-        if let Err(e) = self.log.answer(&request, outcome).await {
+        self.answer(&request, outcome).await;
+    }
+
+    async fn answer(&self, request: &Request, outcome: Outcome) {
+        if let Err(e) = self.log.answer(request, outcome).await {
             tracing::warn!(error = %e, "could not answer a handover request");
         }
     }

@@ -5,7 +5,8 @@
 //! frame re-attaches to it: no rebalance, and what was sent and not committed comes again
 //! ([`SocketConsumer::rewind_to_committed`]).
 //!
-//! - Tokens are 256 random bits from the system's CSPRNG (`ring`), single-use (a take removes
+//! - Tokens are the node's tag and 256 random bits from the system's CSPRNG (`ring`,
+//!   [`crate::pipeline::resume_token`]), single-use (a take removes
 //!   them), bound to who may use them ([`Binding`]: the client's identity, clientId, groupId,
 //!   topics, commit mode and Kafka credentials) and valid for the window only.
 //! - A parked consumer is still served: its partitions are paused and a parking task polls it,
@@ -35,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::SocketConsumer;
+use crate::pipeline::resume_token;
 use crate::sessions::SessionGuard;
 use crate::telemetry::metrics;
 
@@ -254,6 +256,8 @@ pub struct Parking {
 
 struct Inner {
     window: Duration,
+    /// This node's tag, in front of its tokens.
+    tag: String,
     state: Mutex<State>,
     random: SystemRandom,
     shutdown: CancellationToken,
@@ -271,9 +275,22 @@ struct State {
 }
 
 impl Parking {
-    pub fn new(window: Duration, max_parked: usize, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
+    /// `server_id` is the node's: its tag starts every token it issues.
+    pub fn new(
+        window: Duration,
+        max_parked: usize,
+        server_id: &str,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
         let state = Mutex::new(State { ledger: Ledger::new(max_parked), live: HashMap::new() });
-        Parking { inner: Arc::new(Inner { window, state, random: SystemRandom::new(), shutdown, tracker }) }
+        let tag = resume_token::node_tag(server_id);
+        Parking { inner: Arc::new(Inner { window, tag, state, random: SystemRandom::new(), shutdown, tracker }) }
+    }
+
+    /// The tag that starts this node's tokens.
+    pub fn tag(&self) -> &str {
+        &self.inner.tag
     }
 
     /// A resumable socket about to open: a new token, bound to `binding`, that a reconnect can
@@ -305,11 +322,11 @@ impl Parking {
         self.inner.window
     }
 
-    /// A new token: 256 bits from the system's CSPRNG, in hex.
+    /// A new token: this node's tag and 256 bits from the system's CSPRNG, in hex.
     fn issue(&self) -> String {
         let mut bytes = [0u8; 32];
         self.inner.random.fill(&mut bytes).expect("the system's random source never fails");
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        resume_token::token(&self.inner.tag, &bytes)
     }
 
     /// The first frame of a resumable socket: `{"session":{"resumeToken":..,"resumeWindowMs":..}}`.
@@ -552,12 +569,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tokens_are_256_random_bits_and_the_first_frame_names_the_window() {
-        let p = Parking::new(Duration::from_secs(30), 10, CancellationToken::new(), TaskTracker::new());
+    async fn tokens_are_the_nodes_tag_and_256_random_bits_and_the_first_frame_names_the_window() {
+        let p = Parking::new(Duration::from_secs(30), 10, "node-a", CancellationToken::new(), TaskTracker::new());
         let (a, b) = (p.issue(), p.issue());
-        assert_eq!(a.len(), 64);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
+        assert_eq!(resume_token::issuer(&a), Some(resume_token::node_tag("node-a").as_str()));
+        assert_eq!(p.tag(), resume_token::node_tag("node-a"));
+        assert_ne!(a[resume_token::TAG_LEN..], b[resume_token::TAG_LEN..]);
         let frame: serde_json::Value = serde_json::from_str(&p.session_frame(&a)).unwrap();
         assert_eq!(frame, serde_json::json!({"session": {"resumeToken": a, "resumeWindowMs": 30000}}));
     }
