@@ -6,7 +6,9 @@
 //!
 //! - A request: key `request:<SHA-256 of the token>` (never the token, so that readers of
 //!   the topic cannot take sessions), value
-//!   `{"request":<id>,"from":<server id>,"issuer":<tag of the token's node>,"binding":<hash>}`.
+//!   `{"request":<id>,"from":<server id>,"issuer":<tag of the token's node>,"binding":<hash>,
+//!   "deadline":<ms since the epoch>}`: the holder does not start (nor finish) a handover
+//!   after the requester's deadline, when nobody would take the session.
 //! - A reply: key `reply:<request id>`, value `{"request":<id>,"from":..,"outcome":..}`.
 //! - The requester tombstones both keys once it has its answer (or gave up), so that the
 //!   compacted topic stays small.
@@ -37,8 +39,8 @@ use crate::config::InternalTopicConfig;
 /// The longest a write waits for Kafka's acknowledgement.
 const WRITE_WAIT: Duration = Duration::from_secs(5);
 
-/// How long after giving up a requester still tombstones the reply key: a holder slower than
-/// the handover timeout (it waits up to 10 s for an open socket to park) may answer late.
+/// How long after giving up a requester still tombstones the reply key: a holder stops before
+/// the request's deadline, but its reply may still be delayed by Kafka.
 const LATE_REPLY: Duration = Duration::from_secs(30);
 
 /// A node asks the holder of a session to hand it over.
@@ -56,6 +58,14 @@ pub struct Request {
     pub issuer: String,
     /// A hash of the reconnect's binding, keyed with the token (see `pipeline::handover`).
     pub binding: String,
+    /// When the requester gives up, in milliseconds since the Unix epoch (its clock).
+    pub deadline: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The holder's answer.
@@ -162,8 +172,9 @@ impl ResumeLog {
     ) -> Result<Option<Outcome>, StateLogError> {
         let (tx, rx) = oneshot::channel();
         self.pending().insert(request.clone(), tx);
-        let from = self.inner.server_id.clone();
-        let req = Request { token_key: token_key.to_owned(), request, from, issuer: issuer.to_owned(), binding };
+        let (from, issuer) = (self.inner.server_id.clone(), issuer.to_owned());
+        let deadline = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        let req = Request { token_key: token_key.to_owned(), request, from, issuer, binding, deadline };
         let key = format!("request:{token_key}");
         let value = serde_json::to_vec(&req).expect("a request serialises");
         let written = self.write(&key, Some(&value)).await;
@@ -283,10 +294,11 @@ mod tests {
 
     #[test]
     fn records_are_read_by_their_key_and_others_are_skipped() {
-        let req = br#"{"request":"r1","from":"node-b","issuer":"0a1b2c3d","binding":"bb"}"#;
+        let req = br#"{"request":"r1","from":"node-b","issuer":"0a1b2c3d","binding":"bb","deadline":17}"#;
         let Some(Incoming::Request(r)) = read("request:abc", req) else { panic!("a request") };
         let (from, issuer) = ("node-b".to_owned(), "0a1b2c3d".to_owned());
-        assert_eq!(r, Request { token_key: "abc".into(), request: "r1".into(), from, issuer, binding: "bb".into() });
+        let want = Request { token_key: "abc".into(), request: "r1".into(), from, issuer, binding: "bb".into(), deadline: 17 };
+        assert_eq!(r, want);
         let reply = br#"{"request":"r1","from":"node-a","outcome":"handed-over"}"#;
         let Some(Incoming::Reply(r)) = read("reply:r1", reply) else { panic!("a reply") };
         assert_eq!(r.outcome, Outcome::HandedOver);

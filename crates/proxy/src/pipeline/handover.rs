@@ -28,9 +28,19 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::kafka::resume_log::{Outcome, Request, ResumeLog};
+use crate::kafka::resume_log::{now_ms, Outcome, Request, ResumeLog};
 use crate::pipeline::resume::{Binding, Parking, Refusal};
 use crate::pipeline::resume_token::{hex, issuer, token_key};
+
+/// How long before the requester's deadline the holder stops trying: its reply must reach it.
+const REPLY_MARGIN: Duration = Duration::from_millis(500);
+
+/// How long the holder may try to hand a session over, from the requester's `deadline` (ms
+/// since the epoch); `None` when it is too late to start.
+fn time_left(deadline: u64, now: u64) -> Option<Duration> {
+    let left = Duration::from_millis(deadline.saturating_sub(now)).checked_sub(REPLY_MARGIN)?;
+    (!left.is_zero()).then_some(left)
+}
 
 /// How a reconnect's binding is named on the resume topic: a SHA-256 over the token and every
 /// field of the binding (the token keys it, so that a Kafka password cannot be guessed from it).
@@ -151,6 +161,11 @@ impl Handover {
     /// Hands the session `request` names over, if this node holds it; the node that issued
     /// the token answers `unknown` when it does not hold it (nor handed it over).
     async fn hand_over(self, request: Request) {
+        let Some(left) = time_left(request.deadline, now_ms()) else {
+            tracing::info!(from = %request.from, "a handover request came after its requester gave up");
+            return;
+        };
+        let until = tokio::time::Instant::now() + left;
         let issued_here = request.issuer == self.parking.tag() && !self.handed_over(&request.token_key);
         let Some(token) = self.parking.find_token(|t| token_key(t) == request.token_key) else {
             if issued_here {
@@ -159,7 +174,7 @@ impl Handover {
             return;
         };
         let matches = |b: &Binding| binding_key(&token, b) == request.binding;
-        let outcome = match self.parking.take_if(&token, matches, true).await {
+        let outcome = match self.parking.take_if(&token, matches, true, Some(until)).await {
             Ok(parked) => {
                 // Leaves the group now (the final commit was made when it parked), then frees
                 // the session slot for the asking node.
@@ -198,6 +213,13 @@ mod tests {
             auto_commit: false,
             kafka: None,
         }
+    }
+
+    #[test]
+    fn the_holder_stops_before_the_requester_gives_up() {
+        assert_eq!(time_left(10_000, 5_000), Some(Duration::from_millis(4_500)));
+        assert_eq!(time_left(10_000, 9_500), None, "no time left for the reply");
+        assert_eq!(time_left(10_000, 12_000), None, "the requester gave up");
     }
 
     #[test]

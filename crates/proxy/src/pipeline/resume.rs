@@ -338,20 +338,26 @@ impl Parking {
     /// Re-attaches a reconnect to the session parked under `token`; a session whose socket
     /// is still open here is taken over (the socket is stopped and parks it first).
     pub async fn take(&self, token: &str, binding: &Binding) -> Result<Parked, Refusal> {
-        self.take_if(token, |b| b == binding, false).await
+        self.take_if(token, |b| b == binding, false, None).await
     }
 
     /// [`take`](Self::take) for another node (`handover`), or a reconnect here, whose binding
-    /// `matches` says whether it is the session's.
+    /// `matches` says whether it is the session's. Past `until` (when the asking node gives
+    /// up) the session is not taken: it stays parked for its client.
     pub async fn take_if(
         &self,
         token: &str,
         matches: impl Fn(&Binding) -> bool,
         handover: bool,
+        until: Option<Instant>,
     ) -> Result<Parked, Refusal> {
-        let deadline = Instant::now() + TAKEOVER_WAIT;
+        let deadline = until.map_or(Instant::now() + TAKEOVER_WAIT, |u| u.min(Instant::now() + TAKEOVER_WAIT));
         let handle = loop {
-            if let Some(taken) = self.take_or_stop(token, &matches, Instant::now() < deadline) {
+            let now = Instant::now();
+            if until.is_some_and(|u| now >= u) {
+                return Err(Refusal::Unknown);
+            }
+            if let Some(taken) = self.take_or_stop(token, &matches, now < deadline) {
                 break taken?;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -577,5 +583,23 @@ mod tests {
         assert_ne!(a[resume_token::TAG_LEN..], b[resume_token::TAG_LEN..]);
         let frame: serde_json::Value = serde_json::from_str(&p.session_frame(&a)).unwrap();
         assert_eq!(frame, serde_json::json!({"session": {"resumeToken": a, "resumeWindowMs": 30000}}));
+    }
+
+    #[tokio::test]
+    async fn another_nodes_take_stops_at_its_deadline_and_leaves_the_session_to_its_client() {
+        let p = Parking::new(Duration::from_secs(30), 10, "node-a", CancellationToken::new(), TaskTracker::new());
+        let stop = CancellationToken::new();
+        let open = p.open(binding("a"), None, None, stop.clone());
+        // Past the deadline: the open socket is not even stopped.
+        let past = Instant::now();
+        assert_eq!(p.take_if(&open.token, |_| true, true, Some(past)).await.err(), Some(Refusal::Unknown));
+        assert!(!stop.is_cancelled());
+        // A socket that does not park before the deadline: the take gives up then, not after
+        // the 10 s a reconnect on this node waits.
+        let started = Instant::now();
+        let until = Some(started + Duration::from_millis(300));
+        assert_eq!(p.take_if(&open.token, |_| true, true, until).await.err(), Some(Refusal::Unknown));
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(stop.is_cancelled(), "it was asked to park");
     }
 }
