@@ -233,3 +233,23 @@ async fn a_node_that_cannot_use_the_resume_topic_starts_and_resumes_on_its_own()
     assert!(took < Duration::from_secs(2), "took {took:?}");
     hang_up(ws).await;
 }
+
+#[tokio::test]
+async fn a_request_whose_reconnect_went_away_is_tombstoned_all_the_same() {
+    let resume = unique("wsproxy-test-resume");
+    let proxy = Proxy::start(&[("WSPROXY_RESUME_TOPIC", resume.as_str())]).await;
+    let topic = one_partition_with(&unique("handover-gone-away"), 1).await;
+    // A token of a node that does not answer: the request waits for the handover timeout.
+    let token = format!("ffffffff{}", "0f".repeat(32));
+    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&resumeToken={token}", unique("g")));
+    // The client gives up (its connection closes) while the proxy waits for an answer.
+    let gave_up = tokio::time::timeout(Duration::from_secs(1), refused(&url)).await;
+    assert!(gave_up.is_err(), "answered before the handover timeout: {gave_up:?}");
+    // The request's record is tombstoned as soon as the wait is dropped: the independent
+    // client reads the request, then its tombstone.
+    let records = read_back(&resume, 2, "string", "string");
+    let keys: Vec<&str> = records.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(keys[0].starts_with("request:") && keys[1] == keys[0], "{records:?}");
+    assert!(records[0]["value"].is_string() && records[1]["value"].is_null(), "{records:?}");
+}

@@ -172,29 +172,21 @@ impl ResumeLog {
     ) -> Result<Option<Outcome>, StateLogError> {
         let (tx, rx) = oneshot::channel();
         self.pending().insert(request.clone(), tx);
+        // From here on, however this ends (answered, timed out, or the reconnect went away
+        // and this future was dropped), the waiter is removed and the records tombstoned.
+        let mut asking = Asking { log: self.clone(), request, key: format!("request:{token_key}"), answered: false };
         let (from, issuer) = (self.inner.server_id.clone(), issuer.to_owned());
         let deadline = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        let request = asking.request.clone();
         let req = Request { token_key: token_key.to_owned(), request, from, issuer, binding, deadline };
-        let key = format!("request:{token_key}");
         let value = serde_json::to_vec(&req).expect("a request serialises");
-        let written = self.write(&key, Some(&value)).await;
+        let written = self.write(&asking.key, Some(&value)).await;
         let outcome = match written {
             Ok(()) => tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok),
             Err(_) => None,
         };
-        self.pending().remove(&req.request);
-        // Tombstones off the reconnect's path: a failed one leaves a record compaction keeps.
-        let (log, late) = (self.clone(), outcome.is_none());
-        tokio::spawn(async move {
-            for key in [key, format!("reply:{}", req.request)] {
-                if late && key.starts_with("reply:") {
-                    tokio::time::sleep(LATE_REPLY).await;
-                }
-                if let Err(e) = log.write(&key, None).await {
-                    tracing::debug!(key, error = %e, "could not tombstone a resume record");
-                }
-            }
-        });
+        asking.answered = outcome.is_some();
+        drop(asking);
         written.map(|()| outcome)
     }
 
@@ -229,6 +221,37 @@ impl ResumeLog {
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
         self.inner.pending.lock().expect("pending requests are never poisoned")
+    }
+}
+
+/// A request of this node waiting for its reply. Its drop removes the waiter and tombstones
+/// the request's records off the reconnect's path (a failed tombstone leaves a record that
+/// the topic's retention removes).
+struct Asking {
+    log: ResumeLog,
+    request: String,
+    /// The request's key.
+    key: String,
+    /// Whether the reply came: else it may still come, and its key is tombstoned later.
+    answered: bool,
+}
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        self.log.pending().remove(&self.request);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (log, late) = (self.log.clone(), !self.answered);
+        let keys = [std::mem::take(&mut self.key), format!("reply:{}", self.request)];
+        runtime.spawn(async move {
+            for key in keys {
+                if late && key.starts_with("reply:") {
+                    tokio::time::sleep(LATE_REPLY).await;
+                }
+                if let Err(e) = log.write(&key, None).await {
+                    tracing::debug!(key, error = %e, "could not tombstone a resume record");
+                }
+            }
+        });
     }
 }
 
