@@ -144,7 +144,8 @@ async fn a_reconnect_to_another_node_takes_the_session_over_from_the_committed_o
 async fn a_reconnect_to_another_node_takes_over_a_socket_still_open_on_the_first() {
     let (a, b) = two_nodes().await;
     let topic = one_partition_with(&unique("handover-open"), 10).await;
-    let query = format!("/socket/out?clientId=c&groupId={}&topic={topic}&autoCommit=false&resumable=true", unique("g"));
+    let group = unique("g");
+    let query = format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true");
     let mut old = connect(&a.url(&query)).await;
     let token = session_token(&mut old).await;
     assert_eq!(recv_json(&mut old).await["offset"], json!(0));
@@ -156,6 +157,9 @@ async fn a_reconnect_to_another_node_takes_over_a_socket_still_open_on_the_first
     let took = started.elapsed();
     assert!(took < Duration::from_secs(15), "took {took:?}");
     eprintln!("take-over of a socket open on another node: {} ms to the first record", took.as_millis());
+    // A's consumer left the group before B's joined: B's is the only member.
+    let now = members(&group);
+    assert_eq!(now.len(), 1, "A's consumer is still a member: {now:?}");
     assert_eq!(metric(&a, "wsproxy_consumer_sessions_handed_over_total").await, 1.0);
     // A stopped the old socket.
     let ended = tokio::time::timeout(Duration::from_secs(30), async {
