@@ -223,7 +223,8 @@ async fn a_node_that_cannot_use_the_resume_topic_starts_and_resumes_on_its_own()
     // that cover the session state topic only.
     let proxy = Proxy::start(&[("WSPROXY_RESUME_TOPIC", "no such topic!")]).await;
     let topic = one_partition_with(&unique("handover-no-topic"), 10).await;
-    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true", unique("g")));
+    let group = unique("g");
+    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true"));
     let mut ws = connect(&url).await;
     let token = session_token(&mut ws).await;
     assert_eq!(recv_json(&mut ws).await["offset"], json!(0));

@@ -135,10 +135,13 @@ impl ResumeLog {
             .set("allow.auto.create.topics", "false");
         let consumer: BaseConsumer<OAuthContext> = consumer_cfg.create_with_context(kafka.oauth_context())?;
         let consumer = Linked::new(consumer, kafka.proxy_token())?;
+        // From the end as it is now, not as it is when the reader first fetches (on a topic
+        // just created that may be seconds later): requests written meanwhile are read.
+        let (_, end) = consumer.fetch_watermarks(&topic.topic, 0, Timeout::After(topic.init_timeout))?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic.topic, 0, Offset::End)?;
+        tpl.add_partition_offset(&topic.topic, 0, Offset::Offset(end))?;
         consumer.assign(&tpl)?;
-        let (requests_tx, requests) = mpsc::unbounded_channel();
+        let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let reader = Reader { server_id: server_id.to_owned(), requests: requests_tx, pending: pending.clone() };
