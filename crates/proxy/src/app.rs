@@ -279,8 +279,9 @@ async fn start_handover(
     let topic = crate::config::InternalTopicConfig {
         topic: config.consumer.resume_topic.clone(),
         replication_factor: s.replication_factor,
-        // Compaction keeps one record per key and the requester tombstones its keys.
-        retention: Duration::from_secs(24 * 3600),
+        // The requester tombstones its keys; what a failed or lost tombstone leaves (every
+        // key is unique) is deleted after this (`compact,delete`): a request lives seconds.
+        retention: Duration::from_secs(3600),
         init_timeout: s.init_timeout,
         // Kafka is reachable (the session state was loaded): a failure here is the topic's,
         // and retrying would only delay the start of a node that can run without it.

@@ -258,3 +258,19 @@ async fn a_request_whose_reconnect_went_away_is_tombstoned_all_the_same() {
     assert!(keys[0].starts_with("request:") && keys[1] == keys[0], "{records:?}");
     assert!(records[0]["value"].is_string() && records[1]["value"].is_null(), "{records:?}");
 }
+
+#[tokio::test]
+async fn the_resume_topic_expires_what_is_left_and_the_session_state_topic_is_still_only_compacted() {
+    let (sessions, resume) = (unique("wsproxy-test-sessions"), unique("wsproxy-test-resume"));
+    let _proxy =
+        Proxy::start(&[("WSPROXY_SESSION_STATE_TOPIC", sessions.as_str()), ("WSPROXY_RESUME_TOPIC", resume.as_str())])
+            .await;
+    let config = |topic: &str| -> Value { serde_json::from_str(&kafka_tool(&["topic-config", topic], "")).unwrap() };
+    let r = config(&resume);
+    assert_eq!(r["partitions"], json!(1), "{r}");
+    assert_eq!(r["configs"]["cleanup.policy"], json!("compact,delete"), "{r}");
+    assert_eq!(r["configs"]["retention.ms"], json!("3600000"), "{r}");
+    assert_eq!(r["configs"]["segment.ms"], json!("3600000"), "{r}");
+    let s = config(&sessions);
+    assert_eq!(s["configs"]["cleanup.policy"], json!("compact"), "{s}");
+}

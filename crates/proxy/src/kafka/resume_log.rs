@@ -1,5 +1,5 @@
-//! The resume topic (`WSPROXY_RESUME_TOPIC`, default `_wsproxy.resume`): a compacted,
-//! single-partition topic through which a node that got a `resumeToken` it does not hold asks
+//! The resume topic (`WSPROXY_RESUME_TOPIC`, default `_wsproxy.resume`): a compacted and
+//! expiring (`compact,delete`, one hour), single-partition topic through which a node that got a `resumeToken` it does not hold asks
 //! the node that holds it to hand its consumer session over ([`crate::pipeline::handover`]).
 //!
 //! Never the session state topic: its records stay in the Scala proxy's format.
@@ -110,9 +110,11 @@ impl ResumeLog {
         kafka: &Kafka,
         topic: &InternalTopicConfig,
         server_id: &str,
-    ) -> Result<(ResumeLog, mpsc::UnboundedReceiver<Request>), StateLogError> {
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<(ResumeLog, mpsc::Receiver<Request>), StateLogError> {
         kafka
-            .ensure_compacted_topic(topic)
+            .ensure_compacted_expiring_topic(topic)
             .await
             .map_err(|reason| StateLogError::Create { topic: topic.topic.clone(), reason })?;
         let mut producer_cfg = kafka.inner.base.clone();
