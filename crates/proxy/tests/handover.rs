@@ -260,6 +260,20 @@ async fn a_request_whose_reconnect_went_away_is_tombstoned_all_the_same() {
 }
 
 #[tokio::test]
+async fn a_request_kafka_does_not_take_is_a_503_not_an_unknown_token() {
+    let resume = unique("wsproxy-test-resume");
+    let proxy = Proxy::start(&[("WSPROXY_RESUME_TOPIC", resume.as_str())]).await;
+    let topic = one_partition_with(&unique("handover-no-kafka"), 1).await;
+    // The resume topic goes away after the start: the request cannot be written.
+    kafka_tool(&["delete-topics", &format!("^{resume}$")], "");
+    let token = format!("ffffffff{}", "0f".repeat(32));
+    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&resumeToken={token}", unique("g")));
+    let (status, _, body) = refused(&url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("Kafka is not reachable"), "{body}");
+}
+
+#[tokio::test]
 async fn the_resume_topic_expires_what_is_left_and_the_session_state_topic_is_still_only_compacted() {
     let (sessions, resume) = (unique("wsproxy-test-sessions"), unique("wsproxy-test-resume"));
     let _proxy =

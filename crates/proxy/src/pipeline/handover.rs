@@ -66,6 +66,15 @@ pub fn binding_key(token: &str, b: &Binding) -> String {
     hex(digest(&SHA256, &bytes).as_ref())
 }
 
+/// Why a reconnect did not get its session from another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskError {
+    /// The token's 400 ([`Refusal::text`]).
+    Refused(Refusal),
+    /// The request could not be written to the resume topic: Kafka is unavailable (503).
+    Unavailable,
+}
+
 /// The node's side of cross-node handovers; cheap to clone.
 #[derive(Clone)]
 pub struct Handover {
@@ -103,11 +112,11 @@ impl Handover {
     /// closed its consumer and freed its slot.
     /// A token of no node's shape, or one of this node's (that it did not hand over), is
     /// refused at once: this node looked for it already.
-    pub async fn ask(&self, token: &str, binding: &Binding) -> Result<(), Refusal> {
-        let Some(issuer) = issuer(token) else { return Err(Refusal::Unknown) };
+    pub async fn ask(&self, token: &str, binding: &Binding) -> Result<(), AskError> {
+        let Some(issuer) = issuer(token) else { return Err(AskError::Refused(Refusal::Unknown)) };
         let key = token_key(token);
         if issuer == self.parking.tag() && !self.handed_over(&key) {
-            return Err(Refusal::Unknown);
+            return Err(AskError::Refused(Refusal::Unknown));
         }
         let mut id = [0u8; 16];
         self.random.fill(&mut id).expect("the system's random source never fails");
@@ -118,12 +127,11 @@ impl Handover {
                 tracing::info!(took = ?t0.elapsed(), "another node handed a consumer session over");
                 Ok(())
             }
-            Ok(Some(Outcome::NotYours)) => Err(Refusal::NotYours),
-            Ok(Some(Outcome::Unknown)) => Err(Refusal::Unknown),
-            Ok(None) => Err(Refusal::Unknown),
+            Ok(Some(Outcome::NotYours)) => Err(AskError::Refused(Refusal::NotYours)),
+            Ok(Some(Outcome::Unknown) | None) => Err(AskError::Refused(Refusal::Unknown)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not ask the other nodes for a consumer session");
-                Err(Refusal::Unknown)
+                Err(AskError::Unavailable)
             }
         }
     }
