@@ -161,7 +161,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown.clone(),
         sockets.clone(),
     );
-    let handover = start_handover(&kafka, &config, parking.clone(), shutdown.clone()).await;
+    let handover = start_handover(&kafka, &config, parking.clone(), shutdown.clone(), sockets.clone()).await;
     let state = AppState {
         config: config.clone(),
         kafka: kafka.clone(),
@@ -274,6 +274,7 @@ async fn start_handover(
     config: &Config,
     parking: crate::pipeline::resume::Parking,
     shutdown: CancellationToken,
+    tracker: TaskTracker,
 ) -> Option<crate::pipeline::handover::Handover> {
     let s = &config.sessions;
     let topic = crate::config::InternalTopicConfig {
@@ -288,10 +289,11 @@ async fn start_handover(
         init_retries: 1,
         retry_interval: s.init_retry_interval,
     };
-    match crate::kafka::resume_log::ResumeLog::open(kafka, &topic, &config.server.server_id).await {
+    let server_id = &config.server.server_id;
+    match crate::kafka::resume_log::ResumeLog::open(kafka, &topic, server_id, tracker.clone(), shutdown.clone()).await {
         Ok((log, requests)) => {
             let wait = config.consumer.resume_handover_timeout;
-            Some(crate::pipeline::handover::Handover::start(log, requests, parking, wait, shutdown))
+            Some(crate::pipeline::handover::Handover::start(log, requests, parking, wait, shutdown, tracker))
         }
         Err(e) => {
             tracing::warn!(

@@ -24,11 +24,13 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::oauth::OAuthContext;
 use super::oauth_admin::Linked;
@@ -38,6 +40,10 @@ use crate::config::InternalTopicConfig;
 
 /// The longest a write waits for Kafka's acknowledgement.
 const WRITE_WAIT: Duration = Duration::from_secs(5);
+
+/// Requests of other nodes read and not yet served; beyond it they are dropped (their
+/// requesters time out), so that a flood of requests costs bounded memory.
+const REQUEST_QUEUE: usize = 1024;
 
 /// How long after giving up a requester still tombstones the reply key: a holder stops before
 /// the request's deadline, but its reply may still be delayed by Kafka.
@@ -101,11 +107,15 @@ struct Inner {
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
     stop: Arc<AtomicBool>,
     reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The server's tasks: shutdown waits for the tombstones too.
+    tracker: TaskTracker,
+    /// Server shutdown: a late reply's tombstone is written at once then.
+    shutdown: CancellationToken,
 }
 
 impl ResumeLog {
     /// Creates the topic when missing and starts tailing it; the requests of other nodes come
-    /// out of the returned channel.
+    /// out of the returned channel. Its tasks (tombstones) run on `tracker`.
     pub async fn open(
         kafka: &Kafka,
         topic: &InternalTopicConfig,
@@ -161,6 +171,8 @@ impl ResumeLog {
             pending,
             stop,
             reader: Mutex::new(Some(thread)),
+            tracker,
+            shutdown,
         };
         Ok((ResumeLog { inner: Arc::new(inner) }, requests))
     }
@@ -202,12 +214,17 @@ impl ResumeLog {
         self.write(&format!("reply:{}", request.request), Some(&value)).await
     }
 
-    /// Stops the reader.
+    /// Stops the reader and flushes what the producer still holds (answers, tombstones).
     pub async fn close(&self) {
         self.inner.stop.store(true, Ordering::Release);
         let reader = self.inner.reader.lock().expect("reader handle is never poisoned").take();
         if let Some(reader) = reader {
             let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+        let log = self.clone();
+        let flushed = tokio::task::spawn_blocking(move || log.inner.producer.flush(Timeout::After(WRITE_WAIT))).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, topic = %self.inner.topic, "the resume topic's last records were not flushed");
         }
     }
 
@@ -244,13 +261,19 @@ struct Asking {
 impl Drop for Asking {
     fn drop(&mut self) {
         self.log.pending().remove(&self.request);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let (log, late) = (self.log.clone(), !self.answered);
         let keys = [std::mem::take(&mut self.key), format!("reply:{}", self.request)];
-        runtime.spawn(async move {
+        let shutdown = log.inner.shutdown.clone();
+        self.log.inner.tracker.spawn(async move {
             for key in keys {
                 if late && key.starts_with("reply:") {
-                    tokio::time::sleep(LATE_REPLY).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(LATE_REPLY) => {}
+                        () = shutdown.cancelled() => {}
+                    }
                 }
                 if let Err(e) = log.write(&key, None).await {
                     tracing::debug!(key, error = %e, "could not tombstone a resume record");
@@ -263,7 +286,7 @@ impl Drop for Asking {
 /// The reader thread: hands requests of other nodes to the handler, replies to their waiters.
 struct Reader {
     server_id: String,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
 }
 
@@ -287,7 +310,9 @@ impl Reader {
         let (Some(key), Some(value)) = (key.and_then(|k| std::str::from_utf8(k).ok()), value) else { return };
         match read(key, value) {
             Some(Incoming::Request(r)) if r.from != self.server_id => {
-                let _ = self.requests.send(r);
+                if let Err(mpsc::error::TrySendError::Full(r)) = self.requests.try_send(r) {
+                    tracing::debug!(from = %r.from, "too many handover requests at once: one was dropped");
+                }
             }
             Some(Incoming::Reply(r)) => {
                 let waiter = self.pending.lock().expect("pending requests are never poisoned").remove(&r.request);

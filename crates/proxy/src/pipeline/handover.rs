@@ -25,12 +25,17 @@ use std::time::{Duration, Instant};
 
 use ring::digest::{digest, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::kafka::resume_log::{now_ms, Outcome, Request, ResumeLog};
 use crate::pipeline::resume::{Binding, Parking, Refusal};
 use crate::pipeline::resume_token::{hex, issuer, token_key};
+
+/// Handovers this node serves at once; further requests wait in the reader's bounded queue
+/// (beyond it they are dropped, and their requesters time out).
+const MAX_HANDOVERS: usize = 32;
 
 /// How long before the requester's deadline the holder stops trying: its reply must reach it.
 const REPLY_MARGIN: Duration = Duration::from_millis(500);
@@ -82,6 +87,8 @@ pub struct Handover {
     parking: Parking,
     wait: Duration,
     random: SystemRandom,
+    /// The server's tasks: shutdown waits for handovers under way.
+    tracker: TaskTracker,
     /// The keys of the tokens this node handed over, until their window ends: another node
     /// holds their session (the token names it there until its client is heard from), so this
     /// node neither refuses them at once nor answers `unknown` for them.
@@ -92,14 +99,16 @@ impl Handover {
     /// Serves the requests of other nodes (until `shutdown`) and asks them for sessions.
     pub fn start(
         log: ResumeLog,
-        requests: mpsc::UnboundedReceiver<Request>,
+        requests: mpsc::Receiver<Request>,
         parking: Parking,
         wait: Duration,
         shutdown: CancellationToken,
+        tracker: TaskTracker,
     ) -> Handover {
         let handed_over = Arc::new(Mutex::new(HashMap::new()));
-        let handover = Handover { log, parking, wait, random: SystemRandom::new(), handed_over };
-        tokio::spawn(handover.clone().serve(requests, shutdown));
+        let random = SystemRandom::new();
+        let handover = Handover { log, parking, wait, random, tracker: tracker.clone(), handed_over };
+        tracker.spawn(handover.clone().serve(requests, shutdown));
         handover
     }
 
@@ -141,14 +150,23 @@ impl Handover {
         self.log.close().await;
     }
 
-    async fn serve(self, mut requests: mpsc::UnboundedReceiver<Request>, shutdown: CancellationToken) {
+    async fn serve(self, mut requests: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(MAX_HANDOVERS));
         loop {
             let request = tokio::select! {
                 r = requests.recv() => r,
                 () = shutdown.cancelled() => None,
             };
             let Some(request) = request else { return };
-            tokio::spawn(self.clone().hand_over(request));
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                () = shutdown.cancelled() => return,
+            };
+            let handover = self.clone();
+            self.tracker.spawn(async move {
+                handover.hand_over(request).await;
+                drop(permit);
+            });
         }
     }
 
@@ -175,7 +193,7 @@ impl Handover {
         };
         let until = tokio::time::Instant::now() + left;
         let issued_here = request.issuer == self.parking.tag() && !self.handed_over(&request.token_key);
-        let Some(token) = self.parking.find_token(|t| token_key(t) == request.token_key) else {
+        let Some(token) = self.parking.find_token(&request.token_key) else {
             if issued_here {
                 self.answer(&request, Outcome::Unknown).await;
             }

@@ -3,7 +3,9 @@
 //! or one no node can have issued, and ask the other nodes (through the resume topic, see
 //! [`crate::pipeline::handover`]) only for tokens of another node.
 //!
-//! The topic never carries a token: it names one by its SHA-256 ([`token_key`]).
+//! The topic never carries a token: it names one by its SHA-256 ([`token_key`]). A node keeps
+//! the key of every token that may name a session here ([`Keys`]), so that it finds the token
+//! of a request with one lookup, without hashing all of them.
 
 use ring::digest::{digest, SHA256};
 
@@ -48,6 +50,43 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The keys ([`token_key`]) of the tokens that may still name a session here, so that a
+/// request of another node finds its token with one lookup. Filled when a token is issued;
+/// a token that no longer names anything is dropped by [`Keys::prune`], which the owner calls
+/// when the map has grown to twice what it names (so the cost stays constant per token).
+#[derive(Default)]
+pub struct Keys {
+    tokens: std::collections::HashMap<String, String>,
+}
+
+impl Keys {
+    /// Remembers a token just issued.
+    pub fn insert(&mut self, token: &str) {
+        self.tokens.insert(token_key(token), token.to_owned());
+    }
+
+    /// The token whose key is `key`, if it was issued here and not pruned.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.tokens.get(key).map(String::as_str)
+    }
+
+    /// Drops the tokens `names` no longer knows, once the map holds more than twice `named`
+    /// (the number of tokens that still name something) plus some slack.
+    pub fn prune(&mut self, named: usize, names: impl Fn(&str) -> bool) {
+        if self.tokens.len() > 2 * named + 64 {
+            self.tokens.retain(|_, token| names(token));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +110,18 @@ mod tests {
     fn tokens_are_named_by_their_hash_and_found_by_it() {
         assert_eq!(token_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(hex(&[0x00, 0x0f, 0xf0, 0xff]), "000ff0ff");
+        let mut keys = Keys::default();
+        keys.insert("t1");
+        keys.insert("t2");
+        assert_eq!(keys.get(&token_key("t1")), Some("t1"));
+        assert_eq!(keys.get(&token_key("t3")), None);
+        keys.prune(0, |_| false);
+        assert_eq!(keys.len(), 2, "small maps are left alone");
+        for i in 0..100 {
+            keys.insert(&format!("x{i}"));
+        }
+        keys.prune(1, |t| t == "t2");
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys.get(&token_key("t2")), Some("t2"));
     }
 }
