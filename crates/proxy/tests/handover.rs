@@ -224,7 +224,8 @@ async fn a_node_that_cannot_use_the_resume_topic_starts_and_resumes_on_its_own()
     let proxy = Proxy::start(&[("WSPROXY_RESUME_TOPIC", "no such topic!")]).await;
     let topic = one_partition_with(&unique("handover-no-topic"), 10).await;
     let group = unique("g");
-    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true"));
+    let url =
+        proxy.url(&format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true"));
     let mut ws = connect(&url).await;
     let token = session_token(&mut ws).await;
     assert_eq!(recv_json(&mut ws).await["offset"], json!(0));
@@ -246,7 +247,10 @@ async fn a_request_whose_reconnect_went_away_is_tombstoned_all_the_same() {
     let topic = one_partition_with(&unique("handover-gone-away"), 1).await;
     // A token of a node that does not answer: the request waits for the handover timeout.
     let token = format!("ffffffff{}", "0f".repeat(32));
-    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&resumeToken={token}", unique("g")));
+    let url = proxy.url(&format!(
+        "/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&resumeToken={token}",
+        unique("g")
+    ));
     // The client gives up (its connection closes) while the proxy waits for an answer.
     let gave_up = tokio::time::timeout(Duration::from_secs(1), refused(&url)).await;
     assert!(gave_up.is_err(), "answered before the handover timeout: {gave_up:?}");
@@ -267,7 +271,10 @@ async fn a_request_kafka_does_not_take_is_a_503_not_an_unknown_token() {
     // The resume topic goes away after the start: the request cannot be written.
     kafka_tool(&["delete-topics", &format!("^{resume}$")], "");
     let token = format!("ffffffff{}", "0f".repeat(32));
-    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&resumeToken={token}", unique("g")));
+    let url = proxy.url(&format!(
+        "/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&resumeToken={token}",
+        unique("g")
+    ));
     let (status, _, body) = refused(&url).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("Kafka is not reachable"), "{body}");

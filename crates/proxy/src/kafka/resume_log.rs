@@ -350,7 +350,8 @@ mod tests {
         let req = br#"{"request":"r1","from":"node-b","issuer":"0a1b2c3d","binding":"bb","deadline":17}"#;
         let Some(Incoming::Request(r)) = read("request:abc", req) else { panic!("a request") };
         let (from, issuer) = ("node-b".to_owned(), "0a1b2c3d".to_owned());
-        let want = Request { token_key: "abc".into(), request: "r1".into(), from, issuer, binding: "bb".into(), deadline: 17 };
+        let want =
+            Request { token_key: "abc".into(), request: "r1".into(), from, issuer, binding: "bb".into(), deadline: 17 };
         assert_eq!(r, want);
         let reply = br#"{"request":"r1","from":"node-a","outcome":"handed-over"}"#;
         let Some(Incoming::Reply(r)) = read("reply:r1", reply) else { panic!("a reply") };

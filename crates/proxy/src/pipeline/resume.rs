@@ -282,9 +282,13 @@ impl State {
     fn prune_keys(&mut self) {
         let State { ledger, live, keys } = self;
         let named = ledger.entries.len() + ledger.aliases.len() + 2 * live.len();
-        let predecessors: std::collections::HashSet<&str> = live.values().filter_map(|l| l.predecessor.as_deref()).collect();
+        let predecessors: std::collections::HashSet<&str> =
+            live.values().filter_map(|l| l.predecessor.as_deref()).collect();
         keys.prune(named, |t| {
-            ledger.entries.contains_key(t) || ledger.aliases.contains_key(t) || live.contains_key(t) || predecessors.contains(t)
+            ledger.entries.contains_key(t)
+                || ledger.aliases.contains_key(t)
+                || live.contains_key(t)
+                || predecessors.contains(t)
         });
     }
 }
@@ -298,7 +302,8 @@ impl Parking {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
-        let state = Mutex::new(State { ledger: Ledger::new(max_parked), live: HashMap::new(), keys: Default::default() });
+        let state =
+            Mutex::new(State { ledger: Ledger::new(max_parked), live: HashMap::new(), keys: Default::default() });
         let tag = resume_token::node_tag(server_id);
         Parking { inner: Arc::new(Inner { window, tag, state, random: SystemRandom::new(), shutdown, tracker }) }
     }
