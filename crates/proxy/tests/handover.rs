@@ -295,3 +295,32 @@ async fn the_resume_topic_expires_what_is_left_and_the_session_state_topic_is_st
     let s = config(&sessions);
     assert_eq!(s["configs"]["cleanup.policy"], json!("compact"), "{s}");
 }
+
+#[tokio::test]
+async fn a_token_handed_over_still_names_the_session_until_its_client_is_heard_from_even_back_on_its_first_node() {
+    let (a, b) = two_nodes().await;
+    let topic = one_partition_with(&unique("handover-back"), 10).await;
+    let group = unique("g");
+    let query = format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true");
+    let mut ws = connect(&a.url(&query)).await;
+    let token = session_token(&mut ws).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0));
+    reset(ws);
+    eventually_metric(&a, "wsproxy_consumer_sessions_parked", 1.0).await;
+    // Handed over to B; the connection is cut before the client could read B's token.
+    let mut ws = connect(&b.url(&format!("{query}&resumeToken={token}"))).await;
+    session_token(&mut ws).await;
+    reset(ws);
+    eventually_metric(&b, "wsproxy_consumer_sessions_parked", 1.0).await;
+    // The token A issued names the session on B now: A asks for it instead of refusing it.
+    let started = Instant::now();
+    let mut ws = connect(&a.url(&format!("{query}&resumeToken={token}"))).await;
+    session_token(&mut ws).await;
+    assert_eq!(recv_json(&mut ws).await["offset"], json!(0), "nothing was committed");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(metric(&b, "wsproxy_consumer_sessions_handed_over_total").await, 1.0);
+    let now = members(&group);
+    assert_eq!(now.len(), 1, "B's consumer is still a member: {now:?}");
+    hang_up(ws).await;
+}
