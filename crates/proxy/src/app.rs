@@ -43,8 +43,6 @@ pub enum StartError {
     Tls(String),
     #[error("the session state topic cannot be used: {0}")]
     Sessions(String),
-    #[error("the resume topic cannot be used: {0}")]
-    ResumeTopic(String),
     #[error("dynamic configs: {0}")]
     DynamicConfigs(String),
     #[error("{0}")]
@@ -159,10 +157,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let parking = crate::pipeline::resume::Parking::new(
         config.consumer.resume_window,
         config.consumer.resume_max_parked,
+        &config.server.server_id,
         shutdown.clone(),
         sockets.clone(),
     );
-    let handover = start_handover(&kafka, &config, parking.clone(), shutdown.clone()).await?;
+    let handover = start_handover(&kafka, &config, parking.clone(), shutdown.clone(), sockets.clone()).await;
     let state = AppState {
         config: config.clone(),
         kafka: kafka.clone(),
@@ -185,7 +184,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         registry: config.schema_registry.as_ref().map(|r| Arc::new(SchemaRegistry::new(r))),
         fanout: crate::pipeline::fanout::Hubs::new(&config, shutdown.clone()),
         parking: parking.clone(),
-        handover: Some(handover),
+        handover,
     };
     if let (Some(registry), Some(cfg)) = (&state.registry, &config.schema_registry) {
         if cfg.auto_register {
@@ -267,27 +266,44 @@ async fn drain(state: &AppState, kafka: &Kafka) {
 }
 
 /// Creates the resume topic (as the session state topic is created) and starts tailing it.
+/// A node that cannot (Kafka ACLs that cover the session state topic only, say) runs without
+/// cross-node resume: sessions resume on the node that holds them, and an unknown token is
+/// refused at once.
 async fn start_handover(
     kafka: &Kafka,
     config: &Config,
     parking: crate::pipeline::resume::Parking,
     shutdown: CancellationToken,
-) -> Result<crate::pipeline::handover::Handover, StartError> {
+    tracker: TaskTracker,
+) -> Option<crate::pipeline::handover::Handover> {
     let s = &config.sessions;
     let topic = crate::config::InternalTopicConfig {
         topic: config.consumer.resume_topic.clone(),
         replication_factor: s.replication_factor,
-        // Compaction keeps one record per key and the requester tombstones its keys.
-        retention: Duration::from_secs(24 * 3600),
+        // The requester tombstones its keys; what a failed or lost tombstone leaves (every
+        // key is unique) is deleted after this (`compact,delete`): a request lives seconds.
+        retention: Duration::from_secs(3600),
         init_timeout: s.init_timeout,
-        init_retries: s.init_retries,
+        // Kafka is reachable (the session state was loaded): a failure here is the topic's,
+        // and retrying would only delay the start of a node that can run without it.
+        init_retries: 1,
         retry_interval: s.init_retry_interval,
     };
-    let (log, requests) = crate::kafka::resume_log::ResumeLog::open(kafka, &topic, &config.server.server_id)
-        .await
-        .map_err(|e| StartError::ResumeTopic(e.to_string()))?;
-    let wait = config.consumer.resume_handover_timeout;
-    Ok(crate::pipeline::handover::Handover::start(log, requests, parking, wait, shutdown))
+    let server_id = &config.server.server_id;
+    match crate::kafka::resume_log::ResumeLog::open(kafka, &topic, server_id, tracker.clone(), shutdown.clone()).await {
+        Ok((log, requests)) => {
+            let wait = config.consumer.resume_handover_timeout;
+            Some(crate::pipeline::handover::Handover::start(log, requests, parking, wait, shutdown, tracker))
+        }
+        Err(e) => {
+            tracing::warn!(
+                topic = %topic.topic,
+                error = %e,
+                "the resume topic cannot be used: running without cross-node resume (resumable sessions resume on the node that holds them only)"
+            );
+            None
+        }
+    }
 }
 
 /// Loads the shared session state (and frees this node's leftovers) before serving.

@@ -116,10 +116,22 @@ impl Kafka {
     /// Creates a compacted single-partition topic unless it exists, with min(configured,
     /// brokers) replicas, retrying as configured.
     pub async fn ensure_compacted_topic(&self, t: &InternalTopicConfig) -> Result<(), String> {
+        self.ensure_internal_topic(t, "compact").await
+    }
+
+    /// [`ensure_compacted_topic`](Self::ensure_compacted_topic) with `cleanup.policy`
+    /// `compact,delete`: records of keys that are never written again (the resume topic's
+    /// are unique) are removed after the retention too, and segments roll that often so that
+    /// they can be. An existing topic is left as it is.
+    pub async fn ensure_compacted_expiring_topic(&self, t: &InternalTopicConfig) -> Result<(), String> {
+        self.ensure_internal_topic(t, "compact,delete").await
+    }
+
+    async fn ensure_internal_topic(&self, t: &InternalTopicConfig, policy: &'static str) -> Result<(), String> {
         let attempts = t.init_retries.max(1);
         let mut last = String::new();
         for attempt in 1..=attempts {
-            match tokio::time::timeout(t.init_timeout, self.create_compacted_topic(t)).await {
+            match tokio::time::timeout(t.init_timeout, self.create_internal_topic(t, policy)).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("no answer within {:?}", t.init_timeout),
@@ -132,7 +144,7 @@ impl Kafka {
         Err(format!("cannot create topic {}: {last}", t.topic))
     }
 
-    async fn create_compacted_topic(&self, t: &InternalTopicConfig) -> Result<(), String> {
+    async fn create_internal_topic(&self, t: &InternalTopicConfig, policy: &'static str) -> Result<(), String> {
         if self.topic_partitions(&t.topic).await.map_err(|e| e.to_string())?.is_some() {
             return Ok(());
         }
@@ -141,9 +153,13 @@ impl Kafka {
         let retention =
             if t.retention.is_zero() { "-1".to_owned() } else { (t.retention.as_millis() as u64).to_string() };
         let admin = self.admin_client().map_err(|e| e.to_string())?;
-        let topic = NewTopic::new(&t.topic, 1, TopicReplication::Fixed(replicas))
-            .set("cleanup.policy", "compact")
+        let mut topic = NewTopic::new(&t.topic, 1, TopicReplication::Fixed(replicas))
+            .set("cleanup.policy", policy)
             .set("retention.ms", &retention);
+        if policy.contains("delete") {
+            // Only closed segments are deleted (or compacted): roll them as often.
+            topic = topic.set("segment.ms", &retention);
+        }
         let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
         let results = admin.create_topics(&[topic], &opts).await.map_err(|e| e.to_string())?;
         for r in results {

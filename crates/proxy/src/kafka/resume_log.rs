@@ -1,11 +1,14 @@
-//! The resume topic (`WSPROXY_RESUME_TOPIC`, default `_wsproxy.resume`): a compacted,
-//! single-partition topic through which a node that got a `resumeToken` it does not hold asks
+//! The resume topic (`WSPROXY_RESUME_TOPIC`, default `_wsproxy.resume`): a compacted and
+//! expiring (`compact,delete`, one hour), single-partition topic through which a node that got a `resumeToken` it does not hold asks
 //! the node that holds it to hand its consumer session over ([`crate::pipeline::handover`]).
 //!
 //! Never the session state topic: its records stay in the Scala proxy's format.
 //!
 //! - A request: key `request:<SHA-256 of the token>` (never the token, so that readers of
-//!   the topic cannot take sessions), value `{"request":<id>,"from":<server id>,"binding":<hash>}`.
+//!   the topic cannot take sessions), value
+//!   `{"request":<id>,"from":<server id>,"issuer":<tag of the token's node>,"binding":<hash>,
+//!   "deadline":<ms since the epoch>}`: the holder does not start (nor finish) a handover
+//!   after the requester's deadline, when nobody would take the session.
 //! - A reply: key `reply:<request id>`, value `{"request":<id>,"from":..,"outcome":..}`.
 //! - The requester tombstones both keys once it has its answer (or gave up), so that the
 //!   compacted topic stays small.
@@ -21,11 +24,13 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::oauth::OAuthContext;
 use super::oauth_admin::Linked;
@@ -36,8 +41,12 @@ use crate::config::InternalTopicConfig;
 /// The longest a write waits for Kafka's acknowledgement.
 const WRITE_WAIT: Duration = Duration::from_secs(5);
 
-/// How long after giving up a requester still tombstones the reply key: a holder slower than
-/// the handover timeout (it waits up to 10 s for an open socket to park) may answer late.
+/// Requests of other nodes read and not yet served; beyond it they are dropped (their
+/// requesters time out), so that a flood of requests costs bounded memory.
+const REQUEST_QUEUE: usize = 1024;
+
+/// How long after giving up a requester still tombstones the reply key: a holder stops before
+/// the request's deadline, but its reply may still be delayed by Kafka.
 const LATE_REPLY: Duration = Duration::from_secs(30);
 
 /// A node asks the holder of a session to hand it over.
@@ -50,8 +59,19 @@ pub struct Request {
     pub request: String,
     /// The requesting node's server id.
     pub from: String,
+    /// The tag of the node that issued the token (see `pipeline::resume_token`): it answers
+    /// `unknown` when it does not hold the token.
+    pub issuer: String,
     /// A hash of the reconnect's binding, keyed with the token (see `pipeline::handover`).
     pub binding: String,
+    /// When the requester gives up, in milliseconds since the Unix epoch (its clock).
+    pub deadline: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The holder's answer.
@@ -62,6 +82,8 @@ pub enum Outcome {
     HandedOver,
     /// The binding differs: the session stays with its owner.
     NotYours,
+    /// The node that issued the token does not hold it (and did not hand it over).
+    Unknown,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -85,18 +107,24 @@ struct Inner {
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
     stop: Arc<AtomicBool>,
     reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The server's tasks: shutdown waits for the tombstones too.
+    tracker: TaskTracker,
+    /// Server shutdown: a late reply's tombstone is written at once then.
+    shutdown: CancellationToken,
 }
 
 impl ResumeLog {
     /// Creates the topic when missing and starts tailing it; the requests of other nodes come
-    /// out of the returned channel.
+    /// out of the returned channel. Its tasks (tombstones) run on `tracker`.
     pub async fn open(
         kafka: &Kafka,
         topic: &InternalTopicConfig,
         server_id: &str,
-    ) -> Result<(ResumeLog, mpsc::UnboundedReceiver<Request>), StateLogError> {
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<(ResumeLog, mpsc::Receiver<Request>), StateLogError> {
         kafka
-            .ensure_compacted_topic(topic)
+            .ensure_compacted_expiring_topic(topic)
             .await
             .map_err(|reason| StateLogError::Create { topic: topic.topic.clone(), reason })?;
         let mut producer_cfg = kafka.inner.base.clone();
@@ -119,10 +147,13 @@ impl ResumeLog {
             .set("allow.auto.create.topics", "false");
         let consumer: BaseConsumer<OAuthContext> = consumer_cfg.create_with_context(kafka.oauth_context())?;
         let consumer = Linked::new(consumer, kafka.proxy_token())?;
+        // From the end as it is now, not as it is when the reader first fetches (on a topic
+        // just created that may be seconds later): requests written meanwhile are read.
+        let (_, end) = consumer.fetch_watermarks(&topic.topic, 0, Timeout::After(topic.init_timeout))?;
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic.topic, 0, Offset::End)?;
+        tpl.add_partition_offset(&topic.topic, 0, Offset::Offset(end))?;
         consumer.assign(&tpl)?;
-        let (requests_tx, requests) = mpsc::unbounded_channel();
+        let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let reader = Reader { server_id: server_id.to_owned(), requests: requests_tx, pending: pending.clone() };
@@ -140,6 +171,8 @@ impl ResumeLog {
             pending,
             stop,
             reader: Mutex::new(Some(thread)),
+            tracker,
+            shutdown,
         };
         Ok((ResumeLog { inner: Arc::new(inner) }, requests))
     }
@@ -149,33 +182,28 @@ impl ResumeLog {
     pub async fn ask(
         &self,
         token_key: &str,
+        issuer: &str,
         request: String,
         binding: String,
         wait: Duration,
     ) -> Result<Option<Outcome>, StateLogError> {
         let (tx, rx) = oneshot::channel();
         self.pending().insert(request.clone(), tx);
-        let req = Request { token_key: token_key.to_owned(), request, from: self.inner.server_id.clone(), binding };
-        let key = format!("request:{token_key}");
+        // From here on, however this ends (answered, timed out, or the reconnect went away
+        // and this future was dropped), the waiter is removed and the records tombstoned.
+        let mut asking = Asking { log: self.clone(), request, key: format!("request:{token_key}"), answered: false };
+        let (from, issuer) = (self.inner.server_id.clone(), issuer.to_owned());
+        let deadline = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        let request = asking.request.clone();
+        let req = Request { token_key: token_key.to_owned(), request, from, issuer, binding, deadline };
         let value = serde_json::to_vec(&req).expect("a request serialises");
-        let written = self.write(&key, Some(&value)).await;
+        let written = self.write(&asking.key, Some(&value)).await;
         let outcome = match written {
             Ok(()) => tokio::time::timeout(wait, rx).await.ok().and_then(Result::ok),
             Err(_) => None,
         };
-        self.pending().remove(&req.request);
-        // Tombstones off the reconnect's path: a failed one leaves a record compaction keeps.
-        let (log, late) = (self.clone(), outcome.is_none());
-        tokio::spawn(async move {
-            for key in [key, format!("reply:{}", req.request)] {
-                if late && key.starts_with("reply:") {
-                    tokio::time::sleep(LATE_REPLY).await;
-                }
-                if let Err(e) = log.write(&key, None).await {
-                    tracing::debug!(key, error = %e, "could not tombstone a resume record");
-                }
-            }
-        });
+        asking.answered = outcome.is_some();
+        drop(asking);
         written.map(|()| outcome)
     }
 
@@ -186,12 +214,17 @@ impl ResumeLog {
         self.write(&format!("reply:{}", request.request), Some(&value)).await
     }
 
-    /// Stops the reader.
+    /// Stops the reader and flushes what the producer still holds (answers, tombstones).
     pub async fn close(&self) {
         self.inner.stop.store(true, Ordering::Release);
         let reader = self.inner.reader.lock().expect("reader handle is never poisoned").take();
         if let Some(reader) = reader {
             let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+        let log = self.clone();
+        let flushed = tokio::task::spawn_blocking(move || log.inner.producer.flush(Timeout::After(WRITE_WAIT))).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, topic = %self.inner.topic, "the resume topic's last records were not flushed");
         }
     }
 
@@ -213,10 +246,47 @@ impl ResumeLog {
     }
 }
 
+/// A request of this node waiting for its reply. Its drop removes the waiter and tombstones
+/// the request's records off the reconnect's path (a failed tombstone leaves a record that
+/// the topic's retention removes).
+struct Asking {
+    log: ResumeLog,
+    request: String,
+    /// The request's key.
+    key: String,
+    /// Whether the reply came: else it may still come, and its key is tombstoned later.
+    answered: bool,
+}
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        self.log.pending().remove(&self.request);
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let (log, late) = (self.log.clone(), !self.answered);
+        let keys = [std::mem::take(&mut self.key), format!("reply:{}", self.request)];
+        let shutdown = log.inner.shutdown.clone();
+        self.log.inner.tracker.spawn(async move {
+            for key in keys {
+                if late && key.starts_with("reply:") {
+                    tokio::select! {
+                        () = tokio::time::sleep(LATE_REPLY) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+                if let Err(e) = log.write(&key, None).await {
+                    tracing::debug!(key, error = %e, "could not tombstone a resume record");
+                }
+            }
+        });
+    }
+}
+
 /// The reader thread: hands requests of other nodes to the handler, replies to their waiters.
 struct Reader {
     server_id: String,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
     pending: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>>,
 }
 
@@ -240,7 +310,9 @@ impl Reader {
         let (Some(key), Some(value)) = (key.and_then(|k| std::str::from_utf8(k).ok()), value) else { return };
         match read(key, value) {
             Some(Incoming::Request(r)) if r.from != self.server_id => {
-                let _ = self.requests.send(r);
+                if let Err(mpsc::error::TrySendError::Full(r)) = self.requests.try_send(r) {
+                    tracing::debug!(from = %r.from, "too many handover requests at once: one was dropped");
+                }
             }
             Some(Incoming::Reply(r)) => {
                 let waiter = self.pending.lock().expect("pending requests are never poisoned").remove(&r.request);
@@ -275,12 +347,12 @@ mod tests {
 
     #[test]
     fn records_are_read_by_their_key_and_others_are_skipped() {
-        let req = br#"{"request":"r1","from":"node-b","binding":"bb"}"#;
+        let req = br#"{"request":"r1","from":"node-b","issuer":"0a1b2c3d","binding":"bb","deadline":17}"#;
         let Some(Incoming::Request(r)) = read("request:abc", req) else { panic!("a request") };
-        assert_eq!(
-            r,
-            Request { token_key: "abc".into(), request: "r1".into(), from: "node-b".into(), binding: "bb".into() }
-        );
+        let (from, issuer) = ("node-b".to_owned(), "0a1b2c3d".to_owned());
+        let want =
+            Request { token_key: "abc".into(), request: "r1".into(), from, issuer, binding: "bb".into(), deadline: 17 };
+        assert_eq!(r, want);
         let reply = br#"{"request":"r1","from":"node-a","outcome":"handed-over"}"#;
         let Some(Incoming::Reply(r)) = read("reply:r1", reply) else { panic!("a reply") };
         assert_eq!(r.outcome, Outcome::HandedOver);
@@ -289,5 +361,7 @@ mod tests {
         assert!(read("other", reply).is_none());
         let refused = br#"{"request":"r1","from":"node-a","outcome":"not-yours"}"#;
         assert!(matches!(read("reply:r1", refused), Some(Incoming::Reply(Reply { outcome: Outcome::NotYours, .. }))));
+        let unknown = br#"{"request":"r1","from":"node-a","outcome":"unknown"}"#;
+        assert!(matches!(read("reply:r1", unknown), Some(Incoming::Reply(Reply { outcome: Outcome::Unknown, .. }))));
     }
 }

@@ -9,26 +9,42 @@
 //! - The topic never carries a token: a request names it by its SHA-256 ([`token_key`]), and
 //!   the reconnect's binding by a SHA-256 keyed with the token ([`binding_key`]), so that
 //!   readers of the topic learn neither the token nor the client's Kafka password.
+//! - A token starts with the tag of the node that issued it ([`crate::pipeline::resume_token`]):
+//!   a token of no node's shape, or one of this node's that it does not hold (nor handed over),
+//!   is refused at once; only tokens of other nodes are asked for.
 //! - The holder answers `not-yours` when the binding differs (the session stays parked for
-//!   its owner); a node that does not hold the token does not answer. No answer within
-//!   `WSPROXY_RESUME_HANDOVER_TIMEOUT` is an unknown token.
+//!   its owner); the issuing node answers `unknown` when it does not hold the token (nor handed
+//!   it over); other nodes do not answer. No answer within `WSPROXY_RESUME_HANDOVER_TIMEOUT`
+//!   (the issuing node is down) is an unknown token too.
 //! - A session whose socket is still open on the holder (it died silently) is taken over as on
 //!   one node: the socket is stopped, parks, and is handed over.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ring::digest::{digest, SHA256};
 use ring::rand::{SecureRandom, SystemRandom};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::kafka::resume_log::{Outcome, Request, ResumeLog};
+use crate::kafka::resume_log::{now_ms, Outcome, Request, ResumeLog};
 use crate::pipeline::resume::{Binding, Parking, Refusal};
+use crate::pipeline::resume_token::{hex, issuer, token_key};
 
-/// How a token is named on the resume topic: its SHA-256, in hex.
-pub fn token_key(token: &str) -> String {
-    hex(digest(&SHA256, token.as_bytes()).as_ref())
+/// Handovers this node serves at once; further requests wait in the reader's bounded queue
+/// (beyond it they are dropped, and their requesters time out).
+const MAX_HANDOVERS: usize = 32;
+
+/// How long before the requester's deadline the holder stops trying: its reply must reach it.
+const REPLY_MARGIN: Duration = Duration::from_millis(500);
+
+/// How long the holder may try to hand a session over, from the requester's `deadline` (ms
+/// since the epoch); `None` when it is too late to start.
+fn time_left(deadline: u64, now: u64) -> Option<Duration> {
+    let left = Duration::from_millis(deadline.saturating_sub(now)).checked_sub(REPLY_MARGIN)?;
+    (!left.is_zero()).then_some(left)
 }
 
 /// How a reconnect's binding is named on the resume topic: a SHA-256 over the token and every
@@ -55,8 +71,13 @@ pub fn binding_key(token: &str, b: &Binding) -> String {
     hex(digest(&SHA256, &bytes).as_ref())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Why a reconnect did not get its session from another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskError {
+    /// The token's 400 ([`Refusal::text`]).
+    Refused(Refusal),
+    /// The request could not be written to the resume topic: Kafka is unavailable (503).
+    Unavailable,
 }
 
 /// The node's side of cross-node handovers; cheap to clone.
@@ -66,19 +87,28 @@ pub struct Handover {
     parking: Parking,
     wait: Duration,
     random: SystemRandom,
+    /// The server's tasks: shutdown waits for handovers under way.
+    tracker: TaskTracker,
+    /// The keys of the tokens this node handed over, until their window ends: another node
+    /// holds their session (the token names it there until its client is heard from), so this
+    /// node neither refuses them at once nor answers `unknown` for them.
+    handed_over: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Handover {
     /// Serves the requests of other nodes (until `shutdown`) and asks them for sessions.
     pub fn start(
         log: ResumeLog,
-        requests: mpsc::UnboundedReceiver<Request>,
+        requests: mpsc::Receiver<Request>,
         parking: Parking,
         wait: Duration,
         shutdown: CancellationToken,
+        tracker: TaskTracker,
     ) -> Handover {
-        let handover = Handover { log, parking, wait, random: SystemRandom::new() };
-        tokio::spawn(handover.clone().serve(requests, shutdown));
+        let handed_over = Arc::new(Mutex::new(HashMap::new()));
+        let random = SystemRandom::new();
+        let handover = Handover { log, parking, wait, random, tracker: tracker.clone(), handed_over };
+        tracker.spawn(handover.clone().serve(requests, shutdown));
         handover
     }
 
@@ -89,21 +119,28 @@ impl Handover {
 
     /// Asks the node that holds `token` to hand its session over to this one: `Ok` once it
     /// closed its consumer and freed its slot.
-    pub async fn ask(&self, token: &str, binding: &Binding) -> Result<(), Refusal> {
+    /// A token of no node's shape, or one of this node's (that it did not hand over), is
+    /// refused at once: this node looked for it already.
+    pub async fn ask(&self, token: &str, binding: &Binding) -> Result<(), AskError> {
+        let Some(issuer) = issuer(token) else { return Err(AskError::Refused(Refusal::Unknown)) };
+        let key = token_key(token);
+        if issuer == self.parking.tag() && !self.handed_over(&key) {
+            return Err(AskError::Refused(Refusal::Unknown));
+        }
         let mut id = [0u8; 16];
         self.random.fill(&mut id).expect("the system's random source never fails");
         let t0 = std::time::Instant::now();
-        let asked = self.log.ask(&token_key(token), hex(&id), binding_key(token, binding), self.wait).await;
+        let asked = self.log.ask(&key, issuer, hex(&id), binding_key(token, binding), self.wait).await;
         match asked {
             Ok(Some(Outcome::HandedOver)) => {
                 tracing::info!(took = ?t0.elapsed(), "another node handed a consumer session over");
                 Ok(())
             }
-            Ok(Some(Outcome::NotYours)) => Err(Refusal::NotYours),
-            Ok(None) => Err(Refusal::Unknown),
+            Ok(Some(Outcome::NotYours)) => Err(AskError::Refused(Refusal::NotYours)),
+            Ok(Some(Outcome::Unknown) | None) => Err(AskError::Refused(Refusal::Unknown)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not ask the other nodes for a consumer session");
-                Err(Refusal::Unknown)
+                Err(AskError::Unavailable)
             }
         }
     }
@@ -113,35 +150,76 @@ impl Handover {
         self.log.close().await;
     }
 
-    async fn serve(self, mut requests: mpsc::UnboundedReceiver<Request>, shutdown: CancellationToken) {
+    async fn serve(self, mut requests: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(MAX_HANDOVERS));
         loop {
             let request = tokio::select! {
                 r = requests.recv() => r,
                 () = shutdown.cancelled() => None,
             };
             let Some(request) = request else { return };
-            tokio::spawn(self.clone().hand_over(request));
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                () = shutdown.cancelled() => return,
+            };
+            let handover = self.clone();
+            self.tracker.spawn(async move {
+                handover.hand_over(request).await;
+                drop(permit);
+            });
         }
     }
 
-    /// Hands the session `request` names over, if this node holds it.
+    /// Whether this node handed the session of the token keyed `key` over (within its window).
+    fn handed_over(&self, key: &str) -> bool {
+        let handed_over = self.handed_over.lock().expect("handed-over tokens are never poisoned");
+        handed_over.get(key).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Remembers a token handed over, for its window; forgets those whose window ended.
+    fn remember_handed_over(&self, key: &str) {
+        let now = Instant::now();
+        let mut handed_over = self.handed_over.lock().expect("handed-over tokens are never poisoned");
+        handed_over.retain(|_, until| *until > now);
+        handed_over.insert(key.to_owned(), now + self.parking.window());
+    }
+
+    /// Hands the session `request` names over, if this node holds it; the node that issued
+    /// the token answers `unknown` when it does not hold it (nor handed it over).
     async fn hand_over(self, request: Request) {
-        let Some(token) = self.parking.find_token(|t| token_key(t) == request.token_key) else { return };
+        let Some(left) = time_left(request.deadline, now_ms()) else {
+            tracing::info!(from = %request.from, "a handover request came after its requester gave up");
+            return;
+        };
+        let until = tokio::time::Instant::now() + left;
+        let issued_here = request.issuer == self.parking.tag() && !self.handed_over(&request.token_key);
+        let Some(token) = self.parking.find_token(&request.token_key) else {
+            if issued_here {
+                self.answer(&request, Outcome::Unknown).await;
+            }
+            return;
+        };
         let matches = |b: &Binding| binding_key(&token, b) == request.binding;
-        let outcome = match self.parking.take_if(&token, matches, true).await {
+        let outcome = match self.parking.take_if(&token, matches, true, Some(until)).await {
             Ok(parked) => {
                 // Leaves the group now (the final commit was made when it parked), then frees
                 // the session slot for the asking node.
                 parked.consumer.close(HashMap::new()).await;
                 drop(parked.session);
+                self.remember_handed_over(&request.token_key);
                 tracing::info!(to = %request.from, "a consumer session was handed over to another node");
                 Outcome::HandedOver
             }
             Err(Refusal::NotYours) => Outcome::NotYours,
-            // Taken or closed meanwhile: the asking node gets no answer.
+            Err(Refusal::Unknown) if issued_here => Outcome::Unknown,
+            // Taken or closed meanwhile: another node may hold it now, and answers.
             Err(Refusal::Unknown) => return,
         };
-        if let Err(e) = self.log.answer(&request, outcome).await {
+        self.answer(&request, outcome).await;
+    }
+
+    async fn answer(&self, request: &Request, outcome: Outcome) {
+        if let Err(e) = self.log.answer(request, outcome).await {
             tracing::warn!(error = %e, "could not answer a handover request");
         }
     }
@@ -161,6 +239,13 @@ mod tests {
             auto_commit: false,
             kafka: None,
         }
+    }
+
+    #[test]
+    fn the_holder_stops_before_the_requester_gives_up() {
+        assert_eq!(time_left(10_000, 5_000), Some(Duration::from_millis(4_500)));
+        assert_eq!(time_left(10_000, 9_500), None, "no time left for the reply");
+        assert_eq!(time_left(10_000, 12_000), None, "the requester gave up");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`commit_stack`] — the pure rules of `autoCommit=false` commits.
 //! - [`credit`] — the pure rules of `pull=true` credit.
 //! - [`resume`] — `resumable=true`: dropped sockets' consumers parked for a reconnect.
+//! - [`resume_token`] — `resumable=true`: the shape of a token (its issuing node's tag).
 //! - [`handover`] — `resumable=true`: a reconnect that reaches another node takes the session over.
 //! - [`fanout`] — `/socket/out?…&fanOut=true`, one shared consumer per topic, shared frames.
 //! - [`echo`] — `/socket/echo`, frames back with the produce socket's limits (diagnostics).
@@ -28,4 +29,5 @@ pub mod liveness;
 pub mod produce;
 pub mod rate_limit;
 pub mod resume;
+pub mod resume_token;
 pub mod transaction;

@@ -5,7 +5,8 @@
 //! frame re-attaches to it: no rebalance, and what was sent and not committed comes again
 //! ([`SocketConsumer::rewind_to_committed`]).
 //!
-//! - Tokens are 256 random bits from the system's CSPRNG (`ring`), single-use (a take removes
+//! - Tokens are the node's tag and 256 random bits from the system's CSPRNG (`ring`,
+//!   [`crate::pipeline::resume_token`]), single-use (a take removes
 //!   them), bound to who may use them ([`Binding`]: the client's identity, clientId, groupId,
 //!   topics, commit mode and Kafka credentials) and valid for the window only.
 //! - A parked consumer is still served: its partitions are paused and a parking task polls it,
@@ -35,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::SocketConsumer;
+use crate::pipeline::resume_token;
 use crate::sessions::SessionGuard;
 use crate::telemetry::metrics;
 
@@ -254,6 +256,8 @@ pub struct Parking {
 
 struct Inner {
     window: Duration,
+    /// This node's tag, in front of its tokens.
+    tag: String,
     state: Mutex<State>,
     random: SystemRandom,
     shutdown: CancellationToken,
@@ -268,12 +272,45 @@ type Handle = oneshot::Sender<Command>;
 struct State {
     ledger: Ledger<Handle>,
     live: HashMap<String, Live>,
+    /// The tokens above (and the ones sockets were resumed with) by their hash: another node
+    /// names a token by it.
+    keys: resume_token::Keys,
+}
+
+impl State {
+    /// Forgets the hashes of tokens that no longer name anything, once they are many.
+    fn prune_keys(&mut self) {
+        let State { ledger, live, keys } = self;
+        let named = ledger.entries.len() + ledger.aliases.len() + 2 * live.len();
+        let predecessors: std::collections::HashSet<&str> =
+            live.values().filter_map(|l| l.predecessor.as_deref()).collect();
+        keys.prune(named, |t| {
+            ledger.entries.contains_key(t)
+                || ledger.aliases.contains_key(t)
+                || live.contains_key(t)
+                || predecessors.contains(t)
+        });
+    }
 }
 
 impl Parking {
-    pub fn new(window: Duration, max_parked: usize, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
-        let state = Mutex::new(State { ledger: Ledger::new(max_parked), live: HashMap::new() });
-        Parking { inner: Arc::new(Inner { window, state, random: SystemRandom::new(), shutdown, tracker }) }
+    /// `server_id` is the node's: its tag starts every token it issues.
+    pub fn new(
+        window: Duration,
+        max_parked: usize,
+        server_id: &str,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        let state =
+            Mutex::new(State { ledger: Ledger::new(max_parked), live: HashMap::new(), keys: Default::default() });
+        let tag = resume_token::node_tag(server_id);
+        Parking { inner: Arc::new(Inner { window, tag, state, random: SystemRandom::new(), shutdown, tracker }) }
+    }
+
+    /// The tag that starts this node's tokens.
+    pub fn tag(&self) -> &str {
+        &self.inner.tag
     }
 
     /// A resumable socket about to open: a new token, bound to `binding`, that a reconnect can
@@ -295,7 +332,16 @@ impl Parking {
             predecessor: predecessor.clone(),
             heard: heard.clone(),
         };
-        self.state().live.insert(token.clone(), live);
+        {
+            let mut state = self.state();
+            state.keys.insert(&token);
+            // Another node's token when the session was handed over: it names it here now.
+            if let Some(p) = &predecessor {
+                state.keys.insert(p);
+            }
+            state.live.insert(token.clone(), live);
+            state.prune_keys();
+        }
         let resumed = predecessor.is_some();
         Resume { parking: self.clone(), token, binding, session, resumed, taken_over, predecessor, heard }
     }
@@ -305,11 +351,11 @@ impl Parking {
         self.inner.window
     }
 
-    /// A new token: 256 bits from the system's CSPRNG, in hex.
+    /// A new token: this node's tag and 256 bits from the system's CSPRNG, in hex.
     fn issue(&self) -> String {
         let mut bytes = [0u8; 32];
         self.inner.random.fill(&mut bytes).expect("the system's random source never fails");
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        resume_token::token(&self.inner.tag, &bytes)
     }
 
     /// The first frame of a resumable socket: `{"session":{"resumeToken":..,"resumeWindowMs":..}}`.
@@ -321,20 +367,26 @@ impl Parking {
     /// Re-attaches a reconnect to the session parked under `token`; a session whose socket
     /// is still open here is taken over (the socket is stopped and parks it first).
     pub async fn take(&self, token: &str, binding: &Binding) -> Result<Parked, Refusal> {
-        self.take_if(token, |b| b == binding, false).await
+        self.take_if(token, |b| b == binding, false, None).await
     }
 
     /// [`take`](Self::take) for another node (`handover`), or a reconnect here, whose binding
-    /// `matches` says whether it is the session's.
+    /// `matches` says whether it is the session's. Past `until` (when the asking node gives
+    /// up) the session is not taken: it stays parked for its client.
     pub async fn take_if(
         &self,
         token: &str,
         matches: impl Fn(&Binding) -> bool,
         handover: bool,
+        until: Option<Instant>,
     ) -> Result<Parked, Refusal> {
-        let deadline = Instant::now() + TAKEOVER_WAIT;
+        let deadline = until.map_or(Instant::now() + TAKEOVER_WAIT, |u| u.min(Instant::now() + TAKEOVER_WAIT));
         let handle = loop {
-            if let Some(taken) = self.take_or_stop(token, &matches, Instant::now() < deadline) {
+            let now = Instant::now();
+            if until.is_some_and(|u| now >= u) {
+                return Err(Refusal::Unknown);
+            }
+            if let Some(taken) = self.take_or_stop(token, &matches, now < deadline) {
                 break taken?;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -412,13 +464,12 @@ impl Parking {
         }
     }
 
-    /// The token (parked, an alias of a parked one, open, or an open socket's unheard
-    /// predecessor) that `is_it` recognises: another node names tokens by their hash.
-    pub fn find_token(&self, is_it: impl Fn(&str) -> bool) -> Option<String> {
-        let state = self.state();
-        let parked = state.ledger.entries.keys().chain(state.ledger.aliases.keys());
-        let live = state.live.iter().flat_map(|(t, l)| std::iter::once(t).chain(l.predecessor.as_ref()));
-        parked.chain(live).find(|t| is_it(t)).cloned()
+    /// The token whose hash ([`resume_token::token_key`]) is `key`, if it may name a session
+    /// here (parked, an alias of a parked one, open, or an open socket's predecessor): another
+    /// node names tokens by their hash. One lookup; [`take_if`](Self::take_if) says whether it
+    /// still does.
+    pub fn find_token(&self, key: &str) -> Option<String> {
+        self.state().keys.get(key).map(str::to_owned)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -467,98 +518,5 @@ async fn serve(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn binding(client: &str) -> Binding {
-        Binding {
-            principal: "anonymous".to_owned(),
-            client_id: client.to_owned(),
-            group_id: "g".to_owned(),
-            topic: "t".to_owned(),
-            auto_commit: false,
-            kafka: None,
-        }
-    }
-
-    #[test]
-    fn a_token_is_taken_once_and_only_by_its_binding() {
-        let now = Instant::now();
-        let mut l = Ledger::new(10);
-        l.insert("tok".to_owned(), binding("a"), now + Duration::from_secs(30), 1, None);
-        assert_eq!(l.take("tok", &binding("b"), now), Err(Refusal::NotYours));
-        let mut other = binding("a");
-        other.kafka = Some(KafkaCredentials { username: "u".into(), password: "p".into(), bearer: None });
-        assert_eq!(l.take("tok", &other, now), Err(Refusal::NotYours), "other Kafka credentials");
-        other = binding("a");
-        other.principal = "sub:mallory".to_owned();
-        assert_eq!(l.take("tok", &other, now), Err(Refusal::NotYours), "another identity");
-        assert_eq!(l.take("nope", &binding("a"), now), Err(Refusal::Unknown));
-        assert_eq!(l.take("tok", &binding("a"), now), Ok(1), "a refused attempt leaves it to its owner");
-        assert_eq!(l.take("tok", &binding("a"), now), Err(Refusal::Unknown), "single use");
-        assert!(l.is_empty());
-    }
-
-    #[test]
-    fn a_session_parked_before_its_client_read_the_new_token_is_also_named_by_the_old_one() {
-        let now = Instant::now();
-        let later = now + Duration::from_secs(30);
-        let mut l = Ledger::new(10);
-        l.insert("new".to_owned(), binding("a"), later, 1, Some("old".to_owned()));
-        assert_eq!(l.take("old", &binding("b"), now), Err(Refusal::NotYours));
-        assert_eq!(l.take("old", &binding("a"), now), Ok(1));
-        // Taken once, by either name.
-        assert_eq!(l.take("new", &binding("a"), now), Err(Refusal::Unknown));
-        assert_eq!(l.take("old", &binding("a"), now), Err(Refusal::Unknown));
-        // Taken by its own token, the old one goes with it; removed, both go.
-        l.insert("new2".to_owned(), binding("a"), later, 2, Some("old2".to_owned()));
-        assert_eq!(l.take("new2", &binding("a"), now), Ok(2));
-        assert_eq!(l.take("old2", &binding("a"), now), Err(Refusal::Unknown));
-        let (seq, _) = l.insert("new3".to_owned(), binding("a"), later, 3, Some("old3".to_owned()));
-        assert_eq!(l.remove("new3", seq), Some(3));
-        assert_eq!(l.take("old3", &binding("a"), now), Err(Refusal::Unknown));
-        assert!(l.aliases.is_empty());
-    }
-
-    #[test]
-    fn an_expired_token_is_refused_and_left_to_its_own_removal() {
-        let now = Instant::now();
-        let mut l = Ledger::new(10);
-        let (seq, _) = l.insert("tok".to_owned(), binding("a"), now + Duration::from_secs(30), 1, None);
-        assert_eq!(l.take("tok", &binding("a"), now + Duration::from_secs(30)), Err(Refusal::Unknown));
-        assert_eq!(l.len(), 1);
-        assert_eq!(l.remove("tok", seq + 1), None, "only its own entry");
-        assert_eq!(l.remove("tok", seq), Some(1));
-        assert_eq!(l.remove("tok", seq), None);
-    }
-
-    #[test]
-    fn beyond_the_cap_the_oldest_sessions_are_closed_first() {
-        let now = Instant::now();
-        let mut l = Ledger::new(3);
-        for i in 0..3 {
-            let (_, evicted) = l.insert(format!("t{i}"), binding("a"), now + Duration::from_secs(30), i, None);
-            assert!(evicted.is_empty());
-        }
-        assert_eq!(l.take("t0", &binding("a"), now), Ok(0));
-        let (_, evicted) = l.insert("t3".to_owned(), binding("a"), now + Duration::from_secs(30), 3, None);
-        assert!(evicted.is_empty(), "a taken session no longer counts");
-        let (_, evicted) = l.insert("t4".to_owned(), binding("a"), now + Duration::from_secs(30), 4, None);
-        assert_eq!(evicted, vec![1]);
-        let (_, evicted) = l.insert("t5".to_owned(), binding("a"), now + Duration::from_secs(30), 5, None);
-        assert_eq!(evicted, vec![2]);
-        assert_eq!(l.len(), 3);
-        assert_eq!(l.take("t1", &binding("a"), now), Err(Refusal::Unknown));
-    }
-
-    #[tokio::test]
-    async fn tokens_are_256_random_bits_and_the_first_frame_names_the_window() {
-        let p = Parking::new(Duration::from_secs(30), 10, CancellationToken::new(), TaskTracker::new());
-        let (a, b) = (p.issue(), p.issue());
-        assert_eq!(a.len(), 64);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
-        let frame: serde_json::Value = serde_json::from_str(&p.session_frame(&a)).unwrap();
-        assert_eq!(frame, serde_json::json!({"session": {"resumeToken": a, "resumeWindowMs": 30000}}));
-    }
-}
+#[path = "resume_tests.rs"]
+mod tests;

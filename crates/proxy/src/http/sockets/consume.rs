@@ -30,7 +30,7 @@ use crate::kafka::credentials::KafkaCredentials;
 use crate::kafka::{ConsumerError, SocketConsumer};
 use crate::pipeline::close::StopReason;
 use crate::pipeline::consume::{self, ConsumeSettings};
-use crate::pipeline::handover::Handover;
+use crate::pipeline::handover::{AskError, Handover};
 use crate::pipeline::resume::{Binding, Refusal, Resume};
 use crate::sessions::{Instance, JoinError, Kind, Refusal as SessionRefusal, SessionGuard};
 use crate::telemetry::metrics::SocketIdentity;
@@ -77,7 +77,12 @@ pub(crate) async fn open_consumer(
                 let consumer = parked.consumer;
                 return Ok(OpenConsumer { consumer, settings, session: None, slot, resume: Some(resume), stop });
             }
-            (Err(Refusal::Unknown), Some(handover)) => handover.ask(token, binding).await.map_err(refused)?,
+            (Err(Refusal::Unknown), Some(handover)) => handover.ask(token, binding).await.map_err(|e| match e {
+                AskError::Refused(r) => refused(r),
+                AskError::Unavailable => ApiError::KafkaUnavailable(
+                    "Kafka is not reachable: the other nodes could not be asked for the session of 'resumeToken'. Try again, or open the socket without resumeToken.".to_owned(),
+                ),
+            })?,
             (Err(r), _) => return Err(refused(r)),
         }
         handed_over = true;
