@@ -202,9 +202,12 @@ pub struct Latency {
     pub bench_cpu_us: f64,
 }
 
+/// A complete server frame: FIN, opcode, payload range, the frame's length.
+type Frame = (bool, OpCode, std::ops::Range<usize>, usize);
+
 /// One complete server frame at the start of `buf`: (FIN, opcode, payload range, frame
 /// length). The header is parsed by tungstenite's own frame codec; only the buffering is here.
-fn frame_at(buf: &[u8]) -> Result<Option<(bool, OpCode, std::ops::Range<usize>, usize)>, String> {
+fn frame_at(buf: &[u8]) -> Result<Option<Frame>, String> {
     let mut cursor = std::io::Cursor::new(buf);
     let Some((header, len)) = FrameHeader::parse(&mut cursor).map_err(|e| format!("frame: {e}"))? else {
         return Ok(None);
