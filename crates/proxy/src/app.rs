@@ -157,7 +157,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let parking = crate::pipeline::resume::Parking::new(
         config.consumer.resume_window,
         config.consumer.resume_max_parked,
-        &config.server.server_id,
         shutdown.clone(),
         sockets.clone(),
     );
@@ -292,8 +291,8 @@ async fn start_handover(
     let server_id = &config.server.server_id;
     match crate::kafka::resume_log::ResumeLog::open(kafka, &topic, server_id, tracker.clone(), shutdown.clone()).await {
         Ok((log, requests)) => {
-            let wait = config.consumer.resume_handover_timeout;
-            Some(crate::pipeline::handover::Handover::start(log, requests, parking, wait, shutdown, tracker))
+            let waits = (config.consumer.resume_handover_timeout, config.socket.idle_timeout);
+            Some(crate::pipeline::handover::Handover::start(log, requests, parking, waits, shutdown, tracker))
         }
         Err(e) => {
             tracing::warn!(

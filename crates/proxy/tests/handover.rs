@@ -243,7 +243,11 @@ async fn a_node_that_cannot_use_the_resume_topic_starts_and_resumes_on_its_own()
 #[tokio::test]
 async fn a_request_whose_reconnect_went_away_is_tombstoned_all_the_same() {
     let resume = unique("wsproxy-test-resume");
-    let proxy = Proxy::start(&[("WSPROXY_RESUME_TOPIC", resume.as_str())]).await;
+    // A wait far longer than `read_back`'s: only the dropped wait's guard can tombstone the
+    // request in time, not the end of the wait.
+    let proxy =
+        Proxy::start(&[("WSPROXY_RESUME_TOPIC", resume.as_str()), ("WSPROXY_RESUME_HANDOVER_TIMEOUT", "120 seconds")])
+            .await;
     let topic = one_partition_with(&unique("handover-gone-away"), 1).await;
     // A token of a node that does not answer: the request waits for the handover timeout.
     let token = format!("ffffffff{}", "0f".repeat(32));

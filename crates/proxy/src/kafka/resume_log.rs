@@ -7,8 +7,9 @@
 //! - A request: key `request:<SHA-256 of the token>` (never the token, so that readers of
 //!   the topic cannot take sessions), value
 //!   `{"request":<id>,"from":<server id>,"issuer":<tag of the token's node>,"binding":<hash>,
-//!   "deadline":<ms since the epoch>}`: the holder does not start (nor finish) a handover
-//!   after the requester's deadline, when nobody would take the session.
+//!   "waitMs":<how long the requester waits from writing it>}`: the holder counts that time
+//!   from when it read the request (no node's clock is compared with another's) and does not
+//!   start (nor finish) a handover after it, when nobody would take the session.
 //! - A reply: key `reply:<request id>`, value `{"request":<id>,"from":..,"outcome":..}`.
 //! - The requester tombstones both keys once it has its answer (or gave up), so that the
 //!   compacted topic stays small.
@@ -64,14 +65,12 @@ pub struct Request {
     pub issuer: String,
     /// A hash of the reconnect's binding, keyed with the token (see `pipeline::handover`).
     pub binding: String,
-    /// When the requester gives up, in milliseconds since the Unix epoch (its clock).
-    pub deadline: u64,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    /// How long the requester waits for the answer, in milliseconds from writing the request.
+    #[serde(rename = "waitMs")]
+    pub wait_ms: u64,
+    /// When this node read the request: the requester's wait is counted from it.
+    #[serde(skip, default = "std::time::Instant::now")]
+    pub read_at: std::time::Instant,
 }
 
 /// The holder's answer.
@@ -193,9 +192,10 @@ impl ResumeLog {
         // and this future was dropped), the waiter is removed and the records tombstoned.
         let mut asking = Asking { log: self.clone(), request, key: format!("request:{token_key}"), answered: false };
         let (from, issuer) = (self.inner.server_id.clone(), issuer.to_owned());
-        let deadline = now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
         let request = asking.request.clone();
-        let req = Request { token_key: token_key.to_owned(), request, from, issuer, binding, deadline };
+        let read_at = std::time::Instant::now();
+        let req = Request { token_key: token_key.to_owned(), request, from, issuer, binding, wait_ms, read_at };
         let value = serde_json::to_vec(&req).expect("a request serialises");
         let written = self.write(&asking.key, Some(&value)).await;
         let outcome = match written {
@@ -347,11 +347,12 @@ mod tests {
 
     #[test]
     fn records_are_read_by_their_key_and_others_are_skipped() {
-        let req = br#"{"request":"r1","from":"node-b","issuer":"0a1b2c3d","binding":"bb","deadline":17}"#;
+        let req = br#"{"request":"r1","from":"node-b","issuer":"0a1b2c3d","binding":"bb","waitMs":17}"#;
         let Some(Incoming::Request(r)) = read("request:abc", req) else { panic!("a request") };
-        let (from, issuer) = ("node-b".to_owned(), "0a1b2c3d".to_owned());
+        let (from, issuer, read_at) = ("node-b".to_owned(), "0a1b2c3d".to_owned(), r.read_at);
+        let binding = "bb".to_owned();
         let want =
-            Request { token_key: "abc".into(), request: "r1".into(), from, issuer, binding: "bb".into(), deadline: 17 };
+            Request { token_key: "abc".into(), request: "r1".into(), from, issuer, binding, wait_ms: 17, read_at };
         assert_eq!(r, want);
         let reply = br#"{"request":"r1","from":"node-a","outcome":"handed-over"}"#;
         let Some(Incoming::Reply(r)) = read("reply:r1", reply) else { panic!("a reply") };

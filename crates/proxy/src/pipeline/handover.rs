@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::kafka::resume_log::{now_ms, Outcome, Request, ResumeLog};
+use crate::kafka::resume_log::{Outcome, Request, ResumeLog};
 use crate::pipeline::resume::{Binding, Parking, Refusal};
 use crate::pipeline::resume_token::{hex, issuer, token_key};
 
@@ -40,10 +40,11 @@ const MAX_HANDOVERS: usize = 32;
 /// How long before the requester's deadline the holder stops trying: its reply must reach it.
 const REPLY_MARGIN: Duration = Duration::from_millis(500);
 
-/// How long the holder may try to hand a session over, from the requester's `deadline` (ms
-/// since the epoch); `None` when it is too late to start.
-fn time_left(deadline: u64, now: u64) -> Option<Duration> {
-    let left = Duration::from_millis(deadline.saturating_sub(now)).checked_sub(REPLY_MARGIN)?;
+/// How long the holder may try to hand a session over: what is left of the requester's wait
+/// (`wait_ms`, counted from when this node read the request, so that no two nodes' clocks are
+/// compared) less the time its reply needs; `None` when it is too late to start.
+fn time_left(wait_ms: u64, since_read: Duration) -> Option<Duration> {
+    let left = Duration::from_millis(wait_ms).checked_sub(since_read)?.checked_sub(REPLY_MARGIN)?;
     (!left.is_zero()).then_some(left)
 }
 
@@ -89,25 +90,31 @@ pub struct Handover {
     random: SystemRandom,
     /// The server's tasks: shutdown waits for handovers under way.
     tracker: TaskTracker,
-    /// The keys of the tokens this node handed over, until their window ends: another node
-    /// holds their session (the token names it there until its client is heard from), so this
-    /// node neither refuses them at once nor answers `unknown` for them.
+    /// The keys of the tokens this node handed over, for `remember` after the last request
+    /// for them: another node holds their session (the token names it there until its client
+    /// is heard from), so this node neither refuses them at once nor answers `unknown` for them.
     handed_over: Arc<Mutex<HashMap<String, Instant>>>,
+    /// How long a token handed over is remembered: as long as another node may still let it
+    /// name a session (a socket dead without a close is noticed after the idle timeout, then
+    /// parked for the resume window), plus one wait.
+    remember: Duration,
 }
 
 impl Handover {
     /// Serves the requests of other nodes (until `shutdown`) and asks them for sessions.
+    /// `idle_timeout` is the sockets' (see `remember`).
     pub fn start(
         log: ResumeLog,
         requests: mpsc::Receiver<Request>,
         parking: Parking,
-        wait: Duration,
+        (wait, idle_timeout): (Duration, Duration),
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Handover {
         let handed_over = Arc::new(Mutex::new(HashMap::new()));
         let random = SystemRandom::new();
-        let handover = Handover { log, parking, wait, random, tracker: tracker.clone(), handed_over };
+        let remember = idle_timeout + parking.window() + wait;
+        let handover = Handover { log, parking, wait, random, tracker: tracker.clone(), handed_over, remember };
         tracker.spawn(handover.clone().serve(requests, shutdown));
         handover
     }
@@ -176,26 +183,32 @@ impl Handover {
         handed_over.get(key).is_some_and(|until| *until > Instant::now())
     }
 
-    /// Remembers a token handed over, for its window; forgets those whose window ended.
+    /// Remembers a token handed over (again: a request for it shows that it still names a
+    /// session somewhere), for `remember`; forgets those whose time ended.
     fn remember_handed_over(&self, key: &str) {
         let now = Instant::now();
         let mut handed_over = self.handed_over.lock().expect("handed-over tokens are never poisoned");
         handed_over.retain(|_, until| *until > now);
-        handed_over.insert(key.to_owned(), now + self.parking.window());
+        handed_over.insert(key.to_owned(), now + self.remember);
     }
 
     /// Hands the session `request` names over, if this node holds it; the node that issued
     /// the token answers `unknown` when it does not hold it (nor handed it over).
     async fn hand_over(self, request: Request) {
-        let Some(left) = time_left(request.deadline, now_ms()) else {
-            tracing::info!(from = %request.from, "a handover request came after its requester gave up");
+        let Some(left) = time_left(request.wait_ms, request.read_at.elapsed()) else {
+            tracing::debug!(from = %request.from, "a handover request came after its requester gave up");
             return;
         };
         let until = tokio::time::Instant::now() + left;
-        let issued_here = request.issuer == self.parking.tag() && !self.handed_over(&request.token_key);
+        let handed_over = self.handed_over(&request.token_key);
+        let issued_here = request.issuer == self.parking.tag() && !handed_over;
         let Some(token) = self.parking.find_token(&request.token_key) else {
             if issued_here {
                 self.answer(&request, Outcome::Unknown).await;
+            } else if handed_over {
+                // Still in use on another node (which answers): a chain of handovers keeps
+                // this node from answering `unknown` for it later.
+                self.remember_handed_over(&request.token_key);
             }
             return;
         };
@@ -243,9 +256,10 @@ mod tests {
 
     #[test]
     fn the_holder_stops_before_the_requester_gives_up() {
-        assert_eq!(time_left(10_000, 5_000), Some(Duration::from_millis(4_500)));
-        assert_eq!(time_left(10_000, 9_500), None, "no time left for the reply");
-        assert_eq!(time_left(10_000, 12_000), None, "the requester gave up");
+        let ms = Duration::from_millis;
+        assert_eq!(time_left(5_000, ms(20)), Some(ms(4_480)));
+        assert_eq!(time_left(5_000, ms(4_500)), None, "no time left for the reply");
+        assert_eq!(time_left(5_000, ms(7_000)), None, "the requester gave up");
     }
 
     #[test]

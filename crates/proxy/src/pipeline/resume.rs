@@ -294,18 +294,17 @@ impl State {
 }
 
 impl Parking {
-    /// `server_id` is the node's: its tag starts every token it issues.
-    pub fn new(
-        window: Duration,
-        max_parked: usize,
-        server_id: &str,
-        shutdown: CancellationToken,
-        tracker: TaskTracker,
-    ) -> Self {
+    /// The node's tag, which starts every token it issues, is drawn here: a restarted node
+    /// does not claim the tokens of its previous run, and two nodes that share a server id do
+    /// not share a tag.
+    pub fn new(window: Duration, max_parked: usize, shutdown: CancellationToken, tracker: TaskTracker) -> Self {
         let state =
             Mutex::new(State { ledger: Ledger::new(max_parked), live: HashMap::new(), keys: Default::default() });
-        let tag = resume_token::node_tag(server_id);
-        Parking { inner: Arc::new(Inner { window, tag, state, random: SystemRandom::new(), shutdown, tracker }) }
+        let random = SystemRandom::new();
+        let mut bits = [0u8; resume_token::TAG_LEN / 2];
+        random.fill(&mut bits).expect("the system's random source never fails");
+        let tag = resume_token::hex(&bits);
+        Parking { inner: Arc::new(Inner { window, tag, state, random, shutdown, tracker }) }
     }
 
     /// The tag that starts this node's tokens.

@@ -85,10 +85,12 @@ fn beyond_the_cap_the_oldest_sessions_are_closed_first() {
 
 #[tokio::test]
 async fn tokens_are_the_nodes_tag_and_256_random_bits_and_the_first_frame_names_the_window() {
-    let p = Parking::new(Duration::from_secs(30), 10, "node-a", CancellationToken::new(), TaskTracker::new());
+    let p = Parking::new(Duration::from_secs(30), 10, CancellationToken::new(), TaskTracker::new());
     let (a, b) = (p.issue(), p.issue());
-    assert_eq!(resume_token::issuer(&a), Some(resume_token::node_tag("node-a").as_str()));
-    assert_eq!(p.tag(), resume_token::node_tag("node-a"));
+    assert_eq!(resume_token::issuer(&a), Some(p.tag()));
+    assert_eq!(resume_token::issuer(&b), Some(p.tag()));
+    let other = Parking::new(Duration::from_secs(30), 10, CancellationToken::new(), TaskTracker::new());
+    assert_ne!(p.tag(), other.tag(), "a node's tag is drawn at its start (32 random bits)");
     assert_ne!(a[resume_token::TAG_LEN..], b[resume_token::TAG_LEN..]);
     let frame: serde_json::Value = serde_json::from_str(&p.session_frame(&a)).unwrap();
     assert_eq!(frame, serde_json::json!({"session": {"resumeToken": a, "resumeWindowMs": 30000}}));
@@ -96,7 +98,7 @@ async fn tokens_are_the_nodes_tag_and_256_random_bits_and_the_first_frame_names_
 
 #[tokio::test]
 async fn another_nodes_take_stops_at_its_deadline_and_leaves_the_session_to_its_client() {
-    let p = Parking::new(Duration::from_secs(30), 10, "node-a", CancellationToken::new(), TaskTracker::new());
+    let p = Parking::new(Duration::from_secs(30), 10, CancellationToken::new(), TaskTracker::new());
     let stop = CancellationToken::new();
     let open = p.open(binding("a"), None, None, stop.clone());
     // Past the deadline: the open socket is not even stopped.

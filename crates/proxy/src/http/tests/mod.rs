@@ -67,7 +67,6 @@ impl Edge {
             parking: crate::pipeline::resume::Parking::new(
                 config.consumer.resume_window,
                 config.consumer.resume_max_parked,
-                &config.server.server_id,
                 CancellationToken::new(),
                 TaskTracker::new(),
             ),
