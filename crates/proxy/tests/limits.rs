@@ -40,12 +40,28 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
 }
 
+/// The process's open file descriptors once they stopped changing for a second (at most 15 s):
+/// a proxy that is ready may still be opening its Kafka clients' broker connections (the
+/// resume topic's reader connects to the partition's leader about half a second later).
+async fn settled_fds(pid: u32) -> usize {
+    let until = Instant::now() + Duration::from_secs(15);
+    let (mut last, mut since) = (fds(pid), Instant::now());
+    while since.elapsed() < Duration::from_secs(1) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = fds(pid);
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
 #[tokio::test]
 async fn slowloris_upgrade_requests_are_cut_off_while_others_are_served() {
     let proxy = Proxy::start(&[("WSPROXY_HTTP_HEADER_READ_TIMEOUT", "2 seconds")]).await;
     let topic = unique("slowloris");
     create_topic(&topic, 1).await;
-    let baseline_fds = fds(proxy.pid());
+    let baseline_fds = settled_fds(proxy.pid()).await;
 
     // 100 raw TCP clients send an upgrade request one byte every 100 ms (the whole request
     // would take about 25 s); each notes when the proxy hung up and how much it had sent.
