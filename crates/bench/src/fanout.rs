@@ -9,12 +9,12 @@ use futures::StreamExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::bare::{connect_raw, frame_at};
 use crate::harness::*;
 use crate::profile;
 use crate::scenarios::IdleCost;
@@ -78,52 +78,14 @@ async fn open(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<Ws>> {
     Ok(socks)
 }
 
-/// A bare WebSocket client for the latency readers: the upgrade by hand on a plain
-/// `TcpStream`, then frames read into one buffer, their headers parsed by tungstenite's frame
-/// codec (`FrameHeader::parse`). The readers share the
-/// 2 cores with the proxy; tungstenite's full stream, its waker wrapping and a second buffer cost
-/// them about as much CPU as the proxy's own per delivery, and every µs they take is a µs the
-/// proxy waits for a core. Each frame is still read from the socket, timed on receipt and its
-/// send time parsed. Returns the stream and any bytes read past the 101 response.
-async fn connect_bare(url: &str) -> Outcome<(TcpStream, Vec<u8>)> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| format!("not a ws:// url: {url}"))?;
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let upgrade = async {
-        let mut s = TcpStream::connect(host).await?;
-        s.set_nodelay(true)?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::with_capacity(4096);
-        loop {
-            if s.read_buf(&mut buf).await? == 0 {
-                return Ok::<_, std::io::Error>((s, buf, None));
-            }
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Ok((s, buf, Some(end + 4)));
-            }
-        }
-    };
-    let (s, mut buf, end) =
-        within(Duration::from_secs(30), "connect", upgrade).await?.map_err(|e| format!("connect: {e}"))?;
-    let end = end.ok_or_else(|| format!("connect: closed during the upgrade: {}", String::from_utf8_lossy(&buf)))?;
-    if !buf.starts_with(b"HTTP/1.1 101") {
-        return Err(format!("connect: {}", String::from_utf8_lossy(&buf[..end])));
-    }
-    buf.drain(..end);
-    Ok((s, buf))
-}
-
-/// [`connect_bare`] `n` fan-out sockets, 200 at a time.
+/// Opens `n` fan-out sockets with the bare client ([`connect_raw`]), 200 at a time.
 async fn open_bare(proxy: &Proxy, topic: &str, n: usize) -> Outcome<Vec<(TcpStream, Vec<u8>)>> {
     let mut socks = Vec::with_capacity(n);
     for start in (0..n).step_by(200) {
         let conns: Vec<_> = (start..(start + 200).min(n))
             .map(|i| {
                 let url = url(proxy, topic, i);
-                tokio::spawn(async move { connect_bare(&url).await })
+                tokio::spawn(async move { connect_raw(&url).await })
             })
             .collect();
         for c in conns {
@@ -202,22 +164,7 @@ pub struct Latency {
     pub bench_cpu_us: f64,
 }
 
-/// A complete server frame: FIN, opcode, payload range, the frame's length.
-type Frame = (bool, OpCode, std::ops::Range<usize>, usize);
-
-/// One complete server frame at the start of `buf`: (FIN, opcode, payload range, frame
-/// length). The header is parsed by tungstenite's own frame codec; only the buffering is here.
-fn frame_at(buf: &[u8]) -> Result<Option<Frame>, String> {
-    let mut cursor = std::io::Cursor::new(buf);
-    let Some((header, len)) = FrameHeader::parse(&mut cursor).map_err(|e| format!("frame: {e}"))? else {
-        return Ok(None);
-    };
-    let head = cursor.position() as usize;
-    let end = usize::try_from(len).ok().and_then(|l| head.checked_add(l)).ok_or("frame: too long")?;
-    Ok((buf.len() >= end).then_some((header.is_final, header.opcode, head..end, end)))
-}
-
-/// Reads `n` records from one socket ([`connect_bare`]); each sample is the time the read that
+/// Reads `n` records from one bare socket ([`connect_raw`]); each sample is the time the read that
 /// completed its frame returned minus the send time that opens the record's value. One
 /// deadline for the whole read (a timer per frame would cost the bench more than the read).
 async fn read_latencies(

@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release -p wsproxy-bench -- [--quick] [--with-scala] [--out DIR]`
 
+mod bare;
 mod fanout;
 mod harness;
 mod plots;
@@ -84,13 +85,13 @@ pub struct Sizes {
 impl Sizes {
     pub fn full() -> Sizes {
         Sizes {
-            min_pairs: 3,
-            max_pairs: 5,
-            scala_div: 10,
-            produce_100b: 500_000,
-            produce_1k: 200_000,
+            min_pairs: 5,
+            max_pairs: 7,
+            scala_div: 20,
+            produce_100b: 1_000_000,
+            produce_1k: 500_000,
             parallel_sockets: 100,
-            consume: 500_000,
+            consume: 2_000_000,
             latency_secs: 20,
             idle_producers: 10_000,
             idle_consumers: 500,
@@ -186,6 +187,10 @@ async fn main() {
         kafka_tool: sockets == 1 && per_frame == 1,
     };
 
+    let left = harness::drop_leftover_topics().await;
+    let partitions_at_start = harness::broker_partitions();
+    eprintln!("deleted {left} topics left by earlier runs; the broker holds {partitions_at_start:?} partitions");
+
     if let Some(only) = cli.only.as_deref() {
         (s.min_pairs, s.max_pairs, s.consume) = (1, 1, cli.records);
         // One scenario for a profile: no Kafka perf tool beside it.
@@ -217,6 +222,7 @@ async fn main() {
                 panic!("--only {other}: use produce, produce-1k, produce-array, produce-parallel, consume, fanout or fanout-latency")
             }
         };
+        harness::drop_topics().await;
         for r in &table.rows {
             match &r.failure {
                 Some(e) => println!("{:40} failed: {e}", r.name),
@@ -227,58 +233,58 @@ async fn main() {
         }
         return;
     }
-    let step = |name: &str| eprintln!("== {name}");
     let t0 = std::time::Instant::now();
 
-    step("produce 100 B, one socket");
+    step("produce 100 B, one socket").await;
     let produce_100b = throughput::produce(
         spec("1. Produce, one socket, 100 B values, single-record frames", 100, s.produce_100b, 1, 1),
         &variants(true),
         s,
     )
     .await;
-    step("produce 1 KiB, one socket");
+    step("produce 1 KiB, one socket").await;
     let produce_1k = throughput::produce(
         spec("1. Produce, one socket, 1 KiB values, single-record frames", 1024, s.produce_1k, 1, 1),
         &variants(false),
         s,
     )
     .await;
-    step("produce 100 B, one socket, 100-record array frames");
+    step("produce 100 B, one socket, 100-record array frames").await;
     let produce_array = throughput::produce(
         spec("1. Produce, one socket, 100 B values, 100-record array frames", 100, s.produce_100b, 1, 100),
         &variants(false),
         s,
     )
     .await;
-    step("produce 100 B, parallel sockets");
+    step("produce 100 B, parallel sockets").await;
     let title = format!("2. Produce, {} sockets in parallel, 100 B values", s.parallel_sockets);
     let produce_parallel =
         throughput::produce(spec(&title, 100, s.produce_100b, s.parallel_sockets, 1), &variants(false), s).await;
-    step("consume");
+    step("consume").await;
     let consume = throughput::consume(&targets, s).await;
     let mut latency = Vec::new();
     for per_s in [1000, 10_000] {
-        step(&format!("latency at {per_s} records/s"));
+        step(&format!("latency at {per_s} records/s")).await;
         latency.push(scenarios::latency(&targets, s.latency_secs, per_s).await);
     }
     let (mut idle_producers, mut idle_consumers, mut stall, mut churn) = (vec![], vec![], vec![], vec![]);
-    step("stall backlog");
+    step("stall backlog").await;
     let stall_topic = scenarios::stall_topic(s.stall_backlog).await;
     for t in &targets {
         let name = t.name().to_owned();
-        step(&format!("{name}: idle producer sockets"));
+        eprintln!("== {name}: idle producer sockets");
         idle_producers.push((name.clone(), scenarios::idle(t, false, t.records(s.idle_producers, s.scala_div)).await));
-        step(&format!("{name}: idle consumer sockets"));
+        eprintln!("== {name}: idle consumer sockets");
         let consumers = t.records(s.idle_consumers, s.scala_div).min(s.idle_consumers);
         idle_consumers.push((name.clone(), scenarios::idle(t, true, consumers).await));
-        step(&format!("{name}: stalled consumer"));
+        eprintln!("== {name}: stalled consumer");
         stall.push((name.clone(), scenarios::stall(t, &stall_topic, s.stall_backlog, s.stall_secs).await));
-        step(&format!("{name}: connection churn"));
+        eprintln!("== {name}: connection churn");
         churn.push((name, scenarios::churn(t, s.churn_secs).await));
     }
-    step("fan-out sockets");
+    step("fan-out sockets").await;
     let fanout = fanout::measure(&ours, s, false).await;
+    harness::drop_topics().await;
     eprintln!("measured in {:.0} s", t0.elapsed().as_secs_f64());
 
     let report_path = cli.out.join("report.md");
@@ -296,7 +302,12 @@ async fn main() {
         stall,
         churn,
         fanout,
-        facts: facts(&bin),
+        facts: {
+            let mut f = facts(&bin);
+            let p = partitions_at_start.map_or("unknown".to_owned(), |p| p.to_string());
+            f.push(("broker partitions at the start (earlier bench topics deleted)".to_owned(), p));
+            f
+        },
         previous: std::fs::read_to_string(&report_path).ok().as_deref().and_then(report::summary_of),
         findings: std::fs::read_to_string(cli.out.join("where-the-cpu-goes.md")).ok(),
     };
@@ -310,6 +321,12 @@ async fn main() {
     results.write_plots(&cli.out).expect("write plots");
     eprintln!("report written to {}", report_path.display());
     println!("{}", results.summary_json());
+}
+
+/// Prints a scenario's heading after deleting the previous scenario's topics.
+async fn step(name: &str) {
+    harness::drop_topics().await;
+    eprintln!("== {name}");
 }
 
 fn facts(bin: &std::path::Path) -> Vec<(String, String)> {

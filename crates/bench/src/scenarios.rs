@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureRecord;
 
+use crate::bare::Bare;
 use crate::harness::*;
 use crate::sockets::*;
 
@@ -34,9 +35,9 @@ async fn latency_proxy(target: &Target, n: usize, per_ms: usize) -> Outcome<Vec<
     create_topic(&topic, 4).await?;
     let proxy = Proxy::start(target, &[]).await?;
     let text = frame(100);
-    let warm = connect(&proxy.url(&format!("/socket/in?clientId=latwarm&topic={topic}"))).await?;
+    let warm = Bare::connect(&proxy.url(&format!("/socket/in?clientId=latwarm&topic={topic}"))).await?;
     produce_via_socket(warm, &text, 100, 1).await.map_err(|e| format!("warm-up: {e}"))?;
-    let ws = connect(&proxy.url(&format!("/socket/in?clientId=lat&topic={topic}"))).await?;
+    let ws = Bare::connect(&proxy.url(&format!("/socket/in?clientId=lat&topic={topic}"))).await?;
     latency_via_socket(ws, &text, n, per_ms).await
 }
 
@@ -141,7 +142,8 @@ pub async fn stall(target: &Target, topic: &Outcome<String>, backlog: usize, sec
     let proxy = Proxy::start(target, &[]).await?;
     let t0 = Instant::now();
     let mut samples = vec![(0.0, proxy.rss_kib())];
-    let mut ws = connect(&proxy.url(&format!("/socket/out?clientId={}&topic={topic}", unique("staller")))).await?;
+    let mut ws =
+        Bare::connect(&proxy.url(&format!("/socket/out?clientId={}&topic={topic}", unique("staller")))).await?;
     consume_via_socket(&mut ws, 100, false).await?;
     let start_kib = proxy.rss_kib();
     samples.push((t0.elapsed().as_secs_f64(), start_kib));

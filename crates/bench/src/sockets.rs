@@ -4,10 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::bare::{text_frame, Bare};
 use crate::harness::{within, Outcome};
 
 pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
@@ -43,115 +44,82 @@ fn results_in(text: &str, per_frame: usize) -> Outcome<usize> {
     Ok(per_frame)
 }
 
-/// ": close code 1000, reason ..." of a close frame.
-fn closed(c: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
-    c.map_or(String::new(), |c| format!(" with close code {} ({:?})", u16::from(c.code), c.reason.as_str()))
-}
-
-/// Pipelines `frames` frames of `per_frame` records each on one socket and waits for every
-/// result; returns the elapsed time.
-pub async fn produce_via_socket(ws: Ws, text: &str, frames: usize, per_frame: usize) -> Outcome<Duration> {
-    let (mut tx, mut rx) = ws.split();
+/// Pipelines `frames` frames of `per_frame` records each on one bare socket (written 64 KiB at
+/// a time) and waits for every result; returns the elapsed time.
+pub async fn produce_via_socket(ws: Bare, text: &str, frames: usize, per_frame: usize) -> Outcome<Duration> {
+    let Bare { mut read, mut write } = ws;
+    let one = text_frame(text);
+    let per_write = (64 * 1024 / one.len()).max(1);
+    let chunk = one.repeat(per_write);
     let t0 = Instant::now();
-    let text = text.to_owned();
     let sender = tokio::spawn(async move {
-        for _ in 0..frames {
-            tx.feed(Message::Text(text.clone().into())).await?;
+        let mut left = frames;
+        while left > 0 {
+            let k = left.min(per_write);
+            write.write_all(&chunk[..k * one.len()]).await?;
+            left -= k;
         }
-        tx.flush().await?;
-        Ok::<_, tokio_tungstenite::tungstenite::Error>(tx)
+        Ok::<_, std::io::Error>(write)
     });
     let abort = sender.abort_handle();
-    let want = frames * per_frame;
-    let mut got = 0;
-    let received = async {
-        while got < want {
-            match within(ANSWER_WAIT, &format!("result after {got} of {want}"), rx.next()).await? {
-                Some(Ok(Message::Text(t))) => got += results_in(&t, per_frame)?,
-                Some(Ok(Message::Close(c))) => return Err(format!("closed after {got} results{}", closed(c))),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(format!("socket error after {got} results: {e}")),
-                None => return Err(format!("socket ended after {got} results")),
-            }
-        }
-        Ok(())
-    }
-    .await;
+    let received = read.read_texts(ANSWER_WAIT, frames * per_frame, "results", |t| results_in(t, per_frame)).await;
     let elapsed = t0.elapsed();
     if let Err(e) = received {
         abort.abort();
         return Err(e);
     }
-    if let Ok(Ok(Ok(mut tx))) = tokio::time::timeout(Duration::from_secs(5), sender).await {
-        let _ = tokio::time::timeout(Duration::from_secs(5), tx.close()).await;
-    } else {
-        abort.abort();
+    match tokio::time::timeout(Duration::from_secs(5), sender).await {
+        Ok(Ok(Ok(write))) => Bare { read, write }.close().await,
+        _ => abort.abort(),
     }
     Ok(elapsed)
 }
 
-/// Reads `n` records from a consume socket; time from the first record to the last.
-pub async fn consume_via_socket(ws: &mut Ws, n: usize, batched: bool) -> Outcome<Duration> {
-    let mut got = 0;
+/// Reads `n` records from a consume socket; time from the first record to the last. A batch
+/// frame's records are counted by their `"offset":` keys (the bench's values are `x`s), not
+/// parsed: the client shares the cores.
+pub async fn consume_via_socket(ws: &mut Bare, n: usize, batched: bool) -> Outcome<Duration> {
     let mut first = None;
-    while got < n {
-        match within(ANSWER_WAIT, &format!("record after {got} of {n}"), ws.next()).await? {
-            Some(Ok(Message::Text(t))) => {
-                first.get_or_insert_with(Instant::now);
-                got += if batched {
-                    serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&t).map(|v| v.len()).unwrap_or(1)
-                } else {
-                    1
-                };
-            }
-            Some(Ok(Message::Close(c))) => return Err(format!("closed after {got} records{}", closed(c))),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("socket error after {got} records: {e}")),
-            None => return Err(format!("socket ended after {got} records")),
-        }
-    }
+    ws.read
+        .read_texts(ANSWER_WAIT, n, "records", |t| {
+            first.get_or_insert_with(Instant::now);
+            Ok(if batched { t.matches("\"offset\":").count().max(1) } else { 1 })
+        })
+        .await?;
     Ok(first.map(|f| f.elapsed()).unwrap_or_default())
 }
 
 /// Sends `per_ms` frames every millisecond until `n` are sent and returns each one's
-/// acknowledgement latency, in send order (the proxy answers in input order).
-pub async fn latency_via_socket(ws: Ws, text: &str, n: usize, per_ms: usize) -> Outcome<Vec<Duration>> {
-    let (mut tx, mut rx) = ws.split();
+/// acknowledgement latency, sorted (the proxy answers in input order).
+pub async fn latency_via_socket(ws: Bare, text: &str, n: usize, per_ms: usize) -> Outcome<Vec<Duration>> {
+    let Bare { mut read, mut write } = ws;
     let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
-    let text = text.to_owned();
+    let one = text_frame(text);
     let sender = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         let mut sent = 0;
         while sent < n {
             tick.tick().await;
-            for _ in 0..per_ms.min(n - sent) {
-                let _ = sent_tx.send(Instant::now());
-                tx.feed(Message::Text(text.clone().into())).await?;
-                sent += 1;
+            let k = per_ms.min(n - sent);
+            let now = Instant::now();
+            for _ in 0..k {
+                let _ = sent_tx.send(now);
             }
-            tx.flush().await?;
+            write.write_all(&one.repeat(k)).await?;
+            sent += k;
         }
-        Ok::<_, tokio_tungstenite::tungstenite::Error>(tx)
+        Ok::<_, std::io::Error>(write)
     });
     let abort = sender.abort_handle();
     let mut lat = Vec::with_capacity(n);
-    let received = async {
-        while lat.len() < n {
-            match within(ANSWER_WAIT, &format!("result after {} of {n}", lat.len()), rx.next()).await? {
-                Some(Ok(Message::Text(t))) => {
-                    results_in(&t, 1)?;
-                    let sent = sent_rx.recv().await.ok_or("more results than records sent")?;
-                    lat.push(sent.elapsed());
-                }
-                Some(Ok(Message::Close(c))) => return Err(format!("closed after {} results{}", lat.len(), closed(c))),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(format!("socket error: {e}")),
-                None => return Err(format!("socket ended after {} results", lat.len())),
-            }
-        }
-        Ok(())
-    }
-    .await;
+    let received = read
+        .read_texts(ANSWER_WAIT, n, "results", |t| {
+            results_in(t, 1)?;
+            let sent = sent_rx.try_recv().map_err(|_| "more results than records sent".to_owned())?;
+            lat.push(sent.elapsed());
+            Ok(1)
+        })
+        .await;
     abort.abort();
     received?;
     lat.sort();
