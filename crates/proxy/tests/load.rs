@@ -267,7 +267,7 @@ async fn connection_storm(churn: usize, held: usize) {
         );
         peaks.push(peak);
     }
-    // Generous for a busy machine: a leak of a socket's buffers (8 KiB read buffer and more)
+    // Generous for a busy machine: a leak of a socket's buffers (a 4 KiB read buffer and more)
     // would grow the second peak by far more than this.
     assert!(
         peaks[1] < peaks[0] + peaks[0] / 4 + 8 * 1024,

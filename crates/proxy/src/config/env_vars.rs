@@ -240,7 +240,7 @@ settings! {
     WSPROXY_WS_MAX_FRAME_SIZE: "server.websocket.max-frame-size",
         "4194304", "bigger frames get FRAME_TOO_LARGE";
     WSPROXY_WS_READ_BUFFER_SIZE: "server.websocket.read-buffer-size",
-        "8192", "per-socket read buffer";
+        "4096", "per-socket read buffer (and the most one read takes); an idle socket holds it";
     WSPROXY_WS_WRITE_BUFFER_SIZE: "server.websocket.write-buffer-size",
         "16384", "per-socket write buffer";
     WSPROXY_SOCKET_KEEP_ALIVE_INTERVAL: "server.websocket.keep-alive-interval",
