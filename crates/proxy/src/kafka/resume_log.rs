@@ -127,6 +127,9 @@ impl ResumeLog {
             .ensure_compacted_expiring_topic(topic)
             .await
             .map_err(|reason| StateLogError::Create { topic: topic.topic.clone(), reason })?;
+        // Not the state log's producer: that one is idempotent (a timed-out write there bumps
+        // the epoch of the whole producer, stalling the other topic's writes) and fails writes
+        // after min(state init timeout, 5 s), not after WRITE_WAIT.
         let producer = internal_producer(kafka, WRITE_WAIT, |_| {})?;
         // The group is librdkafka's handle for a manual assignment: the reader never joins it.
         let group = format!("ws-proxy-resume-reader-{server_id}");
