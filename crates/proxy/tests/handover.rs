@@ -53,7 +53,7 @@ async fn a_reconnect_to_another_node_takes_the_session_over_from_the_committed_o
     let (a, b) = two_nodes().await;
     let topic = one_partition_with(&unique("handover"), 1_000).await;
     let group = unique("g");
-    let query = format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true");
+    let query = resumable_out("c", &group, &topic, false);
     let (url_a, url_b) = (a.url(&query), b.url(&query));
 
     let mut ws = connect(&url_a).await;
@@ -82,9 +82,7 @@ async fn a_reconnect_to_another_node_takes_the_session_over_from_the_committed_o
     eventually_metric(&a, "wsproxy_consumer_sessions_parked", 1.0).await;
 
     // Another client's reconnect on B is refused by A (the binding differs), and A keeps it.
-    let foreign = b.url(&format!(
-        "/socket/out?clientId=other&groupId={group}&topic={topic}&autoCommit=false&resumable=true&resumeToken={token}"
-    ));
+    let foreign = b.url(&format!("{}&resumeToken={token}", resumable_out("other", &group, &topic, false)));
     let message = refusal(&foreign).await;
     assert!(message.contains("belongs to a session of another client"), "{message}");
     assert_eq!(metric(&a, "wsproxy_consumer_sessions_parked").await, 1.0, "a refused attempt leaves it parked");
@@ -145,7 +143,7 @@ async fn a_reconnect_to_another_node_takes_over_a_socket_still_open_on_the_first
     let (a, b) = two_nodes().await;
     let topic = one_partition_with(&unique("handover-open"), 10).await;
     let group = unique("g");
-    let query = format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true");
+    let query = resumable_out("c", &group, &topic, false);
     let mut old = connect(&a.url(&query)).await;
     let token = session_token(&mut old).await;
     assert_eq!(recv_json(&mut old).await["offset"], json!(0));
@@ -184,7 +182,7 @@ async fn unknown_expired_and_malformed_tokens_are_refused_at_once() {
     let at_once = Duration::from_secs(2);
     let proxy = Proxy::start(&[("WSPROXY_CONSUMER_RESUME_WINDOW", "2 seconds")]).await;
     let topic = one_partition_with(&unique("handover-unknown"), 10).await;
-    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true", unique("g")));
+    let url = proxy.url(&resumable_out("c", &unique("g"), &topic, true));
     let mut ws = connect(&url).await;
     let token = session_token(&mut ws).await;
     // A token of this node that it never issued.
@@ -207,7 +205,7 @@ async fn unknown_expired_and_malformed_tokens_are_refused_at_once() {
 async fn a_token_of_another_node_that_it_no_longer_holds_is_refused_by_that_node_at_once() {
     let (a, b) = two_nodes().await;
     let topic = one_partition_with(&unique("handover-gone"), 10).await;
-    let query = format!("/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true", unique("g"));
+    let query = resumable_out("c", &unique("g"), &topic, true);
     let mut ws = connect(&a.url(&query)).await;
     let token = session_token(&mut ws).await;
     // A clean close parks nothing: A holds no session under the token any more.
@@ -224,8 +222,7 @@ async fn a_node_that_cannot_use_the_resume_topic_starts_and_resumes_on_its_own()
     let proxy = Proxy::start(&[("WSPROXY_RESUME_TOPIC", "no such topic!")]).await;
     let topic = one_partition_with(&unique("handover-no-topic"), 10).await;
     let group = unique("g");
-    let url =
-        proxy.url(&format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true"));
+    let url = proxy.url(&resumable_out("c", &group, &topic, false));
     let mut ws = connect(&url).await;
     let token = session_token(&mut ws).await;
     assert_eq!(recv_json(&mut ws).await["offset"], json!(0));
@@ -251,10 +248,7 @@ async fn a_request_whose_reconnect_went_away_is_tombstoned_all_the_same() {
     let topic = one_partition_with(&unique("handover-gone-away"), 1).await;
     // A token of a node that does not answer: the request waits for the handover timeout.
     let token = format!("ffffffff{}", "0f".repeat(32));
-    let url = proxy.url(&format!(
-        "/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&resumeToken={token}",
-        unique("g")
-    ));
+    let url = proxy.url(&format!("{}&resumeToken={token}", resumable_out("c", &unique("g"), &topic, true)));
     // The client gives up (its connection closes) while the proxy waits for an answer.
     let gave_up = tokio::time::timeout(Duration::from_secs(1), refused(&url)).await;
     assert!(gave_up.is_err(), "answered before the handover timeout: {gave_up:?}");
@@ -275,10 +269,7 @@ async fn a_request_kafka_does_not_take_is_a_503_not_an_unknown_token() {
     // The resume topic goes away after the start: the request cannot be written.
     kafka_tool(&["delete-topics", &format!("^{resume}$")], "");
     let token = format!("ffffffff{}", "0f".repeat(32));
-    let url = proxy.url(&format!(
-        "/socket/out?clientId=c&groupId={}&topic={topic}&resumable=true&resumeToken={token}",
-        unique("g")
-    ));
+    let url = proxy.url(&format!("{}&resumeToken={token}", resumable_out("c", &unique("g"), &topic, true)));
     let (status, _, body) = refused(&url).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("Kafka is not reachable"), "{body}");
@@ -305,7 +296,7 @@ async fn a_token_handed_over_still_names_the_session_until_its_client_is_heard_f
     let (a, b) = two_nodes().await;
     let topic = one_partition_with(&unique("handover-back"), 10).await;
     let group = unique("g");
-    let query = format!("/socket/out?clientId=c&groupId={group}&topic={topic}&autoCommit=false&resumable=true");
+    let query = resumable_out("c", &group, &topic, false);
     let mut ws = connect(&a.url(&query)).await;
     let token = session_token(&mut ws).await;
     assert_eq!(recv_json(&mut ws).await["offset"], json!(0));

@@ -25,8 +25,7 @@ async fn a_client_cut_off_every_1000_records_resumes_without_a_rebalance_and_get
     create_topic(&topic, 2).await;
     fill(&topic, 2, 10_000).await;
     let group = unique("g");
-    let url_a =
-        proxy.url(&format!("/socket/out?clientId=a&groupId={group}&topic={topic}&autoCommit=false&resumable=true"));
+    let url_a = proxy.url(&resumable_out("a", &group, &topic, false));
     let url_b = proxy.url(&format!("/socket/out?clientId=b&groupId={group}&topic={topic}"));
 
     let mut a = connect(&url_a).await;
@@ -158,7 +157,7 @@ async fn wrong_reused_and_foreign_tokens_are_refused_and_a_clean_close_does_not_
     let proxy = Proxy::start(&[]).await;
     let topic = one_partition_with(&unique("resume-tokens"), 10).await;
     let group = unique("g");
-    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={group}&topic={topic}&resumable=true"));
+    let url = proxy.url(&resumable_out("c", &group, &topic, true));
 
     // Fan-out sockets have nothing to park.
     let (status, _, body) =
@@ -203,7 +202,7 @@ async fn a_session_not_resumed_within_the_window_is_closed_and_its_slot_freed() 
     let proxy = Proxy::start(&[("WSPROXY_CONSUMER_RESUME_WINDOW", "3 seconds")]).await;
     let topic = one_partition_with(&unique("resume-window"), 10).await;
     let group = unique("g");
-    let url = proxy.url(&format!("/socket/out?clientId=c&groupId={group}&topic={topic}&resumable=true"));
+    let url = proxy.url(&resumable_out("c", &group, &topic, true));
     let mut ws = connect(&url).await;
     let first = recv_json(&mut ws).await;
     assert_eq!(first["session"]["resumeWindowMs"], json!(3000));
@@ -233,8 +232,7 @@ async fn beyond_the_cap_the_oldest_parked_session_is_closed() {
     let mut tokens = Vec::new();
     let mut urls = Vec::new();
     for client in ["old", "new"] {
-        let url =
-            proxy.url(&format!("/socket/out?clientId={client}&groupId={}&topic={topic}&resumable=true", unique("g")));
+        let url = proxy.url(&resumable_out(client, &unique("g"), &topic, true));
         let mut ws = connect(&url).await;
         tokens.push(session_token(&mut ws).await);
         recv_json(&mut ws).await;

@@ -7,9 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
 
+use super::oauth::OAuthContext;
+use super::oauth_admin::{HasClient, Linked};
+use super::Kafka;
 use crate::config::Config;
 use crate::telemetry::metrics;
 
@@ -226,6 +230,54 @@ pub(super) fn base_config(config: &Config) -> ClientConfig {
         }
     }
     cfg
+}
+
+/// A reader of one of the proxy's internal topics (session state, resume, dynamic configs),
+/// authenticated as the proxy, its OAUTHBEARER token kept fresh: in `group` (the reader's
+/// handle, whether or not it joins it), committing nothing, starting at `offset_reset` where it
+/// has no committed offset. `own` adds the reader's own settings (see [`follow_closely`]).
+pub(super) fn internal_reader<T>(
+    kafka: &Kafka,
+    group: &str,
+    offset_reset: &str,
+    own: impl FnOnce(&mut ClientConfig),
+) -> Result<Linked<T>, KafkaError>
+where
+    T: FromClientConfigAndContext<OAuthContext> + HasClient,
+{
+    let mut cfg = kafka.inner.base.clone();
+    cfg.set("group.id", group).set("enable.auto.commit", "false").set("auto.offset.reset", offset_reset);
+    own(&mut cfg);
+    Linked::new(cfg.create_with_context(kafka.oauth_context())?, kafka.proxy_token())
+}
+
+/// The settings of a reader that follows its topic closely (the session state and resume
+/// topics, whose writers wait for their records to come back): a fetch returns within 10 ms of
+/// a record and the next one is asked for at once, Kafka's return after an outage is noticed
+/// within a second (librdkafka backs off up to 10 s), and reading never creates the topic.
+pub(super) fn follow_closely(cfg: &mut ClientConfig) -> &mut ClientConfig {
+    cfg.set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", "1")
+        .set("reconnect.backoff.max.ms", "1000")
+        .set("allow.auto.create.topics", "false")
+}
+
+/// A producer of the proxy's internal topics, authenticated as the proxy, its OAUTHBEARER token
+/// kept fresh: every write acknowledged by all in-sync replicas, sent at once, failed after
+/// `message_timeout` (not librdkafka's default of 5 minutes), never creating the topic. `own`
+/// adds the producer's own settings.
+pub(super) fn internal_producer(
+    kafka: &Kafka,
+    message_timeout: Duration,
+    own: impl FnOnce(&mut ClientConfig),
+) -> Result<Linked<FutureProducer<OAuthContext>>, KafkaError> {
+    let mut cfg = kafka.inner.base.clone();
+    cfg.set("acks", "all")
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", message_timeout.as_millis().max(1).to_string())
+        .set("allow.auto.create.topics", "false");
+    own(&mut cfg);
+    Linked::new(cfg.create_with_context(kafka.oauth_context())?, kafka.proxy_token())
 }
 
 /// librdkafka's `topic.blacklist` for pattern sockets: Kafka's internal topics, the proxy's

@@ -18,6 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::client::internal_reader;
 use super::Kafka;
 use crate::config::InternalTopicConfig;
 use crate::kafka::oauth::OAuthContext;
@@ -60,16 +61,13 @@ impl ConfigLog {
         shutdown: CancellationToken,
     ) -> Result<ConfigLog, String> {
         kafka.ensure_compacted_topic(cfg).await?;
-        let mut client = kafka.inner.base.clone();
-        client
-            .set("group.id", format!("ws-proxy-dynamic-config-handler-consumer-{server_id}"))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "100");
-        let consumer: StreamConsumer<OAuthContext> =
-            client.create_with_context(kafka.oauth_context()).map_err(|e| e.to_string())?;
-        let consumer = Linked::new(consumer, kafka.proxy_token()).map_err(|e| e.to_string())?;
+        let group = format!("ws-proxy-dynamic-config-handler-consumer-{server_id}");
+        // Not one of the readers that follow their topic closely: fetches wait up to 100 ms,
+        // librdkafka's reconnect backoff and topic creation settings stay its defaults.
+        let consumer: Linked<StreamConsumer<OAuthContext>> = internal_reader(kafka, &group, "earliest", |c| {
+            c.set("enable.auto.offset.store", "false").set("fetch.wait.max.ms", "100");
+        })
+        .map_err(|e| e.to_string())?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&cfg.topic, 0, Offset::Beginning).map_err(|e| e.to_string())?;
         consumer.assign(&tpl).map_err(|e| e.to_string())?;

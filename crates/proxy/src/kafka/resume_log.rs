@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::client::{follow_closely, internal_producer, internal_reader};
 use super::oauth::OAuthContext;
 use super::oauth_admin::Linked;
 use super::state_log::StateLogError;
@@ -126,26 +127,15 @@ impl ResumeLog {
             .ensure_compacted_expiring_topic(topic)
             .await
             .map_err(|reason| StateLogError::Create { topic: topic.topic.clone(), reason })?;
-        let mut producer_cfg = kafka.inner.base.clone();
-        producer_cfg
-            .set("acks", "all")
-            .set("linger.ms", "0")
-            .set("message.timeout.ms", WRITE_WAIT.as_millis().to_string())
-            .set("allow.auto.create.topics", "false");
-        let producer = Linked::new(producer_cfg.create_with_context(kafka.oauth_context())?, kafka.proxy_token())?;
-        let mut consumer_cfg = kafka.inner.base.clone();
-        consumer_cfg
-            // librdkafka's handle for a manual assignment: the reader never joins the group.
-            .set("group.id", format!("ws-proxy-resume-reader-{server_id}"))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "latest")
-            .set("fetch.wait.max.ms", "10")
-            .set("fetch.queue.backoff.ms", "1")
-            .set("reconnect.backoff.max.ms", "1000")
-            .set("allow.auto.create.topics", "false");
-        let consumer: BaseConsumer<OAuthContext> = consumer_cfg.create_with_context(kafka.oauth_context())?;
-        let consumer = Linked::new(consumer, kafka.proxy_token())?;
+        // Not the state log's producer: that one is idempotent (a timed-out write there bumps
+        // the epoch of the whole producer, stalling the other topic's writes) and fails writes
+        // after min(state init timeout, 5 s), not after WRITE_WAIT.
+        let producer = internal_producer(kafka, WRITE_WAIT, |_| {})?;
+        // The group is librdkafka's handle for a manual assignment: the reader never joins it.
+        let group = format!("ws-proxy-resume-reader-{server_id}");
+        let consumer: Linked<BaseConsumer<OAuthContext>> = internal_reader(kafka, &group, "latest", |c| {
+            follow_closely(c).set("enable.auto.offset.store", "false");
+        })?;
         // From the end as it is now, not as it is when the reader first fetches (on a topic
         // just created that may be seconds later): requests written meanwhile are read.
         let (_, end) = consumer.fetch_watermarks(&topic.topic, 0, Timeout::After(topic.init_timeout))?;

@@ -31,6 +31,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::sync::watch;
 
+use super::client::{follow_closely, internal_producer, internal_reader};
 use super::oauth::OAuthContext;
 use super::Kafka;
 
@@ -120,36 +121,22 @@ impl StateLog {
             .ensure_compacted_topic(&topic)
             .await
             .map_err(|reason| StateLogError::Create { topic: s.topic.clone(), reason })?;
-        let mut producer_cfg = kafka.inner.base.clone();
-        producer_cfg
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "0")
-            // A write fails within the write timeout when the state partition is unavailable,
-            // not after librdkafka's default of 5 minutes while the upgrade waits (L1); a failed
-            // removal is retried by the node's sweep.
-            .set("message.timeout.ms", write_timeout(&s).as_millis().max(1).to_string())
+        // A write fails within the write timeout when the state partition is unavailable, not
+        // after librdkafka's default of 5 minutes while the upgrade waits (L1); a failed removal
+        // is retried by the node's sweep.
+        let producer = internal_producer(kafka, write_timeout(&s), |c| {
             // Notice Kafka's return within a second (librdkafka backs off up to 10 s), so that
             // leftovers of an outage are freed soon after it.
-            .set("reconnect.backoff.max.ms", "1000")
-            .set("allow.auto.create.topics", "false");
-        let producer = Linked::new(producer_cfg.create_with_context(kafka.oauth_context())?, kafka.proxy_token())?;
-        let mut consumer_cfg = kafka.inner.base.clone();
-        consumer_cfg
-            .set("group.id", &s.group_id)
-            .set("group.instance.id", &s.group_instance_id)
-            .set("client.id", reader_client_id(&s.group_instance_id))
-            .set("session.timeout.ms", s.session_timeout_ms.to_string())
-            // Three heartbeats per session timeout, or a short timeout expires between two.
-            .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string())
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10")
-            .set("fetch.queue.backoff.ms", "1")
-            .set("reconnect.backoff.max.ms", "1000")
-            .set("allow.auto.create.topics", "false");
-        let consumer: BaseConsumer<OAuthContext> = consumer_cfg.create_with_context(kafka.oauth_context())?;
-        let consumer = Linked::new(consumer, kafka.proxy_token())?;
+            c.set("enable.idempotence", "true").set("reconnect.backoff.max.ms", "1000");
+        })?;
+        let consumer: Linked<BaseConsumer<OAuthContext>> = internal_reader(kafka, &s.group_id, "earliest", |c| {
+            follow_closely(c)
+                .set("group.instance.id", &s.group_instance_id)
+                .set("client.id", reader_client_id(&s.group_instance_id))
+                .set("session.timeout.ms", s.session_timeout_ms.to_string())
+                // Three heartbeats per session timeout, or a short timeout expires between two.
+                .set("heartbeat.interval.ms", (s.session_timeout_ms / 3).max(100).to_string());
+        })?;
         consumer.subscribe(&[&s.topic])?;
         let entries = Arc::new(Mutex::new(HashMap::new()));
         let outcomes = Arc::new(Mutex::new(HashMap::new()));

@@ -13,6 +13,13 @@ use tokio_tungstenite::MaybeTlsStream;
 
 use super::*;
 
+/// The path of a resumable `/socket/out` of client `client` in `group` reading `topic`, with
+/// `autoCommit=false` unless `auto_commit`; a reconnect appends `&resumeToken=<token>`.
+pub fn resumable_out(client: &str, group: &str, topic: &str, auto_commit: bool) -> String {
+    let commit = if auto_commit { "" } else { "&autoCommit=false" };
+    format!("/socket/out?clientId={client}&groupId={group}&topic={topic}{commit}&resumable=true")
+}
+
 /// A new one-partition topic named `topic` holding `n` records (see [`fill`]).
 pub async fn one_partition_with(topic: &str, n: usize) -> String {
     create_topic(topic, 1).await;
