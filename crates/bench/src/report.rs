@@ -43,13 +43,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// A number rounded to 2 decimals, or null when it was not measured.
+/// A number rounded to 2 decimals (3 significant digits below 1, so that a ratio of 0.0234
+/// is not 0.02 in one run and 0.03 in the next), or null when it was not measured.
 fn num(v: f64) -> Value {
-    if v.is_finite() {
-        Value::from((v * 100.0).round() / 100.0)
-    } else {
-        Value::Null
+    if !v.is_finite() {
+        return Value::Null;
     }
+    let decimals = if v.abs() >= 1.0 || v == 0.0 { 2 } else { (2.0 - v.abs().log10().floor()) as i32 };
+    let scale = 10f64.powi(decimals);
+    Value::from((v * scale).round() / scale)
 }
 
 fn get<'a, T>(v: &'a PerProxy<T>, name: &str) -> Option<&'a T> {
@@ -64,8 +66,8 @@ fn is_ratio(key: &str) -> bool {
 impl Results {
     fn p99_added(&self, per_s: usize, name: &str) -> f64 {
         let Some(l) = self.latency.iter().find(|l| l.per_s == per_s) else { return f64::NAN };
-        match (get(&l.proxies, name), &l.direct) {
-            (Some(p), Ok(d)) => ms(quantile(p, 0.99)) - ms(quantile(d, 0.99)),
+        match (get(&l.proxies, name), l.direct_beside(name)) {
+            (Some(p), Some(Ok(d))) => ms(quantile(p, 0.99)) - ms(quantile(d, 0.99)),
             _ => f64::NAN,
         }
     }
@@ -192,9 +194,14 @@ impl Results {
             let _ = writeln!(md, "## 4. Produce acknowledgement latency at {} records/s\n", thousands(l.per_s));
             let _ =
                 writeln!(md, "| client | samples | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|");
-            let mut rows: Vec<(&str, &Outcome<Vec<Duration>>)> =
-                l.proxies.iter().map(|(n, r)| (n.as_str(), r)).collect();
-            rows.push(("direct librdkafka", &l.direct));
+            let rows = l.proxies.iter().zip(&l.directs).flat_map(|((n, r), d)| {
+                let beside = if n == "proxy" {
+                    "direct librdkafka".to_owned()
+                } else {
+                    format!("direct librdkafka, beside the {n}")
+                };
+                [(n.clone(), r), (beside, d)]
+            });
             for (name, r) in rows {
                 match r {
                     Ok(v) => {
@@ -289,7 +296,8 @@ impl Results {
             }
         }
         for l in &self.latency {
-            for (n, r) in l.proxies.iter().map(|(n, r)| (n.as_str(), r)).chain([("direct librdkafka", &l.direct)]) {
+            let beside = l.proxies.iter().zip(&l.directs).map(|((n, _), d)| (format!("direct beside {n}"), d));
+            for (n, r) in l.proxies.iter().map(|(n, r)| (n.clone(), r)).chain(beside) {
                 if let Err(e) = r {
                     failed.push(format!("latency at {}/s: {n}: {e}", l.per_s));
                 }
@@ -352,7 +360,7 @@ impl Results {
         for l in &self.latency {
             let mut lines: Vec<(&str, Vec<(f64, f64)>)> =
                 l.proxies.iter().filter_map(|(n, r)| r.as_ref().ok().map(|v| (n.as_str(), cdf(v)))).collect();
-            if let Ok(d) = &l.direct {
+            if let Some(Ok(d)) = l.direct_beside("proxy") {
                 lines.push(("direct librdkafka", cdf(d)));
             }
             let title = format!("Produce ack latency CDF at {} records/s", thousands(l.per_s));
@@ -376,7 +384,8 @@ const METHOD: &str = "## How it measures\n\n\
 - **A broker in the same state for every run.** The bench deletes the topics of each scenario before the next one, and at its start every `bench-…` topic an earlier run left (a broker that kept them grew by hundreds of partitions and gigabytes per run and slowed down run after run).\n\
 - **A lean load generator.** The proxy's WebSocket clients are bare (`crates/bench/src/bare.rs`): the upgrade by hand on a TCP stream, each produce frame encoded and masked once by tungstenite's codec and written 64 KiB at a time, answers read into one buffer with headers parsed by the same codec and checked (an error answer fails the run), a consume frame's records counted, not parsed. The client shares the 2 cores with the proxy and the broker, and a direct librdkafka client has no such client to feed; tokio-tungstenite's full stream cost the load generator about as much CPU per record as the proxy itself. Clients of a deployed proxy run on other machines.\n\
 - **CPU per record.** The measured process's user+system CPU time (`/proc/PID/stat`, utime+stime, all its threads, read before and after the measured records, warm-up excluded) divided by the records. The proxy is its own process. The direct client runs inside the bench process, so its figure is the bench process's own CPU (`/proc/self/stat`) over its run: librdkafka's threads plus the tokio tasks that hand it records and await the acknowledgements; nothing else runs in the bench meanwhile. Unlike records/s, this does not depend on how busy the machine is (but a busy machine's caches and frequency still move it somewhat).\n\
-- **The Scala proxy** (`--with-scala`) is started for each run like ours, with its own `WSPROXY_SESSION_STATE_TOPIC` and `WSPROXY_SERVER_ID`, gets 1/20 of the records of a throughput run (it is 30 to 100 times slower; every figure is per record or per second), a JIT warm-up of 2,000 records, and runs in the first 3 rounds only (its figures are 50 to 200 times from ours; its wide spreads do not add rounds). A scenario it cannot do becomes a failed row with the reason.\n\
+- **The Scala proxy** (`--with-scala`) is started for each run like ours, with its own `WSPROXY_SESSION_STATE_TOPIC` and `WSPROXY_SERVER_ID`, gets 1/20 of the records of a throughput run (it is 30 to 100 times slower; every figure is per record or per second), a JIT warm-up of 2,000 records, and runs in the first 5 rounds only (its figures are 50 to 200 times from ours; its wide spreads do not add rounds). A scenario it cannot do becomes a failed row with the reason.\n\
+- **Latency in paired windows.** Each proxy's acknowledgement latency window (20 s at 1,000 and at 10,000 records/s, one socket) runs at the same time as a direct client's own window at the same rate on its own topic; the p99 a proxy adds is its p99 minus that of the direct client of the same seconds, so a stall of the machine or the broker lands on both.\n\
 - **Deadlines.** Every wait has one (30 s without an answer on a socket, 5 s for a close frame in reply, 120 s for the Scala proxy's start); a proxy that does not answer makes its row fail with the reason, never a hang.\n\n";
 
 fn table_md(md: &mut String, t: &Table) {
@@ -479,6 +488,10 @@ mod tests {
         assert_eq!(v["consume_ratio"], 0.26);
         assert_eq!(num(f64::NAN), Value::Null);
         assert_eq!(num(1.234), Value::from(1.23));
+        assert_eq!(num(0.5371), Value::from(0.537));
+        assert_eq!(num(0.02345), Value::from(0.0235));
+        assert_eq!(num(0.0), Value::from(0.0));
+        assert_eq!(num(215.234), Value::from(215.23));
         assert_eq!(thousands(10_000), "10,000");
     }
 }

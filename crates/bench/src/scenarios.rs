@@ -2,6 +2,7 @@
 //! a stalled consumer, connection churn. Each runs for one proxy and returns the figure or the
 //! reason it failed; every wait has a deadline.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureRecord;
@@ -10,43 +11,75 @@ use crate::bare::Bare;
 use crate::harness::*;
 use crate::sockets::*;
 
-/// Acknowledgement latencies at one rate: per proxy, and the direct client's.
+/// Acknowledgement latencies at one rate: per proxy, and the direct client's run beside it.
 pub struct Latency {
     pub per_s: usize,
     pub proxies: Vec<(String, Outcome<Vec<Duration>>)>,
-    pub direct: Outcome<Vec<Duration>>,
+    /// The direct client's samples from the same seconds as each proxy's (same order).
+    pub directs: Vec<Outcome<Vec<Duration>>>,
 }
 
+impl Latency {
+    /// The direct client's samples taken beside proxy `name`.
+    pub fn direct_beside(&self, name: &str) -> Option<&Outcome<Vec<Duration>>> {
+        self.proxies.iter().position(|(n, _)| n == name).and_then(|i| self.directs.get(i))
+    }
+}
+
+/// Each proxy's window runs at the same time as a direct client's own (each client at
+/// `per_s`, on its own topic): a stall of the machine or the broker lands in both, so the p99
+/// the proxy adds is taken between samples of the same seconds.
 pub async fn latency(targets: &[Target], secs: u64, per_s: usize) -> Latency {
     let per_ms = per_s / 1000;
     let n = secs as usize * per_s;
-    let mut proxies = Vec::new();
+    let (mut proxies, mut directs) = (Vec::new(), Vec::new());
     for t in targets {
-        eprintln!("   {}", t.name());
-        proxies.push((t.name().to_owned(), latency_proxy(t, n, per_ms).await));
+        eprintln!("   {} beside the direct client", t.name());
+        let start = tokio::sync::Barrier::new(2);
+        let (p, d) = tokio::join!(latency_proxy(t, n, per_ms, &start), latency_direct(n, per_ms, &start));
+        proxies.push((t.name().to_owned(), p));
+        directs.push(d);
     }
-    eprintln!("   direct");
-    let direct = latency_direct(n, per_ms).await;
-    Latency { per_s, proxies, direct }
+    Latency { per_s, proxies, directs }
 }
 
-async fn latency_proxy(target: &Target, n: usize, per_ms: usize) -> Outcome<Vec<Duration>> {
-    let topic = unique("lat");
-    create_topic(&topic, 4).await?;
-    let proxy = Proxy::start(target, &[]).await?;
+/// Awaits `setup`, then `start` (whether it worked or not, so the other side never waits for
+/// a side that failed).
+async fn then_together<T>(start: &tokio::sync::Barrier, setup: impl Future<Output = Outcome<T>>) -> Outcome<T> {
+    let ready = setup.await;
+    start.wait().await;
+    ready
+}
+
+async fn latency_proxy(
+    target: &Target,
+    n: usize,
+    per_ms: usize,
+    start: &tokio::sync::Barrier,
+) -> Outcome<Vec<Duration>> {
     let text = frame(100);
-    let warm = Bare::connect(&proxy.url(&format!("/socket/in?clientId=latwarm&topic={topic}"))).await?;
-    produce_via_socket(warm, &text, 100, 1).await.map_err(|e| format!("warm-up: {e}"))?;
-    let ws = Bare::connect(&proxy.url(&format!("/socket/in?clientId=lat&topic={topic}"))).await?;
+    let (_proxy, ws) = then_together(start, async {
+        let topic = unique("lat");
+        create_topic(&topic, 4).await?;
+        let proxy = Proxy::start(target, &[]).await?;
+        let warm = Bare::connect(&proxy.url(&format!("/socket/in?clientId=latwarm&topic={topic}"))).await?;
+        produce_via_socket(warm, &text, 100, 1).await.map_err(|e| format!("warm-up: {e}"))?;
+        let ws = Bare::connect(&proxy.url(&format!("/socket/in?clientId=lat&topic={topic}"))).await?;
+        Ok((proxy, ws))
+    })
+    .await?;
     latency_via_socket(ws, &text, n, per_ms).await
 }
 
-async fn latency_direct(n: usize, per_ms: usize) -> Outcome<Vec<Duration>> {
+async fn latency_direct(n: usize, per_ms: usize, start: &tokio::sync::Barrier) -> Outcome<Vec<Duration>> {
     let p = direct_producer();
     let topic = unique("latd");
-    create_topic(&topic, 4).await?;
     let body = vec![b'x'; 100];
-    produce_direct(&p, &topic, &body, 100).await?;
+    then_together(start, async {
+        create_topic(&topic, 4).await?;
+        produce_direct(&p, &topic, &body, 100).await.map(|_| ())
+    })
+    .await?;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut waits = Vec::with_capacity(n);
     while waits.len() < n {

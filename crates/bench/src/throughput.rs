@@ -19,7 +19,7 @@ pub const SETTLED_PCT: f64 = 15.0;
 
 /// Rounds a reference row (the Scala proxy) runs: its figures are 50 to 200 times from ours
 /// and from any target, and each of its runs takes as long as a whole round of ours.
-pub const CAPPED_ROUNDS: usize = 3;
+pub const CAPPED_ROUNDS: usize = 5;
 
 /// One measured run: records per second and the measured process's CPU per record.
 #[derive(Debug, Clone, Copy)]
