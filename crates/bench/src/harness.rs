@@ -250,6 +250,27 @@ static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 pub async fn drop_topics() {
     let names = std::mem::take(&mut *CREATED.lock().expect("topic list"));
     delete_topics(&names).await;
+    settle_deletions().await;
+}
+
+/// Waits (at most 60 s) until the broker of `scripts/kafka` has removed the deleted topics'
+/// files (its `…-delete` directories; it removes them at once, `log.segment.delete.delay.ms=0`),
+/// then writes dirty pages out (`sync`): gigabytes of deleted or unwritten logs otherwise stall
+/// the disk, and the broker, in the middle of the next scenario (measured: one-second stalls
+/// of every client's acknowledgements a minute after a scenario's topics went).
+async fn settle_deletions() {
+    let data = root().join(".cache/kafka/run/data");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let pending = std::fs::read_dir(&data)
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with("-delete")))
+            .unwrap_or(false);
+        if !pending {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = tokio::process::Command::new("sync").status().await;
 }
 
 /// Deletes every topic an earlier bench left (named `bench-…`, see [`unique`]); returns how
@@ -260,6 +281,7 @@ pub async fn drop_leftover_topics() -> usize {
     let names: Vec<String> =
         md.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with("bench-")).collect();
     delete_topics(&names).await;
+    settle_deletions().await;
     names.len()
 }
 

@@ -44,7 +44,8 @@ struct Cli {
     #[arg(long)]
     scala_run: Option<PathBuf>,
     /// Run only this scenario and print its figures (for profiling): produce, produce-1k,
-    /// produce-array, produce-parallel, consume, fanout or fanout-latency (with --quick: small).
+    /// produce-array, produce-parallel, consume, latency (paired windows), fanout or fanout-latency
+    /// (with --quick: small).
     #[arg(long)]
     only: Option<String>,
     /// Records for --only.
@@ -207,6 +208,26 @@ async fn main() {
                 throughput::produce(spec("produce parallel", 100, n, s.parallel_sockets, 1), &variants(false), s).await
             }
             "consume" => throughput::consume(&targets, s).await,
+            "latency" => {
+                for per_s in [1000, 10_000] {
+                    let l = scenarios::latency(&targets, s.latency_secs, per_s).await;
+                    for (name, p) in &l.proxies {
+                        let d = l.direct_beside(name).expect("a direct window beside each proxy");
+                        match (p, d) {
+                            (Ok(p), Ok(d)) => println!(
+                                "{per_s}/s {name}: p50 {:.2} ms, p99 {:.2} ms; direct beside it: p50 {:.2} ms, p99 {:.2} ms",
+                                ms(stats::quantile(p, 0.5)),
+                                ms(stats::quantile(p, 0.99)),
+                                ms(stats::quantile(d, 0.5)),
+                                ms(stats::quantile(d, 0.99))
+                            ),
+                            (Err(e), _) | (_, Err(e)) => println!("{per_s}/s {name}: failed: {e}"),
+                        }
+                    }
+                }
+                harness::drop_topics().await;
+                return;
+            }
             "fanout" | "fanout-latency" => {
                 let sizes = if cli.quick { Sizes::quick() } else { Sizes::full() };
                 let f = fanout::measure(&ours, sizes, only == "fanout-latency").await;
@@ -219,7 +240,7 @@ async fn main() {
                 return;
             }
             other => {
-                panic!("--only {other}: use produce, produce-1k, produce-array, produce-parallel, consume, fanout or fanout-latency")
+                panic!("--only {other}: use produce, produce-1k, produce-array, produce-parallel, consume, latency, fanout or fanout-latency")
             }
         };
         harness::drop_topics().await;
@@ -327,6 +348,10 @@ async fn main() {
 async fn step(name: &str) {
     harness::drop_topics().await;
     eprintln!("== {name}");
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn facts(bin: &std::path::Path) -> Vec<(String, String)> {
