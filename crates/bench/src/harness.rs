@@ -250,27 +250,39 @@ static CREATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 pub async fn drop_topics() {
     let names = std::mem::take(&mut *CREATED.lock().expect("topic list"));
     delete_topics(&names).await;
-    settle_deletions().await;
+    settle_deletions(&names).await;
 }
 
-/// Waits (at most 60 s) until the broker of `scripts/kafka` has removed the deleted topics'
-/// files (its `…-delete` directories; it removes them at once, `log.segment.delete.delay.ms=0`),
-/// then writes dirty pages out (`sync`): gigabytes of deleted or unwritten logs otherwise stall
-/// the disk, and the broker, in the middle of the next scenario (measured: one-second stalls
-/// of every client's acknowledgements a minute after a scenario's topics went).
-async fn settle_deletions() {
+/// Waits (at most 60 s) until the broker of `scripts/kafka` has removed the files of the
+/// deleted topics `names` (a partition's directory `<topic>-<n>`, renamed `…-delete` once the
+/// broker applies the deletion, which may be after the deletion's answer; it removes them at
+/// once, `log.segment.delete.delay.ms=0`), then writes dirty pages out (`sync`, at most 60 s):
+/// gigabytes of deleted or unwritten logs otherwise stall the disk, and the broker, in the
+/// middle of the next scenario (measured: one-second stalls of every client's
+/// acknowledgements a minute after a scenario's topics went).
+async fn settle_deletions(names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
     let data = root().join(".cache/kafka/run/data");
+    let prefixes: Vec<String> = names.iter().map(|n| format!("{n}-")).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let pending = std::fs::read_dir(&data)
-            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().ends_with("-delete")))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    let f = e.file_name();
+                    let f = f.to_string_lossy();
+                    prefixes.iter().any(|p| f.starts_with(p.as_str()))
+                })
+            })
             .unwrap_or(false);
         if !pending {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = tokio::process::Command::new("sync").status().await;
+    let _ = within(Duration::from_secs(60), "sync", tokio::process::Command::new("sync").status()).await;
 }
 
 /// Deletes every topic an earlier bench left (named `bench-…`, see [`unique`]); returns how
@@ -278,11 +290,22 @@ async fn settle_deletions() {
 pub async fn drop_leftover_topics() -> usize {
     let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", BOOTSTRAP).create().expect("consumer");
     let Ok(md) = c.fetch_metadata(None, Duration::from_secs(30)) else { return 0 };
-    let names: Vec<String> =
-        md.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with("bench-")).collect();
+    let names: Vec<String> = md
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|n| n.starts_with("bench-") && !made_by_a_live_bench(n))
+        .collect();
     delete_topics(&names).await;
-    settle_deletions().await;
+    settle_deletions(&names).await;
     names.len()
+}
+
+/// Whether topic `name` ([`unique`]: `bench-<what>-<pid>-<nanos>`) belongs to a bench process
+/// still running (another `--only` run on the same broker keeps its topics).
+fn made_by_a_live_bench(name: &str) -> bool {
+    let Some(pid) = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok()) else { return false };
+    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Partitions the broker holds (every topic's).
@@ -413,6 +436,14 @@ mod tests {
         assert_eq!(parse_stat_ticks(line), Some(325));
         assert!(cpu_us("self") >= 0.0);
         assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn leftover_topics_of_a_running_bench_are_kept() {
+        assert!(!made_by_a_live_bench(&unique("p100")), "this process's own");
+        assert!(made_by_a_live_bench("bench-p100-1-123456"), "pid 1 runs");
+        assert!(!made_by_a_live_bench("bench-p100-4294967295-1"));
+        assert!(!made_by_a_live_bench("bench-odd"));
     }
 
     #[test]
