@@ -216,10 +216,10 @@ async fn main() {
                         match (p, d) {
                             (Ok(p), Ok(d)) => println!(
                                 "{per_s}/s {name}: p50 {:.2} ms, p99 {:.2} ms; direct beside it: p50 {:.2} ms, p99 {:.2} ms",
-                                ms(stats::quantile(p, 0.5)),
-                                ms(stats::quantile(p, 0.99)),
-                                ms(stats::quantile(d, 0.5)),
-                                ms(stats::quantile(d, 0.99))
+                                report::ms(stats::quantile(p, 0.5)),
+                                report::ms(stats::quantile(p, 0.99)),
+                                report::ms(stats::quantile(d, 0.5)),
+                                report::ms(stats::quantile(d, 0.99))
                             ),
                             (Err(e), _) | (_, Err(e)) => println!("{per_s}/s {name}: failed: {e}"),
                         }
@@ -348,10 +348,6 @@ async fn main() {
 async fn step(name: &str) {
     harness::drop_topics().await;
     eprintln!("== {name}");
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn facts(bin: &std::path::Path) -> Vec<(String, String)> {

@@ -39,7 +39,7 @@ pub struct Results {
     pub findings: Option<String>,
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

@@ -37,11 +37,18 @@ pub fn array_frame(size: usize, records: usize) -> String {
 
 /// Records answered by one result frame: an array frame answers each of its records.
 fn results_in(text: &str, per_frame: usize) -> Outcome<usize> {
-    let is_error = if per_frame > 1 { text.contains("{\"error\"") } else { text.starts_with("{\"error\"") };
-    if is_error {
-        return Err(format!("the proxy refused a record: {}", text.chars().take(200).collect::<String>()));
-    }
+    refuse_errors(text, per_frame > 1, "the proxy refused a record")?;
     Ok(per_frame)
+}
+
+/// Fails with `what` and the frame's start when the frame (an array of them when `array`) holds
+/// an error object.
+fn refuse_errors(text: &str, array: bool, what: &str) -> Outcome<()> {
+    let is_error = if array { text.contains("{\"error\"") } else { text.starts_with("{\"error\"") };
+    if is_error {
+        return Err(format!("{what}: {}", text.chars().take(200).collect::<String>()));
+    }
+    Ok(())
 }
 
 /// Pipelines `frames` frames of `per_frame` records each on one bare socket (written 64 KiB at
@@ -87,9 +94,7 @@ pub async fn consume_via_socket(ws: &mut Bare, n: usize, batched: bool) -> Outco
     ws.read
         .read_texts(ANSWER_WAIT, n, "records", |t| {
             first.get_or_insert_with(Instant::now);
-            if t.starts_with("{\"error\"") || t.contains(",{\"error\"") || t.starts_with("[{\"error\"") {
-                return Err(format!("the proxy sent an error: {}", t.chars().take(200).collect::<String>()));
-            }
+            refuse_errors(t, batched, "the proxy sent an error")?;
             Ok(if batched { t.matches("\"offset\":").count().max(1) } else { 1 })
         })
         .await?;
