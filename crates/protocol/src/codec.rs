@@ -167,9 +167,9 @@ impl SocketCodec {
     /// [`Self::encode_batch`]), or says why its bytes do not decode as the socket's types.
     pub fn encode_record(&self, record: &KafkaRecordView<'_>) -> Result<Frame, FrameError> {
         match self {
-            SocketCodec::Json(t) => RecordEncoder { key_type: t.key_type, val_type: t.val_type }
-                .record(record)
-                .map(|out| Frame::Text(serde_json::to_string(&out).expect("records always serialise"))),
+            SocketCodec::Json(t) => {
+                RecordEncoder { key_type: t.key_type, val_type: t.val_type }.render(record).map(Frame::Text)
+            }
             SocketCodec::Avro(t) => avro::encode_consumer_record(record, t.key_type, t.val_type).map(Frame::Binary),
         }
     }

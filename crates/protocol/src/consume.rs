@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{ConsumerErrorFrame, ErrorBody, ErrorCode, FrameError};
 use crate::format::{FormatError, FormatType, Rendered};
@@ -35,12 +35,6 @@ impl fmt::Display for MessageIdOf<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.0;
         write!(f, "{}-{}-{}-{}", r.topic, r.partition, r.offset, r.timestamp)
-    }
-}
-
-impl Serialize for MessageIdOf<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 
@@ -76,36 +70,6 @@ fn split_number(s: &str, may_be_negative: bool) -> Option<(&str, i64)> {
         return None;
     }
     Some((rest, num.parse().ok()?))
-}
-
-/// `{"key", "value"}` of a Kafka header; values rendered as UTF-8 (lossy).
-#[derive(Debug, Clone, Serialize)]
-pub struct HeaderOut<'a> {
-    pub key: &'a str,
-    pub value: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// `{"value", "format"}`.
-#[derive(Debug, Serialize)]
-pub struct FormattedOut<'a> {
-    pub value: Rendered<'a>,
-    pub format: &'a str,
-}
-
-/// One consumed record as a frame (or an element of a batch frame).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsumerRecordOut<'a> {
-    pub ws_proxy_message_id: MessageIdOf<'a>,
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp: i64,
-    pub headers: Option<Vec<HeaderOut<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<FormattedOut<'a>>,
-    /// `None` renders `"value": null` (a tombstone).
-    pub value: Option<FormattedOut<'a>>,
 }
 
 /// The raw parts of a Kafka record, as the consumer hands them over.
@@ -166,40 +130,108 @@ pub struct RecordEncoder {
 }
 
 impl RecordEncoder {
-    /// Renders one Kafka record, or says why its bytes do not decode.
-    pub fn record<'a>(&self, r: &KafkaRecordView<'a>) -> Result<ConsumerRecordOut<'a>, FrameError> {
+    /// Renders one Kafka record as the JSON text of its frame, or says why its bytes do not
+    /// decode (nothing is written then).
+    ///
+    /// The frame has one shape, so it is written straight into one string instead of through
+    /// a serde map: the field names are constants, numbers go through `itoa`, and text is
+    /// copied whole unless it holds a character JSON must escape (then serde_json escapes
+    /// it). This is the consume path's cost per record; the test module renders the same
+    /// records through serde as the oracle.
+    pub fn render(&self, r: &KafkaRecordView<'_>) -> Result<String, FrameError> {
         let decode_err = |what: &str, e: FormatError| FrameError::undecodable(what, r, e);
-        let key = match r.key {
-            None => None,
-            Some(bytes) => {
-                // Without keyType a key would be lost; show it as bytes (the reference rendered `{}`).
-                let kt = self.key_type.unwrap_or(FormatType::ByteArray);
-                Some(FormattedOut { value: kt.render(bytes).map_err(|e| decode_err("key", e))?, format: kt.name() })
-            }
-        };
-        let value = match r.value {
-            None => None,
-            Some(bytes) => Some(FormattedOut {
-                value: self.val_type.render(bytes).map_err(|e| decode_err("value", e))?,
-                format: self.val_type.name(),
-            }),
-        };
-        let headers = if r.headers.is_empty() {
-            None
+        // Without keyType a key would be lost; show it as bytes (the reference rendered `{}`).
+        let key_type = self.key_type.unwrap_or(FormatType::ByteArray);
+        let key = r.key.map(|b| key_type.render(b)).transpose().map_err(|e| decode_err("key", e))?;
+        let value = r.value.map(|b| self.val_type.render(b)).transpose().map_err(|e| decode_err("value", e))?;
+        let headers_len: usize = r.headers.iter().map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len) + 24).sum();
+        let data_len = r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len);
+        let mut out = String::with_capacity(192 + 2 * r.topic.len() + headers_len + data_len * 4 / 3);
+        out.push_str(r#"{"wsProxyMessageId":""#);
+        push_json_str_contents(&mut out, r.topic);
+        for n in [i64::from(r.partition), r.offset, r.timestamp] {
+            out.push('-');
+            out.push_str(itoa::Buffer::new().format(n));
+        }
+        out.push_str(r#"","topic":"#);
+        push_json_str(&mut out, r.topic);
+        for (name, n) in [
+            (r#","partition":"#, i64::from(r.partition)),
+            (r#","offset":"#, r.offset),
+            (r#","timestamp":"#, r.timestamp),
+        ] {
+            out.push_str(name);
+            out.push_str(itoa::Buffer::new().format(n));
+        }
+        out.push_str(r#","headers":"#);
+        if r.headers.is_empty() {
+            out.push_str("null");
         } else {
-            Some(r.headers.iter().map(|(k, v)| HeaderOut { key: k, value: v.map(String::from_utf8_lossy) }).collect())
-        };
-        Ok(ConsumerRecordOut {
-            ws_proxy_message_id: MessageIdOf(*r),
-            topic: r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            timestamp: r.timestamp,
-            headers,
-            key,
-            value,
-        })
+            out.push('[');
+            for (n, (k, v)) in r.headers.iter().enumerate() {
+                out.push_str(if n == 0 { r#"{"key":"# } else { r#",{"key":"# });
+                push_json_str(&mut out, k);
+                out.push_str(r#","value":"#);
+                match v {
+                    // Header values are shown as UTF-8, decoded lossily.
+                    Some(v) => push_json_str(&mut out, &String::from_utf8_lossy(v)),
+                    None => out.push_str("null"),
+                }
+                out.push('}');
+            }
+            out.push(']');
+        }
+        if let Some(key) = &key {
+            out.push_str(r#","key":"#);
+            push_formatted(&mut out, key, key_type);
+        }
+        out.push_str(r#","value":"#);
+        match &value {
+            Some(value) => push_formatted(&mut out, value, self.val_type),
+            // A tombstone.
+            None => out.push_str("null"),
+        }
+        out.push('}');
+        Ok(out)
     }
+}
+
+/// `{"value":<the rendered value>,"format":"<its type>"}`.
+fn push_formatted(out: &mut String, value: &Rendered<'_>, format: FormatType) {
+    out.push_str(r#"{"value":"#);
+    match value {
+        Rendered::Json(raw) => out.push_str(raw.get()),
+        Rendered::Str(text) => push_json_str(out, text),
+        Rendered::Base64(text) => push_json_str(out, text),
+        Rendered::Text(raw) => out.push_str(raw.get()),
+    }
+    out.push_str(r#","format":""#);
+    out.push_str(format.name());
+    out.push_str(r#""}"#);
+}
+
+/// `text` as a JSON string, quotes included.
+fn push_json_str(out: &mut String, text: &str) {
+    out.push('"');
+    push_json_str_contents(out, text);
+    out.push('"');
+}
+
+/// `text` escaped as the inside of a JSON string. Most text needs no escaping: it is
+/// checked a chunk at a time (a loop without early exit, which the compiler vectorises) and
+/// copied whole; text that holds a quote, a backslash or a control character goes through
+/// serde_json, so that every escape is serde_json's.
+fn push_json_str_contents(out: &mut String, text: &str) {
+    let needs_escape = text
+        .as_bytes()
+        .chunks(32)
+        .any(|chunk| chunk.iter().fold(false, |found, &b| found | (b < 0x20) | (b == b'"') | (b == b'\\')));
+    if !needs_escape {
+        out.push_str(text);
+        return;
+    }
+    let quoted = serde_json::to_string(text).expect("strings always serialise");
+    out.push_str(&quoted[1..quoted.len() - 1]);
 }
 
 /// `{"wsProxyMessageId": "..."}` sent by a client with `autoCommit=false`.
@@ -232,6 +264,128 @@ impl MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Serialize;
+
+    /// The oracle of [`RecordEncoder::render`]: the record frame's shape, written by serde.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ConsumerRecordOut<'a> {
+        ws_proxy_message_id: String,
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        timestamp: i64,
+        headers: Option<Vec<HeaderOut<'a>>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<FormattedOut<'a>>,
+        value: Option<FormattedOut<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct HeaderOut<'a> {
+        key: &'a str,
+        value: Option<std::borrow::Cow<'a, str>>,
+    }
+
+    #[derive(Serialize)]
+    struct FormattedOut<'a> {
+        value: Rendered<'a>,
+        format: &'a str,
+    }
+
+    fn oracle<'a>(enc: &RecordEncoder, r: &KafkaRecordView<'a>) -> Option<String> {
+        let key_type = enc.key_type.unwrap_or(FormatType::ByteArray);
+        let formatted =
+            |t: FormatType, b: &'a [u8]| t.render(b).ok().map(|value| FormattedOut { value, format: t.name() });
+        let key = match r.key {
+            Some(b) => Some(formatted(key_type, b)?),
+            None => None,
+        };
+        let value = match r.value {
+            Some(b) => Some(formatted(enc.val_type, b)?),
+            None => None,
+        };
+        let headers = (!r.headers.is_empty()).then(|| {
+            r.headers.iter().map(|(k, v)| HeaderOut { key: k, value: v.map(String::from_utf8_lossy) }).collect()
+        });
+        let out = ConsumerRecordOut {
+            ws_proxy_message_id: MessageId::of(r).to_string(),
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            headers,
+            key,
+            value,
+        };
+        Some(serde_json::to_string(&out).unwrap())
+    }
+
+    /// Every format type, with and without keys, headers and values, and text that needs
+    /// escaping (quotes, backslashes, control characters, in the topic too) or not (ASCII,
+    /// multi-byte UTF-8, long runs either side of the 32-byte chunks): the frame is byte for
+    /// byte what serde writes.
+    #[test]
+    fn rendered_records_are_what_serde_writes() {
+        let long = "x".repeat(70) + "\"" + &"é".repeat(20);
+        // Each character JSON escapes, alone in a text, in the first and in a later chunk.
+        let lone: Vec<String> = ['\u{0}', '\u{1f}', '"', '\\']
+            .iter()
+            .flat_map(|c| [format!("{c}abc"), format!("{}{c}", "y".repeat(40))])
+            .collect();
+        let mut texts: Vec<&[u8]> = lone.iter().map(|t| t.as_bytes()).collect();
+        texts.extend::<[&[u8]; 12]>([
+            b"",
+            b"plain ascii value",
+            "quote \" back \\ tab \t nl \n bell \u{7} del \u{7f} \u{1f}".as_bytes(),
+            "ü € 𝄞 / <script>".as_bytes(),
+            long.as_bytes(),
+            &[0xff, 0xfe, b'a'],
+            b"{\"a\": [1, 2.5e3, \"x\"]}",
+            b"84e1703",
+            &[0, 0, 0, 7],
+            &[0x80, 0],
+            &[0, 0, 0, 0, 0, 0, 1, 0],
+            &[0x3f, 0xf8, 0, 0, 0, 0, 0, 0],
+        ]);
+        let headers: [(&str, Option<&[u8]>); 3] =
+            [("h", Some(b"v")), ("q\"\u{1}k", Some(&[0xff, b'"'])), ("none", None)];
+        let mut rendered = 0;
+        for topic in ["t", "a-b.c_d", "odd\"to\\pic\n"] {
+            for key_type in std::iter::once(None).chain(FormatType::ALL.map(Some)) {
+                for val_type in FormatType::ALL {
+                    let enc = RecordEncoder { key_type, val_type };
+                    for (i, value) in texts.iter().enumerate() {
+                        let key = texts[(i + 3) % texts.len()];
+                        for (key, value, headers) in [
+                            (Some(key), Some(*value), &headers[..]),
+                            (None, Some(*value), &headers[..1]),
+                            (Some(key), None, &[][..]),
+                        ] {
+                            let view = KafkaRecordView {
+                                topic,
+                                partition: i as i32,
+                                offset: 1 << 40,
+                                timestamp: -1,
+                                key,
+                                value,
+                                headers,
+                            };
+                            match (enc.render(&view), oracle(&enc, &view)) {
+                                (Ok(text), Some(expected)) => {
+                                    assert_eq!(text, expected, "{enc:?} {view:?}");
+                                    rendered += 1;
+                                }
+                                (Err(e), None) => assert_eq!(e.code, ErrorCode::DecodeError),
+                                (got, expected) => panic!("{enc:?} {view:?}: {got:?} against {expected:?}"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(rendered > 500, "{rendered}");
+    }
 
     #[test]
     fn message_ids_round_trip_with_dashes_in_topic_and_negative_timestamp() {
@@ -262,7 +416,7 @@ mod tests {
             headers: &headers,
         };
         assert_eq!(
-            serde_json::to_string(&enc.record(&view).unwrap()).unwrap(),
+            enc.render(&view).unwrap(),
             r#"{"wsProxyMessageId":"t-0-5-9","topic":"t","partition":0,"offset":5,"timestamp":9,"headers":[{"key":"h","value":"v"}],"key":{"value":"k","format":"string"},"value":{"value":7,"format":"int"}}"#
         );
     }
@@ -273,7 +427,7 @@ mod tests {
         let view =
             KafkaRecordView { topic: "t", partition: 1, offset: 2, timestamp: 3, key: None, value: None, headers: &[] };
         assert_eq!(
-            serde_json::to_string(&enc.record(&view).unwrap()).unwrap(),
+            enc.render(&view).unwrap(),
             r#"{"wsProxyMessageId":"t-1-2-3","topic":"t","partition":1,"offset":2,"timestamp":3,"headers":null,"value":null}"#
         );
     }
@@ -290,7 +444,7 @@ mod tests {
             value: Some(b"abc"),
             headers: &[],
         };
-        let e = enc.record(&view).unwrap_err();
+        let e = enc.render(&view).unwrap_err();
         assert_eq!(e.code, ErrorCode::DecodeError);
         assert!(e.message.contains("partition 1, offset 2"), "{}", e.message);
     }
@@ -316,7 +470,7 @@ mod tests {
             value: Some(b"77e7777777776"),
             headers: &[],
         };
-        let text = serde_json::to_string(&enc.record(&view).unwrap()).unwrap();
+        let text = enc.render(&view).unwrap();
         assert!(text.ends_with(r#""value":{"value":77e7777777776,"format":"json"}}"#), "{text}");
         let raw: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
             serde_json::from_str(&text).unwrap();

@@ -116,16 +116,28 @@ struct Item {
 
 /// The socket's topic names, one shared copy each: records name theirs by `&str`, the commit
 /// stack and offsets keep a [`TopicPartition`] per record without a copy of the name.
+/// The name of the last record's topic is looked up first: records come in runs of one
+/// partition.
 #[derive(Default)]
-struct TopicNames(HashSet<Arc<str>>);
+struct TopicNames {
+    all: HashSet<Arc<str>>,
+    last: Option<Arc<str>>,
+}
 
 impl TopicNames {
     fn get(&mut self, topic: &str) -> Arc<str> {
-        if let Some(name) = self.0.get(topic) {
-            return name.clone();
+        if let Some(last) = self.last.as_ref().filter(|last| ***last == *topic) {
+            return last.clone();
         }
-        let name: Arc<str> = Arc::from(topic);
-        self.0.insert(name.clone());
+        let name = match self.all.get(topic) {
+            Some(name) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                self.all.insert(name.clone());
+                name
+            }
+        };
+        self.last = Some(name.clone());
         name
     }
 }
