@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{ConsumerErrorFrame, ErrorBody, ErrorCode, FrameError};
 use crate::format::{FormatError, FormatType, Rendered};
+use crate::json_text;
 
 /// The id of a consumed record: `<topic>-<partition>-<offset>-<timestamp>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,11 +134,9 @@ impl RecordEncoder {
     /// Renders one Kafka record as the JSON text of its frame, or says why its bytes do not
     /// decode (nothing is written then).
     ///
-    /// The frame has one shape, so it is written straight into one string instead of through
-    /// a serde map: the field names are constants, numbers go through `itoa`, and text is
-    /// copied whole unless it holds a character JSON must escape (then serde_json escapes
-    /// it). This is the consume path's cost per record; the test module renders the same
-    /// records through serde as the oracle.
+    /// The frame has one shape, so it is written straight into one string ([`json_text`])
+    /// instead of through a serde map: this is the consume path's cost per record. The test
+    /// module renders the same records through serde as the oracle.
     pub fn render(&self, r: &KafkaRecordView<'_>) -> Result<String, FrameError> {
         let decode_err = |what: &str, e: FormatError| FrameError::undecodable(what, r, e);
         // Without keyType a key would be lost; show it as bytes (the reference rendered `{}`).
@@ -148,20 +147,20 @@ impl RecordEncoder {
         let data_len = r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len);
         let mut out = String::with_capacity(192 + 2 * r.topic.len() + headers_len + data_len * 4 / 3);
         out.push_str(r#"{"wsProxyMessageId":""#);
-        push_json_str_contents(&mut out, r.topic);
+        json_text::push_str_contents(&mut out, r.topic);
         for n in [i64::from(r.partition), r.offset, r.timestamp] {
             out.push('-');
-            out.push_str(itoa::Buffer::new().format(n));
+            json_text::push_int(&mut out, n);
         }
         out.push_str(r#"","topic":"#);
-        push_json_str(&mut out, r.topic);
+        json_text::push_str(&mut out, r.topic);
         for (name, n) in [
             (r#","partition":"#, i64::from(r.partition)),
             (r#","offset":"#, r.offset),
             (r#","timestamp":"#, r.timestamp),
         ] {
             out.push_str(name);
-            out.push_str(itoa::Buffer::new().format(n));
+            json_text::push_int(&mut out, n);
         }
         out.push_str(r#","headers":"#);
         if r.headers.is_empty() {
@@ -170,13 +169,10 @@ impl RecordEncoder {
             out.push('[');
             for (n, (k, v)) in r.headers.iter().enumerate() {
                 out.push_str(if n == 0 { r#"{"key":"# } else { r#",{"key":"# });
-                push_json_str(&mut out, k);
+                json_text::push_str(&mut out, k);
                 out.push_str(r#","value":"#);
-                match v {
-                    // Header values are shown as UTF-8, decoded lossily.
-                    Some(v) => push_json_str(&mut out, &String::from_utf8_lossy(v)),
-                    None => out.push_str("null"),
-                }
+                // Header values are shown as UTF-8, decoded lossily.
+                json_text::push_opt_str(&mut out, v.map(String::from_utf8_lossy).as_deref());
                 out.push('}');
             }
             out.push(']');
@@ -201,37 +197,13 @@ fn push_formatted(out: &mut String, value: &Rendered<'_>, format: FormatType) {
     out.push_str(r#"{"value":"#);
     match value {
         Rendered::Json(raw) => out.push_str(raw.get()),
-        Rendered::Str(text) => push_json_str(out, text),
-        Rendered::Base64(text) => push_json_str(out, text),
+        Rendered::Str(text) => json_text::push_str(out, text),
+        Rendered::Base64(text) => json_text::push_str(out, text),
         Rendered::Text(raw) => out.push_str(raw.get()),
     }
     out.push_str(r#","format":""#);
     out.push_str(format.name());
     out.push_str(r#""}"#);
-}
-
-/// `text` as a JSON string, quotes included.
-fn push_json_str(out: &mut String, text: &str) {
-    out.push('"');
-    push_json_str_contents(out, text);
-    out.push('"');
-}
-
-/// `text` escaped as the inside of a JSON string. Most text needs no escaping: it is
-/// checked a chunk at a time (a loop without early exit, which the compiler vectorises) and
-/// copied whole; text that holds a quote, a backslash or a control character goes through
-/// serde_json, so that every escape is serde_json's.
-fn push_json_str_contents(out: &mut String, text: &str) {
-    let needs_escape = text
-        .as_bytes()
-        .chunks(32)
-        .any(|chunk| chunk.iter().fold(false, |found, &b| found | (b < 0x20) | (b == b'"') | (b == b'\\')));
-    if !needs_escape {
-        out.push_str(text);
-        return;
-    }
-    let quoted = serde_json::to_string(text).expect("strings always serialise");
-    out.push_str(&quoted[1..quoted.len() - 1]);
 }
 
 /// `{"wsProxyMessageId": "..."}` sent by a client with `autoCommit=false`.

@@ -17,6 +17,7 @@ pub mod consume;
 pub mod error;
 pub mod fanout;
 pub mod format;
+mod json_text;
 pub mod params;
 pub mod produce;
 pub mod pull;
