@@ -14,12 +14,16 @@ fuzz_target!(|data: &[u8]| {
     let split = (head[2] as usize).min(rest.len());
     let (key, value) = rest.split_at(split);
     let header_value = &value[..value.len().min(head[3] as usize)];
-    let headers = [("h", Some(header_value)), ("empty", None)];
+    // The topic and a header key come from the input too (any text, quotes and control
+    // characters included), so that the frame's own escaping is fuzzed, not only the values.
+    let text = String::from_utf8_lossy(&key[..key.len().min(12)]);
+    let topic = format!("fuzz-{text}");
+    let headers = [(text.as_ref(), Some(header_value)), ("empty", None)];
     let encoder = RecordEncoder {
         key_type: (head[0] >= 128).then(|| FormatType::ALL[head[0] as usize % FormatType::ALL.len()]),
         val_type: FormatType::ALL[head[1] as usize % FormatType::ALL.len()],
     };
-    let topic = "fuzz-topic-";
+    let topic = topic.as_str();
     let view = KafkaRecordView {
         topic,
         partition: i32::from(head[2]),
@@ -36,6 +40,9 @@ fuzz_target!(|data: &[u8]| {
                 serde_json::from_str(&text).expect("a record frame is a JSON object");
             let id: String = serde_json::from_str(v["wsProxyMessageId"].get()).expect("the id is a string");
             let id = MessageId::parse(&id).expect("the id parses");
+            let shown: String = serde_json::from_str(v["topic"].get()).expect("the topic is a string");
+            assert_eq!(shown, topic);
+            assert_eq!(v.len(), if view.key.is_some() { 8 } else { 7 }, "every field once: {text}");
             assert_eq!(
                 (id.topic.as_str(), id.partition, id.offset, id.timestamp),
                 (topic, view.partition, view.offset, view.timestamp)

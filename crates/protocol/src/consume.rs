@@ -27,18 +27,6 @@ impl fmt::Display for MessageId {
     }
 }
 
-/// The id of a consumed record written straight from the record into a frame, without
-/// building a [`MessageId`] (the same text).
-#[derive(Debug, Clone, Copy)]
-pub struct MessageIdOf<'a>(pub KafkaRecordView<'a>);
-
-impl fmt::Display for MessageIdOf<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = &self.0;
-        write!(f, "{}-{}-{}-{}", r.topic, r.partition, r.offset, r.timestamp)
-    }
-}
-
 impl MessageId {
     /// The id of a consumed record.
     pub fn of(r: &KafkaRecordView<'_>) -> MessageId {
@@ -144,8 +132,8 @@ impl RecordEncoder {
         let key = r.key.map(|b| key_type.render(b)).transpose().map_err(|e| decode_err("key", e))?;
         let value = r.value.map(|b| self.val_type.render(b)).transpose().map_err(|e| decode_err("value", e))?;
         let headers_len: usize = r.headers.iter().map(|(k, v)| k.len() + v.map_or(0, <[u8]>::len) + 24).sum();
-        let data_len = r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len);
-        let mut out = String::with_capacity(192 + 2 * r.topic.len() + headers_len + data_len * 4 / 3);
+        let data_len = r.key.map_or(0, <[u8]>::len).saturating_add(r.value.map_or(0, <[u8]>::len));
+        let mut out = String::with_capacity(192 + 2 * r.topic.len() + headers_len + data_len / 3 * 4 + 4);
         out.push_str(r#"{"wsProxyMessageId":""#);
         json_text::push_str_contents(&mut out, r.topic);
         for n in [i64::from(r.partition), r.offset, r.timestamp] {
@@ -357,6 +345,17 @@ mod tests {
             }
         }
         assert!(rendered > 500, "{rendered}");
+        let extremes = KafkaRecordView {
+            topic: "t",
+            partition: i32::MIN,
+            offset: i64::MAX,
+            timestamp: i64::MIN,
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: &[],
+        };
+        let enc = RecordEncoder { key_type: Some(FormatType::String), val_type: FormatType::String };
+        assert_eq!(enc.render(&extremes).ok(), oracle(&enc, &extremes));
     }
 
     #[test]

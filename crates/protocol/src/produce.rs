@@ -116,6 +116,8 @@ pub enum Answer<'a> {
     Err(ErrorFrame<'a>),
 }
 
+/// Answers are written by hand ([`render_answer`]); their serde form is the shape that writing
+/// is tested against.
 impl Serialize for Answer<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -209,6 +211,15 @@ mod tests {
         }
         assert_eq!(render_answers(&answers), serde_json::to_string(&answers).unwrap());
         assert_eq!(render_answers(&[]), "[]");
+        let extremes = Answer::Ok(ProduceResult {
+            topic: "t",
+            partition: i32::MIN,
+            offset: i64::MAX,
+            timestamp: i64::MIN,
+            client_message_id: None,
+            message_id: None,
+        });
+        assert_eq!(render_answer(&extremes), serde_json::to_string(&extremes).unwrap());
     }
 
     const STRINGS: RecordDecoder = RecordDecoder { key_type: Some(FormatType::String), val_type: FormatType::String };

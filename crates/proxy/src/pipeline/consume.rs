@@ -126,7 +126,7 @@ struct TopicNames {
 
 impl TopicNames {
     fn get(&mut self, topic: &str) -> Arc<str> {
-        if let Some(last) = self.last.as_ref().filter(|last| ***last == *topic) {
+        if let Some(last) = self.last.as_ref().filter(|last| &***last == topic) {
             return last.clone();
         }
         let name = match self.all.get(topic) {
