@@ -51,8 +51,9 @@ use crate::pipeline::resume::Resume;
 use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
-/// Frames written between two flushes when records are sent one per frame.
-const MAX_FRAMES_PER_FLUSH: usize = 256;
+/// Records taken per wakeup and written with one flush: one per frame, or in array frames of
+/// `batchSize` (as many whole frames as fit, at least one).
+const MAX_RECORDS_PER_FLUSH: usize = 256;
 
 /// Bytes of records taken per wakeup (also the most an array frame grows to, beyond its
 /// first record), so that a large `batchSize` of large records stays within the write buffer.
@@ -246,9 +247,15 @@ pub async fn run<S>(
                         }
                         continue;
                     }
-                    // Records taken per wakeup: one array frame's worth, or (one record per
-                    // frame) as many as are ready, written with a single flush.
-                    let per_wakeup = if settings.batched { batch_size } else { MAX_FRAMES_PER_FLUSH };
+                    // Records taken per wakeup: as many as are ready, written with a single flush.
+                    // Several array frames per wakeup: the wakeup's own cost (the poll, the
+                    // flush, the offset stores) is shared by more records.
+                    let per_wakeup = if settings.batched {
+                        let batch_size = batch_size.max(1);
+                        batch_size.max(MAX_RECORDS_PER_FLUSH / batch_size * batch_size)
+                    } else {
+                        MAX_RECORDS_PER_FLUSH
+                    };
                     let max = limit.as_mut().map_or(per_wakeup, |l| l.available(std::time::Instant::now()).clamp(1, per_wakeup));
                     let max = credit.map_or(max, |c| max.min(c.available()));
                     let mut items = Vec::with_capacity(max.min(1024));
@@ -296,8 +303,11 @@ pub async fn run<S>(
                     // for the idle timeout leaves its records to the group's next member. While
                     // the write waited the client's pongs were not read: a client that takes
                     // frames is alive.
-                    let frames: Vec<Frame> = items.iter_mut().map(|i| std::mem::take(&mut i.frame)).collect();
-                    let frames = if settings.batched { settings.codec.encode_batch(frames) } else { frames };
+                    let frames: Vec<Frame> = if settings.batched {
+                        items.chunks_mut(batch_size.max(1)).flat_map(|batch| settings.codec.encode_batch(batch.iter_mut().map(|i| std::mem::take(&mut i.frame)).collect())).collect()
+                    } else {
+                        items.iter_mut().map(|i| std::mem::take(&mut i.frame)).collect()
+                    };
                     match live.send_all(&mut tx, frames.into_iter().map(message)).await {
                         Ok(()) => {}
                         Err(Interrupted::Stalled) => { dropped = true; break None }
