@@ -2,8 +2,8 @@
 //! pace the socket drains; commits in when `autoCommit=false`. A socket reads one topic,
 //! several or a pattern: partitions are [`TopicPartition`]s throughout.
 //!
-//! Backpressure is structural: the next record is taken from the consumer only after the
-//! previous frame was written, and the consumer's prefetch is capped, so a stalled client
+//! Backpressure is structural: the next records are taken from the consumer only after the
+//! previous wakeup's frames were written, and the consumer's prefetch is capped, so a stalled client
 //! costs bounded memory. Offsets are stored (for auto-commit) or stashed (for manual commits)
 //! as [`SocketConsumer::store`] says: after the frame carrying the record was flushed.
 //!
@@ -303,11 +303,7 @@ pub async fn run<S>(
                     // for the idle timeout leaves its records to the group's next member. While
                     // the write waited the client's pongs were not read: a client that takes
                     // frames is alive.
-                    let frames: Vec<Frame> = if settings.batched {
-                        items.chunks_mut(batch_size.max(1)).flat_map(|batch| settings.codec.encode_batch(batch.iter_mut().map(|i| std::mem::take(&mut i.frame)).collect())).collect()
-                    } else {
-                        items.iter_mut().map(|i| std::mem::take(&mut i.frame)).collect()
-                    };
+                    let frames = frames_of(&mut items, settings.codec, settings.batched.then_some(batch_size));
                     match live.send_all(&mut tx, frames.into_iter().map(message)).await {
                         Ok(()) => {}
                         Err(Interrupted::Stalled) => { dropped = true; break None }
@@ -379,6 +375,17 @@ fn park(consumer: SocketConsumer, mut progress: HashMap<TopicPartition, i64>, r:
     progress.retain(|p, _| owned.contains(p) && !lost.contains(p));
     commit_offsets(&consumer, &progress.into_iter().collect::<Vec<_>>());
     r.parking.clone().park(r, consumer);
+}
+
+/// The frames of one wakeup's items, in order: one per item, or (`batch_size`) arrays of at
+/// most `batch_size` items each, as [`SocketCodec::encode_batch`] joins them (on an Avro
+/// socket a batch's error frames follow its records; a batch of errors only is a JSON array).
+fn frames_of(items: &mut [Item], codec: SocketCodec, batch_size: Option<usize>) -> Vec<Frame> {
+    let take = |items: &mut [Item]| items.iter_mut().map(|i| std::mem::take(&mut i.frame)).collect::<Vec<_>>();
+    match batch_size {
+        None => take(items),
+        Some(n) => items.chunks_mut(n.max(1)).flat_map(|batch| codec.encode_batch(take(batch))).collect(),
+    }
 }
 
 /// The highest offset taken from each partition, in the order partitions first appear
@@ -603,6 +610,64 @@ fn commit_offsets(consumer: &SocketConsumer, offsets: &[(TopicPartition, i64)]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wsproxy_protocol::params::SocketPayload;
+
+    /// Seven items (records and two errors) at `batchSize=3`: frames of at most three, in order.
+    #[test]
+    fn a_wakeup_of_several_batches_is_cut_into_frames_of_batch_size() {
+        let items = |codec: SocketCodec| -> Vec<Item> {
+            (0..7)
+                .map(|offset| {
+                    let value = offset.to_string();
+                    let view = KafkaRecordView {
+                        topic: "t",
+                        partition: 0,
+                        offset,
+                        timestamp: 0,
+                        key: None,
+                        value: Some(value.as_bytes()),
+                        headers: &[],
+                    };
+                    let (frame, error) = if offset == 2 || offset == 6 {
+                        let e = FrameError::new(ErrorCode::DecodeError, "bad");
+                        (codec.encode_error(&e, Some(&view)), Some(e.code))
+                    } else {
+                        (codec.encode_record(&view).unwrap(), None)
+                    };
+                    Item { frame, position: None, bytes: 1, error }
+                })
+                .collect()
+        };
+        let json = SocketCodec::new(SocketPayload::Json, None, FormatType::String);
+        let frames = frames_of(&mut items(json), json, Some(3));
+        let arrays: Vec<Vec<serde_json::Value>> = frames
+            .iter()
+            .map(|f| match f {
+                Frame::Text(t) => serde_json::from_str(t).unwrap(),
+                Frame::Binary(_) => panic!("a JSON socket sends text"),
+            })
+            .collect();
+        let shown = |r: &serde_json::Value| match r["error"].is_object() {
+            true => format!("error {}", r["offset"]),
+            false => r["offset"].to_string(),
+        };
+        let offsets: Vec<Vec<String>> = arrays.iter().map(|a| a.iter().map(shown).collect()).collect();
+        assert_eq!(offsets, [vec!["0", "1", "error 2"], vec!["3", "4", "5"], vec!["error 6"]], "{arrays:?}");
+        assert_eq!(frames_of(&mut items(json), json, None).len(), 7);
+
+        // Avro: each batch's records in one binary array, its errors after it as text; the
+        // last batch holds only an error: a JSON array.
+        let avro = SocketCodec::new(SocketPayload::Avro, None, FormatType::String);
+        let kinds: Vec<&str> = frames_of(&mut items(avro), avro, Some(3))
+            .iter()
+            .map(|f| match f {
+                Frame::Binary(_) => "records",
+                Frame::Text(t) if t.starts_with('[') => "array of errors",
+                Frame::Text(_) => "error",
+            })
+            .collect();
+        assert_eq!(kinds, ["records", "error", "records", "array of errors"]);
+    }
 
     #[test]
     fn one_store_per_partition_at_its_highest_offset() {
