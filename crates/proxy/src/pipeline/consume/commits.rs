@@ -1,0 +1,104 @@
+//! The client's side of a consume socket's offsets: credit grants and commit frames in, and
+//! forgetting partitions the socket lost in a rebalance. Split from `consume.rs`.
+
+use super::*;
+
+/// A frame from the client: a credit grant (pull sockets), a commit (`autoCommit=false`), or
+/// nothing (`autoCommit=true` push sockets: the reference ignores inbound frames). `Err` is
+/// the error frame to answer with; the socket goes on.
+pub(super) fn inbound(
+    frame: FrameRef<'_>,
+    consumer: &SocketConsumer,
+    settings: &ConsumeSettings,
+    (credit, paused): (&mut Option<Credit>, &mut bool),
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) -> Result<(), FrameError> {
+    if let Some(credit) = credit.as_mut() {
+        if let Some(request) = match frame {
+            FrameRef::Text(text) => pull::decode_request(text),
+            FrameRef::Binary(_) => None,
+        } {
+            credit.grant(request?);
+            if std::mem::take(paused) {
+                consumer.resume();
+            }
+            return Ok(());
+        }
+        if settings.auto_commit {
+            return Err(pull::not_a_request());
+        }
+    }
+    if settings.auto_commit {
+        return Ok(());
+    }
+    commit(consumer, settings, stack, progress, settings.codec.decode_commit(frame))
+}
+
+/// Handles a commit frame; `Err` is the error frame to answer it with.
+fn commit(
+    consumer: &SocketConsumer,
+    settings: &ConsumeSettings,
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+    id: Result<MessageId, FrameError>,
+) -> Result<(), FrameError> {
+    let id = id?;
+    let unknown = |why: &str| Err(FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}")));
+    // After a rebalance another member owns the partition: committing there could rewind it.
+    forget_rebalanced(consumer, stack, progress);
+    let owned = consumer.assigned();
+    forget_revoked(&owned, stack, progress);
+    let partition: TopicPartition = (Arc::from(id.topic.as_str()), id.partition);
+    if !owned.contains(&partition) {
+        if !settings.topics.reads(&id.topic) {
+            return unknown(&format!("it names topic '{}', this socket reads '{}'", id.topic, settings.topic));
+        }
+        return unknown(&format!(
+            "partition {} is no longer assigned to this socket (the group rebalanced); its uncommitted records go to its new owner",
+            id.partition
+        ));
+    }
+    match stack.commit(&partition, id.offset, id.timestamp) {
+        Ok(next) => match consumer.commit(&[(partition.clone(), next)]) {
+            Ok(()) => {
+                progress.insert(partition, next);
+                Ok(())
+            }
+            Err(e) => Err(FrameError::new(ErrorCode::CommitFailed, format!("Kafka refused the commit of '{id}': {e}"))),
+        },
+        Err(_) => unknown("this socket did not send it, or it was already committed"),
+    }
+}
+
+/// Drops what the socket remembers of partitions lost in a rebalance since it last looked,
+/// even those assigned to it again since (another member may have committed further
+/// meanwhile, L4); returns them.
+pub(super) fn forget_rebalanced(
+    consumer: &SocketConsumer,
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) -> HashSet<TopicPartition> {
+    let revoked: HashSet<TopicPartition> = consumer.take_lost().into_iter().collect();
+    if !revoked.is_empty() {
+        stack.retain_partitions(|p| !revoked.contains(p));
+        progress.retain(|p, _| !revoked.contains(p));
+    }
+    revoked
+}
+
+/// Drops what the socket remembers of partitions it no longer owns.
+pub(super) fn forget_revoked(
+    owned: &HashSet<TopicPartition>,
+    stack: &mut CommitStack<TopicPartition>,
+    progress: &mut HashMap<TopicPartition, i64>,
+) {
+    stack.retain_partitions(|p| owned.contains(p));
+    progress.retain(|p, _| owned.contains(p));
+}
+
+pub(super) fn commit_offsets(consumer: &SocketConsumer, offsets: &[(TopicPartition, i64)]) {
+    if let Err(e) = consumer.commit(offsets) {
+        tracing::warn!(error = %e, "auto-commit of old records failed");
+    }
+}
