@@ -359,8 +359,9 @@ pub fn direct_consumer(topic: &str) -> rdkafka::consumer::StreamConsumer {
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("queued.max.messages.kbytes", "2048")
-        .set("fetch.queue.backoff.ms", "10")
+        // The proxy's own prefetch settings (`kafka/consumer.rs`).
+        .set("queued.max.messages.kbytes", "512")
+        .set("fetch.queue.backoff.ms", "2")
         .set("fetch.max.bytes", "1048576")
         .set("max.partition.fetch.bytes", "262144")
         .create()

@@ -178,7 +178,7 @@ async fn stalled_clients(producers: usize, consumers: usize) {
          a fresh consumer: {consume_before:.0} before, {consume_during:.0} beside them"
     );
     // Bounded: per producer its in-flight limit and write buffer, per consumer the prefetch
-    // cap (WSPROXY_CONSUMER_QUEUED_MAX_KBYTES, 2 MiB) and its client; generous for debug builds.
+    // cap (WSPROXY_CONSUMER_QUEUED_MAX_KBYTES, 512 KiB by default) and its client; generous for debug builds.
     let per_producer = (rss1 - rss0) / producers as u64;
     let per_consumer = (rss2 - rss1) / consumers as u64;
     assert!(per_producer < 512, "{per_producer} KiB per stalled producer");

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message};
-use futures::{FutureExt, Sink, Stream, StreamExt};
+use futures::{Sink, Stream, StreamExt};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::codec::{Frame, FrameRef};
@@ -254,7 +254,6 @@ pub async fn run<S>(
                     // Several array frames per wakeup: the wakeup's own cost (the poll, the
                     // flush, the offset stores) is shared by more records.
                     let per_wakeup = if settings.batched {
-                        let batch_size = batch_size.max(1);
                         batch_size.max(MAX_RECORDS_PER_FLUSH / batch_size * batch_size)
                     } else {
                         MAX_RECORDS_PER_FLUSH
@@ -278,7 +277,7 @@ pub async fn run<S>(
                     while unchecked.is_none() && items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
                         let next = match parked.pop_front() {
                             Some(record) => Ok(record),
-                            None => { let Some(Some(next)) = records.next().now_or_never() else { break }; next }
+                            None => { let Some(next) = records.ready() else { break }; next }
                         };
                         match check_registry(&settings, &next).await {
                             Err(unavailable) => unchecked = next.ok().map(|m| (m, unavailable)),
