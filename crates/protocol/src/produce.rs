@@ -165,16 +165,16 @@ fn push_answer(out: &mut String, answer: &Answer<'_>) {
     };
     out.push_str(r#"{"topic":"#);
     json_text::push_str(out, r.topic);
-    out.push_str(r#","partition":"#);
-    json_text::push_int(out, r.partition);
-    out.push_str(r#","offset":"#);
-    json_text::push_int(out, r.offset);
-    out.push_str(r#","timestamp":"#);
-    json_text::push_int(out, r.timestamp);
-    out.push_str(r#","clientMessageId":"#);
-    json_text::push_opt_str(out, r.client_message_id);
-    out.push_str(r#","messageId":"#);
-    json_text::push_opt_str(out, r.message_id);
+    for (name, n) in
+        [(r#","partition":"#, i64::from(r.partition)), (r#","offset":"#, r.offset), (r#","timestamp":"#, r.timestamp)]
+    {
+        out.push_str(name);
+        json_text::push_int(out, n);
+    }
+    for (name, text) in [(r#","clientMessageId":"#, r.client_message_id), (r#","messageId":"#, r.message_id)] {
+        out.push_str(name);
+        json_text::push_opt_str(out, text);
+    }
     out.push('}');
 }
 

@@ -259,6 +259,8 @@ fn encode(format: FormatType, v: Field, code: ErrorCode, field: &str) -> Result<
         |e: crate::format::FormatError| FrameError::new(code, format!("'{field}' does not match its type: {e}"));
     match v {
         Field::Scalar(Value::Null) => Ok(None),
+        // The text's own bytes, not a copy (what `FormatType::encode` gives for a string).
+        Field::Scalar(Value::String(s)) if format == FormatType::String => Ok(Some(s.into_bytes())),
         Field::Scalar(v) => format.encode(&v).map(Some).map_err(wrong),
         Field::Composite { json, .. } if format == FormatType::Json => Ok(Some(json)),
         // Only the kind matters to the other formats' errors.
