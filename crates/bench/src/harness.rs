@@ -359,7 +359,8 @@ pub fn direct_consumer(topic: &str) -> rdkafka::consumer::StreamConsumer {
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // The proxy's own prefetch settings (`kafka/consumer.rs`).
+        // The proxy's own prefetch settings: WSPROXY_CONSUMER_QUEUED_MAX_KBYTES's default
+        // (`config/env_vars.rs`) and FETCH_QUEUE_BACKOFF_MS (`kafka/consumer.rs`).
         .set("queued.max.messages.kbytes", "512")
         .set("fetch.queue.backoff.ms", "2")
         .set("fetch.max.bytes", "1048576")

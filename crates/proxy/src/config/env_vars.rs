@@ -192,7 +192,7 @@ settings! {
     WSPROXY_PRODUCER_MAX_IN_FLIGHT_BYTES: "producer.max-in-flight-bytes",
         "8388608", "per-socket unacknowledged bytes";
     WSPROXY_CONSUMER_QUEUED_MAX_KBYTES: "consumer.queued-max-kbytes",
-        "512", "prefetch bound per consumer socket";
+        "512", "prefetch bound per consumer socket (and per shared fan-out consumer)";
     WSPROXY_CONSUMER_SESSION_TIMEOUT_MS: "consumer.session-timeout-ms",
         "10000", "session.timeout.ms of socket consumers";
     WSPROXY_CONSUMER_METADATA_REFRESH_INTERVAL: "consumer.metadata-refresh-interval",

@@ -338,7 +338,7 @@ impl<'c> Records<'c> {
 
     /// The next record or consumer error if one is ready now, without waiting: the rest of a
     /// wakeup's records, after [`next`](Self::next) waited for the first. Cheaper than `next`
-    /// (no timer, no notification to set up), which still looks after the refetch.
+    /// (no `select!`, no notification to register), which still looks after the refetch.
     pub fn ready(&mut self) -> Option<Result<Record<'c>, ConsumeError>> {
         let m = self.stream.next().now_or_never()??;
         Some(took(&mut self.taken, m))
@@ -479,9 +479,10 @@ impl Kafka {
             // the next fetch's round trip at the rate a fast socket drains it: with 256 KiB
             // and 10 ms a socket sending 500k records/s of 100 B waited for records 13 to 23 %
             // of the time; with 512 KiB and 2 ms, 2 to 4 % (as with 1 MiB and 10 ms). The
-            // cost, measured with 20 consumers that stopped reading: 4.6 MiB and 0.6 % of a
-            // core each, against 3.6 MiB and 0.4 % (the look every 2 ms); 1 MiB and 10 ms
-            // held 6.5 MiB each.
+            // cost, measured with 20 consumers that stopped reading: 4.6 MiB and 0.5 to 0.6 %
+            // of a core each, against 3.6 MiB and 0.4 % (the look every 2 ms); 1 MiB and
+            // 10 ms held 6.5 MiB each. (The shared fan-out consumer keeps 10 ms: one per
+            // topic, not per socket.)
             .set("queued.max.messages.kbytes", self.inner.consumer_queued_max_kbytes.to_string())
             .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
             .set("fetch.max.bytes", "1048576")
