@@ -481,8 +481,8 @@ impl Kafka {
             // of the time; with 512 KiB and 2 ms, 2 to 4 % (as with 1 MiB and 10 ms). The
             // cost, measured with 20 consumers that stopped reading: 4.6 MiB and 0.5 to 0.6 %
             // of a core each, against 3.6 MiB and 0.4 % with 256 KiB and 10 ms (the extra CPU
-            // is the look every 2 ms); 1 MiB and 10 ms held 6.5 MiB each. (The shared fan-out consumer keeps 10 ms: one per
-            // topic, not per socket.)
+            // is the look every 2 ms); 1 MiB and 10 ms held 6.5 MiB each. (The shared fan-out
+            // consumer keeps 10 ms: one per topic, not per socket.)
             .set("queued.max.messages.kbytes", self.inner.consumer_queued_max_kbytes.to_string())
             .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
             .set("fetch.max.bytes", "1048576")
