@@ -448,6 +448,17 @@ pub enum ConsumerError {
     Kafka(ClientError),
 }
 
+impl ConsumerError {
+    /// The probe's error when the socket's own credentials were refused or may not read the
+    /// topic; `None` when the client itself failed.
+    fn refusal(&self) -> Option<&ProbeError> {
+        match self {
+            ConsumerError::Refused(e) => Some(e),
+            ConsumerError::Kafka(_) => None,
+        }
+    }
+}
+
 impl From<KafkaError> for ConsumerError {
     fn from(e: KafkaError) -> Self {
         ConsumerError::Kafka(e.into())
@@ -455,6 +466,14 @@ impl From<KafkaError> for ConsumerError {
 }
 
 impl Kafka {
+    /// Remembers whether the broker refused the socket's own credentials (none: nothing to
+    /// remember) when it made a consumer, a socket's or a shared one.
+    pub(super) fn remember_consumer<T>(&self, creds: Option<&KafkaCredentials>, made: &Result<T, ConsumerError>) {
+        if let Some(c) = creds {
+            self.remember(c, made.as_ref().err().and_then(ConsumerError::refusal));
+        }
+    }
+
     /// A consumer for one socket, subscribed to its topics or pattern. A socket with its own
     /// credentials gets 401/403 for each listed topic it may not read, before the upgrade.
     pub async fn consumer(
@@ -551,13 +570,7 @@ impl Kafka {
         })
         .await
         .expect("consumer creation never panics");
-        if let Some(c) = creds {
-            let probed = match &made {
-                Err(ConsumerError::Refused(e)) => Err(e.clone()),
-                _ => Ok(()),
-            };
-            self.remember(c, &probed);
-        }
+        self.remember_consumer(creds, &made);
         made
     }
 }

@@ -170,13 +170,7 @@ impl Kafka {
         })
         .await
         .expect("shared consumer creation never panics");
-        if let Some(c) = creds {
-            let probed = match &made {
-                Err(ConsumerError::Refused(e)) => Err(e.clone()),
-                _ => Ok(()),
-            };
-            self.remember(c, &probed);
-        }
+        self.remember_consumer(creds, &made);
         made
     }
 }

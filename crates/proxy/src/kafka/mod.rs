@@ -152,10 +152,12 @@ impl Kafka {
         }
     }
 
-    fn remember<T>(&self, creds: &KafkaCredentials, probed: &Result<T, ProbeError>) {
+    /// Remembers how a use of the socket's own credentials went: refused (a probe's or a
+    /// client's creation failed with [`ProbeError::Unauthenticated`]) or not.
+    fn remember(&self, creds: &KafkaCredentials, failure: Option<&ProbeError>) {
         let mut refused = self.inner.refused.lock().expect("refused credentials are never poisoned");
-        match probed {
-            Err(ProbeError::Unauthenticated(_)) => {
+        match failure {
+            Some(ProbeError::Unauthenticated(_)) => {
                 if refused.len() >= REFUSED_CREDENTIALS_MAX {
                     refused.retain(|_, at| at.elapsed() < REFUSED_CREDENTIALS_TTL);
                     if refused.len() >= REFUSED_CREDENTIALS_MAX {

@@ -332,7 +332,7 @@ impl Kafka {
         let probed = tokio::task::spawn_blocking(move || probe_topic(handle.0.client(), &topic, &handle.1, &|| {}))
             .await
             .expect("probe task never panics");
-        self.remember(creds, &probed);
+        self.remember(creds, probed.as_ref().err());
         probed
     }
 
@@ -373,7 +373,7 @@ impl Kafka {
         // retrying them gets 401 at once instead of a blocking-pool thread each (review of M4).
         if let Some(c) = creds {
             let refused = made.is_err() && (auth.seen() || made.as_ref().err().is_some_and(is_authentication_error));
-            self.remember(c, &if refused { Err(refused_credentials()) } else { Ok(()) });
+            self.remember(c, refused.then(refused_credentials).as_ref());
         }
         Ok(ProducerHandle(Arc::new(made?), auth))
     }

@@ -52,7 +52,7 @@ use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 mod commits;
-use commits::{commit_offsets, forget_rebalanced, forget_revoked, inbound};
+use commits::{commit_offsets, forget_not_owned, forget_rebalanced, inbound};
 
 /// Records taken per wakeup and written with one flush: one per frame, or in array frames of
 /// `batchSize` (as many whole frames as fit, at least one).
@@ -223,11 +223,10 @@ pub async fn run<S>(
                 }
                 _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
                     let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
-                    forget_rebalanced(&consumer, &mut stack, &mut progress);
-                    forget_revoked(&consumer.assigned(), &mut stack, &mut progress);
+                    forget_not_owned(&consumer, &mut stack, &mut progress);
                     let due = stack.expired(std::time::Instant::now(), max_age);
                     progress.extend(due.iter().cloned());
-                    commit_offsets(&consumer, &due);
+                    commit_offsets(&consumer, &due, "records older than WSPROXY_CH_AUTOCOMMIT_MAX_AGE");
                 }
                 now = pace.changed() => {
                     batch_size = now.batch_size;
@@ -375,7 +374,11 @@ fn park(consumer: SocketConsumer, mut progress: HashMap<TopicPartition, i64>, r:
     let lost: HashSet<TopicPartition> = consumer.take_lost().into_iter().collect();
     let owned = consumer.assigned();
     progress.retain(|p, _| owned.contains(p) && !lost.contains(p));
-    commit_offsets(&consumer, &progress.into_iter().collect::<Vec<_>>());
+    commit_offsets(
+        &consumer,
+        &progress.into_iter().collect::<Vec<_>>(),
+        "what a dropped resumable socket's client got (auto) or committed (manual)",
+    );
     r.parking.clone().park(r, consumer);
 }
 

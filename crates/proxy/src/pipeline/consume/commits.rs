@@ -46,9 +46,7 @@ fn commit(
     let id = id?;
     let unknown = |why: &str| Err(FrameError::new(ErrorCode::UnknownMessageId, format!("cannot commit '{id}': {why}")));
     // After a rebalance another member owns the partition: committing there could rewind it.
-    forget_rebalanced(consumer, stack, progress);
-    let owned = consumer.assigned();
-    forget_revoked(&owned, stack, progress);
+    let owned = forget_not_owned(consumer, stack, progress);
     let partition: TopicPartition = (Arc::from(id.topic.as_str()), id.partition);
     if !owned.contains(&partition) {
         if !settings.topics.reads(&id.topic) {
@@ -87,18 +85,24 @@ pub(super) fn forget_rebalanced(
     revoked
 }
 
-/// Drops what the socket remembers of partitions it no longer owns.
-pub(super) fn forget_revoked(
-    owned: &HashSet<TopicPartition>,
+/// [`forget_rebalanced`], then drops what the socket remembers of partitions it no longer
+/// owns; returns those it owns.
+pub(super) fn forget_not_owned(
+    consumer: &SocketConsumer,
     stack: &mut CommitStack<TopicPartition>,
     progress: &mut HashMap<TopicPartition, i64>,
-) {
+) -> HashSet<TopicPartition> {
+    forget_rebalanced(consumer, stack, progress);
+    let owned = consumer.assigned();
     stack.retain_partitions(|p| owned.contains(p));
     progress.retain(|p, _| owned.contains(p));
+    owned
 }
 
-pub(super) fn commit_offsets(consumer: &SocketConsumer, offsets: &[(TopicPartition, i64)]) {
+/// Commits on the proxy's own initiative (no commit frame asked for it): a failure is logged
+/// with `what` was committed, and the socket goes on.
+pub(super) fn commit_offsets(consumer: &SocketConsumer, offsets: &[(TopicPartition, i64)], what: &'static str) {
     if let Err(e) = consumer.commit(offsets) {
-        tracing::warn!(error = %e, "auto-commit of old records failed");
+        tracing::warn!(error = %e, what, "a commit by the proxy failed");
     }
 }
