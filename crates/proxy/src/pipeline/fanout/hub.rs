@@ -3,20 +3,22 @@
 //! that takes records from its [`SharedConsumer`], renders each once per socket format in use
 //! (`socketPayload`, `keyType`, `valType`) and appends the shared frames to its broadcast
 //! [`Log`]. Sockets hold a [`Subscription`]: a cursor in the log and a wakeup when it grows.
+//! The reader appends no further than the fastest socket can still find in the log, and waits
+//! for that socket's next read otherwise ([`Hub::room`]).
 //!
 //! Lifecycle: the first subscription creates the hub (its consumer is made and assigned at the
 //! live end before the socket's 101); the reader retires the hub once it had no subscription
 //! for `WSPROXY_FANOUT_CONSUMER_LINGER`, and its consumer is then destroyed off the runtime
 //! (`kafka::closer`). A reconnect within the linger reuses the consumer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message;
 use futures::FutureExt;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{watch, Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
 use wsproxy_protocol::codec::Frame;
 use wsproxy_protocol::consume::KafkaRecordView;
@@ -82,6 +84,17 @@ struct State {
     retired: bool,
     /// Why the reader stopped for good (the consumer failed): sockets close with it.
     failure: Option<String>,
+    /// Set while the reader waits for the fastest socket: the next cursor that moves (a read,
+    /// a skip, a leave) clears it and wakes the reader through [`Hub::room`].
+    reader_waits: bool,
+}
+
+impl State {
+    /// After a cursor moved: true when the reader waits for it (and must be woken, outside
+    /// the lock).
+    fn cursor_moved(&mut self) -> bool {
+        std::mem::take(&mut self.reader_waits)
+    }
 }
 
 /// One shared consumer's log and subscribers.
@@ -89,6 +102,8 @@ pub struct Hub {
     key: HubKey,
     state: Mutex<State>,
     head: watch::Sender<u64>,
+    /// Wakes the reader waiting for room in the log (see [`State::reader_waits`]).
+    room: Notify,
 }
 
 impl Hub {
@@ -151,12 +166,16 @@ impl Subscription {
                 return Err(Stop::Failed("the shared consumer stopped".to_owned()));
             }
             self.look_first = false;
-            {
+            let wake_reader = {
                 let mut st = self.hub.lock();
                 if let Some(why) = &st.failure {
                     return Err(Stop::Failed(why.clone()));
                 }
                 st.log.read(&mut self.cursor, max, out).map_err(Stop::Behind)?;
+                !out.is_empty() && st.cursor_moved()
+            };
+            if wake_reader {
+                self.hub.room.notify_one();
             }
             if !out.is_empty() {
                 self.look_first = out.len() >= max;
@@ -182,7 +201,14 @@ impl Subscription {
     /// Moves the cursor to the live end; returns the ranges skipped per partition.
     pub fn skip(&mut self) -> Vec<GapRange> {
         self.look_first = true;
-        self.hub.lock().log.skip(&mut self.cursor)
+        let (gaps, wake_reader) = {
+            let mut st = self.hub.lock();
+            (st.log.skip(&mut self.cursor), st.cursor_moved())
+        };
+        if wake_reader {
+            self.hub.room.notify_one();
+        }
+        gaps
     }
 
     /// The topic of the hub.
@@ -205,6 +231,10 @@ impl Drop for Subscription {
                 st.codecs.swap_remove(i);
                 st.version += 1;
             }
+        }
+        if st.cursor_moved() {
+            drop(st);
+            self.hub.room.notify_one();
         }
     }
 }
@@ -328,8 +358,10 @@ impl Hubs {
                 empty_since: Some(Instant::now()),
                 retired: false,
                 failure: None,
+                reader_waits: false,
             }),
             head: watch::channel(0).0,
+            room: Notify::new(),
         });
         metrics::fanout_shared_consumers(1.0);
         tracing::info!(topic = %hub.key.topic, "fan-out: shared consumer created");
@@ -375,7 +407,8 @@ fn forget(cells: &mut Cells, hub: &Arc<Hub>) {
     }
 }
 
-/// A hub's reader: records in, rendered frames out to the log; never waits for a socket.
+/// A hub's reader: records in, rendered frames out to the log; waits only for the fastest
+/// socket (when the log holds all it may of what that socket has not read).
 async fn read(hubs: Hubs, hub: Arc<Hub>, consumer: SharedConsumer) {
     let linger = hubs.inner.config.linger;
     let mut tick = tokio::time::interval((linger / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)));
@@ -420,7 +453,10 @@ async fn read(hubs: Hubs, hub: Arc<Hub>, consumer: SharedConsumer) {
                             Err(e) => if let Err(why) = e.triage_shared() { fatal = Some(why); break; },
                         }
                     }
-                    append(&hubs, &hub, &ok);
+                    if !append(&hubs, &hub, &ok).await {
+                        hubs.retire(&hub);
+                        break;
+                    }
                     if let Some(why) = fatal {
                         tracing::warn!(topic = %hub.key.topic, reason = %why, "fan-out: the shared consumer failed; its sockets close");
                         hubs.fail(&hub, why);
@@ -437,39 +473,59 @@ async fn read(hubs: Hubs, hub: Arc<Hub>, consumer: SharedConsumer) {
 }
 
 /// Renders `records` for every format in use and appends them; formats added while rendering
-/// are rendered before the push, so that every subscription finds its frame.
-fn append(hubs: &Hubs, hub: &Hub, records: &[Record<'_>]) {
-    if records.is_empty() {
-        return;
-    }
+/// are rendered before the push, so that every subscription finds its frame. Appends only
+/// while the fastest socket's next entry stays in the log ([`Log::has_room`]), and waits for
+/// that socket to read otherwise. False when the server shut down meanwhile.
+async fn append(hubs: &Hubs, hub: &Hub, records: &[Record<'_>]) -> bool {
     let limit = hubs.inner.frame_limit;
-    let mut entries: Vec<(i32, i64, Entry)> = records
+    let mut pending: VecDeque<(&Record<'_>, Slot<Entry>)> = records
         .iter()
-        .map(|r| r.with_view(|v| (v.partition, v.offset, Entry { frames: Vec::new(), record_bytes: record_bytes(v) })))
+        .map(|r| {
+            let (partition, offset, record_bytes) = r.with_view(|v| (v.partition, v.offset, record_bytes(v)));
+            (r, Slot { partition, offset, size: ENTRY_OVERHEAD, payload: Entry { frames: Vec::new(), record_bytes } })
+        })
         .collect();
-    loop {
+    while !pending.is_empty() {
         let (codecs, version) = {
             let st = hub.lock();
             (st.codecs.iter().map(|(c, _)| *c).collect::<Vec<_>>(), st.version)
         };
-        for (record, (_, _, entry)) in records.iter().zip(entries.iter_mut()) {
-            let missing: Vec<SocketCodec> = codecs.iter().filter(|c| entry.frame(c).is_none()).copied().collect();
+        for (record, slot) in &mut pending {
+            let missing: Vec<SocketCodec> =
+                codecs.iter().filter(|c| slot.payload.frame(c).is_none()).copied().collect();
             if !missing.is_empty() {
-                record.with_view(|v| entry.frames.extend(missing.iter().map(|c| render(v, *c, limit))));
+                let rendered: Vec<Rendered> =
+                    record.with_view(|v| missing.iter().map(|c| render(v, *c, limit)).collect());
+                slot.size += rendered.iter().map(|f| message_len(&f.message)).sum::<usize>();
+                slot.payload.frames.extend(rendered);
             }
         }
-        let mut st = hub.lock();
-        if st.version != version {
-            continue;
+        let before = pending.len();
+        {
+            let mut st = hub.lock();
+            if st.version != version {
+                continue;
+            }
+            while let Some((_, slot)) = pending.front() {
+                if !st.log.has_room(slot.size) {
+                    break;
+                }
+                let (_, slot) = pending.pop_front().expect("a front entry");
+                st.log.push(slot);
+            }
+            st.reader_waits = !pending.is_empty();
         }
-        for (partition, offset, entry) in entries {
-            let size = ENTRY_OVERHEAD + entry.frames.iter().map(|f| message_len(&f.message)).sum::<usize>();
-            st.log.push(Slot { partition, offset, size, payload: entry });
+        if pending.len() != before {
+            hub.head.send_modify(|h| *h += 1);
         }
-        drop(st);
-        hub.head.send_modify(|h| *h += 1);
-        return;
+        if !pending.is_empty() {
+            tokio::select! {
+                _ = hub.room.notified() => {}
+                _ = hubs.inner.shutdown.cancelled() => return false,
+            }
+        }
     }
+    true
 }
 
 fn record_bytes(v: &KafkaRecordView<'_>) -> u64 {
@@ -524,8 +580,10 @@ mod tests {
                 empty_since: None,
                 retired: false,
                 failure: None,
+                reader_waits: false,
             }),
             head: watch::channel(0).0,
+            room: Notify::new(),
         })
     }
 

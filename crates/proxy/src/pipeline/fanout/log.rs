@@ -2,15 +2,22 @@
 //! and each socket's place in it ([`Cursor`]). Pure (no I/O, no locks): the hub wraps it in a
 //! mutex held only for pushes and reads, never across an await.
 //!
-//! The reader appends and never waits for a socket. The log keeps at most `max_records`
-//! entries and `max_bytes` of rendered frames; older entries are dropped as new ones come, and
-//! so are entries every socket has read (a topic whose sockets keep up holds next to nothing).
-//! A socket whose next entry was dropped is too far behind ([`Behind`]): it is closed, or
-//! skips to the live end with one [`GapRange`] per partition it missed. So memory is bounded
-//! per shared consumer whatever the number of sockets, and a slow socket slows nobody.
+//! The log keeps at most `max_records` entries and `max_bytes` of rendered frames; older
+//! entries are dropped as new ones come, and so are entries every socket has read (a topic
+//! whose sockets keep up holds next to nothing). A socket whose next entry was dropped is too
+//! far behind ([`Behind`]): it is closed, or skips to the live end with one [`GapRange`] per
+//! partition it missed. The reader appends while the fastest socket has less than a quarter of
+//! the bounds unread ([`Log::has_room`]), and waits for that socket otherwise: a burst of
+//! records larger than the log is read at the pace of the fastest socket (the rest waits in
+//! Kafka), and a socket falls behind only once it trails the fastest by three quarters of the
+//! bounds. So memory is bounded per shared consumer whatever the
+//! number of sockets, and a slow socket slows no socket faster than it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+
+/// The reader keeps at most 1/`READ_AHEAD` of the bounds unread by the fastest socket.
+const READ_AHEAD: usize = 4;
 
 /// One entry: a record's place and what the reader made of it (`T`: its frames).
 #[derive(Debug)]
@@ -127,6 +134,22 @@ impl<T> Log<T> {
         if let Some(to) = to {
             *self.cursors.entry(to).or_default() += 1;
         }
+    }
+
+    /// True when the reader may push an entry of `size` bytes: while the fastest socket has
+    /// less than a quarter of the bounds unread (or nothing, or no socket reads, or even the
+    /// fastest is behind). So a push never drops an entry the fastest socket has not read,
+    /// and a socket is behind only once it trails the fastest by three quarters of the bounds.
+    pub fn has_room(&self, size: usize) -> bool {
+        let Some(&fastest) = self.cursors.keys().next_back() else { return true };
+        if fastest >= self.next_seq || fastest < self.first_seq {
+            return true;
+        }
+        let (slot, appended) = &self.entries[(fastest - self.first_seq) as usize];
+        let unread_bytes = self.appended - (appended - slot.size as u64);
+        let unread = (self.next_seq - fastest) as usize;
+        unread < (self.max_records / READ_AHEAD).max(1)
+            && unread_bytes + size as u64 <= (self.max_bytes / READ_AHEAD) as u64
     }
 
     /// A new socket's place: the live end (it gets what is pushed from now on). Give it back
@@ -264,6 +287,37 @@ mod tests {
             log.push(slot(0, o, 5));
             assert_eq!(read(&mut log, &mut d, 10).map(|v| v.len()), Ok(1));
         }
+    }
+
+    #[test]
+    fn the_reader_keeps_a_quarter_of_the_log_ahead_of_the_fastest_socket_and_no_more() {
+        let mut log = Log::new(8, 400);
+        assert!(log.has_room(1000), "nobody reads: anything goes (and is dropped at once)");
+        let (mut fast, slow) = (log.join(), log.join());
+        assert!(log.has_room(10));
+        log.push(slot(0, 0, 10));
+        assert!(log.has_room(10));
+        log.push(slot(0, 1, 10));
+        assert!(!log.has_room(10), "the fastest socket has a quarter of the records unread");
+        assert_eq!(read(&mut log, &mut fast, 1), Ok(vec![(0, 0)]));
+        assert!(log.has_room(10));
+        // The slow socket may trail the fastest by the whole log, less the fastest's unread.
+        for o in 2..8 {
+            log.push(slot(0, o, 10));
+            assert_eq!(read(&mut log, &mut fast, 1), Ok(vec![(0, o - 1)]));
+        }
+        assert_eq!(log.behind(&slow), None, "8 entries: the slow socket's next one is held");
+        log.push(slot(0, 8, 10));
+        assert_eq!(log.behind(&fast), None);
+        assert_eq!(log.behind(&slow), Some(Behind { records: 9, bytes: 90 }));
+        // The byte bound: 1 unread entry of 10 bytes leaves a quarter of 400 for 90, not 91.
+        assert_eq!(read(&mut log, &mut fast, 1), Ok(vec![(0, 7)]));
+        assert!(log.has_room(90) && !log.has_room(91));
+        // The fastest read everything: even an entry above the bound goes (the newest stays).
+        assert_eq!(read(&mut log, &mut fast, 10), Ok(vec![(0, 8)]));
+        assert!(log.has_room(1000));
+        log.push(slot(0, 9, 1000));
+        assert_eq!(read(&mut log, &mut fast, 10), Ok(vec![(0, 9)]));
     }
 
     #[test]

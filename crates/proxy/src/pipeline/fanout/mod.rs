@@ -9,8 +9,8 @@
 //! - [`woken`] — its read half, polled only when the client sent something.
 //!
 //! Data flows one way: Kafka → reader (render once) → log → each socket at its own pace. The
-//! reader never waits for a socket; a socket too far behind is closed (1013) or skips ahead
-//! with gap frames (`onLag=skip`).
+//! reader waits only for the fastest socket (a burst larger than the log is read at its pace);
+//! a socket too far behind it is closed (1013) or skips ahead with gap frames (`onLag=skip`).
 
 pub mod hub;
 pub mod log;

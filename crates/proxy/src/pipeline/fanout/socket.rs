@@ -115,9 +115,10 @@ where
                 }
                 if let Some(l) = limit.as_mut() { l.take(slots.len()); }
                 let (frames, records, bytes) = frames_of(&slots, &settings.codec, batched);
-                // A client that stops reading must not hold the others (the reader never waits
-                // for it) nor memory (the log is bounded): while the write waits, a socket that
-                // falls behind the log is closed (unless it skips, then it catches up after).
+                // A client that stops reading must not hold the others (the reader waits only
+                // for the fastest socket, and the others pass this one) nor memory (the log is
+                // bounded): while the write waits, a socket that falls behind the log is closed
+                // (unless it skips, then it catches up after).
                 let write = live.send_all(&mut tx, frames);
                 let written = if settings.on_lag == OnLag::Close {
                     // Biased: a write that completes at once (the usual case) never looks
