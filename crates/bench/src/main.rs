@@ -213,15 +213,18 @@ async fn main() {
                     let l = scenarios::latency(&targets, s.latency_secs, per_s).await;
                     for (name, p) in &l.proxies {
                         let d = l.direct_beside(name).expect("a direct window beside each proxy");
-                        match (p, d) {
-                            (Ok(p), Ok(d)) => println!(
-                                "{per_s}/s {name}: p50 {:.2} ms, p99 {:.2} ms; direct beside it: p50 {:.2} ms, p99 {:.2} ms",
+                        let o = l.direct_in_order_beside(name).expect("a direct window beside each proxy");
+                        match (p, d, o) {
+                            (Ok(p), Ok(d), Ok(o)) => println!(
+                                "{per_s}/s {name}: p50 {:.2} ms, p99 {:.2} ms; direct beside it: p50 {:.2} ms, p99 {:.2} ms; answered in send order: p50 {:.2} ms, p99 {:.2} ms",
                                 report::ms(stats::quantile(p, 0.5)),
                                 report::ms(stats::quantile(p, 0.99)),
                                 report::ms(stats::quantile(d, 0.5)),
-                                report::ms(stats::quantile(d, 0.99))
+                                report::ms(stats::quantile(d, 0.99)),
+                                report::ms(stats::quantile(o, 0.5)),
+                                report::ms(stats::quantile(o, 0.99))
                             ),
-                            (Err(e), _) | (_, Err(e)) => println!("{per_s}/s {name}: failed: {e}"),
+                            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => println!("{per_s}/s {name}: failed: {e}"),
                         }
                     }
                 }

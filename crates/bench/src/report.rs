@@ -64,9 +64,12 @@ fn is_ratio(key: &str) -> bool {
 }
 
 impl Results {
-    fn p99_added(&self, per_s: usize, name: &str) -> f64 {
+    /// The proxy's p99 less the direct client's of the same seconds (`in_order`: the direct
+    /// client's had it answered in send order, as the proxy must).
+    fn p99_added(&self, per_s: usize, name: &str, in_order: bool) -> f64 {
         let Some(l) = self.latency.iter().find(|l| l.per_s == per_s) else { return f64::NAN };
-        match (get(&l.proxies, name), l.direct_beside(name)) {
+        let direct = if in_order { l.direct_in_order_beside(name) } else { l.direct_beside(name) };
+        match (get(&l.proxies, name), direct) {
             (Some(p), Some(Ok(d))) => ms(quantile(p, 0.99)) - ms(quantile(d, 0.99)),
             _ => f64::NAN,
         }
@@ -83,8 +86,10 @@ impl Results {
         put("produce_ratio_array100", self.produce_array.ratio(name).median);
         put("consume_ratio", self.consume.ratio(&format!("{name}, batchSize 100")).median);
         put("consume_ratio_batch1", self.consume.ratio(&format!("{name}, batchSize 1")).median);
-        put("p99_added_ms", self.p99_added(1000, name));
-        put("p99_added_ms_10k", self.p99_added(10_000, name));
+        put("p99_added_ms", self.p99_added(1000, name, false));
+        put("p99_added_ms_10k", self.p99_added(10_000, name, false));
+        put("p99_added_in_order_ms", self.p99_added(1000, name, true));
+        put("p99_added_in_order_ms_10k", self.p99_added(10_000, name, true));
         put("idle_producer_socket_kb", get(&self.idle_producers, name).map_or(f64::NAN, IdleCost::per_socket_kib));
         put("idle_consumer_socket_kb", get(&self.idle_consumers, name).map_or(f64::NAN, IdleCost::per_socket_kib));
         put("stalled_consumer_rss_growth_mb", get(&self.stall, name).map_or(f64::NAN, Stall::growth_mib));
@@ -194,13 +199,13 @@ impl Results {
             let _ = writeln!(md, "## 4. Produce acknowledgement latency at {} records/s\n", thousands(l.per_s));
             let _ =
                 writeln!(md, "| client | samples | p50 ms | p99 ms | p99.9 ms | max ms |\n|---|---|---|---|---|---|");
-            let rows = l.proxies.iter().zip(&l.directs).flat_map(|((n, r), d)| {
+            let rows = l.proxies.iter().zip(l.directs.iter().zip(&l.directs_in_order)).flat_map(|((n, r), (d, o))| {
                 let beside = if n == "proxy" {
                     "direct librdkafka".to_owned()
                 } else {
                     format!("direct librdkafka, beside the {n}")
                 };
-                [(n.clone(), r), (beside, d)]
+                [(n.clone(), r), (beside.clone(), d), (format!("{beside}, answered in send order"), o)]
             });
             for (name, r) in rows {
                 match r {
@@ -385,7 +390,7 @@ const METHOD: &str = "## How it measures\n\n\
 - **A lean load generator.** The proxy's WebSocket clients are bare (`crates/bench/src/bare.rs`): the upgrade by hand on a TCP stream, each produce frame encoded and masked once by tungstenite's codec and written 64 KiB at a time, answers read into one buffer with headers parsed by the same codec and checked (an error answer fails the run), a consume frame's records counted, not parsed (an error frame fails the run); a produce run's clock stops at its last answer, before the close handshake. The client shares the 2 cores with the proxy and the broker, and a direct librdkafka client has no such client to feed; tokio-tungstenite's full stream cost the load generator about as much CPU per record as the proxy itself. Clients of a deployed proxy run on other machines.\n\
 - **CPU per record.** The measured process's user+system CPU time (`/proc/PID/stat`, utime+stime, all its threads, read before and after the measured records, warm-up excluded) divided by the records. The proxy is its own process. The direct client runs inside the bench process, so its figure is the bench process's own CPU (`/proc/self/stat`) over its run: librdkafka's threads plus the tokio tasks that hand it records and await the acknowledgements; nothing else runs in the bench meanwhile. Unlike records/s, this does not depend on how busy the machine is (but a busy machine's caches and frequency still move it somewhat).\n\
 - **The Scala proxy** (`--with-scala`) is started for each run like ours, with its own `WSPROXY_SESSION_STATE_TOPIC` and `WSPROXY_SERVER_ID`, gets 1/20 of the records of a throughput run (it is 30 to 100 times slower; every figure is per record or per second), a JIT warm-up of 2,000 records, and runs in the first 5 rounds only (its figures are 50 to 200 times from ours; its wide spreads do not add rounds). A scenario it cannot do becomes a failed row with the reason.\n\
-- **Latency in paired windows.** Each proxy's acknowledgement latency window (20 s at 1,000 and at 10,000 records/s, one socket) runs at the same time as a direct client's own window at the same rate on its own topic; the p99 a proxy adds is its p99 minus that of the direct client of the same seconds, so a stall of the machine or the broker lands on both. The price: the broker takes both clients' records and the direct client shares the cores with the proxy beside it (much more beside the Scala proxy), so the direct p99 is not that of a client alone.\n\
+- **Latency in paired windows.** Each proxy's acknowledgement latency window (20 s at 1,000 and at 10,000 records/s, one socket) runs at the same time as a direct client's own window at the same rate on its own topic; the p99 a proxy adds is its p99 minus that of the direct client of the same seconds, so a stall of the machine or the broker lands on both. The price: the broker takes both clients' records and the direct client shares the cores with the proxy beside it (much more beside the Scala proxy), so the direct p99 is not that of a client alone. The proxy must answer in input order (one result per record), so a record's answer also waits for every earlier record's acknowledgement (another partition's batch may come back later); the direct client answers each record when it is acknowledged. The row \"answered in send order\" is that direct client's latency had it answered in send order, from the same acknowledgements, and `p99_added_in_order_ms` is the proxy's p99 less that one.\n\
 - **Deadlines.** Every wait has one (30 s without an answer on a socket, 5 s for a close frame in reply, 120 s for the Scala proxy's start); a proxy that does not answer makes its row fail with the reason, never a hang.\n\n";
 
 fn table_md(md: &mut String, t: &Table) {

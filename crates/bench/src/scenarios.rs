@@ -17,12 +17,21 @@ pub struct Latency {
     pub proxies: Vec<(String, Outcome<Vec<Duration>>)>,
     /// The direct client's samples from the same seconds as each proxy's (same order).
     pub directs: Vec<Outcome<Vec<Duration>>>,
+    /// The same direct samples had the client answered in send order, as the proxy must
+    /// (one result per record, in input order): a record's answer waits for every earlier
+    /// record's acknowledgement, which may come later from another partition's batch.
+    pub directs_in_order: Vec<Outcome<Vec<Duration>>>,
 }
 
 impl Latency {
     /// The direct client's samples taken beside proxy `name`.
     pub fn direct_beside(&self, name: &str) -> Option<&Outcome<Vec<Duration>>> {
         self.proxies.iter().position(|(n, _)| n == name).and_then(|i| self.directs.get(i))
+    }
+
+    /// The same, answered in send order.
+    pub fn direct_in_order_beside(&self, name: &str) -> Option<&Outcome<Vec<Duration>>> {
+        self.proxies.iter().position(|(n, _)| n == name).and_then(|i| self.directs_in_order.get(i))
     }
 }
 
@@ -32,15 +41,35 @@ impl Latency {
 pub async fn latency(targets: &[Target], secs: u64, per_s: usize) -> Latency {
     let per_ms = per_s / 1000;
     let n = secs as usize * per_s;
-    let (mut proxies, mut directs) = (Vec::new(), Vec::new());
+    let (mut proxies, mut directs, mut directs_in_order) = (Vec::new(), Vec::new(), Vec::new());
     for t in targets {
         eprintln!("   {} beside the direct client", t.name());
         let start = tokio::sync::Barrier::new(2);
         let (p, d) = tokio::join!(latency_proxy(t, n, per_ms, &start), latency_direct(n, per_ms, &start));
         proxies.push((t.name().to_owned(), p));
+        let (d, in_order) = match d {
+            Ok(acks) => (Ok(latencies(&acks, false)), Ok(latencies(&acks, true))),
+            Err(e) => (Err(e.clone()), Err(e)),
+        };
         directs.push(d);
+        directs_in_order.push(in_order);
     }
-    Latency { per_s, proxies, directs }
+    Latency { per_s, proxies, directs, directs_in_order }
+}
+
+/// Sorted latencies of (sent, acknowledged) pairs given in send order; `in_order`: as if each
+/// answer waited for every earlier record's acknowledgement.
+fn latencies(acks: &[(Instant, Instant)], in_order: bool) -> Vec<Duration> {
+    let mut last = None::<Instant>;
+    let mut lat: Vec<Duration> = acks
+        .iter()
+        .map(|&(sent, acked)| {
+            let answered = if in_order { *last.insert(last.map_or(acked, |l| l.max(acked))) } else { acked };
+            answered - sent
+        })
+        .collect();
+    lat.sort();
+    lat
 }
 
 /// Awaits `setup`, then `start` (whether it worked or not, so the other side never waits for
@@ -71,7 +100,8 @@ async fn latency_proxy(
     latency_via_socket(ws, &text, n, per_ms).await
 }
 
-async fn latency_direct(n: usize, per_ms: usize, start: &tokio::sync::Barrier) -> Outcome<Vec<Duration>> {
+/// (sent, acknowledged) of every record, in send order.
+async fn latency_direct(n: usize, per_ms: usize, start: &tokio::sync::Barrier) -> Outcome<Vec<(Instant, Instant)>> {
     let p = direct_producer();
     let topic = unique("latd");
     let body = vec![b'x'; 100];
@@ -94,16 +124,15 @@ async fn latency_direct(n: usize, per_ms: usize, start: &tokio::sync::Barrier) -
                     .await?
                     .map_err(|_| "dropped".to_owned())?
                     .map_err(|(e, _)| e.to_string())?;
-                Ok::<_, String>(sent.elapsed())
+                Ok::<_, String>((sent, Instant::now()))
             }));
         }
     }
-    let mut lat = Vec::with_capacity(n);
+    let mut acks = Vec::with_capacity(n);
     for w in waits {
-        lat.push(w.await.map_err(|e| e.to_string())??);
+        acks.push(w.await.map_err(|e| e.to_string())??);
     }
-    lat.sort();
-    Ok(lat)
+    Ok(acks)
 }
 
 /// RSS per idle socket.
@@ -219,4 +248,20 @@ pub async fn churn(target: &Target, secs: u64) -> Outcome<f64> {
         total += t.await.map_err(|e| e.to_string())??;
     }
     Ok(total as f64 / t0.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_in_send_order_waits_for_every_earlier_acknowledgement() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Record 0 is acknowledged late (its partition's batch); 1 and 2 early.
+        let acks = [(at(0), at(9)), (at(1), at(3)), (at(2), at(4)), (at(10), at(11))];
+        let ms = |v: Vec<Duration>| v.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>();
+        assert_eq!(ms(latencies(&acks, false)), [1, 2, 2, 9]);
+        assert_eq!(ms(latencies(&acks, true)), [1, 7, 8, 9]);
+    }
 }
