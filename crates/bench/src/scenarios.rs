@@ -60,11 +60,13 @@ pub async fn latency(targets: &[Target], secs: u64, per_s: usize) -> Latency {
 /// Sorted latencies of (sent, acknowledged) pairs given in send order; `in_order`: as if each
 /// answer waited for every earlier record's acknowledgement.
 fn latencies(acks: &[(Instant, Instant)], in_order: bool) -> Vec<Duration> {
-    let mut last = None::<Instant>;
+    let mut latest = None::<Instant>;
     let mut lat: Vec<Duration> = acks
         .iter()
         .map(|&(sent, acked)| {
-            let answered = if in_order { *last.insert(last.map_or(acked, |l| l.max(acked))) } else { acked };
+            // In order, a record is answered when it and every earlier one are acknowledged.
+            let answered = if in_order { latest.map_or(acked, |l| l.max(acked)) } else { acked };
+            latest = Some(answered);
             answered - sent
         })
         .collect();

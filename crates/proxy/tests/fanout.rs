@@ -94,7 +94,10 @@ async fn read_until(ws: &mut Ws, seen: &mut Seen, want: usize, timeout: Duration
 
 /// Reads sockets in turn, one record (or gap) frame from each, until each has `want` records
 /// or closed, or `timeout`: the client keeps up with every socket alike, so how far one
-/// trails another is the proxy's doing (and its kernel buffers'), not the client's scheduling.
+/// trails another is the proxy's doing, not the client's scheduling. Connect them with
+/// [`connect_small_buffer`]: the proxy counts what the kernel holds for a socket as read, and
+/// loopback buffers grow to megabytes, differently per socket (one of three lockstep sockets
+/// with default buffers was 1,500 records of 470 bytes behind the others once in 11 runs).
 async fn read_in_step(sockets: &mut [Ws], want: usize, timeout: Duration) -> Vec<Seen> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut seen: Vec<Seen> = sockets.iter().map(|_| Seen::default()).collect();
@@ -170,8 +173,10 @@ async fn two_hundred_fan_out_sockets_share_one_consumer_and_a_slow_one_is_closed
     let mut stalled = connect_small_buffer(&fan_url(&proxy, &topic, "")).await;
     let mut skipping = connect_small_buffer(&fan_url(&proxy, &topic, "&onLag=skip")).await;
     let mut readers = Vec::new();
-    for _ in 0..198 {
-        readers.push(connect(&fan_url(&proxy, &topic, "")).await);
+    // The two that read on in phase 2 have small buffers too (see `read_in_step`).
+    for n in 0..198 {
+        let url = fan_url(&proxy, &topic, "");
+        readers.push(if n < 2 { connect_small_buffer(&url).await } else { connect(&url).await });
     }
     assert_eq!(metric(&proxy, "wsproxy_fanout_sockets").await, 200.0);
     assert_eq!(metric(&proxy, "wsproxy_fanout_shared_consumers").await, 1.0, "one consumer for every socket");
@@ -274,7 +279,7 @@ async fn a_burst_larger_than_the_log_reaches_every_socket_that_reads() {
     let proxy = Proxy::start(&[("WSPROXY_FANOUT_MAX_LAG_RECORDS", "2000")]).await;
     let mut readers = Vec::new();
     for _ in 0..3 {
-        readers.push(connect(&fan_url(&proxy, &topic, "")).await);
+        readers.push(connect_small_buffer(&fan_url(&proxy, &topic, "")).await);
     }
     let writer = topic.clone();
     let written = tokio::task::spawn_blocking(move || produce(&writer, 0, 20_000, 100));

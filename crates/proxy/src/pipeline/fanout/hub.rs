@@ -84,16 +84,21 @@ struct State {
     retired: bool,
     /// Why the reader stopped for good (the consumer failed): sockets close with it.
     failure: Option<String>,
-    /// Set while the reader waits for the fastest socket: the next cursor that moves (a read,
-    /// a skip, a leave) clears it and wakes the reader through [`Hub::room`].
-    reader_waits: bool,
+    /// Set while the reader waits for room for its next entry (of this many bytes): the
+    /// cursor move (a read, a skip, a join or a leave) that makes room clears it and wakes
+    /// the reader through [`Hub::room`]; moves of slower sockets leave it waiting.
+    reader_waits: Option<usize>,
 }
 
 impl State {
-    /// After a cursor moved: true when the reader waits for it (and must be woken, outside
-    /// the lock).
+    /// After a cursor moved or came or went: true when the reader waits and now has room (it
+    /// must then be woken, outside the lock).
     fn cursor_moved(&mut self) -> bool {
-        std::mem::take(&mut self.reader_waits)
+        let room = self.reader_waits.is_some_and(|size| self.log.has_room(size));
+        if room {
+            self.reader_waits = None;
+        }
+        room
     }
 }
 
@@ -127,6 +132,11 @@ impl Hub {
             }
         }
         let cursor = st.log.join();
+        // The newcomer is at the live end: the fastest now, with nothing unread.
+        if st.cursor_moved() {
+            drop(st);
+            self.room.notify_one();
+        }
         Some(Subscription { hub: self.clone(), cursor, codec, head: self.head.subscribe(), look_first: true })
     }
 }
@@ -358,7 +368,7 @@ impl Hubs {
                 empty_since: Some(Instant::now()),
                 retired: false,
                 failure: None,
-                reader_waits: false,
+                reader_waits: None,
             }),
             head: watch::channel(0).0,
             room: Notify::new(),
@@ -513,7 +523,7 @@ async fn append(hubs: &Hubs, hub: &Hub, records: &[Record<'_>]) -> bool {
                 let (_, slot) = pending.pop_front().expect("a front entry");
                 st.log.push(slot);
             }
-            st.reader_waits = !pending.is_empty();
+            st.reader_waits = pending.front().map(|(_, slot)| slot.size);
         }
         if pending.len() != before {
             hub.head.send_modify(|h| *h += 1);
@@ -570,17 +580,21 @@ mod tests {
     use super::*;
 
     fn hub() -> Arc<Hub> {
+        hub_of(100)
+    }
+
+    fn hub_of(max_records: usize) -> Arc<Hub> {
         Arc::new(Hub {
             key: HubKey { topic: "t".to_owned(), creds: None, read_committed: false },
             state: Mutex::new(State {
-                log: Log::new(100, 1 << 20),
+                log: Log::new(max_records, 1 << 20),
                 codecs: Vec::new(),
                 version: 0,
                 subscribers: 0,
                 empty_since: None,
                 retired: false,
                 failure: None,
-                reader_waits: false,
+                reader_waits: None,
             }),
             head: watch::channel(0).0,
             room: Notify::new(),
@@ -625,5 +639,52 @@ mod tests {
         hub.lock().failure = Some("gone".to_owned());
         hub.head.send_modify(|h| *h += 1);
         assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Err(Stop::Failed("gone".to_owned()))));
+    }
+
+    /// As the reader waits in `append`: for room for an entry of `size` bytes, or now.
+    fn reader_waits(hub: &Hub, size: usize) -> bool {
+        let mut st = hub.lock();
+        let waits = !st.log.has_room(size);
+        st.reader_waits = waits.then_some(size);
+        waits
+    }
+
+    fn woken(hub: &Hub) -> bool {
+        hub.room.notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn the_waiting_reader_is_woken_by_the_move_that_makes_room_and_only_by_it() {
+        let hub = hub_of(8);
+        let codec = SocketCodec::new(SocketPayload::Json, None, FormatType::String);
+        let (mut fast, mut slow) = (hub.subscribe(codec).unwrap(), hub.subscribe(codec).unwrap());
+        let mut out = Vec::new();
+        push(&hub, 0);
+        push(&hub, 1);
+        assert!(reader_waits(&hub, 1), "the fastest has a quarter of the log (2 of 8) unread");
+        assert_eq!(fast.next(2, &mut out).now_or_never(), Some(Ok(())));
+        assert!(woken(&hub), "the fastest read: room");
+        assert_eq!(hub.lock().reader_waits, None);
+        push(&hub, 2);
+        push(&hub, 3);
+        assert!(reader_waits(&hub, 1));
+        out.clear();
+        assert_eq!(slow.next(2, &mut out).now_or_never(), Some(Ok(())));
+        assert!(!woken(&hub), "a slower socket's read makes no room");
+        assert_eq!(hub.lock().reader_waits, Some(1), "the reader still waits");
+        // A socket that joins is at the live end: the fastest, with nothing unread.
+        let newcomer = hub.subscribe(codec).unwrap();
+        assert!(woken(&hub), "a join makes room");
+        push(&hub, 4);
+        push(&hub, 5);
+        assert!(reader_waits(&hub, 1));
+        drop(newcomer);
+        assert!(!woken(&hub), "the others are as far behind as before");
+        out.clear();
+        assert_eq!(fast.next(1, &mut out).now_or_never(), Some(Ok(())));
+        assert!(!woken(&hub), "still 3 unread by the fastest after one read");
+        drop(fast);
+        drop(slow);
+        assert!(woken(&hub), "nobody left: room for anything");
     }
 }

@@ -10,7 +10,8 @@
 //! the bounds unread ([`Log::has_room`]), and waits for that socket otherwise: a burst of
 //! records larger than the log is read at the pace of the fastest socket (the rest waits in
 //! Kafka), and a socket falls behind only once it trails the fastest by three quarters of the
-//! bounds. So memory is bounded per shared consumer whatever the
+//! bounds (for records small next to them: an entry is pushed whatever its size once the
+//! fastest socket has read everything, and may then drop all a slower socket has not read). So memory is bounded per shared consumer whatever the
 //! number of sockets, and a slow socket slows no socket faster than it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -318,6 +319,14 @@ mod tests {
         assert!(log.has_room(1000));
         log.push(slot(0, 9, 1000));
         assert_eq!(read(&mut log, &mut fast, 10), Ok(vec![(0, 9)]));
+        // A log of one record: the reader waits for each entry to be read.
+        let mut log = Log::new(1, 100);
+        let mut only = log.join();
+        assert!(log.has_room(10));
+        log.push(slot(0, 0, 10));
+        assert!(!log.has_room(10));
+        assert_eq!(read(&mut log, &mut only, 10), Ok(vec![(0, 0)]));
+        assert!(log.has_room(10));
     }
 
     #[test]

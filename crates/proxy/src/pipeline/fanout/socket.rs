@@ -3,9 +3,11 @@
 //! every socket), inbound data frames answered with an error frame (there is nothing to
 //! commit).
 //!
-//! A socket that falls further behind than the log keeps is closed with 1013 and how far
-//! behind it was, also while a write to it is stuck (the client stopped reading); with
-//! `onLag=skip` it gets one gap frame per partition it missed and goes on from the live end.
+//! A socket that falls further behind than the log keeps (other sockets read on, and the
+//! reader with them) is closed with 1013 and how far behind it was, also while a write to it
+//! is stuck (the client stopped reading); with `onLag=skip` it gets one gap frame per
+//! partition it missed and goes on from the live end. The fastest socket (or one alone) is
+//! never behind: the reader waits for it, and a stuck write ends at the idle timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
