@@ -214,6 +214,9 @@ async fn main() {
                     for (name, p) in &l.proxies {
                         let d = l.direct_beside(name).expect("a direct window beside each proxy");
                         let o = l.direct_in_order_beside(name).expect("a direct window beside each proxy");
+                        if let Some(Ok(v)) = l.p99_added_per_second(name) {
+                            println!("{per_s}/s {name}: p99 added, median over the window's seconds: {v:.2} ms");
+                        }
                         match (p, d, o) {
                             (Ok(p), Ok(d), Ok(o)) => println!(
                                 "{per_s}/s {name}: p50 {:.2} ms, p99 {:.2} ms; direct beside it: p50 {:.2} ms, p99 {:.2} ms; answered in send order: p50 {:.2} ms, p99 {:.2} ms",

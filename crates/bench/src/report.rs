@@ -75,6 +75,15 @@ impl Results {
         }
     }
 
+    /// The median over the window's seconds of the p99 the proxy added (ms).
+    fn p99_added_per_second(&self, per_s: usize, name: &str) -> f64 {
+        let l = self.latency.iter().find(|l| l.per_s == per_s);
+        match l.and_then(|l| l.p99_added_per_second(name)) {
+            Some(Ok(v)) => *v,
+            _ => f64::NAN,
+        }
+    }
+
     /// The figures of one proxy under `prefix` ("" for ours, "scala_" for the Scala proxy).
     fn proxy_figures(&self, m: &mut Map<String, Value>, prefix: &str, name: &str) {
         let mut put = |k: &str, v: f64| {
@@ -90,6 +99,8 @@ impl Results {
         put("p99_added_ms_10k", self.p99_added(10_000, name, false));
         put("p99_added_in_order_ms", self.p99_added(1000, name, true));
         put("p99_added_in_order_ms_10k", self.p99_added(10_000, name, true));
+        put("p99_added_median_second_ms", self.p99_added_per_second(1000, name));
+        put("p99_added_median_second_ms_10k", self.p99_added_per_second(10_000, name));
         put("idle_producer_socket_kb", get(&self.idle_producers, name).map_or(f64::NAN, IdleCost::per_socket_kib));
         put("idle_consumer_socket_kb", get(&self.idle_consumers, name).map_or(f64::NAN, IdleCost::per_socket_kib));
         put("stalled_consumer_rss_growth_mb", get(&self.stall, name).map_or(f64::NAN, Stall::growth_mib));
@@ -225,7 +236,13 @@ impl Results {
                     }
                 }
             }
-            let _ = writeln!(md, "\n![latency CDF](latency{}.svg)\n", if l.per_s == 1000 { "" } else { "_10k" });
+            let _ = writeln!(md);
+            for ((name, _), added) in l.proxies.iter().zip(&l.p99_added_per_second) {
+                if let Ok(v) = added {
+                    let _ = writeln!(md, "p99 added by the {name}, the median over the window's seconds of its p99 less the direct client's in the same second: {v:.2} ms.\n");
+                }
+            }
+            let _ = writeln!(md, "![latency CDF](latency{}.svg)\n", if l.per_s == 1000 { "" } else { "_10k" });
         }
     }
 
@@ -390,7 +407,7 @@ const METHOD: &str = "## How it measures\n\n\
 - **A lean load generator.** The proxy's WebSocket clients are bare (`crates/bench/src/bare.rs`): the upgrade by hand on a TCP stream, each produce frame encoded and masked once by tungstenite's codec and written 64 KiB at a time, answers read into one buffer with headers parsed by the same codec and checked (an error answer fails the run), a consume frame's records counted, not parsed (an error frame fails the run); a produce run's clock stops at its last answer, before the close handshake. The client shares the 2 cores with the proxy and the broker, and a direct librdkafka client has no such client to feed; tokio-tungstenite's full stream cost the load generator about as much CPU per record as the proxy itself. Clients of a deployed proxy run on other machines.\n\
 - **CPU per record.** The measured process's user+system CPU time (`/proc/PID/stat`, utime+stime, all its threads, read before and after the measured records, warm-up excluded) divided by the records. The proxy is its own process. The direct client runs inside the bench process, so its figure is the bench process's own CPU (`/proc/self/stat`) over its run: librdkafka's threads plus the tokio tasks that hand it records and await the acknowledgements; nothing else runs in the bench meanwhile. Unlike records/s, this does not depend on how busy the machine is (but a busy machine's caches and frequency still move it somewhat).\n\
 - **The Scala proxy** (`--with-scala`) is started for each run like ours, with its own `WSPROXY_SESSION_STATE_TOPIC` and `WSPROXY_SERVER_ID`, gets 1/20 of the records of a throughput run (it is 30 to 100 times slower; every figure is per record or per second), a JIT warm-up of 2,000 records, and runs in the first 5 rounds only (its figures are 50 to 200 times from ours; its wide spreads do not add rounds). A scenario it cannot do becomes a failed row with the reason.\n\
-- **Latency in paired windows.** Each proxy's acknowledgement latency window (20 s at 1,000 and at 10,000 records/s, one socket) runs at the same time as a direct client's own window at the same rate on its own topic; the p99 a proxy adds is its p99 minus that of the direct client of the same seconds, so a stall of the machine or the broker lands on both. The price: the broker takes both clients' records and the direct client shares the cores with the proxy beside it (much more beside the Scala proxy), so the direct p99 is not that of a client alone. The proxy must answer in input order (one result per record), so a record's answer also waits for every earlier record's acknowledgement (another partition's batch may come back later); the direct client answers each record when it is acknowledged. The row \"answered in send order\" is that direct client's latency had it answered in send order, from the same acknowledgements, and `p99_added_in_order_ms` is the proxy's p99 less that one.\n\
+- **Latency in paired windows.** Each proxy's acknowledgement latency window (20 s at 1,000 and at 10,000 records/s, one socket) runs at the same time as a direct client's own window at the same rate on its own topic; the p99 a proxy adds is its p99 minus that of the direct client of the same seconds, so a stall of the machine or the broker lands on both. The price: the broker takes both clients' records and the direct client shares the cores with the proxy beside it (much more beside the Scala proxy), so the direct p99 is not that of a client alone. The proxy must answer in input order (one result per record), so a record's answer also waits for every earlier record's acknowledgement (another partition's batch may come back later); the direct client answers each record when it is acknowledged. The row \"answered in send order\" is that direct client's latency had it answered in send order, from the same acknowledgements, and `p99_added_in_order_ms` is the proxy's p99 less that one. A stall of the broker lands on both clients but not always on the same records, and moves a 20-second window's p99 by tens or hundreds of ms: `p99_added_median_second_ms` takes the p99 added in each second of the window (records sent in that second) and reports the median over the seconds, which a stall in a few seconds does not move.\n\
 - **Deadlines.** Every wait has one (30 s without an answer on a socket, 5 s for a close frame in reply, 120 s for the Scala proxy's start); a proxy that does not answer makes its row fail with the reason, never a hang.\n\n";
 
 fn table_md(md: &mut String, t: &Table) {

@@ -10,6 +10,7 @@ use rdkafka::producer::FutureRecord;
 use crate::bare::Bare;
 use crate::harness::*;
 use crate::sockets::*;
+use crate::stats::{quantile, Stat};
 
 /// Acknowledgement latencies at one rate: per proxy, and the direct client's run beside it.
 pub struct Latency {
@@ -21,12 +22,21 @@ pub struct Latency {
     /// (one result per record, in input order): a record's answer waits for every earlier
     /// record's acknowledgement, which may come later from another partition's batch.
     pub directs_in_order: Vec<Outcome<Vec<Duration>>>,
+    /// Per proxy: the p99 it adds in each second of the window (its p99 less the direct
+    /// client's, records sent in that second), the median over the seconds, in ms. A stall
+    /// that lands unevenly on the two clients moves one second's difference, not the figure.
+    pub p99_added_per_second: Vec<Outcome<f64>>,
 }
 
 impl Latency {
     /// The direct client's samples taken beside proxy `name`.
     pub fn direct_beside(&self, name: &str) -> Option<&Outcome<Vec<Duration>>> {
         self.proxies.iter().position(|(n, _)| n == name).and_then(|i| self.directs.get(i))
+    }
+
+    /// The median over the window's seconds of the p99 `name` added.
+    pub fn p99_added_per_second(&self, name: &str) -> Option<&Outcome<f64>> {
+        self.proxies.iter().position(|(n, _)| n == name).and_then(|i| self.p99_added_per_second.get(i))
     }
 
     /// The same, answered in send order.
@@ -41,12 +51,17 @@ impl Latency {
 pub async fn latency(targets: &[Target], secs: u64, per_s: usize) -> Latency {
     let per_ms = per_s / 1000;
     let n = secs as usize * per_s;
-    let (mut proxies, mut directs, mut directs_in_order) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut proxies, mut directs, mut directs_in_order, mut per_second) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for t in targets {
         eprintln!("   {} beside the direct client", t.name());
         let start = tokio::sync::Barrier::new(2);
         let (p, d) = tokio::join!(latency_proxy(t, n, per_ms, &start), latency_direct(n, per_ms, &start));
-        proxies.push((t.name().to_owned(), p));
+        per_second.push(match (&p, &d) {
+            (Ok(p), Ok(d)) => Ok(median_second_p99_added(p, d)),
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        });
+        proxies.push((t.name().to_owned(), p.map(|acks| latencies(&acks, false))));
         let (d, in_order) = match d {
             Ok(acks) => (Ok(latencies(&acks, false)), Ok(latencies(&acks, true))),
             Err(e) => (Err(e.clone()), Err(e)),
@@ -54,7 +69,33 @@ pub async fn latency(targets: &[Target], secs: u64, per_s: usize) -> Latency {
         directs.push(d);
         directs_in_order.push(in_order);
     }
-    Latency { per_s, proxies, directs, directs_in_order }
+    Latency { per_s, proxies, directs, directs_in_order, p99_added_per_second: per_second }
+}
+
+/// The median over the window's seconds of the proxy's p99 less the direct client's (ms),
+/// each from the records sent in that second (both windows start together, at a barrier).
+fn median_second_p99_added(proxy: &[(Instant, Instant)], direct: &[(Instant, Instant)]) -> f64 {
+    fn by_second(acks: &[(Instant, Instant)]) -> Vec<Vec<Duration>> {
+        let Some(&(start, _)) = acks.first() else { return Vec::new() };
+        let mut seconds: Vec<Vec<Duration>> = Vec::new();
+        for &(sent, answered) in acks {
+            let k = (sent - start).as_secs() as usize;
+            if seconds.len() <= k {
+                seconds.resize_with(k + 1, Vec::new);
+            }
+            seconds[k].push(answered - sent);
+        }
+        seconds.iter_mut().for_each(|s| s.sort());
+        seconds
+    }
+    let p99_ms = |s: &[Duration]| quantile(s, 0.99).as_secs_f64() * 1000.0;
+    let diffs = by_second(proxy)
+        .iter()
+        .zip(&by_second(direct))
+        .filter(|(p, d)| !p.is_empty() && !d.is_empty())
+        .map(|(p, d)| p99_ms(p) - p99_ms(d))
+        .collect();
+    Stat::of(diffs).median
 }
 
 /// Sorted latencies of (sent, acknowledged) pairs given in send order; `in_order`: as if each
@@ -87,7 +128,7 @@ async fn latency_proxy(
     n: usize,
     per_ms: usize,
     start: &tokio::sync::Barrier,
-) -> Outcome<Vec<Duration>> {
+) -> Outcome<Vec<(Instant, Instant)>> {
     let text = frame(100);
     let (_proxy, ws) = then_together(start, async {
         let topic = unique("lat");
@@ -255,6 +296,26 @@ pub async fn churn(target: &Target, secs: u64) -> Outcome<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_per_second_figure_is_the_median_of_each_seconds_p99_difference() {
+        let t0 = Instant::now();
+        // 3 seconds of 100 records each; the proxy is 1 ms slower, and in second 1 a stall
+        // of 500 ms hits the direct client only (the proxy's p99 there is 500 ms lower).
+        let acks = |extra_ms: u64, stall_in: Option<u64>| -> Vec<(Instant, Instant)> {
+            (0..300u64)
+                .map(|i| {
+                    let sent = t0 + Duration::from_millis(i * 10);
+                    let stalled = stall_in == Some(i / 100) && i % 100 >= 90;
+                    let took = 4 + extra_ms + if stalled { 500 } else { 0 };
+                    (sent, sent + Duration::from_millis(took))
+                })
+                .collect()
+        };
+        let added = median_second_p99_added(&acks(1, None), &acks(0, Some(1)));
+        assert!((added - 1.0).abs() < 1e-9, "{added}");
+        assert!(median_second_p99_added(&[], &acks(0, None)).is_nan());
+    }
 
     #[test]
     fn an_answer_in_send_order_waits_for_every_earlier_acknowledgement() {

@@ -101,9 +101,9 @@ pub async fn consume_via_socket(ws: &mut Bare, n: usize, batched: bool) -> Outco
     Ok(first.map(|f| f.elapsed()).unwrap_or_default())
 }
 
-/// Sends `per_ms` frames every millisecond until `n` are sent and returns each one's
-/// acknowledgement latency, sorted (the proxy answers in input order).
-pub async fn latency_via_socket(ws: Bare, text: &str, n: usize, per_ms: usize) -> Outcome<Vec<Duration>> {
+/// Sends `per_ms` frames every millisecond until `n` are sent and returns when each was sent
+/// and answered, in send order (the proxy answers in input order).
+pub async fn latency_via_socket(ws: Bare, text: &str, n: usize, per_ms: usize) -> Outcome<Vec<(Instant, Instant)>> {
     let Bare { mut read, mut write } = ws;
     let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let one = text_frame(text);
@@ -128,13 +128,12 @@ pub async fn latency_via_socket(ws: Bare, text: &str, n: usize, per_ms: usize) -
         .read_texts(ANSWER_WAIT, n, "results", |t| {
             results_in(t, 1)?;
             let sent = sent_rx.try_recv().map_err(|_| "more results than records sent".to_owned())?;
-            lat.push(sent.elapsed());
+            lat.push((sent, Instant::now()));
             Ok(1)
         })
         .await;
     abort.abort();
     received?;
-    lat.sort();
     Ok(lat)
 }
 
