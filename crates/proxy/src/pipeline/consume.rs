@@ -173,9 +173,10 @@ pub async fn run<S>(
         // A failed write shows at the loop's first read or write.
         let _ = live.send_bounded(&mut tx, Message::Text(r.parking.session_frame(&r.token).into())).await;
     }
+    // What the client has not committed yet (manual commits); a parked consumer forgets it.
+    let mut stack = CommitStack::new(settings.commit_stack_max_size);
     let close_frame = {
         let mut records = consumer.records();
-        let mut stack = CommitStack::new(settings.commit_stack_max_size);
         let mut pace = settings.pace.clone();
         let mut batch_size = pace.current().batch_size;
         let mut limit = RateLimit::new(pace.current().rate, batch_size, std::time::Instant::now());
@@ -351,7 +352,7 @@ pub async fn run<S>(
     // for a client that may be gone (a reconnect that took the socket over waits for it).
     let mut resume = resume;
     if let Some(r) = resume.as_mut().filter(|r| dropped || r.taken_over()) {
-        park(consumer, progress, r);
+        park(consumer, &mut stack, progress, r);
         live.close(&mut tx, &mut rx, Some(frame)).await;
         return;
     }
@@ -370,10 +371,13 @@ pub async fn run<S>(
 /// Parks the consumer of a resumable socket whose client dropped: what the client got
 /// (auto) or committed (manual) is committed first, for the partitions still owned, so that a
 /// resume (which reads from the committed offsets) does not send it again.
-fn park(consumer: SocketConsumer, mut progress: HashMap<TopicPartition, i64>, r: &mut Resume) {
-    let lost: HashSet<TopicPartition> = consumer.take_lost().into_iter().collect();
-    let owned = consumer.assigned();
-    progress.retain(|p, _| owned.contains(p) && !lost.contains(p));
+fn park(
+    consumer: SocketConsumer,
+    stack: &mut CommitStack<TopicPartition>,
+    mut progress: HashMap<TopicPartition, i64>,
+    r: &mut Resume,
+) {
+    forget_not_owned(&consumer, stack, &mut progress);
     commit_offsets(
         &consumer,
         &progress.into_iter().collect::<Vec<_>>(),
