@@ -518,3 +518,42 @@ async fn l4_a_revoked_and_reassigned_partition_is_not_committed_back_at_close() 
     let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
     assert_eq!(committed["0"], 500, "the group's offset did not move back: {committed}");
 }
+
+/// Review (27 Nov): an eager rebalance revokes every partition and assigns them again; a
+/// partition assigned straight back kept its commit stack, while Kafka sent its uncommitted
+/// records again from the group's offset, so they were on the stack twice. Committing the
+/// last record of the first delivery and then the first of the second committed 10, then 1:
+/// the group moved back by 9 records. A commit never moves a partition's offset back now.
+#[tokio::test]
+async fn a_commit_after_a_rebalance_that_gave_the_partition_back_never_moves_the_group_back() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("rebalance-back");
+    create_topic(&topic, 2).await;
+    fill(&topic, 10, false).await;
+    let group = unique("g");
+    let url = |client: &str| consume_url(&proxy, &topic, client, &format!("&groupId={group}&autoCommit=false"));
+    let mut a = connect(&url("a-first")).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let r = recv_json(&mut a).await;
+        assert_eq!(r["offset"], i);
+        ids.push(r["wsProxyMessageId"].as_str().unwrap().to_owned());
+    }
+    // A second member: the range assignor gives partition 0 back to "a-first", which reads
+    // its uncommitted records again from the group's offset (none: the earliest).
+    let mut z = connect(&url("z-second")).await;
+    wait_for_owner(&group, &topic, "a-first", 2).await;
+    let again = recv_json(&mut a).await;
+    assert_eq!(again["offset"], 0, "partition 0 is read again from the group's offset");
+    send(&mut a, json!({"wsProxyMessageId": ids[9]}).to_string()).await;
+    send(&mut a, json!({"wsProxyMessageId": again["wsProxyMessageId"]}).to_string()).await;
+    // Both commits are good ones (no error frame), among the rest of the records sent again.
+    for i in 1..10 {
+        assert_eq!(recv_json(&mut a).await["offset"], i);
+    }
+    assert_eq!(maybe_json(&mut a, Duration::from_millis(500)).await, None);
+    hang_up(a).await;
+    hang_up(z).await;
+    let committed: Value = serde_json::from_str(&kafka_tool(&["committed", &group, &topic], "")).unwrap();
+    assert_eq!(committed["0"], 10, "the group's offset did not move back: {committed}");
+}

@@ -59,15 +59,14 @@ impl<P: Hash + Eq + Ord + Clone> CommitStack<P> {
     }
 
     /// Takes, per partition, the records sent at least `max_age` ago, and returns the offset to
-    /// commit for each partition that had any.
+    /// commit for each partition that had any: after the highest of them (a partition read
+    /// again from an older offset holds some records twice, the highest not always last).
     pub fn expired(&mut self, now: Instant, max_age: Duration) -> Vec<(P, i64)> {
         let mut out = Vec::new();
         for (partition, stack) in &mut self.partitions {
             let old = stack.iter().take_while(|e| now.saturating_duration_since(e.sent_at) >= max_age).count();
-            if old > 0 {
-                let newest_old = stack[old - 1].offset;
-                stack.drain(..old);
-                out.push((partition.clone(), newest_old + 1));
+            if let Some(highest) = stack.drain(..old).map(|e| e.offset).max() {
+                out.push((partition.clone(), highest + 1));
             }
         }
         out.sort_unstable();
@@ -148,5 +147,20 @@ mod tests {
         assert_eq!(out, vec![(0, 12)]);
         assert_eq!(s.len(), 2);
         assert!(s.expired(t0 + Duration::from_secs(21), Duration::from_secs(20)).is_empty());
+    }
+
+    #[test]
+    fn expired_commits_after_the_highest_old_record_when_a_partition_was_read_again() {
+        let t0 = Instant::now();
+        let mut s = CommitStack::new(100);
+        for o in 0..10 {
+            s.stash(0, o, 0, t0);
+        }
+        // The partition was assigned back and read again from offset 0.
+        for o in 0..3 {
+            s.stash(0, o, 0, t0 + Duration::from_secs(1));
+        }
+        assert_eq!(s.expired(t0 + Duration::from_secs(30), Duration::from_secs(20)), vec![(0, 10)]);
+        assert!(s.is_empty());
     }
 }

@@ -52,7 +52,7 @@ use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 mod commits;
-use commits::{commit_offsets, forget_not_owned, forget_rebalanced, inbound};
+use commits::{advances, commit_offsets, forget_not_owned, forget_rebalanced, inbound};
 
 /// Records taken per wakeup and written with one flush: one per frame, or in array frames of
 /// `batchSize` (as many whole frames as fit, at least one).
@@ -225,7 +225,8 @@ pub async fn run<S>(
                 _ = expiry.tick(), if settings.commit_max_age.is_some() && !settings.auto_commit => {
                     let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
                     forget_not_owned(&consumer, &mut stack, &mut progress);
-                    let due = stack.expired(std::time::Instant::now(), max_age);
+                    let mut due = stack.expired(std::time::Instant::now(), max_age);
+                    due.retain(|(partition, next)| advances(&progress, partition, *next));
                     progress.extend(due.iter().cloned());
                     commit_offsets(&consumer, &due, "records older than WSPROXY_CH_AUTOCOMMIT_MAX_AGE");
                 }
