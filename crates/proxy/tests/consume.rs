@@ -541,7 +541,7 @@ async fn a_commit_after_a_rebalance_that_gave_the_partition_back_never_moves_the
     }
     // A second member: the range assignor gives partition 0 back to "a-first", which reads
     // its uncommitted records again from the group's offset (none: the earliest).
-    let mut z = connect(&url("z-second")).await;
+    let z = connect(&url("z-second")).await;
     wait_for_owner(&group, &topic, "a-first", 2).await;
     let again = recv_json(&mut a).await;
     assert_eq!(again["offset"], 0, "partition 0 is read again from the group's offset");
