@@ -106,7 +106,8 @@ impl Hub {
         self.state.lock().expect("a hub's state is never poisoned")
     }
 
-    /// A subscription at the live end, unless the hub retired meanwhile.
+    /// A subscription where the fastest socket is (or at the live end), unless the hub
+    /// retired meanwhile.
     fn subscribe(self: &Arc<Hub>, codec: SocketCodec) -> Option<Subscription> {
         let mut st = self.lock();
         if st.retired {
@@ -114,15 +115,21 @@ impl Hub {
         }
         st.subscribers += 1;
         st.empty_since = None;
-        match st.codecs.iter_mut().find(|(c, _)| *c == codec) {
-            Some((_, n)) => *n += 1,
+        // The entries in the log have frames for the formats in use when they were pushed: a
+        // newcomer of a format in use starts where the fastest socket is (so joins never make
+        // room for the reader), one of a new format at the live end.
+        let cursor = match st.codecs.iter_mut().find(|(c, _)| *c == codec) {
+            Some((_, n)) => {
+                *n += 1;
+                st.log.join_fastest()
+            }
             None => {
                 st.codecs.push((codec, 1));
                 st.version += 1;
+                st.log.join()
             }
-        }
-        let cursor = st.log.join();
-        // The newcomer is at the live end: the fastest now, with nothing unread.
+        };
+        // A newcomer at the live end is the fastest now, with nothing unread.
         if st.cursor_moved() {
             drop(st);
             self.room.notify_one();
@@ -198,7 +205,8 @@ impl Subscription {
         }
     }
 
-    /// Moves the cursor to the live end; returns the ranges skipped per partition.
+    /// Moves the cursor to where the fastest socket is; returns the ranges skipped per
+    /// partition.
     pub fn skip(&mut self) -> Vec<GapRange> {
         self.look_first = true;
         let (gaps, wake_reader) = {
@@ -315,7 +323,7 @@ impl Hubs {
         self.inner.hubs.lock().expect("the hub registry is never poisoned")
     }
 
-    /// A subscription at the live end of `key`'s hub, which is created (with its consumer) if
+    /// A subscription to `key`'s hub (see [`Hub::subscribe`]), which is created (with its consumer) if
     /// there is none.
     pub async fn subscribe(
         &self,
@@ -517,9 +525,10 @@ mod tests {
         assert_eq!(slow.next(2, &mut out).now_or_never(), Some(Ok(())));
         assert!(!woken(&hub), "a slower socket's read makes no room");
         assert_eq!(hub.lock().reader_waits, Some(1), "the reader still waits");
-        // A socket that joins is at the live end: the fastest, with nothing unread.
-        let newcomer = hub.subscribe(codec).unwrap();
-        assert!(woken(&hub), "a join makes room");
+        // A socket of a new format joins at the live end: the fastest, with nothing unread.
+        let other = SocketCodec::new(SocketPayload::Json, None, FormatType::Json);
+        let newcomer = hub.subscribe(other).unwrap();
+        assert!(woken(&hub), "a join at the live end makes room");
         push(&hub, 4);
         push(&hub, 5);
         assert!(reader_waits(&hub, 1));
@@ -531,5 +540,32 @@ mod tests {
         drop(fast);
         drop(slow);
         assert!(woken(&hub), "nobody left: room for anything");
+    }
+
+    /// Review (27 Nov): a socket joined at the live end, the fastest with nothing unread, so
+    /// each join let the reader push another quarter of the log; four joins while a socket
+    /// read one quarter pushed that socket out of the log (1013), none of the newcomers
+    /// having read anything. A newcomer of a format in use now starts where the fastest is.
+    #[test]
+    fn joins_make_no_room_for_the_reader_and_push_no_reading_socket_out() {
+        let hub = hub_of(8);
+        let codec = SocketCodec::new(SocketPayload::Json, None, FormatType::String);
+        let mut reading = hub.subscribe(codec).unwrap();
+        let mut out = Vec::new();
+        push(&hub, 0);
+        push(&hub, 1);
+        assert!(reader_waits(&hub, 1));
+        let mut newcomers = Vec::new();
+        for _ in 0..4 {
+            newcomers.push(hub.subscribe(codec).unwrap());
+            assert!(!woken(&hub), "a join makes no room");
+            assert!(reader_waits(&hub, 1));
+        }
+        assert_eq!(reading.next(10, &mut out).now_or_never(), Some(Ok(())));
+        assert_eq!(offsets(&out), [0, 1]);
+        // A newcomer gets what the fastest had not read when it joined, then what comes.
+        out.clear();
+        assert_eq!(newcomers[3].next(10, &mut out).now_or_never(), Some(Ok(())));
+        assert_eq!(offsets(&out), [0, 1]);
     }
 }

@@ -5,14 +5,15 @@
 //! The log keeps at most `max_records` entries and `max_bytes` of rendered frames; older
 //! entries are dropped as new ones come, and so are entries every socket has read (a topic
 //! whose sockets keep up holds next to nothing). A socket whose next entry was dropped is too
-//! far behind ([`Behind`]): it is closed, or skips to the live end with one [`GapRange`] per
-//! partition it missed. The reader appends while the fastest socket has less than a quarter of
-//! the bounds unread ([`Log::has_room`]), and waits for that socket otherwise: a burst of
-//! records larger than the log is read at the pace of the fastest socket (the rest waits in
-//! Kafka), and a socket falls behind only once it trails the fastest by three quarters of the
-//! bounds (for records small next to them: an entry is pushed whatever its size once the
-//! fastest socket has read everything, and may then drop all a slower socket has not read). So memory is bounded per shared consumer whatever the
-//! number of sockets, and a slow socket slows no socket faster than it.
+//! far behind ([`Behind`]): it is closed, or skips to where the fastest socket is with one
+//! [`GapRange`] per partition it missed; a newcomer starts there too. The reader appends
+//! while the fastest socket has less than a quarter of the bounds unread ([`Log::has_room`]),
+//! and waits for that socket otherwise: a burst of records larger than the log is read at the
+//! pace of the fastest socket (the rest waits in Kafka), and a socket falls behind only once
+//! it trails the fastest by three quarters of the bounds (for records small next to them: an
+//! entry is pushed whatever its size once the fastest socket has read everything, and may
+//! then drop all a slower socket has not read). So memory is bounded per shared consumer
+//! whatever the number of sockets, and a slow socket slows no socket faster than it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -156,12 +157,34 @@ impl<T> Log<T> {
     /// A new socket's place: the live end (it gets what is pushed from now on). Give it back
     /// with [`Self::leave`].
     pub fn join(&mut self) -> Cursor {
-        self.moved(None, Some(self.next_seq));
-        Cursor {
-            next: self.next_seq,
-            bytes_before: self.appended,
-            expected: self.latest.iter().map(|(p, o)| (*p, o + 1)).collect(),
+        self.join_at(self.next_seq)
+    }
+
+    /// A new socket's place where the fastest socket is (it gets what that socket has not
+    /// read yet, then what is pushed), or the live end when no socket reads the log. A
+    /// newcomer at the live end would be the fastest with nothing unread, and make room for a
+    /// further quarter of the bounds: a few joins in a row would push a socket that keeps
+    /// up out of the log. Give it back with [`Self::leave`].
+    pub fn join_fastest(&mut self) -> Cursor {
+        self.join_at(self.fastest())
+    }
+
+    /// Where the fastest socket is: its next entry, or the live end when no socket's next
+    /// entry is in the log.
+    fn fastest(&self) -> u64 {
+        self.cursors.keys().next_back().copied().filter(|&f| f >= self.first_seq).unwrap_or(self.next_seq)
+    }
+
+    fn join_at(&mut self, seq: u64) -> Cursor {
+        self.moved(None, Some(seq));
+        let mut expected: HashMap<i32, i64> = self.latest.iter().map(|(p, o)| (*p, o + 1)).collect();
+        let start = (seq - self.first_seq) as usize;
+        for (slot, _) in self.entries.iter().skip(start).rev() {
+            expected.insert(slot.partition, slot.offset);
         }
+        let bytes_before =
+            self.entries.get(start).map_or(self.appended, |(slot, appended)| appended - slot.size as u64);
+        Cursor { next: seq, bytes_before, expected }
     }
 
     /// A socket leaves: what only it still needed goes.
@@ -196,20 +219,21 @@ impl<T> Log<T> {
         Ok(())
     }
 
-    /// Moves a socket that is too far behind to the live end; returns what it misses, per
-    /// partition (sorted by partition).
+    /// Moves a socket that is too far behind to where the fastest socket is (see
+    /// [`Self::join_fastest`]); returns what it misses, per partition (sorted by partition).
     pub fn skip(&mut self, cursor: &mut Cursor) -> Vec<GapRange> {
-        let mut gaps: Vec<GapRange> = self
-            .latest
+        self.leave(cursor);
+        let landed = self.join_fastest();
+        let mut gaps: Vec<GapRange> = landed
+            .expected
             .iter()
-            .filter_map(|(p, last)| {
+            .filter_map(|(p, next)| {
                 let from = cursor.expected.get(p).or_else(|| self.first.get(p)).copied()?;
-                (from <= *last).then_some(GapRange { partition: *p, from_offset: from, to_offset: *last })
+                (from < *next).then_some(GapRange { partition: *p, from_offset: from, to_offset: next - 1 })
             })
             .collect();
         gaps.sort_by_key(|g| g.partition);
-        self.leave(cursor);
-        *cursor = self.join();
+        *cursor = landed;
         gaps
     }
 
@@ -385,5 +409,35 @@ mod tests {
             log.push(slot(1, o, 1));
         }
         assert_eq!(log.skip(&mut c), vec![GapRange { partition: 1, from_offset: 0, to_offset: 4 }]);
+    }
+
+    #[test]
+    fn a_newcomer_starts_where_the_fastest_socket_is_and_a_skip_lands_there() {
+        let mut log: Log<()> = Log::new(8, 1 << 20);
+        assert_eq!(log.join_fastest().next, 0, "nobody reads: the live end");
+        let mut log = Log::new(8, 1 << 20);
+        let mut fast = log.join();
+        let mut slow = log.join();
+        for o in 0..8i64 {
+            log.push(slot((o % 2) as i32, o, 10));
+        }
+        assert_eq!(read(&mut log, &mut fast, 6).map(|v| v.len()), Ok(6));
+        // Two entries unread by the fastest: a newcomer gets them, then what comes.
+        let mut new = log.join_fastest();
+        assert!(!log.has_room(10), "the join made no room: 2 of 8 unread by the fastest");
+        log.push(slot(0, 8, 10));
+        assert_eq!(log.behind(&slow), Some(Behind { records: 9, bytes: 90 }));
+        // The slow socket skips to where the fastest is (offset 6 of partition 0, 7 of 1):
+        // the gaps end just before, and it reads on from there.
+        let gaps = log.skip(&mut slow);
+        assert_eq!(
+            gaps,
+            vec![
+                GapRange { partition: 0, from_offset: 0, to_offset: 5 },
+                GapRange { partition: 1, from_offset: 1, to_offset: 6 },
+            ]
+        );
+        assert_eq!(read(&mut log, &mut slow, 10), Ok(vec![(0, 6), (1, 7), (0, 8)]));
+        assert_eq!(read(&mut log, &mut new, 10), Ok(vec![(0, 6), (1, 7), (0, 8)]));
     }
 }

@@ -6,7 +6,7 @@
 //! A socket that falls further behind than the log keeps (other sockets read on, and the
 //! reader with them) is closed with 1013 and how far behind it was, also while a write to it
 //! is stuck (the client stopped reading); with `onLag=skip` it gets one gap frame per
-//! partition it missed and goes on from the live end. The fastest socket (or one alone) is
+//! partition it missed and goes on from where the fastest socket is. The fastest socket (or one alone) is
 //! never behind: the reader waits for it, and a stuck write ends at the idle timeout.
 
 use std::sync::Arc;
