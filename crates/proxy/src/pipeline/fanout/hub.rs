@@ -332,19 +332,11 @@ impl Hubs {
         codec: SocketCodec,
     ) -> Result<Subscription, ConsumerError> {
         loop {
-            let cell = self.cells().entry(key.clone()).or_default().clone();
-            let made = cell.get_or_try_init(|| self.start(kafka, key.clone())).await;
-            let hub = match made {
-                Ok(hub) => hub.clone(),
-                Err(e) => {
-                    // Forget the failed attempt (bad credentials must not fill the registry).
-                    let mut cells = self.cells();
-                    if cells.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell) && !c.initialized()) {
-                        cells.remove(&key);
-                    }
-                    return Err(e);
-                }
-            };
+            let waiting =
+                Waiting { hubs: self, key: &key, cell: Some(self.cells().entry(key.clone()).or_default().clone()) };
+            let cell = waiting.cell.as_ref().expect("set until dropped");
+            let hub = cell.get_or_try_init(|| self.start(kafka, key.clone())).await?.clone();
+            drop(waiting);
             if let Some(sub) = hub.subscribe(codec) {
                 return Ok(sub);
             }
@@ -408,6 +400,31 @@ impl Hubs {
     }
 }
 
+/// A subscription waiting for its hub (made by the first of the waiters). When it stops
+/// waiting (the hub is there, making it failed, or the upgrade was dropped meanwhile: a
+/// client that hung up during the handshake), a cell that holds no hub and that no other
+/// subscription waits on leaves the registry: keys of attempts that never made a hub (bad
+/// credentials, every one a new user) must not fill it.
+struct Waiting<'a> {
+    hubs: &'a Hubs,
+    key: &'a HubKey,
+    cell: Option<Arc<OnceCell<Arc<Hub>>>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let Some(cell) = self.cell.take() else { return };
+        // Let go first: the last waiter to look sees the registry's reference alone.
+        let ours = Arc::as_ptr(&cell);
+        drop(cell);
+        let mut cells = self.hubs.cells();
+        if cells.get(self.key).is_some_and(|c| Arc::as_ptr(c) == ours && !c.initialized() && Arc::strong_count(c) == 1)
+        {
+            cells.remove(self.key);
+        }
+    }
+}
+
 #[expect(clippy::mutable_key_type, reason = "credentials hash by user; the token cell inside is not part of the key")]
 fn forget(cells: &mut Cells, hub: &Arc<Hub>) {
     if cells.get(&hub.key).and_then(|c| c.get()).is_some_and(|h| Arc::ptr_eq(h, hub)) {
@@ -425,147 +442,4 @@ pub fn message_len(m: &Message) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use futures::FutureExt;
-    use wsproxy_protocol::params::SocketPayload;
-    use wsproxy_protocol::FormatType;
-
-    use super::*;
-
-    fn hub() -> Arc<Hub> {
-        hub_of(100)
-    }
-
-    fn hub_of(max_records: usize) -> Arc<Hub> {
-        Arc::new(Hub {
-            key: HubKey { topic: "t".to_owned(), creds: None, read_committed: false },
-            state: Mutex::new(State {
-                log: Log::new(max_records, 1 << 20),
-                codecs: Vec::new(),
-                version: 0,
-                subscribers: 0,
-                empty_since: None,
-                retired: false,
-                failure: None,
-                reader_waits: None,
-            }),
-            head: watch::channel(0).0,
-            room: Notify::new(),
-        })
-    }
-
-    /// As the reader appends: under the lock, then the wakeup outside it.
-    fn push(hub: &Hub, offset: i64) {
-        let payload = Entry { frames: Vec::new(), record_bytes: 0 };
-        hub.lock().log.push(Slot { partition: 0, offset, size: 1, payload });
-        hub.head.send_modify(|h| *h += 1);
-    }
-
-    fn offsets(out: &[Arc<Slot<Entry>>]) -> Vec<i64> {
-        out.iter().map(|s| s.offset).collect()
-    }
-
-    #[test]
-    fn a_subscription_never_waits_while_entries_it_has_not_read_are_in_the_log() {
-        let hub = hub();
-        let mut sub = hub.subscribe(SocketCodec::new(SocketPayload::Json, None, FormatType::String)).unwrap();
-        let mut out = Vec::new();
-        assert!(sub.next(10, &mut out).now_or_never().is_none(), "nothing yet: it waits");
-        for o in 0..3 {
-            push(&hub, o);
-        }
-        // A read stopped at its max: the rest comes without another wakeup.
-        assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Ok(())));
-        assert_eq!(offsets(&out), [0, 1]);
-        out.clear();
-        assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Ok(())));
-        assert_eq!(offsets(&out), [2]);
-        out.clear();
-        assert!(sub.next(2, &mut out).now_or_never().is_none());
-        // A wakeup consumed while a write waited (`fell_behind`) does not hide its entry.
-        push(&hub, 3);
-        assert!(sub.fell_behind().now_or_never().is_none());
-        assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Ok(())));
-        assert_eq!(offsets(&out), [3]);
-        out.clear();
-        // A failure reaches a waiting subscription.
-        hub.lock().failure = Some("gone".to_owned());
-        hub.head.send_modify(|h| *h += 1);
-        assert_eq!(sub.next(2, &mut out).now_or_never(), Some(Err(Stop::Failed("gone".to_owned()))));
-    }
-
-    /// As the reader waits in `append`: for room for an entry of `size` bytes, or now.
-    fn reader_waits(hub: &Hub, size: usize) -> bool {
-        let mut st = hub.lock();
-        let waits = !st.log.has_room(size);
-        st.reader_waits = waits.then_some(size);
-        waits
-    }
-
-    fn woken(hub: &Hub) -> bool {
-        hub.room.notified().now_or_never().is_some()
-    }
-
-    #[test]
-    fn the_waiting_reader_is_woken_by_the_move_that_makes_room_and_only_by_it() {
-        let hub = hub_of(8);
-        let codec = SocketCodec::new(SocketPayload::Json, None, FormatType::String);
-        let (mut fast, mut slow) = (hub.subscribe(codec).unwrap(), hub.subscribe(codec).unwrap());
-        let mut out = Vec::new();
-        push(&hub, 0);
-        push(&hub, 1);
-        assert!(reader_waits(&hub, 1), "the fastest has a quarter of the log (2 of 8) unread");
-        assert_eq!(fast.next(2, &mut out).now_or_never(), Some(Ok(())));
-        assert!(woken(&hub), "the fastest read: room");
-        assert_eq!(hub.lock().reader_waits, None);
-        push(&hub, 2);
-        push(&hub, 3);
-        assert!(reader_waits(&hub, 1));
-        out.clear();
-        assert_eq!(slow.next(2, &mut out).now_or_never(), Some(Ok(())));
-        assert!(!woken(&hub), "a slower socket's read makes no room");
-        assert_eq!(hub.lock().reader_waits, Some(1), "the reader still waits");
-        // A socket of a new format joins at the live end: the fastest, with nothing unread.
-        let other = SocketCodec::new(SocketPayload::Json, None, FormatType::Json);
-        let newcomer = hub.subscribe(other).unwrap();
-        assert!(woken(&hub), "a join at the live end makes room");
-        push(&hub, 4);
-        push(&hub, 5);
-        assert!(reader_waits(&hub, 1));
-        drop(newcomer);
-        assert!(!woken(&hub), "the others are as far behind as before");
-        out.clear();
-        assert_eq!(fast.next(1, &mut out).now_or_never(), Some(Ok(())));
-        assert!(!woken(&hub), "still 3 unread by the fastest after one read");
-        drop(fast);
-        drop(slow);
-        assert!(woken(&hub), "nobody left: room for anything");
-    }
-
-    /// Review (27 Nov): a socket joined at the live end, the fastest with nothing unread, so
-    /// each join let the reader push another quarter of the log; four joins while a socket
-    /// read one quarter pushed that socket out of the log (1013), none of the newcomers
-    /// having read anything. A newcomer of a format in use now starts where the fastest is.
-    #[test]
-    fn joins_make_no_room_for_the_reader_and_push_no_reading_socket_out() {
-        let hub = hub_of(8);
-        let codec = SocketCodec::new(SocketPayload::Json, None, FormatType::String);
-        let mut reading = hub.subscribe(codec).unwrap();
-        let mut out = Vec::new();
-        push(&hub, 0);
-        push(&hub, 1);
-        assert!(reader_waits(&hub, 1));
-        let mut newcomers = Vec::new();
-        for _ in 0..4 {
-            newcomers.push(hub.subscribe(codec).unwrap());
-            assert!(!woken(&hub), "a join makes no room");
-            assert!(reader_waits(&hub, 1));
-        }
-        assert_eq!(reading.next(10, &mut out).now_or_never(), Some(Ok(())));
-        assert_eq!(offsets(&out), [0, 1]);
-        // A newcomer gets what the fastest had not read when it joined, then what comes.
-        out.clear();
-        assert_eq!(newcomers[3].next(10, &mut out).now_or_never(), Some(Ok(())));
-        assert_eq!(offsets(&out), [0, 1]);
-    }
-}
+mod tests;
