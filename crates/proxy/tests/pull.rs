@@ -249,3 +249,51 @@ async fn a_pull_socket_paused_without_credit_goes_on_after_a_rebalance() {
     let distinct: std::collections::BTreeSet<_> = seen.iter().collect();
     assert_eq!(distinct.len(), 40, "every record of both partitions, at least once");
 }
+
+/// Review (27 Nov): a record a pull socket took while it had no credit waited in the proxy
+/// for credit; a rebalance that gave its partition back made Kafka read the partition again
+/// from the group's offset, and the waiting record went out first: offsets 0, 1, 0, 1, 2…
+/// (a client committing in arrival order commits 2, then 1). Records taken from a partition
+/// revoked since are now dropped: the partition is read again in order.
+#[tokio::test]
+async fn a_pull_socket_sends_a_partition_in_offset_order_across_a_rebalance_that_gives_it_back() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("pull-order");
+    create_topic(&topic, 2).await;
+    let records: Vec<Value> =
+        (0..20).map(|i| json!({"partition": 0, "value": {"format": "string", "value": format!("v-{i}")}})).collect();
+    write_with_tool(&topic, &records);
+    let group = unique("g");
+    let url = |client: &str, pull: &str| {
+        proxy.url(&format!("/socket/out?clientId={client}&groupId={group}&topic={topic}{pull}&autoCommit=false"))
+    };
+    // The range assignor gives partition 0 to the member whose id sorts first.
+    let mut puller = connect(&url("a-puller", "&pull=true")).await;
+    send(&mut puller, request(1)).await;
+    let mut offsets = vec![recv_json(&mut puller).await["offset"].as_i64().unwrap()];
+    nothing_more(&mut puller, "no credit left").await;
+    let _pusher = connect(&url("z-pusher", "")).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let members: Value = serde_json::from_str(&kafka_tool(&["group-members", &group], "")).unwrap();
+        let puller_has_p0 =
+            members.as_array().unwrap().iter().any(|m| {
+                m["client_id"] == "a-puller" && m["partitions"].as_array().unwrap().contains(&json!([topic, 0]))
+            });
+        if members.as_array().unwrap().len() == 2 && puller_has_p0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group did not rebalance: {members}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The group's view changes before the puller's consumer has taken its new assignment
+    // (it does in its next poll, which nothing outside the proxy sees): give it time.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    send(&mut puller, request(100)).await;
+    while offsets.last() != Some(&19) {
+        let r = recv_json(&mut puller).await;
+        assert!(r.get("error").is_none(), "{r}");
+        offsets.push(r["offset"].as_i64().unwrap());
+    }
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "offsets of partition 0 in order: {offsets:?}");
+}

@@ -57,6 +57,9 @@ pub struct SocketConsumerContext {
 struct Revoked {
     pending: Vec<TopicPartition>,
     lost: Vec<TopicPartition>,
+    /// Every partition revoked since [`SocketConsumerContext::take_rewound`] last took them,
+    /// assigned back or not (one entry each: bounded by the partitions).
+    rewound: HashSet<TopicPartition>,
 }
 
 /// The partitions of a rebalance's list.
@@ -82,6 +85,13 @@ impl SocketConsumerContext {
         }
         lost
     }
+
+    /// Partitions revoked since the last call, even those assigned back at once: Kafka reads
+    /// a partition assigned again from the group's committed offset, so records taken from it
+    /// before and not sent yet would go out of order (and again).
+    pub fn take_rewound(&self) -> HashSet<TopicPartition> {
+        std::mem::take(&mut self.revoked.lock().expect("revoked list is never poisoned").rewound)
+    }
 }
 
 impl ClientContext for SocketConsumerContext {
@@ -99,6 +109,9 @@ impl ConsumerContext for SocketConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mine = partitions;
         let mut r = self.revoked.lock().expect("revoked list is never poisoned");
+        if let Rebalance::Revoke(tpl) = rebalance {
+            r.rewound.extend(mine(tpl));
+        }
         match rebalance {
             // A lost assignment (session timeout, max.poll.interval.ms) may come back in the
             // next assignment after another member owned it and committed further meanwhile
@@ -201,6 +214,12 @@ impl SocketConsumer {
     /// [`SocketConsumerContext::take_lost`]): what the socket would commit there must go.
     pub fn take_lost(&self) -> Vec<TopicPartition> {
         self.member.context().take_lost(false)
+    }
+
+    /// Partitions revoked since the last call, assigned back or not (see
+    /// [`SocketConsumerContext::take_rewound`]): records taken from them and not sent must go.
+    pub fn take_rewound(&self) -> HashSet<TopicPartition> {
+        self.member.context().take_rewound()
     }
 
     /// Stores the offset of the record at `offset` of `tp`, for the group's next

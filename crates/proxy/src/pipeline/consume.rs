@@ -20,7 +20,8 @@
 //! `{"request":N}`. Without credit it still polls its consumer (rebalances, membership): a
 //! record that comes meanwhile is parked and every assigned partition paused, which drops
 //! librdkafka's prefetch, so a pull socket that grants nothing holds at most a record per
-//! partition assigned since the pause.
+//! partition assigned since the pause; a held record of a partition revoked since is dropped
+//! (Kafka reads it again from the group's offset).
 //!
 //! A `resumable=true` socket first sends its session frame (its `resumeToken`); when its
 //! client drops without a close handshake (or closes with 1001), the consumer is parked
@@ -193,6 +194,9 @@ pub async fn run<S>(
         let mut paused = false;
 
         loop {
+            if !parked.is_empty() {
+                drop_rewound(&consumer, &mut parked);
+            }
             let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
             let throttled = wait.is_some_and(|w| w > Instant::now());
             tokio::select! {
@@ -243,6 +247,8 @@ pub async fn run<S>(
                     if credit.is_some_and(|c| c.available() == 0) {
                         match first {
                             Ok(record) => {
+                                // Taken after the rebalances this forgets: not one of theirs.
+                                drop_rewound(&consumer, &mut parked);
                                 parked.push_back(record);
                                 consumer.pause();
                                 paused = true;
@@ -385,6 +391,20 @@ fn park(
         "what a dropped resumable socket's client got (auto) or committed (manual)",
     );
     r.parking.clone().park(r, consumer);
+}
+
+/// Drops the records a pull socket holds for credit from partitions revoked since it took
+/// them: Kafka reads a partition assigned again from the group's offset, so they would go out
+/// again, and before older records. Every record is parked right after a call, so what the
+/// call forgets was revoked after the records it drops were taken.
+fn drop_rewound(consumer: &SocketConsumer, parked: &mut VecDeque<Record<'_>>) {
+    let rewound = consumer.take_rewound();
+    if !rewound.is_empty() {
+        parked.retain(|r| {
+            let v = r.view(&[]);
+            !rewound.iter().any(|(topic, partition)| **topic == *v.topic && *partition == v.partition)
+        });
+    }
 }
 
 /// The frames of one wakeup's items, in order: one per item, or (`batch_size`) arrays of at
