@@ -339,3 +339,36 @@ async fn sigterm_answers_in_flight_records_then_closes_with_1001() {
     let got = read_back(&topic, answered, "raw", "string");
     assert_eq!(got.len(), answered);
 }
+
+/// Review (27 Nov): a client that sends its records and then its close at once (`send(x);
+/// close()`, the usual shape of a short-lived producer) got no close reply: the loop waited
+/// for Kafka's acknowledgements and then tried to write their answers, which tungstenite
+/// refuses once the peer closed, and the socket was dropped (the client saw 1006). Answers
+/// after the client's close are not sent; the close reply is, and every record lands.
+#[tokio::test]
+async fn a_client_that_closes_right_after_its_records_gets_a_close_reply_and_they_land() {
+    let proxy = Proxy::start(&[]).await;
+    let topic = unique("close-early");
+    create_topic(&topic, 1).await;
+    let mut ws = connect(&produce_url(&proxy, &topic, "&keyType=string&valType=string")).await;
+    for i in 0..200 {
+        let frame = json!({"key": {"value": format!("k-{i}"), "format": "string"}, "value": {"value": format!("v-{i}"), "format": "string"}});
+        ws.feed(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+    let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame { code: 1000.into(), reason: "".into() };
+    ws.send(Message::Close(Some(normal))).await.unwrap();
+    let mut reply = None;
+    let mut answers = 0;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        match m {
+            Ok(Message::Close(f)) => reply = Some(f.map_or(1005, |f| u16::from(f.code))),
+            Ok(Message::Text(_)) => answers += 1,
+            Ok(_) => {}
+            Err(e) => panic!("the connection failed after {answers} answers, without a close reply: {e}"),
+        }
+    }
+    assert_eq!(reply, Some(1000), "the close reply ({answers} answers before it)");
+    let got = read_back(&topic, 200, "string", "string");
+    assert_eq!(got.len(), 200);
+    assert_eq!(got[199]["value"], "v-199");
+}

@@ -93,6 +93,8 @@ where
     let mut live = Liveness::new(settings.keep_alive, settings.idle_timeout, shutdown, settings.stop_reason.clone());
     let mut reading = true;
     let mut close_frame: Option<CloseFrame> = None;
+    // The client closed: answers are settled (and counted) but not written.
+    let mut peer_closed = false;
     let producer_id = settings.identity.client_id.clone();
     let mut changes = settings.limits.changes();
     let mut rate_per_second = settings.limits.producer_messages_per_second(&producer_id);
@@ -140,7 +142,7 @@ where
                     for code in &s.errors {
                         stats.error_frame(code.as_str());
                     }
-                    if live.feed_bounded(&mut tx, s.frame).await.is_err() {
+                    if !peer_closed && live.feed_bounded(&mut tx, s.frame).await.is_err() {
                         stats.closing(1006);
                         return;
                     }
@@ -150,7 +152,7 @@ where
                     }
                     if sent >= 1024 { break; }
                 }
-                if live.flush_bounded(&mut tx).await.is_err() {
+                if !peer_closed && live.flush_bounded(&mut tx).await.is_err() {
                     stats.closing(1006);
                     return;
                 }
@@ -162,9 +164,14 @@ where
                 while let Some(msg) = next.take() {
                     match inbound(msg, &settings) {
                         Inbound::Skip => {}
-                        Inbound::End(frame) => {
+                        Inbound::PeerClosed(frame) => {
+                            // Its records still go to Kafka (the loop waits for them), but
+                            // their answers cannot follow the client's close: the close reply
+                            // tungstenite queued goes now, not after the acknowledgements.
                             reading = false;
+                            peer_closed = true;
                             close_frame = Some(frame);
+                            let _ = live.flush_bounded(&mut tx).await;
                             break;
                         }
                         Inbound::Frame(frame, frame_len) => {
@@ -250,14 +257,15 @@ enum Inbound {
     /// A frame to answer, and its length in bytes (it counts against the in-flight bound).
     Frame(ProduceFrame, usize),
     Skip,
-    End(CloseFrame),
+    /// The client closed, or the connection ended: nothing but the close reply can be
+    /// written to it any more (tungstenite refuses data after the client's close).
+    PeerClosed(CloseFrame),
 }
 
 fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings) -> Inbound {
     let decoded = match msg {
-        // The client is done: answer what is in flight if it still listens.
-        None | Some(Ok(Message::Close(_))) => return Inbound::End(close::normal()),
-        Some(Err(e)) => return Inbound::End(close::for_read_error(e).unwrap_or_else(close::normal)),
+        None | Some(Ok(Message::Close(_))) => return Inbound::PeerClosed(close::normal()),
+        Some(Err(e)) => return Inbound::PeerClosed(close::for_read_error(e).unwrap_or_else(close::normal)),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Skip,
         Some(Ok(Message::Text(text))) => settings.codec.decode_produce(FrameRef::Text(&text), settings.max_frame_bytes),
         Some(Ok(Message::Binary(bytes))) => {
