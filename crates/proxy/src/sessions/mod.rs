@@ -285,6 +285,10 @@ impl<L: SessionLog> Sessions<L> {
                 return Err(JoinError::Refused(refusal));
             }
         }
+        if lost {
+            let _serial = gate.lock.lock().await;
+            self.repair(session_id).await;
+        }
         Err(JoinError::Unavailable(format!("too many concurrent changes to session {session_id}")))
     }
 
@@ -468,19 +472,27 @@ impl<L: SessionLog> Sessions<L> {
     /// Removes the selected instances; the session is deleted when none remain. The caller
     /// holds the session's gate.
     async fn remove(&self, session_id: &str, gone: impl Fn(&Instance) -> bool) -> Result<bool, StateLogError> {
+        let mut lost = false;
         for _ in 0..MAX_ATTEMPTS {
             let (current, based_on) = self.current(session_id);
-            let Some(next) = current.and_then(|s| s.without(&gone)) else { return Ok(false) };
+            let Some(next) = current.and_then(|s| s.without(&gone)) else { break };
             let value = (!next.instances().is_empty()).then(|| next.to_json());
             if self.inner.log.write_if(session_id, value.as_deref(), based_on).await? {
                 return Ok(true);
             }
+            lost = true;
+        }
+        // Nothing (left) to remove, or too many races: a rejected record of ours must not
+        // stay the key's latest.
+        if lost {
+            self.repair(session_id).await;
         }
         Ok(false)
     }
 
-    /// After losing a race and then refusing, our rejected record may be the latest of the key
-    /// in the log; compaction could keep it. Writing the accepted state again makes it last.
+    /// After losing a race and then giving up (refusing, nothing left to remove, too many
+    /// races), our rejected record may be the latest of the key in the log; compaction could
+    /// keep it. Writing the accepted state again makes it last.
     async fn repair(&self, session_id: &str) {
         let (current, based_on) = self.current(session_id);
         let value = current.map(|s| s.to_json());

@@ -110,6 +110,7 @@ async fn a_join_that_loses_races_retries_and_gives_up_as_unavailable_only_after_
         [first.instance.clone(), guard.instance.clone()],
         "the lost join changed nothing"
     );
+    assert_eq!(shared.state()["g"].offset, shared.written() as i64 - 1, "the accepted state is the key's last record");
 }
 
 /// A client id already registered is refused as a duplicate, also when the second socket's
@@ -214,4 +215,30 @@ async fn a_restarted_node_frees_its_own_leftovers_when_it_opens() {
     std::mem::forget(before); // the old process died: no guard frees its slot
     let _restarted = node(&shared, "a").await;
     assert_eq!(instances(&shared, "g"), std::slice::from_ref(&on_b.instance));
+}
+
+/// Review (27 Nov): a removal that lost its race and then found nothing left to remove gave
+/// up without writing the accepted state again, so its rejected record stayed the key's last
+/// one: after compaction a node that restarts reads only that record and sees a slot nobody
+/// frees (and from then on disagrees with the others on what a write is based on).
+#[tokio::test]
+async fn a_removal_that_lost_its_race_leaves_the_accepted_state_last() {
+    let shared = SharedLog::new();
+    let (n1, n2, n3) = (node(&shared, "n1").await, node(&shared, "n2").await, node(&shared, "n3").await);
+    let a = n1.join(Kind::Consumer, "g", consumer("ca", "n1"), 0).await.expect("n1 joins");
+    let _c = n3.join(Kind::Consumer, "g", consumer("cc", "n3"), 0).await.expect("n3 joins");
+    n1.inner.log.sync().await.unwrap();
+    n2.inner.log.sync().await.unwrap();
+    shared.set_alive(&node_group("n1"), true);
+    shared.set_alive(&node_group("n2"), true);
+    shared.set_alive(&node_group("n3"), false);
+    // n1 frees the dead node's slot, then its own socket leaves: the session is deleted.
+    n1.sweep().await;
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(instances(&shared, "g").is_empty(), "{:?}", instances(&shared, "g"));
+    // n2 still sees both slots: its removal of n3's slot loses, and then finds nothing.
+    n2.sweep().await;
+    let state = shared.state();
+    assert_eq!(state["g"].offset, shared.written() as i64 - 1, "the accepted state is the key's last record");
 }
