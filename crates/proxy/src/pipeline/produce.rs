@@ -164,6 +164,11 @@ where
                 while let Some(msg) = next.take() {
                     match inbound(msg, &settings) {
                         Inbound::Skip => {}
+                        Inbound::End(frame) => {
+                            reading = false;
+                            close_frame = Some(frame);
+                            break;
+                        }
                         Inbound::PeerClosed(frame) => {
                             // Its records still go to Kafka (the loop waits for them), but
                             // their answers cannot follow the client's close: the close reply
@@ -257,6 +262,9 @@ enum Inbound {
     /// A frame to answer, and its length in bytes (it counts against the in-flight bound).
     Frame(ProduceFrame, usize),
     Skip,
+    /// The client broke the protocol (a frame too large, text that is not UTF-8): the socket
+    /// answers what is in flight, then closes with the code that says why.
+    End(CloseFrame),
     /// The client closed, or the connection ended: nothing but the close reply can be
     /// written to it any more (tungstenite refuses data after the client's close).
     PeerClosed(CloseFrame),
@@ -265,7 +273,7 @@ enum Inbound {
 fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings) -> Inbound {
     let decoded = match msg {
         None | Some(Ok(Message::Close(_))) => return Inbound::PeerClosed(close::normal()),
-        Some(Err(e)) => return Inbound::PeerClosed(close::for_read_error(e).unwrap_or_else(close::normal)),
+        Some(Err(e)) => return Inbound::End(close::for_read_error(e).unwrap_or_else(close::normal)),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Skip,
         Some(Ok(Message::Text(text))) => settings.codec.decode_produce(FrameRef::Text(&text), settings.max_frame_bytes),
         Some(Ok(Message::Binary(bytes))) => {
