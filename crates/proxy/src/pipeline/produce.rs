@@ -262,17 +262,20 @@ enum Inbound {
     /// A frame to answer, and its length in bytes (it counts against the in-flight bound).
     Frame(ProduceFrame, usize),
     Skip,
-    /// The client broke the protocol (a frame too large, text that is not UTF-8): the socket
-    /// answers what is in flight, then closes with the code that says why.
+    /// No more frames, or the client broke the protocol (a frame too large, text that is not
+    /// UTF-8): the socket answers what is in flight, then closes with the code that says why.
     End(CloseFrame),
-    /// The client closed, or the connection ended: nothing but the close reply can be
-    /// written to it any more (tungstenite refuses data after the client's close).
+    /// The client closed: nothing but the close reply can be written to it any more
+    /// (tungstenite refuses data after the client's close).
     PeerClosed(CloseFrame),
 }
 
 fn inbound(msg: Option<Result<Message, axum::Error>>, settings: &ProduceSettings) -> Inbound {
     let decoded = match msg {
-        None | Some(Ok(Message::Close(_))) => return Inbound::PeerClosed(close::normal()),
+        Some(Ok(Message::Close(_))) => return Inbound::PeerClosed(close::normal()),
+        // No more frames: a POST's one frame was read (the bridge still takes the answer), or
+        // the connection is gone (the answers' writes fail).
+        None => return Inbound::End(close::normal()),
         Some(Err(e)) => return Inbound::End(close::for_read_error(e).unwrap_or_else(close::normal)),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Inbound::Skip,
         Some(Ok(Message::Text(text))) => settings.codec.decode_produce(FrameRef::Text(&text), settings.max_frame_bytes),
