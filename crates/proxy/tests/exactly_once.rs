@@ -184,3 +184,29 @@ async fn a_node_killed_mid_stream_leaves_no_unacknowledged_record_visible_and_lo
     // at most that one frame may be visible without one.
     assert!(unacked.len() <= 1, "records visible without an ack: {unacked:?}");
 }
+
+/// Review (27 Nov): the book says a client that hangs up before a POST's answer does not stop
+/// its records. A transactional POST whose client closes the connection right after its body
+/// is still committed whole (checked with a read_committed consumer).
+#[tokio::test]
+async fn a_transactional_post_whose_client_hangs_up_is_still_committed_whole() {
+    use tokio::io::AsyncWriteExt;
+    let proxy = Proxy::start(&EOS).await;
+    let topic = unique("eos-hangup");
+    create_topic(&topic, 1).await;
+    let body =
+        json!((0..50).map(|i| json!({"value": {"value": format!("v-{i}"), "format": "string"}})).collect::<Vec<_>>())
+            .to_string();
+    let client = unique("tx-post");
+    let head = format!(
+        "POST /http/in?clientId={client}&instanceId=i1&topic={topic}&valType=string&transactional=true HTTP/1.1\r\n\
+         Host: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body.as_bytes()).await.unwrap();
+    drop(tcp);
+    let committed = read_committed(&topic, Duration::from_secs(15));
+    assert_eq!(values(&committed).len(), 50, "every record of the hung-up transaction: {committed:?}");
+}

@@ -64,12 +64,18 @@ pub async fn produce(
     drop(reading);
     let shape = shape_of(&text)?;
     let auth = auth.map(|Extension(a)| a);
-    let open = sockets::open_producer(&state, remote, p, &headers, auth.as_ref()).await?;
-    // Counted like a socket: a shutdown waits for the answer.
-    let token = state.sockets.token();
-    let answer = answer(open, text, state.shutdown.child_token()).await;
-    drop(token);
-    let answer = answer?;
+    // The body is in: from here the request runs to its end in a task of its own, also when
+    // the client hangs up (the server then drops this handler): its records are written
+    // (a transaction committed), only the answer is lost.
+    let answered = tokio::spawn(async move {
+        let open = sockets::open_producer(&state, remote, p, &headers, auth.as_ref()).await?;
+        // Counted like a socket: a shutdown waits for the answer.
+        let token = state.sockets.token();
+        let answer = answer(open, text, state.shutdown.child_token()).await;
+        drop(token);
+        answer
+    });
+    let answer = answered.await.map_err(|e| ApiError::Internal(format!("The request failed: {e}")))??;
     match refusal(shape, &answer) {
         Some(e) => Err(e),
         None => Ok(json_response(StatusCode::OK, answer)),
