@@ -124,7 +124,8 @@ async fn answer(
     let OpenProducer { kafka, settings, session, slot } = open;
     let (frames, inbound) = mpsc::unbounded();
     frames.unbounded_send(Message::Text(text.into())).expect("the receiver is held below");
-    // The only frame: the loop answers it, then ends as when a client closes its socket.
+    // The only frame: the loop answers it, then ends at the end of the frames (not as on a
+    // client's close frame, after which nothing is answered).
     drop(frames);
     let (outbound, sent) = mpsc::channel(4);
     let bridge = Bridge::new(inbound, outbound, session, Some(slot));

@@ -53,7 +53,7 @@ use crate::schema_registry::{CheckError, SchemaRegistry};
 use crate::telemetry::metrics::{self, Direction, SocketIdentity, SocketMetrics};
 
 mod commits;
-use commits::{advances, commit_offsets, forget_not_owned, forget_rebalanced, inbound};
+use commits::{commit_offsets, forget_not_owned, forget_rebalanced, inbound, not_behind};
 
 /// Records taken per wakeup and written with one flush: one per frame, or in array frames of
 /// `batchSize` (as many whole frames as fit, at least one).
@@ -197,6 +197,9 @@ pub async fn run<S>(
             if !parked.is_empty() {
                 drop_rewound(&consumer, &mut parked);
             }
+            // A wakeup that sends parked records polls nothing before they are out: a poll may
+            // run a rebalance that makes them stale.
+            let sending_parked = !parked.is_empty() && credit.is_none_or(|c| c.available() > 0);
             let wait = limit.as_mut().map(|l| Instant::from_std(l.next_allowed(std::time::Instant::now())));
             let throttled = wait.is_some_and(|w| w > Instant::now());
             tokio::select! {
@@ -230,7 +233,7 @@ pub async fn run<S>(
                     let max_age = settings.commit_max_age.map(|(_, age)| age).unwrap_or_default();
                     forget_not_owned(&consumer, &mut stack, &mut progress);
                     let mut due = stack.expired(std::time::Instant::now(), max_age);
-                    due.retain(|(partition, next)| advances(&progress, partition, *next));
+                    due.retain(|(partition, next)| not_behind(&progress, partition, *next));
                     progress.extend(due.iter().cloned());
                     commit_offsets(&consumer, &due, "records older than WSPROXY_CH_AUTOCOMMIT_MAX_AGE");
                 }
@@ -284,6 +287,7 @@ pub async fn run<S>(
                     while unchecked.is_none() && items.len() < max && batch_bytes < MAX_BYTES_PER_FLUSH {
                         let next = match parked.pop_front() {
                             Some(record) => Ok(record),
+                            None if sending_parked => break,
                             None => { let Some(next) = records.ready() else { break }; next }
                         };
                         match check_registry(&settings, &next).await {

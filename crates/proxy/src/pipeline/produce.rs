@@ -233,7 +233,8 @@ where
                         reading = false;
                         close_frame = Some(frame);
                     }
-                    Tick::Ping if live.ping(&mut tx).await.is_err() => {
+                    // After the client's close only the close reply may be written: no pings.
+                    Tick::Ping if !peer_closed && live.ping(&mut tx).await.is_err() => {
                         stats.closing(1006);
                         return;
                     }

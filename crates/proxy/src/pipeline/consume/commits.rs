@@ -61,7 +61,7 @@ fn commit(
         // Already committed by a newer record: a partition assigned straight back in a
         // rebalance is read again from the group's offset, so a record can be sent twice and
         // committed after a newer one. The group's offset never moves back.
-        Ok(next) if !advances(progress, &partition, next) => Ok(()),
+        Ok(next) if !not_behind(progress, &partition, next) => Ok(()),
         Ok(next) => match consumer.commit(&[(partition.clone(), next)]) {
             Ok(()) => {
                 progress.insert(partition, next);
@@ -73,10 +73,11 @@ fn commit(
     }
 }
 
-/// True when committing `next` on `partition` moves it forward from what this socket
-/// committed there (or the client got, with auto-commit) since it owns it.
-pub(super) fn advances(progress: &HashMap<TopicPartition, i64>, partition: &TopicPartition, next: i64) -> bool {
-    progress.get(partition).is_none_or(|done| next > *done)
+/// False when committing `next` on `partition` would move it back from what this socket
+/// committed there (or the client got, with auto-commit) since it owns it. The same offset
+/// again is committed again: commits are asynchronous, and the first may have failed.
+pub(super) fn not_behind(progress: &HashMap<TopicPartition, i64>, partition: &TopicPartition, next: i64) -> bool {
+    progress.get(partition).is_none_or(|done| next >= *done)
 }
 
 /// Drops what the socket remembers of partitions lost in a rebalance since it last looked,
