@@ -359,6 +359,20 @@ async fn broker_paused_30_s_keeps_sockets_open_loses_nothing_and_memory_stays_bo
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // The producers stop about 11 s after SIGCONT. A consumer that rejoins later than that
+    // (3.8 to 22.4 s in the runs the book quotes) finds nothing new, and its partitions may
+    // have been read meanwhile by the other, which rejoined first: a record to every
+    // partition every half second, up to 30 s after SIGCONT, shows whether each one reads.
+    while resumed_at.elapsed() < Duration::from_secs(30)
+        && receipts.lock().unwrap().iter().any(|times| !times.iter().any(|t| *t > resumed_at))
+    {
+        let probes: Vec<Value> = (0..3)
+            .map(|p| serde_json::json!({"partition": p, "value": {"format": "string", "value": format!("probe-{p}")}}))
+            .collect();
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || write_with_tool(&topic, &probes)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let resumed: Vec<Option<Duration>> = receipts
         .lock()
         .unwrap()
